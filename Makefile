@@ -1,0 +1,43 @@
+# Téléimagerie — the two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PORT   ?= 8000
+
+.PHONY: install run test test-sqlite test-postgresql services lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/teleimagerie migrate
+	$(BIN)/teleimagerie demo
+	$(BIN)/teleimagerie serve --port $(PORT)
+
+services:
+	@bash scripts/services.sh
+
+# The whole suite runs twice: on the embedded SQLite default and on PostgreSQL.
+test: install services
+	$(BIN)/python -m ruff check server rooms dicomweb tests bench
+	TEST_DATABASE=sqlite $(BIN)/python -m pytest
+	TEST_DATABASE=postgresql $(BIN)/python -m pytest
+
+test-sqlite: install services
+	TEST_DATABASE=sqlite $(BIN)/python -m pytest $(ARGS)
+
+test-postgresql: install services
+	TEST_DATABASE=postgresql $(BIN)/python -m pytest $(ARGS)
+
+lint: install
+	$(BIN)/python -m ruff check server rooms dicomweb tests bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

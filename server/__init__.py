@@ -1,0 +1,1 @@
+"""Téléimagerie server: the Starlette app, SQL models, auth, CLI."""

@@ -1,0 +1,97 @@
+"""Settings, read once from the environment (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///./var/teleimagerie.db"
+    redis_url: str | None = None
+    redis_prefix: str = "ti:"
+    dicom_storage: Path = Path("./var/dicom")
+    allowed_origins: tuple[str, ...] = ()
+    public_url: str | None = None
+    uid_root: str = "2.25"
+    ack_timeout_s: int = 300
+    report_warn_s: int = 2700
+    report_sla_s: int = 3600
+    session_idle_s: int = 3600
+    session_absolute_s: int = 12 * 3600
+    secure_cookies: bool | None = None  # None: Secure when the request came over HTTPS
+    max_body_bytes: int = 1024 * 1024
+    max_dicom_body_bytes: int = 2 * 1024 * 1024 * 1024
+    login_max_failures_user: int = 10
+    login_max_failures_addr: int = 50
+    login_window_s: int = 900
+    dicom_port: int = 11112
+    dicom_ae_title: str = "TELEIMAGERIE"
+    log_level: str = "INFO"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+        d = cls()
+        database_url = e.get("DATABASE_URL") or d.database_url
+        return cls(
+            database_url=normalise_database_url(database_url),
+            redis_url=e.get("REDIS_URL") or None,
+            redis_prefix=e.get("REDIS_PREFIX", d.redis_prefix),
+            dicom_storage=Path(e.get("DICOM_STORAGE") or d.dicom_storage),
+            allowed_origins=tuple(
+                o.strip().rstrip("/") for o in e.get("ALLOWED_ORIGINS", "").split(",") if o.strip()
+            ),
+            public_url=(e.get("PUBLIC_URL") or "").rstrip("/") or None,
+            uid_root=e.get("UID_ROOT") or d.uid_root,
+            ack_timeout_s=_int(e, "ACK_TIMEOUT_S", d.ack_timeout_s),
+            report_warn_s=_int(e, "REPORT_WARN_S", d.report_warn_s),
+            report_sla_s=_int(e, "REPORT_SLA_S", d.report_sla_s),
+            session_idle_s=_int(e, "SESSION_IDLE_S", d.session_idle_s),
+            session_absolute_s=_int(e, "SESSION_ABSOLUTE_S", d.session_absolute_s),
+            secure_cookies=(
+                None if e.get("SECURE_COOKIES") in (None, "") else _bool(e, "SECURE_COOKIES", False)
+            ),
+            max_body_bytes=_int(e, "MAX_BODY_BYTES", d.max_body_bytes),
+            max_dicom_body_bytes=_int(e, "MAX_DICOM_BODY_BYTES", d.max_dicom_body_bytes),
+            login_max_failures_user=_int(e, "LOGIN_MAX_FAILURES_USER", d.login_max_failures_user),
+            login_max_failures_addr=_int(e, "LOGIN_MAX_FAILURES_ADDR", d.login_max_failures_addr),
+            login_window_s=_int(e, "LOGIN_WINDOW_S", d.login_window_s),
+            dicom_port=_int(e, "DICOM_PORT", d.dicom_port),
+            dicom_ae_title=e.get("DICOM_AE_TITLE") or d.dicom_ae_title,
+            log_level=e.get("LOG_LEVEL") or d.log_level,
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def normalise_database_url(url: str) -> str:
+    """Pick the async driver for the URLs people write by hand."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url

@@ -1,0 +1,186 @@
+"""SQL models: the source of truth (DESIGN.md, "Truth and speed").
+
+Every table added by a later feature gets its own Alembic migration in
+``server/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        from datetime import UTC
+
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        from datetime import UTC
+
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Establishment(Base):
+    """A hospital site: the tenant boundary."""
+
+    __tablename__ = "establishments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    finess: Mapped[str | None] = mapped_column(String(9))
+    contract_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    # NULL for the on-call centre's staff (radiologists, coordinators) and admins.
+    establishment_id: Mapped[int | None] = mapped_column(ForeignKey("establishments.id"))
+    display_name: Mapped[str] = mapped_column(String(200))
+    professional_id: Mapped[str | None] = mapped_column(String(32))  # RPPS for physicians
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+    establishment: Mapped[Establishment | None] = relationship(lazy="joined")
+
+
+class UserSession(Base):
+    """A login. Only the SHA-256 of the token is stored."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    client_addr: Mapped[str | None] = mapped_column(String(64))
+    revoked_at: Mapped[datetime | None]
+
+
+class Exam(Base):
+    __tablename__ = "exams"
+    __table_args__ = (
+        Index("ix_exams_establishment_status", "establishment_id", "status"),
+        Index("ix_exams_radiologist_status", "assigned_radiologist_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    establishment_id: Mapped[int] = mapped_column(ForeignKey("establishments.id"))
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    assigned_radiologist_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(24))
+    accession_number: Mapped[str] = mapped_column(String(16), unique=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+
+    patient_id: Mapped[str] = mapped_column(String(64))
+    patient_name: Mapped[str] = mapped_column(String(200))
+    patient_birth_date: Mapped[date] = mapped_column(Date)
+    patient_sex: Mapped[str] = mapped_column(String(1))
+
+    modality: Mapped[str] = mapped_column(String(4))
+    body_part: Mapped[str] = mapped_column(String(64))
+    clinical_question: Mapped[str] = mapped_column(Text)
+    urgency: Mapped[str] = mapped_column(String(16))
+    contraindications: Mapped[str | None] = mapped_column(Text)
+    consent: Mapped[bool] = mapped_column(Boolean)
+
+    protocol_id: Mapped[str | None] = mapped_column(String(64))
+    protocol_text: Mapped[str | None] = mapped_column(Text)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    protocoled_at: Mapped[datetime | None]
+    protocol_ack_at: Mapped[datetime | None]
+    images_complete_at: Mapped[datetime | None]
+    reported_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+
+    # The seq of the newest event in this exam's log; bumped in the same UPDATE
+    # that changes the state, so two writers can never take the same seq.
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+
+    establishment: Mapped[Establishment] = relationship(lazy="joined")
+    requester: Mapped[User] = relationship(foreign_keys=[requester_id], lazy="joined")
+    assigned_radiologist: Mapped[User | None] = relationship(
+        foreign_keys=[assigned_radiologist_id], lazy="joined"
+    )
+
+
+class ExamEvent(Base):
+    """The append-only log of an exam room (DESIGN.md, "Room events")."""
+
+    __tablename__ = "exam_events"
+    __table_args__ = (
+        UniqueConstraint("exam_id", "seq"),
+        UniqueConstraint("exam_id", "client_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    exam_id: Mapped[str] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(48))
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime]
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,7 @@
+"""Every table the product has, for Alembic: the server's and the archive's."""
+
+from __future__ import annotations
+
+from server.models import Base
+
+target_metadata = [Base.metadata]
