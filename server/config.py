@@ -41,12 +41,17 @@ class Settings:
     secure_cookies: bool | None = None  # None: Secure when the request came over HTTPS
     max_body_bytes: int = 1024 * 1024
     max_dicom_body_bytes: int = 2 * 1024 * 1024 * 1024
+    max_ws_frame_bytes: int = 64 * 1024
     login_max_failures_user: int = 10
     login_max_failures_addr: int = 50
     login_window_s: int = 900
     dicom_port: int = 11112
     dicom_ae_title: str = "TELEIMAGERIE"
     log_level: str = "INFO"
+    # RFC 9106 "low memory" profile by default; tests lower it to stay fast.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -74,12 +79,16 @@ class Settings:
             ),
             max_body_bytes=_int(e, "MAX_BODY_BYTES", d.max_body_bytes),
             max_dicom_body_bytes=_int(e, "MAX_DICOM_BODY_BYTES", d.max_dicom_body_bytes),
+            max_ws_frame_bytes=_int(e, "MAX_WS_FRAME_BYTES", d.max_ws_frame_bytes),
             login_max_failures_user=_int(e, "LOGIN_MAX_FAILURES_USER", d.login_max_failures_user),
             login_max_failures_addr=_int(e, "LOGIN_MAX_FAILURES_ADDR", d.login_max_failures_addr),
             login_window_s=_int(e, "LOGIN_WINDOW_S", d.login_window_s),
             dicom_port=_int(e, "DICOM_PORT", d.dicom_port),
             dicom_ae_title=e.get("DICOM_AE_TITLE") or d.dicom_ae_title,
             log_level=e.get("LOG_LEVEL") or d.log_level,
+            argon2_time_cost=_int(e, "ARGON2_TIME_COST", d.argon2_time_cost),
+            argon2_memory_kib=_int(e, "ARGON2_MEMORY_KIB", d.argon2_memory_kib),
+            argon2_parallelism=_int(e, "ARGON2_PARALLELISM", d.argon2_parallelism),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -1,0 +1,150 @@
+"""Logins and sessions: random tokens stored only as SHA-256, cookie or bearer.
+
+Sessions expire after ``SESSION_IDLE_S`` without use and ``SESSION_ABSOLUTE_S``
+after login, whichever comes first. Failed logins are counted per username and
+per client address in the room engine (Redis when configured), and past the
+limit the login answers 429 whatever the password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+
+from server.context import AppContext, ctx
+from server.errors import ApiError, unauthenticated
+from server.models import User, UserSession
+
+COOKIE = "ti_session"
+# Sessions are touched at most this often, so that reads do not all write.
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def client_addr(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else "unknown"
+
+
+def bearer_or_cookie(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return conn.cookies.get(COOKIE)
+
+
+@dataclass
+class Principal:
+    user: User
+    session_id: int
+
+    @property
+    def role(self) -> str:
+        return self.user.role
+
+    @property
+    def establishment_id(self) -> int | None:
+        return self.user.establishment_id
+
+
+async def _throttled(app: AppContext, username: str, addr: str) -> bool:
+    s = app.settings
+    by_user = await app.bus.peek(f"login:user:{username.lower()}")
+    by_addr = await app.bus.peek(f"login:addr:{addr}")
+    return by_user >= s.login_max_failures_user or by_addr >= s.login_max_failures_addr
+
+
+async def login(
+    app: AppContext, db: AsyncSession, username: str, password: str, addr: str
+) -> tuple[str, User]:
+    """Check the password and open a session; returns the clear token once."""
+    if await _throttled(app, username, addr):
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            "too many failed logins; try again later",
+            headers={"Retry-After": str(app.settings.login_window_s)},
+        )
+    user = await db.scalar(select(User).where(User.username == username))
+    ok = app.passwords.verify(user.password_hash if user else None, password)
+    if not ok or user is None or not user.active:
+        window = app.settings.login_window_s
+        await app.bus.hit(f"login:user:{username.lower()}", window)
+        await app.bus.hit(f"login:addr:{addr}", window)
+        raise ApiError(401, "bad_credentials", "wrong username or password")
+    await app.bus.reset(f"login:user:{username.lower()}")
+    if app.passwords.needs_rehash(user.password_hash):
+        user.password_hash = app.passwords.hash(password)
+    now = app.now()
+    token = secrets.token_urlsafe(32)
+    db.add(
+        UserSession(
+            token_hash=hash_token(token),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(seconds=app.settings.session_absolute_s),
+            client_addr=addr,
+        )
+    )
+    return token, user
+
+
+async def resolve(app: AppContext, db: AsyncSession, token: str) -> Principal | None:
+    """The live session a token names, or None (unknown, revoked, expired)."""
+    row = (
+        await db.execute(
+            select(UserSession, User)
+            .join(User, User.id == UserSession.user_id)
+            .where(UserSession.token_hash == hash_token(token))
+        )
+    ).first()
+    if row is None:
+        return None
+    sess, user = row
+    now = app.now()
+    idle_limit = sess.last_seen_at + timedelta(seconds=app.settings.session_idle_s)
+    if sess.revoked_at is not None or now >= sess.expires_at or now >= idle_limit:
+        return None
+    if not user.active:
+        return None
+    if now - sess.last_seen_at >= TOUCH_EVERY:
+        await db.execute(
+            update(UserSession).where(UserSession.id == sess.id).values(last_seen_at=now)
+        )
+        await db.commit()
+    return Principal(user=user, session_id=sess.id)
+
+
+async def authenticate(conn: HTTPConnection) -> Principal:
+    """The caller of an HTTP request or WebSocket, or 401."""
+    cached: Principal | None = conn.scope.get("ti.principal")
+    if cached is not None:
+        return cached
+    token = bearer_or_cookie(conn)
+    if not token:
+        raise unauthenticated()
+    app = ctx(conn)
+    async with app.db() as db:
+        principal = await resolve(app, db, token)
+    if principal is None:
+        raise ApiError(401, "session_expired", "your session has ended; log in again")
+    conn.scope["ti.principal"] = principal
+    return principal
+
+
+async def logout(app: AppContext, db: AsyncSession, token: str, now: datetime) -> None:
+    await db.execute(
+        update(UserSession)
+        .where(UserSession.token_hash == hash_token(token), UserSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )

@@ -1,0 +1,166 @@
+"""The ``teleimagerie`` command (API.md, "Setup and CLI")."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from rooms.engine import create_engine as create_bus
+from server.config import Settings
+from server.context import AppContext
+from server.db import create_engine, session_factory
+from server.passwords import Passwords
+
+
+@contextlib.asynccontextmanager
+async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
+    sql = create_engine(settings.database_url)
+    bus = create_bus(settings.redis_url, settings.redis_prefix)
+    await bus.start()
+    try:
+        yield AppContext(
+            settings=settings, sql=sql, db=session_factory(sql),
+            passwords=Passwords.from_settings(settings), bus=bus,
+        )
+    finally:
+        await bus.close()
+        await sql.dispose()
+
+
+def _run(settings: Settings, job: Callable[[AppContext], Awaitable[int]]) -> int:
+    async def main() -> int:
+        async with app_context(settings) as app:
+            return await job(app)
+
+    return asyncio.run(main())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        proxy_headers=True,
+        # The room answers an oversized frame with an error frame itself; the
+        # transport only drops what is far beyond that limit.
+        ws_max_size=max(4 * settings.max_ws_frame_bytes, 1024 * 1024),
+    )
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    from server.migrate import upgrade
+
+    upgrade(settings.database_url)
+    print("schema is up to date")
+    return 0
+
+
+def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
+    from server.worker import run_worker
+
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def cmd_establishment_add(args: argparse.Namespace, settings: Settings) -> int:
+    from server.accounts import add_establishment
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            est = await add_establishment(app, db, args.code, args.name, args.finess)
+            await db.commit()
+            print(f"establishment {est.code} added")
+        return 0
+
+    return _run(settings, job)
+
+
+def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
+    from server.accounts import add_user
+
+    password = sys.stdin.readline().rstrip("\r\n")
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            user = await add_user(
+                app, db, args.username, password, args.role, args.establishment,
+                args.display_name, args.professional_id,
+            )
+            await db.commit()
+            print(f"user {user.username} ({user.role}) added")
+        return 0
+
+    return _run(settings, job)
+
+
+def cmd_demo(_args: argparse.Namespace, settings: Settings) -> int:
+    from server.demo import load_demo
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            logins = await load_demo(app, db)
+            await db.commit()
+        print("Demo logins (public demo passwords: never use them in production):")
+        for username, password, role in logins:
+            print(f"  {role:<12} {username:<28} {password}")
+        return 0
+
+    return _run(settings, job)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="teleimagerie", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="the web process (HTTP, WebSocket, DICOMweb)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("worker", help="escalation and SLA timers").set_defaults(func=cmd_worker)
+    sub.add_parser("migrate", help="create or upgrade the schema").set_defaults(func=cmd_migrate)
+    sub.add_parser("demo", help="load demo data and print logins").set_defaults(func=cmd_demo)
+
+    est = sub.add_parser("establishment", help="hospital sites").add_subparsers(
+        dest="action", required=True
+    )
+    est_add = est.add_parser("add", help="add a hospital site")
+    est_add.add_argument("code")
+    est_add.add_argument("name")
+    est_add.add_argument("--finess", default=None)
+    est_add.set_defaults(func=cmd_establishment_add)
+
+    user = sub.add_parser("user", help="accounts").add_subparsers(dest="action", required=True)
+    user_add = user.add_parser("add", help="add a user; the password is read from stdin")
+    user_add.add_argument("username")
+    user_add.add_argument("--role", required=True)
+    user_add.add_argument("--establishment", default=None)
+    user_add.add_argument("--display-name", default=None)
+    user_add.add_argument("--professional-id", default=None, help="RPPS number")
+    user_add.set_defaults(func=cmd_user_add)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from server.accounts import AccountError
+
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        return int(args.func(args, settings))
+    except AccountError as exc:
+        print(f"teleimagerie: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

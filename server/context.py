@@ -1,0 +1,34 @@
+"""What every request handler needs, built once per process in the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+
+from server.config import Settings
+from server.passwords import Passwords
+
+if TYPE_CHECKING:
+    from rooms.engine.base import Engine
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    sql: AsyncEngine
+    db: async_sessionmaker[AsyncSession]
+    passwords: Passwords
+    bus: Engine
+
+    @staticmethod
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+
+def ctx(conn: HTTPConnection) -> AppContext:
+    context: AppContext = conn.app.state.ctx
+    return context

@@ -1,0 +1,34 @@
+"""Argon2id password hashing (argon2-cffi), with rehash when parameters change."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from server.config import Settings
+
+
+class Passwords:
+    def __init__(self, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4) -> None:
+        self._ph = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
+        )
+        # Verified against when the user does not exist, so that an unknown
+        # username costs the same time as a wrong password.
+        self._dummy = self._ph.hash("not a password of anybody")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Passwords:
+        return cls(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
+
+    def hash(self, password: str) -> str:
+        return self._ph.hash(password)
+
+    def verify(self, stored_hash: str | None, password: str) -> bool:
+        try:
+            return self._ph.verify(stored_hash or self._dummy, password) and stored_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._ph.check_needs_rehash(stored_hash)

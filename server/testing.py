@@ -1,0 +1,64 @@
+"""Test tools shipped with the product (STYLE.md 6): a live server in a thread.
+
+``LiveServer`` runs the real app under uvicorn on ``127.0.0.1:0`` in its own
+thread and event loop, so that tests, benchmarks and scripts talk to it over
+real HTTP and WebSocket connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import uvicorn
+
+from server.app import create_app
+from server.config import Settings
+
+
+class LiveServer:
+    def __init__(self, settings: Settings, **uvicorn_options: Any) -> None:
+        self.settings = settings
+        app = create_app(settings)
+        options: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "log_level": "warning",
+            "lifespan": "on",
+            "ws_max_size": max(4 * settings.max_ws_frame_bytes, 1024 * 1024),
+        }
+        options.update(uvicorn_options)
+        self._server = uvicorn.Server(uvicorn.Config(app, **options))
+        self._thread = threading.Thread(target=self._serve, name="live-server", daemon=True)
+        self.port = 0
+
+    def _serve(self) -> None:
+        asyncio.run(self._server.serve())
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the server did not start")
+            self._thread.join(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,171 @@
+"""Shared fixtures: a fresh database per test (SQLite or PostgreSQL, chosen by
+``TEST_DATABASE``), an isolated Redis key prefix, a live server, demo accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import redis
+
+from server.accounts import add_establishment, add_user
+from server.cli import app_context
+from server.config import Settings
+from server.migrate import upgrade
+from server.testing import LiveServer
+from tests.helpers import PASSWORD, login
+
+BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
+PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _pg_url(name: str) -> str:
+    base, _, _ = PG_ADMIN.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database made once per run: a file to copy, or a PostgreSQL database."""
+    if BACKEND == "sqlite":
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        upgrade(f"sqlite+aiosqlite:///{path}")
+        yield str(path)
+        return
+    name = f"ti_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = _pg_url(name)
+    upgrade(url)
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def database_url(migrated_template: str, tmp_path: Path) -> str:
+    """An empty, migrated database for this test alone."""
+    if BACKEND == "sqlite":
+        target = tmp_path / "db.sqlite"
+        shutil.copyfile(migrated_template, target)
+        return f"sqlite+aiosqlite:///{target}"
+    conn = await asyncpg.connect(migrated_template)
+    try:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'alembic_version'"
+        )
+        if tables:
+            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    return migrated_template.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own in the real Redis; its keys are removed after."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: object) -> Settings:
+        base = Settings(
+            database_url=database_url,
+            dicom_storage=tmp_path / "dicom",
+            argon2_time_cost=1,
+            argon2_memory_kib=1024,
+            argon2_parallelism=1,
+            log_level="WARNING",
+        )
+        return base.with_(**overrides)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@dataclass
+class Accounts:
+    """Two establishments (A and B) and a user per role; every password is PASSWORD."""
+
+    password: str = PASSWORD
+
+
+@pytest.fixture
+async def accounts(settings: Settings) -> Accounts:
+    async with app_context(settings) as app, app.db() as db:
+        await add_establishment(app, db, "HOPA", "Hôpital A")
+        await add_establishment(app, db, "HOPB", "Hôpital B")
+        for username, role, est in [
+            ("urg_a", "urgentist", "HOPA"),
+            ("man_a", "manipulator", "HOPA"),
+            ("urg_b", "urgentist", "HOPB"),
+            ("man_b", "manipulator", "HOPB"),
+            ("rad", "radiologist", None),
+            ("rad2", "radiologist", None),
+            ("coord", "coordinator", None),
+            ("admin", "admin", None),
+        ]:
+            await add_user(app, db, username, PASSWORD, role, est, username.upper())
+        await db.commit()
+    return Accounts()
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[LiveServer]:
+    with LiveServer(settings) as server:
+        yield server
+
+
+@pytest.fixture
+async def http(live_server: LiveServer, accounts: Accounts) -> AsyncIterator[httpx.AsyncClient]:
+    """An anonymous client of the live server (the accounts exist)."""
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def client_for(
+    live_server: LiveServer, accounts: Accounts
+) -> AsyncIterator[Callable[[str], Awaitable[httpx.AsyncClient]]]:
+    """``await client_for("urg_a")``: a client logged in as that user (bearer token)."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def make(username: str) -> httpx.AsyncClient:
+        client = httpx.AsyncClient(base_url=live_server.url, timeout=10)
+        clients.append(client)
+        client.headers["Authorization"] = f"Bearer {await login(client, username)}"
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()

@@ -1,0 +1,31 @@
+"""Small helpers the tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+PASSWORD = "correct horse battery staple"
+
+
+async def login(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> str:
+    resp = await client.post("/api/session", json={"username": username, "password": password})
+    assert resp.status_code == 200, resp.text
+    token: str = resp.json()["token"]
+    return token
+
+
+def exam_payload(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "patient": {"id": "IPP-000123", "name": "DUPONT^Jeanne", "birth_date": "1948-03-02",
+                    "sex": "F"},
+        "modality": "CT",
+        "body_part": "HEAD",
+        "clinical_question": "Déficit brachio-facial gauche depuis 1 h 30 : AVC ischémique ?",
+        "urgency": "emergency",
+        "consent": True,
+        "contraindications": "Insuffisance rénale modérée (DFG 45)",
+    }
+    body.update(overrides)
+    return body
