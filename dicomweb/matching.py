@@ -91,6 +91,8 @@ DEFAULTS: dict[Level, tuple[str, ...]] = {
         "SOPClassUID", "SOPInstanceUID", "InstanceNumber", "Rows", "Columns", "NumberOfFrames",
     ),
 }
+PN_KEYS = {"patient_name": "patient_name_key",
+           "referring_physician_name": "referring_physician_key"}
 CONTROL = {"limit", "offset", "fuzzymatching", "includefield"}
 
 
@@ -225,7 +227,7 @@ def condition(attr: Attr, value: str, fuzzy: bool) -> ColumnElement[bool] | None
             )
         )
     if attr.kind == "pn":
-        key = TABLES[attr.level].c[attr.column.replace("_name", "_key")]
+        key = TABLES[attr.level].c[PN_KEYS[attr.column]]
         value = value.upper()
         if fuzzy:
             p = like_pattern(value.rstrip("*")) + "%"
