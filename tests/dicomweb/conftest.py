@@ -48,34 +48,34 @@ if not ROOT_FIXTURES:
             finally:
                 await conn.close()
 
-        async def create() -> None:
-            engine = create_engine(f"{base}/{name}".replace("postgresql://",
-                                                            "postgresql+asyncpg://", 1))
-            async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-            await engine.dispose()
-
         asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-        asyncio.run(create())
+        asyncio.run(_create_all(f"{base}/{name}".replace("postgresql://",
+                                                         "postgresql+asyncpg://", 1)))
         yield f"{base}/{name}"
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
-    @pytest.fixture
-    async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-        if BACKEND == "sqlite":
-            url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
-            engine = create_engine(url)
-            async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-            await engine.dispose()
-            return url
-        pg: str = request.getfixturevalue("_pg_database")
-        conn = await asyncpg.connect(pg)
+    async def _create_all(url: str) -> None:
+        engine = create_engine(url)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        await engine.dispose()
+
+    async def _truncate(url: str) -> None:
+        conn = await asyncpg.connect(url)
         try:
             await conn.execute("TRUNCATE dicomweb_instances, dicomweb_series, dicomweb_studies"
                                " RESTART IDENTITY CASCADE")
         finally:
             await conn.close()
+
+    @pytest.fixture
+    def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+        if BACKEND == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+            asyncio.run(_create_all(url))
+            return url
+        pg: str = request.getfixturevalue("_pg_database")
+        asyncio.run(_truncate(pg))
         return pg.replace("postgresql://", "postgresql+asyncpg://", 1)
 
 

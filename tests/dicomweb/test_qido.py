@@ -87,7 +87,8 @@ async def test_uid_list_matching(seeded: dict[str, str], http: httpx.AsyncClient
 
 async def test_percent_encoded_values(seeded: dict[str, str], http: httpx.AsyncClient) -> None:
     """dicomweb-client encodes ``*``, ``,`` and ``-`` (INTEROP.md)."""
-    url = "/studies?PatientName=Smi%2A&StudyDate=20200101%2D20200131&includefield=00081030%2C00080060"
+    url = ("/studies?PatientName=Smi%2A&StudyDate=20200101%2D20200131"
+           "&includefield=00081030%2C00080060")
     body = (await http.get(url)).json()
     assert ids(body) == ["P1", "P2"]
     assert body[0]["00081030"]["Value"] == ["Head CT"]
