@@ -18,6 +18,8 @@ from pydicom.dataelem import DataElement
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from dicomweb.dicomjson import to_json_dict
+
 # An archive keeps what modalities send: values that break a VR's rules are stored
 # as they are, not warned about per element (the UIDs that matter are checked below).
 # pydicom has no per-call switch, so this is process-wide; documented in docs/dicomweb.md.
@@ -212,21 +214,17 @@ def _walk_fragments(
     raise HeaderError(0xC000, "cannot tell the frames apart: no Basic Offset Table")
 
 
-def instance_json(ds: Dataset, header: Header, retrieve_base: str) -> str:
+def instance_json(ds: Dataset, header: Header, retrieve_base: str) -> dict[str, Any]:
     """DICOM JSON of the instance (PS3.18 F.2), bulk data as BulkDataURIs."""
 
     def bulk(elem: DataElement) -> str:
         return f"{retrieve_base}/bulkdata/{elem.tag:08X}"
 
-    data: dict[str, Any] = ds.to_json_dict(
-        bulk_data_threshold=BULK_THRESHOLD, bulk_data_element_handler=bulk
-    )
-    if header.frames is not None or header.pixel_end > 0:
-        tag = "7FE00010"
-        if header.frames is not None:
-            vr = "OB" if header.transfer_syntax_uid not in KNOWN_NATIVE else _native_vr(ds)
-            data[tag] = {"vr": vr, "BulkDataURI": f"{retrieve_base}/bulkdata/{tag}"}
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    data = to_json_dict(ds, BULK_THRESHOLD, bulk)
+    if header.frames is not None:
+        vr = "OB" if header.transfer_syntax_uid not in KNOWN_NATIVE else _native_vr(ds)
+        data["7FE00010"] = {"vr": vr, "BulkDataURI": f"{retrieve_base}/bulkdata/7FE00010"}
+    return data
 
 
 def _native_vr(ds: Dataset) -> str:

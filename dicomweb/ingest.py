@@ -1,9 +1,11 @@
 """The one ingest path: STOW-RS (PS3.18 10.5) today, a C-STORE listener later.
 
-``Ingestor.store`` validates a Part-10 instance, asks ``Access`` whether the caller
-may store it, writes the received bytes unchanged and atomically, indexes it in SQL
-in one transaction, then calls ``IngestHooks.on_stored``. A failure leaves nothing
-behind: no file, no row.
+``Ingestor.store`` (one instance) and ``Ingestor.store_many`` (a batch, e.g. the
+parts of a STOW request received so far) validate Part-10 instances, ask
+``Access`` whether the caller may store each, write the received bytes unchanged
+and atomically, index the batch in SQL in one transaction, then call
+``IngestHooks.on_stored`` per new instance. A failure leaves nothing behind: no
+file, no row.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import json
 import logging
 import os
 import shutil
-import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomweb import tables as t
@@ -31,13 +34,13 @@ from dicomweb.header import (
     level_json,
     read_header,
 )
+from dicomweb.index import Indexed, Prepared, index_batch
 from dicomweb.storage import Storage
 from dicomweb.types import (
     CANNOT_UNDERSTAND,
     DATA_SET_MISMATCH,
     NOT_AUTHORIZED,
     OUT_OF_RESOURCES,
-    PROCESSING_FAILURE,
     Access,
     DicomwebConfig,
     Failure,
@@ -45,23 +48,10 @@ from dicomweb.types import (
     InstanceAttrs,
     Principal,
     StoredInstance,
-    StoreTarget,
 )
 
 log = logging.getLogger(__name__)
-
-
-def _date(value: str) -> str:
-    return value.replace(".", "").replace("-", "")[:8]
-
-
-def _time(value: str) -> str:
-    return value.replace(":", "")[:16]
-
-
-def person_key(value: str) -> str:
-    """The form person names are matched on: upper case, trimmed components."""
-    return value.upper().strip()
+Result = StoredInstance | Failure
 
 
 class Ingestor:
@@ -88,316 +78,221 @@ class Ingestor:
         *,
         expected_study: str | None = None,
         owned: bool = False,
-    ) -> StoredInstance | Failure:
+    ) -> Result:
         """Store one instance. ``data``: the Part-10 bytes or a file path; with
         ``owned=True`` the file (in the storage's temp dir) is moved, not copied.
         ``expected_study``: the study UID of a ``POST /studies/{study}``."""
-        temp = await anyio.to_thread.run_sync(self._to_temp, data, owned)
+        results = await self.store_many(
+            [data], principal, expected_study=expected_study, owned=owned
+        )
+        return results[0]
+
+    async def store_many(
+        self,
+        items: Sequence[bytes | Path],
+        principal: Principal,
+        *,
+        expected_study: str | None = None,
+        owned: bool = False,
+    ) -> list[Result]:
+        """Store a batch; one result per item, in order."""
+        temps = await anyio.to_thread.run_sync(self._to_temps, items, owned)
         try:
-            result = await self._store_temp(temp, principal, expected_study)
-        except BaseException:
-            Storage.discard(temp)
-            raise
-        if isinstance(result, Failure) or result.duplicate:
-            Storage.discard(temp)
-        elif self.hooks is not None:
+            results = await self._store(temps, principal, expected_study)
+        finally:
+            for temp in temps:  # moved into place, or to be dropped
+                Storage.discard(temp)
+        if self.hooks is not None:
+            for r in results:
+                if isinstance(r, StoredInstance) and not r.duplicate:
+                    try:
+                        await self.hooks.on_stored(r)
+                    except Exception:
+                        log.exception("on_stored hook failed for %s", r.sop_uid)
+        return results
+
+    def _to_temps(self, items: Sequence[bytes | Path], owned: bool) -> list[Path]:
+        temps = []
+        for data in items:
+            if isinstance(data, Path) and owned:
+                temps.append(data)
+                continue
+            fd, temp = self.storage.new_temp()
+            with os.fdopen(fd, "wb") as out:
+                if isinstance(data, Path):
+                    with data.open("rb") as src:
+                        shutil.copyfileobj(src, out, 1024 * 1024)
+                else:
+                    out.write(data)
+            temps.append(temp)
+        return temps
+
+    @staticmethod
+    def _parse(temps: list[Path]) -> list[tuple[Header, int] | Failure]:
+        out: list[tuple[Header, int] | Failure] = []
+        for temp in temps:
             try:
-                await self.hooks.on_stored(result)
-            except Exception:
-                log.exception("on_stored hook failed for %s", result.sop_uid)
-        return result
+                size = temp.stat().st_size
+                with temp.open("rb") as fp:
+                    out.append((read_header(fp, size), size))
+            except HeaderError as exc:
+                out.append(Failure(exc.reason, exc.message))
+        return out
 
-    def _to_temp(self, data: bytes | Path, owned: bool) -> Path:
-        if isinstance(data, Path) and owned:
-            return data
-        fd, temp = self.storage.new_temp()
-        with os.fdopen(fd, "wb") as out:
-            if isinstance(data, Path):
-                with data.open("rb") as src:
-                    shutil.copyfileobj(src, out, 1024 * 1024)
+    async def _store(
+        self, temps: list[Path], principal: Principal, expected_study: str | None
+    ) -> list[Result]:
+        results: list[Result | None] = [None] * len(temps)
+        parsed = await anyio.to_thread.run_sync(self._parse, temps)
+        candidates: list[tuple[int, Header, int, Any]] = []
+        for i, item in enumerate(parsed):
+            if isinstance(item, Failure):
+                results[i] = item
+                continue
+            h, size = item
+            if expected_study is not None and h.study_uid != expected_study:
+                message = f"StudyInstanceUID is not {expected_study}"
+                results[i] = _fail(h, DATA_SET_MISMATCH, message)
+                continue
+            target = await self.access.authorize_store(principal, _attrs(h))
+            if target is None:
+                results[i] = _fail(h, NOT_AUTHORIZED, "not authorised to store this instance")
+                continue
+            candidates.append((i, h, size, target))
+        existing = await self._existing([h.sop_uid for _, h, _, _ in candidates])
+        fresh: list[tuple[int, Header, int, Any]] = []
+        first_of: dict[str, int] = {}
+        repeats: list[tuple[int, int]] = []  # the same instance twice in one batch
+        for i, h, size, target in candidates:
+            if h.sop_uid in existing:
+                results[i] = self._duplicate(h, existing[h.sop_uid])
+            elif h.sop_uid in first_of:
+                repeats.append((i, first_of[h.sop_uid]))
             else:
-                out.write(data)
-        return temp
+                first_of[h.sop_uid] = i
+                fresh.append((i, h, size, target))
+        if fresh:
+            await self._write_and_index(fresh, temps, results)
+        for i, first in repeats:
+            done = results[first]
+            results[i] = _same(done) if isinstance(done, StoredInstance) else done
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
 
-    def _parse(self, temp: Path) -> Header:
-        size = temp.stat().st_size
-        with temp.open("rb") as fp:
-            return read_header(fp, size)
+    async def _write_and_index(
+        self, fresh: list[tuple[int, Header, int, Any]], temps: list[Path],
+        results: list[Result | None],
+    ) -> None:
+        def prepare() -> list[Prepared | Failure]:
+            out: list[Prepared | Failure] = []
+            metas = []
+            for _, h, _, _ in fresh:
+                try:
+                    metas.append(_metadata(h))
+                except (ValueError, TypeError) as exc:
+                    metas.append(_fail(h, CANNOT_UNDERSTAND, f"cannot make DICOM JSON: {exc}"))
+            todo = [(temps[i], self.storage.relative_path(h.study_uid, h.series_uid, h.sop_uid))
+                    for (i, h, _, _), m in zip(fresh, metas, strict=True)
+                    if not isinstance(m, Failure)]
+            moved = iter(self.storage.commit_many(todo))
+            for (i, h, size, target), meta in zip(fresh, metas, strict=True):
+                if isinstance(meta, Failure):
+                    out.append(meta)
+                    continue
+                final = next(moved)
+                if isinstance(final, OSError):
+                    out.append(_fail(h, OUT_OF_RESOURCES, f"cannot write: {final.strerror}"))
+                    continue
+                rel = str(final.relative_to(self.storage.root))
+                out.append(Prepared(i, h, target, rel, size, *meta))
+            return out
 
-    async def _store_temp(
-        self, temp: Path, principal: Principal, expected_study: str | None
-    ) -> StoredInstance | Failure:
+        prepared = await anyio.to_thread.run_sync(prepare)
+        ready = [p for p in prepared if isinstance(p, Prepared)]
+        for (i, _, _, _), p in zip(fresh, prepared, strict=True):
+            if isinstance(p, Failure):
+                results[i] = p
         try:
-            header = await anyio.to_thread.run_sync(self._parse, temp)
-        except HeaderError as exc:
-            return Failure(exc.reason, exc.message)
-        fail = _partial(header)
-        if expected_study is not None and header.study_uid != expected_study:
-            return fail(DATA_SET_MISMATCH, f"StudyInstanceUID is not {expected_study}")
-        attrs = InstanceAttrs(
-            study_uid=header.study_uid,
-            series_uid=header.series_uid,
-            sop_uid=header.sop_uid,
-            sop_class_uid=header.sop_class_uid,
-            accession_number=header.text("AccessionNumber"),
-            patient_id=header.text("PatientID"),
-            patient_name=header.text("PatientName"),
-            modality=header.text("Modality"),
-            dataset=header.dataset,
-        )
-        target = await self.access.authorize_store(principal, attrs)
-        if target is None:
-            return fail(NOT_AUTHORIZED, "not authorised to store this instance")
-        existing = await self._existing(header)
-        if existing is not None:
-            return existing
-        try:
-            rel = self.storage.relative_path(header.study_uid, header.series_uid, header.sop_uid)
-            meta = await anyio.to_thread.run_sync(self._metadata, header)
-            size = await anyio.to_thread.run_sync(lambda: temp.stat().st_size)
-            final = await anyio.to_thread.run_sync(self.storage.commit, temp, rel)
-        except (ValueError, TypeError) as exc:
-            return fail(CANNOT_UNDERSTAND, f"cannot convert the header to DICOM JSON: {exc}")
-        except OSError as exc:
-            return fail(OUT_OF_RESOURCES, f"cannot write the file: {exc.strerror}")
-        try:
-            return await self._index(header, target, rel, size, meta)
-        except IntegrityError:
-            existing = await self._existing(header)
-            if existing is not None:
-                return existing
-            Storage.discard(final)
-            return fail(PROCESSING_FAILURE, "concurrent update of the index; retry")
-        except (SQLAlchemyError, _Conflict) as exc:
-            Storage.discard(final)
-            if isinstance(exc, _Conflict):
-                return fail(exc.reason, exc.message)
-            log.exception("indexing failed")
-            return fail(OUT_OF_RESOURCES, "the index could not be updated")
-        except BaseException:
-            Storage.discard(final)
-            raise
+            async with self.db() as session, session.begin():
+                outcome = await index_batch(session, ready)
+        except SQLAlchemyError:
+            # e.g. a concurrent request stored the same instance: no file stays
+            # without its row; an instance that is now there counts as stored.
+            log.warning("indexing a batch of %d failed", len(ready), exc_info=True)
+            for p in ready:
+                results[p.index] = await self._after_failure(p)
+            return
+        by_index = {p.index: p for p in ready}
+        for o in outcome:
+            p = by_index[o.index]
+            if isinstance(o, Indexed):
+                results[o.index] = self._stored(p.header, o.exam_id, o.establishment_id,
+                                                o.series_count)
+            else:
+                Storage.discard(self.storage.absolute(p.path))
+                results[o.index] = _fail(p.header, o.reason, o.message)
 
-    def _metadata(self, header: Header) -> tuple[str, str, str]:
-        base = (
-            f"{BASE}/studies/{header.study_uid}/series/{header.series_uid}"
-            f"/instances/{header.sop_uid}"
-        )
-        full = instance_json(header.dataset, header, base)
-        parsed = json.loads(full)
-        return (
-            full,
-            level_json(parsed, STUDY_TAGS, patient=True),
-            level_json(parsed, SERIES_TAGS, patient=False),
-        )
+    async def _after_failure(self, p: Prepared) -> Result:
+        existing = await self._existing([p.header.sop_uid])
+        if p.header.sop_uid in existing:  # same UIDs, same path: that file is theirs now
+            return self._duplicate(p.header, existing[p.header.sop_uid])
+        Storage.discard(self.storage.absolute(p.path))
+        return _fail(p.header, OUT_OF_RESOURCES, "the index could not be updated; retry")
 
-    def _urls(self, study: str, series: str, sop: str) -> tuple[str, str]:
-        base = self.config.base_url()
-        prefix = f"{base}/studies/{study}/series/{series}"
-        return f"{prefix}/thumbnail", f"{prefix}/instances/{sop}"
-
-    async def _existing(self, header: Header) -> StoredInstance | Failure | None:
-        """Same SOP Instance UID again: idempotent success, file left unchanged."""
+    async def _existing(self, sops: list[str]) -> dict[str, Any]:
+        if not sops:
+            return {}
         query = (
-            select(
-                t.studies.c.study_uid,
-                t.series.c.series_uid,
-                t.series.c.modality,
-                t.series.c.num_instances,
-                t.studies.c.exam_id,
-                t.studies.c.establishment_id,
-            )
-            .select_from(
-                t.instances.join(t.series).join(
-                    t.studies, t.studies.c.id == t.instances.c.study_pk
-                )
-            )
-            .where(t.instances.c.sop_uid == header.sop_uid)
+            select(t.instances.c.sop_uid, t.studies.c.study_uid, t.series.c.series_uid,
+                   t.series.c.modality, t.series.c.num_instances, t.studies.c.exam_id,
+                   t.studies.c.establishment_id)
+            .select_from(t.instances.join(t.series, t.instances.c.series_pk == t.series.c.id)
+                         .join(t.studies, t.studies.c.id == t.instances.c.study_pk))
+            .where(t.instances.c.sop_uid.in_(sops))
         )
         async with self.db() as session:
-            row = (await session.execute(query)).first()
-        if row is None:
-            return None
-        if (row.study_uid, row.series_uid) != (header.study_uid, header.series_uid):
-            return _partial(header)(
-                DATA_SET_MISMATCH, "this SOP Instance UID is already stored in another series"
-            )
-        thumb, retrieve = self._urls(row.study_uid, row.series_uid, header.sop_uid)
-        return StoredInstance(
-            study_uid=row.study_uid,
-            series_uid=row.series_uid,
-            sop_uid=header.sop_uid,
-            sop_class_uid=header.sop_class_uid,
-            modality=row.modality,
-            exam_id=row.exam_id,
-            establishment_id=row.establishment_id,
-            series_instance_count=row.num_instances,
-            thumbnail_url=thumb,
-            retrieve_url=retrieve,
-            duplicate=True,
-        )
+            return {r.sop_uid: r for r in await session.execute(query)}
 
-    async def _index(
-        self, h: Header, target: StoreTarget, rel: str, size: int, meta: tuple[str, str, str]
-    ) -> StoredInstance:
-        full, study_attrs, series_attrs = meta
-        now = int(time.time() * 1000)
-        modality = h.text("Modality")[:16]
-        async with self.db() as session, session.begin():
-            study = (
-                await session.execute(
-                    select(
-                        t.studies.c.id,
-                        t.studies.c.modalities,
-                        t.studies.c.exam_id,
-                        t.studies.c.establishment_id,
-                    ).where(t.studies.c.study_uid == h.study_uid)
-                )
-            ).first()
-            if study is None:
-                study_pk = (
-                    await session.execute(
-                        t.studies.insert()
-                        .values(**_study_values(h, target, study_attrs, now))
-                        .returning(t.studies.c.id)
-                    )
-                ).scalar_one()
-                modalities = modality
-                exam_id, est_id = target.exam_id, target.establishment_id
-            else:
-                study_pk = study.id
-                exam_id = study.exam_id or target.exam_id
-                est_id = study.establishment_id or target.establishment_id
-                if (study.exam_id and target.exam_id and study.exam_id != target.exam_id) or (
-                    study.establishment_id
-                    and target.establishment_id
-                    and study.establishment_id != target.establishment_id
-                ):
-                    raise _Conflict(NOT_AUTHORIZED, "this study belongs to another exam")
-                modalities = study.modalities
-                if modality and modality not in modalities.split("\\"):
-                    modalities = f"{modalities}\\{modality}" if modalities else modality
-            ser = (
-                await session.execute(
-                    select(t.series.c.id, t.series.c.study_pk).where(
-                        t.series.c.series_uid == h.series_uid
-                    )
-                )
-            ).first()
-            new_series = ser is None
-            if ser is None:
-                series_pk = (
-                    await session.execute(
-                        t.series.insert()
-                        .values(
-                            study_pk=study_pk,
-                            series_uid=h.series_uid,
-                            modality=modality,
-                            series_number=h.integer("SeriesNumber"),
-                            series_description=h.text("SeriesDescription")[:320],
-                            body_part_examined=h.text("BodyPartExamined")[:64],
-                            series_date=_date(h.text("SeriesDate")),
-                            series_time=_time(h.text("SeriesTime")),
-                            num_instances=1,
-                            attrs=series_attrs,
-                        )
-                        .returning(t.series.c.id)
-                    )
-                ).scalar_one()
-                count = 1
-            else:
-                if ser.study_pk != study_pk:
-                    raise _Conflict(DATA_SET_MISMATCH, "this series belongs to another study")
-                series_pk = ser.id
-                count = (
-                    await session.execute(
-                        update(t.series)
-                        .where(t.series.c.id == series_pk)
-                        .values(num_instances=t.series.c.num_instances + 1)
-                        .returning(t.series.c.num_instances)
-                    )
-                ).scalar_one()
-            await session.execute(
-                update(t.studies)
-                .where(t.studies.c.id == study_pk)
-                .values(
-                    num_instances=t.studies.c.num_instances + 1,
-                    num_series=t.studies.c.num_series + (1 if new_series else 0),
-                    modalities=modalities,
-                    exam_id=exam_id,
-                    establishment_id=est_id,
-                )
-            )
-            await session.execute(
-                t.instances.insert().values(
-                    study_pk=study_pk,
-                    series_pk=series_pk,
-                    sop_uid=h.sop_uid,
-                    sop_class_uid=h.sop_class_uid,
-                    instance_number=h.integer("InstanceNumber"),
-                    rows=h.integer("Rows"),
-                    columns=h.integer("Columns"),
-                    number_of_frames=h.integer("NumberOfFrames") or (1 if h.frames else None),
-                    transfer_syntax_uid=h.transfer_syntax_uid,
-                    path=rel,
-                    size=size,
-                    frames=json.dumps(h.frames, separators=(",", ":")) if h.frames else None,
-                    metadata=full,
-                    created_at=now,
-                )
-            )
-        thumb, retrieve = self._urls(h.study_uid, h.series_uid, h.sop_uid)
+    def _duplicate(self, h: Header, row: Any) -> Result:
+        """Same SOP Instance UID again: idempotent success, file left unchanged."""
+        if (row.study_uid, row.series_uid) != (h.study_uid, h.series_uid):
+            return _fail(h, DATA_SET_MISMATCH, "SOP Instance UID already stored in another series")
+        return _same(self._stored(h, row.exam_id, row.establishment_id, row.num_instances))
+
+    def _stored(self, h: Header, exam: str | None, est: int | None, count: int) -> StoredInstance:
+        prefix = f"{self.config.base_url()}/studies/{h.study_uid}/series/{h.series_uid}"
         return StoredInstance(
-            study_uid=h.study_uid,
-            series_uid=h.series_uid,
-            sop_uid=h.sop_uid,
-            sop_class_uid=h.sop_class_uid,
-            modality=modality,
-            exam_id=exam_id,
-            establishment_id=est_id,
-            series_instance_count=count,
-            thumbnail_url=thumb,
-            retrieve_url=retrieve,
+            study_uid=h.study_uid, series_uid=h.series_uid, sop_uid=h.sop_uid,
+            sop_class_uid=h.sop_class_uid, modality=h.text("Modality")[:16], exam_id=exam,
+            establishment_id=est, series_instance_count=count,
+            thumbnail_url=f"{prefix}/thumbnail", retrieve_url=f"{prefix}/instances/{h.sop_uid}",
         )
 
 
-class _Conflict(Exception):
-    def __init__(self, reason: int, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+def _same(s: StoredInstance) -> StoredInstance:
+    from dataclasses import replace
+
+    return replace(s, duplicate=True)
 
 
-def _partial(h: Header):  # type: ignore[no-untyped-def]
-    def fail(reason: int, message: str) -> Failure:
-        return Failure(reason, message, h.sop_class_uid, h.sop_uid)
-
-    return fail
+def _fail(h: Header, reason: int, message: str) -> Failure:
+    return Failure(reason, message, h.sop_class_uid, h.sop_uid)
 
 
-def _study_values(h: Header, target: StoreTarget, attrs: str, now: int) -> dict[str, object]:
-    name = h.text("PatientName")[:320]
-    referring = h.text("ReferringPhysicianName")[:320]
-    return {
-        "study_uid": h.study_uid,
-        "patient_name": name,
-        "patient_name_key": person_key(name),
-        "patient_id": h.text("PatientID")[:64],
-        "patient_birth_date": _date(h.text("PatientBirthDate")),
-        "patient_sex": h.text("PatientSex")[:16],
-        "study_date": _date(h.text("StudyDate")),
-        "study_time": _time(h.text("StudyTime")),
-        "accession_number": h.text("AccessionNumber")[:64],
-        "study_description": h.text("StudyDescription")[:320],
-        "modalities": h.text("Modality")[:16],
-        "referring_physician_name": referring,
-        "referring_physician_key": person_key(referring),
-        "study_id": h.text("StudyID")[:64],
-        "num_series": 0,
-        "num_instances": 0,
-        "exam_id": target.exam_id,
-        "establishment_id": target.establishment_id,
-        "attrs": attrs,
-        "created_at": now,
-    }
+def _attrs(h: Header) -> InstanceAttrs:
+    return InstanceAttrs(
+        study_uid=h.study_uid, series_uid=h.series_uid, sop_uid=h.sop_uid,
+        sop_class_uid=h.sop_class_uid, accession_number=h.text("AccessionNumber"),
+        patient_id=h.text("PatientID"), patient_name=h.text("PatientName"),
+        modality=h.text("Modality"), dataset=h.dataset,
+    )
 
+
+def _metadata(h: Header) -> tuple[str, str, str]:
+    base = f"{BASE}/studies/{h.study_uid}/series/{h.series_uid}/instances/{h.sop_uid}"
+    parsed = instance_json(h.dataset, h, base)
+    return (
+        json.dumps(parsed, separators=(",", ":"), ensure_ascii=False),
+        level_json(parsed, STUDY_TAGS, patient=True),
+        level_json(parsed, SERIES_TAGS, patient=False),
+    )

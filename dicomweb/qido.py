@@ -18,10 +18,11 @@ from starlette.responses import Response
 from dicomweb import tables as t
 from dicomweb.header import BASE
 from dicomweb.http import accept_list, base_of, dicom_json
-from dicomweb.matching import TABLES, Attr, Level, Query, base_select, parse
+from dicomweb.matching import ATTRS, TABLES, Attr, Level, Query, base_select, parse
 from dicomweb.types import Access, DicomwebError
 
 NAMES = ("Alphabetic", "Ideographic", "Phonetic")
+KEYS = {tag: f"{tag:08X}" for tag in ATTRS}
 ACCEPTABLE = {"application/dicom+json", "application/json", "*/*", "application/*"}
 
 
@@ -103,10 +104,15 @@ async def _fetch(
         return list((await session.execute(stmt)).all())
 
 
+ONLINE = {"vr": "CS", "Value": ["ONLINE"]}
+UTF8 = {"vr": "CS", "Value": ["ISO_IR 192"]}
+
+
 def _dataset(q: Query, row: Any, base: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    mapping = row._mapping
     for lvl in _sources(q):
-        attrs: dict[str, Any] = json.loads(getattr(row, f"j_{lvl}"))
+        attrs: dict[str, Any] = json.loads(mapping[f"j_{lvl}"])
         if q.include_all:
             out.update(attrs)
         else:
@@ -115,7 +121,7 @@ def _dataset(q: Query, row: Any, base: str) -> dict[str, Any]:
                 if key in attrs:
                     out[key] = attrs[key]
     for i, attr in enumerate(q.columns):
-        out[f"{attr.tag:08X}"] = element(attr, getattr(row, f"c{i}"))
+        out[KEYS[attr.tag]] = element(attr, row[i])
     url = f"{BASE}/studies/{row.k_study}"
     if q.level != "study":
         url += f"/series/{row.k_series}"
@@ -123,7 +129,7 @@ def _dataset(q: Query, row: Any, base: str) -> dict[str, Any]:
     if q.level == "instance":
         url += f"/instances/{row.k_sop}"
         out["0020000E"] = {"vr": "UI", "Value": [row.k_series]}
-    out["00080056"] = {"vr": "CS", "Value": ["ONLINE"]}
+    out["00080056"] = ONLINE
     out["00081190"] = {"vr": "UR", "Value": [url]}
-    out["00080005"] = {"vr": "CS", "Value": ["ISO_IR 192"]}
-    return dict(sorted(out.items()))
+    out["00080005"] = UTF8
+    return {k: out[k] for k in sorted(out)}

@@ -6,7 +6,22 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dicomweb-fsync")
+
+
+def _capture(fn: Callable[[Path], None]) -> Callable[[Path], OSError | None]:
+    def run(arg: Path) -> OSError | None:
+        try:
+            fn(arg)
+        except OSError as exc:
+            return exc
+        return None
+
+    return run
 
 
 class Storage:
@@ -59,6 +74,40 @@ class Storage:
         finally:
             os.close(dfd)
         return final
+
+    def commit_many(self, items: list[tuple[Path, str]]) -> list[Path | OSError]:
+        """``commit`` for a batch: the files are fsynced in parallel, renamed, and
+        each directory fsynced once. Blocking: run it in a thread."""
+
+        def sync(temp: Path) -> None:
+            fd = os.open(temp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        results: list[Path | OSError] = []
+        synced = list(_POOL.map(_capture(sync), [temp for temp, _ in items]))
+        dirs: set[Path] = set()
+        for (temp, rel), error in zip(items, synced, strict=True):
+            if error is not None:
+                results.append(error)
+                continue
+            try:
+                final = self.absolute(rel)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(temp, final)
+                dirs.add(final.parent)
+                results.append(final)
+            except OSError as exc:
+                results.append(exc)
+        for d in dirs:
+            dfd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        return results
 
     def thumbnail_path(self, key: str) -> Path:
         return self.thumbs / f"{self._h(key, 40)}.jpg"

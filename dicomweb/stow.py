@@ -23,6 +23,7 @@ from dicomweb.storage import Storage
 from dicomweb.types import CANNOT_UNDERSTAND, DicomwebError, Failure, StoredInstance
 
 _END = Path("/nonexistent/end-of-parts")
+BATCH = 64
 
 
 @dataclass
@@ -112,19 +113,28 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
     results: list[StoredInstance | Failure] = []
 
     async def consume() -> None:
-        while True:
-            path, ctype = await queue.get()
-            if path is _END:
-                return
-            if ctype and parse_media(ctype).type != "application/dicom":
-                Storage.discard(path)
-                results.append(
-                    Failure(CANNOT_UNDERSTAND, f"part is {ctype}, not application/dicom")
-                )
-                continue
-            results.append(
-                await ingestor.store(path, principal, expected_study=study, owned=True)
-            )
+        """Ingest what has been received so far as one batch, while the rest of
+        the body keeps arriving."""
+        finished = False
+        while not finished:
+            batch = [await queue.get()]
+            while not queue.empty() and len(batch) < BATCH:
+                batch.append(queue.get_nowait())
+            dicom: list[Path] = []
+            for path, ctype in batch:
+                if path is _END:
+                    finished = True
+                elif ctype and parse_media(ctype).type != "application/dicom":
+                    Storage.discard(path)
+                    results.append(
+                        Failure(CANNOT_UNDERSTAND, f"part is {ctype}, not application/dicom")
+                    )
+                else:
+                    dicom.append(path)
+            if dicom:
+                results.extend(await ingestor.store_many(
+                    dicom, principal, expected_study=study, owned=True
+                ))
 
     consumer = asyncio.create_task(consume())
     received = 0
