@@ -112,11 +112,13 @@ def read_header(fp: BinaryIO, size: int) -> Header:
         pixel_end = size
     else:
         frames, pixel_end = _locate_frames(fp, ds, ts_uid, pixel_pos, size)
+    if frames is None and pixel_end < size:
+        raise HeaderError(0xC000, "file truncated: bytes left after the last element")
     sop_class = _uid(ds, "SOPClassUID")
-    if meta.get("MediaStorageSOPInstanceUID") and str(meta.MediaStorageSOPInstanceUID) != str(
-        ds.get("SOPInstanceUID", "")
+    if frames is None and not ts_uid.is_deflated and (
+        "Rows" in ds or "Image Storage" in UID(sop_class).name
     ):
-        raise HeaderError(0xA900, "MediaStorageSOPInstanceUID differs from SOPInstanceUID")
+        raise HeaderError(0xC000, "image without pixel data: the file is truncated")
     return Header(
         dataset=ds,
         study_uid=_uid(ds, "StudyInstanceUID"),
@@ -136,7 +138,9 @@ def _locate_frames(
     each frame for encapsulated data (PS3.5 A.4, Basic Offset Table)."""
     fp.seek(pos)
     head = fp.read(12)
-    if len(head) < 8:
+    if 0 < len(head) < 8:
+        raise HeaderError(0xC000, "file truncated inside an element header")
+    if not head:
         return None, pos
     endian = "<" if ts.is_little_endian else ">"
     group, elem = struct.unpack(endian + "HH", head[:4])
@@ -186,8 +190,10 @@ def _walk_fragments(
         pos += 8
         if tag == 0xFFFEE0DD:
             break
-        if tag != 0xFFFEE000 or length == 0xFFFFFFFF or pos + length > size:
+        if tag != 0xFFFEE000 or length == 0xFFFFFFFF:
             raise HeaderError(0xC000, "malformed encapsulated pixel data")
+        if pos + length > size:
+            raise HeaderError(0xC000, "file truncated inside the encapsulated pixel data")
         if first:
             table = fp.read(length)
             bot = list(struct.unpack(f"{endian}{length // 4}I", table))

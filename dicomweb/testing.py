@@ -128,6 +128,7 @@ class LiveServer:
 
     def __exit__(self, *_exc: object) -> None:
         self._server.should_exit = True
+        self._server.force_exit = True  # tests: do not wait for idle keep-alive clients
         self._thread.join(10)
 
     @property
