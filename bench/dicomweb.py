@@ -48,8 +48,13 @@ class Client:
         h = dict(self.headers, **(headers or {}))
         if not path.startswith(self.prefix + "/"):
             path = self.prefix + path
-        self.conn.request(method, path, body=body, headers=h)
-        resp = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=body, headers=h)
+            resp = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            self.conn.close()  # the server closed an idle keep-alive connection
+            self.conn.request(method, path, body=body, headers=h)
+            resp = self.conn.getresponse()
         length = resp.getheader("content-length")
         if length is not None:
             buf = bytearray(int(length))
@@ -112,7 +117,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def run(base: str, token: str | None, seed: int, local: Any | None) -> None:
     client = Client(base, token)
-    print(f"target: {base}  ({'in-process archive' if local else 'remote server'})")
+    print(f"target: {base}  ({'our archive in a child process, --local' if local else 'remote server'})")
     slices = list(ct_series(200, size=512))
     elapsed, size, result = stow(client, slices)
     refs = result["00081199"]["Value"]
