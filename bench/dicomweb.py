@@ -117,7 +117,8 @@ def percentile(values: list[float], p: float) -> float:
 
 def run(base: str, token: str | None, seed: int, local: Any | None) -> None:
     client = Client(base, token)
-    print(f"target: {base}  ({'our archive in a child process, --local' if local else 'remote server'})")
+    where = "our archive in a child process, --local" if local else "remote server"
+    print(f"target: {base}  ({where})")
     slices = list(ct_series(200, size=512))
     elapsed, size, result = stow(client, slices)
     refs = result["00081199"]["Value"]
