@@ -55,9 +55,11 @@ class Engine(ABC):
 
     prefix: str
 
+    @abstractmethod
     async def start(self) -> None:
         """Open connections and start background tasks; call once before use."""
 
+    @abstractmethod
     async def close(self) -> None:
         """Close subscriptions and connections; idempotent."""
 

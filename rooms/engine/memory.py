@@ -48,6 +48,9 @@ class MemoryEngine(Engine):
         self._windows: dict[str, _Window] = {}
         self._sweep_at = 1024
 
+    async def start(self) -> None:
+        """Nothing to open: the state lives in this object."""
+
     async def close(self) -> None:
         self._subscriptions.clear()
 
