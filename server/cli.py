@@ -17,13 +17,21 @@ from server.passwords import Passwords
 
 @contextlib.asynccontextmanager
 async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
+    """The process-wide services, for the web app's lifespan and the CLI alike."""
+    from server.room import PRESENCE_TTL_S
+    from server.roomhub import RoomHub
+
     sql = create_engine(settings.database_url)
     bus = create_bus(settings.redis_url, settings.redis_prefix)
     await bus.start()
     try:
         yield AppContext(
-            settings=settings, sql=sql, db=session_factory(sql),
-            passwords=Passwords.from_settings(settings), bus=bus,
+            settings=settings,
+            sql=sql,
+            db=session_factory(sql),
+            passwords=Passwords.from_settings(settings),
+            bus=bus,
+            rooms=RoomHub(bus, PRESENCE_TTL_S),
         )
     finally:
         await bus.close()
@@ -92,8 +100,14 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
     async def job(app: AppContext) -> int:
         async with app.db() as db:
             user = await add_user(
-                app, db, args.username, password, args.role, args.establishment,
-                args.display_name, args.professional_id,
+                app,
+                db,
+                args.username,
+                password,
+                args.role,
+                args.establishment,
+                args.display_name,
+                args.professional_id,
             )
             await db.commit()
             print(f"user {user.username} ({user.role}) added")

@@ -14,6 +14,7 @@ from server.passwords import Passwords
 
 if TYPE_CHECKING:
     from rooms.engine.base import Engine
+    from server.roomhub import RoomHub
 
 
 @dataclass
@@ -23,6 +24,7 @@ class AppContext:
     db: async_sessionmaker[AsyncSession]
     passwords: Passwords
     bus: Engine
+    rooms: RoomHub
 
     @staticmethod
     def now() -> datetime:

@@ -163,8 +163,13 @@ async def store_chat(conn: Connection, frame: ChatFrame) -> None:
         if existing is None:
             try:
                 event = await append_event(
-                    db, conn.exam_id, EventKind.CHAT_MESSAGE, user.id, {"text": frame.text},
-                    app.now(), client_id=frame.id,
+                    db,
+                    conn.exam_id,
+                    EventKind.CHAT_MESSAGE,
+                    user.id,
+                    {"text": frame.text},
+                    app.now(),
+                    client_id=frame.id,
                 )
                 await db.commit()
             except IntegrityError:
@@ -194,16 +199,22 @@ async def handle_frame(conn: Connection, raw: str | bytes) -> None:
         conn.push(dict(error_frame(ErrorCode.RATE_LIMITED, "slow down: too many frames", frame_id)))
         return
     if not may_send(conn.role, frame.type):
-        conn.push(dict(error_frame(ErrorCode.FORBIDDEN_KIND, "your role may not send this",
-                                   frame_id)))
+        conn.push(
+            dict(error_frame(ErrorCode.FORBIDDEN_KIND, "your role may not send this", frame_id))
+        )
         return
     if isinstance(frame, PingFrame):
         conn.push({"type": "pong"})
     elif isinstance(frame, TypingFrame):
         await conn.app.bus.publish(
             room_channel(conn.exam_id),
-            {"type": "typing", "user": {"id": conn.principal.user.id,
-                                        "display_name": conn.principal.user.display_name}},
+            {
+                "type": "typing",
+                "user": {
+                    "id": conn.principal.user.id,
+                    "display_name": conn.principal.user.display_name,
+                },
+            },
         )
     elif isinstance(frame, ChatFrame):
         await store_chat(conn, frame)
@@ -246,13 +257,15 @@ async def room_endpoint(ws: WebSocket) -> None:
     try:
         await app.bus.presence_join(channel, conn.conn_id, conn.member, PRESENCE_TTL_S)
         hub.add(conn)
-        conn.push({
-            "type": "welcome",
-            "exam": exam_body,
-            "you": user_json(principal.user),
-            "presence": await presence(app, exam.id),
-            "last_seq": exam_body["last_seq"],
-        })
+        conn.push(
+            {
+                "type": "welcome",
+                "exam": exam_body,
+                "you": user_json(principal.user),
+                "presence": await presence(app, exam.id),
+                "last_seq": exam_body["last_seq"],
+            }
+        )
         await conn.fill_gap()
         await broadcast_presence(app, exam.id)
         while not conn.slow:

@@ -17,8 +17,11 @@ from server.models import Establishment, User
 @pytest.fixture
 def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("DATABASE_URL", settings.database_url)
-    for name, value in (("ARGON2_TIME_COST", "1"), ("ARGON2_MEMORY_KIB", "1024"),
-                        ("ARGON2_PARALLELISM", "1")):
+    for name, value in (
+        ("ARGON2_TIME_COST", "1"),
+        ("ARGON2_MEMORY_KIB", "1024"),
+        ("ARGON2_PARALLELISM", "1"),
+    ):
         monkeypatch.setenv(name, value)
     return settings
 
@@ -37,8 +40,22 @@ def test_establishment_and_user_add(
     assert main(["migrate"]) == 0
     assert main(["establishment", "add", "nantes", "CHU de Nantes"]) == 0
     monkeypatch.setattr(sys, "stdin", io.StringIO("a long enough secret\n"))
-    assert main(["user", "add", "dr.who", "--role", "urgentist", "--establishment", "NANTES",
-                 "--professional-id", "10000000001"]) == 0
+    assert (
+        main(
+            [
+                "user",
+                "add",
+                "dr.who",
+                "--role",
+                "urgentist",
+                "--establishment",
+                "NANTES",
+                "--professional-id",
+                "10000000001",
+            ]
+        )
+        == 0
+    )
     user = _users(env)["dr.who"]
     assert user.password_hash.startswith("$argon2id$")
     assert user.professional_id == "10000000001"
@@ -55,17 +72,27 @@ def test_establishment_and_user_add(
     ("argv", "stdin", "message"),
     [
         (["user", "add", "x", "--role", "urgentist"], "a long enough secret\n", "--establishment"),
-        (["user", "add", "x", "--role", "radiologist", "--establishment", "NANTES"],
-         "a long enough secret\n", "on-call centre"),
+        (
+            ["user", "add", "x", "--role", "radiologist", "--establishment", "NANTES"],
+            "a long enough secret\n",
+            "on-call centre",
+        ),
         (["user", "add", "x", "--role", "surgeon"], "a long enough secret\n", "unknown role"),
         (["user", "add", "x", "--role", "coordinator"], "short\n", "12 characters"),
-        (["user", "add", "x", "--role", "urgentist", "--establishment", "NOPE"],
-         "a long enough secret\n", "no establishment NOPE"),
+        (
+            ["user", "add", "x", "--role", "urgentist", "--establishment", "NOPE"],
+            "a long enough secret\n",
+            "no establishment NOPE",
+        ),
     ],
 )
 def test_user_add_refusals(
-    env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    argv: list[str], stdin: str, message: str,
+    env: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    stdin: str,
+    message: str,
 ) -> None:
     main(["establishment", "add", "NANTES", "CHU de Nantes"])
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
@@ -83,6 +110,10 @@ def test_demo_is_idempotent_and_prints_logins(
     assert "urgentiste" in out and "demo-urgentiste-2026" in out
     users = _users(env)
     assert {u.role for u in users.values()} == {
-        "urgentist", "manipulator", "radiologist", "coordinator", "admin"
+        "urgentist",
+        "manipulator",
+        "radiologist",
+        "coordinator",
+        "admin",
     }
     assert len(users) == 10

@@ -67,8 +67,10 @@ async def test_configured_uid_root(
         ({"modality": "PET"}, "modality"),
         ({"urgency": "whenever"}, "urgency"),
         ({"clinical_question": "   "}, "clinical_question"),
-        ({"patient": {"id": "1", "name": "X", "birth_date": "2999-01-01", "sex": "F"}},
-         "patient.birth_date"),
+        (
+            {"patient": {"id": "1", "name": "X", "birth_date": "2999-01-01", "sex": "F"}},
+            "patient.birth_date",
+        ),
         ({"patient": {"id": "1", "name": "X", "birth_date": "1970-01-01"}}, "patient.sex"),
         ({"surprise": 1}, "surprise"),
     ],
@@ -120,7 +122,7 @@ async def test_oversized_body_is_413_and_stores_nothing(
 
 
 async def test_establishments_never_see_each_other(client_for: ClientFor) -> None:
-    urg_a, urg_b, man_b = (await client_for(u) for u in ("urg_a", "urg_b", "man_b"))
+    urg_a, urg_b, man_b = [await client_for(u) for u in ("urg_a", "urg_b", "man_b")]
     exam_a = await _request(urg_a)
     exam_b = await _request(urg_b)
 
@@ -140,9 +142,9 @@ async def test_establishments_never_see_each_other(client_for: ClientFor) -> Non
 
 
 async def test_centre_roles_scope(client_for: ClientFor) -> None:
-    urg_a, urg_b, rad, coord, admin = (
+    urg_a, urg_b, rad, coord, admin = [
         await client_for(u) for u in ("urg_a", "urg_b", "rad", "coord", "admin")
-    )
+    ]
     exam_a = await _request(urg_a)
     exam_b = await _request(urg_b, urgency="scheduled")
     # Requests nobody has accepted are visible to every radiologist.

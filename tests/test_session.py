@@ -82,8 +82,9 @@ async def test_twenty_wrong_passwords_get_429_even_with_the_right_one(
     assert resp.json()["error"]["code"] == "too_many_attempts"
     assert int(resp.headers["retry-after"]) > 0
     # Another user from the same address is not locked out by that user's failures.
-    assert (await http.post("/api/session", json={"username": "urg_a", "password": PASSWORD})
-            ).status_code == 200
+    assert (
+        await http.post("/api/session", json={"username": "urg_a", "password": PASSWORD})
+    ).status_code == 200
 
 
 async def test_throttle_lives_in_redis_when_configured(
@@ -143,6 +144,7 @@ async def test_login_body_is_validated(http: httpx.AsyncClient) -> None:
     resp = await http.post("/api/session", json={"username": "urg_a"})
     assert resp.status_code == 422
     assert resp.json()["error"]["fields"] == [{"field": "password", "message": "Field required"}]
-    resp = await http.post("/api/session", content=b"{", headers={"content-type": "application/json"})
+    resp = await http.post(
+        "/api/session", content=b"{", headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_json"
-

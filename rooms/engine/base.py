@@ -134,5 +134,9 @@ class Engine(ABC):
         """Count one hit in the fixed window that the first hit opened; return the count."""
 
     @abstractmethod
+    async def peek(self, key: str) -> int:
+        """The count of the current window without counting a hit (0 if none is open)."""
+
+    @abstractmethod
     async def reset(self, key: str) -> None:
         """Forget a counter (e.g. after a successful login)."""

@@ -143,5 +143,11 @@ class MemoryEngine(Engine):
         window.count += 1
         return window.count
 
+    async def peek(self, key: str) -> int:
+        window = self._windows.get(key)
+        if window is None or window.ends_at <= self.clock():
+            return 0
+        return window.count
+
     async def reset(self, key: str) -> None:
         self._windows.pop(key, None)

@@ -278,5 +278,9 @@ class RedisEngine(Engine):
             count, _ = await pipe.incr(name).pexpire(name, int(window_s * 1000), nx=True).execute()
         return int(count)
 
+    async def peek(self, key: str) -> int:
+        value = await self._redis.get(self._key("hits", key))
+        return int(value) if value is not None else 0
+
     async def reset(self, key: str) -> None:
         await self._redis.delete(self._key("hits", key))

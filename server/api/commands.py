@@ -44,45 +44,57 @@ class CancelBody(BaseModel):
 
 
 # Given the exam, the parsed body (or None), the caller and the time, return
-# the columns to change beside the status and the event body.
-Effect = Callable[[Exam, Any, Principal, datetime], tuple[dict[str, Any], dict[str, Any]]]
+# the columns to change beside the status, and the event body.
+Changes = tuple[dict[str, Any], dict[str, Any]]
+Effect = Callable[[Exam, Any, Principal, datetime], Changes]
 
 
-def _accept(exam: Exam, _b: None, who: Principal, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+def _accept(exam: Exam, _b: None, who: Principal, now: datetime) -> Changes:
     return {"accepted_at": now, "assigned_radiologist_id": who.user.id}, {
         "radiologist": {"id": who.user.id, "display_name": who.user.display_name}
     }
 
 
-def _protocol(
-    exam: Exam, body: ProtocolBody, _w: Principal, now: datetime
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def _protocol(exam: Exam, body: ProtocolBody, _w: Principal, now: datetime) -> Changes:
     version = None
     if body.protocol_id is not None:
         entry = protocols.find(body.protocol_id)
         if entry is None:
-            raise ApiError(422, "invalid_fields", "unknown protocol_id",
-                           fields=[{"field": "protocol_id", "message": "not in the catalogue"}])
+            raise ApiError(
+                422,
+                "invalid_fields",
+                "unknown protocol_id",
+                fields=[{"field": "protocol_id", "message": "not in the catalogue"}],
+            )
         version = entry["version"]
     return (
-        {"protocoled_at": now, "protocol_id": body.protocol_id, "protocol_text": body.text,
-         "protocol_ack_at": None},
-        {"protocol_id": body.protocol_id, "protocol_version": version, "text": body.text,
-         "replaces_previous": exam.protocol_text is not None},
+        {
+            "protocoled_at": now,
+            "protocol_id": body.protocol_id,
+            "protocol_text": body.text,
+            "protocol_ack_at": None,
+        },
+        {
+            "protocol_id": body.protocol_id,
+            "protocol_version": version,
+            "text": body.text,
+            "replaces_previous": exam.protocol_text is not None,
+        },
     )
 
 
-def _protocol_ack(exam: Exam, _b: None, _w: Principal, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+def _protocol_ack(exam: Exam, _b: None, _w: Principal, now: datetime) -> Changes:
     return {"protocol_ack_at": now}, {"protocol_id": exam.protocol_id}
 
 
-def _images_complete(exam: Exam, _b: None, _w: Principal, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+def _images_complete(exam: Exam, _b: None, _w: Principal, now: datetime) -> Changes:
     return {"images_complete_at": now}, {}
 
 
-def _cancel(exam: Exam, body: CancelBody, _w: Principal, now: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+def _cancel(exam: Exam, body: CancelBody, _w: Principal, now: datetime) -> Changes:
     return {"cancelled_at": now, "cancel_reason": body.reason}, {
-        "reason": body.reason, "previous_status": exam.status
+        "reason": body.reason,
+        "previous_status": exam.status,
     }
 
 
@@ -108,8 +120,14 @@ def command_route(
             changes, event_body = effect(exam, body, principal, now)
             changes["status"] = transition.new_status
             event = await append_event(
-                db, exam.id, transition.event_kind, principal.user.id, event_body, now,
-                from_status=(exam.status,), changes=changes,
+                db,
+                exam.id,
+                transition.event_kind,
+                principal.user.id,
+                event_body,
+                now,
+                from_status=(exam.status,),
+                changes=changes,
             )
             await db.commit()
             db.expire_all()
@@ -124,12 +142,24 @@ def command_route(
 
 routes = [
     Route("/exams/{exam_id}/accept", command_route(Command.ACCEPT, _accept), methods=["POST"]),
-    Route("/exams/{exam_id}/protocol",
-          command_route(Command.PROTOCOL, _protocol, ProtocolBody), methods=["POST"]),
-    Route("/exams/{exam_id}/protocol/ack",
-          command_route(Command.PROTOCOL_ACK, _protocol_ack), methods=["POST"]),
-    Route("/exams/{exam_id}/images-complete",
-          command_route(Command.IMAGES_COMPLETE, _images_complete), methods=["POST"]),
-    Route("/exams/{exam_id}/cancel",
-          command_route(Command.CANCEL, _cancel, CancelBody), methods=["POST"]),
+    Route(
+        "/exams/{exam_id}/protocol",
+        command_route(Command.PROTOCOL, _protocol, ProtocolBody),
+        methods=["POST"],
+    ),
+    Route(
+        "/exams/{exam_id}/protocol/ack",
+        command_route(Command.PROTOCOL_ACK, _protocol_ack),
+        methods=["POST"],
+    ),
+    Route(
+        "/exams/{exam_id}/images-complete",
+        command_route(Command.IMAGES_COMPLETE, _images_complete),
+        methods=["POST"],
+    ),
+    Route(
+        "/exams/{exam_id}/cancel",
+        command_route(Command.CANCEL, _cancel, CancelBody),
+        methods=["POST"],
+    ),
 ]
