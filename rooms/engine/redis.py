@@ -88,8 +88,9 @@ def _pairs(flat: list[str]) -> list[tuple[str, Message]]:
 
 
 class RedisSubscription(Subscription):
-    def __init__(self, engine: RedisEngine, channel: str, callback: Callback) -> None:
+    def __init__(self, engine: RedisEngine, channel: str, name: str, callback: Callback) -> None:
         self.channel = channel
+        self.name = name  # the Redis channel, with the engine's prefix
         self.callback = callback
         self._engine = engine
 
@@ -155,7 +156,7 @@ class RedisEngine(Engine):
 
     async def subscribe(self, channel: str, callback: Callback) -> Subscription:
         name = self._key("channel", channel)
-        subscription = RedisSubscription(self, name, callback)
+        subscription = RedisSubscription(self, channel, name, callback)
         async with self._lock:
             state = self._channels.get(name)
             if state is None:
@@ -179,21 +180,26 @@ class RedisEngine(Engine):
 
     async def _unsubscribe(self, subscription: RedisSubscription) -> None:
         async with self._lock:
-            state = self._channels.get(subscription.channel)
+            state = self._channels.get(subscription.name)
             if state is None or subscription not in state.subscriptions:
                 return
             state.subscriptions.remove(subscription)
             if not state.subscriptions:
-                del self._channels[subscription.channel]
-                await self._pubsub.unsubscribe(subscription.channel)
+                del self._channels[subscription.name]
+                await self._pubsub.unsubscribe(subscription.name)
 
     async def _listen(self) -> None:
         backoff = 0.1
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=None)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                logger.warning("pub/sub connection lost (%s); retrying in %.1fs", exc, backoff)
+            except Exception as exc:
+                # Whatever happens, this process must not silently stop receiving;
+                # redis-py re-subscribes every channel when it reconnects.
+                expected = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
+                logger.warning(
+                    "pub/sub listener: %r; retrying in %.1fs", exc, backoff, exc_info=not expected
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -275,7 +281,9 @@ class RedisEngine(Engine):
     async def hit(self, key: str, window_s: float) -> int:
         name = self._key("hits", key)
         async with self._redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(name).pexpire(name, int(window_s * 1000), nx=True).execute()
+            count, _ = (
+                await pipe.incr(name).pexpire(name, max(1, int(window_s * 1000)), nx=True).execute()
+            )
         return int(count)
 
     async def reset(self, key: str) -> None:

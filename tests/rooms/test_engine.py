@@ -70,6 +70,7 @@ async def test_closed_subscriptions_receive_nothing(engines: Pair) -> None:
     last_closed: list[Message] = []
     barrier: list[Message] = []
     first = await a.subscribe("exam:1", closed.append)
+    assert first.channel == "exam:1"
     await a.subscribe("exam:1", kept.append)
     only = await a.subscribe("exam:2", last_closed.append)
     await a.subscribe("barrier", barrier.append)
@@ -122,6 +123,13 @@ async def test_messages_are_json_copies(engines: Pair) -> None:
     assert got == [{"tags": ["CT", "head"], "n": 1}]
     with pytest.raises(TypeError):
         await b.publish("exam:1", {"not json": object()})
+
+
+async def test_close_is_idempotent(engines: Pair) -> None:
+    a, _ = engines
+    await a.subscribe("exam:1", lambda m: None)
+    await a.close()
+    await a.close()  # and the fixture closes it once more
 
 
 # Presence

@@ -29,7 +29,7 @@ async def test_one_pubsub_connection_per_process_one_redis_subscription_per_chan
 
     # The last local subscriber of a channel unsubscribes it in Redis.
     for subscription in subscriptions:
-        if subscription.channel == channels[0]:
+        if subscription.channel == "exam:0":
             await subscription.close()
     # UNSUBSCRIBE is sent before close() returns; give Redis time to process it.
     for _ in range(400):
