@@ -232,20 +232,22 @@ class RedisEngine(Engine):
         self, room: str, conn_id: str, member: Message, ttl_s: float, now: float | None = None
     ) -> None:
         expires_at = (self.clock() if now is None else now) + ttl_s
-        args = [conn_id, expires_at, ttl_s, json.dumps(member)]
+        args: list[str | float] = [conn_id, expires_at, ttl_s, json.dumps(member)]
         await self._join(keys=self._room_keys(room), args=args)
 
     async def presence_heartbeat(
         self, room: str, conn_id: str, ttl_s: float, now: float | None = None
     ) -> bool:
         now = self.clock() if now is None else now
-        args = [conn_id, now + ttl_s, ttl_s, now]
+        args: list[str | float] = [conn_id, now + ttl_s, ttl_s, now]
         return bool(await self._heartbeat(keys=self._room_keys(room), args=args))
 
     async def presence_leave(self, room: str, conn_id: str) -> None:
         expiry, members = self._room_keys(room)
         async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.zrem(expiry, conn_id).hdel(members, conn_id).execute()
+            pipe.zrem(expiry, conn_id)
+            pipe.hdel(members, conn_id)
+            await pipe.execute()
 
     async def presence_list(self, room: str, now: float | None = None) -> list[Message]:
         now = self.clock() if now is None else now
@@ -263,12 +265,16 @@ class RedisEngine(Engine):
     async def timer_schedule(self, key: str, due_at: float, payload: Message) -> None:
         due, payloads = self._timer_keys()
         async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.zadd(due, {key: due_at}).hset(payloads, key, json.dumps(payload)).execute()
+            pipe.zadd(due, {key: due_at})
+            pipe.hset(payloads, key, json.dumps(payload))
+            await pipe.execute()
 
     async def timer_cancel(self, key: str) -> None:
         due, payloads = self._timer_keys()
         async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.zrem(due, key).hdel(payloads, key).execute()
+            pipe.zrem(due, key)
+            pipe.hdel(payloads, key)
+            await pipe.execute()
 
     async def timer_claim_due(self, now: float, limit: int = 100) -> list[tuple[str, Message]]:
         return _pairs(await self._claim(keys=self._timer_keys(), args=[now, limit]))
@@ -281,9 +287,9 @@ class RedisEngine(Engine):
     async def hit(self, key: str, window_s: float) -> int:
         name = self._key("hits", key)
         async with self._redis.pipeline(transaction=True) as pipe:
-            count, _ = (
-                await pipe.incr(name).pexpire(name, max(1, int(window_s * 1000)), nx=True).execute()
-            )
+            pipe.incr(name)
+            pipe.pexpire(name, max(1, int(window_s * 1000)), nx=True)
+            count, _ = await pipe.execute()
         return int(count)
 
     async def reset(self, key: str) -> None:
