@@ -64,8 +64,22 @@ def test_frame_too_large_counts_utf8_bytes_not_characters() -> None:
     assert refused(raw, max_bytes=100).code == ErrorCode.FRAME_TOO_LARGE
 
 
-def test_not_utf8() -> None:
-    assert refused(b'{"type": "chat", "text": "\xff"}').code == ErrorCode.BAD_ENCODING
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"type": "chat", "id": "c", "text": "\xff"}',
+        '{"type": "chat", "id": "c", "text": "\ud800"}',  # a str no UTF-8 can carry
+        '{"type": "chat", "id": "c", "text": "\\ud800"}',  # a lone surrogate, JSON-escaped
+        '{"type": "call.ice", "candidate": {"x": ["\\udfff"]}}',
+    ],
+)
+def test_not_utf8(raw: str | bytes) -> None:
+    assert refused(raw).code == ErrorCode.BAD_ENCODING
+
+
+def test_escaped_surrogate_pairs_are_fine() -> None:
+    raw = '{"type": "chat", "id": "c", "text": "\\ud83e\\ude7b"}'
+    assert parse_client_frame(raw, MAX) == ChatFrame(id="c", text="\U0001fa7b")
 
 
 @pytest.mark.parametrize(
