@@ -187,9 +187,9 @@ async def test_heartbeat_tells_a_forgotten_connection_to_join_again(engines: Pai
 
 async def test_presence_uses_the_engine_clock_by_default(engines: Pair) -> None:
     a, b = engines
-    await a.presence_join("exam:1", "c1", {"user": "u1"}, ttl_s=0.2)
+    await a.presence_join("exam:1", "c1", {"user": "u1"}, ttl_s=0.1)
     assert len(await b.presence_list("exam:1")) == 1
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.15)
     assert await b.presence_list("exam:1") == []
 
 
@@ -268,7 +268,7 @@ async def test_hits_count_in_a_fixed_window_shared_by_processes(engines: Pair) -
 
 async def test_a_window_closes_after_window_s(engines: Pair) -> None:
     a, b = engines
-    assert await a.hit("k", 0.2) == 1
-    assert await b.hit("k", 0.2) == 2  # does not extend the window
-    await asyncio.sleep(0.25)
-    assert await a.hit("k", 0.2) == 1
+    assert await a.hit("k", 0.1) == 1
+    assert await b.hit("k", 0.1) == 2  # does not extend the window
+    await asyncio.sleep(0.15)
+    assert await a.hit("k", 0.1) == 1
