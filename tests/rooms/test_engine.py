@@ -272,3 +272,13 @@ async def test_a_window_closes_after_window_s(engines: Pair) -> None:
     assert await b.hit("k", 0.1) == 2  # does not extend the window
     await asyncio.sleep(0.15)
     assert await a.hit("k", 0.1) == 1
+
+
+async def test_peek_reads_a_count_without_hitting(engines: Pair) -> None:
+    a, b = engines
+    assert await a.peek("login:x") == 0
+    await a.hit("login:x", 0.1)
+    await b.hit("login:x", 0.1)
+    assert [await b.peek("login:x"), await a.peek("login:x")] == [2, 2]
+    await asyncio.sleep(0.15)
+    assert await a.peek("login:x") == 0
