@@ -25,7 +25,11 @@ async def add_establishment(
     if await db.scalar(select(Establishment).where(Establishment.code == code)):
         raise AccountError(f"establishment {code} exists already")
     est = Establishment(
-        code=code, name=name.strip(), finess=finess, contract_active=True, settings={},
+        code=code,
+        name=name.strip(),
+        finess=finess,
+        contract_active=True,
+        settings={},
         created_at=app.now(),
     )
     db.add(est)

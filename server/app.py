@@ -12,15 +12,14 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from rooms.engine import create_engine as create_bus
+from server import protocols, room
+from server.api import commands as commands_api
 from server.api import exams as exams_api
 from server.api import session as session_api
+from server.cli import app_context
 from server.config import Settings
-from server.context import AppContext
-from server.db import create_engine, session_factory
 from server.errors import ApiError, api_error_handler, http_error_handler, server_error_handler
 from server.middleware import AccessLog, SecurityHeaders, configure_logging
-from server.passwords import Passwords
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -31,25 +30,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        sql = create_engine(settings.database_url)
-        bus = create_bus(settings.redis_url, settings.redis_prefix)
-        await bus.start()
-        app.state.ctx = AppContext(
-            settings=settings,
-            sql=sql,
-            db=session_factory(sql),
-            passwords=Passwords.from_settings(settings),
-            bus=bus,
-        )
-        try:
-            yield
-        finally:
-            await bus.close()
-            await sql.dispose()
+        async with app_context(settings) as context:
+            app.state.ctx = context
+            context.rooms.start()
+            try:
+                yield
+            finally:
+                await context.rooms.close()
 
-    api_routes = [*session_api.routes, *exams_api.routes]
+    api_routes = [*session_api.routes, *exams_api.routes, *commands_api.routes, *protocols.routes]
     routes = [
         Mount("/api", routes=api_routes),
+        *room.routes,
         Mount("/", app=StaticFiles(directory=FRONTEND, html=True), name="frontend"),
     ]
     return Starlette(

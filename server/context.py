@@ -14,6 +14,7 @@ from server.passwords import Passwords
 
 if TYPE_CHECKING:
     from rooms.engine.base import Engine
+    from server.roomhub import RoomHub
 
 
 @dataclass
@@ -21,8 +22,12 @@ class AppContext:
     settings: Settings
     sql: AsyncEngine
     db: async_sessionmaker[AsyncSession]
+    # Sessions that only read. On SQLite they do not take the write lock, so
+    # reads never queue behind writers; on PostgreSQL it is the same pool as `db`.
+    read: async_sessionmaker[AsyncSession]
     passwords: Passwords
     bus: Engine
+    rooms: RoomHub
 
     @staticmethod
     def now() -> datetime:

@@ -6,7 +6,7 @@ import secrets
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 from pydicom.uid import generate_uid
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -150,15 +150,18 @@ async def append_event(
     values: dict[str, Any] = {"last_seq": Exam.last_seq + 1, "updated_at": now}
     values.update(changes or {})
     seq = await db.scalar(
-        stmt.values(**values)
-        .returning(Exam.last_seq)
-        .execution_options(synchronize_session=False)
+        stmt.values(**values).returning(Exam.last_seq).execution_options(synchronize_session=False)
     )
     if seq is None:
         raise conflict("the exam changed state meanwhile; reload it and try again")
     event = ExamEvent(
-        exam_id=exam_id, seq=seq, kind=kind, author_id=author_id, client_id=client_id,
-        at=now, body=body,
+        exam_id=exam_id,
+        seq=seq,
+        kind=kind,
+        author_id=author_id,
+        client_id=client_id,
+        at=now,
+        body=body,
     )
     db.add(event)
     await db.flush()
@@ -240,9 +243,9 @@ def event_json(event: ExamEvent, author: User | None = None) -> dict[str, Any]:
         "seq": event.seq,
         "id": event.client_id or event.id,
         "kind": event.kind,
-        "author": _person(author) if author else (
-            {"id": event.author_id} if event.author_id is not None else None
-        ),
+        "author": _person(author)
+        if author
+        else ({"id": event.author_id} if event.author_id is not None else None),
         "at": _ts(event.at),
         "body": event.body,
     }

@@ -89,8 +89,9 @@ class JsonFormatter(logging.Formatter):
         msg = record.getMessage()
         if msg.startswith("{"):
             return msg
-        return json.dumps({"event": "log", "level": record.levelname, "logger": record.name,
-                           "message": msg})
+        return json.dumps(
+            {"event": "log", "level": record.levelname, "logger": record.name, "message": msg}
+        )
 
 
 def configure_logging(level: str) -> None:

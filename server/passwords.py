@@ -19,7 +19,9 @@ class Passwords:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Passwords:
-        return cls(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
+        return cls(
+            settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
+        )
 
     def hash(self, password: str) -> str:
         return self._ph.hash(password)

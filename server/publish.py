@@ -16,6 +16,4 @@ def room_channel(exam_id: str) -> str:
 async def publish_events(app: AppContext, exam: Exam, events: Iterable[ExamEvent]) -> None:
     """Publish only what is committed: a subscriber that misses it replays it from SQL."""
     for event in events:
-        await app.bus.publish(
-            room_channel(exam.id), {"type": "event", "event": event_json(event)}
-        )
+        await app.bus.publish(room_channel(exam.id), {"type": "event", "event": event_json(event)})

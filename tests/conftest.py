@@ -18,7 +18,7 @@ import redis
 
 from server.accounts import add_establishment, add_user
 from server.cli import app_context
-from server.config import Settings
+from server.config import Settings, normalise_database_url
 from server.migrate import upgrade
 from server.testing import LiveServer
 from tests.helpers import PASSWORD, login
@@ -52,7 +52,7 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     url = _pg_url(name)
-    upgrade(url)
+    upgrade(normalise_database_url(url))
     yield url
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -75,7 +75,7 @@ async def database_url(migrated_template: str, tmp_path: Path) -> str:
             await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
     finally:
         await conn.close()
-    return migrated_template.replace("postgresql://", "postgresql+asyncpg://", 1)
+    return normalise_database_url(migrated_template)
 
 
 @pytest.fixture

@@ -18,8 +18,12 @@ async def login(client: httpx.AsyncClient, username: str, password: str = PASSWO
 
 def exam_payload(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "patient": {"id": "IPP-000123", "name": "DUPONT^Jeanne", "birth_date": "1948-03-02",
-                    "sex": "F"},
+        "patient": {
+            "id": "IPP-000123",
+            "name": "DUPONT^Jeanne",
+            "birth_date": "1948-03-02",
+            "sex": "F",
+        },
         "modality": "CT",
         "body_part": "HEAD",
         "clinical_question": "Déficit brachio-facial gauche depuis 1 h 30 : AVC ischémique ?",

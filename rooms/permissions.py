@@ -1,0 +1,47 @@
+"""Who may send which frames in a room, and who may see which events.
+
+Whether a user is a participant of a given exam (same establishment, assigned
+radiologist, coordinator...) needs the database and is the server's decision; this
+module answers what a participant of a given role may do once inside.
+
+`admin` administers establishments, users and settings and has no clinical access, so
+it is not a room participant: least privilege for patient data.
+"""
+
+from __future__ import annotations
+
+from rooms.types import ClientFrameType, EventKind, Role
+
+PARTICIPANT_ROLES: frozenset[Role] = frozenset(
+    {Role.URGENTIST, Role.MANIPULATOR, Role.RADIOLOGIST, Role.COORDINATOR}
+)
+
+# Every participant may talk, show typing, keep alive and join the call: clinical
+# conversation is between all the people caring for the patient.
+SENDABLE: dict[Role, frozenset[ClientFrameType]] = {
+    role: frozenset(ClientFrameType) for role in PARTICIPANT_ROLES
+}
+
+# A draft may change before signature; site staff must only ever act on a signed
+# report, so drafts stay with the reading side (radiologists) and operations.
+RESTRICTED_KINDS: dict[EventKind, frozenset[Role]] = {
+    EventKind.REPORT_DRAFT: frozenset({Role.RADIOLOGIST, Role.COORDINATOR}),
+}
+
+
+def is_participant_role(role: Role) -> bool:
+    """Whether users of this role can take part in exam rooms at all."""
+    return role in PARTICIPANT_ROLES
+
+
+def may_send(role: Role, frame_type: ClientFrameType) -> bool:
+    """Whether a participant of this role may send this frame type in a room."""
+    return frame_type in SENDABLE.get(role, frozenset())
+
+
+def visible(kind: EventKind, role: Role) -> bool:
+    """Whether a participant of this role may see events of this kind (live or replayed)."""
+    if role not in PARTICIPANT_ROLES:
+        return False
+    allowed = RESTRICTED_KINDS.get(kind)
+    return allowed is None or role in allowed

@@ -1,0 +1,165 @@
+"""Wire types of the exam room, in one place (docs/rooms.md, API.md "Exam room").
+
+Everything that crosses the WebSocket or the event log is named here so that the
+server, the worker, the test client and the docs agree on a single spelling.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal, NotRequired, TypedDict
+
+
+class Role(StrEnum):
+    """Who a user is in the product (DESIGN.md "People and words")."""
+
+    URGENTIST = "urgentist"
+    MANIPULATOR = "manipulator"
+    RADIOLOGIST = "radiologist"
+    COORDINATOR = "coordinator"
+    ADMIN = "admin"
+
+
+class ExamStatus(StrEnum):
+    """Where an exam is in its lifecycle; transitions live in `rooms.lifecycle`."""
+
+    REQUESTED = "requested"
+    ACCEPTED = "accepted"
+    PROTOCOLED = "protocoled"
+    ACQUIRING = "acquiring"
+    IMAGES_COMPLETE = "images_complete"
+    REPORTED = "reported"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+
+
+class EventKind(StrEnum):
+    """The persisted event kinds of API.md, exactly; ephemeral signals are not events."""
+
+    EXAM_REQUESTED = "exam.requested"
+    EXAM_ACCEPTED = "exam.accepted"
+    PROTOCOL_PROPOSED = "protocol.proposed"
+    PROTOCOL_ACKNOWLEDGED = "protocol.acknowledged"
+    IMAGES_RECEIVED = "images.received"
+    EXAM_IMAGES_COMPLETE = "exam.images_complete"
+    REPORT_DRAFT = "report.draft"
+    REPORT_SIGNED = "report.signed"
+    REPORT_ADDENDUM = "report.addendum"
+    EXAM_DELIVERED = "exam.delivered"
+    EXAM_CANCELLED = "exam.cancelled"
+    ESCALATION_RAISED = "escalation.raised"
+    CHAT_MESSAGE = "chat.message"
+
+
+class ClientFrameType(StrEnum):
+    """The `type` of the frames a client may send in a room."""
+
+    CHAT = "chat"
+    TYPING = "typing"
+    PING = "ping"
+    CALL_OFFER = "call.offer"
+    CALL_ICE = "call.ice"
+    CALL_HANGUP = "call.hangup"
+
+
+class ErrorCode(StrEnum):
+    """Codes of `error` frames; the socket stays open after any of them.
+
+    A StrEnum so that `ErrorCode.BAD_JSON == "bad_json"` and the value goes on the wire
+    unchanged.
+    """
+
+    FRAME_TOO_LARGE = "frame_too_large"
+    BAD_ENCODING = "bad_encoding"
+    BAD_JSON = "bad_json"
+    BAD_FRAME = "bad_frame"
+    UNKNOWN_TYPE = "unknown_type"
+    MISSING_ID = "missing_id"
+    ID_TOO_LONG = "id_too_long"
+    MISSING_TEXT = "missing_text"
+    TEXT_TOO_LONG = "text_too_long"
+    MISSING_SDP = "missing_sdp"
+    MISSING_CANDIDATE = "missing_candidate"
+    RATE_LIMITED = "rate_limited"
+    FORBIDDEN_KIND = "forbidden_kind"
+    SLOW_CONSUMER = "slow_consumer"
+
+
+class Event(TypedDict):
+    """One persisted room event; `seq` is the per-exam sequence number (from 1)."""
+
+    seq: int
+    id: str
+    kind: EventKind
+    author: dict[str, Any] | None
+    at: str
+    body: dict[str, Any]
+
+
+class PresenceEntry(TypedDict):
+    """One person in the room, as shown to the others."""
+
+    user: dict[str, Any]
+    role: Role
+    since: str
+
+
+class WelcomeFrame(TypedDict):
+    """First frame after the upgrade: the exam, the caller, who is here, the last seq."""
+
+    type: Literal["welcome"]
+    exam: dict[str, Any]
+    you: dict[str, Any]
+    presence: list[PresenceEntry]
+    last_seq: int
+
+
+class EventFrame(TypedDict):
+    type: Literal["event"]
+    event: Event
+
+
+class AckFrame(TypedDict):
+    """Answers a client frame that carried an `id`, with the seq it was stored under."""
+
+    type: Literal["ack"]
+    id: str
+    seq: int
+
+
+class PresenceFrame(TypedDict):
+    type: Literal["presence"]
+    presence: list[PresenceEntry]
+
+
+class ErrorFrame(TypedDict):
+    """A refused frame; `id` echoes the client id when the frame had a usable one."""
+
+    type: Literal["error"]
+    code: ErrorCode
+    message: str
+    id: NotRequired[str]
+
+
+class PongFrame(TypedDict):
+    type: Literal["pong"]
+
+
+class CallAnswerFrame(TypedDict):
+    """The server-side WebRTC peer's answer to a `call.offer`."""
+
+    type: Literal["call.answer"]
+    sdp: str
+
+
+ServerFrame = (
+    WelcomeFrame | EventFrame | AckFrame | PresenceFrame | ErrorFrame | PongFrame | CallAnswerFrame
+)
+
+
+def error_frame(code: ErrorCode, message: str, id: str | None = None) -> ErrorFrame:
+    """Build an `error` frame, leaving `id` out rather than sending null."""
+    frame = ErrorFrame(type="error", code=code, message=message)
+    if id is not None:
+        frame["id"] = id
+    return frame

@@ -1,0 +1,291 @@
+"""The exam room: ``WS /ws/exams/{id}?since=N`` (API.md "Exam room", docs/rooms.md).
+
+One connection = one reader (this coroutine) and one writer task draining a
+bounded queue. The connection subscribes to the room's channel *before* it
+replays missed events from SQL, and drops anything at or below the highest seq
+it has passed on, so a client sees every event once and in order. A live event
+that skips a seq makes the connection fetch the gap from SQL (a message lost
+between processes costs a query, never an event). A client that cannot keep up
+is closed with ``CLOSE_SLOW_CONSUMER``; it resumes with ``since``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from rooms.frames import ChatFrame, FrameError, PingFrame, TypingFrame, parse_client_frame
+from rooms.limits import TokenBucket
+from rooms.permissions import is_participant_role, may_send, visible
+from rooms.types import ErrorCode, EventKind, Role, error_frame
+from server.api.session import user_json
+from server.auth import Principal, authenticate
+from server.authz import load_exam
+from server.context import AppContext, ctx
+from server.errors import ApiError
+from server.exams import append_event, event_json, exam_json
+from server.models import ExamEvent, User
+from server.origins import origin_allowed
+from server.publish import room_channel
+
+log = logging.getLogger("teleimagerie.room")
+
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_NOT_PARTICIPANT = 4403
+CLOSE_NO_SUCH_EXAM = 4404
+CLOSE_SLOW_CONSUMER = 4408
+
+SEND_QUEUE = 256
+RATE = 10.0  # frames a second per connection, sustained
+BURST = 30.0
+
+
+class SlowConsumer(Exception):
+    pass
+
+
+class Connection:
+    """One member's socket in one room."""
+
+    def __init__(self, ws: WebSocket, app: AppContext, principal: Principal, exam_id: str) -> None:
+        self.ws = ws
+        self.app = app
+        self.principal = principal
+        self.role = Role(principal.role)
+        self.exam_id = exam_id
+        self.conn_id = uuid.uuid4().hex
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SEND_QUEUE)
+        self.sent_seq = 0  # highest seq passed on (or skipped as invisible)
+        self.slow = False
+        self.writer_task: asyncio.Task[None] | None = None
+        self.bucket = TokenBucket(RATE, BURST)
+        self.gap_lock = asyncio.Lock()
+        self.member = {
+            "user": {"id": principal.user.id, "display_name": principal.user.display_name},
+            "role": principal.role,
+            "since": app.now().isoformat().replace("+00:00", "Z"),
+        }
+
+    # -- outbound ---------------------------------------------------------
+
+    def push(self, frame: dict[str, Any]) -> None:
+        if self.slow:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.slow = True
+            asyncio.get_running_loop().create_task(self.shed())
+
+    async def shed(self) -> None:
+        """Close a client that does not read: its writer is stuck on a full socket
+        buffer, so stop it and let the close frame follow what is already sent."""
+        if self.writer_task is not None:
+            self.writer_task.cancel()
+        with contextlib.suppress(Exception):
+            await self.ws.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect with since")
+
+    async def writer(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            await self.ws.send_text(json.dumps(frame, separators=(",", ":")))
+
+    def on_message(self, message: dict[str, Any]) -> None:
+        """Engine callback (must not block): filter and queue one room message."""
+        if message.get("type") != "event":
+            self.push(message)
+            return
+        seq = message["event"]["seq"]
+        if seq <= self.sent_seq:
+            return
+        if seq > self.sent_seq + 1:
+            # Something was lost or is still in flight: fetch it from SQL.
+            asyncio.get_running_loop().create_task(self.fill_gap())
+            return
+        self.pass_on(message["event"])
+
+    def pass_on(self, event: dict[str, Any]) -> None:
+        self.sent_seq = event["seq"]
+        if visible(EventKind(event["kind"]), self.role):
+            self.push({"type": "event", "event": event})
+
+    async def fill_gap(self) -> None:
+        async with self.gap_lock:
+            for event in await load_events(self.app, self.exam_id, self.sent_seq):
+                if event["seq"] > self.sent_seq:
+                    self.pass_on(event)
+
+
+async def load_events(app: AppContext, exam_id: str, since: int) -> list[dict[str, Any]]:
+    async with app.read() as db:
+        rows = (
+            await db.execute(
+                select(ExamEvent, User)
+                .outerjoin(User, User.id == ExamEvent.author_id)
+                .where(ExamEvent.exam_id == exam_id, ExamEvent.seq > since)
+                .order_by(ExamEvent.seq)
+            )
+        ).all()
+    return [event_json(ev, author) for ev, author in rows]
+
+
+async def presence(app: AppContext, exam_id: str) -> list[dict[str, Any]]:
+    members = await app.bus.presence_list(room_channel(exam_id))
+    return [{"user": m["user"], "role": m["role"], "since": m["since"]} for m in members]
+
+
+async def broadcast_presence(app: AppContext, exam_id: str) -> None:
+    await app.bus.publish(
+        room_channel(exam_id), {"type": "presence", "presence": await presence(app, exam_id)}
+    )
+
+
+async def store_chat(conn: Connection, frame: ChatFrame) -> None:
+    """Persist a chat message once per client id, ack it, publish it."""
+    app = conn.app
+    user = conn.principal.user
+    event = None
+    async with app.db() as db:
+        existing = await db.scalar(
+            select(ExamEvent.seq).where(
+                ExamEvent.exam_id == conn.exam_id, ExamEvent.client_id == frame.id
+            )
+        )
+        if existing is None:
+            try:
+                event = await append_event(
+                    db,
+                    conn.exam_id,
+                    EventKind.CHAT_MESSAGE,
+                    user.id,
+                    {"text": frame.text},
+                    app.now(),
+                    client_id=frame.id,
+                )
+                await db.commit()
+            except IntegrityError:
+                await db.rollback()  # the same id raced in from another connection
+                existing = await db.scalar(
+                    select(ExamEvent.seq).where(
+                        ExamEvent.exam_id == conn.exam_id, ExamEvent.client_id == frame.id
+                    )
+                )
+    if event is None:
+        conn.push({"type": "ack", "id": frame.id, "seq": existing})
+        return
+    conn.push({"type": "ack", "id": frame.id, "seq": event.seq})
+    await app.bus.publish(
+        room_channel(conn.exam_id), {"type": "event", "event": event_json(event, user)}
+    )
+
+
+async def handle_frame(conn: Connection, raw: str | bytes) -> None:
+    try:
+        frame = parse_client_frame(raw, conn.app.settings.max_ws_frame_bytes)
+    except FrameError as exc:
+        conn.push(dict(error_frame(exc.code, exc.message, exc.id)))
+        return
+    frame_id = getattr(frame, "id", None)
+    if not conn.bucket.allow(time.monotonic()):
+        conn.push(dict(error_frame(ErrorCode.RATE_LIMITED, "slow down: too many frames", frame_id)))
+        return
+    if not may_send(conn.role, frame.type):
+        conn.push(
+            dict(error_frame(ErrorCode.FORBIDDEN_KIND, "your role may not send this", frame_id))
+        )
+        return
+    if isinstance(frame, PingFrame):
+        conn.push({"type": "pong"})
+    elif isinstance(frame, TypingFrame):
+        await conn.app.bus.publish(
+            room_channel(conn.exam_id),
+            {
+                "type": "typing",
+                "user": {
+                    "id": conn.principal.user.id,
+                    "display_name": conn.principal.user.display_name,
+                },
+            },
+        )
+    elif isinstance(frame, ChatFrame):
+        await store_chat(conn, frame)
+    else:
+        conn.push(dict(error_frame(ErrorCode.UNKNOWN_TYPE, "calls are not available yet")))
+
+
+async def room_endpoint(ws: WebSocket) -> None:
+    app = ctx(ws)
+    if not origin_allowed(ws, app.settings):
+        await ws.close(code=1008)  # before accept: the handshake is refused with 403
+        return
+    await ws.accept()
+    try:
+        principal = await authenticate(ws)
+    except ApiError:
+        await ws.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
+        return
+    if not is_participant_role(Role(principal.role)):
+        await ws.close(CLOSE_NOT_PARTICIPANT, "not a participant")
+        return
+    try:
+        since = max(0, int(ws.query_params.get("since", "0")))
+    except ValueError:
+        since = 0
+    try:
+        async with app.read() as db:
+            exam = await load_exam(db, principal, ws.path_params["exam_id"])
+            exam_body = exam_json(exam, app.settings)
+    except ApiError:
+        await ws.close(CLOSE_NO_SUCH_EXAM, "no such exam")
+        return
+
+    conn = Connection(ws, app, principal, exam.id)
+    conn.sent_seq = since
+    channel = room_channel(exam.id)
+    subscription = await app.bus.subscribe(channel, conn.on_message)
+    hub = app.rooms
+    writer = conn.writer_task = asyncio.get_running_loop().create_task(conn.writer())
+    try:
+        await app.bus.presence_join(channel, conn.conn_id, conn.member, app.settings.presence_ttl_s)
+        hub.add(conn)
+        conn.push(
+            {
+                "type": "welcome",
+                "exam": exam_body,
+                "you": user_json(principal.user),
+                "presence": await presence(app, exam.id),
+                "last_seq": exam_body["last_seq"],
+            }
+        )
+        await conn.fill_gap()
+        await broadcast_presence(app, exam.id)
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text")
+            await handle_frame(conn, raw if raw is not None else message.get("bytes") or b"")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.remove(conn)
+        await subscription.close()
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await writer
+        with contextlib.suppress(Exception):
+            await app.bus.presence_leave(channel, conn.conn_id)
+            await broadcast_presence(app, exam.id)
+
+
+routes = [WebSocketRoute("/ws/exams/{exam_id}", room_endpoint)]

@@ -1,0 +1,177 @@
+"""Exam requests, the worklist and tenancy (issue 2)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from server.cli import app_context
+from server.config import Settings
+from server.models import Exam, ExamEvent
+from tests.helpers import exam_payload
+
+ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]
+
+
+async def _request(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
+    resp = await client.post("/api/exams", json=exam_payload(**overrides))
+    assert resp.status_code == 201, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+async def test_urgentist_requests_an_exam(client_for: ClientFor, settings: Settings) -> None:
+    urg = await client_for("urg_a")
+    resp = await urg.post("/api/exams", json=exam_payload())
+    assert resp.status_code == 201
+    exam = resp.json()
+    assert resp.headers["location"] == f"/api/exams/{exam['id']}"
+    assert exam["status"] == "requested"
+    assert exam["establishment"]["code"] == "HOPA"
+    assert exam["requester"]["display_name"] == "URG_A"
+    assert re.fullmatch(r"TI\d{14}", exam["accession_number"])
+    assert re.fullmatch(r"2\.25\.\d+", exam["study_instance_uid"])
+    assert len(exam["study_instance_uid"]) <= 64
+    assert exam["patient"] == exam_payload()["patient"]
+    assert exam["consent"] is True
+    assert exam["deadlines"]["accept_by"] is not None
+    assert exam["last_seq"] == 1
+
+    events = (await urg.get(f"/api/exams/{exam['id']}/events")).json()
+    assert [e["kind"] for e in events["events"]] == ["exam.requested"]
+    assert events["events"][0]["seq"] == 1
+
+
+async def test_configured_uid_root(
+    make_settings: Callable[..., Settings], accounts: object
+) -> None:
+    from server.testing import LiveServer
+    from tests.helpers import login
+
+    with LiveServer(make_settings(uid_root="1.2.826.0.1.3680043.10.999")) as server:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            client.headers["Authorization"] = f"Bearer {await login(client, 'urg_a')}"
+            exam = await _request(client)
+    assert exam["study_instance_uid"].startswith("1.2.826.0.1.3680043.10.999.")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"consent": False}, "consent"),
+        ({"modality": "PET"}, "modality"),
+        ({"urgency": "whenever"}, "urgency"),
+        ({"clinical_question": "   "}, "clinical_question"),
+        (
+            {"patient": {"id": "1", "name": "X", "birth_date": "2999-01-01", "sex": "F"}},
+            "patient.birth_date",
+        ),
+        ({"patient": {"id": "1", "name": "X", "birth_date": "1970-01-01"}}, "patient.sex"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+async def test_invalid_requests_get_422_naming_the_field(
+    client_for: ClientFor, settings: Settings, overrides: dict[str, Any], field: str
+) -> None:
+    urg = await client_for("urg_a")
+    resp = await urg.post("/api/exams", json=exam_payload(**overrides))
+    assert resp.status_code == 422
+    err = resp.json()["error"]
+    assert err["code"] == "invalid_fields"
+    assert [f["field"] for f in err["fields"]] == [field]
+    assert field in err["message"]
+    async with app_context(settings) as app, app.db() as db:
+        assert await db.scalar(select(func.count()).select_from(Exam)) == 0
+
+
+async def test_missing_field_is_named(client_for: ClientFor) -> None:
+    urg = await client_for("urg_a")
+    body = exam_payload()
+    del body["clinical_question"]
+    resp = await urg.post("/api/exams", json=body)
+    assert resp.status_code == 422
+    assert resp.json()["error"]["fields"][0]["field"] == "clinical_question"
+
+
+async def test_only_urgentists_request_exams(client_for: ClientFor) -> None:
+    for username in ("man_a", "rad", "coord", "admin"):
+        client = await client_for(username)
+        resp = await client.post("/api/exams", json=exam_payload())
+        assert resp.status_code == 403, username
+        assert resp.json()["error"]["code"] == "forbidden"
+
+
+async def test_oversized_body_is_413_and_stores_nothing(
+    client_for: ClientFor, settings: Settings
+) -> None:
+    urg = await client_for("urg_a")
+    huge = exam_payload(clinical_question="x" * (settings.max_body_bytes + 1))
+    resp = await urg.post("/api/exams", json=huge)
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "body_too_large"
+    resp = await urg.post("/api/exams", content=b"{}", headers={"content-type": "text/plain"})
+    assert resp.status_code == 415
+    async with app_context(settings) as app, app.db() as db:
+        assert await db.scalar(select(func.count()).select_from(Exam)) == 0
+        assert await db.scalar(select(func.count()).select_from(ExamEvent)) == 0
+
+
+async def test_establishments_never_see_each_other(client_for: ClientFor) -> None:
+    urg_a, urg_b, man_b = [await client_for(u) for u in ("urg_a", "urg_b", "man_b")]
+    exam_a = await _request(urg_a)
+    exam_b = await _request(urg_b)
+
+    listed_b = (await urg_b.get("/api/exams")).json()["exams"]
+    assert [e["id"] for e in listed_b] == [exam_b["id"]]
+    assert [e["id"] for e in (await man_b.get("/api/exams")).json()["exams"]] == [exam_b["id"]]
+    # Filtering by the other establishment's code does not widen the scope.
+    assert (await urg_b.get("/api/exams", params={"establishment": "HOPA"})).json()["exams"] == []
+    for client in (urg_b, man_b):
+        for path in (f"/api/exams/{exam_a['id']}", f"/api/exams/{exam_a['id']}/events"):
+            resp = await client.get(path)
+            assert resp.status_code == 404, path
+            assert resp.json()["error"]["code"] == "not_found"
+    # An exam that does not exist answers exactly like one of another establishment.
+    missing = await urg_b.get("/api/exams/00000000-0000-0000-0000-000000000000")
+    assert missing.json() == (await urg_b.get(f"/api/exams/{exam_a['id']}")).json()
+
+
+async def test_centre_roles_scope(client_for: ClientFor) -> None:
+    urg_a, urg_b, rad, coord, admin = [
+        await client_for(u) for u in ("urg_a", "urg_b", "rad", "coord", "admin")
+    ]
+    exam_a = await _request(urg_a)
+    exam_b = await _request(urg_b, urgency="scheduled")
+    # Requests nobody has accepted are visible to every radiologist.
+    ids = {e["id"] for e in (await rad.get("/api/exams")).json()["exams"]}
+    assert ids == {exam_a["id"], exam_b["id"]}
+    assert (await rad.get(f"/api/exams/{exam_a['id']}")).status_code == 200
+    # Coordinators see everything, filtered by establishment on request.
+    listed = (await coord.get("/api/exams", params={"establishment": "HOPB"})).json()["exams"]
+    assert [e["id"] for e in listed] == [exam_b["id"]]
+    # The platform admin manages accounts, not patients.
+    assert (await admin.get("/api/exams")).json()["exams"] == []
+    assert (await admin.get(f"/api/exams/{exam_a['id']}")).status_code == 404
+
+
+async def test_worklist_filters_and_parameters(client_for: ClientFor) -> None:
+    urg = await client_for("urg_a")
+    await _request(urg)
+    assert len((await urg.get("/api/exams", params={"status": "requested"})).json()["exams"]) == 1
+    assert (await urg.get("/api/exams", params={"status": "delivered"})).json()["exams"] == []
+    bad = await urg.get("/api/exams", params={"status": "lost"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_parameter"
+    assert (await urg.get("/api/exams", params={"limit": "0"})).status_code == 400
+    assert (await urg.get("/api/exams/x/events", params={"since": "abc"})).status_code == 400
+
+
+async def test_events_since(client_for: ClientFor) -> None:
+    urg = await client_for("urg_a")
+    exam = await _request(urg)
+    resp = await urg.get(f"/api/exams/{exam['id']}/events", params={"since": 1})
+    assert resp.json() == {"events": [], "last_seq": 1}
