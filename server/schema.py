@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from server import audit, billing, reports  # noqa: F401  (their tables)
 from server.models import Base
 
 target_metadata = [Base.metadata]
