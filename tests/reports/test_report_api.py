@@ -105,7 +105,9 @@ async def test_full_report_lifecycle(client_for: ClientFor, settings: Settings) 
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "critical_ack_required"
     assert (await man.post(f"{base}/acknowledge", json={})).status_code == 403
-    delivered = await ok(await urg.post(f"{base}/acknowledge", json={"critical_acknowledged": True}))
+    delivered = await ok(
+        await urg.post(f"{base}/acknowledge", json={"critical_acknowledged": True})
+    )
     assert delivered["status"] == "delivered" and delivered["times"]["delivered_at"]
     report = await ok(await urg.get(f"{base}/report"))
     assert report["critical_acknowledged"] is True
