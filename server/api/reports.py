@@ -1,4 +1,4 @@
-"""Report routes: templates, draft, signature, addenda, acknowledgement, formats.
+"""Report routes: templates, draft, signature, addenda, acknowledgement.
 
 The state changes go through ``commands.execute`` (lifecycle check, event,
 audit row, one transaction). Signing and addenda ask for the password again;
@@ -23,11 +23,13 @@ from starlette.routing import Route
 
 from rooms.lifecycle import Command, LifecycleError, decide
 from rooms.types import ExamStatus, Role
-from server import audit, billing, report_formats
+from server import audit, billing
+from server.api import report_delivery
 from server.api.commands import Changes, execute, lifecycle_error
+from server.api.report_delivery import archive_latest, load_addenda, load_report
 from server.auth import Principal, authenticate
 from server.authz import load_exam
-from server.context import AppContext, ctx
+from server.context import ctx
 from server.errors import ApiError, conflict
 from server.http import parse
 from server.models import Exam, User
@@ -51,72 +53,6 @@ from server.reports import (
 
 log = logging.getLogger("teleimagerie.reports")
 READERS_OF_DRAFTS = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
-
-
-async def _report(db: AsyncSession, exam_id: str) -> Report | None:
-    return await db.get(Report, exam_id, populate_existing=True)
-
-
-async def _addenda(db: AsyncSession, exam_id: str) -> list[Addendum]:
-    rows = await db.scalars(
-        select(Addendum).where(Addendum.exam_id == exam_id).order_by(Addendum.number)
-    )
-    return list(rows.all())
-
-
-def _formats_input(report: Report, addenda: list[Addendum]) -> tuple[dict, str, list[dict]]:
-    assert report.canonical is not None and report.sha256 is not None
-    adds = [{"content": json.loads(a.canonical), "sha256": a.sha256} for a in addenda]
-    return json.loads(report.canonical), report.sha256, adds
-
-
-def rendered(report: Report, addenda: list[Addendum]) -> tuple[bytes, dict, bytes]:
-    """PDF, FHIR and DICOM forms of a signed report (pure, deterministic)."""
-    content, digest, adds = _formats_input(report, addenda)
-    pdf = report_formats.render_pdf(content, digest, adds)
-    fhir = report_formats.render_fhir(content, digest, adds, pdf)
-    return pdf, fhir, report_formats.render_dicom(content, digest, adds, pdf)
-
-
-async def store_report_in_archive(app: AppContext, exam: Exam, part10: bytes) -> bool:
-    """Put the DICOM Encapsulated PDF into the exam's study in the archive.
-
-    The DICOMweb archive is not wired into the server yet: until it is, this
-    logs and returns False, and ``archived_at`` stays NULL (the report API
-    shows it). When it lands, ``app.archive.store(part10)`` is its ingest.
-    """
-    archive = getattr(app, "archive", None)
-    if archive is None:
-        log.info(
-            json.dumps(
-                {
-                    "event": "report.archive_skipped",
-                    "exam": exam.id,
-                    "reason": "no archive configured",
-                }
-            )
-        )
-        return False
-    try:
-        await archive.store(part10)
-    except Exception:
-        log.exception("could not store the report of exam %s in the archive", exam.id)
-        return False
-    async with app.db() as db:
-        await db.execute(
-            update(Report).where(Report.exam_id == exam.id).values(archived_at=app.now())
-        )
-        await db.commit()
-    return True
-
-
-async def _archive_latest(app: AppContext, exam: Exam) -> None:
-    async with app.db() as db:
-        report = await _report(db, exam.id)
-        assert report is not None
-        addenda = await _addenda(db, exam.id)
-    _pdf, _fhir, part10 = rendered(report, addenda)
-    await store_report_in_archive(app, exam, part10)
 
 
 async def _check_password(request: Request, who: Principal, password: str, action: str) -> None:
@@ -218,8 +154,8 @@ async def get_report(request: Request) -> Response:
     app = ctx(request)
     async with app.db() as db:
         exam = await load_exam(db, who, request.path_params["exam_id"])
-        report = await _report(db, exam.id)
-        addenda = await _addenda(db, exam.id)
+        report = await load_report(db, exam.id)
+        addenda = await load_addenda(db, exam.id)
         await audit.record_request(request, "report.read", who, db, exam_id=exam.id)
         await db.commit()
     drafts_ok = who.role in READERS_OF_DRAFTS
@@ -240,7 +176,7 @@ async def put_draft(request: Request) -> Response:
     fields = draft.model_dump()
 
     async def effect(db: AsyncSession, exam: Exam, _w: Principal, now: datetime) -> Changes:
-        report = await _report(db, exam.id)
+        report = await load_report(db, exam.id)
         if report is None:
             tpl = draft_from_template(exam)["template_id"]
             db.add(
@@ -275,7 +211,7 @@ async def sign(request: Request) -> Response:
     out: dict[str, Any] = {}
 
     async def effect(db: AsyncSession, exam: Exam, _w: Principal, now: datetime) -> Changes:
-        report = await _report(db, exam.id)
+        report = await load_report(db, exam.id)
         if report is None:
             raise conflict("there is no draft to sign; save the report first", "no_draft")
         missing = missing_for_signature(report, exam.modality)
@@ -303,7 +239,7 @@ async def sign(request: Request) -> Response:
         }
 
     exam, _event, result = await execute(request, who, Command.REPORT_SIGN, effect)
-    await _archive_latest(ctx(request), exam)
+    await archive_latest(ctx(request), exam)
     return JSONResponse({**out, "exam": result})
 
 
@@ -314,7 +250,7 @@ async def add_addendum(request: Request) -> Response:
     out: dict[str, Any] = {}
 
     async def effect(db: AsyncSession, exam: Exam, _w: Principal, now: datetime) -> Changes:
-        report = await _report(db, exam.id)
+        report = await load_report(db, exam.id)
         assert report is not None and report.sha256 is not None  # status reported/delivered
         count = (
             await db.scalar(
@@ -357,7 +293,7 @@ async def add_addendum(request: Request) -> Response:
         }
 
     exam, _event, result = await execute(request, who, Command.ADDENDUM, effect)
-    await _archive_latest(ctx(request), exam)
+    await archive_latest(ctx(request), exam)
     return JSONResponse({**out, "exam": result}, status_code=201)
 
 
@@ -366,7 +302,7 @@ async def acknowledge(request: Request) -> Response:
     ack = await _optional_body(request, AcknowledgeBody)
 
     async def effect(db: AsyncSession, exam: Exam, _w: Principal, now: datetime) -> Changes:
-        report = await _report(db, exam.id)
+        report = await load_report(db, exam.id)
         assert report is not None
         if report.critical and not ack.critical_acknowledged:
             raise ApiError(
@@ -394,44 +330,6 @@ async def acknowledge(request: Request) -> Response:
     return JSONResponse(result)
 
 
-def _format_route(fmt: str) -> Any:
-    async def endpoint(request: Request) -> Response:
-        who = await authenticate(request)
-        app = ctx(request)
-        async with app.db() as db:
-            exam = await load_exam(db, who, request.path_params["exam_id"])
-            report = await _report(db, exam.id)
-            if report is None or report.signed_at is None:
-                raise ApiError(404, "report_not_signed", "this exam has no signed report yet")
-            addenda = await _addenda(db, exam.id)
-            await audit.record_request(
-                request,
-                "report.read",
-                who,
-                db,
-                exam_id=exam.id,
-                study_uid=exam.study_instance_uid,
-                detail={"format": fmt},
-            )
-            await db.commit()
-        pdf, fhir, part10 = rendered(report, addenda)
-        headers = {"X-Report-SHA256": report.sha256 or ""}
-        if fmt == "pdf":
-            name = f"report-{exam.accession_number}.pdf"
-            headers["Content-Disposition"] = f'inline; filename="{name}"'
-            return Response(pdf, media_type="application/pdf", headers=headers)
-        if fmt == "fhir":
-            return Response(
-                json.dumps(fhir, sort_keys=True, ensure_ascii=False).encode(),
-                media_type="application/fhir+json",
-                headers=headers,
-            )
-        return Response(part10, media_type="application/dicom", headers=headers)
-
-    endpoint.__name__ = f"report_{fmt}"
-    return endpoint
-
-
 routes = [
     Route("/report-templates", get_templates, methods=["GET"]),
     Route("/exams/{exam_id}/report", get_report, methods=["GET"]),
@@ -439,7 +337,5 @@ routes = [
     Route("/exams/{exam_id}/report/sign", sign, methods=["POST"]),
     Route("/exams/{exam_id}/report/addenda", add_addendum, methods=["POST"]),
     Route("/exams/{exam_id}/acknowledge", acknowledge, methods=["POST"]),
-    Route("/exams/{exam_id}/report.pdf", _format_route("pdf"), methods=["GET"]),
-    Route("/exams/{exam_id}/report.fhir.json", _format_route("fhir"), methods=["GET"]),
-    Route("/exams/{exam_id}/report.dcm", _format_route("dicom"), methods=["GET"]),
+    *report_delivery.routes,
 ]

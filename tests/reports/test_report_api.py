@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
 import json
+from typing import Any
 
 import httpx
 import pydicom
 from sqlalchemy import select
+from websockets.asyncio.client import connect
 
 from server.audit import AuditEntry
 from server.cli import app_context
 from server.config import Settings
 from server.report_formats import ENCAPSULATED_PDF, report_sha256_of_dicom
+from server.testing import LiveServer
 from tests.helpers import PASSWORD
 from tests.reports.helpers import DRAFT, ClientFor, exam_images_complete, ok
 
@@ -212,3 +216,31 @@ async def test_reads_and_commands_are_audited(
     body = json.dumps(trail)
     assert exam["patient"]["name"] not in body  # the trail holds ids, not patient data
     assert hashlib.sha256(b"").hexdigest() not in body
+
+
+async def _kinds_until(ws: Any, last: str) -> list[str]:
+    kinds: list[str] = []
+    while not kinds or kinds[-1] != last:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if frame["type"] == "event":
+            kinds.append(frame["event"]["kind"])
+    return kinds
+
+
+async def test_live_room_hides_drafts_from_site_staff(
+    client_for: ClientFor, live_server: LiveServer
+) -> None:
+    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    exam = await exam_images_complete(urg, rad, man)
+    base = f"/api/exams/{exam['id']}"
+    url = f"{live_server.ws_url}/ws/exams/{exam['id']}?since={exam['last_seq']}"
+    async with (
+        connect(url, additional_headers={"Authorization": urg.headers["Authorization"]}) as u_ws,
+        connect(url, additional_headers={"Authorization": rad.headers["Authorization"]}) as r_ws,
+    ):
+        for ws in (u_ws, r_ws):
+            assert json.loads(await ws.recv())["type"] == "welcome"
+        await ok(await rad.put(f"{base}/report", json=DRAFT))
+        await ok(await rad.post(f"{base}/report/sign", json={"password": PASSWORD}))
+        assert await _kinds_until(r_ws, "report.signed") == ["report.draft", "report.signed"]
+        assert await _kinds_until(u_ws, "report.signed") == ["report.signed"]
