@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rooms.lifecycle import Command, LifecycleError, decide
+from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import ExamStatus, Role
 from server import audit, protocols
 from server.auth import Principal, authenticate
@@ -134,15 +134,14 @@ async def execute(
             principal.user.id,
             event_body,
             now,
-            from_status=(exam.status,),
+            from_status=sources(command, transition.new_status),
             changes=changes,
         )
         await audit.record_request(
             request, f"command.{command.value}", principal, db, exam_id=exam.id
         )
         await db.commit()
-        # Not expire_all(): the event must stay loaded to be published below.
-        exam = await db.get_one(Exam, exam.id, populate_existing=True)
+        await db.refresh(exam)
         result = exam_json(exam, app.settings)
     await publish_events(app, exam, [event])
     return exam, event, result
