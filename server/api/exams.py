@@ -69,6 +69,10 @@ async def list_exams(request: Request) -> Response:
     async with app.db() as db:
         exams = (await db.scalars(stmt)).unique().all()
         items = [exam_json(e, app.settings) for e in exams]
+        await audit.record_request(
+            request, "exam.list", principal, db, detail={"count": len(items), "status": status}
+        )
+        await db.commit()
     return JSONResponse({"exams": items})
 
 

@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pydicom
+import pytest
 from sqlalchemy import select
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from server.audit import AuditEntry
 from server.cli import app_context
@@ -244,3 +246,18 @@ async def test_live_room_hides_drafts_from_site_staff(
         await ok(await rad.post(f"{base}/report/sign", json={"password": PASSWORD}))
         assert await _kinds_until(r_ws, "report.signed") == ["report.draft", "report.signed"]
         assert await _kinds_until(u_ws, "report.signed") == ["report.signed"]
+    urg_b = await client_for("urg_b")
+    async with connect(
+        url, additional_headers={"Authorization": urg_b.headers["Authorization"]}
+    ) as b_ws:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(b_ws.recv(), 10)
+        assert b_ws.close_code == 4404
+    coord = await client_for("coord")
+    trail = (await ok(await coord.get(f"/api/audit?exam={exam['id']}")))["entries"]
+    joins = {(e["user"]["username"], e["outcome"]) for e in trail if e["action"] == "room.join"}
+    assert joins == {("urg_a", "ok"), ("rad", "ok")}
+    refused = [e for e in trail if e["action"] == "access.denied"]
+    assert [(e["user"]["username"], e["detail"]["code"]) for e in refused] == [
+        ("urg_b", "not_found")
+    ]
