@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from server.models import Base, Establishment, Exam, User
 
+log = logging.getLogger("teleimagerie.billing")
 DEFAULT_TARIFFS = Path(__file__).parent / "data" / "tariffs.json"
 TECHNICAL, INTELLECTUAL = "technical", "intellectual"
 
@@ -150,6 +152,14 @@ async def create_acts(
 ) -> list[BillingAct]:
     """Write the two acts of a signature, in the signing transaction."""
     tariffs = load_tariffs()
+    try:
+        acts = price(exam.modality, exam.body_part, at, tariffs)
+    except LookupError:
+        # A gap in the table must not hold back a clinical report: bill it by hand.
+        log.error(
+            "no tariff for %s %s: exam %s signed unbilled", exam.modality, exam.body_part, exam.id
+        )
+        return []
     rows = [
         BillingAct(
             exam_id=exam.id,
@@ -159,7 +169,7 @@ async def create_acts(
             tariff_version=str(tariffs.get("version", "")),
             **act,
         )
-        for act in price(exam.modality, exam.body_part, at, tariffs)
+        for act in acts
     ]
     db.add_all(rows)
     await db.flush()
