@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomweb import tables as t
@@ -34,7 +34,7 @@ from dicomweb.header import (
     level_json,
     read_header,
 )
-from dicomweb.index import Indexed, Prepared, index_batch
+from dicomweb.index import Indexed, Prepared, Rejected, index_batch
 from dicomweb.storage import Storage
 from dicomweb.types import (
     CANNOT_UNDERSTAND,
@@ -52,6 +52,7 @@ from dicomweb.types import (
 
 log = logging.getLogger(__name__)
 Result = StoredInstance | Failure
+RETRIES = 3
 
 
 class Ingestor:
@@ -212,16 +213,32 @@ class Ingestor:
         for (i, _, _, _), p in zip(fresh, prepared, strict=True):
             if isinstance(p, Failure):
                 results[i] = p
-        try:
-            async with self.db() as session, session.begin():
-                outcome = await index_batch(session, ready)
-        except SQLAlchemyError:
-            # e.g. a concurrent request stored the same instance: no file stays
-            # without its row; an instance that is now there counts as stored.
-            log.warning("indexing a batch of %d failed", len(ready), exc_info=True)
-            for p in ready:
-                results[p.index] = await self._after_failure(p)
-            return
+        outcome: list[Indexed | Rejected] = []
+        for attempt in range(RETRIES):
+            try:
+                async with self.db() as session, session.begin():
+                    outcome = await index_batch(session, ready)
+                break
+            except IntegrityError:
+                # A concurrent request created the same study or series row, or
+                # stored one of these instances: those count as stored, the rest
+                # is indexed again against the rows that now exist.
+                existing = await self._existing([p.header.sop_uid for p in ready])
+                for p in ready:
+                    if p.header.sop_uid in existing:  # same path: the file is theirs too
+                        results[p.index] = self._duplicate(p.header, existing[p.header.sop_uid])
+                ready = [p for p in ready if p.header.sop_uid not in existing]
+                if ready and attempt < RETRIES - 1:
+                    continue
+                for p in ready:
+                    results[p.index] = await self._after_failure(p)
+                return
+            except SQLAlchemyError:
+                # No file stays without its row.
+                log.warning("indexing a batch of %d failed", len(ready), exc_info=True)
+                for p in ready:
+                    results[p.index] = await self._after_failure(p)
+                return
         by_index = {p.index: p for p in ready}
         for o in outcome:
             p = by_index[o.index]

@@ -104,3 +104,22 @@ def test_paths_are_hashed_inside_root(tmp_path: Path) -> None:
     assert storage.absolute(rel).is_relative_to(tmp_path.resolve())
     with pytest.raises(ValueError):
         storage.absolute("../outside")
+
+
+async def test_concurrent_batches_of_one_new_study(ingestor: Ingestor, hooks: RecordingHooks,
+                                                   db: async_sessionmaker[AsyncSession]) -> None:
+    """Two associations sending the same new study at once (a race on PostgreSQL):
+    every instance is stored once, with one study and one series row."""
+    import asyncio
+
+    slices = list(ct_series(8, size=32))
+    first, second = await asyncio.gather(
+        ingestor.store_many(slices[:5], P), ingestor.store_many(slices[3:], P)
+    )
+    assert all(isinstance(r, StoredInstance) for r in first + second)
+    assert await count(db, t.instances) == 8
+    assert await count(db, t.studies) == 1 and await count(db, t.series) == 1
+    async with db() as s:
+        series = (await s.execute(select(t.series))).one()
+    assert series.num_instances == 8
+    assert len(hooks.stored) == 8
