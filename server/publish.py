@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from server.context import AppContext
+from server.escalation import sync_timers
 from server.exams import event_json
 from server.models import Exam, ExamEvent
+
+# Kinds that never move a deadline: no need to re-plan the timers after them.
+NO_DEADLINE_CHANGE = frozenset({"chat.message", "images.received", "report.draft"})
 
 
 def room_channel(exam_id: str) -> str:
@@ -15,5 +19,9 @@ def room_channel(exam_id: str) -> str:
 
 async def publish_events(app: AppContext, exam: Exam, events: Iterable[ExamEvent]) -> None:
     """Publish only what is committed: a subscriber that misses it replays it from SQL."""
+    events = list(events)
     for event in events:
         await app.bus.publish(room_channel(exam.id), {"type": "event", "event": event_json(event)})
+    if any(e.kind not in NO_DEADLINE_CHANGE for e in events):
+        # Every committed state change re-plans the exam's escalation timers.
+        await sync_timers(app, exam)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import server.roster  # noqa: F401  (registers the roster tables on Base.metadata)
 from server.models import Base
 
 target_metadata = [Base.metadata]

@@ -1,16 +1,98 @@
-"""``teleimagerie worker``: escalation and SLA timers (issue 5 fills it in)."""
+"""``teleimagerie worker``: fires escalation and SLA timers (docs/roster.md "Timers").
+
+At start it rebuilds every pending timer from SQL (the engine may have been flushed,
+or a worker killed after claiming a timer), then claims due timers in a loop. Claims
+are atomic in the engine, so any number of workers share the load and each timer
+fires once; `server.escalation.fire` is idempotent besides, so a timer rebuilt after
+it fired raises nothing twice. A periodic rebuild repairs what a worker killed
+between claim and commit left behind, without waiting for a restart.
+
+With the memory engine the web process runs the same loop in-process (server/app.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import time
 
 from server.config import Settings
+from server.context import AppContext
 
 log = logging.getLogger("teleimagerie.worker")
 
+POLL_S = 0.05  # how long an idle loop sleeps: the floor of the lateness
+RETRY_S = 5.0  # a fire that failed (database away) is tried again this much later
+BATCH = 100
+
+
+async def fire_due(app: AppContext, now: float | None = None) -> int:
+    """Claim and fire the timers due at `now`; returns how many were claimed."""
+    from server.escalation import fire
+
+    claimed = await app.bus.timer_claim_due(time.time() if now is None else now, BATCH)
+    for key, payload in claimed:
+        try:
+            await fire(app, key, payload)
+        except Exception:
+            log.exception("escalation %s failed; retrying in %.0fs", key, RETRY_S)
+            with contextlib.suppress(Exception):
+                await app.bus.timer_schedule(key, time.time() + RETRY_S, payload)
+    return len(claimed)
+
+
+async def timer_loop(
+    app: AppContext, stop: asyncio.Event, resync_every_s: float = 300.0, poll_s: float = POLL_S
+) -> None:
+    """Rebuild from SQL, then fire due timers until `stop` is set."""
+    from server.escalation import rebuild
+
+    next_resync = 0.0
+    while not stop.is_set():
+        try:
+            if time.monotonic() >= next_resync:
+                count = await rebuild(app)
+                log.info("timers rebuilt from SQL: %d pending", count)
+                next_resync = time.monotonic() + resync_every_s
+            if await fire_due(app) == BATCH:
+                continue  # more are due: no sleep
+        except Exception:
+            log.exception("timer loop iteration failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), poll_s)
+
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
-    log.info("worker started")
-    await stop.wait()
+    from server.cli import app_context
+    from server.middleware import configure_logging
+
+    configure_logging(settings.log_level)
+    if stop is None:
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    if not settings.redis_url:
+        log.warning("no REDIS_URL: with the memory engine the web process runs the timers")
+    async with app_context(settings) as app:
+        log.info("worker started")
+        await timer_loop(app, stop)
+    log.info("worker stopped")
+
+
+class TimerTask:
+    """The timer loop running inside another process's event loop (the web app)."""
+
+    def __init__(self, app: AppContext) -> None:
+        self.stop_event = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(timer_loop(app, self.stop_event))
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+def start_timer_loop(app: AppContext) -> TimerTask:
+    return TimerTask(app)
