@@ -243,8 +243,7 @@ async def fire(app: AppContext, key: str, payload: dict[str, Any]) -> ExamEvent 
             # Raised meanwhile by another worker, or the exam moved on: nothing to do.
             await db.rollback()
             return None
-        db.expire_all()
-        exam = await db.get_one(Exam, exam_id)
+        exam = await db.get_one(Exam, exam_id, populate_existing=True)
         exam_body = exam_json(exam, app.settings)
     from server.publish import publish_events  # publish imports this module
 
