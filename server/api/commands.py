@@ -130,8 +130,8 @@ def command_route(
                 changes=changes,
             )
             await db.commit()
-            db.expire_all()
-            exam = await db.get_one(Exam, exam.id)
+            # Not expire_all(): it would expire `event` too, read again after the session.
+            exam = await db.get_one(Exam, exam.id, populate_existing=True)
             result = exam_json(exam, app.settings)
         await publish_events(app, exam, [event])
         return JSONResponse(result)
