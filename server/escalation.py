@@ -10,6 +10,7 @@ escalation is written at most once however many times its timer fires.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ WATCHED = (
     ExamStatus.REPORTED,
 )
 COORDINATOR = str(Role.COORDINATOR)
+CONCURRENCY = 32  # schedules in flight at once during a rebuild
 
 
 def policy(settings: Any) -> Policy:
@@ -149,11 +151,15 @@ async def rebuild(app: AppContext, batch: int = 500) -> int:
                 )
             ).all()
             planned = await plan(db, app.settings, exams)
-        for exam_id, (pending, raised) in planned.items():
-            for d in pending:
-                if d.key not in raised:
-                    await app.bus.timer_schedule(d.key, d.due_at, {"exam_id": exam_id})
-                    count += 1
+        todo = [
+            app.bus.timer_schedule(d.key, d.due_at, {"exam_id": exam_id})
+            for exam_id, (pending, raised) in planned.items()
+            for d in pending
+            if d.key not in raised
+        ]
+        for first in range(0, len(todo), CONCURRENCY):  # round trips overlap, bounded
+            await asyncio.gather(*todo[first : first + CONCURRENCY])
+        count += len(todo)
         if len(exams) < batch:
             return count
         last_id = exams[-1].id

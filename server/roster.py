@@ -261,3 +261,21 @@ def duty_json(duty: Duty, names: dict[int, Any]) -> dict[str, Any]:
         "template_id": duty.template_id,
         "max_in_progress": duty.max_in_progress,
     }
+
+
+async def load_demo_roster(db: AsyncSession, radiologists: dict[str, int], today: date) -> None:
+    """The demo's recurring roster, once: one radiologist primary on nights, weekends and
+    bank holidays, the other backup. Day sessions are concrete shifts, added by hand."""
+    if await db.scalar(select(ShiftTemplate.id).limit(1)) is not None:
+        return
+    now = datetime.combine(today, time(), PARIS)
+    for username, role in (("radiologue", "primary"), ("radiologue.astreinte", "backup")):
+        for pattern in PATTERNS:
+            db.add(
+                ShiftTemplate(
+                    radiologist_id=radiologists[username], role=role, pattern=pattern,
+                    establishment_ids=[], valid_from=today, max_in_progress=DEFAULT_MAX_IN_PROGRESS,
+                    created_at=now,
+                )
+            )  # fmt: skip
+    await db.flush()

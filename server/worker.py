@@ -57,22 +57,41 @@ async def timer_loop(
     poll_s: float = POLL_S,
     fire: Fire | None = None,
 ) -> None:
-    """Rebuild from SQL, then fire due timers until `stop` is set."""
+    """Rebuild from SQL (and again every `resync_every_s`) and fire due timers until
+    `stop` is set."""
+    next_resync = 0.0
+    rebuilding: asyncio.Task[int] | None = None
+    try:
+        while not stop.is_set():
+            # The rebuild runs beside the claims: a worker restarted with thousands of
+            # pending timers fires the first ones it restores without waiting for the rest.
+            if time.monotonic() >= next_resync and (rebuilding is None or rebuilding.done()):
+                rebuilding = asyncio.get_running_loop().create_task(_rebuild(app))
+                next_resync = time.monotonic() + resync_every_s
+            try:
+                if await fire_due(app, fire=fire) == BATCH:
+                    continue  # more are due: no sleep
+            except Exception:
+                log.exception("timer loop iteration failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
+    finally:
+        if rebuilding is not None and not rebuilding.done():
+            rebuilding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rebuilding
+
+
+async def _rebuild(app: AppContext) -> int:
     from server.escalation import rebuild
 
-    next_resync = 0.0
-    while not stop.is_set():
-        try:
-            if time.monotonic() >= next_resync:
-                count = await rebuild(app)
-                log.info("timers rebuilt from SQL: %d pending", count)
-                next_resync = time.monotonic() + resync_every_s
-            if await fire_due(app, fire=fire) == BATCH:
-                continue  # more are due: no sleep
-        except Exception:
-            log.exception("timer loop iteration failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), poll_s)
+    try:
+        count = await rebuild(app)
+    except Exception:
+        log.exception("rebuilding the timers from SQL failed; retrying at the next resync")
+        return 0
+    log.info("timers rebuilt from SQL: %d pending", count)
+    return count
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
