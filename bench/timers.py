@@ -5,10 +5,10 @@ claiming from one engine, as `teleimagerie worker` processes do:
 
 - ``engine``: the engine and the worker loop alone (``server.worker.timer_loop`` with
   a `fire` that records the time): what the claim loop costs.
-- ``full``: real exams in a fresh SQLite database, timers rebuilt from SQL by the
-  worker loop at start (that time is printed too), and the real
-  ``server.escalation.fire`` writing ``escalation.raised`` events; lateness is the
-  event's time minus its deadline.
+- ``full``: 5,000 real open requests (two timers each) in a fresh SQLite database,
+  rebuilt from SQL (the time is printed), then `--due` of them made due within the
+  window while the rest stay pending, fired by the real ``server.escalation.fire``
+  writing ``escalation.raised`` events; lateness is the event's time minus its deadline.
 
 Lateness = when it fired - when it was due. Target: p99 < 1 s.
 
@@ -26,12 +26,12 @@ import random
 import tempfile
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from server.accounts import add_establishment, add_user
 from server.cli import app_context
@@ -56,13 +56,15 @@ def report(name: str, lateness: list[float], expected: int) -> None:
               f"  max {values[-1] * 1000:.0f} ms")  # fmt: skip
 
 
-async def run_loops(settings: Settings, workers: int, until: float, fire: Any = None) -> None:
+async def run_loops(
+    settings: Settings, workers: int, until: float, fire: Any = None, rebuild: bool = True
+) -> None:
     """`workers` worker loops, each with its own engine connection, until `until`."""
     stop = asyncio.Event()
 
     async def one() -> None:
         async with app_context(settings) as app:
-            await timer_loop(app, stop, fire=fire)
+            await timer_loop(app, stop, fire=fire, rebuild_first=rebuild)
 
     tasks = [asyncio.create_task(one()) for _ in range(workers)]
     await asyncio.sleep(max(0.0, until - time.time()))
@@ -106,14 +108,14 @@ async def bench_engine(args: argparse.Namespace, settings: Settings) -> None:
     print(f"  duplicates {duplicates}")
 
 
-async def seed(app: AppContext, exams: int, ack_s: int, spread: float) -> None:
-    """`exams` requests whose first deadline falls in [now + 5 s, now + 5 s + spread]."""
+async def seed(app: AppContext, exams: int) -> list[str]:
+    """`exams` open requests: two pending timers each (accept:1 and accept:2)."""
+    ids = []
     async with app.db() as db:
         est = await add_establishment(app, db, "BENCH", "Bench")
         urg = await add_user(app, db, "bench_urg", "bench-password-1", "urgentist", "BENCH")
-        base = datetime.now(UTC) + timedelta(seconds=5 - ack_s)
+        now = datetime.now(UTC)
         for i in range(exams):
-            at = base + timedelta(seconds=random.random() * spread)
             exam = Exam(
                 establishment_id=est.id,
                 requester_id=urg.id,
@@ -129,33 +131,48 @@ async def seed(app: AppContext, exams: int, ack_s: int, spread: float) -> None:
                 clinical_question="bench",
                 urgency="emergency",
                 consent=True,
-                created_at=at,
-                updated_at=at,
+                created_at=now,
+                updated_at=now,
                 last_seq=0,
             )
             db.add(exam)
+            await db.flush()
+            ids.append(exam.id)
         await db.commit()
+    return ids
 
 
 async def bench_full(args: argparse.Namespace, settings: Settings) -> None:
-    ack_s = int(args.spread) + 30  # level 2 falls after the run: it stays pending
+    from server.escalation import rebuild, sync_timers
+
+    ack_s = 3600  # all but the chosen few stay pending through the run
     settings = settings.with_(ack_timeout_s=ack_s)
     async with app_context(settings) as app:
-        await seed(app, args.exams, ack_s, args.spread)
+        ids = await seed(app, args.exams)
         t0 = time.perf_counter()
-        async with app_context(settings) as fresh:
-            from server.escalation import rebuild
-
-            count = await rebuild(fresh)
-        print(f"rebuilt {count} timers from SQL in {time.perf_counter() - t0:.2f} s")
-        # The loops rebuild again at start, as a restarted worker does (same keys).
-        await run_loops(settings, args.workers, time.time() + 5 + args.spread + 5)
+        count = await rebuild(app)
+        took = time.perf_counter() - t0
+        print(f"rebuilt {count} timers from SQL in {took:.2f} s ({count / took:.0f}/s)")
+        # Move `--due` exams so that their first deadline falls in the window, as a
+        # request made an ACK_TIMEOUT_S earlier would; the web process re-plans them.
+        start = time.time() + 1.5 * took + 3
+        async with app.db() as db:
+            for exam_id in ids[: args.due]:
+                at = datetime.fromtimestamp(start + random.random() * args.spread - ack_s, UTC)
+                await db.execute(update(Exam).where(Exam.id == exam_id).values(created_at=at))
+            await db.commit()
+        for exam_id in ids[: args.due]:
+            await sync_timers(app, exam_id)
+        print(f"{await app.bus.timer_count()} pending; {args.due} due over {args.spread:.0f} s")
+        # Steady state: the timers are in the engine already (the rebuild above). The
+        # worker loops share this process, as they would not in production.
+        await run_loops(settings, args.workers, start + args.spread + 5, rebuild=False)
         async with app.db() as db:
             bodies = (await db.execute(select(ExamEvent.at, ExamEvent.body))).all()
     lateness = [
         (at - datetime.fromisoformat(body["due_at"])).total_seconds() for at, body in bodies
     ]
-    report(f"full ({args.workers} workers, {count} pending)", lateness, args.exams)
+    report(f"full ({args.workers} workers, {count} pending)", lateness, args.due)
 
 
 def main() -> None:
@@ -163,6 +180,7 @@ def main() -> None:
     parser.add_argument("mode", choices=["engine", "full"])
     parser.add_argument("--timers", type=int, default=10_000)
     parser.add_argument("--exams", type=int, default=5_000)
+    parser.add_argument("--due", type=int, default=500, help="full mode: how many fire")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--spread", type=float, default=20.0, help="seconds the due times span")
     args = parser.parse_args()

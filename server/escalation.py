@@ -125,14 +125,11 @@ async def sync_timers(app: AppContext, exam: Exam | str) -> None:
         fresh = await db.get(Exam, exam_id)
         planned = await plan(db, app.settings, [fresh]) if fresh else {}
     pending, raised = planned.get(exam_id, ([], set()))
-    keep = set()
-    for d in pending:
-        if d.key not in raised:
-            keep.add(d.key)
-            await app.bus.timer_schedule(d.key, d.due_at, {"exam_id": exam_id})
-    for key in deadline_keys(exam_id):
-        if key not in keep:
-            await app.bus.timer_cancel(key)
+    keep = {d.key: d for d in pending if d.key not in raised}
+    await asyncio.gather(
+        *(app.bus.timer_schedule(k, d.due_at, {"exam_id": exam_id}) for k, d in keep.items()),
+        *(app.bus.timer_cancel(k) for k in deadline_keys(exam_id) if k not in keep),
+    )
 
 
 async def rebuild(app: AppContext, batch: int = 500) -> int:

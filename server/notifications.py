@@ -62,6 +62,17 @@ async def notify(
         await app.bus.publish(role_channel(role), message)
 
 
+def _is_ping(text: str | None) -> bool:
+    """The only frame a client sends here is a keep-alive; anything else is ignored."""
+    if not text or len(text) > 256:
+        return False
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(frame, dict) and frame.get("type") == "ping"
+
+
 async def notifications_endpoint(ws: WebSocket) -> None:
     app = ctx(ws)
     if not origin_allowed(ws, app.settings):
@@ -105,7 +116,7 @@ async def notifications_endpoint(ws: WebSocket) -> None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            if message.get("text") and '"ping"' in message["text"]:
+            if _is_ping(message.get("text")):
                 on_message({"type": "pong"})
     except WebSocketDisconnect:
         pass

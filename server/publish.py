@@ -12,8 +12,11 @@ from server.models import Exam, ExamEvent
 
 log = logging.getLogger("teleimagerie.publish")
 
-# Kinds that never move a deadline: no need to re-plan the timers after them.
-NO_DEADLINE_CHANGE = frozenset({"chat.message", "images.received", "report.draft"})
+# Kinds that never move a deadline: no need to re-plan the timers after them. (An
+# escalation was claimed from the engine to be raised; its next level is scheduled.)
+NO_DEADLINE_CHANGE = frozenset(
+    {"chat.message", "images.received", "report.draft", "escalation.raised"}
+)
 
 
 def room_channel(exam_id: str) -> str:

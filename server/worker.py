@@ -30,23 +30,31 @@ log = logging.getLogger("teleimagerie.worker")
 POLL_S = 0.05  # how long an idle loop sleeps: the floor of the lateness
 RETRY_S = 5.0  # a fire that failed (database away) is tried again this much later
 BATCH = 100
+# Fires in flight at once: their SQL and Redis round trips overlap (a burst after an
+# outage drains faster); each fire is idempotent, so their order does not matter.
+CONCURRENCY = 8
 
 
 async def fire_due(app: AppContext, now: float | None = None, fire: Fire | None = None) -> int:
     """Claim and fire the timers due at `now`; returns how many were claimed.
 
     `fire` defaults to `server.escalation.fire`; the timer benchmark passes its own."""
-    if fire is None:
-        from server.escalation import fire
+    from server.escalation import fire as raise_escalation
 
+    fire_one: Fire = fire or raise_escalation
     claimed = await app.bus.timer_claim_due(time.time() if now is None else now, BATCH)
-    for key, payload in claimed:
-        try:
-            await fire(app, key, payload)
-        except Exception:
-            log.exception("escalation %s failed; retrying in %.0fs", key, RETRY_S)
-            with contextlib.suppress(Exception):
-                await app.bus.timer_schedule(key, time.time() + RETRY_S, payload)
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(key: str, payload: dict[str, Any]) -> None:
+        async with gate:
+            try:
+                await fire_one(app, key, payload)
+            except Exception:
+                log.exception("escalation %s failed; retrying in %.0fs", key, RETRY_S)
+                with contextlib.suppress(Exception):
+                    await app.bus.timer_schedule(key, time.time() + RETRY_S, payload)
+
+    await asyncio.gather(*(one(key, payload) for key, payload in claimed))
     return len(claimed)
 
 
@@ -56,10 +64,11 @@ async def timer_loop(
     resync_every_s: float = 300.0,
     poll_s: float = POLL_S,
     fire: Fire | None = None,
+    rebuild_first: bool = True,
 ) -> None:
-    """Rebuild from SQL (and again every `resync_every_s`) and fire due timers until
-    `stop` is set."""
-    next_resync = 0.0
+    """Rebuild from SQL (at start unless told otherwise, and every `resync_every_s`) and
+    fire due timers until `stop` is set."""
+    next_resync = 0.0 if rebuild_first else time.monotonic() + resync_every_s
     rebuilding: asyncio.Task[int] | None = None
     try:
         while not stop.is_set():

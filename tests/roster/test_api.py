@@ -157,6 +157,13 @@ async def test_notification_channel_needs_a_login_and_an_allowed_origin(
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     token = await login(http, "rad")
+    async with connect(f"{live_server.ws_url}/ws/notifications",
+                       additional_headers={"Authorization": f"Bearer {token}"}) as ws:  # fmt: skip
+        welcome = json.loads(await ws.recv())
+        assert welcome["channels"] == [f"user:{welcome['user']}", "role:radiologist"]
+        await ws.send("not json")
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await ws.recv()) == {"type": "pong"}
     with pytest.raises(InvalidStatus):
         async with connect(f"{live_server.ws_url}/ws/notifications",
                            additional_headers={"Authorization": f"Bearer {token}",
