@@ -121,7 +121,7 @@ async def plan(
 async def sync_timers(app: AppContext, exam: Exam | str) -> None:
     """Re-plan one exam's timers from SQL; cancel those whose condition has passed."""
     exam_id = exam if isinstance(exam, str) else exam.id
-    async with app.db() as db:
+    async with app.read() as db:
         fresh = await db.get(Exam, exam_id)
         planned = await plan(db, app.settings, [fresh]) if fresh else {}
     pending, raised = planned.get(exam_id, ([], set()))
@@ -138,7 +138,7 @@ async def rebuild(app: AppContext, batch: int = 500) -> int:
     cancelled here (that would cost a round trip per key)."""
     count, last_id = 0, ""
     while True:
-        async with app.db() as db:
+        async with app.read() as db:
             exams = (
                 await db.scalars(
                     select(Exam)
@@ -210,7 +210,9 @@ async def fire(app: AppContext, key: str, payload: dict[str, Any]) -> ExamEvent 
     already raised). Safe to call any number of times, from any number of workers."""
     exam_id, _step, _level = parse_key(key)
     now = time.time()
-    async with app.db() as db:
+    # Decide on a read session (most claims of a stale schedule end here), then write;
+    # `from_status` makes the write fail if the exam moved on in between.
+    async with app.read() as db:
         exam = await db.get(Exam, exam_id)
         if exam is None:
             return None
@@ -223,13 +225,15 @@ async def fire(app: AppContext, key: str, payload: dict[str, Any]) -> ExamEvent 
             return None
         at = datetime.fromtimestamp(now, UTC)
         users, roles = await recipients(db, exam, deadline, at)
-        body = {
-            "level": deadline.level,
-            "reason": str(deadline.reason),
-            "notified": [*users, *roles],
-            "deadline": key,
-            "due_at": datetime.fromtimestamp(deadline.due_at, UTC).isoformat(),
-        }
+        status = exam.status
+    body = {
+        "level": deadline.level,
+        "reason": str(deadline.reason),
+        "notified": [*users, *roles],
+        "deadline": key,
+        "due_at": datetime.fromtimestamp(deadline.due_at, UTC).isoformat(),
+    }
+    async with app.db() as db:
         try:
             event = await append_event(
                 db,
@@ -239,7 +243,7 @@ async def fire(app: AppContext, key: str, payload: dict[str, Any]) -> ExamEvent 
                 body,
                 at,
                 client_id=key,
-                from_status=(exam.status,),
+                from_status=(status,),
             )
             await db.commit()
         except (IntegrityError, ApiError):

@@ -110,7 +110,7 @@ def _iso(value: datetime | None) -> str | None:
 async def exam_turnaround(request: Request) -> Response:
     principal = await authenticate(request)
     app = ctx(request)
-    async with app.db() as db:
+    async with app.read() as db:
         exam = await load_exam(db, principal, request.path_params["exam_id"])
         times = milestones(exam)
     result = figures(times, app.settings.report_sla_s, app.now())
@@ -151,7 +151,7 @@ async def stats_turnaround(request: Request) -> Response:
         stmt = stmt.where(Exam.created_at < end)
     now = app.now()
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    async with app.db() as db:
+    async with app.read() as db:
         for exam in (await db.scalars(stmt.where(Exam.status != "cancelled"))).unique():
             groups[exam.establishment.code].append(
                 figures(milestones(exam), app.settings.report_sla_s, now)

@@ -174,7 +174,7 @@ async def list_shifts(request: Request) -> Response:
     now = app.now()
     start = _time_param(request, "from", now - timedelta(days=1))
     end = _time_param(request, "to", now + timedelta(days=14))
-    async with app.db() as db:
+    async with app.read() as db:
         rows = (
             await db.scalars(
                 select(Shift)
@@ -237,7 +237,7 @@ async def create_template(request: Request) -> Response:
 async def list_templates(request: Request) -> Response:
     await _reader(request)
     app = ctx(request)
-    async with app.db() as db:
+    async with app.read() as db:
         rows = (await db.scalars(select(ShiftTemplate).order_by(ShiftTemplate.id))).all()
         people, codes = await _names(db)
     return JSONResponse({"templates": [_row_json(r, people, codes) for r in rows]})
@@ -269,7 +269,7 @@ async def get_roster(request: Request) -> Response:
     app = ctx(request)
     at = _time_param(request, "at", app.now())
     code = request.query_params.get("establishment")
-    async with app.db() as db:
+    async with app.read() as db:
         stmt = select(Establishment).order_by(Establishment.code)
         if code:
             stmt = stmt.where(Establishment.code == code.upper())
