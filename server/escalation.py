@@ -205,7 +205,9 @@ async def recipients(
     return list(dict.fromkeys(users)), list(dict.fromkeys(roles))
 
 
-async def fire(app: AppContext, key: str, payload: dict[str, Any]) -> ExamEvent | None:
+async def fire(
+    app: AppContext, key: str, payload: dict[str, Any], *, _again: bool = True
+) -> ExamEvent | None:
     """Raise the escalation `key` if it is still pending; None when it is not (or was
     already raised). Safe to call any number of times, from any number of workers."""
     exam_id, _step, _level = parse_key(key)
@@ -223,9 +225,23 @@ async def fire(app: AppContext, key: str, payload: dict[str, Any]) -> ExamEvent 
         if deadline.due_at > now:  # claimed early from a stale schedule: put it back
             await app.bus.timer_schedule(key, deadline.due_at, payload)
             return None
-        at = datetime.fromtimestamp(now, UTC)
-        users, roles = await recipients(db, exam, deadline, at)
-        status = exam.status
+        step = key.rsplit(":", 1)[0]
+        lower = [
+            d.key
+            for d in pending
+            if d.key.startswith(step + ":") and d.level < deadline.level and d.key not in raised
+        ]
+        catch_up = bool(lower) and _again
+        if not catch_up:
+            at = datetime.fromtimestamp(now, UTC)
+            users, roles = await recipients(db, exam, deadline, at)
+            status = exam.status
+    if catch_up:
+        # A backlog (or another worker) reached a higher level first: raise the levels
+        # below it before it, so the room reads 1 then 2 and the backup is not skipped.
+        for lower_key in lower:
+            await fire(app, lower_key, payload, _again=False)
+        return await fire(app, key, payload, _again=False)
     body = {
         "level": deadline.level,
         "reason": str(deadline.reason),

@@ -43,18 +43,24 @@ async def fire_due(app: AppContext, now: float | None = None, fire: Fire | None 
 
     fire_one: Fire = fire or raise_escalation
     claimed = await app.bus.timer_claim_due(time.time() if now is None else now, BATCH)
+    # One exam's timers fire in claim order (earliest first), so that a backlog (workers
+    # down for a while) still raises level 1 before level 2; exams fire side by side.
+    by_exam: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, payload in claimed:
+        by_exam.setdefault(str(payload.get("exam_id", key)), []).append((key, payload))
     gate = asyncio.Semaphore(CONCURRENCY)
 
-    async def one(key: str, payload: dict[str, Any]) -> None:
+    async def in_order(timers: list[tuple[str, dict[str, Any]]]) -> None:
         async with gate:
-            try:
-                await fire_one(app, key, payload)
-            except Exception:
-                log.exception("escalation %s failed; retrying in %.0fs", key, RETRY_S)
-                with contextlib.suppress(Exception):
-                    await app.bus.timer_schedule(key, time.time() + RETRY_S, payload)
+            for key, payload in timers:
+                try:
+                    await fire_one(app, key, payload)
+                except Exception:
+                    log.exception("escalation %s failed; retrying in %.0fs", key, RETRY_S)
+                    with contextlib.suppress(Exception):
+                        await app.bus.timer_schedule(key, time.time() + RETRY_S, payload)
 
-    await asyncio.gather(*(one(key, payload) for key, payload in claimed))
+    await asyncio.gather(*(in_order(timers) for timers in by_exam.values()))
     return len(claimed)
 
 

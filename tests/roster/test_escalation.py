@@ -174,3 +174,15 @@ async def test_routing_reads_the_roster_from_sql(settings: Settings, accounts: A
         assert (choice.radiologist_id, str(choice.reason)) == (None, "all_at_capacity")
         count = await db.scalar(select(func.count()).select_from(ExamEvent))
         assert count == 2
+
+
+async def test_a_higher_level_fired_first_raises_the_lower_one_before_it(
+    settings: Settings, accounts: Accounts
+) -> None:
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    async with app_context(fast(settings)) as app:
+        async with app.db() as db:
+            exam_id = await new_exam(app, db, past)
+        await fire(app, f"{exam_id}:accept:2", {"exam_id": exam_id})
+        assert [b["level"] for b in await raised(app, exam_id)] == [1, 2]
+        assert await fire(app, f"{exam_id}:accept:1", {"exam_id": exam_id}) is None

@@ -67,7 +67,7 @@ async def levels(client: httpx.AsyncClient, exam_id: str) -> list[int]:
 
 async def wait_levels(client: httpx.AsyncClient, exam_id: str, count: int) -> list[int]:
     found: list[int] = []
-    for _ in range(150):  # 15 s at most: a guard, not a measure
+    for _ in range(450):  # 45 s at most (a loaded CI machine): a guard, not a measure
         if len(found := await levels(client, exam_id)) >= count:
             break
         await asyncio.sleep(0.1)
