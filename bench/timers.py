@@ -12,8 +12,8 @@ claiming from one engine, as `teleimagerie worker` processes do:
 
 Lateness = when it fired - when it was due. Target: p99 < 1 s.
 
-    .venv/bin/python bench/timers.py engine --timers 10000 --workers 2
-    .venv/bin/python bench/timers.py full --exams 5000 --workers 2   # 10,000 timers
+    .venv/bin/python -m bench.timers engine --timers 10000 --workers 2
+    .venv/bin/python -m bench.timers full --exams 5000 --due 200 --workers 2  # 10,000 timers
     (Redis at $REDIS_URL, default redis://127.0.0.1:6379/0; keys under a fresh prefix)
 """
 
