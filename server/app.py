@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from server import notifications, protocols, room, turnaround
+from server import archive, notifications, protocols, room, turnaround
 from server.api import commands as commands_api
 from server.api import exams as exams_api
 from server.api import roster as roster_api
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     api_routes += [*roster_api.routes, *turnaround.routes]
     routes = [
         Mount("/api", routes=api_routes),
+        Mount("/dicomweb", app=archive.mount),
         *room.routes,
         *notifications.routes,
         Mount("/", app=StaticFiles(directory=FRONTEND, html=True), name="frontend"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import server.roster  # noqa: F401  (registers the roster tables on Base.metadata)
+from dicomweb.tables import metadata as dicomweb_metadata
 from server.models import Base
 
-target_metadata = [Base.metadata]
+target_metadata = [Base.metadata, dicomweb_metadata]
