@@ -36,6 +36,8 @@ class Settings:
     ack_timeout_s: int = 300
     report_warn_s: int = 2700
     report_sla_s: int = 3600
+    protocol_ack_timeout_s: int = 300
+    critical_ack_timeout_s: int = 600
     session_idle_s: int = 3600
     session_absolute_s: int = 12 * 3600
     secure_cookies: bool | None = None  # None: Secure when the request came over HTTPS
@@ -73,6 +75,8 @@ class Settings:
             ack_timeout_s=_int(e, "ACK_TIMEOUT_S", d.ack_timeout_s),
             report_warn_s=_int(e, "REPORT_WARN_S", d.report_warn_s),
             report_sla_s=_int(e, "REPORT_SLA_S", d.report_sla_s),
+            protocol_ack_timeout_s=_int(e, "PROTOCOL_ACK_TIMEOUT_S", d.protocol_ack_timeout_s),
+            critical_ack_timeout_s=_int(e, "CRITICAL_ACK_TIMEOUT_S", d.critical_ack_timeout_s),
             session_idle_s=_int(e, "SESSION_IDLE_S", d.session_idle_s),
             session_absolute_s=_int(e, "SESSION_ABSOLUTE_S", d.session_absolute_s),
             secure_cookies=(

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from rooms.permissions import visible
 from rooms.types import ExamStatus, Role
-from server import audit
+from server import audit, routing
 from server.auth import authenticate
 from server.authz import exam_scope, load_exam, require_role
 from server.context import ctx
@@ -38,13 +38,18 @@ async def request_exam(request: Request) -> Response:
     require_role(principal, Role.URGENTIST)
     req = await parse(request, ExamRequest)
     app = ctx(request)
+    now = app.now()
     async with app.db() as db:
         user = await db.get_one(User, principal.user.id)
-        exam, event = await create_exam(db, app.settings, user, req, app.now())
+        assert user.establishment_id is not None
+        choice = await routing.route(db, user.establishment_id, now)
+        exam, event = await create_exam(db, app.settings, user, req, now, choice.radiologist_id)
+        await audit.record_request(request, "exam.request", principal, db, exam_id=exam.id)
         await db.commit()
         await db.refresh(exam)
         body = exam_json(exam, app.settings)
     await publish_events(app, exam, [event])
+    await routing.announce(app, exam, choice)
     return JSONResponse(body, status_code=201, headers={"Location": f"/api/exams/{exam.id}"})
 
 
