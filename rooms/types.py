@@ -49,6 +49,8 @@ class EventKind(StrEnum):
     EXAM_CANCELLED = "exam.cancelled"
     ESCALATION_RAISED = "escalation.raised"
     CHAT_MESSAGE = "chat.message"
+    CALL_STARTED = "call.started"
+    CALL_ENDED = "call.ended"
 
 
 class ClientFrameType(StrEnum):
@@ -58,7 +60,9 @@ class ClientFrameType(StrEnum):
     TYPING = "typing"
     PING = "ping"
     CALL_OFFER = "call.offer"
+    CALL_ANSWER = "call.answer"
     CALL_ICE = "call.ice"
+    CALL_MUTE = "call.mute"
     CALL_HANGUP = "call.hangup"
 
 
@@ -83,6 +87,11 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     FORBIDDEN_KIND = "forbidden_kind"
     SLOW_CONSUMER = "slow_consumer"
+    BAD_MUTE = "bad_mute"
+    CALL_FULL = "call_full"
+    NOT_IN_CALL = "not_in_call"
+    CALL_FAILED = "call_failed"
+    CALL_GLARE = "call_glare"
 
 
 class Event(TypedDict):

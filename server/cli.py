@@ -18,12 +18,14 @@ from server.passwords import Passwords
 @contextlib.asynccontextmanager
 async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
     """The process-wide services, for the web app's lifespan and the CLI alike."""
+    from server.calls import CallManager
     from server.room import PRESENCE_TTL_S
     from server.roomhub import RoomHub
 
     sql = create_engine(settings.database_url)
     bus = create_bus(settings.redis_url, settings.redis_prefix)
     await bus.start()
+    calls = CallManager(settings)
     try:
         yield AppContext(
             settings=settings,
@@ -32,8 +34,10 @@ async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
             passwords=Passwords.from_settings(settings),
             bus=bus,
             rooms=RoomHub(bus, PRESENCE_TTL_S),
+            calls=calls,
         )
     finally:
+        await calls.close()
         await bus.close()
         await sql.dispose()
 

@@ -14,6 +14,7 @@ from server.passwords import Passwords
 
 if TYPE_CHECKING:
     from rooms.engine.base import Engine
+    from server.calls import CallManager
     from server.roomhub import RoomHub
 
 
@@ -25,6 +26,7 @@ class AppContext:
     passwords: Passwords
     bus: Engine
     rooms: RoomHub
+    calls: CallManager
 
     @staticmethod
     def now() -> datetime:

@@ -219,7 +219,7 @@ async def handle_frame(conn: Connection, raw: str | bytes) -> None:
     elif isinstance(frame, ChatFrame):
         await store_chat(conn, frame)
     else:
-        conn.push(dict(error_frame(ErrorCode.UNKNOWN_TYPE, "calls are not available yet")))
+        await conn.app.calls.handle(conn, frame)
 
 
 async def room_endpoint(ws: WebSocket) -> None:
@@ -277,6 +277,8 @@ async def room_endpoint(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        with contextlib.suppress(Exception):
+            await app.calls.leave(conn)  # frees the peer connection, tells the others
         hub.remove(conn)
         await subscription.close()
         writer.cancel()
