@@ -13,6 +13,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from server import protocols, room
+from server.api import calls as calls_api
 from server.api import commands as commands_api
 from server.api import exams as exams_api
 from server.api import session as session_api
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await context.rooms.close()
 
     api_routes = [*session_api.routes, *exams_api.routes, *commands_api.routes, *protocols.routes]
+    api_routes += calls_api.routes
     routes = [
         Mount("/api", routes=api_routes),
         *room.routes,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import json
 import time
 from collections import defaultdict
@@ -25,7 +26,30 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import VideoFrame
+from av import AudioFrame, VideoFrame
+
+
+class ToneAudio(AudioStreamTrack):
+    """A 440 Hz tone at 48 kHz in 20 ms frames: a real signal for the Opus encoder,
+    unlike the silence of aiortc's default track."""
+
+    RATE = 48000
+    SAMPLES = 960
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if hasattr(self, "_timestamp"):
+            self._timestamp += self.SAMPLES
+            await asyncio.sleep(self._start + self._timestamp / self.RATE - time.time())
+        else:
+            self._start, self._timestamp = time.time(), 0
+        t = (self._timestamp + np.arange(self.SAMPLES)) / self.RATE
+        pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(1, -1)
+        frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.pts, frame.sample_rate = self._timestamp, self.RATE
+        frame.time_base = fractions.Fraction(1, self.RATE)
+        return frame
 
 
 class SmallVideo(VideoStreamTrack):
@@ -76,7 +100,7 @@ class CallClient:
         """Offer our tracks and wait for the server's answer."""
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc.on("track", self._on_track)
-        self.pc.addTrack(audio or AudioStreamTrack())
+        self.pc.addTrack(audio or ToneAudio())
         if self.video:
             self.pc.addTrack(SmallVideo())
         await self.pc.setLocalDescription(await self.pc.createOffer())

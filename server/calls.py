@@ -287,7 +287,9 @@ class CallManager:
                             kind,
                         ) in dst.outgoing or dst.pc.signalingState == "closed":
                             continue
-                        proxy = self.relay.subscribe(track, buffered=False)
+                        # Audio is decoded in bursts; dropping a frame is a click.
+                        # Video may skip a stale frame rather than fall behind.
+                        proxy = self.relay.subscribe(track, buffered=kind == "audio")
                         t = dst.pc.addTransceiver(proxy, direction="sendonly")
                         dst.outgoing[(src.conn.conn_id, kind)] = t
                         dst.senders_of[t] = src.public()["user"]
