@@ -48,6 +48,7 @@ from rooms.frames import (
     ClientFrame,
 )
 from rooms.types import ErrorCode, EventKind, error_frame
+from server.callrecording import VoiceRecorder, recording_enabled
 from server.config import Settings
 from server.exams import append_event, event_json
 from server.publish import room_channel
@@ -94,6 +95,7 @@ class Participant:
     audio: bool = True
     video: bool = False
     dirty: bool = False  # tracks changed since the last offer this participant answered
+    recorder: VoiceRecorder | None = None
 
     def public(self) -> dict[str, Any]:
         user = self.conn.principal.user
@@ -109,6 +111,7 @@ class Participant:
 class Call:
     exam_id: str
     started_at: datetime
+    recording: bool = False  # decided when the call starts, announced to everyone
     participants: dict[str, Participant] = field(default_factory=dict)  # by conn_id
     users: set[int] = field(default_factory=set)  # everyone who took part
 
@@ -195,8 +198,21 @@ class CallManager:
             if joining:
                 await self.leave(conn)
             raise CallError(ErrorCode.CALL_FAILED, f"unusable offer: {exc}") from None
+        await self._start_recorder(conn, p)
         await self._fan_out(conn.exam_id)
         await self._broadcast_state(conn)
+
+    async def _start_recorder(self, conn: Connection, p: Participant) -> None:
+        call = self.calls.get(conn.exam_id)
+        track = p.sources.get("audio")
+        if call is None or not call.recording or p.recorder is not None or track is None:
+            return
+        try:
+            p.recorder = await VoiceRecorder.start(
+                conn.app, conn.exam_id, conn.principal.user.id, self.relay.subscribe(track)
+            )
+        except Exception:
+            log.exception("could not start recording the call of exam %s", conn.exam_id)
 
     async def _join(self, conn: Connection) -> Participant:
         call = self.calls.get(conn.exam_id)
@@ -207,6 +223,7 @@ class CallManager:
         started = call is None
         if call is None:
             call = self.calls[conn.exam_id] = Call(conn.exam_id, conn.app.now())
+            call.recording = await recording_enabled(conn.app, conn.exam_id)
         pc = RTCPeerConnection(self.configuration())
         self._pcs.add(pc)
         p = Participant(conn, pc)
@@ -225,7 +242,7 @@ class CallManager:
                 self._spawn(self.leave(conn))
 
         if started:
-            await self._record(conn, EventKind.CALL_STARTED, {})
+            await self._record(conn, EventKind.CALL_STARTED, {"recording": call.recording})
         return p
 
     async def _answer(self, p: Participant, sdp: str) -> None:
@@ -344,6 +361,11 @@ class CallManager:
         for t in p.outgoing.values():
             if t.sender.track is not None:
                 t.sender.track.stop()
+        if p.recorder is not None:
+            try:
+                await p.recorder.stop(conn.app)
+            except Exception:
+                log.exception("could not finish a recording of exam %s", conn.exam_id)
         try:
             await p.pc.close()
         finally:
@@ -375,7 +397,11 @@ class CallManager:
     def state(self, exam_id: str) -> dict[str, Any]:
         call = self.calls.get(exam_id)
         members = list(call.participants.values()) if call else []
-        return {"type": "call.state", "participants": [p.public() for p in members]}
+        return {
+            "type": "call.state",
+            "participants": [p.public() for p in members],
+            "recording": bool(call and call.recording),
+        }
 
     async def _broadcast_state(self, conn: Connection) -> None:
         await conn.app.bus.publish(room_channel(conn.exam_id), self.state(conn.exam_id))

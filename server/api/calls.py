@@ -16,6 +16,7 @@ from rooms.permissions import is_participant_role
 from rooms.types import Role
 from server.auth import authenticate
 from server.authz import load_exam
+from server.callrecording import routes as recording_routes
 from server.context import ctx
 from server.errors import ApiError, not_found
 
@@ -46,4 +47,5 @@ async def call_state(request: Request) -> JSONResponse:
 routes = [
     Route("/calls/config", call_config, methods=["GET"]),
     Route("/exams/{exam_id}/call", call_state, methods=["GET"]),
+    *recording_routes,
 ]

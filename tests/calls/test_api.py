@@ -37,7 +37,7 @@ async def test_call_state_is_scoped_to_the_exam(client_for: Client) -> None:
     exam = (await urg.post("/api/exams", json=exam_payload())).json()
     resp = await urg.get(f"/api/exams/{exam['id']}/call")
     assert resp.status_code == 200
-    assert resp.json() == {"type": "call.state", "participants": []}
+    assert resp.json() == {"type": "call.state", "participants": [], "recording": False}
     other = await client_for("urg_b")
     assert (await other.get(f"/api/exams/{exam['id']}/call")).status_code == 404
     admin = await client_for("admin")
