@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -150,7 +151,10 @@ def main() -> int:
     env.pop("REDIS_URL", None)
     prepare(env)
     bin_ = Path(sys.executable).parent
-    server = subprocess.Popen([bin_ / "teleimagerie", "serve", "--port", str(port)], env=env)
+    command = [str(bin_ / "teleimagerie"), "serve", "--port", str(port)]
+    if os.environ.get("BENCH_PROFILE"):  # profile the server's event loop thread
+        command = [sys.executable, "-m", "cProfile", "-o", os.environ["BENCH_PROFILE"], *command]
+    server = subprocess.Popen(command, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -177,6 +181,11 @@ def main() -> int:
             f"{'calls':>5} {'server CPU %':>12} {'% per call':>10} {'min rate':>8} "
             f"{'max p99 gap ms':>14}"
         )
+        before = proc.cpu_times()
+        time.sleep(args.window)
+        after = proc.cpu_times()
+        idle = 100 * (after.user + after.system - before.user - before.system) / args.window
+        print(f"{0:>5} {idle:>12.1f}   (server idle, no call)")
         best = 0
         ctx = multiprocessing.get_context("spawn")
         manager = ctx.Manager()
@@ -210,8 +219,8 @@ def main() -> int:
         manager.shutdown()
         print(f"max concurrent 2-party audio calls without late frames: {best}")
     finally:
-        server.terminate()
-        server.wait(10)
+        server.send_signal(signal.SIGINT)  # lets a profiled server write its profile
+        server.wait(20)
     return 0
 
 

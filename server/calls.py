@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import aioice.ice
+import aiortc.rtp
+import numpy as np
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -38,6 +41,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
+from av import AudioFrame
 
 from rooms.frames import (
     CallAnswerFrame,
@@ -79,6 +83,23 @@ def restrict_host_addresses(addresses: tuple[str, ...]) -> None:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [  # type: ignore[assignment]
         a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
     ]
+
+
+def audio_level_dbov(frame: AudioFrame) -> int:
+    """RFC 6465 Appendix A audio level, as aiortc computes it, with numpy.
+
+    aiortc's version loops over every sample in Python on the event loop: about
+    5 ms per 20 ms stereo frame, a quarter of a core per relayed voice (found by
+    bench/calls.py). Same formula, same result, a few microseconds.
+    """
+    samples = np.frombuffer(bytes(frame.planes[0]), dtype=np.int16).astype(np.float64)
+    rms = math.sqrt(float(np.dot(samples, samples)) / (frame.samples * 32767 * 32767))
+    if rms <= 0:
+        return -127
+    return round(min(max(20 * math.log10(rms), -127), 0))
+
+
+aiortc.rtp.compute_audio_level_dbov = audio_level_dbov  # type: ignore[assignment]
 
 
 @dataclass(eq=False)
