@@ -161,8 +161,47 @@ class CallAnswerFrame(TypedDict):
     sdp: str
 
 
+class CallTrack(TypedDict):
+    """Which m-line (`mid`) of a server offer carries whose media."""
+
+    mid: str
+    kind: Literal["audio", "video"]
+    user: dict[str, Any]
+
+
+class CallOfferFrame(TypedDict):
+    """A server-initiated renegotiation (docs/calls.md); the client answers `call.answer`."""
+
+    type: Literal["call.offer"]
+    sdp: str
+    tracks: list[CallTrack]
+
+
+class CallParticipant(TypedDict):
+    user: dict[str, Any]
+    role: Role
+    muted: bool
+    video: bool
+
+
+class CallStateFrame(TypedDict):
+    """Who is in the exam's call now (ephemeral, to the whole room)."""
+
+    type: Literal["call.state"]
+    participants: list[CallParticipant]
+    recording: bool
+
+
 ServerFrame = (
-    WelcomeFrame | EventFrame | AckFrame | PresenceFrame | ErrorFrame | PongFrame | CallAnswerFrame
+    WelcomeFrame
+    | EventFrame
+    | AckFrame
+    | PresenceFrame
+    | ErrorFrame
+    | PongFrame
+    | CallAnswerFrame
+    | CallOfferFrame
+    | CallStateFrame
 )
 
 
