@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from server import protocols, room
+from server import archive, protocols, room
 from server.api import calls as calls_api
 from server.api import commands as commands_api
 from server.api import exams as exams_api
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     api_routes += calls_api.routes
     routes = [
         Mount("/api", routes=api_routes),
+        Mount("/dicomweb", app=archive.mount),
         *room.routes,
         Mount("/", app=StaticFiles(directory=FRONTEND, html=True), name="frontend"),
     ]

@@ -11,35 +11,43 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from rooms.engine import create_engine as create_bus
 from server.config import Settings
 from server.context import AppContext
-from server.db import create_engine, session_factory
+from server.db import create_engine, is_sqlite, session_factory
 from server.passwords import Passwords
 
 
 @contextlib.asynccontextmanager
 async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
     """The process-wide services, for the web app's lifespan and the CLI alike."""
+    from server.archive import attach
     from server.calls import CallManager
-    from server.room import PRESENCE_TTL_S
     from server.roomhub import RoomHub
 
     sql = create_engine(settings.database_url)
+    sqlite = is_sqlite(settings.database_url)
+    reader = create_engine(settings.database_url, read_only=True) if sqlite else sql
     bus = create_bus(settings.redis_url, settings.redis_prefix)
+    context = AppContext(
+        settings=settings,
+        sql=sql,
+        db=session_factory(sql),
+        read=session_factory(reader),
+        passwords=Passwords.from_settings(settings),
+        bus=bus,
+        rooms=RoomHub(bus, settings.presence_ttl_s),
+        calls=CallManager(settings),
+    )
+    attach(context)
     await bus.start()
-    calls = CallManager(settings)
     try:
-        yield AppContext(
-            settings=settings,
-            sql=sql,
-            db=session_factory(sql),
-            passwords=Passwords.from_settings(settings),
-            bus=bus,
-            rooms=RoomHub(bus, PRESENCE_TTL_S),
-            calls=calls,
-        )
+        yield context
     finally:
-        await calls.close()
+        await context.calls.close()
+        if context.images is not None:
+            await context.images.close()
         await bus.close()
         await sql.dispose()
+        if reader is not sql:
+            await reader.dispose()
 
 
 def _run(settings: Settings, job: Callable[[AppContext], Awaitable[int]]) -> int:
@@ -64,6 +72,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # The room answers an oversized frame with an error frame itself; the
         # transport only drops what is far beyond that limit.
         ws_max_size=max(4 * settings.max_ws_frame_bytes, 1024 * 1024),
+        # Room frames are small JSON; a deflate context costs tens of KiB per socket.
+        ws_per_message_deflate=False,
     )
     return 0
 

@@ -13,7 +13,11 @@ from server.config import Settings
 from server.passwords import Passwords
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from dicomweb.ingest import Ingestor
     from rooms.engine.base import Engine
+    from server.archive import ImageEvents
     from server.calls import CallManager
     from server.roomhub import RoomHub
 
@@ -23,10 +27,18 @@ class AppContext:
     settings: Settings
     sql: AsyncEngine
     db: async_sessionmaker[AsyncSession]
+    # Sessions that only read. On SQLite they do not take the write lock, so
+    # reads never queue behind writers; on PostgreSQL it is the same pool as `db`.
+    read: async_sessionmaker[AsyncSession]
     passwords: Passwords
     bus: Engine
     rooms: RoomHub
     calls: CallManager
+    # The DICOMweb archive (mounted at /dicomweb), its ingest path, and the hook
+    # that announces stored images in exam rooms; set by `server.archive.attach`.
+    archive: ASGIApp | None = None
+    ingestor: Ingestor | None = None
+    images: ImageEvents | None = None
 
     @staticmethod
     def now() -> datetime:

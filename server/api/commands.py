@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rooms.lifecycle import Command, LifecycleError, decide
+from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import ExamStatus, Role
 from server import protocols
 from server.auth import Principal, authenticate
@@ -126,12 +126,11 @@ def command_route(
                 principal.user.id,
                 event_body,
                 now,
-                from_status=(exam.status,),
+                from_status=sources(command, transition.new_status),
                 changes=changes,
             )
             await db.commit()
-            db.expire_all()
-            exam = await db.get_one(Exam, exam.id)
+            await db.refresh(exam)
             result = exam_json(exam, app.settings)
         await publish_events(app, exam, [event])
         return JSONResponse(result)
