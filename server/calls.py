@@ -133,6 +133,7 @@ class Call:
     exam_id: str
     started_at: datetime
     recording: bool = False  # decided when the call starts, announced to everyone
+    announced: bool = False  # call.started written: a call that never connected leaves no trace
     participants: dict[str, Participant] = field(default_factory=dict)  # by conn_id
     users: set[int] = field(default_factory=set)  # everyone who took part
 
@@ -219,6 +220,12 @@ class CallManager:
             if joining:
                 await self.leave(conn)
             raise CallError(ErrorCode.CALL_FAILED, f"unusable offer: {exc}") from None
+        call = self.calls.get(conn.exam_id)
+        if call is not None:
+            call.users.add(conn.principal.user.id)
+        if call is not None and not call.announced:
+            call.announced = True
+            await self._record(conn, EventKind.CALL_STARTED, {"recording": call.recording})
         await self._start_recorder(conn, p)
         await self._fan_out(conn.exam_id)
         await self._broadcast_state(conn)
@@ -241,7 +248,6 @@ class CallManager:
             raise CallError(
                 ErrorCode.CALL_FULL, f"the call is full ({self.max_participants} participants)"
             )
-        started = call is None
         if call is None:
             call = self.calls[conn.exam_id] = Call(conn.exam_id, conn.app.now())
             call.recording = await recording_enabled(conn.app, conn.exam_id)
@@ -249,7 +255,6 @@ class CallManager:
         self._pcs.add(pc)
         p = Participant(conn, pc)
         call.participants[conn.conn_id] = p
-        call.users.add(conn.principal.user.id)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -262,8 +267,6 @@ class CallManager:
             if pc.connectionState == "failed":
                 self._spawn(self.leave(conn))
 
-        if started:
-            await self._record(conn, EventKind.CALL_STARTED, {"recording": call.recording})
         return p
 
     async def _answer(self, p: Participant, sdp: str) -> None:
@@ -393,6 +396,8 @@ class CallManager:
             self._pcs.discard(p.pc)
         if not call.participants and self.calls.get(conn.exam_id) is call:
             del self.calls[conn.exam_id]
+        if not call.participants and call.announced:
+            call.announced = False  # two last members leaving at once end it once
             duration = (conn.app.now() - call.started_at).total_seconds()
             await self._record(
                 conn,

@@ -108,7 +108,7 @@ async def test_a_full_call_refuses_the_next_participant(
 
 
 async def test_bad_signalling_gets_error_frames_and_leaks_nothing(
-    live_server: LiveServer, open_room: Join
+    live_server: LiveServer, open_room: Join, http: httpx.AsyncClient, exam_id: str
 ) -> None:
     urg = await open_room("urg_a")
     await urg.send({"type": "call.ice", "candidate": {"candidate": "candidate:1 1 udp 1 x 9 typ"}})
@@ -120,6 +120,8 @@ async def test_bad_signalling_gets_error_frames_and_leaks_nothing(
     codes = [e["code"] for e in urg.errors]
     assert codes == ["not_in_call"] * 4 + ["call_failed"]
     assert calls_of(live_server).peer_count == 0
+    kinds = [e["kind"] for e in await events(http, exam_id)]
+    assert "call.started" not in kinds and "call.ended" not in kinds  # nothing connected
     # The room still works.
     await urg.send({"type": "ping"})
     await urg.wait_for(lambda c: c.frames[-1] == {"type": "pong"})
