@@ -26,6 +26,7 @@ const TEXT = {
     denied: "Micro ou caméra refusés par le navigateur",
     full: "L’appel est complet",
     failed: "L’appel a échoué",
+    recording: "● Cet appel est enregistré",
   },
   en: {
     call: "Call",
@@ -41,6 +42,7 @@ const TEXT = {
     denied: "Microphone or camera refused by the browser",
     full: "The call is full",
     failed: "The call failed",
+    recording: "● This call is recorded",
   },
 };
 
@@ -74,6 +76,7 @@ export function createCallControls(container, roomClient, options = {}) {
     senders: {}, // mid -> user whose media it carries, from the server's offers
     videoSender: null,
     members: [],
+    recording: false,
   };
 
   const status = el("span", { class: "call-status", role: "status", "aria-live": "polite" });
@@ -81,8 +84,9 @@ export function createCallControls(container, roomClient, options = {}) {
   const muteBtn = el("button", { type: "button", class: "call-mute", onclick: () => toggleMute() });
   const camBtn = el("button", { type: "button", class: "call-camera", onclick: () => toggleCamera() });
   const hangBtn = el("button", { type: "button", class: "call-hangup", onclick: () => hangup() });
+  const recording = el("span", { class: "call-recording", role: "note" });
   const media = el("div", { class: "call-media" });
-  const root = el("div", { class: "call-controls" }, status, callBtn, muteBtn, camBtn, hangBtn, media);
+  const root = el("div", { class: "call-controls" }, status, recording, callBtn, muteBtn, camBtn, hangBtn, media);
   container.append(root);
 
   function render() {
@@ -97,6 +101,9 @@ export function createCallControls(container, roomClient, options = {}) {
     camBtn.textContent = state.video ? t.cameraOff : t.cameraOn;
     camBtn.setAttribute("aria-pressed", String(state.video));
     hangBtn.textContent = t.hangup;
+    // Everyone is told before and during a recorded call (docs/calls.md "Recording").
+    recording.textContent = state.recording ? t.recording : "";
+    recording.hidden = !state.recording;
   }
 
   const send = (frame) => roomClient.trySend(frame);
@@ -165,6 +172,7 @@ export function createCallControls(container, roomClient, options = {}) {
 
   function onState(ev) {
     state.members = ev.detail.participants || [];
+    state.recording = Boolean(ev.detail.recording);
     render();
   }
 
