@@ -254,6 +254,13 @@ export function createCallControls(container, roomClient, options = {}) {
   };
   roomClient.addEventListener("state", onRoomState);
   render();
+  // Who is already in the call (and whether it is recorded) before anyone speaks.
+  const examId = options.examId || roomClient.examId;
+  if (examId)
+    fetch(`/api/exams/${encodeURIComponent(examId)}/call`, { credentials: "same-origin" })
+      .then((resp) => (resp.ok ? resp.json() : null))
+      .then((frame) => frame && onState({ detail: frame }))
+      .catch(() => {});
 
   return {
     element: root,
