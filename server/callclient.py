@@ -108,6 +108,16 @@ class CallClient:
         await self.send({"type": "call.offer", "sdp": self.pc.localDescription.sdp})
         await asyncio.wait_for(self._answered.wait(), 10)
 
+    async def add_video(self) -> None:
+        """Turn the camera on mid-call: a client renegotiation (docs/calls.md)."""
+        assert self.pc is not None
+        self.video = True
+        self.pc.addTrack(SmallVideo())
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self._answered.clear()
+        await self.send({"type": "call.offer", "sdp": self.pc.localDescription.sdp})
+        await asyncio.wait_for(self._answered.wait(), 10)
+
     async def hangup(self) -> None:
         await self.send({"type": "call.hangup"})
         await self._close_pc()

@@ -139,3 +139,19 @@ async def test_mute_and_camera_state_is_shown_to_the_room(open_room: Join) -> No
     await urg.send({"type": "call.mute", "audio": "no", "video": True})
     await urg.wait_for(lambda c: bool(c.errors))
     assert urg.errors[0]["code"] == "bad_mute"
+
+
+async def test_camera_turned_on_mid_call_reaches_the_others(open_room: Join) -> None:
+    urg = await open_room("urg_a")
+    man = await open_room("man_a")
+    await urg.join()
+    await man.join()
+    await man.wait_for(lambda c: len(state_users(c)) == 2)
+    urg_id = next(p["user"]["id"] for p in man.state["participants"] if p["role"] == "urgentist")  # type: ignore[index]
+    await man.wait_for(got_frames(urg_id, "audio"))
+    assert (urg_id, "video") not in man.received
+
+    await urg.add_video()
+    await urg.send({"type": "call.mute", "audio": True, "video": True})
+    await man.wait_for(got_frames(urg_id, "video", 5))
+    await man.wait_for(lambda c: any(p["video"] for p in (c.state or {}).get("participants", [])))
