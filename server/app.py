@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from server import archive, notifications, protocols, room, turnaround
 from server.api import audit as audit_api
 from server.api import billing as billing_api
+from server.api import calls as calls_api
 from server.api import commands as commands_api
 from server.api import exams as exams_api
 from server.api import reports as reports_api
@@ -48,7 +49,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     await timers.stop()
                 await context.rooms.close()
 
-
     api_routes = [
         *session_api.routes,
         *exams_api.routes,
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *audit_api.routes,
         *roster_api.routes,
         *turnaround.routes,
+        *calls_api.routes,
     ]
     routes = [
         Mount("/api", routes=api_routes),
