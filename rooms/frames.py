@@ -79,19 +79,29 @@ def _reject_constant(name: str) -> Any:
 
 def _decode(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
     """Size, encoding, syntax and shape checks, cheapest first."""
+    too_large = FrameError(ErrorCode.FRAME_TOO_LARGE, f"frames are limited to {max_bytes} bytes")
+    bad_encoding = FrameError(ErrorCode.BAD_ENCODING, "frames must be valid UTF-8 text")
     # A str has at most as many characters as its UTF-8 encoding has bytes, so a long
     # str is rejected before paying for its encoding.
-    if len(raw) > max_bytes or (isinstance(raw, str) and len(raw.encode()) > max_bytes):
-        raise FrameError(ErrorCode.FRAME_TOO_LARGE, f"frames are limited to {max_bytes} bytes")
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise FrameError(ErrorCode.BAD_ENCODING, "frames must be UTF-8 text") from None
+    if len(raw) > max_bytes:
+        raise too_large
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8"))
+    except UnicodeError:
+        raise bad_encoding from None
+    if size > max_bytes:
+        raise too_large
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise FrameError(ErrorCode.BAD_JSON, "the frame is not valid JSON") from None
+    try:
+        # JSON escapes can smuggle lone surrogates ("\\ud800") that no database or
+        # peer can store: refuse them here rather than fail later.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_encoding from None
     if not isinstance(data, dict):
         raise FrameError(ErrorCode.BAD_FRAME, "a frame must be a JSON object")
     return data

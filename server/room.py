@@ -65,9 +65,10 @@ class Connection:
         self.role = Role(principal.role)
         self.exam_id = exam_id
         self.conn_id = uuid.uuid4().hex
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SEND_QUEUE)
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SEND_QUEUE)
         self.sent_seq = 0  # highest seq passed on (or skipped as invisible)
         self.slow = False
+        self.writer_task: asyncio.Task[None] | None = None
         self.bucket = TokenBucket(RATE, BURST)
         self.gap_lock = asyncio.Lock()
         self.member = {
@@ -78,26 +79,27 @@ class Connection:
 
     # -- outbound ---------------------------------------------------------
 
-    def push(self, frame: dict[str, Any] | None) -> None:
+    def push(self, frame: dict[str, Any]) -> None:
         if self.slow:
             return
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.slow = True
-            # Wake the writer so it closes the socket now.
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-            self.queue.put_nowait(None)
+            asyncio.get_running_loop().create_task(self.shed())
+
+    async def shed(self) -> None:
+        """Close a client that does not read: its writer is stuck on a full socket
+        buffer, so stop it and let the close frame follow what is already sent."""
+        if self.writer_task is not None:
+            self.writer_task.cancel()
+        with contextlib.suppress(Exception):
+            await self.ws.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect with since")
 
     async def writer(self) -> None:
         while True:
             frame = await self.queue.get()
-            if frame is None:
-                break
             await self.ws.send_text(json.dumps(frame, separators=(",", ":")))
-        if self.slow:
-            await self.ws.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect with since")
 
     def on_message(self, message: dict[str, Any]) -> None:
         """Engine callback (must not block): filter and queue one room message."""
@@ -253,7 +255,7 @@ async def room_endpoint(ws: WebSocket) -> None:
     channel = room_channel(exam.id)
     subscription = await app.bus.subscribe(channel, conn.on_message)
     hub = app.rooms
-    writer = asyncio.get_running_loop().create_task(conn.writer())
+    writer = conn.writer_task = asyncio.get_running_loop().create_task(conn.writer())
     try:
         await app.bus.presence_join(channel, conn.conn_id, conn.member, PRESENCE_TTL_S)
         hub.add(conn)
@@ -268,7 +270,7 @@ async def room_endpoint(ws: WebSocket) -> None:
         )
         await conn.fill_gap()
         await broadcast_presence(app, exam.id)
-        while not conn.slow:
+        while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break

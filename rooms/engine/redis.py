@@ -88,8 +88,9 @@ def _pairs(flat: list[str]) -> list[tuple[str, Message]]:
 
 
 class RedisSubscription(Subscription):
-    def __init__(self, engine: RedisEngine, channel: str, callback: Callback) -> None:
+    def __init__(self, engine: RedisEngine, channel: str, name: str, callback: Callback) -> None:
         self.channel = channel
+        self.name = name  # the Redis channel, with the engine's prefix
         self.callback = callback
         self._engine = engine
 
@@ -155,7 +156,7 @@ class RedisEngine(Engine):
 
     async def subscribe(self, channel: str, callback: Callback) -> Subscription:
         name = self._key("channel", channel)
-        subscription = RedisSubscription(self, name, callback)
+        subscription = RedisSubscription(self, channel, name, callback)
         async with self._lock:
             state = self._channels.get(name)
             if state is None:
@@ -179,21 +180,26 @@ class RedisEngine(Engine):
 
     async def _unsubscribe(self, subscription: RedisSubscription) -> None:
         async with self._lock:
-            state = self._channels.get(subscription.channel)
+            state = self._channels.get(subscription.name)
             if state is None or subscription not in state.subscriptions:
                 return
             state.subscriptions.remove(subscription)
             if not state.subscriptions:
-                del self._channels[subscription.channel]
-                await self._pubsub.unsubscribe(subscription.channel)
+                del self._channels[subscription.name]
+                await self._pubsub.unsubscribe(subscription.name)
 
     async def _listen(self) -> None:
         backoff = 0.1
         while True:
             try:
                 message = await self._pubsub.get_message(timeout=None)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                logger.warning("pub/sub connection lost (%s); retrying in %.1fs", exc, backoff)
+            except Exception as exc:
+                # Whatever happens, this process must not silently stop receiving;
+                # redis-py re-subscribes every channel when it reconnects.
+                expected = isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError)
+                logger.warning(
+                    "pub/sub listener: %r; retrying in %.1fs", exc, backoff, exc_info=not expected
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -226,20 +232,22 @@ class RedisEngine(Engine):
         self, room: str, conn_id: str, member: Message, ttl_s: float, now: float | None = None
     ) -> None:
         expires_at = (self.clock() if now is None else now) + ttl_s
-        args = [conn_id, expires_at, ttl_s, json.dumps(member)]
+        args: list[str | float] = [conn_id, expires_at, ttl_s, json.dumps(member)]
         await self._join(keys=self._room_keys(room), args=args)
 
     async def presence_heartbeat(
         self, room: str, conn_id: str, ttl_s: float, now: float | None = None
     ) -> bool:
         now = self.clock() if now is None else now
-        args = [conn_id, now + ttl_s, ttl_s, now]
+        args: list[str | float] = [conn_id, now + ttl_s, ttl_s, now]
         return bool(await self._heartbeat(keys=self._room_keys(room), args=args))
 
     async def presence_leave(self, room: str, conn_id: str) -> None:
         expiry, members = self._room_keys(room)
         async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.zrem(expiry, conn_id).hdel(members, conn_id).execute()
+            pipe.zrem(expiry, conn_id)
+            pipe.hdel(members, conn_id)
+            await pipe.execute()
 
     async def presence_list(self, room: str, now: float | None = None) -> list[Message]:
         now = self.clock() if now is None else now
@@ -257,12 +265,16 @@ class RedisEngine(Engine):
     async def timer_schedule(self, key: str, due_at: float, payload: Message) -> None:
         due, payloads = self._timer_keys()
         async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.zadd(due, {key: due_at}).hset(payloads, key, json.dumps(payload)).execute()
+            pipe.zadd(due, {key: due_at})
+            pipe.hset(payloads, key, json.dumps(payload))
+            await pipe.execute()
 
     async def timer_cancel(self, key: str) -> None:
         due, payloads = self._timer_keys()
         async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.zrem(due, key).hdel(payloads, key).execute()
+            pipe.zrem(due, key)
+            pipe.hdel(payloads, key)
+            await pipe.execute()
 
     async def timer_claim_due(self, now: float, limit: int = 100) -> list[tuple[str, Message]]:
         return _pairs(await self._claim(keys=self._timer_keys(), args=[now, limit]))
@@ -275,7 +287,9 @@ class RedisEngine(Engine):
     async def hit(self, key: str, window_s: float) -> int:
         name = self._key("hits", key)
         async with self._redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(name).pexpire(name, int(window_s * 1000), nx=True).execute()
+            pipe.incr(name)
+            pipe.pexpire(name, max(1, int(window_s * 1000)), nx=True)
+            count, _ = await pipe.execute()
         return int(count)
 
     async def peek(self, key: str) -> int:

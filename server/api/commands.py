@@ -130,8 +130,7 @@ def command_route(
                 changes=changes,
             )
             await db.commit()
-            db.expire_all()
-            exam = await db.get_one(Exam, exam.id)
+            await db.refresh(exam)
             result = exam_json(exam, app.settings)
         await publish_events(app, exam, [event])
         return JSONResponse(result)

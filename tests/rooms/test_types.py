@@ -1,0 +1,48 @@
+from rooms.types import ErrorCode, EventKind, ExamStatus, Role, error_frame
+
+
+def test_event_kinds_are_exactly_the_persisted_kinds_of_the_api() -> None:
+    assert [k.value for k in EventKind] == [
+        "exam.requested",
+        "exam.accepted",
+        "protocol.proposed",
+        "protocol.acknowledged",
+        "images.received",
+        "exam.images_complete",
+        "report.draft",
+        "report.signed",
+        "report.addendum",
+        "exam.delivered",
+        "exam.cancelled",
+        "escalation.raised",
+        "chat.message",
+    ]
+
+
+def test_roles_and_statuses_spell_the_wire_values() -> None:
+    assert [r.value for r in Role] == [
+        "urgentist",
+        "manipulator",
+        "radiologist",
+        "coordinator",
+        "admin",
+    ]
+    assert [s.value for s in ExamStatus] == [
+        "requested",
+        "accepted",
+        "protocoled",
+        "acquiring",
+        "images_complete",
+        "reported",
+        "delivered",
+        "cancelled",
+    ]
+
+
+def test_error_frame_leaves_out_a_missing_id() -> None:
+    assert error_frame(ErrorCode.BAD_JSON, "nope") == {
+        "type": "error",
+        "code": "bad_json",
+        "message": "nope",
+    }
+    assert error_frame(ErrorCode.TEXT_TOO_LONG, "long", "c1")["id"] == "c1"
