@@ -4,7 +4,7 @@ import { api } from "./api.js";
 import { h, clear, toast, debounce } from "./dom.js";
 import { t, age, formatDate } from "./i18n.js";
 import { RoomClient } from "./roomclient.js";
-import { statusBadge, urgencyBadge, patientName, countdown, timeline, tickCountdowns } from "./status.js";
+import { statusBadge, urgencyBadge, patientName, countdown, currentDeadline, timeline, tickCountdowns } from "./status.js";
 import { ChatPanel } from "./chat.js";
 import { ProtocolPanel } from "./protocol.js";
 import { ImagesPanel } from "./images.js";
@@ -48,7 +48,9 @@ export function mountRoom(main, app, examId) {
             h("span", { class: "muted" }, ` · ${e.establishment?.name || ""} · ${t("room.accession")} ${e.accession_number}`)),
           h("p", { class: "question" }, h("span", { class: "muted" }, `${t("room.question")} : `), e.clinical_question),
           e.contraindications ? h("p", { class: "contra" }, `⚠ ${t("room.contraindications")} : ${e.contraindications}`) : null)),
-      h("div", { class: "room-deadline" }, h("span", { class: "muted" }, t("room.deadline")), countdown(e)),
+      currentDeadline(e)
+        ? h("div", { class: "room-deadline" }, h("span", { class: "muted small" }, currentDeadline(e).label), countdown(e))
+        : h("div", { class: "room-deadline" }),
       timeline(e),
       h("div", { class: "room-actions", id: "room-actions" }, actionsFor(room)));
   }

@@ -119,11 +119,11 @@ export function mountWorklist(main, app) {
         } else if (before !== e.status) {
           fresh.set(e.id, "changed");
           if (role === "manipulator" && e.status === "protocoled") {
-            toast(`${t("worklist.protocol_arrived")} — ${patientName(e)}`, "warn", 0);
+            toast(`${t("worklist.protocol_arrived")} — ${patientName(e)}`, "warn", 30000);
             beep();
           }
           if (role === "urgentist" && e.status === "reported") {
-            toast(`${t("worklist.report_arrived")} — ${patientName(e)}`, "warn", 0);
+            toast(`${t("worklist.report_arrived")} — ${patientName(e)}`, "warn", 30000);
             beep();
           }
         }

@@ -30,12 +30,19 @@ DESKTOP = {"width": 1920, "height": 1080}
 TABLET = {"width": 1024, "height": 768}
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@pytest.fixture(scope="session")
+def chromium() -> str:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/services.sh` (apt-get install chromium)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run `bash scripts/services.sh` (apt-get install chromium)"
+        )
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await pw.chromium.launch(executable_path=chromium, args=ARGS)
         yield browser
         await browser.close()
 
@@ -79,9 +86,11 @@ class JsErrors:
         page.on("pageerror", lambda exc: self.errors.append(f"{who}: {exc}"))
         page.on(
             "console",
-            lambda msg: self.errors.append(f"{who}: console {msg.text}")
-            if msg.type == "error" and not _expected_console(msg.text)
-            else None,
+            lambda msg: (
+                self.errors.append(f"{who}: console {msg.text}")
+                if msg.type == "error" and not _expected_console(msg.text)
+                else None
+            ),
         )
         return page
 

@@ -13,7 +13,11 @@ from playwright.async_api import BrowserContext, Page, expect
 from tests.helpers import PASSWORD
 
 PATIENT_NAME = "Dupont Jeanne"
+HELICAL = re.compile("Acquisition hélicoïdale")
 SHOWN_NAME = "DUPONT Jeanne"
+QUESTION = "Déficit brachio-facial gauche depuis 1 h 30 : AVC ischémique ?"
+FINDINGS = "Pas d'hémorragie intracrânienne. Hypodensité insulaire droite récente."
+CONCLUSION = "AVC ischémique sylvien droit récent, sans transformation hémorragique."
 
 
 async def login(context: BrowserContext, base_url: str, username: str) -> Page:
@@ -43,7 +47,7 @@ async def request_exam(page: Page, shot) -> str:
     await page.select_option("#modality", "CT")
     await page.select_option("#body_part", "HEAD")
     await page.select_option("#urgency", "emergency")
-    await page.fill("#clinical_question", "Déficit brachio-facial gauche depuis 1 h 30 : AVC ischémique ?")
+    await page.fill("#clinical_question", QUESTION)
     await page.fill("#contraindications", "Insuffisance rénale modérée (DFG 45)")
     await page.check("#consent")
     await shot(page, "request-form-filled")
@@ -65,7 +69,7 @@ async def accept_and_protocol(page: Page) -> None:
     await page.click("#accept-exam")
     await expect(page.locator("#room-head .badge.status-accepted")).to_be_visible()
     await page.select_option("#protocol-pick", "ct-head-stroke")
-    await expect(page.locator("#protocol-textarea")).to_have_value(re.compile("Acquisition hélicoïdale"))
+    await expect(page.locator("#protocol-textarea")).to_have_value(HELICAL)
     await page.click("#protocol-send")
     await expect(page.locator("#room-head .badge.status-protocoled")).to_be_visible()
 
@@ -121,3 +125,42 @@ def make_ct_series(folder: Path, study_uid: str, accession: str, count: int = 12
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+async def feature_present(page: Page, path: str) -> bool:
+    """Whether a route of a part built on another branch is there yet (401/405, not 404)."""
+    status = await page.evaluate("async (p) => (await fetch(p)).status", path)
+    return status != 404
+
+
+async def upload_series(page: Page, files: list[Path]) -> None:
+    await page.set_input_files("#upload-files", [str(f) for f in files])
+    await expect(page.locator("#upload-status")).to_contain_text(
+        f"{len(files)} image(s) enregistrée(s), 0 refusée(s)", timeout=20_000
+    )
+    await expect(page.locator("#upload-progress")).to_have_attribute("value", "100")
+
+
+async def scroll_slices(page: Page, steps: int) -> None:
+    canvas = page.locator("#viewer-canvas")
+    await canvas.focus()
+    for _ in range(steps):
+        await page.keyboard.press("ArrowDown")
+    await expect(canvas).to_have_attribute("data-slice", str(steps + 1))
+
+
+async def write_and_sign(page: Page) -> None:
+    await page.fill("#report-findings", FINDINGS)
+    await page.fill(
+        "#report-conclusion",
+        CONCLUSION,
+    )
+    await page.check("#report-critical")
+    await expect(page.locator("#report-save-state")).to_contain_text("Brouillon enregistré")
+    await page.click("#report-sign")
+    await page.fill("#sign-password", "not the password")
+    await page.click("#sign-confirm")
+    await expect(page.locator("#sign-error")).to_have_text("Mot de passe incorrect.")
+    await page.fill("#sign-password", PASSWORD)
+    await page.click("#sign-confirm")
+    await expect(page.locator("#room-head .badge.status-reported")).to_be_visible()

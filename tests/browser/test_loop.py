@@ -27,9 +27,10 @@ async def test_request_protocol_chat_and_reconnect(
 
     urg = js_errors.watch(await loop.login(urg_ctx, base, "urg_a"), "urgentist")
     rad = js_errors.watch(await loop.login(await new_context(DESKTOP), base, "rad"), "radiologist")
-    rad.on("console", lambda m: print("RADCONSOLE", m.type, m.text))
-    rad.on("websocket", lambda ws: (print("RADWS", ws.url), ws.on("framereceived", lambda f: print("RADFRAME", str(f)[:150]))))
-    man = js_errors.watch(await loop.login(await new_context({"width": 1366, "height": 900}), base, "man_a"), "manipulator")
+    man = js_errors.watch(
+        await loop.login(await new_context({"width": 1366, "height": 900}), base, "man_a"),
+        "manipulator",
+    )
 
     exam_id = await loop.request_exam(urg, shot)
     await shot(urg, "room-urgentist-requested-tablet")
@@ -45,7 +46,9 @@ async def test_request_protocol_chat_and_reconnect(
     await shot(rad, "room-radiologist-protocol-sent")
 
     # The manipulator's worklist shows the change; the room alerts until acknowledged.
-    await expect(man.locator(f'tr[data-id="{exam_id}"] .col-status .badge')).to_have_text("Protocole envoyé")
+    await expect(man.locator(f'tr[data-id="{exam_id}"] .col-status .badge')).to_have_text(
+        "Protocole envoyé"
+    )
     await expect(man.locator("#alerts")).to_contain_text("Protocole reçu")
     await shot(man, "worklist-manipulator-protocol-arrived")
     await loop.open_from_worklist(man, exam_id)
@@ -57,7 +60,9 @@ async def test_request_protocol_chat_and_reconnect(
 
     # Chat: sending then sent, seen by the others.
     await loop.say(urg, "Patiente sous anticoagulants.")
-    await expect(loop.bubble(urg, "Patiente sous anticoagulants.")).to_have_attribute("data-state", "sent")
+    await expect(loop.bubble(urg, "Patiente sous anticoagulants.")).to_have_attribute(
+        "data-state", "sent"
+    )
     await expect(loop.bubble(rad, "Patiente sous anticoagulants.")).to_be_visible()
 
     # The urgentist's tablet loses the network; a message typed meanwhile waits.
@@ -83,7 +88,9 @@ async def test_request_protocol_chat_and_reconnect(
     await expect(loop.bubble(rad, "Message écrit hors ligne")).to_have_count(1)
     await shot(urg, "room-urgentist-reconnected-tablet")
 
-    texts = [e["body"]["text"] for e in await loop.events(rad, exam_id) if e["kind"] == "chat.message"]
+    texts = [
+        e["body"]["text"] for e in await loop.events(rad, exam_id) if e["kind"] == "chat.message"
+    ]
     assert texts.count("Message écrit hors ligne") == 1
     assert texts.count("Patiente sous anticoagulants.") == 1
 
