@@ -177,6 +177,16 @@ def decide(status: ExamStatus, command: Command, role: Role) -> Transition:
     return Transition(rule.moves[status], rule.event_kind)
 
 
+def sources(command: Command, new_status: ExamStatus) -> tuple[ExamStatus, ...]:
+    """Every status from which `command` leads to `new_status`.
+
+    A writer checks the status it read is still one of these when it commits, so a
+    command stays valid across a concurrent change that leads to the same place (two
+    protocol revisions racing) and fails across one that does not (accept vs cancel).
+    """
+    return tuple(s for s, to in RULES[command].moves.items() if to == new_status)
+
+
 def event_kind(command: Command) -> EventKind:
     """The event kind a command writes to the exam's log."""
     return RULES[command].event_kind

@@ -18,7 +18,6 @@ from server.passwords import Passwords
 @contextlib.asynccontextmanager
 async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
     """The process-wide services, for the web app's lifespan and the CLI alike."""
-    from server.room import PRESENCE_TTL_S
     from server.roomhub import RoomHub
 
     sql = create_engine(settings.database_url)
@@ -31,7 +30,7 @@ async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
             db=session_factory(sql),
             passwords=Passwords.from_settings(settings),
             bus=bus,
-            rooms=RoomHub(bus, PRESENCE_TTL_S),
+            rooms=RoomHub(bus, settings.presence_ttl_s),
         )
     finally:
         await bus.close()

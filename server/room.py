@@ -48,7 +48,6 @@ CLOSE_SLOW_CONSUMER = 4408
 SEND_QUEUE = 256
 RATE = 10.0  # frames a second per connection, sustained
 BURST = 30.0
-PRESENCE_TTL_S = 30.0
 
 
 class SlowConsumer(Exception):
@@ -257,7 +256,7 @@ async def room_endpoint(ws: WebSocket) -> None:
     hub = app.rooms
     writer = conn.writer_task = asyncio.get_running_loop().create_task(conn.writer())
     try:
-        await app.bus.presence_join(channel, conn.conn_id, conn.member, PRESENCE_TTL_S)
+        await app.bus.presence_join(channel, conn.conn_id, conn.member, app.settings.presence_ttl_s)
         hub.add(conn)
         conn.push(
             {

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rooms.lifecycle import Command, LifecycleError, decide
+from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import ExamStatus, Role
 from server import protocols
 from server.auth import Principal, authenticate
@@ -126,7 +126,7 @@ def command_route(
                 principal.user.id,
                 event_body,
                 now,
-                from_status=(exam.status,),
+                from_status=sources(command, transition.new_status),
                 changes=changes,
             )
             await db.commit()

@@ -11,6 +11,7 @@ from rooms.lifecycle import (
     decide,
     event_kind,
     is_open,
+    sources,
 )
 from rooms.types import EventKind, ExamStatus, Role
 
@@ -127,3 +128,10 @@ def test_an_exam_is_open_until_reported() -> None:
         S.ACQUIRING,
         S.IMAGES_COMPLETE,
     ]
+
+
+def test_sources_are_the_statuses_leading_to_the_same_place() -> None:
+    assert sources(Command.PROTOCOL, S.PROTOCOLED) == (S.ACCEPTED, S.PROTOCOLED)
+    assert sources(Command.ACCEPT, S.ACCEPTED) == (S.REQUESTED,)
+    assert sources(Command.ADDENDUM, S.REPORTED) == (S.REPORTED,)
+    assert len(sources(Command.CANCEL, S.CANCELLED)) == 5
