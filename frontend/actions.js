@@ -83,8 +83,12 @@ export function actionsFor(room) {
     out.push(b);
   }
   if (me.role === "urgentist" && exam.status === "reported") {
-    out.push(button("acknowledge-report", t("room.acknowledge"),
-      () => runCommand(room, "acknowledge", undefined, "room.acknowledged"), "btn btn-primary btn-big"));
+    // The acknowledgement sits under the report (it must be read first): jump there.
+    out.push(h("a", { class: "btn btn-primary", href: "#report-panel", onclick: (ev) => {
+      ev.preventDefault();
+      document.getElementById("acknowledge-report")?.scrollIntoView({ block: "center" });
+      document.getElementById("acknowledge-report")?.focus();
+    } }, t("room.read_report")));
   }
   if (["reported", "delivered"].includes(exam.status)) {
     out.push(h("a", { class: "btn", id: "report-pdf", href: `/api/exams/${encodeURIComponent(exam.id)}/report.pdf`, target: "_blank", rel: "noopener" }, t("room.pdf")));

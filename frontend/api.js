@@ -75,7 +75,8 @@ export const api = {
   saveReport: (id, body) => request("PUT", `/api/exams/${encodeURIComponent(id)}/report`, body),
   signReport: (id, password) =>
     request("POST", `/api/exams/${encodeURIComponent(id)}/report/sign`, { password }, { quiet401: true }),
-  reportTemplates: () => request("GET", "/api/report-templates"),
+  reportTemplates: (modality, bodyPart) =>
+    request("GET", `/api/report-templates?${new URLSearchParams({ modality: modality || "", body_part: bodyPart || "" })}`),
 };
 
 /** GET a DICOMweb JSON resource (QIDO, metadata); null when the service is absent. */

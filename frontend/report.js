@@ -5,9 +5,13 @@ import { api } from "./api.js";
 import { h, clear, debounce, beep } from "./dom.js";
 import { t, formatTime } from "./i18n.js";
 import { signDialog } from "./sign.js";
+import { runCommand } from "./actions.js";
 
 const FIELDS = ["indication", "technique", "findings", "conclusion"];
+const TEMPLATE_FIELDS = ["technique", "findings", "conclusion", "dose"];
 const EDITABLE = ["acquiring", "images_complete"];
+// Modalities that irradiate: the report states the dose (the server refuses to sign without).
+const DOSE_MODALITIES = ["CT", "CR", "DX"];
 
 export class ReportPanel {
   constructor(room) {
@@ -22,19 +26,24 @@ export class ReportPanel {
   }
 
   async load() {
-    this.loaded = true;
+    if (this.loading) return;
+    this.loading = true;
     try {
       const r = await api.report(this.room.examId);
-      this.report = r?.report || r;
+      if (r.status === "none") this.report = r.template ? { ...r.template, fromTemplate: true } : null;
+      else if (r.in_progress) this.report = null; // site staff only learn a draft exists
+      else this.report = { ...r, signed: r.status === "signed" };
     } catch {
       // No report yet (or the route is not there): the events will tell.
     }
+    this.loading = false;
+    this.loaded = true;
     this.render();
   }
 
   async loadTemplates() {
     try {
-      const data = await api.reportTemplates();
+      const data = await api.reportTemplates(this.room.exam?.modality, this.room.exam?.body_part);
       this.templates = data.templates || data || [];
     } catch {
       this.templates = [];
@@ -45,10 +54,12 @@ export class ReportPanel {
   onEvent(e) {
     if (e.kind === "report.draft" && !this.editing()) this.report = { ...this.report, ...e.body };
     if (e.kind === "report.signed") {
-      this.report = { ...this.report, ...(e.body?.report || e.body), signed: true };
-      if (this.report.critical && this.room.me.role === "urgentist") beep();
-      this.render();
+      // The event carries the hash and the flag; the content is read from the API.
+      if (e.body?.critical && this.room.me.role === "urgentist") beep();
+      this.form = null;
+      this.load();
     }
+    if (e.kind === "exam.delivered") this.load();
   }
 
   editing() {
@@ -59,6 +70,7 @@ export class ReportPanel {
     const exam = this.room.exam;
     if (!exam) return;
     if (!this.loaded) {
+      clear(this.body, h("p", { class: "muted" }, t("app.loading")));
       this.load();
       return;
     }
@@ -76,10 +88,33 @@ export class ReportPanel {
     }
     clear(this.body,
       r.critical ? h("p", { class: "critical-flag", role: "alert" }, `⚠ ${t("report.critical")}`) : null,
-      ...FIELDS.map((f) => r[f] ? h("div", { class: "report-section" }, h("h3", {}, t(`report.${f}`)), h("p", { class: "report-text" }, r[f])) : null),
+      ...[...FIELDS, "dose"].map((f) => r[f] ? h("div", { class: "report-section" }, h("h3", {}, t(`report.${f}`)), h("p", { class: "report-text" }, r[f])) : null),
       h("p", { class: "small muted", id: "report-signed-line" }, `✓ ${t("report.signed_line")}${r.signed_at ? ` ${formatTime(r.signed_at)}` : ""}`,
         r.sha256 ? h("code", { class: "sha" }, ` SHA-256 ${r.sha256.slice(0, 16)}…`) : null),
-      exam.status === "delivered" ? h("p", { class: "ok-line", id: "report-delivered" }, `✓ ${t("report.delivered")}`) : null);
+      exam.status === "delivered" ? h("p", { class: "ok-line", id: "report-delivered" }, `✓ ${t("report.delivered")}`) : null,
+      this.room.me.role === "urgentist" && exam.status === "reported" ? this.ackForm(r) : null);
+  }
+
+  /** The urgentist's acknowledgement; a critical finding must be acknowledged explicitly. */
+  ackForm(r) {
+    const box = r.critical ? h("input", { type: "checkbox", id: "critical-ack" }) : null;
+    const err = h("p", { class: "field-error", role: "alert" });
+    const btn = h("button", { type: "submit", class: "btn btn-primary btn-big", id: "acknowledge-report" }, t("room.acknowledge"));
+    const form = h("form", { class: "ack-form" },
+      box ? h("div", { class: "field field-check critical-check" }, box, h("label", { for: "critical-ack" }, t("report.critical_ack"))) : null,
+      err, btn);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (box && !box.checked) {
+        err.textContent = t("report.critical_ack_needed");
+        box.focus();
+        return;
+      }
+      btn.disabled = true;
+      await runCommand(this.room, "acknowledge", box ? { critical_acknowledged: true } : undefined, "room.acknowledged");
+      btn.disabled = false;
+    });
+    return form;
   }
 
   renderEditor(exam) {
@@ -99,11 +134,12 @@ export class ReportPanel {
     pick.addEventListener("change", () => {
       const tp = this.templates[Number(pick.value)];
       if (!tp || pick.value === "") return;
-      for (const f of FIELDS) if (tp[f] && !this.inputs[f].value.trim()) this.inputs[f].value = tp[f];
+      for (const f of TEMPLATE_FIELDS) if (tp[f] && this.inputs[f]) this.inputs[f].value = tp[f];
       this.changed();
     });
-    const fields = FIELDS.map((f) => {
-      const ta = h("textarea", { id: `report-${f}`, rows: f === "findings" ? 8 : 3, maxlength: 20000 });
+    const names = DOSE_MODALITIES.includes(exam.modality) ? [...FIELDS, "dose"] : FIELDS;
+    const fields = names.map((f) => {
+      const ta = h("textarea", { id: `report-${f}`, rows: f === "findings" ? 8 : f === "dose" ? 1 : 3, maxlength: f === "dose" ? 2000 : 20000 });
       ta.value = r[f] ?? (f === "indication" ? exam.clinical_question : f === "technique" ? exam.protocol?.text || "" : "");
       ta.addEventListener("input", () => this.changed());
       this.inputs[f] = ta;
@@ -128,7 +164,7 @@ export class ReportPanel {
 
   values() {
     const out = { critical: this.critical.checked };
-    for (const f of FIELDS) out[f] = this.inputs[f].value;
+    for (const [f, input] of Object.entries(this.inputs)) out[f] = input.value;
     return out;
   }
 

@@ -33,6 +33,11 @@ async def test_request_protocol_chat_and_reconnect(
     )
 
     exam_id = await loop.request_exam(urg, shot)
+    await urg.goto(f"{base}/#/worklist")
+    await expect(urg.locator(f'tr[data-id="{exam_id}"]')).to_be_visible()
+    await shot(urg, "worklist-urgentist-tablet")
+    await urg.goto(f"{base}/#/exam/{exam_id}")
+    await expect(urg.locator("#room-conn")).to_have_text("En ligne")
     await shot(urg, "room-urgentist-requested-tablet")
 
     # The radiologist's worklist picks the request up live, with its countdown.
