@@ -46,6 +46,7 @@ def bearer_or_cookie(conn: HTTPConnection) -> str | None:
 class Principal:
     user: User
     session_id: int
+    stale: bool = False  # last_seen_at is older than TOUCH_EVERY
 
     @property
     def role(self) -> str:
@@ -117,12 +118,7 @@ async def resolve(app: AppContext, db: AsyncSession, token: str) -> Principal | 
         return None
     if not user.active:
         return None
-    if now - sess.last_seen_at >= TOUCH_EVERY:
-        await db.execute(
-            update(UserSession).where(UserSession.id == sess.id).values(last_seen_at=now)
-        )
-        await db.commit()
-    return Principal(user=user, session_id=sess.id)
+    return Principal(user=user, session_id=sess.id, stale=now - sess.last_seen_at >= TOUCH_EVERY)
 
 
 async def authenticate(conn: HTTPConnection) -> Principal:
@@ -134,10 +130,18 @@ async def authenticate(conn: HTTPConnection) -> Principal:
     if not token:
         raise unauthenticated()
     app = ctx(conn)
-    async with app.db() as db:
+    async with app.read() as db:
         principal = await resolve(app, db, token)
     if principal is None:
         raise ApiError(401, "session_expired", "your session has ended; log in again")
+    if principal.stale:
+        async with app.db() as db:
+            await db.execute(
+                update(UserSession)
+                .where(UserSession.id == principal.session_id)
+                .values(last_seen_at=app.now())
+            )
+            await db.commit()
     conn.scope["ti.principal"] = principal
     return principal
 

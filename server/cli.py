@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from rooms.engine import create_engine as create_bus
 from server.config import Settings
 from server.context import AppContext
-from server.db import create_engine, session_factory
+from server.db import create_engine, is_sqlite, session_factory
 from server.passwords import Passwords
 
 
@@ -21,6 +21,8 @@ async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
     from server.roomhub import RoomHub
 
     sql = create_engine(settings.database_url)
+    sqlite = is_sqlite(settings.database_url)
+    reader = create_engine(settings.database_url, read_only=True) if sqlite else sql
     bus = create_bus(settings.redis_url, settings.redis_prefix)
     await bus.start()
     try:
@@ -28,6 +30,7 @@ async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
             settings=settings,
             sql=sql,
             db=session_factory(sql),
+            read=session_factory(reader),
             passwords=Passwords.from_settings(settings),
             bus=bus,
             rooms=RoomHub(bus, settings.presence_ttl_s),
@@ -35,6 +38,8 @@ async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
     finally:
         await bus.close()
         await sql.dispose()
+        if reader is not sql:
+            await reader.dispose()
 
 
 def _run(settings: Settings, job: Callable[[AppContext], Awaitable[int]]) -> int:
@@ -59,6 +64,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         # The room answers an oversized frame with an error frame itself; the
         # transport only drops what is far beyond that limit.
         ws_max_size=max(4 * settings.max_ws_frame_bytes, 1024 * 1024),
+        # Room frames are small JSON; a deflate context costs tens of KiB per socket.
+        ws_per_message_deflate=False,
     )
     return 0
 

@@ -22,6 +22,9 @@ class AppContext:
     settings: Settings
     sql: AsyncEngine
     db: async_sessionmaker[AsyncSession]
+    # Sessions that only read. On SQLite they do not take the write lock, so
+    # reads never queue behind writers; on PostgreSQL it is the same pool as `db`.
+    read: async_sessionmaker[AsyncSession]
     passwords: Passwords
     bus: Engine
     rooms: RoomHub

@@ -19,9 +19,11 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """One engine per process. SQLite gets WAL, foreign keys and write locks
-    taken at BEGIN, so that two writers queue instead of failing to upgrade."""
+def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncEngine:
+    """One engine per process (two with SQLite). SQLite gets WAL, foreign keys,
+    and write locks taken at BEGIN, so that two writers queue instead of failing
+    to upgrade a read lock; ``read_only`` engines begin deferred transactions
+    instead, which WAL runs side by side with a writer."""
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -41,7 +43,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_size", 10)

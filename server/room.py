@@ -127,7 +127,7 @@ class Connection:
 
 
 async def load_events(app: AppContext, exam_id: str, since: int) -> list[dict[str, Any]]:
-    async with app.db() as db:
+    async with app.read() as db:
         rows = (
             await db.execute(
                 select(ExamEvent, User)
@@ -242,7 +242,7 @@ async def room_endpoint(ws: WebSocket) -> None:
     except ValueError:
         since = 0
     try:
-        async with app.db() as db:
+        async with app.read() as db:
             exam = await load_exam(db, principal, ws.path_params["exam_id"])
             exam_body = exam_json(exam, app.settings)
     except ApiError:

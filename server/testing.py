@@ -27,6 +27,7 @@ class LiveServer:
             "log_level": "warning",
             "lifespan": "on",
             "ws_max_size": max(4 * settings.max_ws_frame_bytes, 1024 * 1024),
+            "ws_per_message_deflate": False,
         }
         options.update(uvicorn_options)
         self._server = uvicorn.Server(uvicorn.Config(app, **options))

@@ -65,7 +65,7 @@ async def list_exams(request: Request) -> Response:
     limit = _int_param(request, "limit", 200, 1, 1000)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     stmt = stmt.order_by(Exam.created_at.desc()).limit(limit).offset(offset)
-    async with app.db() as db:
+    async with app.read() as db:
         exams = (await db.scalars(stmt)).unique().all()
         items = [exam_json(e, app.settings) for e in exams]
     return JSONResponse({"exams": items})
@@ -74,7 +74,7 @@ async def list_exams(request: Request) -> Response:
 async def get_exam(request: Request) -> Response:
     principal = await authenticate(request)
     app = ctx(request)
-    async with app.db() as db:
+    async with app.read() as db:
         exam = await load_exam(db, principal, request.path_params["exam_id"])
         return JSONResponse(exam_json(exam, app.settings))
 
@@ -83,7 +83,7 @@ async def list_events(request: Request) -> Response:
     principal = await authenticate(request)
     app = ctx(request)
     since = _int_param(request, "since", 0, 0, 2**31)
-    async with app.db() as db:
+    async with app.read() as db:
         exam = await load_exam(db, principal, request.path_params["exam_id"])
         rows = (
             await db.execute(

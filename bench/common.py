@@ -1,0 +1,182 @@
+"""What the benchmarks share: a seeded database, server processes, memory readings."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import insert
+
+from server.auth import hash_token
+from server.cli import app_context
+from server.config import Settings
+from server.exams import new_accession, new_study_uid
+from server.migrate import upgrade
+from server.models import Establishment, Exam, ExamEvent, User, UserSession
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class Seed:
+    exam_ids: list[str]
+    tokens: dict[str, list[str]] = field(default_factory=dict)  # role -> session tokens
+
+
+async def seed(settings: Settings, exams: int, sessions_per_role: int) -> Seed:
+    """Exams and logged-in sessions written straight to SQL (no Argon2 per login)."""
+    now = datetime.now(UTC)
+    roles = ("urgentist", "manipulator", "radiologist")
+    result = Seed(exam_ids=[])
+    async with app_context(settings) as app, app.db() as db:
+        est = Establishment(
+            code="BENCH", name="Bench", contract_active=True, settings={}, created_at=now
+        )
+        db.add(est)
+        await db.flush()
+        users = {}
+        for role in roles:
+            user = User(
+                username=f"bench-{role}",
+                password_hash="!",  # noqa: S106 -- not a hash: no password opens it
+                role=role,
+                establishment_id=None if role == "radiologist" else est.id,
+                display_name=role,
+                active=True,
+                created_at=now,
+            )
+            db.add(user)
+            users[role] = user
+        await db.flush()
+        exam_rows, event_rows = [], []
+        for _ in range(exams):
+            exam_id = str(uuid.uuid4())
+            result.exam_ids.append(exam_id)
+            exam_rows.append(
+                dict(
+                    id=exam_id,
+                    establishment_id=est.id,
+                    requester_id=users["urgentist"].id,
+                    assigned_radiologist_id=users["radiologist"].id,
+                    status="accepted",
+                    accession_number=new_accession(now),
+                    study_instance_uid=new_study_uid("2.25"),
+                    patient_id="P",
+                    patient_name="BENCH^Patient",
+                    patient_birth_date=date(1950, 1, 1),
+                    patient_sex="O",
+                    modality="CT",
+                    body_part="HEAD",
+                    clinical_question="bench",
+                    urgency="urgent",
+                    consent=True,
+                    created_at=now,
+                    updated_at=now,
+                    last_seq=1,
+                )
+            )
+            event_rows.append(
+                dict(
+                    id=secrets.token_hex(16),
+                    exam_id=exam_id,
+                    seq=1,
+                    kind="exam.requested",
+                    at=now,
+                    body={},
+                )
+            )
+        for i in range(0, exams, 500):
+            await db.execute(insert(Exam), exam_rows[i : i + 500])
+            await db.execute(insert(ExamEvent), event_rows[i : i + 500])
+        session_rows = []
+        for role in roles:
+            result.tokens[role] = []
+            for _ in range(sessions_per_role):
+                token = secrets.token_urlsafe(32)
+                result.tokens[role].append(token)
+                session_rows.append(
+                    dict(
+                        token_hash=hash_token(token),
+                        user_id=users[role].id,
+                        created_at=now,
+                        last_seen_at=now,
+                        expires_at=now + timedelta(hours=12),
+                    )
+                )
+        for i in range(0, len(session_rows), 1000):
+            await db.execute(insert(UserSession), session_rows[i : i + 1000])
+        await db.commit()
+    return result
+
+
+def prepare_database(url: str | None, workdir: Path) -> str:
+    url = url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    upgrade(url)
+    return url
+
+
+class ServerProcess:
+    """``teleimagerie serve`` in a subprocess."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+            env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
+            cwd=ROOT,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                try:
+                    await client.get(self.url + "/api/me")
+                    return
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
