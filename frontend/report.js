@@ -85,6 +85,8 @@ export class ReportPanel {
     const r = this.report;
     if (r.critical && exam.status === "reported" && this.room.me.role === "urgentist") {
       this.room.banner("critical", t("report.critical_banner"), "danger");
+    } else {
+      this.room.unbanner("critical");
     }
     clear(this.body,
       r.critical ? h("p", { class: "critical-flag", role: "alert" }, `⚠ ${t("report.critical")}`) : null,

@@ -56,21 +56,27 @@ export function mountRoom(main, app, examId) {
   }
 
   function renderAll() {
+    layout.classList.toggle("has-report", ["reported", "delivered"].includes(room.exam.status));
     renderHead();
     room.protocol.render();
     room.images.render();
     room.report.render();
   }
 
+  let refreshFailures = 0;
   room.refresh = debounce(async () => {
     try {
       room.exam = await api.exam(examId);
+      refreshFailures = 0;
       renderAll();
     } catch (err) {
       if (err.status === 404) toast(t("room.not_found"), "danger");
+      // A busy or restarting server: the header must not stay stale, so try again.
+      else if (err.status !== 401 && err.status !== 403 && refreshFailures++ < 8) room.refresh();
     }
-  }, 120);
+  }, 250);
 
+  room.unbanner = (key) => banners.querySelector(`[data-key="${key}"]`)?.remove();
   room.banner = (key, text, kind = "warn") => {
     let el = banners.querySelector(`[data-key="${key}"]`);
     if (!el) {
