@@ -1,0 +1,191 @@
+"""The server's side of the DICOMweb archive: who sees and stores which study,
+and the live ``images.received`` events of the exam room (issue 4).
+
+The archive package knows nothing of sessions or exams; this module gives it
+an :class:`Access` built on the same authentication and exam scope as every
+other route, and :class:`ImageEvents`, the ingest hook that links stored
+instances to their exam's room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, false, or_, select
+from starlette.requests import HTTPConnection
+
+from dicomweb.tables import studies
+from dicomweb.types import DicomwebError, InstanceAttrs, StoredInstance, StoreTarget
+from rooms.types import EventKind, ExamStatus, Role
+from server.auth import Principal, authenticate
+from server.authz import SITE_ROLES, exam_scope
+from server.context import AppContext
+from server.errors import ApiError
+from server.exams import append_event, event_json
+from server.models import Exam
+from server.publish import room_channel
+
+log = logging.getLogger("teleimagerie.archive")
+
+# Images may be pushed once an exam is accepted, and late series after the report.
+STORABLE = (
+    ExamStatus.ACCEPTED,
+    ExamStatus.PROTOCOLED,
+    ExamStatus.ACQUIRING,
+    ExamStatus.IMAGES_COMPLETE,
+    ExamStatus.REPORTED,
+    ExamStatus.DELIVERED,
+)
+STORING_ROLES = frozenset({Role.MANIPULATOR, Role.RADIOLOGIST})
+
+
+@dataclass(frozen=True)
+class SystemPrincipal:
+    """The platform itself storing into one exam (signed report PDFs, the
+    modality gateway after it has matched the calling AE's establishment)."""
+
+    exam_id: str | None = None
+    establishment_id: int | None = None
+    role: str = "system"
+
+
+class ServerAccess:
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+
+    async def authenticate(self, request: HTTPConnection) -> Principal:
+        try:
+            return await authenticate(request)
+        except ApiError as exc:
+            raise DicomwebError(exc.status, exc.code, exc.message) from None
+
+    def study_filter(self, principal: Principal | SystemPrincipal) -> ColumnElement[bool] | None:
+        if isinstance(principal, SystemPrincipal):
+            return None
+        if principal.role in SITE_ROLES:
+            if principal.establishment_id is None:
+                return false()
+            return studies.c.establishment_id == principal.establishment_id
+        if principal.role == Role.RADIOLOGIST:
+            return studies.c.exam_id.in_(select(Exam.id).where(exam_scope(principal)))
+        if principal.role == Role.COORDINATOR:
+            return None
+        return false()
+
+    async def authorize_store(
+        self, principal: Principal | SystemPrincipal, attrs: InstanceAttrs
+    ) -> StoreTarget | None:
+        """An instance belongs to the exam its AccessionNumber or StudyInstanceUID
+        names, among the exams the caller may act on; nothing else is stored."""
+        if isinstance(principal, SystemPrincipal):
+            where: list[ColumnElement[bool]] = []
+            if principal.exam_id is not None:
+                where.append(Exam.id == principal.exam_id)
+            if principal.establishment_id is not None:
+                where.append(Exam.establishment_id == principal.establishment_id)
+        else:
+            if principal.role not in STORING_ROLES:
+                return None
+            where = [exam_scope(principal)]
+        keys = [Exam.study_instance_uid == attrs.study_uid]
+        if attrs.accession_number:
+            keys.append(Exam.accession_number == attrs.accession_number)
+        async with self.app.read() as db:
+            row = (
+                await db.execute(
+                    select(Exam.id, Exam.establishment_id)
+                    .where(or_(*keys), Exam.status.in_(STORABLE), *where)
+                    .limit(1)
+                )
+            ).first()
+        if row is None:
+            return None
+        return StoreTarget(exam_id=row.id, establishment_id=row.establishment_id)
+
+
+@dataclass
+class _Series:
+    exam_id: str
+    last_emit: float = 0.0
+    pending: StoredInstance | None = None
+    flush: asyncio.TimerHandle | None = None
+
+
+class ImageEvents:
+    """``images.received`` at the first instance of a series, then at most once
+    a second per series with the running count (coalesced in this process)."""
+
+    def __init__(self, app: AppContext, interval_s: float = 1.0) -> None:
+        self.app = app
+        self.interval_s = interval_s
+        self._series: dict[str, _Series] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def on_stored(self, stored: StoredInstance) -> None:
+        if stored.exam_id is None or stored.duplicate:
+            return
+        now = time.monotonic()
+        if len(self._series) > 10_000:  # forget finished series, not busy ones
+            self._series = {
+                uid: s
+                for uid, s in self._series.items()
+                if s.flush is not None or now - s.last_emit < 60
+            }
+        state = self._series.setdefault(stored.series_uid, _Series(stored.exam_id))
+        if now - state.last_emit >= self.interval_s and state.flush is None:
+            state.last_emit = now
+            await self._emit(stored)
+            return
+        state.pending = stored
+        if state.flush is None:
+            delay = max(0.0, state.last_emit + self.interval_s - now)
+            state.flush = asyncio.get_running_loop().call_later(
+                delay, self._spawn_flush, stored.series_uid
+            )
+
+    def _spawn_flush(self, series_uid: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush(series_uid))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, series_uid: str) -> None:
+        state = self._series[series_uid]
+        state.flush = None
+        pending, state.pending = state.pending, None
+        if pending is not None:
+            state.last_emit = time.monotonic()
+            await self._emit(pending)
+
+    async def _emit(self, stored: StoredInstance) -> None:
+        assert stored.exam_id is not None
+        body: dict[str, Any] = {
+            "study_uid": stored.study_uid,
+            "series_uid": stored.series_uid,
+            "modality": stored.modality,
+            "count": stored.series_instance_count,
+            "thumbnail_url": stored.thumbnail_url,
+        }
+        app = self.app
+        try:
+            async with app.db() as db:
+                event = await append_event(
+                    db, stored.exam_id, EventKind.IMAGES_RECEIVED, None, body, app.now()
+                )
+                await db.commit()
+                payload = event_json(event)
+            await app.bus.publish(room_channel(stored.exam_id), {"type": "event", "event": payload})
+        except Exception:
+            # The images are stored whatever happens here; the next update of the
+            # series carries the count.
+            log.exception("could not announce images of exam %s", stored.exam_id)
+
+    async def close(self) -> None:
+        for state in self._series.values():
+            if state.flush is not None:
+                state.flush.cancel()
+        for task in list(self._tasks):
+            await task
