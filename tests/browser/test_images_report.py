@@ -49,6 +49,8 @@ async def test_upload_view_sign_acknowledge(
     exam_id = exam["id"]
     rad = js_errors.watch(await loop.login(await new_context(DESKTOP), base, "rad"), "radiologist")
     urg = js_errors.watch(await loop.login(await new_context(TABLET), base, "urg_a"), "urgentist")
+    pixel_requests: list[str] = []
+    rad.on("request", lambda r: pixel_requests.append(r.url) if "/dicomweb/" in r.url else None)
     for page in (man, rad, urg):
         await page.goto(f"{base}/#/exam/{exam_id}")
         await expect(page.locator("#room-conn")).to_have_text("En ligne")
@@ -77,6 +79,10 @@ async def test_upload_view_sign_acknowledge(
     await rad.mouse.up()
     await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-window", "60,160")
     await shot(rad, "room-radiologist-viewer")
+    # Native CT slices come raw from WADO-RS frames and are windowed in the browser:
+    # no rendered image is requested for the window changes above.
+    assert any("/frames/1" in url for url in pixel_requests)
+    assert not any("/rendered" in url for url in pixel_requests)
 
     await man.click("#images-complete")
     await man.click("#images-complete")
