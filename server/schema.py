@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dicomweb.tables import metadata as dicomweb_metadata
 from server.models import Base
 
-target_metadata = [Base.metadata]
+target_metadata = [Base.metadata, dicomweb_metadata]

@@ -1,0 +1,247 @@
+"""Read what the archive keeps of a Part-10 file, parsing it once (PS3.10 7.1).
+
+``read_header`` validates the file meta and the identifying UIDs, reads the data
+set up to the pixel data without decoding it, locates every frame's bytes in the
+file (PS3.5 A.4 for encapsulated pixel data) and builds the DICOM JSON
+(PS3.18 Annex F) with bulk data replaced by BulkDataURIs.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from pydicom import Dataset, config, dcmread
+from pydicom.dataelem import DataElement
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+from dicomweb.dicomjson import to_json_dict
+
+# An archive keeps what modalities send: values that break a VR's rules are stored
+# as they are, not warned about per element (the UIDs that matter are checked below).
+# pydicom has no per-call switch, so this is process-wide; documented in docs/dicomweb.md.
+config.settings.reading_validation_mode = config.IGNORE
+
+#: Replaced at response time by the archive's base URL (public URL or mount path).
+BASE = "@@DICOMWEB_BASE@@"
+BULK_THRESHOLD = 1024
+
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+KNOWN_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+STUDY_TAGS = {
+    0x00080020, 0x00080030, 0x00080050, 0x00080051, 0x00080090, 0x00081030, 0x00081032,
+    0x00081060, 0x00200010, 0x0020000D, 0x00080005, 0x00080201, 0x00321032, 0x00321060,
+}
+SERIES_TAGS = {
+    0x00080060, 0x0020000E, 0x00200011, 0x0008103E, 0x00180015, 0x00080021, 0x00080031,
+    0x00081050, 0x00181030, 0x00081070, 0x00200060, 0x00400244, 0x00400245, 0x00400275,
+    0x00080070, 0x00081090, 0x00081010, 0x00080080, 0x00200052, 0x00080005,
+}
+
+
+class HeaderError(Exception):
+    """The bytes are not an archivable DICOM instance; ``reason`` is a FailureReason."""
+
+    def __init__(self, reason: int, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Header:
+    dataset: Dataset
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    frames: list[list[tuple[int, int]]] | None
+    pixel_end: int
+
+    def text(self, key: str) -> str:
+        value = self.dataset.get(key)
+        if value is None:
+            return ""
+        if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+            return "\\".join(str(v) for v in value)
+        return str(value)
+
+    def integer(self, key: str) -> int | None:
+        value = self.dataset.get(key)
+        try:
+            return int(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            return None
+
+
+def _uid(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if not value:
+        raise HeaderError(0xA900 if keyword != "SOPClassUID" else 0xC000, f"{keyword} missing")
+    uid = UID(str(value))
+    if not uid.is_valid:
+        raise HeaderError(0xC000, f"{keyword} is not a valid UID: {str(value)[:70]!r}")
+    return str(uid)
+
+
+def read_header(fp: BinaryIO, size: int) -> Header:
+    """Parse a Part-10 file from ``fp`` (positioned at 0); never decodes pixels."""
+    preamble = fp.read(132)
+    if len(preamble) < 132 or preamble[128:132] != b"DICM":
+        raise HeaderError(0xC000, "not a DICOM Part-10 file (no preamble and DICM prefix)")
+    fp.seek(0)
+    try:
+        ds = dcmread(fp, stop_before_pixels=True)
+    except (InvalidDicomError, EOFError, ValueError, KeyError, struct.error, OSError) as exc:
+        raise HeaderError(0xC000, f"cannot parse the DICOM header: {exc}") from exc
+    pixel_pos = fp.tell()
+    meta = ds.file_meta
+    ts = str(meta.get("TransferSyntaxUID", "") or "")
+    if not ts:
+        raise HeaderError(0xC000, "file meta has no TransferSyntaxUID")
+    ts_uid = UID(ts)
+    if not ts_uid.is_transfer_syntax and ts not in KNOWN_NATIVE:
+        raise HeaderError(0xC000, f"unknown transfer syntax {ts}")
+    if ts_uid.is_deflated:
+        frames = None
+        pixel_end = size
+    else:
+        frames, pixel_end = _locate_frames(fp, ds, ts_uid, pixel_pos, size)
+    if frames is None and pixel_end < size:
+        raise HeaderError(0xC000, "file truncated: bytes left after the last element")
+    sop_class = _uid(ds, "SOPClassUID")
+    if frames is None and not ts_uid.is_deflated and (
+        "Rows" in ds or "Image Storage" in UID(sop_class).name
+    ):
+        raise HeaderError(0xC000, "image without pixel data: the file is truncated")
+    return Header(
+        dataset=ds,
+        study_uid=_uid(ds, "StudyInstanceUID"),
+        series_uid=_uid(ds, "SeriesInstanceUID"),
+        sop_uid=_uid(ds, "SOPInstanceUID"),
+        sop_class_uid=sop_class,
+        transfer_syntax_uid=ts,
+        frames=frames,
+        pixel_end=pixel_end,
+    )
+
+
+def _locate_frames(
+    fp: BinaryIO, ds: Dataset, ts: UID, pos: int, size: int
+) -> tuple[list[list[tuple[int, int]]] | None, int]:
+    """Byte ranges of each frame: contiguous for native pixel data, the fragments of
+    each frame for encapsulated data (PS3.5 A.4, Basic Offset Table)."""
+    fp.seek(pos)
+    head = fp.read(12)
+    if 0 < len(head) < 8:
+        raise HeaderError(0xC000, "file truncated inside an element header")
+    if not head:
+        return None, pos
+    endian = "<" if ts.is_little_endian else ">"
+    group, elem = struct.unpack(endian + "HH", head[:4])
+    if (group << 16 | elem) not in PIXEL_TAGS:
+        return None, pos
+    if ts.is_implicit_VR:
+        (length,) = struct.unpack(endian + "I", head[4:8])
+        value_pos = pos + 8
+    elif head[4:6] in (b"OB", b"OW", b"OF", b"OD", b"OL", b"UN", b"OV"):
+        (length,) = struct.unpack(endian + "I", head[8:12])
+        value_pos = pos + 12
+    else:
+        (length,) = struct.unpack(endian + "H", head[6:8])
+        value_pos = pos + 8
+    nframes = max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+    if length != 0xFFFFFFFF:
+        if value_pos + length > size:
+            raise HeaderError(0xC000, "file truncated inside the pixel data")
+        if (group << 16 | elem) != 0x7FE00010:
+            return [[(value_pos, length)]], value_pos + length
+        bits = int(ds.get("BitsAllocated", 0) or 0)
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        spp = int(ds.get("SamplesPerPixel", 1) or 1)
+        pixel_bits = rows * cols * spp * bits
+        if pixel_bits % 8 or pixel_bits == 0:
+            return ([[(value_pos, length)]] if nframes == 1 else None), value_pos + length
+        flen = pixel_bits // 8
+        if flen * nframes > length:
+            raise HeaderError(0xC000, "pixel data shorter than Rows x Columns x frames")
+        return [[(value_pos + i * flen, flen)] for i in range(nframes)], value_pos + length
+    return _walk_fragments(fp, value_pos, size, nframes, endian)
+
+
+def _walk_fragments(
+    fp: BinaryIO, pos: int, size: int, nframes: int, endian: str
+) -> tuple[list[list[tuple[int, int]]], int]:
+    fp.seek(pos)
+    items: list[tuple[int, int]] = []
+    bot: list[int] = []
+    first = True
+    while True:
+        head = fp.read(8)
+        if len(head) < 8:
+            raise HeaderError(0xC000, "file truncated inside the encapsulated pixel data")
+        group, elem, length = struct.unpack(endian + "HHI", head)
+        tag = group << 16 | elem
+        pos += 8
+        if tag == 0xFFFEE0DD:
+            break
+        if tag != 0xFFFEE000 or length == 0xFFFFFFFF:
+            raise HeaderError(0xC000, "malformed encapsulated pixel data")
+        if pos + length > size:
+            raise HeaderError(0xC000, "file truncated inside the encapsulated pixel data")
+        if first:
+            table = fp.read(length)
+            bot = list(struct.unpack(f"{endian}{length // 4}I", table))
+            first = False
+        else:
+            items.append((pos, length))
+            fp.seek(length, 1)
+        pos += length
+    end = pos
+    if nframes == 1:
+        return [items], end
+    if len(items) == nframes:
+        return [[it] for it in items], end
+    if bot and len(bot) == nframes:
+        base = items[0][0] - 8 if items else 0
+        starts = [base + off for off in bot]
+        frames: list[list[tuple[int, int]]] = [[] for _ in range(nframes)]
+        index = -1
+        for off, length in items:
+            while index + 1 < nframes and off - 8 >= starts[index + 1]:
+                index += 1
+            frames[max(index, 0)].append((off, length))
+        return frames, end
+    raise HeaderError(0xC000, "cannot tell the frames apart: no Basic Offset Table")
+
+
+def instance_json(ds: Dataset, header: Header, retrieve_base: str) -> dict[str, Any]:
+    """DICOM JSON of the instance (PS3.18 F.2), bulk data as BulkDataURIs."""
+
+    def bulk(elem: DataElement) -> str:
+        return f"{retrieve_base}/bulkdata/{elem.tag:08X}"
+
+    data = to_json_dict(ds, BULK_THRESHOLD, bulk)
+    if header.frames is not None:
+        vr = "OB" if header.transfer_syntax_uid not in KNOWN_NATIVE else _native_vr(ds)
+        data["7FE00010"] = {"vr": vr, "BulkDataURI": f"{retrieve_base}/bulkdata/7FE00010"}
+    return data
+
+
+def _native_vr(ds: Dataset) -> str:
+    return "OW" if int(ds.get("BitsAllocated", 16) or 16) > 8 else "OB"
+
+
+def level_json(full: dict[str, Any], tags: set[int], patient: bool) -> str:
+    """The attributes of one QIDO level (study: with the patient module)."""
+    kept = {
+        k: v
+        for k, v in full.items()
+        if int(k, 16) in tags or (patient and k.startswith("0010"))
+    }
+    return json.dumps(kept, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,153 @@
+"""HTTP plumbing shared by the handlers: errors, CORS (PS3.18 8.1.2 does not
+cover it; browsers need it), media types and multipart bodies (PS3.18 8.6/8.7)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dicomweb.header import BASE
+from dicomweb.types import DicomwebError
+
+DICOM_JSON = "application/dicom+json"
+CORS_HEADERS = "Accept, Authorization, Content-Type, Cache-Control"
+CORS_EXPOSE = "Content-Type, Content-Length, Content-Location, Warning"
+
+
+def error_response(exc: DicomwebError) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": exc.code, "message": exc.message}}, status_code=exc.status
+    )
+
+
+def dicom_json(body: str | bytes, status: int = 200, base: str = "") -> Response:
+    """A DICOM JSON response; ``base`` replaces the URL placeholder of stored JSON."""
+    text = body if isinstance(body, str) else body.decode()
+    return Response(text.replace(BASE, base), status_code=status, media_type=DICOM_JSON)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def base_of(request: Request, public: str | None) -> str:
+    """Prefix of the URLs in responses: the configured public URL, else the mount
+    path (root-relative). Never the Host header: clients send it without the port."""
+    if public:
+        return public.rstrip("/")
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+@dataclass(frozen=True)
+class MediaRange:
+    type: str
+    params: dict[str, str]
+
+
+def parse_media(value: str) -> MediaRange:
+    parts = [p.strip() for p in _split(value, ";")]
+    params: dict[str, str] = {}
+    for p in parts[1:]:
+        if "=" in p:
+            k, _, v = p.partition("=")
+            params[k.strip().lower()] = v.strip().strip('"')
+    return MediaRange(parts[0].lower(), params)
+
+
+def accept_list(request: Request) -> list[MediaRange]:
+    raw = request.headers.get("accept", "") or "*/*"
+    return [parse_media(v) for v in _split(raw, ",") if v.strip()]
+
+
+def _split(value: str, sep: str) -> Iterable[str]:
+    """Split outside double quotes (``type="a, b"`` stays whole)."""
+    out, cur, quoted = [], [], False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        if ch == sep and not quoted:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return out
+
+
+def new_boundary() -> str:
+    return uuid.uuid4().hex
+
+
+def part_head(boundary: str, content_type: str, location: str | None = None) -> bytes:
+    head = f"--{boundary}\r\nContent-Type: {content_type}\r\n"
+    if location:
+        head += f"Content-Location: {location}\r\n"
+    return (head + "\r\n").encode()
+
+
+def multipart_type(inner: str, boundary: str, extra: str = "") -> str:
+    return f'multipart/related; type="{inner}"{extra}; boundary={boundary}'
+
+
+async def aiter_bytes(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+class CORSMiddleware:
+    """CORS on every response, OPTIONS preflight for the configured origins, and
+    ``Cross-Origin-Resource-Policy`` so cross-origin isolated viewers may load
+    pixel data. Errors raised as DicomwebError become JSON error responses."""
+
+    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
+        self.app = app
+        self.origins = set(origins)
+        self.any = "*" in self.origins
+
+    def _allowed(self, origin: str | None) -> str | None:
+        if origin is None:
+            return None
+        if self.any or origin in self.origins:
+            return origin
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = self._allowed(headers.get("origin"))
+        cors: list[tuple[bytes, bytes]] = [(b"cross-origin-resource-policy", b"cross-origin")]
+        if origin:
+            cors += [
+                (b"access-control-allow-origin", origin.encode()),
+                (b"access-control-allow-credentials", b"true"),
+                (b"access-control-expose-headers", CORS_EXPOSE.encode()),
+                (b"vary", b"Origin"),
+            ]
+        if scope["method"] == "OPTIONS" and headers.get("access-control-request-method"):
+            status = 204 if origin else 403
+            extra = [
+                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                (b"access-control-allow-headers", CORS_HEADERS.encode()),
+                (b"access-control-max-age", b"600"),
+            ] if origin else []
+            await send({"type": "http.response.start", "status": status,
+                        "headers": cors + extra + [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + cors
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

@@ -1,0 +1,140 @@
+"""Wire and interface types of the DICOMweb archive, in one place (STYLE.md 7).
+
+The server implements :class:`Access` (sessions, exam scoping) and
+:class:`IngestHooks` (room events); this package never imports the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pydicom import Dataset
+from sqlalchemy import ColumnElement
+from starlette.requests import HTTPConnection
+
+#: Whatever the server's ``Access.authenticate`` returns; opaque to this package.
+Principal = Any
+
+# PS3.4 Annex B / PS3.18 Table 10.5.3-1 failure reasons (FailureReason, 0008,1197).
+PROCESSING_FAILURE = 0x0110
+NO_SUCH_SOP_CLASS = 0x0112
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+NOT_AUTHORIZED = 0x0124
+OUT_OF_RESOURCES = 0xA700
+DATA_SET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+
+class DicomwebError(Exception):
+    """An HTTP error with a machine-readable code, rendered as
+    ``{"error": {"code", "message"}}`` like the rest of the API."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DicomwebConfig:
+    """Settings of the archive sub-application.
+
+    ``public_base_url``: the absolute URL the archive is reachable at (e.g.
+    ``https://pacs.example.org/dicomweb``). When None, URLs in responses
+    (RetrieveURL, BulkDataURI, thumbnails) are root-relative, built from the
+    mount path, never from the Host header (INTEROP.md).
+    ``mount_path``: where the server mounts the app, used for URLs made outside a
+    request (ingest hooks for C-STORE) when there is no public base URL.
+    """
+
+    storage_root: Path
+    max_body_bytes: int = 2 * 1024**3
+    public_base_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    mount_path: str = "/dicomweb"
+    thumbnail_size: int = 128
+
+    def base_url(self, root_path: str | None = None) -> str:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return (root_path if root_path is not None else self.mount_path).rstrip("/")
+
+
+@dataclass(frozen=True)
+class InstanceAttrs:
+    """What ``Access.authorize_store`` sees of an incoming instance (its header only)."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    accession_number: str
+    patient_id: str
+    patient_name: str
+    modality: str
+    dataset: Dataset = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    """Where an authorised instance belongs; recorded on the study row."""
+
+    exam_id: str | None = None
+    establishment_id: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """The result of a successful store, handed to ``IngestHooks.on_stored``."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    modality: str
+    exam_id: str | None
+    establishment_id: int | None
+    series_instance_count: int
+    thumbnail_url: str
+    retrieve_url: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A per-instance failure (PS3.18 10.5.3, FailedSOPSequence)."""
+
+    reason: int
+    message: str
+    sop_class_uid: str | None = None
+    sop_uid: str | None = None
+
+
+@runtime_checkable
+class Access(Protocol):
+    """Who may see and store what. The server implements it with its sessions."""
+
+    async def authenticate(self, request: HTTPConnection) -> Principal:
+        """Return the caller, or raise ``DicomwebError(401, ...)``."""
+        ...
+
+    def study_filter(self, principal: Principal) -> ColumnElement[bool] | None:
+        """An SQL condition on ``dicomweb.tables.studies`` limiting what the caller
+        sees (None: everything)."""
+        ...
+
+    async def authorize_store(
+        self, principal: Principal, attrs: InstanceAttrs
+    ) -> StoreTarget | None:
+        """May the caller store this instance? None: failure 0x0124."""
+        ...
+
+
+@runtime_checkable
+class IngestHooks(Protocol):
+    async def on_stored(self, stored: StoredInstance) -> None:
+        """Called once per newly stored instance, after its rows are committed."""
+        ...

@@ -1,0 +1,106 @@
+"""The ingest path used by STOW-RS and, later, C-STORE: ``Ingestor`` directly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from dicomweb import DicomwebConfig, Failure, Ingestor, StoredInstance
+from dicomweb import tables as t
+from dicomweb.samples import ct_series, instance, sample_path
+from dicomweb.storage import Storage
+from dicomweb.testing import RecordingHooks, TokenAccess, create_engine
+
+P = {"establishment": 7}
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database_url)
+    yield async_sessionmaker(engine, expire_on_commit=False)
+    await engine.dispose()
+
+
+@pytest.fixture
+def hooks() -> RecordingHooks:
+    return RecordingHooks()
+
+
+@pytest.fixture
+def ingestor(db: async_sessionmaker[AsyncSession], tmp_path: Path,
+             hooks: RecordingHooks) -> Ingestor:
+    config = DicomwebConfig(storage_root=tmp_path / "store")
+    return Ingestor(config, db, TokenAccess(exam_id="exam-1", establishment=7), hooks)
+
+
+async def count(db: async_sessionmaker[AsyncSession], table: object) -> int:
+    async with db() as s:
+        return int((await s.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def test_store_from_path_and_bytes(ingestor: Ingestor, hooks: RecordingHooks,
+                                         db: async_sessionmaker[AsyncSession]) -> None:
+    src = sample_path("CT_small.dcm")
+    first = await ingestor.store(src, P)
+    assert isinstance(first, StoredInstance) and src.exists()  # copied, not moved
+    assert first.exam_id == "exam-1" and first.establishment_id == 7
+    second = await ingestor.store(instance("MR_small.dcm"), P)
+    assert isinstance(second, StoredInstance)
+    assert [s.sop_uid for _, s in hooks.stored] == [first.sop_uid, second.sop_uid]
+    assert await count(db, t.instances) == 2
+    async with db() as s:
+        row = (await s.execute(select(t.studies).where(
+            t.studies.c.study_uid == first.study_uid))).one()
+    assert row.exam_id == "exam-1" and row.establishment_id == 7 and row.num_instances == 1
+
+
+async def test_series_counts_and_batch(ingestor: Ingestor, hooks: RecordingHooks,
+                                       db: async_sessionmaker[AsyncSession]) -> None:
+    slices = list(ct_series(5, size=32))
+    results = await ingestor.store_many(slices[:3] + [slices[0]], P)
+    assert [r.series_instance_count for r in results] == [1, 2, 3, 1]  # type: ignore[union-attr]
+    assert [r.duplicate for r in results] == [False, False, False, True]  # type: ignore[union-attr]
+    more = await ingestor.store_many(slices[3:], P)
+    assert [r.series_instance_count for r in more] == [4, 5]  # type: ignore[union-attr]
+    assert len(hooks.stored) == 5
+    async with db() as s:
+        study = (await s.execute(select(t.studies))).one()
+        series = (await s.execute(select(t.series))).one()
+    assert (study.num_series, study.num_instances, series.num_instances) == (1, 5, 5)
+
+
+async def test_failure_leaves_nothing(ingestor: Ingestor, tmp_path: Path,
+                                      db: async_sessionmaker[AsyncSession]) -> None:
+    results = await ingestor.store_many([b"junk", instance()[:3000]], P)
+    assert all(isinstance(r, Failure) and r.reason in (0xC000, 0xA900) for r in results)
+    store = tmp_path / "store"
+    assert list(store.rglob("*.dcm")) == [] and os.listdir(store / "tmp") == []
+    assert await count(db, t.instances) == 0 and await count(db, t.studies) == 0
+
+
+async def test_study_of_another_exam_is_refused(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    config = DicomwebConfig(storage_root=tmp_path / "s")
+    a = Ingestor(config, db, TokenAccess(exam_id="A"))
+    b = Ingestor(config, db, TokenAccess(exam_id="B"))
+    study = "1.2.826.0.1.3680043.8.498.1"
+    assert isinstance(await a.store(instance(study=study), {"establishment": None}),
+                      StoredInstance)
+    refused = await b.store(instance(study=study), {"establishment": None})
+    assert isinstance(refused, Failure) and refused.reason == 0x0124
+    assert len(list((tmp_path / "s").rglob("*.dcm"))) == 1
+
+
+def test_paths_are_hashed_inside_root(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    rel = storage.relative_path("../../etc", "/abs", "..")
+    assert ".." not in rel and not rel.startswith("/")
+    assert storage.absolute(rel).is_relative_to(tmp_path.resolve())
+    with pytest.raises(ValueError):
+        storage.absolute("../outside")

@@ -1,0 +1,198 @@
+"""WADO-RS (PS3.18 10.4): instances, metadata, frames, bulk data, CORS."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+import pytest
+from dicomweb_client.api import DICOMwebClient
+from pydicom import dcmread
+from pydicom.encaps import generate_frames
+
+from dicomweb.samples import ct_series, instance, multipart, sample_path, split_multipart
+from tests.dicomweb.conftest import Archive
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:dicomweb_client")
+OHIF_FRAME = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+
+
+async def store(http: httpx.AsyncClient, parts: list[bytes]) -> None:
+    body, ctype = multipart(parts)
+    resp = await http.post("/studies", content=body, headers={"content-type": ctype})
+    assert resp.status_code == 200, resp.text
+
+
+def uids(data: bytes) -> tuple[str, str, str]:
+    ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+
+
+async def test_retrieve_levels_with_dicomweb_client(archive: Archive, http: httpx.AsyncClient
+                                                    ) -> None:
+    parts = list(ct_series(3, size=64))
+    await store(http, parts)
+    study, series, sop = uids(parts[1])
+    client = DICOMwebClient(url=archive.url)
+    got = client.retrieve_study(study)
+    assert sorted(d.SOPInstanceUID for d in got) == sorted(uids(p)[2] for p in parts)
+    assert len(client.retrieve_series(study, series)) == 3
+    one = client.retrieve_instance(study, series, sop)
+    assert one.SOPInstanceUID == sop and one.pixel_array.shape == (64, 64)
+    meta = client.retrieve_series_metadata(study, series)
+    assert len(meta) == 3 and all("7FE00010" in m for m in meta)
+    assert [m["00200013"]["Value"][0] for m in meta] == [1, 2, 3]
+
+
+async def test_retrieved_bytes_are_the_stored_bytes(http: httpx.AsyncClient) -> None:
+    parts = [instance("CT_small.dcm"), instance("MR_small_RLE.dcm")]
+    await store(http, parts)
+    for part in parts:
+        study, series, sop = uids(part)
+        resp = await http.get(f"/studies/{study}/series/{series}/instances/{sop}",
+                              headers={"accept": 'multipart/related; type="application/dicom"'})
+        assert resp.status_code == 200
+        assert int(resp.headers["content-length"]) == len(resp.content)
+        assert split_multipart(resp.content, resp.headers["content-type"]) == [part]
+
+
+async def test_metadata_levels(http: httpx.AsyncClient) -> None:
+    data = instance("CT_small.dcm")
+    await store(http, [data])
+    study, series, sop = uids(data)
+    for path in (f"/studies/{study}", f"/studies/{study}/series/{series}",
+                 f"/studies/{study}/series/{series}/instances/{sop}"):
+        resp = await http.get(path + "/metadata")
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("application/dicom+json")
+        (meta,) = resp.json()
+        assert meta["00080018"]["Value"] == [sop]
+        uri = meta["7FE00010"]["BulkDataURI"]
+        assert uri == f"/dicomweb/studies/{study}/series/{series}/instances/{sop}/bulkdata/7FE00010"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CT_small.dcm", "emri_small.dcm", "emri_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm",
+     "JPEG2000.dcm", "emri_small_jpeg_2k_lossless.dcm", "color3d_jpeg_baseline.dcm"],
+)
+async def test_frames_match_pydicom(http: httpx.AsyncClient, name: str) -> None:
+    data = instance(name)
+    await store(http, [data])
+    study, series, sop = uids(data)
+    ds = dcmread(io.BytesIO(data))
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        expected = list(generate_frames(ds.PixelData, number_of_frames=n))
+    else:
+        size = len(ds.PixelData) // n
+        expected = [ds.PixelData[i * size:(i + 1) * size] for i in range(n)]
+    wanted = sorted({1, n, (n + 1) // 2})
+    resp = await http.get(
+        f"/studies/{study}/series/{series}/instances/{sop}/frames/{','.join(map(str, wanted))}",
+        headers={"accept": OHIF_FRAME},
+    )
+    assert resp.status_code == 200, resp.text
+    got = split_multipart(resp.content, resp.headers["content-type"])
+    assert len(got) == len(wanted)
+    for number, blob in zip(wanted, got, strict=True):
+        assert blob.rstrip(b"\0") == expected[number - 1].rstrip(b"\0")
+
+
+async def test_frame_accept_variants(http: httpx.AsyncClient) -> None:
+    native, jpeg = instance("CT_small.dcm"), instance("SC_rgb_jpeg_dcmtk.dcm")
+    await store(http, [native, jpeg])
+    n_url = "/studies/{}/series/{}/instances/{}/frames/1".format(*uids(native))
+    j_url = "/studies/{}/series/{}/instances/{}/frames/1".format(*uids(jpeg))
+    cases = [
+        (n_url, 'multipart/related; type="application/octet-stream"', 200),
+        (n_url, 'multipart/related; type="*/*"', 200),
+        (n_url, "application/octet-stream", 200),
+        (n_url, "*/*", 200),
+        (j_url, 'multipart/related; type="*/*"', 200),
+        (j_url, OHIF_FRAME, 200),
+        (j_url, 'multipart/related; type="image/jpeg"', 200),
+        (j_url, 'multipart/related; type="application/octet-stream"', 406),
+        (j_url, 'multipart/related; type="image/jp2"', 406),
+    ]
+    for url, accept, status in cases:
+        resp = await http.get(url, headers={"accept": accept})
+        assert resp.status_code == status, (url, accept, resp.text)
+    resp = await http.get(j_url, headers={"accept": 'multipart/related; type="*/*"'})
+    assert 'type="image/jpeg"' in resp.headers["content-type"]
+    assert b"transfer-syntax=1.2.840.10008.1.2.4.50" in resp.content[:200]
+
+
+async def test_frames_with_dicomweb_client(archive: Archive, http: httpx.AsyncClient) -> None:
+    data = instance("emri_small.dcm")
+    await store(http, [data])
+    client = DICOMwebClient(url=archive.url)
+    frames = client.retrieve_instance_frames(*uids(data), frame_numbers=[2, 3])
+    ds = dcmread(io.BytesIO(data))
+    size = len(ds.PixelData) // 10
+    assert frames == [ds.PixelData[size:2 * size], ds.PixelData[2 * size:3 * size]]
+
+
+async def test_frame_errors(http: httpx.AsyncClient) -> None:
+    data = instance("CT_small.dcm")
+    await store(http, [data])
+    base = "/studies/{}/series/{}/instances/{}".format(*uids(data))
+    assert (await http.get(base + "/frames/2")).status_code == 404
+    assert (await http.get(base + "/frames/x")).status_code == 400
+    assert (await http.get(base.replace("/instances/", "/instances/9") + "/frames/1")
+            ).status_code == 404
+
+
+async def test_bulkdata(archive: Archive, http: httpx.AsyncClient) -> None:
+    data = instance("CT_small.dcm")
+    await store(http, [data])
+    (meta,) = (await http.get("/studies/{}/series/{}/instances/{}/metadata".format(*uids(data)))
+               ).json()
+    resp = await http.get(archive.root + meta["7FE00010"]["BulkDataURI"],
+                          headers={"accept": 'multipart/related; type="*/*"'})
+    assert resp.status_code == 200
+    (blob,) = split_multipart(resp.content, resp.headers["content-type"])
+    assert blob == dcmread(io.BytesIO(data)).PixelData
+
+
+async def test_public_base_url(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.dicomweb.conftest import start_archive
+
+    archive, engine = start_archive(database_url, tmp_path,
+                                    public_base_url="https://pacs.example/dicomweb")
+    try:
+        data = instance()
+        async with httpx.AsyncClient(base_url=archive.url) as http:
+            body, ctype = multipart([data])
+            resp = await http.post("/studies", content=body, headers={"content-type": ctype})
+            ref = resp.json()["00081199"]["Value"][0]["00081190"]["Value"][0]
+            assert ref.startswith("https://pacs.example/dicomweb/studies/")
+            (meta,) = (await http.get(
+                "/studies/{}/series/{}/instances/{}/metadata".format(*uids(data)))).json()
+            assert meta["7FE00010"]["BulkDataURI"].startswith("https://pacs.example/dicomweb/")
+    finally:
+        archive.server.call(engine.dispose())
+        archive.server.__exit__()
+
+
+async def test_cors(http: httpx.AsyncClient) -> None:
+    pre = await http.options("/studies", headers={
+        "origin": "https://viewer.example", "access-control-request-method": "GET",
+        "access-control-request-headers": "authorization, accept"})
+    assert pre.status_code == 204
+    assert pre.headers["access-control-allow-origin"] == "https://viewer.example"
+    assert "Authorization" in pre.headers["access-control-allow-headers"]
+    resp = await http.get("/studies", headers={"origin": "https://viewer.example"})
+    assert resp.headers["access-control-allow-origin"] == "https://viewer.example"
+    assert resp.headers["cross-origin-resource-policy"] == "cross-origin"
+    other = await http.get("/studies", headers={"origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    denied = await http.options("/studies", headers={
+        "origin": "https://evil.example", "access-control-request-method": "GET"})
+    assert denied.status_code == 403
+    missing = await http.get("/nope", headers={"origin": "https://viewer.example"})
+    assert missing.status_code == 404 and missing.headers["access-control-allow-origin"]
+
+
+def test_sample_files_exist() -> None:
+    assert sample_path("CT_small.dcm").exists()
