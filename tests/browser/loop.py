@@ -96,13 +96,16 @@ async def events(page: Page, exam_id: str) -> list[dict]:
     )
 
 
-def make_ct_series(folder: Path, study_uid: str, accession: str, count: int = 12) -> list[Path]:
+def make_ct_series(
+    folder: Path, study_uid: str, accession: str, count: int = 12, rle: bool = False
+) -> list[Path]:
     """A CT series of real DICOM files for this exam, made from pydicom's CT_small.dcm
-    (each slice shifted so that scrolling shows a different image)."""
+    (each slice shifted so that scrolling shows a different image); ``rle`` stores it
+    RLE Lossless compressed, which the viewer shows through ``/rendered``."""
     import numpy as np
     import pydicom
     from pydicom.data import get_testdata_file
-    from pydicom.uid import generate_uid
+    from pydicom.uid import RLELossless, generate_uid
 
     source = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     series_uid = generate_uid()
@@ -121,6 +124,10 @@ def make_ct_series(folder: Path, study_uid: str, accession: str, count: int = 12
         ds.ImagePositionPatient = [0, 0, float(i * 5)]
         pixels = np.roll(source.pixel_array, i * 6, axis=0)
         ds.PixelData = pixels.astype(source.pixel_array.dtype).tobytes()
+        if rle:
+            ds.SeriesNumber = 3
+            ds.SeriesDescription = "Cerveau RLE"
+            ds.compress(RLELossless, pixels)
         path = folder / f"slice{i + 1:03d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)

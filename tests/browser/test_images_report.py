@@ -84,6 +84,19 @@ async def test_upload_view_sign_acknowledge(
     assert any("/frames/1" in url for url in pixel_requests)
     assert not any("/rendered" in url for url in pixel_requests)
 
+    # A compressed series cannot be windowed in the browser: the viewer asks the
+    # server to render it (WADO-RS rendered) instead.
+    rle = loop.make_ct_series(
+        tmp_path / "rle", exam["study_instance_uid"], exam["accession_number"], 3, rle=True
+    )
+    await loop.upload_series(man, rle)
+    await expect(thumb).to_have_count(2)
+    await thumb.nth(1).click()
+    await expect(rad.locator("#viewer-info")).to_contain_text("Coupe 1/3")
+    await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-slice", "1")
+    assert any("/rendered" in url for url in pixel_requests)
+    await shot(rad, "room-radiologist-viewer-rendered")
+
     await man.click("#images-complete")
     await man.click("#images-complete")
     await expect(man.locator("#room-head .badge.status-images_complete")).to_be_visible()
