@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from server import protocols, room
+from server import archive, protocols, room
 from server.api import commands as commands_api
 from server.api import exams as exams_api
 from server.api import session as session_api
@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     api_routes = [*session_api.routes, *exams_api.routes, *commands_api.routes, *protocols.routes]
     routes = [
         Mount("/api", routes=api_routes),
+        Mount("/dicomweb", app=archive.mount),
         *room.routes,
         Mount("/", app=StaticFiles(directory=FRONTEND, html=True), name="frontend"),
     ]

@@ -17,9 +17,17 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, false, or_, select
 from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
 
+from dicomweb.app import create_dicomweb_app
 from dicomweb.tables import studies
-from dicomweb.types import DicomwebError, InstanceAttrs, StoredInstance, StoreTarget
+from dicomweb.types import (
+    DicomwebConfig,
+    DicomwebError,
+    InstanceAttrs,
+    StoredInstance,
+    StoreTarget,
+)
 from rooms.types import EventKind, ExamStatus, Role
 from server.auth import Principal, authenticate
 from server.authz import SITE_ROLES, exam_scope
@@ -189,3 +197,25 @@ class ImageEvents:
                 state.flush.cancel()
         for task in list(self._tasks):
             await task
+
+
+def attach(app: AppContext) -> None:
+    """Build the archive over the app's database, storage and room events."""
+    settings = app.settings
+    config = DicomwebConfig(
+        storage_root=settings.dicom_storage,
+        max_body_bytes=settings.max_dicom_body_bytes,
+        public_base_url=f"{settings.public_url}/dicomweb" if settings.public_url else None,
+        allowed_origins=settings.allowed_origins,
+        mount_path="/dicomweb",
+    )
+    app.images = ImageEvents(app)
+    archive = create_dicomweb_app(config, app.db, ServerAccess(app), app.images)
+    app.archive = archive
+    app.ingestor = archive.state.dicomweb.ingestor
+
+
+async def mount(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/dicomweb``: the archive built at start-up for this process."""
+    archive = scope["app"].state.ctx.archive
+    await archive(scope, receive, send)

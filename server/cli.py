@@ -18,24 +18,29 @@ from server.passwords import Passwords
 @contextlib.asynccontextmanager
 async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
     """The process-wide services, for the web app's lifespan and the CLI alike."""
+    from server.archive import attach
     from server.roomhub import RoomHub
 
     sql = create_engine(settings.database_url)
     sqlite = is_sqlite(settings.database_url)
     reader = create_engine(settings.database_url, read_only=True) if sqlite else sql
     bus = create_bus(settings.redis_url, settings.redis_prefix)
+    context = AppContext(
+        settings=settings,
+        sql=sql,
+        db=session_factory(sql),
+        read=session_factory(reader),
+        passwords=Passwords.from_settings(settings),
+        bus=bus,
+        rooms=RoomHub(bus, settings.presence_ttl_s),
+    )
+    attach(context)
     await bus.start()
     try:
-        yield AppContext(
-            settings=settings,
-            sql=sql,
-            db=session_factory(sql),
-            read=session_factory(reader),
-            passwords=Passwords.from_settings(settings),
-            bus=bus,
-            rooms=RoomHub(bus, settings.presence_ttl_s),
-        )
+        yield context
     finally:
+        if context.images is not None:
+            await context.images.close()
         await bus.close()
         await sql.dispose()
         if reader is not sql:

@@ -13,7 +13,11 @@ from server.config import Settings
 from server.passwords import Passwords
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from dicomweb.ingest import Ingestor
     from rooms.engine.base import Engine
+    from server.archive import ImageEvents
     from server.roomhub import RoomHub
 
 
@@ -28,6 +32,11 @@ class AppContext:
     passwords: Passwords
     bus: Engine
     rooms: RoomHub
+    # The DICOMweb archive (mounted at /dicomweb), its ingest path, and the hook
+    # that announces stored images in exam rooms; set by `server.archive.attach`.
+    archive: ASGIApp | None = None
+    ingestor: Ingestor | None = None
+    images: ImageEvents | None = None
 
     @staticmethod
     def now() -> datetime:

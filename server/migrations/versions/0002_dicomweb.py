@@ -42,8 +42,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dicomweb_studies")),
         sa.UniqueConstraint("study_uid", name=op.f("uq_dicomweb_studies_study_uid")),
     )
-    for col in ("patient_id", "patient_name_key", "study_date", "accession_number",
-                "exam_id", "establishment_id"):
+    for col in (
+        "patient_id",
+        "patient_name_key",
+        "study_date",
+        "accession_number",
+        "exam_id",
+        "establishment_id",
+    ):
         op.create_index(f"ix_dicomweb_studies_{col}", "dicomweb_studies", [col])
     op.create_table(
         "dicomweb_series",
@@ -58,8 +64,11 @@ def upgrade() -> None:
         sa.Column("series_time", sa.String(length=16), nullable=False),
         sa.Column("num_instances", sa.Integer(), nullable=False),
         sa.Column("attrs", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(["study_pk"], ["dicomweb_studies.id"],
-                                name=op.f("fk_dicomweb_series_study_pk_dicomweb_studies")),
+        sa.ForeignKeyConstraint(
+            ["study_pk"],
+            ["dicomweb_studies.id"],
+            name=op.f("fk_dicomweb_series_study_pk_dicomweb_studies"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dicomweb_series")),
         sa.UniqueConstraint("series_uid", name=op.f("uq_dicomweb_series_series_uid")),
     )
@@ -82,10 +91,16 @@ def upgrade() -> None:
         sa.Column("frames", sa.Text(), nullable=True),
         sa.Column("metadata", sa.Text(), nullable=False),
         sa.Column("created_at", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["study_pk"], ["dicomweb_studies.id"],
-                                name=op.f("fk_dicomweb_instances_study_pk_dicomweb_studies")),
-        sa.ForeignKeyConstraint(["series_pk"], ["dicomweb_series.id"],
-                                name=op.f("fk_dicomweb_instances_series_pk_dicomweb_series")),
+        sa.ForeignKeyConstraint(
+            ["study_pk"],
+            ["dicomweb_studies.id"],
+            name=op.f("fk_dicomweb_instances_study_pk_dicomweb_studies"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["series_pk"],
+            ["dicomweb_series.id"],
+            name=op.f("fk_dicomweb_instances_series_pk_dicomweb_series"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dicomweb_instances")),
         sa.UniqueConstraint("sop_uid", name=op.f("uq_dicomweb_instances_sop_uid")),
     )
