@@ -211,6 +211,9 @@ def attach(app: AppContext) -> None:
     )
     app.images = ImageEvents(app)
     archive = create_dicomweb_app(config, app.db, ServerAccess(app), app.images)
+    # The mounted archive becomes scope["app"] for its requests, and the server's
+    # authentication finds the AppContext there.
+    archive.state.ctx = app
     app.archive = archive
     app.ingestor = archive.state.dicomweb.ingestor
 
