@@ -43,8 +43,13 @@ class Client:
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         h = dict(self.headers, **(headers or {}))
         if not path.startswith(self.prefix + "/"):
             path = self.prefix + path
@@ -74,9 +79,12 @@ class Client:
 def fetch(client: Client, path: str, accept: str) -> bytes:
     """GET with a plain socket and one big receive buffer: http.client's reader
     would be the bottleneck of a retrieval benchmark on a small machine."""
-    head = (f"GET {client.prefix}{path} HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
-            f"Accept: {accept}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in
-                                                client.headers.items()) + "\r\n")
+    head = (
+        f"GET {client.prefix}{path} HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+        f"Accept: {accept}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in client.headers.items())
+        + "\r\n"
+    )
     with socket.create_connection((client.host, client.port)) as sock:
         sock.sendall(head.encode())
         data = bytearray()
@@ -122,29 +130,39 @@ def run(base: str, token: str | None, seed: int, local: Any | None) -> None:
     slices = list(ct_series(200, size=512))
     elapsed, size, result = stow(client, slices)
     refs = result["00081199"]["Value"]
-    print(f"STOW-RS   200 x 512x512 CT ({size / 1e6:.1f} MB): {elapsed:.3f} s, "
-          f"{size / elapsed / 1e6:.0f} MB/s")
+    print(
+        f"STOW-RS   200 x 512x512 CT ({size / 1e6:.1f} MB): {elapsed:.3f} s, "
+        f"{size / elapsed / 1e6:.0f} MB/s"
+    )
     first = urllib.parse.urlsplit(refs[0]["00081190"]["Value"][0]).path
     series_path = first.rsplit("/instances/", 1)[0]
     best = 0.0
     for _ in range(3):
         t0 = time.perf_counter()
-        data = fetch(client, series_path.removeprefix(client.prefix),
-                     'multipart/related; type="application/dicom"')
+        data = fetch(
+            client,
+            series_path.removeprefix(client.prefix),
+            'multipart/related; type="application/dicom"',
+        )
         dt = time.perf_counter() - t0
         best = max(best, len(data) / dt)
-    print(f"WADO-RS   series retrieval ({len(data) / 1e6:.1f} MB): {len(data) / best:.3f} s, "
-          f"{best / 1e6:.0f} MB/s (best of 3)")
-    frame_paths = [urllib.parse.urlsplit(r["00081190"]["Value"][0]).path + "/frames/1"
-                   for r in refs]
+    print(
+        f"WADO-RS   series retrieval ({len(data) / 1e6:.1f} MB): {len(data) / best:.3f} s, "
+        f"{best / 1e6:.0f} MB/s (best of 3)"
+    )
+    frame_paths = [
+        urllib.parse.urlsplit(r["00081190"]["Value"][0]).path + "/frames/1" for r in refs
+    ]
     accept = {"Accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"}
     t0 = time.perf_counter()
     for path in frame_paths:
         status, _, _ = client.request("GET", path, headers=accept)
         assert status == 200, status
     dt = time.perf_counter() - t0
-    print(f"frames    200 sequential GET .../frames/1 (512 KB each): "
-          f"{len(frame_paths) / dt:.0f} requests/s")
+    print(
+        f"frames    200 sequential GET .../frames/1 (512 KB each): "
+        f"{len(frame_paths) / dt:.0f} requests/s"
+    )
     if local is not None:
         hook_latency(client, local)
     qido(client, seed, local)
@@ -159,8 +177,10 @@ def hook_latency(client: Client, local: Any) -> None:
         status, _, _ = client.request("POST", "/studies", body, {"Content-Type": ctype})
         assert status == 200
         samples.append((local.hook_times()[before] - t0) * 1000)
-    print(f"hook      STOW request sent -> on_stored called (single instance): "
-          f"p50 {statistics.median(samples):.1f} ms, max {max(samples):.1f} ms")
+    print(
+        f"hook      STOW request sent -> on_stored called (single instance): "
+        f"p50 {statistics.median(samples):.1f} ms, max {max(samples):.1f} ms"
+    )
 
 
 def qido(client: Client, seed: int, local: Any | None) -> None:
@@ -171,9 +191,15 @@ def qido(client: Client, seed: int, local: Any | None) -> None:
             how = "indexed directly in SQL (--local)"
         else:
             for start in range(0, seed, 100):
-                parts = [instance("CT_small.dcm", PatientID=f"BENCH{i:06d}",
-                                  PatientName=f"BENCH^{i:06d}", StudyDate=f"2020{1 + i % 12:02d}15")
-                         for i in range(start, min(seed, start + 100))]
+                parts = [
+                    instance(
+                        "CT_small.dcm",
+                        PatientID=f"BENCH{i:06d}",
+                        PatientName=f"BENCH^{i:06d}",
+                        StudyDate=f"2020{1 + i % 12:02d}15",
+                    )
+                    for i in range(start, min(seed, start + 100))
+                ]
                 stow(client, parts)
             how = "STOWed as small instances"
         print(f"seeded    {seed} studies, {how}, in {time.perf_counter() - t0:.1f} s")
@@ -193,8 +219,10 @@ def qido(client: Client, seed: int, local: Any | None) -> None:
             status, _, _ = client.request("GET", q, headers={"Accept": "application/dicom+json"})
             times.append((time.perf_counter() - t0) * 1000)
             assert status == 200, (status, q)
-    print(f"QIDO-RS   {len(times)} queries ({len(queries)} kinds): p50 "
-          f"{percentile(times, 50):.2f} ms, p99 {percentile(times, 99):.2f} ms")
+    print(
+        f"QIDO-RS   {len(times)} queries ({len(queries)} kinds): p50 "
+        f"{percentile(times, 50):.2f} ms, p99 {percentile(times, 99):.2f} ms"
+    )
 
 
 class Local:
@@ -243,14 +271,26 @@ class Local:
             async with engine.begin() as conn:
                 for start in range(0, n, 1000):
                     rows = [
-                        {"study_uid": f"2.25.{uuid.uuid4().int}", "patient_name": f"BENCH^{i:06d}",
-                         "patient_name_key": f"BENCH^{i:06d}", "patient_id": f"BENCH{i:06d}",
-                         "patient_birth_date": "19500101", "patient_sex": "F",
-                         "study_date": f"2020{1 + i % 12:02d}15", "study_time": "120000",
-                         "accession_number": f"A{i}", "study_description": "Bench CT",
-                         "modalities": "CT", "referring_physician_name": "",
-                         "referring_physician_key": "", "study_id": str(i), "num_series": 1,
-                         "num_instances": 1, "attrs": "{}", "created_at": 0}
+                        {
+                            "study_uid": f"2.25.{uuid.uuid4().int}",
+                            "patient_name": f"BENCH^{i:06d}",
+                            "patient_name_key": f"BENCH^{i:06d}",
+                            "patient_id": f"BENCH{i:06d}",
+                            "patient_birth_date": "19500101",
+                            "patient_sex": "F",
+                            "study_date": f"2020{1 + i % 12:02d}15",
+                            "study_time": "120000",
+                            "accession_number": f"A{i}",
+                            "study_description": "Bench CT",
+                            "modalities": "CT",
+                            "referring_physician_name": "",
+                            "referring_physician_key": "",
+                            "study_id": str(i),
+                            "num_series": 1,
+                            "num_instances": 1,
+                            "attrs": "{}",
+                            "created_at": 0,
+                        }
                         for i in range(start, min(n, start + 1000))
                     ]
                     await conn.execute(studies.insert(), rows)
@@ -288,8 +328,9 @@ def serve(directory: str, port: int, url: str) -> None:
             log.write(f"{time.monotonic()} {stored.sop_uid}\n")
 
     config = DicomwebConfig(storage_root=Path(directory) / "dicom")
-    app = create_dicomweb_app(config, async_sessionmaker(create_engine(url)), TokenAccess(),
-                              Hooks())
+    app = create_dicomweb_app(
+        config, async_sessionmaker(create_engine(url)), TokenAccess(), Hooks()
+    )
     uvicorn.run(mounted(app), host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -297,8 +338,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("base_url", nargs="?", help="e.g. http://127.0.0.1:8000/dicomweb")
     parser.add_argument("--token", help="bearer token")
-    parser.add_argument("--seed-studies", type=int, default=10_000,
-                        help="studies to index before measuring QIDO (0: use what is there)")
+    parser.add_argument(
+        "--seed-studies",
+        type=int,
+        default=10_000,
+        help="studies to index before measuring QIDO (0: use what is there)",
+    )
     parser.add_argument("--local", action="store_true", help="run our archive in-process")
     parser.add_argument("--database-url", help="with --local: SQLAlchemy async URL")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)

@@ -58,8 +58,12 @@ class Context:
                 )
             )
             .where(*conds)
-            .order_by(t.series.c.series_number, t.series.c.id,
-                      t.instances.c.instance_number, t.instances.c.id)
+            .order_by(
+                t.series.c.series_number,
+                t.series.c.id,
+                t.instances.c.instance_number,
+                t.instances.c.id,
+            )
         )
 
 

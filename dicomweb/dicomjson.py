@@ -20,8 +20,16 @@ from pydicom.dataelem import DataElement, RawDataElement
 
 TEXT_MULTI = {"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"}
 TEXT_SINGLE = {"LT", "ST", "UT", "UR"}
-BINARY_NUM = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d",
-              "UV": "Q", "SV": "q"}
+BINARY_NUM = {
+    "US": "H",
+    "SS": "h",
+    "UL": "L",
+    "SL": "l",
+    "FL": "f",
+    "FD": "d",
+    "UV": "Q",
+    "SV": "q",
+}
 BULK = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 PLAIN_CHARSETS = {"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192", "ISO 2022 IR 6"}
 PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
@@ -36,8 +44,11 @@ class _Fallback(Exception):
 def to_json_dict(ds: Dataset, threshold: int, bulk: BulkHandler) -> dict[str, Any]:
     """``ds.to_json_dict(threshold, bulk)``, faster, for datasets read from a file."""
     charset = ds.get("SpecificCharacterSet", "")
-    charsets = list(charset) if isinstance(charset, list | tuple) or (
-        type(charset).__name__ == "MultiValue") else [charset]
+    charsets = (
+        list(charset)
+        if isinstance(charset, list | tuple) or (type(charset).__name__ == "MultiValue")
+        else [charset]
+    )
     codec = "utf-8" if "ISO_IR 192" in charsets else "latin-1"
     simple_text = all(str(c or "") in PLAIN_CHARSETS for c in charsets) and len(charsets) <= 1
     out: dict[str, Any] = {}
@@ -53,8 +64,14 @@ def to_json_dict(ds: Dataset, threshold: int, bulk: BulkHandler) -> dict[str, An
     return out
 
 
-def _raw(elem: RawDataElement, codec: str, simple_text: bool, threshold: int,
-         bulk: BulkHandler, ds: Dataset) -> dict[str, Any]:
+def _raw(
+    elem: RawDataElement,
+    codec: str,
+    simple_text: bool,
+    threshold: int,
+    bulk: BulkHandler,
+    ds: Dataset,
+) -> dict[str, Any]:
     vr = elem.VR or _vr(elem.tag)
     value: bytes = elem.value  # type: ignore[assignment]
     if vr == "SQ" or vr is None or (elem.tag >> 16) == 0x0002:

@@ -33,13 +33,42 @@ PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 KNOWN_NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 
 STUDY_TAGS = {
-    0x00080020, 0x00080030, 0x00080050, 0x00080051, 0x00080090, 0x00081030, 0x00081032,
-    0x00081060, 0x00200010, 0x0020000D, 0x00080005, 0x00080201, 0x00321032, 0x00321060,
+    0x00080020,
+    0x00080030,
+    0x00080050,
+    0x00080051,
+    0x00080090,
+    0x00081030,
+    0x00081032,
+    0x00081060,
+    0x00200010,
+    0x0020000D,
+    0x00080005,
+    0x00080201,
+    0x00321032,
+    0x00321060,
 }
 SERIES_TAGS = {
-    0x00080060, 0x0020000E, 0x00200011, 0x0008103E, 0x00180015, 0x00080021, 0x00080031,
-    0x00081050, 0x00181030, 0x00081070, 0x00200060, 0x00400244, 0x00400245, 0x00400275,
-    0x00080070, 0x00081090, 0x00081010, 0x00080080, 0x00200052, 0x00080005,
+    0x00080060,
+    0x0020000E,
+    0x00200011,
+    0x0008103E,
+    0x00180015,
+    0x00080021,
+    0x00080031,
+    0x00081050,
+    0x00181030,
+    0x00081070,
+    0x00200060,
+    0x00400244,
+    0x00400245,
+    0x00400275,
+    0x00080070,
+    0x00081090,
+    0x00081010,
+    0x00080080,
+    0x00200052,
+    0x00080005,
 }
 
 
@@ -115,8 +144,10 @@ def read_header(fp: BinaryIO, size: int) -> Header:
     if frames is None and pixel_end < size:
         raise HeaderError(0xC000, "file truncated: bytes left after the last element")
     sop_class = _uid(ds, "SOPClassUID")
-    if frames is None and not ts_uid.is_deflated and (
-        "Rows" in ds or "Image Storage" in UID(sop_class).name
+    if (
+        frames is None
+        and not ts_uid.is_deflated
+        and ("Rows" in ds or "Image Storage" in UID(sop_class).name)
     ):
         raise HeaderError(0xC000, "image without pixel data: the file is truncated")
     return Header(
@@ -240,8 +271,6 @@ def _native_vr(ds: Dataset) -> str:
 def level_json(full: dict[str, Any], tags: set[int], patient: bool) -> str:
     """The attributes of one QIDO level (study: with the patient module)."""
     kept = {
-        k: v
-        for k, v in full.items()
-        if int(k, 16) in tags or (patient and k.startswith("0010"))
+        k: v for k, v in full.items() if int(k, 16) in tags or (patient and k.startswith("0010"))
     }
     return json.dumps(kept, separators=(",", ":"), ensure_ascii=False)

@@ -135,13 +135,22 @@ class CORSMiddleware:
             ]
         if scope["method"] == "OPTIONS" and headers.get("access-control-request-method"):
             status = 204 if origin else 403
-            extra = [
-                (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-                (b"access-control-allow-headers", CORS_HEADERS.encode()),
-                (b"access-control-max-age", b"600"),
-            ] if origin else []
-            await send({"type": "http.response.start", "status": status,
-                        "headers": cors + extra + [(b"content-length", b"0")]})
+            extra = (
+                [
+                    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+                    (b"access-control-allow-headers", CORS_HEADERS.encode()),
+                    (b"access-control-max-age", b"600"),
+                ]
+                if origin
+                else []
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": cors + extra + [(b"content-length", b"0")],
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
 

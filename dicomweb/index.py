@@ -68,17 +68,21 @@ async def index_batch(session: AsyncSession, batch: list[Prepared]) -> list[Inde
     studies: dict[str, Any] = {
         r.study_uid: r
         for r in await session.execute(
-            select(t.studies.c.id, t.studies.c.study_uid, t.studies.c.modalities,
-                   t.studies.c.exam_id, t.studies.c.establishment_id)
-            .where(t.studies.c.study_uid.in_(study_uids))
+            select(
+                t.studies.c.id,
+                t.studies.c.study_uid,
+                t.studies.c.modalities,
+                t.studies.c.exam_id,
+                t.studies.c.establishment_id,
+            ).where(t.studies.c.study_uid.in_(study_uids))
         )
     }
     series: dict[str, Any] = {
         r.series_uid: r
         for r in await session.execute(
-            select(t.series.c.id, t.series.c.series_uid, t.series.c.study_pk,
-                   t.series.c.num_instances)
-            .where(t.series.c.series_uid.in_(series_uids))
+            select(
+                t.series.c.id, t.series.c.series_uid, t.series.c.study_pk, t.series.c.num_instances
+            ).where(t.series.c.series_uid.in_(series_uids))
         )
     }
     study_state: dict[str, dict[str, Any]] = {}
@@ -91,14 +95,28 @@ async def index_batch(session: AsyncSession, batch: list[Prepared]) -> list[Inde
         if st is None:
             row = studies.get(h.study_uid)
             if row is None:
-                pk = (await session.execute(
-                    t.studies.insert().values(**study_values(p, now)).returning(t.studies.c.id)
-                )).scalar_one()
-                st = {"pk": pk, "modalities": "", "exam_id": p.target.exam_id,
-                      "est": p.target.establishment_id, "instances": 0, "series": 0}
+                pk = (
+                    await session.execute(
+                        t.studies.insert().values(**study_values(p, now)).returning(t.studies.c.id)
+                    )
+                ).scalar_one()
+                st = {
+                    "pk": pk,
+                    "modalities": "",
+                    "exam_id": p.target.exam_id,
+                    "est": p.target.establishment_id,
+                    "instances": 0,
+                    "series": 0,
+                }
             else:
-                st = {"pk": row.id, "modalities": row.modalities, "exam_id": row.exam_id,
-                      "est": row.establishment_id, "instances": 0, "series": 0}
+                st = {
+                    "pk": row.id,
+                    "modalities": row.modalities,
+                    "exam_id": row.exam_id,
+                    "est": row.establishment_id,
+                    "instances": 0,
+                    "series": 0,
+                }
             study_state[h.study_uid] = st
         if _conflicts(st, p.target):
             results.append(Rejected(p.index, NOT_AUTHORIZED, "this study belongs to another exam"))
@@ -109,18 +127,28 @@ async def index_batch(session: AsyncSession, batch: list[Prepared]) -> list[Inde
         if se is None:
             row = series.get(h.series_uid)
             if row is None:
-                pk = (await session.execute(
-                    t.series.insert().values(**series_values(p, st["pk"])).returning(t.series.c.id)
-                )).scalar_one()
+                pk = (
+                    await session.execute(
+                        t.series.insert()
+                        .values(**series_values(p, st["pk"]))
+                        .returning(t.series.c.id)
+                    )
+                ).scalar_one()
                 se = {"pk": pk, "study_pk": st["pk"], "count": 0, "added": 0, "new": True}
                 st["series"] += 1
             else:
-                se = {"pk": row.id, "study_pk": row.study_pk, "count": row.num_instances,
-                      "added": 0, "new": False}
+                se = {
+                    "pk": row.id,
+                    "study_pk": row.study_pk,
+                    "count": row.num_instances,
+                    "added": 0,
+                    "new": False,
+                }
             series_state[h.series_uid] = se
         if se["study_pk"] != st["pk"]:
-            results.append(Rejected(p.index, DATA_SET_MISMATCH,
-                                    "this series belongs to another study"))
+            results.append(
+                Rejected(p.index, DATA_SET_MISMATCH, "this series belongs to another study")
+            )
             continue
         modality = h.text("Modality")[:16]
         mods = st["modalities"].split("\\") if st["modalities"] else []
@@ -136,15 +164,20 @@ async def index_batch(session: AsyncSession, batch: list[Prepared]) -> list[Inde
     for se in series_state.values():
         if se["added"]:
             await session.execute(
-                update(t.series).where(t.series.c.id == se["pk"])
+                update(t.series)
+                .where(t.series.c.id == se["pk"])
                 .values(num_instances=t.series.c.num_instances + se["added"])
             )
     for st in study_state.values():
         await session.execute(
-            update(t.studies).where(t.studies.c.id == st["pk"]).values(
+            update(t.studies)
+            .where(t.studies.c.id == st["pk"])
+            .values(
                 num_instances=t.studies.c.num_instances + st["instances"],
                 num_series=t.studies.c.num_series + st["series"],
-                modalities=st["modalities"], exam_id=st["exam_id"], establishment_id=st["est"],
+                modalities=st["modalities"],
+                exam_id=st["exam_id"],
+                establishment_id=st["est"],
             )
         )
     return results
@@ -162,28 +195,42 @@ def study_values(p: Prepared, now: int) -> dict[str, object]:
     name = h.text("PatientName")[:320]
     referring = h.text("ReferringPhysicianName")[:320]
     return {
-        "study_uid": h.study_uid, "patient_name": name, "patient_name_key": person_key(name),
+        "study_uid": h.study_uid,
+        "patient_name": name,
+        "patient_name_key": person_key(name),
         "patient_id": h.text("PatientID")[:64],
         "patient_birth_date": date(h.text("PatientBirthDate")),
-        "patient_sex": h.text("PatientSex")[:16], "study_date": date(h.text("StudyDate")),
-        "study_time": tm(h.text("StudyTime")), "accession_number": h.text("AccessionNumber")[:64],
-        "study_description": h.text("StudyDescription")[:320], "modalities": "",
-        "referring_physician_name": referring, "referring_physician_key": person_key(referring),
-        "study_id": h.text("StudyID")[:64], "num_series": 0, "num_instances": 0,
-        "exam_id": p.target.exam_id, "establishment_id": p.target.establishment_id,
-        "attrs": p.study_attrs, "created_at": now,
+        "patient_sex": h.text("PatientSex")[:16],
+        "study_date": date(h.text("StudyDate")),
+        "study_time": tm(h.text("StudyTime")),
+        "accession_number": h.text("AccessionNumber")[:64],
+        "study_description": h.text("StudyDescription")[:320],
+        "modalities": "",
+        "referring_physician_name": referring,
+        "referring_physician_key": person_key(referring),
+        "study_id": h.text("StudyID")[:64],
+        "num_series": 0,
+        "num_instances": 0,
+        "exam_id": p.target.exam_id,
+        "establishment_id": p.target.establishment_id,
+        "attrs": p.study_attrs,
+        "created_at": now,
     }
 
 
 def series_values(p: Prepared, study_pk: int) -> dict[str, object]:
     h = p.header
     return {
-        "study_pk": study_pk, "series_uid": h.series_uid, "modality": h.text("Modality")[:16],
+        "study_pk": study_pk,
+        "series_uid": h.series_uid,
+        "modality": h.text("Modality")[:16],
         "series_number": h.integer("SeriesNumber"),
         "series_description": h.text("SeriesDescription")[:320],
         "body_part_examined": h.text("BodyPartExamined")[:64],
-        "series_date": date(h.text("SeriesDate")), "series_time": tm(h.text("SeriesTime")),
-        "num_instances": 0, "attrs": p.series_attrs,
+        "series_date": date(h.text("SeriesDate")),
+        "series_time": tm(h.text("SeriesTime")),
+        "num_instances": 0,
+        "attrs": p.series_attrs,
     }
 
 
@@ -192,11 +239,18 @@ def instance_values(p: Prepared, study_pk: int, series_pk: int, now: int) -> dic
 
     h = p.header
     return {
-        "study_pk": study_pk, "series_pk": series_pk, "sop_uid": h.sop_uid,
-        "sop_class_uid": h.sop_class_uid, "instance_number": h.integer("InstanceNumber"),
-        "rows": h.integer("Rows"), "columns": h.integer("Columns"),
+        "study_pk": study_pk,
+        "series_pk": series_pk,
+        "sop_uid": h.sop_uid,
+        "sop_class_uid": h.sop_class_uid,
+        "instance_number": h.integer("InstanceNumber"),
+        "rows": h.integer("Rows"),
+        "columns": h.integer("Columns"),
         "number_of_frames": h.integer("NumberOfFrames") or (1 if h.frames else None),
-        "transfer_syntax_uid": h.transfer_syntax_uid, "path": p.path, "size": p.size,
+        "transfer_syntax_uid": h.transfer_syntax_uid,
+        "path": p.path,
+        "size": p.size,
         "frames": json.dumps(h.frames, separators=(",", ":")) if h.frames else None,
-        "metadata": p.metadata, "created_at": now,
+        "metadata": p.metadata,
+        "created_at": now,
     }

@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomweb import tables as t
@@ -34,7 +34,7 @@ from dicomweb.header import (
     level_json,
     read_header,
 )
-from dicomweb.index import Indexed, Prepared, index_batch
+from dicomweb.index import Indexed, Prepared, Rejected, index_batch
 from dicomweb.storage import Storage
 from dicomweb.types import (
     CANNOT_UNDERSTAND,
@@ -52,6 +52,7 @@ from dicomweb.types import (
 
 log = logging.getLogger(__name__)
 Result = StoredInstance | Failure
+RETRIES = 3
 
 
 class Ingestor:
@@ -180,7 +181,9 @@ class Ingestor:
         return results  # type: ignore[return-value]
 
     async def _write_and_index(
-        self, fresh: list[tuple[int, Header, int, Any]], temps: list[Path],
+        self,
+        fresh: list[tuple[int, Header, int, Any]],
+        temps: list[Path],
         results: list[Result | None],
     ) -> None:
         def prepare() -> list[Prepared | Failure]:
@@ -191,9 +194,11 @@ class Ingestor:
                     metas.append(_metadata(h))
                 except (ValueError, TypeError) as exc:
                     metas.append(_fail(h, CANNOT_UNDERSTAND, f"cannot make DICOM JSON: {exc}"))
-            todo = [(temps[i], self.storage.relative_path(h.study_uid, h.series_uid, h.sop_uid))
-                    for (i, h, _, _), m in zip(fresh, metas, strict=True)
-                    if not isinstance(m, Failure)]
+            todo = [
+                (temps[i], self.storage.relative_path(h.study_uid, h.series_uid, h.sop_uid))
+                for (i, h, _, _), m in zip(fresh, metas, strict=True)
+                if not isinstance(m, Failure)
+            ]
             moved = iter(self.storage.commit_many(todo))
             for (i, h, size, target), meta in zip(fresh, metas, strict=True):
                 if isinstance(meta, Failure):
@@ -212,22 +217,39 @@ class Ingestor:
         for (i, _, _, _), p in zip(fresh, prepared, strict=True):
             if isinstance(p, Failure):
                 results[i] = p
-        try:
-            async with self.db() as session, session.begin():
-                outcome = await index_batch(session, ready)
-        except SQLAlchemyError:
-            # e.g. a concurrent request stored the same instance: no file stays
-            # without its row; an instance that is now there counts as stored.
-            log.warning("indexing a batch of %d failed", len(ready), exc_info=True)
-            for p in ready:
-                results[p.index] = await self._after_failure(p)
-            return
+        outcome: list[Indexed | Rejected] = []
+        for attempt in range(RETRIES):
+            try:
+                async with self.db() as session, session.begin():
+                    outcome = await index_batch(session, ready)
+                break
+            except IntegrityError:
+                # A concurrent request created the same study or series row, or
+                # stored one of these instances: those count as stored, the rest
+                # is indexed again against the rows that now exist.
+                existing = await self._existing([p.header.sop_uid for p in ready])
+                for p in ready:
+                    if p.header.sop_uid in existing:  # same path: the file is theirs too
+                        results[p.index] = self._duplicate(p.header, existing[p.header.sop_uid])
+                ready = [p for p in ready if p.header.sop_uid not in existing]
+                if ready and attempt < RETRIES - 1:
+                    continue
+                for p in ready:
+                    results[p.index] = await self._after_failure(p)
+                return
+            except SQLAlchemyError:
+                # No file stays without its row.
+                log.warning("indexing a batch of %d failed", len(ready), exc_info=True)
+                for p in ready:
+                    results[p.index] = await self._after_failure(p)
+                return
         by_index = {p.index: p for p in ready}
         for o in outcome:
             p = by_index[o.index]
             if isinstance(o, Indexed):
-                results[o.index] = self._stored(p.header, o.exam_id, o.establishment_id,
-                                                o.series_count)
+                results[o.index] = self._stored(
+                    p.header, o.exam_id, o.establishment_id, o.series_count
+                )
             else:
                 Storage.discard(self.storage.absolute(p.path))
                 results[o.index] = _fail(p.header, o.reason, o.message)
@@ -243,11 +265,20 @@ class Ingestor:
         if not sops:
             return {}
         query = (
-            select(t.instances.c.sop_uid, t.studies.c.study_uid, t.series.c.series_uid,
-                   t.series.c.modality, t.series.c.num_instances, t.studies.c.exam_id,
-                   t.studies.c.establishment_id)
-            .select_from(t.instances.join(t.series, t.instances.c.series_pk == t.series.c.id)
-                         .join(t.studies, t.studies.c.id == t.instances.c.study_pk))
+            select(
+                t.instances.c.sop_uid,
+                t.studies.c.study_uid,
+                t.series.c.series_uid,
+                t.series.c.modality,
+                t.series.c.num_instances,
+                t.studies.c.exam_id,
+                t.studies.c.establishment_id,
+            )
+            .select_from(
+                t.instances.join(t.series, t.instances.c.series_pk == t.series.c.id).join(
+                    t.studies, t.studies.c.id == t.instances.c.study_pk
+                )
+            )
             .where(t.instances.c.sop_uid.in_(sops))
         )
         async with self.db() as session:
@@ -262,10 +293,16 @@ class Ingestor:
     def _stored(self, h: Header, exam: str | None, est: int | None, count: int) -> StoredInstance:
         prefix = f"{self.config.base_url()}/studies/{h.study_uid}/series/{h.series_uid}"
         return StoredInstance(
-            study_uid=h.study_uid, series_uid=h.series_uid, sop_uid=h.sop_uid,
-            sop_class_uid=h.sop_class_uid, modality=h.text("Modality")[:16], exam_id=exam,
-            establishment_id=est, series_instance_count=count,
-            thumbnail_url=f"{prefix}/thumbnail", retrieve_url=f"{prefix}/instances/{h.sop_uid}",
+            study_uid=h.study_uid,
+            series_uid=h.series_uid,
+            sop_uid=h.sop_uid,
+            sop_class_uid=h.sop_class_uid,
+            modality=h.text("Modality")[:16],
+            exam_id=exam,
+            establishment_id=est,
+            series_instance_count=count,
+            thumbnail_url=f"{prefix}/thumbnail",
+            retrieve_url=f"{prefix}/instances/{h.sop_uid}",
         )
 
 
@@ -281,10 +318,15 @@ def _fail(h: Header, reason: int, message: str) -> Failure:
 
 def _attrs(h: Header) -> InstanceAttrs:
     return InstanceAttrs(
-        study_uid=h.study_uid, series_uid=h.series_uid, sop_uid=h.sop_uid,
-        sop_class_uid=h.sop_class_uid, accession_number=h.text("AccessionNumber"),
-        patient_id=h.text("PatientID"), patient_name=h.text("PatientName"),
-        modality=h.text("Modality"), dataset=h.dataset,
+        study_uid=h.study_uid,
+        series_uid=h.series_uid,
+        sop_uid=h.sop_uid,
+        sop_class_uid=h.sop_class_uid,
+        accession_number=h.text("AccessionNumber"),
+        patient_id=h.text("PatientID"),
+        patient_name=h.text("PatientName"),
+        modality=h.text("Modality"),
+        dataset=h.dataset,
     )
 
 

@@ -78,21 +78,42 @@ TABLES = {"study": t.studies, "series": t.series, "instance": t.instances}
 ORDER = {"study": 0, "series": 1, "instance": 2}
 DEFAULTS: dict[Level, tuple[str, ...]] = {
     "study": (
-        "StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy",
-        "ReferringPhysicianName", "PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-        "StudyInstanceUID", "StudyID", "StudyDescription", "NumberOfStudyRelatedSeries",
+        "StudyDate",
+        "StudyTime",
+        "AccessionNumber",
+        "ModalitiesInStudy",
+        "ReferringPhysicianName",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyInstanceUID",
+        "StudyID",
+        "StudyDescription",
+        "NumberOfStudyRelatedSeries",
         "NumberOfStudyRelatedInstances",
     ),
     "series": (
-        "Modality", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
-        "BodyPartExamined", "NumberOfSeriesRelatedInstances",
+        "Modality",
+        "SeriesInstanceUID",
+        "SeriesNumber",
+        "SeriesDescription",
+        "BodyPartExamined",
+        "NumberOfSeriesRelatedInstances",
     ),
     "instance": (
-        "SOPClassUID", "SOPInstanceUID", "InstanceNumber", "Rows", "Columns", "NumberOfFrames",
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "InstanceNumber",
+        "Rows",
+        "Columns",
+        "NumberOfFrames",
     ),
 }
-PN_KEYS = {"patient_name": "patient_name_key",
-           "referring_physician_name": "referring_physician_key"}
+PN_KEYS = {
+    "patient_name": "patient_name_key",
+    "referring_physician_name": "referring_physician_key",
+}
 CONTROL = {"limit", "offset", "fuzzymatching", "includefield"}
 
 
@@ -155,12 +176,17 @@ def parse(level: Level, items: Iterable[tuple[str, str]], scoped_study: bool = F
                 raise DicomwebError(400, "bad_query", f"sequence matching is not supported: {key}")
             tag = resolve(key)
             attr = ATTRS.get(tag)
-            if attr is None or ORDER[attr.level] > ORDER[level] or attr.kind == "int" and (
-                attr.column.startswith("num")
+            if (
+                attr is None
+                or ORDER[attr.level] > ORDER[level]
+                or attr.kind == "int"
+                and (attr.column.startswith("num"))
             ):
                 raise DicomwebError(
-                    400, "bad_query", f"{keyword_for_tag(tag) or key} is not a matching key "
-                    f"for a {level} query; supported: {', '.join(matching_keys(level))}"
+                    400,
+                    "bad_query",
+                    f"{keyword_for_tag(tag) or key} is not a matching key "
+                    f"for a {level} query; supported: {', '.join(matching_keys(level))}",
                 )
             matches.append((attr, value))
             _add(q.columns, attr)
@@ -181,7 +207,8 @@ def parse(level: Level, items: Iterable[tuple[str, str]], scoped_study: bool = F
 
 def matching_keys(level: Level) -> list[str]:
     return [
-        a.keyword for a in ATTRS.values()
+        a.keyword
+        for a in ATTRS.values()
         if ORDER[a.level] <= ORDER[level] and not a.column.startswith("num")
     ]
 
@@ -212,8 +239,13 @@ def condition(attr: Attr, value: str, fuzzy: bool) -> ColumnElement[bool] | None
         uids = [u.strip() for u in value.replace("\\", ",").split(",") if u.strip()]
         return col.in_(uids) if len(uids) > 1 else col == uids[0]
     if attr.kind in ("date", "time"):
-        return _range(col, value.replace(":", "").replace(".", "") if attr.kind == "date"
-                      else value.replace(":", ""), attr.kind)
+        return _range(
+            col,
+            value.replace(":", "").replace(".", "")
+            if attr.kind == "date"
+            else value.replace(":", ""),
+            attr.kind,
+        )
     if attr.kind == "int":
         try:
             return col == int(value)
@@ -248,12 +280,10 @@ def _text(col: _CE[str], value: str) -> ColumnElement[bool]:
 
 def _range(col: _CE[str], value: str, kind: str) -> ColumnElement[bool]:
     if "-" not in value:
-        return col.like(like_pattern(value) + "%", escape=ESC) if kind == "time" else (
-            col == value
-        )
+        return col.like(like_pattern(value) + "%", escape=ESC) if kind == "time" else (col == value)
     low, _, high = value.partition("-")
     if kind == "time" and high:
-        high = high + "999999.999999"[len(high):] if len(high) < 13 else high
+        high = high + "999999.999999"[len(high) :] if len(high) < 13 else high
     parts = []
     if low:
         parts.append(col >= low)

@@ -65,8 +65,9 @@ def pick_format(request: Request) -> str:
             return m.type
         if m.type in ("*/*", "image/*"):
             return "image/jpeg"
-    raise DicomwebError(406, "not_acceptable", "rendered media types: image/jpeg, image/png, "
-                        "image/gif")
+    raise DicomwebError(
+        406, "not_acceptable", "rendered media types: image/jpeg, image/png, image/gif"
+    )
 
 
 def to_image(ds: Any, arr: np.ndarray, window: tuple[float, float, str] | None) -> Image.Image:
@@ -112,12 +113,15 @@ def render_file(path: Path, index: int, opts: Options, fmt: str) -> bytes:
     """Blocking: decode one frame and encode it. Run it in a worker thread."""
     ds = dcmread(path)
     try:
-        arr = pixel_array(ds, index=index) if int(ds.get("NumberOfFrames", 1) or 1) > 1 else (
-            ds.pixel_array
+        arr = (
+            pixel_array(ds, index=index)
+            if int(ds.get("NumberOfFrames", 1) or 1) > 1
+            else (ds.pixel_array)
         )
     except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
         raise DicomwebError(
-            422, "cannot_render",
+            422,
+            "cannot_render",
             f"cannot decode pixel data ({ds.file_meta.get('TransferSyntaxUID', '?')}): {exc}",
         ) from exc
     img = to_image(ds, arr, opts.window)
@@ -135,8 +139,9 @@ async def rendered(request: Request, ctx: Context) -> Response:
     """PS3.18 10.4.1.1.4: an instance (its first frame) or a frame, as an image."""
     fmt = pick_format(request)
     opts = parse_options(request)
-    _, rows = await ctx.scoped_instances(request, t.instances.c.path,
-                                         t.instances.c.number_of_frames)
+    _, rows = await ctx.scoped_instances(
+        request, t.instances.c.path, t.instances.c.number_of_frames
+    )
     row = rows[0]
     frame = 1
     if "frames" in request.path_params:
@@ -176,8 +181,9 @@ async def thumbnail(request: Request, ctx: Context) -> Response:
         await anyio.to_thread.run_sync(_write_cache, cached, body)
     else:
         body = await anyio.to_thread.run_sync(cached.read_bytes)
-    return Response(body, media_type="image/jpeg",
-                    headers={"cache-control": "private, max-age=3600"})
+    return Response(
+        body, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"}
+    )
 
 
 def _write_cache(path: Path, body: bytes) -> None:

@@ -92,7 +92,8 @@ def multipart(parts: Iterable[bytes], content_type: str = "application/dicom") -
 def split_multipart(body: bytes, content_type: str) -> list[bytes]:
     """The parts' payloads of a multipart/related response (headers dropped)."""
     boundary = next(
-        p.split("=", 1)[1].strip('"') for p in content_type.split(";")
+        p.split("=", 1)[1].strip('"')
+        for p in content_type.split(";")
         if p.strip().startswith("boundary=")
     )
     delimiter = f"--{boundary}".encode()

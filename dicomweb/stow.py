@@ -84,12 +84,14 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
     study = request.path_params.get("study")
     media = parse_media(request.headers.get("content-type", ""))
     if media.type != "multipart/related":
-        raise DicomwebError(415, "unsupported_media_type",
-                            'expected multipart/related; type="application/dicom"')
+        raise DicomwebError(
+            415, "unsupported_media_type", 'expected multipart/related; type="application/dicom"'
+        )
     inner = media.params.get("type", "application/dicom").lower()
     if inner != "application/dicom":
-        raise DicomwebError(415, "unsupported_media_type",
-                            f"only application/dicom parts are accepted, not {inner}")
+        raise DicomwebError(
+            415, "unsupported_media_type", f"only application/dicom parts are accepted, not {inner}"
+        )
     boundary = media.params.get("boundary")
     if not boundary:
         raise DicomwebError(400, "bad_request", "multipart/related without a boundary")
@@ -132,9 +134,9 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
                 else:
                     dicom.append(path)
             if dicom:
-                results.extend(await ingestor.store_many(
-                    dicom, principal, expected_study=study, owned=True
-                ))
+                results.extend(
+                    await ingestor.store_many(dicom, principal, expected_study=study, owned=True)
+                )
 
     consumer = asyncio.create_task(consume())
     received = 0
@@ -189,13 +191,18 @@ def _response(results: list[StoredInstance | Failure], study: str | None, base: 
             failed.append(item)
         else:
             studies.add(r.study_uid)
-            referenced.append({
-                "00081150": {"vr": "UI", "Value": [r.sop_class_uid]},
-                "00081155": {"vr": "UI", "Value": [r.sop_uid]},
-                "00081190": {"vr": "UR", "Value": [
-                    f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_uid}"
-                ]},
-            })
+            referenced.append(
+                {
+                    "00081150": {"vr": "UI", "Value": [r.sop_class_uid]},
+                    "00081155": {"vr": "UI", "Value": [r.sop_uid]},
+                    "00081190": {
+                        "vr": "UR",
+                        "Value": [
+                            f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_uid}"
+                        ],
+                    },
+                }
+            )
     body: dict[str, object] = {}
     target = study or (next(iter(studies)) if len(studies) == 1 else None)
     if target:

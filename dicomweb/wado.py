@@ -34,13 +34,20 @@ CHUNK = 4 * 1024 * 1024
 OCTET = "application/octet-stream"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 MEDIA = {
-    "1.2.840.10008.1.2.4.50": "image/jpeg", "1.2.840.10008.1.2.4.51": "image/jpeg",
-    "1.2.840.10008.1.2.4.57": "image/jpeg", "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls", "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2", "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.4.92": "image/jpx", "1.2.840.10008.1.2.4.93": "image/jpx",
-    "1.2.840.10008.1.2.4.201": "image/jphc", "1.2.840.10008.1.2.4.202": "image/jphc",
-    "1.2.840.10008.1.2.4.203": "image/jphc", "1.2.840.10008.1.2.5": "image/dicom-rle",
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
 }
 
 
@@ -48,8 +55,13 @@ async def retrieve(request: Request, ctx: Context) -> Response:
     """PS3.18 10.4.1: study, series or instance as multipart/related application/dicom."""
     _accept(request, "application/dicom")
     _, rows = await ctx.scoped_instances(
-        request, t.instances.c.path, t.instances.c.size, t.instances.c.transfer_syntax_uid,
-        t.studies.c.study_uid, t.series.c.series_uid, t.instances.c.sop_uid,
+        request,
+        t.instances.c.path,
+        t.instances.c.size,
+        t.instances.c.transfer_syntax_uid,
+        t.studies.c.study_uid,
+        t.series.c.series_uid,
+        t.instances.c.sop_uid,
     )
     boundary = new_boundary()
     base = ctx.base(request)
@@ -144,7 +156,8 @@ def _frame_media(request: Request, ts: str) -> tuple[str, str, bool]:
         if inner == OCTET and (want == "*" or (native and want in (None, EXPLICIT_LE))):
             return OCTET, f"{OCTET}; transfer-syntax={_ts(ts)}", False
     raise DicomwebError(
-        406, "not_acceptable",
+        406,
+        "not_acceptable",
         f"frames are stored as {stored} (transfer syntax {ts}); ask for "
         f'multipart/related; type="{stored}" or transfer-syntax=*',
     )
@@ -236,8 +249,6 @@ def _accept(request: Request, inner: str) -> MediaRange:
     for m in accept_list(request):
         if m.type in ("*/*", "multipart/*"):
             return m
-        if m.type == "multipart/related" and m.params.get("type", inner).lower() in (
-            inner, "*/*"
-        ):
+        if m.type == "multipart/related" and m.params.get("type", inner).lower() in (inner, "*/*"):
             return m
     raise DicomwebError(406, "not_acceptable", f'answers multipart/related; type="{inner}"')

@@ -13,12 +13,16 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from server import archive, protocols, room
+from server.api import audit as audit_api
+from server.api import billing as billing_api
 from server.api import commands as commands_api
 from server.api import exams as exams_api
+from server.api import reports as reports_api
 from server.api import session as session_api
+from server.audit import audited_api_error_handler
 from server.cli import app_context
 from server.config import Settings
-from server.errors import ApiError, api_error_handler, http_error_handler, server_error_handler
+from server.errors import ApiError, http_error_handler, server_error_handler
 from server.middleware import AccessLog, SecurityHeaders, configure_logging
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
@@ -38,7 +42,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
             finally:
                 await context.rooms.close()
 
-    api_routes = [*session_api.routes, *exams_api.routes, *commands_api.routes, *protocols.routes]
+    api_routes = [
+        *session_api.routes,
+        *exams_api.routes,
+        *commands_api.routes,
+        *protocols.routes,
+        *reports_api.routes,
+        *billing_api.routes,
+        *audit_api.routes,
+    ]
     routes = [
         Mount("/api", routes=api_routes),
         Mount("/dicomweb", app=archive.mount),
@@ -49,7 +61,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes,
         middleware=[Middleware(AccessLog), Middleware(SecurityHeaders)],
         exception_handlers={
-            ApiError: api_error_handler,
+            ApiError: audited_api_error_handler,
             HTTPException: http_error_handler,
             Exception: server_error_handler,
         },

@@ -49,6 +49,8 @@ STORABLE = (
     ExamStatus.DELIVERED,
 )
 STORING_ROLES = frozenset({Role.MANIPULATOR, Role.RADIOLOGIST})
+# Encapsulated documents (the signed report as PDF, PS3.4 A.45) are not images.
+ENCAPSULATED_DOCUMENT = "1.2.840.10008.5.1.4.1.1.104."
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ class ImageEvents:
     async def on_stored(self, stored: StoredInstance) -> None:
         if stored.exam_id is None or stored.duplicate:
             return
+        if stored.sop_class_uid.startswith(ENCAPSULATED_DOCUMENT):
+            return
         now = time.monotonic()
         if len(self._series) > 10_000:  # forget finished series, not busy ones
             self._series = {
@@ -211,9 +215,7 @@ def attach(app: AppContext) -> None:
     )
     app.images = ImageEvents(app)
     archive = create_dicomweb_app(config, app.db, ServerAccess(app), app.images)
-    # The mounted archive becomes scope["app"] for its requests, and the server's
-    # authentication finds the AppContext there.
-    archive.state.ctx = app
+    archive.state.ctx = app  # its requests authenticate like the rest of the server
     app.archive = archive
     app.ingestor = archive.state.dicomweb.ingestor
 

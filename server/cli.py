@@ -142,6 +142,25 @@ def cmd_demo(_args: argparse.Namespace, settings: Settings) -> int:
     return _run(settings, job)
 
 
+def cmd_audit_verify(_args: argparse.Namespace, settings: Settings) -> int:
+    from server.audit import verify
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            count, head, broken = await verify(db)
+        if broken is not None:
+            print(
+                f"audit chain BROKEN at row {broken.row_id}: {broken.reason}; "
+                f"{count} rows before it are intact",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"audit chain intact: {count} rows, head {head}")
+        return 0
+
+    return _run(settings, job)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="teleimagerie", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.add_argument("--display-name", default=None)
     user_add.add_argument("--professional-id", default=None, help="RPPS number")
     user_add.set_defaults(func=cmd_user_add)
+
+    aud = sub.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="action", required=True
+    )
+    aud.add_parser("verify", help="check the hash chain; non-zero naming the first broken row")
+    aud.choices["verify"].set_defaults(func=cmd_audit_verify)
     return parser
 
 

@@ -28,6 +28,7 @@ from rooms.frames import ChatFrame, FrameError, PingFrame, TypingFrame, parse_cl
 from rooms.limits import TokenBucket
 from rooms.permissions import is_participant_role, may_send, visible
 from rooms.types import ErrorCode, EventKind, Role, error_frame
+from server import audit
 from server.api.session import user_json
 from server.auth import Principal, authenticate
 from server.authz import load_exam
@@ -223,6 +224,17 @@ async def handle_frame(conn: Connection, raw: str | bytes) -> None:
         conn.push(dict(error_frame(ErrorCode.UNKNOWN_TYPE, "calls are not available yet")))
 
 
+async def _denied(ws: WebSocket, who: Principal | None, code: str) -> None:
+    await audit.record_request(
+        ws,
+        "access.denied",
+        who,
+        outcome="denied",
+        exam_id=ws.path_params.get("exam_id"),
+        detail={"path": ws.url.path[:200], "code": code},
+    )
+
+
 async def room_endpoint(ws: WebSocket) -> None:
     app = ctx(ws)
     if not origin_allowed(ws, app.settings):
@@ -232,9 +244,11 @@ async def room_endpoint(ws: WebSocket) -> None:
     try:
         principal = await authenticate(ws)
     except ApiError:
+        await _denied(ws, None, "not_authenticated")
         await ws.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
         return
     if not is_participant_role(Role(principal.role)):
+        await _denied(ws, principal, "not_participant")
         await ws.close(CLOSE_NOT_PARTICIPANT, "not a participant")
         return
     try:
@@ -245,7 +259,12 @@ async def room_endpoint(ws: WebSocket) -> None:
         async with app.read() as db:
             exam = await load_exam(db, principal, ws.path_params["exam_id"])
             exam_body = exam_json(exam, app.settings)
+            await audit.record_request(
+                ws, "room.join", principal, db, exam_id=exam.id, detail={"since": since}
+            )
+            await db.commit()
     except ApiError:
+        await _denied(ws, principal, "not_found")
         await ws.close(CLOSE_NO_SUCH_EXAM, "no such exam")
         return
 

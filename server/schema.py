@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dicomweb.tables import metadata as dicomweb_metadata
+from server import audit, billing, reports  # noqa: F401  (their tables)
 from server.models import Base
 
 target_metadata = [Base.metadata, dicomweb_metadata]

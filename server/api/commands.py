@@ -13,20 +13,21 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import ExamStatus, Role
-from server import protocols
+from server import audit, protocols
 from server.auth import Principal, authenticate
 from server.authz import load_exam
 from server.context import ctx
 from server.errors import ApiError
 from server.exams import append_event, exam_json
 from server.http import parse
-from server.models import Exam
+from server.models import Exam, ExamEvent
 from server.publish import publish_events
 
 
@@ -103,36 +104,60 @@ def lifecycle_error(exc: LifecycleError) -> ApiError:
     return ApiError(exc.http_status, code, str(exc))
 
 
+AsyncEffect = Callable[[AsyncSession, Exam, Principal, datetime], Awaitable[Changes]]
+
+
+async def execute(
+    request: Request, principal: Principal, command: Command, effect: AsyncEffect
+) -> tuple[Exam, ExamEvent, dict[str, Any]]:
+    """Check ``command`` against the lifecycle and apply it in one transaction.
+
+    ``effect`` may write its own rows (a report, billing acts) in the same
+    transaction before the event is appended; the audit row goes in last.
+    The event is published once committed. Returns the exam, the event and
+    the exam's JSON.
+    """
+    app = ctx(request)
+    now = app.now()
+    async with app.db() as db:
+        exam = await load_exam(db, principal, request.path_params["exam_id"])
+        try:
+            transition = decide(ExamStatus(exam.status), command, Role(principal.role))
+        except LifecycleError as exc:
+            raise lifecycle_error(exc) from None
+        changes, event_body = await effect(db, exam, principal, now)
+        changes["status"] = transition.new_status
+        event = await append_event(
+            db,
+            exam.id,
+            transition.event_kind,
+            principal.user.id,
+            event_body,
+            now,
+            from_status=sources(command, transition.new_status),
+            changes=changes,
+        )
+        await audit.record_request(
+            request, f"command.{command.value}", principal, db, exam_id=exam.id
+        )
+        await db.commit()
+        await db.refresh(exam)
+        result = exam_json(exam, app.settings)
+    await publish_events(app, exam, [event])
+    return exam, event, result
+
+
 def command_route(
     command: Command, effect: Effect, body_model: type[BaseModel] | None = None
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         principal = await authenticate(request)
         body = await parse(request, body_model) if body_model else None
-        app = ctx(request)
-        now = app.now()
-        async with app.db() as db:
-            exam = await load_exam(db, principal, request.path_params["exam_id"])
-            try:
-                transition = decide(ExamStatus(exam.status), command, Role(principal.role))
-            except LifecycleError as exc:
-                raise lifecycle_error(exc) from None
-            changes, event_body = effect(exam, body, principal, now)
-            changes["status"] = transition.new_status
-            event = await append_event(
-                db,
-                exam.id,
-                transition.event_kind,
-                principal.user.id,
-                event_body,
-                now,
-                from_status=sources(command, transition.new_status),
-                changes=changes,
-            )
-            await db.commit()
-            await db.refresh(exam)
-            result = exam_json(exam, app.settings)
-        await publish_events(app, exam, [event])
+
+        async def apply(_db: AsyncSession, exam: Exam, who: Principal, now: datetime) -> Changes:
+            return effect(exam, body, who, now)
+
+        _exam, _event, result = await execute(request, principal, command, apply)
         return JSONResponse(result)
 
     endpoint.__name__ = f"command_{command.value}"

@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from rooms.permissions import visible
 from rooms.types import ExamStatus, Role
+from server import audit
 from server.auth import authenticate
 from server.authz import exam_scope, load_exam, require_role
 from server.context import ctx
@@ -68,6 +69,10 @@ async def list_exams(request: Request) -> Response:
     async with app.read() as db:
         exams = (await db.scalars(stmt)).unique().all()
         items = [exam_json(e, app.settings) for e in exams]
+        await audit.record_request(
+            request, "exam.list", principal, db, detail={"count": len(items), "status": status}
+        )
+        await db.commit()
     return JSONResponse({"exams": items})
 
 
@@ -76,7 +81,10 @@ async def get_exam(request: Request) -> Response:
     app = ctx(request)
     async with app.read() as db:
         exam = await load_exam(db, principal, request.path_params["exam_id"])
-        return JSONResponse(exam_json(exam, app.settings))
+        body = exam_json(exam, app.settings)
+        await audit.record_request(request, "exam.read", principal, db, exam_id=exam.id)
+        await db.commit()
+        return JSONResponse(body)
 
 
 async def list_events(request: Request) -> Response:
@@ -94,6 +102,10 @@ async def list_events(request: Request) -> Response:
             )
         ).all()
         events = [event_json(ev, author) for ev, author in rows if visible(ev.kind, principal.role)]
+        await audit.record_request(
+            request, "exam.events.read", principal, db, exam_id=exam.id, detail={"since": since}
+        )
+        await db.commit()
     return JSONResponse({"events": events, "last_seq": exam.last_seq})
 
 

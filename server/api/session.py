@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server import auth
+from server import audit, auth
 from server.context import ctx
+from server.errors import ApiError
 from server.http import parse
 from server.models import User
 
@@ -43,8 +44,23 @@ async def create_session(request: Request) -> Response:
     creds = await parse(request, Credentials)
     app = ctx(request)
     async with app.db() as db:
-        token, user = await auth.login(
-            app, db, creds.username, creds.password, auth.client_addr(request)
+        try:
+            token, user = await auth.login(
+                app, db, creds.username, creds.password, auth.client_addr(request)
+            )
+        except ApiError as exc:
+            await db.rollback()
+            await audit.record_request(
+                request,
+                "login",
+                None,
+                username=creds.username[:64],
+                outcome="failed",
+                detail={"code": exc.code},
+            )
+            raise
+        await audit.record_request(
+            request, "login", auth.Principal(user, 0), db, detail={"username": user.username}
         )
         await db.commit()
         body = {"token": token, "user": user_json(user)}
@@ -68,6 +84,7 @@ async def delete_session(request: Request) -> Response:
     assert token is not None
     async with app.db() as db:
         await auth.logout(app, db, token, app.now())
+        await audit.record_request(request, "logout", await auth.authenticate(request), db)
         await db.commit()
     response = Response(status_code=204)
     response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")

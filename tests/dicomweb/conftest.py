@@ -49,8 +49,9 @@ if not ROOT_FIXTURES:
                 await conn.close()
 
         asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-        asyncio.run(_create_all(f"{base}/{name}".replace("postgresql://",
-                                                         "postgresql+asyncpg://", 1)))
+        asyncio.run(
+            _create_all(f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1))
+        )
         yield f"{base}/{name}"
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -63,8 +64,10 @@ if not ROOT_FIXTURES:
     async def _truncate(url: str) -> None:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute("TRUNCATE dicomweb_instances, dicomweb_series, dicomweb_studies"
-                               " RESTART IDENTITY CASCADE")
+            await conn.execute(
+                "TRUNCATE dicomweb_instances, dicomweb_series, dicomweb_studies"
+                " RESTART IDENTITY CASCADE"
+            )
         finally:
             await conn.close()
 
@@ -92,16 +95,15 @@ class Archive:
     db: async_sessionmaker  # type: ignore[type-arg]
 
 
-def start_archive(
-    database_url: str, tmp_path: Path, **config: object
-) -> tuple[Archive, object]:
+def start_archive(database_url: str, tmp_path: Path, **config: object) -> tuple[Archive, object]:
     engine = create_engine(database_url)
     db = async_sessionmaker(engine, expire_on_commit=False)
     access = TokenAccess()
     hooks = RecordingHooks()
     storage = tmp_path / "dicom"
-    cfg = DicomwebConfig(storage_root=storage, allowed_origins=("https://viewer.example",),
-                         **config)  # type: ignore[arg-type]
+    cfg = DicomwebConfig(
+        storage_root=storage, allowed_origins=("https://viewer.example",), **config
+    )  # type: ignore[arg-type]
     app = mounted(create_dicomweb_app(cfg, db, access, hooks))
     server = LiveServer(app).__enter__()
     archive = Archive(f"{server.url}/dicomweb", server.url, storage, access, hooks, server, db)

@@ -20,8 +20,16 @@ def header(data: bytes):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     "name",
-    ["CT_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "emri_small.dcm",
-     "emri_small_RLE.dcm", "JPEG2000.dcm", "color3d_jpeg_baseline.dcm", "SC_rgb_rle_2frame.dcm"],
+    [
+        "CT_small.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small_implicit.dcm",
+        "emri_small.dcm",
+        "emri_small_RLE.dcm",
+        "JPEG2000.dcm",
+        "color3d_jpeg_baseline.dcm",
+        "SC_rgb_rle_2frame.dcm",
+    ],
 )
 def test_frame_ranges(name: str) -> None:
     data = sample_path(name).read_bytes()
@@ -29,7 +37,7 @@ def test_frame_ranges(name: str) -> None:
     ds = dcmread(io.BytesIO(data))
     n = int(ds.get("NumberOfFrames", 1) or 1)
     assert h.frames is not None and len(h.frames) == n
-    got = [b"".join(data[o:o + length] for o, length in f) for f in h.frames]
+    got = [b"".join(data[o : o + length] for o, length in f) for f in h.frames]
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         assert got == list(generate_frames(ds.PixelData, number_of_frames=n))
     else:
@@ -76,9 +84,20 @@ def test_rejects_missing_and_invalid_uids() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["CT_small.dcm", "MR_small.dcm", "JPEG2000.dcm", "rtplan.dcm", "waveform_ecg.dcm",
-     "MR_small_bigendian.dcm", "MR_small_implicit.dcm", "reportsi.dcm", "nested_priv_SQ.dcm",
-     "liver.dcm", "rtdose.dcm", "eCT_Supplemental.dcm"],
+    [
+        "CT_small.dcm",
+        "MR_small.dcm",
+        "JPEG2000.dcm",
+        "rtplan.dcm",
+        "waveform_ecg.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small_implicit.dcm",
+        "reportsi.dcm",
+        "nested_priv_SQ.dcm",
+        "liver.dcm",
+        "rtdose.dcm",
+        "eCT_Supplemental.dcm",
+    ],
 )
 def test_fast_json_equals_pydicom(name: str) -> None:
     def bulk(elem: object) -> str:

@@ -32,8 +32,9 @@ def hooks() -> RecordingHooks:
 
 
 @pytest.fixture
-def ingestor(db: async_sessionmaker[AsyncSession], tmp_path: Path,
-             hooks: RecordingHooks) -> Ingestor:
+def ingestor(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path, hooks: RecordingHooks
+) -> Ingestor:
     config = DicomwebConfig(storage_root=tmp_path / "store")
     return Ingestor(config, db, TokenAccess(exam_id="exam-1", establishment=7), hooks)
 
@@ -43,8 +44,9 @@ async def count(db: async_sessionmaker[AsyncSession], table: object) -> int:
         return int((await s.execute(select(func.count()).select_from(table))).scalar_one())
 
 
-async def test_store_from_path_and_bytes(ingestor: Ingestor, hooks: RecordingHooks,
-                                         db: async_sessionmaker[AsyncSession]) -> None:
+async def test_store_from_path_and_bytes(
+    ingestor: Ingestor, hooks: RecordingHooks, db: async_sessionmaker[AsyncSession]
+) -> None:
     src = sample_path("CT_small.dcm")
     first = await ingestor.store(src, P)
     assert isinstance(first, StoredInstance) and src.exists()  # copied, not moved
@@ -54,13 +56,15 @@ async def test_store_from_path_and_bytes(ingestor: Ingestor, hooks: RecordingHoo
     assert [s.sop_uid for _, s in hooks.stored] == [first.sop_uid, second.sop_uid]
     assert await count(db, t.instances) == 2
     async with db() as s:
-        row = (await s.execute(select(t.studies).where(
-            t.studies.c.study_uid == first.study_uid))).one()
+        row = (
+            await s.execute(select(t.studies).where(t.studies.c.study_uid == first.study_uid))
+        ).one()
     assert row.exam_id == "exam-1" and row.establishment_id == 7 and row.num_instances == 1
 
 
-async def test_series_counts_and_batch(ingestor: Ingestor, hooks: RecordingHooks,
-                                       db: async_sessionmaker[AsyncSession]) -> None:
+async def test_series_counts_and_batch(
+    ingestor: Ingestor, hooks: RecordingHooks, db: async_sessionmaker[AsyncSession]
+) -> None:
     slices = list(ct_series(5, size=32))
     results = await ingestor.store_many(slices[:3] + [slices[0]], P)
     assert [r.series_instance_count for r in results] == [1, 2, 3, 1]  # type: ignore[union-attr]
@@ -74,8 +78,9 @@ async def test_series_counts_and_batch(ingestor: Ingestor, hooks: RecordingHooks
     assert (study.num_series, study.num_instances, series.num_instances) == (1, 5, 5)
 
 
-async def test_failure_leaves_nothing(ingestor: Ingestor, tmp_path: Path,
-                                      db: async_sessionmaker[AsyncSession]) -> None:
+async def test_failure_leaves_nothing(
+    ingestor: Ingestor, tmp_path: Path, db: async_sessionmaker[AsyncSession]
+) -> None:
     results = await ingestor.store_many([b"junk", instance()[:3000]], P)
     assert all(isinstance(r, Failure) and r.reason in (0xC000, 0xA900) for r in results)
     store = tmp_path / "store"
@@ -90,8 +95,7 @@ async def test_study_of_another_exam_is_refused(
     a = Ingestor(config, db, TokenAccess(exam_id="A"))
     b = Ingestor(config, db, TokenAccess(exam_id="B"))
     study = "1.2.826.0.1.3680043.8.498.1"
-    assert isinstance(await a.store(instance(study=study), {"establishment": None}),
-                      StoredInstance)
+    assert isinstance(await a.store(instance(study=study), {"establishment": None}), StoredInstance)
     refused = await b.store(instance(study=study), {"establishment": None})
     assert isinstance(refused, Failure) and refused.reason == 0x0124
     assert len(list((tmp_path / "s").rglob("*.dcm"))) == 1
@@ -104,3 +108,23 @@ def test_paths_are_hashed_inside_root(tmp_path: Path) -> None:
     assert storage.absolute(rel).is_relative_to(tmp_path.resolve())
     with pytest.raises(ValueError):
         storage.absolute("../outside")
+
+
+async def test_concurrent_batches_of_one_new_study(
+    ingestor: Ingestor, hooks: RecordingHooks, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """Two associations sending the same new study at once (a race on PostgreSQL):
+    every instance is stored once, with one study and one series row."""
+    import asyncio
+
+    slices = list(ct_series(8, size=32))
+    first, second = await asyncio.gather(
+        ingestor.store_many(slices[:5], P), ingestor.store_many(slices[3:], P)
+    )
+    assert all(isinstance(r, StoredInstance) for r in first + second)
+    assert await count(db, t.instances) == 8
+    assert await count(db, t.studies) == 1 and await count(db, t.series) == 1
+    async with db() as s:
+        series = (await s.execute(select(t.series))).one()
+    assert series.num_instances == 8
+    assert len(hooks.stored) == 8

@@ -31,8 +31,10 @@ def test_defaults_and_paging() -> None:
 
 
 def test_conditions() -> None:
-    q = parse("study", [("PatientName", "doe*"), ("StudyDate", "20200101-"),
-                        ("StudyInstanceUID", "1.2,1.3")])
+    q = parse(
+        "study",
+        [("PatientName", "doe*"), ("StudyDate", "20200101-"), ("StudyInstanceUID", "1.2,1.3")],
+    )
     text = " ".join(sql(c) for c in q.conditions)
     assert "patient_name_key LIKE 'DOE%' ESCAPE '!'" in text
     assert "study_date >= '20200101'" in text
@@ -65,8 +67,13 @@ def test_includefield_tags_keywords_all() -> None:
 
 @pytest.mark.parametrize(
     "items",
-    [[("Foo", "x")], [("SOPInstanceUID", "1.2")], [("offset", "x")],
-     [("includefield", "Nope")], [("NumberOfStudyRelatedSeries", "1")]],
+    [
+        [("Foo", "x")],
+        [("SOPInstanceUID", "1.2")],
+        [("offset", "x")],
+        [("includefield", "Nope")],
+        [("NumberOfStudyRelatedSeries", "1")],
+    ],
 )
 def test_rejected(items: list[tuple[str, str]]) -> None:
     with pytest.raises(DicomwebError) as err:

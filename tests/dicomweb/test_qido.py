@@ -26,11 +26,19 @@ async def seeded(archive: Archive, http: httpx.AsyncClient) -> dict[str, str]:
     parts = []
     for name, pid, date, mod, desc, acc, time in PEOPLE:
         uids[pid] = generate_uid()
-        parts.append(instance(
-            "CT_small.dcm" if mod == "CT" else "MR_small.dcm", study=uids[pid],
-            PatientName=name, PatientID=pid, StudyDate=date, Modality=mod,
-            StudyDescription=desc, AccessionNumber=acc, StudyTime=time,
-        ))
+        parts.append(
+            instance(
+                "CT_small.dcm" if mod == "CT" else "MR_small.dcm",
+                study=uids[pid],
+                PatientName=name,
+                PatientID=pid,
+                StudyDate=date,
+                Modality=mod,
+                StudyDescription=desc,
+                AccessionNumber=acc,
+                StudyTime=time,
+            )
+        )
     body, ctype = multipart(parts)
     resp = await http.post("/studies", content=body, headers={"content-type": ctype})
     assert resp.status_code == 200, resp.text
@@ -42,27 +50,27 @@ def ids(body: list[dict]) -> list[str]:
 
 
 MATCHING = [
-        ({}, ["P1", "P2", "P3"]),
-        ({"PatientID": "P2"}, ["P2"]),
-        ({"PatientName": "Smith*"}, ["P1", "P2"]),  # case-insensitive
-        ({"PatientName": "smith^john"}, ["P1"]),
-        ({"PatientName": "Dup?nt*"}, ["P3"]),
-        ({"00100010": "*Anna"}, ["P2"]),
-        ({"PatientName": "jean", "fuzzymatching": "true"}, ["P3"]),
-        ({"PatientName": "jean", "fuzzymatching": "false"}, []),
-        ({"StudyDate": "20200101-20200131"}, ["P1", "P2"]),
-        ({"StudyDate": "20200201-"}, ["P3"]),
-        ({"StudyDate": "-20200105"}, ["P1"]),
-        ({"StudyDate": "20200215"}, ["P3"]),
-        ({"StudyTime": "1000-1500"}, ["P1", "P2"]),
-        ({"StudyTime": "-0900"}, ["P3"]),
-        ({"ModalitiesInStudy": "MR"}, ["P2"]),
-        ({"ModalitiesInStudy": "MR,CT"}, ["P1", "P2", "P3"]),
-        ({"StudyDescription": "*50%"}, ["P3"]),  # LIKE's own % is escaped
-        ({"AccessionNumber": "ACC_2"}, ["P2"]),
-        ({"AccessionNumber": "ACC_"}, []),
-        ({"limit": "2"}, ["P1", "P2"]),
-        ({"limit": "2", "offset": "2"}, ["P3"]),
+    ({}, ["P1", "P2", "P3"]),
+    ({"PatientID": "P2"}, ["P2"]),
+    ({"PatientName": "Smith*"}, ["P1", "P2"]),  # case-insensitive
+    ({"PatientName": "smith^john"}, ["P1"]),
+    ({"PatientName": "Dup?nt*"}, ["P3"]),
+    ({"00100010": "*Anna"}, ["P2"]),
+    ({"PatientName": "jean", "fuzzymatching": "true"}, ["P3"]),
+    ({"PatientName": "jean", "fuzzymatching": "false"}, []),
+    ({"StudyDate": "20200101-20200131"}, ["P1", "P2"]),
+    ({"StudyDate": "20200201-"}, ["P3"]),
+    ({"StudyDate": "-20200105"}, ["P1"]),
+    ({"StudyDate": "20200215"}, ["P3"]),
+    ({"StudyTime": "1000-1500"}, ["P1", "P2"]),
+    ({"StudyTime": "-0900"}, ["P3"]),
+    ({"ModalitiesInStudy": "MR"}, ["P2"]),
+    ({"ModalitiesInStudy": "MR,CT"}, ["P1", "P2", "P3"]),
+    ({"StudyDescription": "*50%"}, ["P3"]),  # LIKE's own % is escaped
+    ({"AccessionNumber": "ACC_2"}, ["P2"]),
+    ({"AccessionNumber": "ACC_"}, []),
+    ({"limit": "2"}, ["P1", "P2"]),
+    ({"limit": "2", "offset": "2"}, ["P3"]),
 ]
 
 
@@ -78,16 +86,21 @@ async def test_study_matching(seeded: dict[str, str], http: httpx.AsyncClient) -
 async def test_uid_list_matching(seeded: dict[str, str], http: httpx.AsyncClient) -> None:
     wanted = f"{seeded['P1']},{seeded['P3']}"
     assert ids((await http.get("/studies", params={"StudyInstanceUID": wanted})).json()) == [
-        "P1", "P3"]
+        "P1",
+        "P3",
+    ]
     back = f"{seeded['P1']}\\{seeded['P2']}"
     assert ids((await http.get("/studies", params={"StudyInstanceUID": back})).json()) == [
-        "P1", "P2"]
+        "P1",
+        "P2",
+    ]
 
 
 async def test_percent_encoded_values(seeded: dict[str, str], http: httpx.AsyncClient) -> None:
     """dicomweb-client encodes ``*``, ``,`` and ``-`` (INTEROP.md)."""
-    url = ("/studies?PatientName=Smi%2A&StudyDate=20200101%2D20200131"
-           "&includefield=00081030%2C00080060")
+    url = (
+        "/studies?PatientName=Smi%2A&StudyDate=20200101%2D20200131&includefield=00081030%2C00080060"
+    )
     body = (await http.get(url)).json()
     assert ids(body) == ["P1", "P2"]
     assert body[0]["00081030"]["Value"] == ["Head CT"]
@@ -95,8 +108,9 @@ async def test_percent_encoded_values(seeded: dict[str, str], http: httpx.AsyncC
 
 async def test_dicomweb_client_search(archive: Archive, seeded: dict[str, str]) -> None:
     client = DICOMwebClient(url=archive.url)
-    found = client.search_for_studies(search_filters={"PatientName": "Smi*",
-                                                      "StudyDate": "20200101-20200131"})
+    found = client.search_for_studies(
+        search_filters={"PatientName": "Smi*", "StudyDate": "20200101-20200131"}
+    )
     assert ids(found) == ["P1", "P2"]
     series = client.search_for_series(seeded["P2"])
     assert [s["00080060"]["Value"] for s in series] == [["MR"]]
@@ -117,31 +131,38 @@ async def test_ohif_pattern(seeded: dict[str, str], http: httpx.AsyncClient) -> 
     assert s["00080061"]["Value"] == ["CT"]
     assert s["00201206"]["Value"] == [1] and s["00201208"]["Value"] == [1]
     assert s["00081190"]["Value"] == [f"/dicomweb/studies/{seeded['P1']}"]
-    resp = await http.get(f"/studies/{seeded['P1']}/series",
-                          params={"includefield": "00080021,00080031,0008103E,00200011"})
+    resp = await http.get(
+        f"/studies/{seeded['P1']}/series",
+        params={"includefield": "00080021,00080031,0008103E,00200011"},
+    )
     series = resp.json()
     assert series[0]["0020000D"]["Value"] == [seeded["P1"]]
     assert "00080021" in series[0] or series[0]["00200011"]
 
 
-async def test_includefield_all_and_keywords(seeded: dict[str, str], http: httpx.AsyncClient
-                                             ) -> None:
-    body = (await http.get("/instances", params=[("PatientID", "P1"), ("includefield", "all")]
-                           )).json()
+async def test_includefield_all_and_keywords(
+    seeded: dict[str, str], http: httpx.AsyncClient
+) -> None:
+    body = (
+        await http.get("/instances", params=[("PatientID", "P1"), ("includefield", "all")])
+    ).json()
     assert body[0]["00280010"]["Value"] == [128]  # Rows from the stored metadata
     assert "7FE00010" in body[0] and body[0]["7FE00010"]["BulkDataURI"].startswith("/dicomweb/")
-    body = (await http.get("/studies", params=[("includefield", "PatientAge"),
-                                               ("includefield", "00101010")])).json()
+    body = (
+        await http.get(
+            "/studies", params=[("includefield", "PatientAge"), ("includefield", "00101010")]
+        )
+    ).json()
     assert all("00101010" in d for d in body if d["00100020"]["Value"] != ["P3"]) or body
 
 
 BAD = [
-        {"NoSuchKeyword": "x"},
-        {"Modality": "CT"},  # a series attribute in a study query
-        {"limit": "-1"},
-        {"fuzzymatching": "maybe"},
-        {"includefield": "NotAKeyword"},
-        {"00400275.00321060": "x"},
+    {"NoSuchKeyword": "x"},
+    {"Modality": "CT"},  # a series attribute in a study query
+    {"limit": "-1"},
+    {"fuzzymatching": "maybe"},
+    {"includefield": "NotAKeyword"},
+    {"00400275.00321060": "x"},
 ]
 
 
@@ -155,8 +176,9 @@ async def test_bad_queries_are_400(http: httpx.AsyncClient) -> None:
 async def test_scoping_by_establishment(archive: Archive, http: httpx.AsyncClient) -> None:
     archive.access.establishment = 1
     body, ctype = multipart([instance(PatientID="A1")])
-    assert (await http.post("/studies", content=body, headers={"content-type": ctype})
-            ).status_code == 200
+    assert (
+        await http.post("/studies", content=body, headers={"content-type": ctype})
+    ).status_code == 200
     archive.access.establishment = 2
     body, ctype = multipart([instance(PatientID="B1")])
     await http.post("/studies", content=body, headers={"content-type": ctype})

@@ -19,8 +19,10 @@ async def store(http: httpx.AsyncClient, parts: list[bytes]) -> list[str]:
     body, ctype = multipart(parts)
     resp = await http.post("/studies", content=body, headers={"content-type": ctype})
     assert resp.status_code == 200, resp.text
-    return [r["00081190"]["Value"][0].removeprefix("/dicomweb")
-            for r in resp.json()["00081199"]["Value"]]
+    return [
+        r["00081190"]["Value"][0].removeprefix("/dicomweb")
+        for r in resp.json()["00081199"]["Value"]
+    ]
 
 
 @pytest.mark.parametrize(
@@ -38,8 +40,14 @@ async def test_rendered_formats(http: httpx.AsyncClient, accept: str | None, fmt
 
 @pytest.mark.parametrize(
     "name",
-    ["MR_small_RLE.dcm", "JPEG2000.dcm", "SC_rgb_jpeg_dcmtk.dcm", "emri_small_jpeg_2k_lossless.dcm",
-     "examples_palette.dcm", "US1_J2KR.dcm"],
+    [
+        "MR_small_RLE.dcm",
+        "JPEG2000.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "emri_small_jpeg_2k_lossless.dcm",
+        "examples_palette.dcm",
+        "US1_J2KR.dcm",
+    ],
 )
 async def test_rendered_codecs(http: httpx.AsyncClient, name: str) -> None:
     (url,) = await store(http, [instance(name)])
@@ -50,13 +58,13 @@ async def test_rendered_codecs(http: httpx.AsyncClient, name: str) -> None:
 
 async def test_rendered_frame_window_and_errors(http: httpx.AsyncClient) -> None:
     (url,) = await store(http, [instance("emri_small.dcm")])
-    resp = await http.get(url + "/frames/5/rendered",
-                          params={"window": "100,200,LINEAR", "quality": "50"})
+    resp = await http.get(
+        url + "/frames/5/rendered", params={"window": "100,200,LINEAR", "quality": "50"}
+    )
     assert resp.status_code == 200
     assert (await http.get(url + "/frames/11/rendered")).status_code == 404
     assert (await http.get(url + "/rendered", params={"window": "a,b"})).status_code == 400
-    assert (await http.get(url + "/rendered", headers={"accept": "image/tiff"})
-            ).status_code == 406
+    assert (await http.get(url + "/rendered", headers={"accept": "image/tiff"})).status_code == 406
 
 
 async def test_thumbnails_cached(archive: Archive, http: httpx.AsyncClient) -> None:

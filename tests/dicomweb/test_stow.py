@@ -74,8 +74,9 @@ async def test_partial_failure_is_202(archive: Archive, http: httpx.AsyncClient)
 
 async def test_study_uid_mismatch_is_409(archive: Archive, http: httpx.AsyncClient) -> None:
     body, ctype = multipart([instance(), instance()])
-    resp = await http.post(f"/studies/{generate_uid()}", content=body,
-                           headers={"content-type": ctype})
+    resp = await http.post(
+        f"/studies/{generate_uid()}", content=body, headers={"content-type": ctype}
+    )
     assert resp.status_code == 409
     assert failed(resp.json()) == [0xA900, 0xA900]
     assert stored_files(archive) == []
@@ -132,8 +133,9 @@ async def test_content_type_errors(http: httpx.AsyncClient, ctype: str, status: 
 
 async def test_malformed_multipart(archive: Archive, http: httpx.AsyncClient) -> None:
     ctype = 'multipart/related; type="application/dicom"; boundary=abc'
-    resp = await http.post("/studies", content=b"garbage without boundary",
-                           headers={"content-type": ctype})
+    resp = await http.post(
+        "/studies", content=b"garbage without boundary", headers={"content-type": ctype}
+    )
     assert resp.status_code == 400
     body, ctype = multipart([instance()])
     resp = await http.post("/studies", content=body[:-40], headers={"content-type": ctype})

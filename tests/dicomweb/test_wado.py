@@ -28,8 +28,9 @@ def uids(data: bytes) -> tuple[str, str, str]:
     return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
 
 
-async def test_retrieve_levels_with_dicomweb_client(archive: Archive, http: httpx.AsyncClient
-                                                    ) -> None:
+async def test_retrieve_levels_with_dicomweb_client(
+    archive: Archive, http: httpx.AsyncClient
+) -> None:
     parts = list(ct_series(3, size=64))
     await store(http, parts)
     study, series, sop = uids(parts[1])
@@ -49,8 +50,10 @@ async def test_retrieved_bytes_are_the_stored_bytes(http: httpx.AsyncClient) -> 
     await store(http, parts)
     for part in parts:
         study, series, sop = uids(part)
-        resp = await http.get(f"/studies/{study}/series/{series}/instances/{sop}",
-                              headers={"accept": 'multipart/related; type="application/dicom"'})
+        resp = await http.get(
+            f"/studies/{study}/series/{series}/instances/{sop}",
+            headers={"accept": 'multipart/related; type="application/dicom"'},
+        )
         assert resp.status_code == 200
         assert int(resp.headers["content-length"]) == len(resp.content)
         assert split_multipart(resp.content, resp.headers["content-type"]) == [part]
@@ -60,8 +63,11 @@ async def test_metadata_levels(http: httpx.AsyncClient) -> None:
     data = instance("CT_small.dcm")
     await store(http, [data])
     study, series, sop = uids(data)
-    for path in (f"/studies/{study}", f"/studies/{study}/series/{series}",
-                 f"/studies/{study}/series/{series}/instances/{sop}"):
+    for path in (
+        f"/studies/{study}",
+        f"/studies/{study}/series/{series}",
+        f"/studies/{study}/series/{series}/instances/{sop}",
+    ):
         resp = await http.get(path + "/metadata")
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("application/dicom+json")
@@ -73,8 +79,15 @@ async def test_metadata_levels(http: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["CT_small.dcm", "emri_small.dcm", "emri_small_RLE.dcm", "SC_rgb_jpeg_dcmtk.dcm",
-     "JPEG2000.dcm", "emri_small_jpeg_2k_lossless.dcm", "color3d_jpeg_baseline.dcm"],
+    [
+        "CT_small.dcm",
+        "emri_small.dcm",
+        "emri_small_RLE.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "JPEG2000.dcm",
+        "emri_small_jpeg_2k_lossless.dcm",
+        "color3d_jpeg_baseline.dcm",
+    ],
 )
 async def test_frames_match_pydicom(http: httpx.AsyncClient, name: str) -> None:
     data = instance(name)
@@ -86,7 +99,7 @@ async def test_frames_match_pydicom(http: httpx.AsyncClient, name: str) -> None:
         expected = list(generate_frames(ds.PixelData, number_of_frames=n))
     else:
         size = len(ds.PixelData) // n
-        expected = [ds.PixelData[i * size:(i + 1) * size] for i in range(n)]
+        expected = [ds.PixelData[i * size : (i + 1) * size] for i in range(n)]
     wanted = sorted({1, n, (n + 1) // 2})
     resp = await http.get(
         f"/studies/{study}/series/{series}/instances/{sop}/frames/{','.join(map(str, wanted))}",
@@ -130,7 +143,7 @@ async def test_frames_with_dicomweb_client(archive: Archive, http: httpx.AsyncCl
     frames = client.retrieve_instance_frames(*uids(data), frame_numbers=[2, 3])
     ds = dcmread(io.BytesIO(data))
     size = len(ds.PixelData) // 10
-    assert frames == [ds.PixelData[size:2 * size], ds.PixelData[2 * size:3 * size]]
+    assert frames == [ds.PixelData[size : 2 * size], ds.PixelData[2 * size : 3 * size]]
 
 
 async def test_frame_errors(http: httpx.AsyncClient) -> None:
@@ -139,17 +152,21 @@ async def test_frame_errors(http: httpx.AsyncClient) -> None:
     base = "/studies/{}/series/{}/instances/{}".format(*uids(data))
     assert (await http.get(base + "/frames/2")).status_code == 404
     assert (await http.get(base + "/frames/x")).status_code == 400
-    assert (await http.get(base.replace("/instances/", "/instances/9") + "/frames/1")
-            ).status_code == 404
+    assert (
+        await http.get(base.replace("/instances/", "/instances/9") + "/frames/1")
+    ).status_code == 404
 
 
 async def test_bulkdata(archive: Archive, http: httpx.AsyncClient) -> None:
     data = instance("CT_small.dcm")
     await store(http, [data])
-    (meta,) = (await http.get("/studies/{}/series/{}/instances/{}/metadata".format(*uids(data)))
-               ).json()
-    resp = await http.get(archive.root + meta["7FE00010"]["BulkDataURI"],
-                          headers={"accept": 'multipart/related; type="*/*"'})
+    (meta,) = (
+        await http.get("/studies/{}/series/{}/instances/{}/metadata".format(*uids(data)))
+    ).json()
+    resp = await http.get(
+        archive.root + meta["7FE00010"]["BulkDataURI"],
+        headers={"accept": 'multipart/related; type="*/*"'},
+    )
     assert resp.status_code == 200
     (blob,) = split_multipart(resp.content, resp.headers["content-type"])
     assert blob == dcmread(io.BytesIO(data)).PixelData
@@ -158,8 +175,9 @@ async def test_bulkdata(archive: Archive, http: httpx.AsyncClient) -> None:
 async def test_public_base_url(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.dicomweb.conftest import start_archive
 
-    archive, engine = start_archive(database_url, tmp_path,
-                                    public_base_url="https://pacs.example/dicomweb")
+    archive, engine = start_archive(
+        database_url, tmp_path, public_base_url="https://pacs.example/dicomweb"
+    )
     try:
         data = instance()
         async with httpx.AsyncClient(base_url=archive.url) as http:
@@ -167,8 +185,9 @@ async def test_public_base_url(database_url: str, tmp_path) -> None:  # type: ig
             resp = await http.post("/studies", content=body, headers={"content-type": ctype})
             ref = resp.json()["00081199"]["Value"][0]["00081190"]["Value"][0]
             assert ref.startswith("https://pacs.example/dicomweb/studies/")
-            (meta,) = (await http.get(
-                "/studies/{}/series/{}/instances/{}/metadata".format(*uids(data)))).json()
+            (meta,) = (
+                await http.get("/studies/{}/series/{}/instances/{}/metadata".format(*uids(data)))
+            ).json()
             assert meta["7FE00010"]["BulkDataURI"].startswith("https://pacs.example/dicomweb/")
     finally:
         archive.server.call(engine.dispose())
@@ -176,9 +195,14 @@ async def test_public_base_url(database_url: str, tmp_path) -> None:  # type: ig
 
 
 async def test_cors(http: httpx.AsyncClient) -> None:
-    pre = await http.options("/studies", headers={
-        "origin": "https://viewer.example", "access-control-request-method": "GET",
-        "access-control-request-headers": "authorization, accept"})
+    pre = await http.options(
+        "/studies",
+        headers={
+            "origin": "https://viewer.example",
+            "access-control-request-method": "GET",
+            "access-control-request-headers": "authorization, accept",
+        },
+    )
     assert pre.status_code == 204
     assert pre.headers["access-control-allow-origin"] == "https://viewer.example"
     assert "Authorization" in pre.headers["access-control-allow-headers"]
@@ -187,8 +211,10 @@ async def test_cors(http: httpx.AsyncClient) -> None:
     assert resp.headers["cross-origin-resource-policy"] == "cross-origin"
     other = await http.get("/studies", headers={"origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
-    denied = await http.options("/studies", headers={
-        "origin": "https://evil.example", "access-control-request-method": "GET"})
+    denied = await http.options(
+        "/studies",
+        headers={"origin": "https://evil.example", "access-control-request-method": "GET"},
+    )
     assert denied.status_code == 403
     missing = await http.get("/nope", headers={"origin": "https://viewer.example"})
     assert missing.status_code == 404 and missing.headers["access-control-allow-origin"]

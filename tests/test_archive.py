@@ -1,0 +1,123 @@
+"""The archive inside the server: who stores and sees which study, and live
+``images.received`` events in the exam room (issue 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from dicomweb_client.api import DICOMwebClient
+
+from dicomweb.samples import ct_series, instance, multipart
+from server.roomclient import RoomClient
+from server.testing import LiveServer
+from tests.helpers import exam_payload
+
+ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]
+NOT_AUTHORIZED = 0x0124
+
+
+async def exam_in_acquisition(
+    urg: httpx.AsyncClient, rad: httpx.AsyncClient, man: httpx.AsyncClient
+) -> dict[str, Any]:
+    exam: dict[str, Any] = (await urg.post("/api/exams", json=exam_payload())).json()
+    base = f"/api/exams/{exam['id']}"
+    assert (await rad.post(f"{base}/accept")).status_code == 200
+    assert (await rad.post(f"{base}/protocol", json={"text": "TDM cérébrale"})).status_code == 200
+    assert (await man.post(f"{base}/protocol/ack")).status_code == 200
+    return exam
+
+
+async def stow(client: httpx.AsyncClient, parts: list[bytes]) -> httpx.Response:
+    body, ctype = multipart(parts)
+    return await client.post("/dicomweb/studies", content=body, headers={"Content-Type": ctype})
+
+
+def failure_reasons(resp: httpx.Response) -> list[int]:
+    failed = resp.json().get("00081198", {}).get("Value", [])
+    return [item["00081197"]["Value"][0] for item in failed]
+
+
+async def test_images_reach_the_room_live(live_server: LiveServer, client_for: ClientFor) -> None:
+    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    exam = await exam_in_acquisition(urg, rad, man)
+    token = rad.headers["Authorization"].removeprefix("Bearer ")
+    async with RoomClient(
+        live_server.ws_url, exam["id"], token, since=exam["last_seq"] + 3
+    ) as room:
+        # Linked by the AccessionNumber alone: the modality made its own study UID.
+        slices = list(ct_series(5, size=64, AccessionNumber=exam["accession_number"]))
+        resp = await stow(man, slices[:1])
+        assert resp.status_code == 200, resp.text
+        first = await room.next_event()
+        assert first["kind"] == "images.received"
+        assert first["body"]["count"] == 1 and first["body"]["modality"] == "CT"
+        series_uid = first["body"]["series_uid"]
+        assert first["body"]["thumbnail_url"].endswith(f"/series/{series_uid}/thumbnail")
+        # The rest of the series in quick succession: coalesced, the count catches up.
+        for part in slices[1:]:
+            assert (await stow(man, [part])).status_code == 200
+        update = await room.next_event(timeout=5)
+        assert update["kind"] == "images.received" and update["body"]["count"] == 5
+        thumb = await rad.get(first["body"]["thumbnail_url"])
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+
+
+async def test_storing_is_scoped_to_the_callers_exams(client_for: ClientFor) -> None:
+    urg, rad, man_a, man_b, urg_b = [
+        await client_for(u) for u in ("urg_a", "rad", "man_a", "man_b", "urg_b")
+    ]
+    exam = await exam_in_acquisition(urg, rad, man_a)
+    part = instance(study=exam["study_instance_uid"])
+    # Another hospital's radiographer cannot push into this exam.
+    refused = await stow(man_b, [part])
+    assert refused.status_code == 409 and failure_reasons(refused) == [NOT_AUTHORIZED]
+    # An urgentist does not push images; nor does anyone into an unknown study.
+    assert failure_reasons(await stow(urg, [part])) == [NOT_AUTHORIZED]
+    assert failure_reasons(await stow(man_a, [instance()])) == [NOT_AUTHORIZED]
+    # The right radiographer can; a good instance beside a refused one is kept (202).
+    mixed = await stow(man_a, [part, instance()])
+    assert mixed.status_code == 202 and failure_reasons(mixed) == [NOT_AUTHORIZED]
+    # Nothing of it is visible from the other hospital.
+    assert (await urg_b.get("/dicomweb/studies")).json() == []
+    study = exam["study_instance_uid"]
+    assert (await urg_b.get(f"/dicomweb/studies/{study}/metadata")).status_code == 404
+    seen = (await urg.get("/dicomweb/studies")).json()
+    assert [s["0020000D"]["Value"][0] for s in seen] == [study]
+
+
+async def test_radiologists_see_the_studies_of_their_exams(client_for: ClientFor) -> None:
+    urg, rad, rad2, man, coord, admin = [
+        await client_for(u) for u in ("urg_a", "rad", "rad2", "man_a", "coord", "admin")
+    ]
+    exam = await exam_in_acquisition(urg, rad, man)
+    assert (await stow(man, [instance(study=exam["study_instance_uid"])])).status_code == 200
+    assert len((await rad.get("/dicomweb/studies")).json()) == 1
+    assert len((await coord.get("/dicomweb/studies")).json()) == 1
+    assert (await rad2.get("/dicomweb/studies")).json() == []
+    assert (await admin.get("/dicomweb/studies")).json() == []
+    assert (
+        await httpx.AsyncClient(base_url=str(rad.base_url)).get("/dicomweb/studies")
+    ).status_code == 401
+
+
+async def test_dicomweb_client_through_the_server(
+    live_server: LiveServer, client_for: ClientFor
+) -> None:
+    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    exam = await exam_in_acquisition(urg, rad, man)
+    assert (
+        await stow(man, list(ct_series(3, size=32, study=exam["study_instance_uid"])))
+    ).status_code == 200
+    client = DICOMwebClient(
+        url=f"{live_server.url}/dicomweb",
+        headers={"Authorization": rad.headers["Authorization"]},
+    )
+    studies = client.search_for_studies(search_filters={"AccessionNumber": "*"})
+    assert [s["0020000D"]["Value"][0] for s in studies] == [exam["study_instance_uid"]]
+    series = client.search_for_series(exam["study_instance_uid"])
+    instances = client.retrieve_series(
+        exam["study_instance_uid"], series[0]["0020000E"]["Value"][0]
+    )
+    assert len(instances) == 3 and instances[0].Rows == 32
