@@ -118,6 +118,9 @@ export function mountWorklist(main, app) {
           }
         } else if (before !== e.status) {
           fresh.set(e.id, "changed");
+        }
+        // A status reached between two polls still alerts, even on a row not seen before.
+        if (before !== e.status) {
           if (role === "manipulator" && e.status === "protocoled") {
             toast(`${t("worklist.protocol_arrived")} — ${patientName(e)}`, "warn", 30000);
             beep();
