@@ -97,9 +97,8 @@ async def test_radiologists_see_the_studies_of_their_exams(client_for: ClientFor
     assert len((await coord.get("/dicomweb/studies")).json()) == 1
     assert (await rad2.get("/dicomweb/studies")).json() == []
     assert (await admin.get("/dicomweb/studies")).json() == []
-    assert (
-        await httpx.AsyncClient(base_url=str(rad.base_url)).get("/dicomweb/studies")
-    ).status_code == 401
+    async with httpx.AsyncClient(base_url=str(rad.base_url)) as anonymous:
+        assert (await anonymous.get("/dicomweb/studies")).status_code == 401
 
 
 async def test_dicomweb_client_through_the_server(

@@ -1,7 +1,7 @@
 """Exam-room benchmarks (issue 3).
 
-    python bench/rooms.py idle   [--connections 10000]
-    python bench/rooms.py fanout [--rooms 1000 --rate 1000 --seconds 20 --processes 2]
+    python bench/room_load.py idle   [--connections 10000]
+    python bench/room_load.py fanout [--rooms 1000 --rate 1000 --seconds 20 --processes 2]
 
 `idle` holds N room connections open against one `teleimagerie serve` process and
 reports the server's resident memory per connection. `fanout` puts 3 members in each of
