@@ -43,6 +43,7 @@ async function route() {
     cleanup = null;
   }
   const main = clear($("#main"));
+  document.title = "Téléimagerie";
   const hash = location.hash || "#/worklist";
   renderChrome();
   if (!app.me) {

@@ -37,6 +37,7 @@ export function mountRoom(main, app, examId) {
   function renderHead() {
     const e = room.exam;
     if (!e) return;
+    document.title = `${patientName(e)} · ${e.modality} ${e.body_part} — Téléimagerie`;
     clear(head,
       h("div", { class: "room-id" },
         h("a", { href: "#/worklist", class: "back", "aria-label": t("room.back") }, "←"),
