@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 
+from server.cli import app_context
+from server.exams import append_event
 from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP, TABLET
@@ -34,6 +36,15 @@ async def exam_in_acquisition(client_for, images_complete: bool = False) -> dict
     if images_complete:
         assert (await man.post(f"/api/exams/{exam['id']}/images-complete")).status_code == 200
     return exam
+
+
+async def raise_escalation(live_server: LiveServer, exam_id: str, reason: str) -> None:
+    """An ``escalation.raised`` event written the way the worker writes events; the
+    rooms opened afterwards replay it from SQL."""
+    async with app_context(live_server.settings) as app, app.db() as db:
+        body = {"level": 1, "reason": reason, "notified": []}
+        await append_event(db, exam_id, "escalation.raised", None, body, app.now())
+        await db.commit()
 
 
 async def require(page: Page, path: str) -> None:
@@ -120,10 +131,14 @@ async def test_sign_and_acknowledge(
     rad = js_errors.watch(await loop.login(await new_context(DESKTOP), base, "rad"), "radiologist")
     await require(rad, "/api/report-templates")
     exam = await exam_in_acquisition(client_for, images_complete=True)
+    await raise_escalation(live_server, exam["id"], "Compte rendu non signé à 45 min")
     urg = js_errors.watch(await loop.login(await new_context(TABLET), base, "urg_a"), "urgentist")
     for page in (rad, urg):
         await enter(page, base, exam["id"])
 
+    await expect(urg.locator("#room-banners")).to_contain_text(
+        "Escalade (niveau 1) — Compte rendu non signé à 45 min"
+    )
     # The draft starts from the template of the exam's modality and body part.
     await expect(rad.locator("#report-indication")).to_have_value(exam["clinical_question"])
     await expect(rad.locator("#report-dose")).not_to_have_value("")
