@@ -27,6 +27,9 @@ class Reason(StrEnum):
     REPORT_WARNING = "report_warning"
     REPORT_BREACH = "report_breach"
     CRITICAL_NOT_ACKNOWLEDGED = "critical_not_acknowledged"
+    # Raised at once by routing, not by a timer (level 0): nobody can take the request.
+    NOBODY_ON_DUTY = "nobody_on_duty"
+    ALL_AT_CAPACITY = "all_at_capacity"
 
 
 @dataclass(frozen=True)
@@ -138,3 +141,21 @@ def deadline_keys(exam_id: str) -> tuple[str, ...]:
 def due(pending: Iterable[Deadline], now: float) -> list[Deadline]:
     """The deadlines whose time has come at `now` (inclusive), earliest first."""
     return sorted((d for d in pending if d.due_at <= now), key=lambda d: (d.due_at, d.key))
+
+
+def parse_key(key: str) -> tuple[str, str, int]:
+    """Split a deadline key into (exam_id, step, level); ValueError if it is not one."""
+    exam_id, step, level = key.rsplit(":", 2)
+    if step not in _STEPS or not level.isdigit() or not 1 <= int(level) <= _STEPS[step]:
+        raise ValueError(f"not a deadline key: {key!r}")
+    return exam_id, step, int(level)
+
+
+def find(pending: Iterable[Deadline], key: str) -> Deadline | None:
+    """The pending deadline with this key, or None when its condition no longer holds."""
+    return next((d for d in pending if d.key == key), None)
+
+
+def routing_key(exam_id: str) -> str:
+    """The idempotency key of the level-0 alert routing raises when nobody can take a request."""
+    return f"{exam_id}:route:0"

@@ -57,6 +57,23 @@ class CallOfferFrame:
 
 
 @dataclass(frozen=True)
+class CallAnswerFrame:
+    """The client's answer to a server-initiated `call.offer` (renegotiation, docs/calls.md)."""
+
+    type: ClassVar[ClientFrameType] = ClientFrameType.CALL_ANSWER
+    sdp: str
+
+
+@dataclass(frozen=True)
+class CallMuteFrame:
+    """What the client sends right now: the server only shows it to the others."""
+
+    type: ClassVar[ClientFrameType] = ClientFrameType.CALL_MUTE
+    audio: bool
+    video: bool
+
+
+@dataclass(frozen=True)
 class CallIceFrame:
     """A trickled ICE candidate (RFC 8838), as the browser's RTCIceCandidateInit object."""
 
@@ -69,7 +86,16 @@ class CallHangupFrame:
     type: ClassVar[ClientFrameType] = ClientFrameType.CALL_HANGUP
 
 
-ClientFrame = ChatFrame | TypingFrame | PingFrame | CallOfferFrame | CallIceFrame | CallHangupFrame
+ClientFrame = (
+    ChatFrame
+    | TypingFrame
+    | PingFrame
+    | CallOfferFrame
+    | CallAnswerFrame
+    | CallIceFrame
+    | CallMuteFrame
+    | CallHangupFrame
+)
 
 
 def _reject_constant(name: str) -> Any:
@@ -130,6 +156,20 @@ def _call_offer(data: dict[str, Any]) -> CallOfferFrame:
     return CallOfferFrame(sdp=sdp)
 
 
+def _call_answer(data: dict[str, Any]) -> CallAnswerFrame:
+    sdp = data.get("sdp")
+    if not isinstance(sdp, str) or not sdp:
+        raise FrameError(ErrorCode.MISSING_SDP, "call.answer needs an sdp string")
+    return CallAnswerFrame(sdp=sdp)
+
+
+def _call_mute(data: dict[str, Any]) -> CallMuteFrame:
+    audio, video = data.get("audio"), data.get("video")
+    if not isinstance(audio, bool) or not isinstance(video, bool):
+        raise FrameError(ErrorCode.BAD_MUTE, "call.mute needs booleans audio and video")
+    return CallMuteFrame(audio=audio, video=video)
+
+
 def _call_ice(data: dict[str, Any]) -> CallIceFrame:
     candidate = data.get("candidate")
     if not isinstance(candidate, dict):
@@ -142,7 +182,9 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], ClientFrame]] = {
     ClientFrameType.TYPING: lambda _: TypingFrame(),
     ClientFrameType.PING: lambda _: PingFrame(),
     ClientFrameType.CALL_OFFER: _call_offer,
+    ClientFrameType.CALL_ANSWER: _call_answer,
     ClientFrameType.CALL_ICE: _call_ice,
+    ClientFrameType.CALL_MUTE: _call_mute,
     ClientFrameType.CALL_HANGUP: lambda _: CallHangupFrame(),
 }
 

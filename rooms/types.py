@@ -49,6 +49,8 @@ class EventKind(StrEnum):
     EXAM_CANCELLED = "exam.cancelled"
     ESCALATION_RAISED = "escalation.raised"
     CHAT_MESSAGE = "chat.message"
+    CALL_STARTED = "call.started"
+    CALL_ENDED = "call.ended"
 
 
 class ClientFrameType(StrEnum):
@@ -58,7 +60,9 @@ class ClientFrameType(StrEnum):
     TYPING = "typing"
     PING = "ping"
     CALL_OFFER = "call.offer"
+    CALL_ANSWER = "call.answer"
     CALL_ICE = "call.ice"
+    CALL_MUTE = "call.mute"
     CALL_HANGUP = "call.hangup"
 
 
@@ -83,6 +87,11 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     FORBIDDEN_KIND = "forbidden_kind"
     SLOW_CONSUMER = "slow_consumer"
+    BAD_MUTE = "bad_mute"
+    CALL_FULL = "call_full"
+    NOT_IN_CALL = "not_in_call"
+    CALL_FAILED = "call_failed"
+    CALL_GLARE = "call_glare"
 
 
 class Event(TypedDict):
@@ -152,8 +161,47 @@ class CallAnswerFrame(TypedDict):
     sdp: str
 
 
+class CallTrack(TypedDict):
+    """Which m-line (`mid`) of a server offer carries whose media."""
+
+    mid: str
+    kind: Literal["audio", "video"]
+    user: dict[str, Any]
+
+
+class CallOfferFrame(TypedDict):
+    """A server-initiated renegotiation (docs/calls.md); the client answers `call.answer`."""
+
+    type: Literal["call.offer"]
+    sdp: str
+    tracks: list[CallTrack]
+
+
+class CallParticipant(TypedDict):
+    user: dict[str, Any]
+    role: Role
+    muted: bool
+    video: bool
+
+
+class CallStateFrame(TypedDict):
+    """Who is in the exam's call now (ephemeral, to the whole room)."""
+
+    type: Literal["call.state"]
+    participants: list[CallParticipant]
+    recording: bool
+
+
 ServerFrame = (
-    WelcomeFrame | EventFrame | AckFrame | PresenceFrame | ErrorFrame | PongFrame | CallAnswerFrame
+    WelcomeFrame
+    | EventFrame
+    | AckFrame
+    | PresenceFrame
+    | ErrorFrame
+    | PongFrame
+    | CallAnswerFrame
+    | CallOfferFrame
+    | CallStateFrame
 )
 
 

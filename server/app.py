@@ -12,18 +12,21 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from server import archive, protocols, room
+from server import archive, notifications, protocols, room, turnaround
 from server.api import audit as audit_api
 from server.api import billing as billing_api
+from server.api import calls as calls_api
 from server.api import commands as commands_api
 from server.api import exams as exams_api
 from server.api import reports as reports_api
+from server.api import roster as roster_api
 from server.api import session as session_api
 from server.audit import audited_api_error_handler
 from server.cli import app_context
 from server.config import Settings
 from server.errors import ApiError, http_error_handler, server_error_handler
 from server.middleware import AccessLog, SecurityHeaders, configure_logging
+from server.worker import start_timer_loop
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 
@@ -37,9 +40,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         async with app_context(settings) as context:
             app.state.ctx = context
             context.rooms.start()
+            # With the memory engine nobody else can fire the timers (docs/roster.md).
+            timers = None if settings.redis_url else start_timer_loop(context)
             try:
                 yield
             finally:
+                if timers is not None:
+                    await timers.stop()
                 await context.rooms.close()
 
     api_routes = [
@@ -50,11 +57,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *reports_api.routes,
         *billing_api.routes,
         *audit_api.routes,
+        *roster_api.routes,
+        *turnaround.routes,
+        *calls_api.routes,
     ]
     routes = [
         Mount("/api", routes=api_routes),
         Mount("/dicomweb", app=archive.mount),
         *room.routes,
+        *notifications.routes,
         Mount("/", app=StaticFiles(directory=FRONTEND, html=True), name="frontend"),
     ]
     return Starlette(

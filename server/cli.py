@@ -19,6 +19,7 @@ from server.passwords import Passwords
 async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
     """The process-wide services, for the web app's lifespan and the CLI alike."""
     from server.archive import attach
+    from server.calls import CallManager
     from server.roomhub import RoomHub
 
     sql = create_engine(settings.database_url)
@@ -33,12 +34,14 @@ async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
         passwords=Passwords.from_settings(settings),
         bus=bus,
         rooms=RoomHub(bus, settings.presence_ttl_s),
+        calls=CallManager(settings),
     )
     attach(context)
     await bus.start()
     try:
         yield context
     finally:
+        await context.calls.close()
         if context.images is not None:
             await context.images.close()
         await bus.close()

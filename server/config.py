@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,8 @@ class Settings:
     ack_timeout_s: int = 300
     report_warn_s: int = 2700
     report_sla_s: int = 3600
+    protocol_ack_timeout_s: int = 300
+    critical_ack_timeout_s: int = 600
     session_idle_s: int = 3600
     session_absolute_s: int = 12 * 3600
     secure_cookies: bool | None = None  # None: Secure when the request came over HTTPS
@@ -49,6 +52,10 @@ class Settings:
     dicom_port: int = 11112
     dicom_ae_title: str = "TELEIMAGERIE"
     log_level: str = "INFO"
+    # WebRTC consults (docs/calls.md): no STUN/TURN unless configured, never a public default.
+    ice_servers: tuple[dict[str, object], ...] = ()
+    call_max_participants: int = 4
+    call_host_addresses: tuple[str, ...] = ()  # empty: every interface but loopback (aioice)
     # RFC 9106 "low memory" profile by default; tests lower it to stay fast.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -73,6 +80,8 @@ class Settings:
             ack_timeout_s=_int(e, "ACK_TIMEOUT_S", d.ack_timeout_s),
             report_warn_s=_int(e, "REPORT_WARN_S", d.report_warn_s),
             report_sla_s=_int(e, "REPORT_SLA_S", d.report_sla_s),
+            protocol_ack_timeout_s=_int(e, "PROTOCOL_ACK_TIMEOUT_S", d.protocol_ack_timeout_s),
+            critical_ack_timeout_s=_int(e, "CRITICAL_ACK_TIMEOUT_S", d.critical_ack_timeout_s),
             session_idle_s=_int(e, "SESSION_IDLE_S", d.session_idle_s),
             session_absolute_s=_int(e, "SESSION_ABSOLUTE_S", d.session_absolute_s),
             secure_cookies=(
@@ -88,6 +97,11 @@ class Settings:
             dicom_port=_int(e, "DICOM_PORT", d.dicom_port),
             dicom_ae_title=e.get("DICOM_AE_TITLE") or d.dicom_ae_title,
             log_level=e.get("LOG_LEVEL") or d.log_level,
+            ice_servers=tuple(json.loads(e.get("ICE_SERVERS") or "[]")),
+            call_max_participants=_int(e, "CALL_MAX_PARTICIPANTS", d.call_max_participants),
+            call_host_addresses=tuple(
+                a.strip() for a in e.get("CALL_HOST_ADDRESSES", "").split(",") if a.strip()
+            ),
             argon2_time_cost=_int(e, "ARGON2_TIME_COST", d.argon2_time_cost),
             argon2_memory_kib=_int(e, "ARGON2_MEMORY_KIB", d.argon2_memory_kib),
             argon2_parallelism=_int(e, "ARGON2_PARALLELISM", d.argon2_parallelism),

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from dicomweb.ingest import Ingestor
     from rooms.engine.base import Engine
     from server.archive import ImageEvents
+    from server.calls import CallManager
     from server.roomhub import RoomHub
 
 
@@ -32,6 +33,7 @@ class AppContext:
     passwords: Passwords
     bus: Engine
     rooms: RoomHub
+    calls: CallManager
     # The DICOMweb archive (mounted at /dicomweb), its ingest path, and the hook
     # that announces stored images in exam rooms; set by `server.archive.attach`.
     archive: ASGIApp | None = None

@@ -39,6 +39,8 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncE
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            if read_only:  # a write here would take the lock mid-transaction: refuse it
+                cur.execute("PRAGMA query_only=ON")
             cur.close()
 
         @event.listens_for(engine.sync_engine, "begin")

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.accounts import add_establishment, add_user
 from server.context import AppContext
 from server.models import Establishment, User
+from server.roster import load_demo_roster
 
 ESTABLISHMENTS = [
     ("CHOLET", "Centre hospitalier de Cholet", "490000155"),
@@ -48,4 +49,6 @@ async def load_demo(app: AppContext, db: AsyncSession) -> list[tuple[str, str, s
         if not await db.scalar(select(User).where(User.username == username)):
             await add_user(app, db, username, password, role, est, display, rpps)
         logins.append((username, password, role))
+    ids = dict((await db.execute(select(User.username, User.id))).all())
+    await load_demo_roster(db, ids, app.now().date())
     return logins

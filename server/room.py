@@ -221,7 +221,7 @@ async def handle_frame(conn: Connection, raw: str | bytes) -> None:
     elif isinstance(frame, ChatFrame):
         await store_chat(conn, frame)
     else:
-        conn.push(dict(error_frame(ErrorCode.UNKNOWN_TYPE, "calls are not available yet")))
+        await conn.app.calls.handle(conn, frame)
 
 
 async def _denied(ws: WebSocket, who: Principal | None, code: str) -> None:
@@ -256,7 +256,7 @@ async def room_endpoint(ws: WebSocket) -> None:
     except ValueError:
         since = 0
     try:
-        async with app.read() as db:
+        async with app.db() as db:
             exam = await load_exam(db, principal, ws.path_params["exam_id"])
             exam_body = exam_json(exam, app.settings)
             await audit.record_request(
@@ -297,6 +297,8 @@ async def room_endpoint(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        with contextlib.suppress(Exception):
+            await app.calls.leave(conn)  # frees the peer connection, tells the others
         hub.remove(conn)
         await subscription.close()
         writer.cancel()

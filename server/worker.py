@@ -1,16 +1,143 @@
-"""``teleimagerie worker``: escalation and SLA timers (issue 5 fills it in)."""
+"""``teleimagerie worker``: fires escalation and SLA timers (docs/roster.md "Timers").
+
+At start it rebuilds every pending timer from SQL (the engine may have been flushed,
+or a worker killed after claiming a timer), then claims due timers in a loop. Claims
+are atomic in the engine, so any number of workers share the load and each timer
+fires once; `server.escalation.fire` is idempotent besides, so a timer rebuilt after
+it fired raises nothing twice. A periodic rebuild repairs what a worker killed
+between claim and commit left behind, without waiting for a restart.
+
+With the memory engine the web process runs the same loop in-process (server/app.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from server.config import Settings
+from server.context import AppContext
+
+Fire = Callable[[AppContext, str, dict[str, Any]], Awaitable[Any]]
 
 log = logging.getLogger("teleimagerie.worker")
 
+POLL_S = 0.05  # how long an idle loop sleeps: the floor of the lateness
+RETRY_S = 5.0  # a fire that failed (database away) is tried again this much later
+BATCH = 100
+# Fires in flight at once: their SQL and Redis round trips overlap (a burst after an
+# outage drains faster); each fire is idempotent, so their order does not matter.
+CONCURRENCY = 8
+
+
+async def fire_due(app: AppContext, now: float | None = None, fire: Fire | None = None) -> int:
+    """Claim and fire the timers due at `now`; returns how many were claimed.
+
+    `fire` defaults to `server.escalation.fire`; the timer benchmark passes its own."""
+    from server.escalation import fire as raise_escalation
+
+    fire_one: Fire = fire or raise_escalation
+    claimed = await app.bus.timer_claim_due(time.time() if now is None else now, BATCH)
+    # One exam's timers fire in claim order (earliest first), so that a backlog (workers
+    # down for a while) still raises level 1 before level 2; exams fire side by side.
+    by_exam: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for key, payload in claimed:
+        by_exam.setdefault(str(payload.get("exam_id", key)), []).append((key, payload))
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def in_order(timers: list[tuple[str, dict[str, Any]]]) -> None:
+        async with gate:
+            for key, payload in timers:
+                try:
+                    await fire_one(app, key, payload)
+                except Exception:
+                    log.exception("escalation %s failed; retrying in %.0fs", key, RETRY_S)
+                    with contextlib.suppress(Exception):
+                        await app.bus.timer_schedule(key, time.time() + RETRY_S, payload)
+
+    await asyncio.gather(*(in_order(timers) for timers in by_exam.values()))
+    return len(claimed)
+
+
+async def timer_loop(
+    app: AppContext,
+    stop: asyncio.Event,
+    resync_every_s: float = 300.0,
+    poll_s: float = POLL_S,
+    fire: Fire | None = None,
+    rebuild_first: bool = True,
+) -> None:
+    """Rebuild from SQL (at start unless told otherwise, and every `resync_every_s`) and
+    fire due timers until `stop` is set."""
+    next_resync = 0.0 if rebuild_first else time.monotonic() + resync_every_s
+    rebuilding: asyncio.Task[int] | None = None
+    try:
+        while not stop.is_set():
+            # The rebuild runs beside the claims: a worker restarted with thousands of
+            # pending timers fires the first ones it restores without waiting for the rest.
+            if time.monotonic() >= next_resync and (rebuilding is None or rebuilding.done()):
+                rebuilding = asyncio.get_running_loop().create_task(_rebuild(app))
+                next_resync = time.monotonic() + resync_every_s
+            try:
+                if await fire_due(app, fire=fire) == BATCH:
+                    continue  # more are due: no sleep
+            except Exception:
+                log.exception("timer loop iteration failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)
+    finally:
+        if rebuilding is not None and not rebuilding.done():
+            rebuilding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rebuilding
+
+
+async def _rebuild(app: AppContext) -> int:
+    from server.escalation import rebuild
+
+    try:
+        count = await rebuild(app)
+    except Exception:
+        log.exception("rebuilding the timers from SQL failed; retrying at the next resync")
+        return 0
+    log.info("timers rebuilt from SQL: %d pending", count)
+    return count
+
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
-    log.info("worker started")
-    await stop.wait()
+    from server.cli import app_context
+    from server.middleware import configure_logging
+
+    configure_logging(settings.log_level)
+    if stop is None:
+        stop = asyncio.Event()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    if not settings.redis_url:
+        log.warning("no REDIS_URL: with the memory engine the web process runs the timers")
+    async with app_context(settings) as app:
+        log.info("worker started")
+        await timer_loop(app, stop)
+    log.info("worker stopped")
+
+
+class TimerTask:
+    """The timer loop running inside another process's event loop (the web app)."""
+
+    def __init__(self, app: AppContext) -> None:
+        self.stop_event = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(timer_loop(app, self.stop_event))
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+def start_timer_loop(app: AppContext) -> TimerTask:
+    return TimerTask(app)

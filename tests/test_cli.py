@@ -117,3 +117,12 @@ def test_demo_is_idempotent_and_prints_logins(
         "admin",
     }
     assert len(users) == 10
+
+
+def test_migrations_have_one_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from server.migrate import alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    assert heads == ["0006_merge"]

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from rooms.permissions import visible
 from rooms.types import ExamStatus, Role
-from server import audit
+from server import audit, routing
 from server.auth import authenticate
 from server.authz import exam_scope, load_exam, require_role
 from server.context import ctx
@@ -38,13 +38,18 @@ async def request_exam(request: Request) -> Response:
     require_role(principal, Role.URGENTIST)
     req = await parse(request, ExamRequest)
     app = ctx(request)
+    now = app.now()
     async with app.db() as db:
         user = await db.get_one(User, principal.user.id)
-        exam, event = await create_exam(db, app.settings, user, req, app.now())
+        assert user.establishment_id is not None
+        choice = await routing.route(db, user.establishment_id, now)
+        exam, event = await create_exam(db, app.settings, user, req, now, choice.radiologist_id)
+        await audit.record_request(request, "exam.request", principal, db, exam_id=exam.id)
         await db.commit()
         await db.refresh(exam)
         body = exam_json(exam, app.settings)
     await publish_events(app, exam, [event])
+    await routing.announce(app, exam, choice)
     return JSONResponse(body, status_code=201, headers={"Location": f"/api/exams/{exam.id}"})
 
 
@@ -66,7 +71,7 @@ async def list_exams(request: Request) -> Response:
     limit = _int_param(request, "limit", 200, 1, 1000)
     offset = _int_param(request, "offset", 0, 0, 10**9)
     stmt = stmt.order_by(Exam.created_at.desc()).limit(limit).offset(offset)
-    async with app.read() as db:
+    async with app.db() as db:
         exams = (await db.scalars(stmt)).unique().all()
         items = [exam_json(e, app.settings) for e in exams]
         await audit.record_request(
@@ -79,7 +84,7 @@ async def list_exams(request: Request) -> Response:
 async def get_exam(request: Request) -> Response:
     principal = await authenticate(request)
     app = ctx(request)
-    async with app.read() as db:
+    async with app.db() as db:
         exam = await load_exam(db, principal, request.path_params["exam_id"])
         body = exam_json(exam, app.settings)
         await audit.record_request(request, "exam.read", principal, db, exam_id=exam.id)
@@ -91,7 +96,7 @@ async def list_events(request: Request) -> Response:
     principal = await authenticate(request)
     app = ctx(request)
     since = _int_param(request, "since", 0, 0, 2**31)
-    async with app.read() as db:
+    async with app.db() as db:
         exam = await load_exam(db, principal, request.path_params["exam_id"])
         rows = (
             await db.execute(

@@ -213,6 +213,7 @@ async def test_reads_and_commands_are_audited(
     trail = await ok(await coord.get(f"/api/audit?exam={exam['id']}"))
     actions = [(e["action"], e["user"]["username"]) for e in reversed(trail["entries"])]
     assert actions == [
+        ("exam.request", "urg_a"),
         ("command.accept", "rad"),
         ("command.protocol", "rad"),
         ("command.protocol_ack", "man_a"),

@@ -100,12 +100,13 @@ def test_not_an_object(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "frame", [{}, {"type": None}, {"type": 3}, {"type": "hello"}, {"type": "call.answer"}]
+    "frame", [{}, {"type": None}, {"type": 3}, {"type": "hello"}, {"type": "call.reject"}]
 )
 def test_unknown_or_missing_type(frame: dict[str, object]) -> None:
     error = refused(json.dumps(frame))
     assert error.code == ErrorCode.UNKNOWN_TYPE
-    assert "chat, typing, ping, call.offer, call.ice, call.hangup" in error.message
+    expected = "chat, typing, ping, call.offer, call.answer, call.ice, call.mute, call.hangup"
+    assert expected in error.message
 
 
 @pytest.mark.parametrize("id_", [None, "", 42, ["c1"]])

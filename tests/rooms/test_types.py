@@ -16,6 +16,8 @@ def test_event_kinds_are_exactly_the_persisted_kinds_of_the_api() -> None:
         "exam.cancelled",
         "escalation.raised",
         "chat.message",
+        "call.started",
+        "call.ended",
     ]
 
 

@@ -1,0 +1,191 @@
+"""A call participant as code (STYLE.md 6): an aiortc peer driven over the room socket.
+
+Tests, the benchmark and the demo use it to join an exam's call with synthetic
+audio (and optionally video), answer the server's renegotiation offers and count
+the frames received from each other participant, exactly as docs/calls.md says a
+browser does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import websockets
+from aiortc import (
+    AudioStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame, VideoFrame
+
+
+class ToneAudio(AudioStreamTrack):
+    """A 440 Hz tone at 48 kHz in 20 ms frames: a real signal for the Opus encoder,
+    unlike the silence of aiortc's default track."""
+
+    RATE = 48000
+    SAMPLES = 960
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if hasattr(self, "_timestamp"):
+            self._timestamp += self.SAMPLES
+            await asyncio.sleep(self._start + self._timestamp / self.RATE - time.time())
+        else:
+            self._start, self._timestamp = time.time(), 0
+        t = (self._timestamp + np.arange(self.SAMPLES)) / self.RATE
+        pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(1, -1)
+        frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.pts, frame.sample_rate = self._timestamp, self.RATE
+        frame.time_base = fractions.Fraction(1, self.RATE)
+        return frame
+
+
+class SmallVideo(VideoStreamTrack):
+    """A 160x120 moving gradient: cheap to encode, still real VP8 frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._n = 0
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        self._n += 1
+        image = np.full((120, 160, 3), self._n % 256, dtype=np.uint8)
+        frame = VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+class CallClient:
+    """One room connection that can join the exam's call."""
+
+    def __init__(self, ws_url: str, exam_id: str, token: str, *, video: bool = False) -> None:
+        self.url = f"{ws_url}/ws/exams/{exam_id}"
+        self.token = token
+        self.video = video
+        self.pc: RTCPeerConnection | None = None
+        self.ws: Any = None
+        self.frames: list[dict[str, Any]] = []  # every non-signalling frame, in order
+        self.errors: list[dict[str, Any]] = []
+        self.state: dict[str, Any] | None = None
+        self.senders: dict[str, dict[str, Any]] = {}  # mid -> user, from the server's offers
+        self.received: dict[tuple[int, str], int] = defaultdict(int)  # (user id, kind) -> frames
+        self.arrivals: dict[tuple[int, str], list[float]] = defaultdict(list)
+        self._answered = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def connect(self) -> CallClient:
+        self.ws = await websockets.connect(
+            self.url, additional_headers={"Authorization": f"Bearer {self.token}"}
+        )
+        self._tasks.append(asyncio.get_running_loop().create_task(self._read()))
+        return self
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def join(self, audio: MediaStreamTrack | None = None) -> None:
+        """Offer our tracks and wait for the server's answer."""
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.on("track", self._on_track)
+        self.pc.addTrack(audio or ToneAudio())
+        if self.video:
+            self.pc.addTrack(SmallVideo())
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self._answered.clear()
+        await self.send({"type": "call.offer", "sdp": self.pc.localDescription.sdp})
+        await asyncio.wait_for(self._answered.wait(), 10)
+
+    async def add_video(self) -> None:
+        """Turn the camera on mid-call: a client renegotiation (docs/calls.md)."""
+        assert self.pc is not None
+        self.video = True
+        self.pc.addTrack(SmallVideo())
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        self._answered.clear()
+        await self.send({"type": "call.offer", "sdp": self.pc.localDescription.sdp})
+        await asyncio.wait_for(self._answered.wait(), 10)
+
+    async def hangup(self) -> None:
+        await self.send({"type": "call.hangup"})
+        await self._close_pc()
+
+    async def close(self) -> None:
+        await self._close_pc()
+        if self.ws is not None:
+            await self.ws.close()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def wait_for(self, predicate: Any, within: float = 10) -> None:
+        """Wait until ``predicate(self)`` holds (frames counted, a state seen...)."""
+        # Polling keeps the media tasks free of any lock they would share with waiters.
+        deadline = time.monotonic() + within
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met within {within} s")
+            await asyncio.sleep(0.02)
+
+    # -- internals --------------------------------------------------------
+
+    async def _close_pc(self) -> None:
+        if self.pc is not None:
+            await self.pc.close()
+            self.pc = None
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            frame = json.loads(raw)
+            try:
+                await self._signal(frame)
+            except Exception as exc:  # e.g. an offer racing our own hang-up
+                self.errors.append({"type": "error", "code": "client", "message": str(exc)})
+
+    async def _signal(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        pc = self.pc
+        if kind == "call.answer" and pc is not None:
+            await pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "answer"))
+            self._answered.set()
+        elif kind == "call.offer" and pc is not None:
+            for track in frame.get("tracks", []):
+                self.senders[track["mid"]] = track["user"]
+            await pc.setRemoteDescription(RTCSessionDescription(frame["sdp"], "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await self.send({"type": "call.answer", "sdp": pc.localDescription.sdp})
+        else:
+            if kind == "error":
+                self.errors.append(frame)
+            elif kind == "call.state":
+                self.state = frame
+            self.frames.append(frame)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        assert self.pc is not None
+        mid = next(t.mid for t in self.pc.getTransceivers() if t.receiver.track is track)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._count(mid, track)))
+
+    async def _count(self, mid: str | None, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                user = self.senders.get(mid or "")
+                if user is None:
+                    continue  # our own m-line echoing nothing, or a retired one
+                key = (user["id"], track.kind)
+                self.received[key] += 1
+                self.arrivals[key].append(time.monotonic())

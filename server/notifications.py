@@ -1,0 +1,131 @@
+"""The personal live channel: ``WS /ws/notifications`` (API.md "Personal channel").
+
+A radiologist's worklist and a coordinator's board must move the moment something is
+assigned or escalated, without polling. Each user listens on ``user:{id}``; the
+on-call centre's staff also listen on their role's channel (``role:coordinator``,
+``role:radiologist``), which carries what concerns whoever holds that role. Site staff
+get no role channel: a role channel spans every establishment, they only see theirs.
+
+Notifications are a nudge, not the record: what matters is also an event in the
+exam's room (persisted), so a client that was offline reloads its worklist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from rooms.types import Role
+from server.auth import authenticate
+from server.context import AppContext, ctx
+from server.errors import ApiError
+from server.origins import origin_allowed
+
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_SLOW_CONSUMER = 4408
+SEND_QUEUE = 256
+ROLE_CHANNELS = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
+
+
+def user_channel(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def role_channel(role: str) -> str:
+    return f"role:{role}"
+
+
+def frame(kind: str, exam: dict[str, Any] | None, body: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "notification", "kind": kind, "exam": exam, "body": body}
+
+
+async def notify(
+    app: AppContext,
+    kind: str,
+    exam: dict[str, Any] | None,
+    body: dict[str, Any],
+    *,
+    users: Iterable[int] = (),
+    roles: Iterable[str] = (),
+) -> None:
+    """Push one notification to each named user and role channel (each at most once)."""
+    message = frame(kind, exam, body)
+    for user_id in dict.fromkeys(users):
+        await app.bus.publish(user_channel(user_id), message)
+    for role in dict.fromkeys(roles):
+        await app.bus.publish(role_channel(role), message)
+
+
+def _is_ping(text: str | None) -> bool:
+    """The only frame a client sends here is a keep-alive; anything else is ignored."""
+    if not text or len(text) > 256:
+        return False
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(frame, dict) and frame.get("type") == "ping"
+
+
+async def notifications_endpoint(ws: WebSocket) -> None:
+    app = ctx(ws)
+    if not origin_allowed(ws, app.settings):
+        await ws.close(code=1008)  # before accept: the handshake is refused with 403
+        return
+    await ws.accept()
+    try:
+        principal = await authenticate(ws)
+    except ApiError:
+        await ws.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
+        return
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SEND_QUEUE)
+    slow = False
+
+    def on_message(message: dict[str, Any]) -> None:
+        nonlocal slow
+        if slow:
+            return
+        try:
+            queue.put_nowait(message)
+        except asyncio.QueueFull:
+            slow = True  # the client resyncs its worklist over HTTP after reconnecting
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+            queue.put_nowait(None)
+
+    async def writer() -> None:
+        while (message := await queue.get()) is not None:
+            await ws.send_text(json.dumps(message, separators=(",", ":")))
+        await ws.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and reload")
+
+    channels = [user_channel(principal.user.id)]
+    if principal.role in ROLE_CHANNELS:
+        channels.append(role_channel(principal.role))
+    # The welcome is queued first, so the writer alone sends and nothing interleaves.
+    queue.put_nowait({"type": "welcome", "user": principal.user.id, "channels": channels})
+    subscriptions = [await app.bus.subscribe(c, on_message) for c in channels]
+    task = asyncio.get_running_loop().create_task(writer())
+    try:
+        while not slow:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if _is_ping(message.get("text")):
+                on_message({"type": "pong"})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for subscription in subscriptions:
+            await subscription.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+routes = [WebSocketRoute("/ws/notifications", notifications_endpoint)]

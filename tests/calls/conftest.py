@@ -1,0 +1,55 @@
+"""Fixtures of the call tests: a live server with ICE on loopback, an exam, room clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from server.callclient import CallClient
+from server.calls import CallManager
+from server.config import Settings
+from server.testing import LiveServer
+from tests.helpers import exam_payload, login
+
+Join = Callable[..., Awaitable[CallClient]]
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    # Loopback only: no STUN server is reachable here, and none is configured.
+    return make_settings(call_host_addresses=("127.0.0.1",), call_max_participants=3)
+
+
+def calls_of(server: LiveServer) -> CallManager:
+    manager: CallManager = server._server.config.app.state.ctx.calls
+    return manager
+
+
+@pytest.fixture
+async def exam_id(http: httpx.AsyncClient) -> str:
+    http.headers["Authorization"] = f"Bearer {await login(http, 'urg_a')}"
+    resp = await http.post("/api/exams", json=exam_payload())
+    assert resp.status_code == 201, resp.text
+    exam: str = resp.json()["id"]
+    return exam
+
+
+@pytest.fixture
+async def open_room(
+    live_server: LiveServer, http: httpx.AsyncClient, exam_id: str
+) -> AsyncIterator[Join]:
+    """``await open_room("man_a", video=True)``: a CallClient in the exam's room."""
+    clients: list[CallClient] = []
+
+    async def make(username: str, *, video: bool = False) -> CallClient:
+        async with httpx.AsyncClient(base_url=live_server.url) as anon:
+            token = await login(anon, username)
+        client = CallClient(live_server.ws_url, exam_id, token, video=video)
+        clients.append(client)
+        return await client.connect()
+
+    yield make
+    for client in clients:
+        await client.close()
