@@ -43,8 +43,8 @@ export const en = {
   "body.HEAD": "Head / brain", "body.NECK": "Neck", "body.CSPINE": "Cervical spine", "body.CHEST": "Chest",
   "body.ABDOMEN": "Abdomen", "body.PELVIS": "Pelvis", "body.CAP": "Chest-abdomen-pelvis", "body.WHOLEBODY": "Whole body",
   "body.SPINE": "Spine", "body.EXTREMITY": "Limb",
-  "room.title": "Exam room", "room.back": "Back to the worklist", "room.accession": "acc.", "room.question": "Question",
-  "room.contraindications": "Contraindications", "room.deadline": "Deadline", "room.timeline": "Exam steps",
+  "room.title": "Exam room", "room.back": "Back to the worklist", "room.accession": "acc.", "room.question": "Question:",
+  "room.contraindications": "Contraindications:", "room.deadline": "Deadline", "room.timeline": "Exam steps",
   "room.present": "Present", "room.dismiss": "Dismiss", "room.accept": "Accept the exam", "room.accepted": "Exam accepted.",
   "room.images_complete": "Acquisition complete", "room.images_complete_confirm": "Confirm: acquisition complete?",
   "room.images_completed": "Acquisition marked complete.", "room.acknowledge": "Acknowledge the report",
@@ -98,4 +98,5 @@ export const en = {
   "report.dose": "Dose", "report.critical_ack": "I have read the critical finding and take charge of it",
   "report.critical_ack_needed": "Tick the box: the critical finding must be acknowledged explicitly.",
   "room.read_report": "Read the report",
+  "room.call": "Voice / video call",
 };

@@ -44,8 +44,8 @@ export const fr = {
   "body.HEAD": "Crâne / encéphale", "body.NECK": "Cou", "body.CSPINE": "Rachis cervical", "body.CHEST": "Thorax",
   "body.ABDOMEN": "Abdomen", "body.PELVIS": "Bassin", "body.CAP": "Thorax-abdomen-pelvis", "body.WHOLEBODY": "Corps entier",
   "body.SPINE": "Rachis", "body.EXTREMITY": "Membre",
-  "room.title": "Salle d'examen", "room.back": "Retour à la liste", "room.accession": "n°", "room.question": "Question",
-  "room.contraindications": "Contre-indications", "room.deadline": "Échéance", "room.timeline": "Étapes de l'examen",
+  "room.title": "Salle d'examen", "room.back": "Retour à la liste", "room.accession": "n°", "room.question": "Question :",
+  "room.contraindications": "Contre-indications :", "room.deadline": "Échéance", "room.timeline": "Étapes de l'examen",
   "room.present": "Présents", "room.dismiss": "Fermer", "room.accept": "Accepter l'examen", "room.accepted": "Examen accepté.",
   "room.images_complete": "Acquisition terminée", "room.images_complete_confirm": "Confirmer : acquisition terminée ?",
   "room.images_completed": "Acquisition déclarée terminée.", "room.acknowledge": "Accuser réception du compte rendu",
@@ -99,4 +99,5 @@ export const fr = {
   "report.dose": "Dose délivrée", "report.critical_ack": "J'ai pris connaissance du résultat critique et j'en assure la prise en charge",
   "report.critical_ack_needed": "Cochez la case : le résultat critique doit être explicitement pris en compte.",
   "room.read_report": "Lire le compte rendu",
+  "room.call": "Appel audio / vidéo",
 };

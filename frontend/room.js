@@ -2,7 +2,7 @@
 // banners, and the panels (chat, protocol, images, report). One RoomClient feeds them.
 import { api } from "./api.js";
 import { h, clear, toast, debounce } from "./dom.js";
-import { t, age, formatDate } from "./i18n.js";
+import { t, age, formatDate, getLang } from "./i18n.js";
 import { RoomClient } from "./roomclient.js";
 import { statusBadge, urgencyBadge, patientName, countdown, currentDeadline, timeline, tickCountdowns } from "./status.js";
 import { ChatPanel } from "./chat.js";
@@ -10,6 +10,7 @@ import { ProtocolPanel } from "./protocol.js";
 import { ImagesPanel } from "./images.js";
 import { ReportPanel } from "./report.js";
 import { actionsFor } from "./actions.js";
+import { createCallControls } from "./call.js";
 
 const STATUS_KINDS = new Set([
   "exam.accepted", "protocol.proposed", "protocol.acknowledged", "exam.images_complete",
@@ -27,10 +28,14 @@ export function mountRoom(main, app, examId) {
   room.protocol = new ProtocolPanel(room);
   room.images = new ImagesPanel(room);
   room.report = new ReportPanel(room);
+  // Voice and video through the server's relay (call.js, from the calls branch).
+  const callCard = h("section", { class: "card call-card", "aria-labelledby": "call-title" },
+    h("h2", { id: "call-title" }, t("room.call")));
+  const call = createCallControls(callCard, room.client, { lang: getLang(), examId });
   const side = h("div", { class: "room-side" },
     h("section", { class: "card presence-card", "aria-labelledby": "presence-title" },
       h("div", { class: "card-head" }, h("h2", { id: "presence-title" }, t("room.present")), conn), presence),
-    room.protocol.el, room.chat.el);
+    room.protocol.el, callCard, room.chat.el);
   const layout = h("div", { class: `room-grid role-${me.role}` }, side, room.images.el, room.report.el);
   main.append(h("section", { class: "view room-view", "aria-label": t("room.title") }, head, banners, layout));
 
@@ -47,8 +52,8 @@ export function mountRoom(main, app, examId) {
           h("p", { class: "exam-line" }, urgencyBadge(e.urgency), " ", statusBadge(e.status),
             h("strong", {}, ` ${e.modality} ${e.body_part}`),
             h("span", { class: "muted" }, ` · ${e.establishment?.name || ""} · ${t("room.accession")} ${e.accession_number}`)),
-          h("p", { class: "question" }, h("span", { class: "muted" }, `${t("room.question")} : `), e.clinical_question),
-          e.contraindications ? h("p", { class: "contra" }, `⚠ ${t("room.contraindications")} : ${e.contraindications}`) : null)),
+          h("p", { class: "question" }, h("span", { class: "muted" }, `${t("room.question")} `), e.clinical_question),
+          e.contraindications ? h("p", { class: "contra" }, `⚠ ${t("room.contraindications")} ${e.contraindications}`) : null)),
       currentDeadline(e)
         ? h("div", { class: "room-deadline" }, h("span", { class: "muted small" }, currentDeadline(e).label), countdown(e))
         : h("div", { class: "room-deadline" }),
@@ -149,6 +154,7 @@ export function mountRoom(main, app, examId) {
   client.connect();
   return () => {
     clearInterval(tick);
+    call.destroy();
     client.close();
     room.images.destroy();
     room.report.destroy();
