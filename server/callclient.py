@@ -84,6 +84,7 @@ class CallClient:
         self.received: dict[tuple[int, str], int] = defaultdict(int)  # (user id, kind) -> frames
         self.arrivals: dict[tuple[int, str], list[float]] = defaultdict(list)
         self._answered = asyncio.Event()
+        self._welcomed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def connect(self) -> CallClient:
@@ -91,6 +92,7 @@ class CallClient:
             self.url, additional_headers={"Authorization": f"Bearer {self.token}"}
         )
         self._tasks.append(asyncio.get_running_loop().create_task(self._read()))
+        await asyncio.wait_for(self._welcomed.wait(), 30)
         return self
 
     async def send(self, frame: dict[str, Any]) -> None:
@@ -172,6 +174,9 @@ class CallClient:
                 self.errors.append(frame)
             elif kind == "call.state":
                 self.state = frame
+            elif kind == "welcome":
+                self.state = frame.get("call")
+                self._welcomed.set()
             self.frames.append(frame)
 
     def _on_track(self, track: MediaStreamTrack) -> None:

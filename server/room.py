@@ -295,6 +295,8 @@ async def room_endpoint(ws: WebSocket) -> None:
                 "you": user_json(principal.user),
                 "presence": await presence(app, exam.id),
                 "last_seq": exam_body["last_seq"],
+                # Who is in the consult now: a member joining mid-call sees it at once.
+                "call": app.calls.state(exam.id),
             }
         )
         await conn.fill_gap()
