@@ -103,7 +103,7 @@ async def list_aes(db: AsyncSession) -> list[tuple[ModalityAE, str]]:
         .join(Establishment, Establishment.id == ModalityAE.establishment_id)
         .order_by(Establishment.code, ModalityAE.ae_title)
     )
-    return [(ae, code) for ae, code in rows.tuples()]
+    return [(row[0], row[1]) for row in rows]
 
 
 async def recognise(app: AppContext, ae_title: str, addr: str) -> Caller | str:
