@@ -14,6 +14,7 @@ import asyncio
 import io
 import json
 import logging
+import socket
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -47,6 +48,30 @@ class _Session:
     stored: int = 0
     failed: dict[str, int] = field(default_factory=dict)
     studies: set[str] = field(default_factory=set)
+
+
+class _QuickAckSocket:
+    """The accepted socket, acknowledging every read at once (Linux TCP_QUICKACK).
+
+    DCMTK's storescu leaves Nagle's algorithm on: the last, short segment of each
+    instance waits for our ACK, which the kernel delays by up to 40 ms. Quick
+    ACKs take a 200-slice series from ~10 s to ~2 s (docs/benchmarks.md). The
+    flag is not sticky, hence after each recv; everything else is delegated.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def recv(self, size: int) -> bytes:
+        data = self._sock.recv(size)
+        self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 def _event(name: str, **fields: Any) -> None:
@@ -99,6 +124,7 @@ class Gateway:
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
         handlers = [
+            (evt.EVT_CONN_OPEN, self._on_connected),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
@@ -131,6 +157,12 @@ class Gateway:
             raise
 
     # -- association ------------------------------------------------------
+
+    @staticmethod
+    def _on_connected(event: evt.Event) -> None:
+        sock = event.assoc.dul.socket
+        if QUICKACK is not None and sock is not None and isinstance(sock.socket, socket.socket):
+            sock.socket = _QuickAckSocket(sock.socket)  # type: ignore[assignment]
 
     def _on_requested(self, event: evt.Event) -> None:
         """A-ASSOCIATE-RQ: only registered calling AE titles get in (PS3.8 7.1.1.3)."""
