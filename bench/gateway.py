@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import update  # noqa: E402
+from sqlalchemy import select, update  # noqa: E402
 
 from bench.dicomweb import Client, stow  # noqa: E402
 from dicomweb.samples import ct_series  # noqa: E402
@@ -36,11 +36,25 @@ from server.dicom.aes import add_ae  # noqa: E402
 from server.dicom.gateway import Gateway  # noqa: E402
 from server.exams import ExamRequest, create_exam  # noqa: E402
 from server.migrate import upgrade  # noqa: E402
-from server.models import Exam  # noqa: E402
+from server.models import Exam, User  # noqa: E402
 from server.testing import LiveServer  # noqa: E402
 
 PASSWORD = "bench password, loopback only"  # noqa: S105 - a throw-away database
-PATIENT = {"id": "BENCH-1", "name": "BENCH^Patient", "birth_date": "1950-01-01", "sex": "O"}
+REQUEST = ExamRequest.model_validate(
+    {
+        "patient": {
+            "id": "BENCH-1",
+            "name": "BENCH^Patient",
+            "birth_date": "1950-01-01",
+            "sex": "O",
+        },
+        "modality": "CT",
+        "body_part": "HEAD",
+        "clinical_question": "benchmark",
+        "urgency": "emergency",
+        "consent": True,
+    }
+)
 
 
 async def seed(settings: Settings) -> str:
@@ -49,17 +63,7 @@ async def seed(settings: Settings) -> str:
         await add_establishment(app, db, "HOPA", "Bench hospital")
         urg = await add_user(app, db, "urg", PASSWORD, "urgentist", "HOPA", "URG")
         await add_user(app, db, "man", PASSWORD, "manipulator", "HOPA", "MAN")
-        request = ExamRequest.model_validate(
-            {
-                "patient": PATIENT,
-                "modality": "CT",
-                "body_part": "HEAD",
-                "clinical_question": "benchmark",
-                "urgency": "emergency",
-                "consent": True,
-            }
-        )
-        exam, _ = await create_exam(db, settings, urg, request, app.now())
+        exam, _ = await create_exam(db, settings, urg, REQUEST, app.now())
         # The accept/protocol commands are not what is measured: skip to acquiring.
         await db.execute(update(Exam).where(Exam.id == exam.id).values(status="acquiring"))
         await add_ae(app, db, "CT_BENCH", "HOPA")
@@ -67,24 +71,54 @@ async def seed(settings: Settings) -> str:
         return exam.accession_number
 
 
-async def cstore(settings: Settings, files: list[str]) -> float:
+async def storescu(port: int, called: str, files: list[str]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "storescu", "-aet", "CT_BENCH", "-aec", called, "127.0.0.1", str(port), *files,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"storescu failed:\n{out.decode(errors='replace')[-2000:]}")
+
+
+async def cstore(settings: Settings, files: list[str], associations: int) -> float:
+    """storescu of ``files``, split over ``associations`` concurrent storescu."""
     async with app_context(settings) as app:
         gateway = Gateway(app, host="127.0.0.1", port=0)
         port = gateway.start()
         try:
             t0 = time.perf_counter()
-            proc = await asyncio.create_subprocess_exec(
-                "storescu", "-aet", "CT_BENCH", "-aec", settings.dicom_ae_title,
-                "127.0.0.1", str(port), *files,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-            out, _ = await proc.communicate()
+            await asyncio.gather(
+                *(
+                    storescu(port, settings.dicom_ae_title, files[i::associations])
+                    for i in range(associations)
+                )
+            )
             elapsed = time.perf_counter() - t0
         finally:
             await asyncio.to_thread(gateway.stop)
-    if proc.returncode != 0:
-        raise SystemExit(f"storescu failed:\n{out.decode(errors='replace')[-2000:]}")
     return elapsed
+
+
+def write_series(directory: Path, slices: int, size: int, accession: str) -> list[str]:
+    directory.mkdir()
+    files = []
+    for i, data in enumerate(ct_series(slices, size, AccessionNumber=accession)):
+        path = directory / f"{i:04d}.dcm"
+        path.write_bytes(data)
+        files.append(str(path))
+    return files
+
+
+async def second_exam(settings: Settings) -> str:
+    """Another exam, so the parallel run stores a new study rather than duplicates."""
+    async with app_context(settings) as app, app.db() as db:
+        urg = await db.scalar(select(User).where(User.username == "urg"))
+        assert urg is not None
+        exam, _ = await create_exam(db, settings, urg, REQUEST, app.now())
+        await db.execute(update(Exam).where(Exam.id == exam.id).values(status="acquiring"))
+        await db.commit()
+        return exam.accession_number
 
 
 def stow_runs(settings: Settings, accession: str, slices: int, size: int) -> tuple[float, float]:
@@ -108,6 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=200)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--parallel", type=int, default=4, help="associations, second run")
     parser.add_argument("--database-url", default=None, help="an empty database (default: SQLite)")
     args = parser.parse_args()
     if shutil.which("storescu") is None:
@@ -125,21 +160,20 @@ def main() -> None:
             log_level="WARNING",
         )
         accession = asyncio.run(seed(settings))
-        files = []
-        for i, data in enumerate(ct_series(args.slices, args.size, AccessionNumber=accession)):
-            path = work / "series" / f"{i:04d}.dcm"
-            path.parent.mkdir(exist_ok=True)
-            path.write_bytes(data)
-            files.append(str(path))
+        files = write_series(work / "series", args.slices, args.size, accession)
         total = sum(os.path.getsize(f) for f in files)
         mb = total / 1e6
         load = os.getloadavg()[0]
-        elapsed = asyncio.run(cstore(settings, files))
+        elapsed = asyncio.run(cstore(settings, files, 1))
+        accession2 = asyncio.run(second_exam(settings))
+        files2 = write_series(work / "series2", args.slices, args.size, accession2)
+        parallel = asyncio.run(cstore(settings, files2, args.parallel))
         batch, single = stow_runs(settings, accession, args.slices, args.size)
         n = args.slices
         print(f"series: {n} x {args.size}x{args.size} CT, {mb:.0f} MB; load average {load:.1f}")
         for name, seconds in (
             ("C-STORE (storescu, 1 association)", elapsed),
+            (f"C-STORE ({args.parallel} storescu at once)", parallel),
             ("STOW-RS, one request", batch),
             ("STOW-RS, one request per instance", single),
         ):

@@ -14,7 +14,6 @@ import asyncio
 import io
 import json
 import logging
-import socket
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -32,6 +31,7 @@ from server.context import AppContext
 from server.dicom import conformance as conf
 from server.dicom import worklist
 from server.dicom.aes import Caller, recognise
+from server.dicom.transport import quick_acks
 
 log = logging.getLogger("teleimagerie.dicom")
 T = TypeVar("T")
@@ -48,30 +48,6 @@ class _Session:
     stored: int = 0
     failed: dict[str, int] = field(default_factory=dict)
     studies: set[str] = field(default_factory=set)
-
-
-class _QuickAckSocket:
-    """The accepted socket, acknowledging every read at once (Linux TCP_QUICKACK).
-
-    DCMTK's storescu leaves Nagle's algorithm on: the last, short segment of each
-    instance waits for our ACK, which the kernel delays by up to 40 ms. Quick
-    ACKs take a 200-slice series from ~10 s to ~2 s (docs/benchmarks.md). The
-    flag is not sticky, hence after each recv; everything else is delegated.
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def recv(self, size: int) -> bytes:
-        data = self._sock.recv(size)
-        self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-        return data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-
-QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 def _event(name: str, **fields: Any) -> None:
@@ -124,7 +100,7 @@ class Gateway:
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
         handlers = [
-            (evt.EVT_CONN_OPEN, self._on_connected),
+            (evt.EVT_CONN_OPEN, quick_acks),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
@@ -157,12 +133,6 @@ class Gateway:
             raise
 
     # -- association ------------------------------------------------------
-
-    @staticmethod
-    def _on_connected(event: evt.Event) -> None:
-        sock = event.assoc.dul.socket
-        if QUICKACK is not None and sock is not None and isinstance(sock.socket, socket.socket):
-            sock.socket = _QuickAckSocket(sock.socket)  # type: ignore[assignment]
 
     def _on_requested(self, event: evt.Event) -> None:
         """A-ASSOCIATE-RQ: only registered calling AE titles get in (PS3.8 7.1.1.3)."""
