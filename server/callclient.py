@@ -131,7 +131,7 @@ class CallClient:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def wait_for(self, predicate: Any, within: float = 10) -> None:
+    async def wait_for(self, predicate: Any, within: float = 30) -> None:
         """Wait until ``predicate(self)`` holds (frames counted, a state seen...)."""
         # Polling keeps the media tasks free of any lock they would share with waiters.
         deadline = time.monotonic() + within

@@ -69,6 +69,7 @@ class Connection:
         self.sent_seq = 0  # highest seq passed on (or skipped as invisible)
         self.slow = False
         self.writer_task: asyncio.Task[None] | None = None
+        self.held: list[dict[str, Any]] | None = []
         self.bucket = TokenBucket(RATE, BURST)
         self.gap_lock = asyncio.Lock()
         self.member = {
@@ -103,6 +104,9 @@ class Connection:
 
     def on_message(self, message: dict[str, Any]) -> None:
         """Engine callback (must not block): filter and queue one room message."""
+        if self.held is not None:  # the welcome is not sent yet: it goes first
+            self.held.append(message)
+            return
         if message.get("type") != "event":
             self.push(message)
             return
@@ -114,6 +118,13 @@ class Connection:
             asyncio.get_running_loop().create_task(self.fill_gap())
             return
         self.pass_on(message["event"])
+
+    def welcome(self, frame: dict[str, Any]) -> None:
+        """Send the welcome, then what arrived while it was being prepared."""
+        self.push(frame)
+        held, self.held = self.held or [], None
+        for message in held:
+            self.on_message(message)
 
     def pass_on(self, event: dict[str, Any]) -> None:
         self.sent_seq = event["seq"]
@@ -277,7 +288,7 @@ async def room_endpoint(ws: WebSocket) -> None:
     try:
         await app.bus.presence_join(channel, conn.conn_id, conn.member, app.settings.presence_ttl_s)
         hub.add(conn)
-        conn.push(
+        conn.welcome(
             {
                 "type": "welcome",
                 "exam": exam_body,

@@ -48,8 +48,13 @@ class RoomClient:
             self.url,
             additional_headers={"Authorization": f"Bearer {self.token}"},
             origin=self.origin,  # type: ignore[arg-type]
-            max_size=4 * 1024 * 1024,
-            **self.connect_options,
+            **{
+                "max_size": 4 * 1024 * 1024,
+                # Unbounded: a client that stops reading would otherwise pause the
+                # socket and never see the server's close frame.
+                "max_queue": None,
+                **self.connect_options,
+            },
         )
         self.welcome = await self.next_of("welcome")
         return self.welcome

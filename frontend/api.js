@@ -1,0 +1,98 @@
+// The HTTP API client (API.md). The session lives in the HttpOnly cookie the server
+// sets at login, so no token is ever kept in JavaScript.
+
+export class ApiError extends Error {
+  constructor(status, code, message, fields = []) {
+    super(message || code);
+    this.status = status;
+    this.code = code;
+    this.fields = fields;
+  }
+}
+
+const listeners = { unauthorized: new Set() };
+
+export function onUnauthorized(fn) {
+  listeners.unauthorized.add(fn);
+}
+
+async function request(method, path, body, options = {}) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(0, "network", String(err));
+  }
+  if (resp.status === 204) return null;
+  const text = await resp.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!resp.ok) {
+    const e = (data && data.error) || {};
+    const err = new ApiError(resp.status, e.code || `http_${resp.status}`, e.message, e.fields);
+    if (resp.status === 401 && !options.quiet401) {
+      for (const fn of listeners.unauthorized) fn(err);
+    }
+    throw err;
+  }
+  return data;
+}
+
+export const api = {
+  login: (username, password) =>
+    request("POST", "/api/session", { username, password }, { quiet401: true }),
+  logout: () => request("DELETE", "/api/session"),
+  me: () => request("GET", "/api/me", undefined, { quiet401: true }),
+  exams: (params = {}) => {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) {
+      for (const one of [].concat(v)) if (one) q.append(k, one);
+    }
+    const qs = q.toString();
+    return request("GET", `/api/exams${qs ? `?${qs}` : ""}`);
+  },
+  exam: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}`),
+  events: (id, since = 0) => request("GET", `/api/exams/${encodeURIComponent(id)}/events?since=${since}`),
+  createExam: (body) => request("POST", "/api/exams", body),
+  command: (id, name, body) =>
+    request("POST", `/api/exams/${encodeURIComponent(id)}/${name}`, body ?? undefined),
+  protocols: (modality, bodyPart) => {
+    const q = new URLSearchParams();
+    if (modality) q.set("modality", modality);
+    if (bodyPart) q.set("body_part", bodyPart);
+    return request("GET", `/api/protocols?${q}`);
+  },
+  report: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}/report`),
+  saveReport: (id, body) => request("PUT", `/api/exams/${encodeURIComponent(id)}/report`, body),
+  signReport: (id, password) =>
+    request("POST", `/api/exams/${encodeURIComponent(id)}/report/sign`, { password }, { quiet401: true }),
+  reportTemplates: (modality, bodyPart) =>
+    request("GET", `/api/report-templates?${new URLSearchParams({ modality: modality || "", body_part: bodyPart || "" })}`),
+};
+
+/** GET a DICOMweb JSON resource (QIDO, metadata); null when the service is absent. */
+export async function dicomJson(path) {
+  const resp = await fetch(path, {
+    credentials: "same-origin",
+    headers: { Accept: "application/dicom+json" },
+  });
+  if (resp.status === 204) return [];
+  if (!resp.ok) throw new ApiError(resp.status, `http_${resp.status}`, path);
+  return resp.json();
+}
+
+/** A new client id for a chat message (the server de-duplicates on it). */
+export function clientId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}

@@ -1,0 +1,119 @@
+// Entry point: session, hash router, top bar, personal notifications.
+// Every view is `mount(container, app) -> cleanup`, so leaving a view closes its sockets.
+import { api, onUnauthorized } from "./api.js";
+import { $, clear, h, toast, beep } from "./dom.js";
+import { initLang, setLang, getLang, onLangChange, t } from "./i18n.js";
+import { Notifications } from "./notifications.js";
+import { mountLogin } from "./login.js";
+import { mountWorklist } from "./worklist.js";
+import { mountRequestForm } from "./requestform.js";
+import { mountRoom } from "./room.js";
+
+const app = {
+  me: null,
+  notifications: new Notifications(),
+  navigate(hash) {
+    if (location.hash === hash) route();
+    else location.hash = hash;
+  },
+};
+
+let cleanup = null;
+
+function renderChrome() {
+  $("#lang").value = getLang();
+  $("#lang-label").textContent = t("app.language");
+  $(".skip-link").textContent = t("app.skip");
+  const logout = $("#logout");
+  logout.textContent = t("app.logout");
+  logout.hidden = !app.me;
+  const who = $("#whoami");
+  who.textContent = app.me ? `${app.me.display_name} · ${t(`role.${app.me.role}`)}` : "";
+  const nav = clear($("#topnav"));
+  if (!app.me) return;
+  nav.append(h("a", { href: "#/worklist", class: "navlink" }, t("nav.worklist")));
+  if (app.me.role === "urgentist") {
+    nav.append(h("a", { href: "#/new", class: "navlink", id: "nav-new" }, t("nav.new")));
+  }
+}
+
+async function route() {
+  if (cleanup) {
+    cleanup();
+    cleanup = null;
+  }
+  const main = clear($("#main"));
+  document.title = "Téléimagerie";
+  const hash = location.hash || "#/worklist";
+  renderChrome();
+  if (!app.me) {
+    cleanup = mountLogin(main, app, onLoggedIn);
+    return;
+  }
+  const [, view, arg] = hash.split("/");
+  if (view === "exam" && arg) {
+    cleanup = mountRoom(main, app, decodeURIComponent(arg));
+  } else if (view === "new" && app.me.role === "urgentist") {
+    cleanup = mountRequestForm(main, app);
+  } else {
+    cleanup = mountWorklist(main, app);
+  }
+  main.focus({ preventScroll: true });
+}
+
+function onLoggedIn(user) {
+  app.me = user;
+  startNotifications();
+  if (!location.hash || location.hash === "#/login") location.hash = "#/worklist";
+  else route();
+}
+
+function startNotifications() {
+  app.notifications.stop();
+  app.notifications = new Notifications();
+  app.notifications.addEventListener("notification", (ev) => {
+    const n = ev.detail;
+    const exam = n.exam || {};
+    const kind = n.kind || "";
+    const who = exam.patient ? exam.patient.name.replaceAll("^", " ") : exam.accession_number || "";
+    const urgent = kind.startsWith("escalation");
+    toast(`${t(`notify.${kind}`)} — ${who}`, urgent ? "danger" : "info", urgent ? 0 : 8000);
+    if (urgent || kind === "exam.assigned") beep();
+  });
+  app.notifications.start();
+}
+
+async function boot() {
+  initLang();
+  $("#lang").addEventListener("change", (ev) => setLang(ev.target.value));
+  onLangChange(() => route());
+  $("#logout").addEventListener("click", async () => {
+    try {
+      await api.logout();
+    } catch {
+      // the session may already be gone; we leave either way
+    }
+    app.me = null;
+    app.notifications.stop();
+    sessionStorage.clear();
+    location.hash = "#/login";
+    route();
+  });
+  onUnauthorized(() => {
+    if (!app.me) return;
+    app.me = null;
+    app.notifications.stop();
+    toast(t("app.session_expired"), "warn");
+    route();
+  });
+  window.addEventListener("hashchange", route);
+  try {
+    app.me = await api.me();
+    startNotifications();
+  } catch {
+    app.me = null;
+  }
+  route();
+}
+
+boot();

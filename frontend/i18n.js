@@ -1,0 +1,83 @@
+// Translations. French is the default (the users are French hospitals); English is
+// available from the language picker and remembered in localStorage.
+import { fr } from "./lang-fr.js";
+import { en } from "./lang-en.js";
+
+const DICTS = { fr, en };
+let lang = "fr";
+const listeners = new Set();
+
+export function initLang() {
+  const saved = localStorage.getItem("ti.lang");
+  lang = saved && DICTS[saved] ? saved : "fr";
+  document.documentElement.lang = lang;
+  return lang;
+}
+
+export function getLang() {
+  return lang;
+}
+
+export function setLang(next) {
+  if (!DICTS[next] || next === lang) return;
+  lang = next;
+  localStorage.setItem("ti.lang", next);
+  document.documentElement.lang = next;
+  for (const fn of listeners) fn(next);
+}
+
+export function onLangChange(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+/** t("room.sent", {n: 3}) — a missing key falls back to French, then to the key itself. */
+export function t(key, params = {}) {
+  let text = DICTS[lang][key] ?? fr[key] ?? key;
+  for (const [name, value] of Object.entries(params)) {
+    text = text.replaceAll(`{${name}}`, String(value));
+  }
+  return text;
+}
+
+export function locale() {
+  return lang === "fr" ? "fr-FR" : "en-GB";
+}
+
+export function formatTime(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit" });
+}
+
+export function formatDateTime(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleString(locale(), {
+    day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit",
+  });
+}
+
+export function formatDate(isoDate) {
+  if (!isoDate) return "";
+  const [y, m, d] = isoDate.split("-");
+  return lang === "fr" ? `${d}/${m}/${y}` : `${y}-${m}-${d}`;
+}
+
+/** Age in whole years from a birth date (clinicians read age, not birth dates). */
+export function age(isoDate) {
+  const b = new Date(isoDate);
+  const now = new Date();
+  let years = now.getFullYear() - b.getFullYear();
+  if (now < new Date(now.getFullYear(), b.getMonth(), b.getDate())) years -= 1;
+  return years;
+}
+
+/** "12:04" for a duration in seconds, with a sign when it is past. */
+export function formatCountdown(seconds) {
+  const late = seconds < 0;
+  const s = Math.abs(Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  const body = h ? `${h} h ${String(m).padStart(2, "0")}` : `${m}:${String(sec).padStart(2, "0")}`;
+  return late ? `+${body}` : body;
+}

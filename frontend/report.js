@@ -1,0 +1,211 @@
+// The report panel: the radiologist writes from a template with autosave, flags a
+// critical finding and signs (the password is asked again); everyone else reads the
+// signed report. Works from the report API, or from the room's report events.
+import { api } from "./api.js";
+import { h, clear, debounce, beep } from "./dom.js";
+import { t, formatTime } from "./i18n.js";
+import { signDialog } from "./sign.js";
+import { runCommand } from "./actions.js";
+
+const FIELDS = ["indication", "technique", "findings", "conclusion"];
+const TEMPLATE_FIELDS = ["technique", "findings", "conclusion", "dose"];
+const EDITABLE = ["acquiring", "images_complete"];
+// Modalities that irradiate: the report states the dose (the server refuses to sign without).
+const DOSE_MODALITIES = ["CT", "CR", "DX"];
+
+export class ReportPanel {
+  constructor(room) {
+    this.room = room;
+    this.report = null; // {indication, technique, findings, conclusion, critical, sha256?, signed_at?}
+    this.templates = null;
+    this.body = h("div", { class: "report-body" });
+    this.el = h("section", { class: "card report-card", id: "report-panel", "aria-labelledby": "report-title" },
+      h("h2", { id: "report-title" }, t("report.title")), this.body);
+    this.save = debounce(() => this.persist(), 1200);
+    this.loaded = false;
+  }
+
+  async load() {
+    if (this.loading) return;
+    this.loading = true;
+    try {
+      const r = await api.report(this.room.examId);
+      if (r.status === "none") this.report = r.template ? { ...r.template, fromTemplate: true } : null;
+      else if (r.in_progress) this.report = null; // site staff only learn a draft exists
+      else this.report = { ...r, signed: r.status === "signed" };
+    } catch {
+      // No report yet (or the route is not there): the events will tell.
+    }
+    this.loading = false;
+    this.loaded = true;
+    this.render();
+  }
+
+  async loadTemplates() {
+    try {
+      const data = await api.reportTemplates(this.room.exam?.modality, this.room.exam?.body_part);
+      this.templates = data.templates || data || [];
+    } catch {
+      this.templates = [];
+    }
+    this.render();
+  }
+
+  onEvent(e) {
+    if (e.kind === "report.draft" && !this.editing()) this.report = { ...this.report, ...e.body };
+    if (e.kind === "report.signed") {
+      // The event carries the hash and the flag; the content is read from the API.
+      if (e.body?.critical && this.room.me.role === "urgentist") beep();
+      this.form = null;
+      this.load();
+    }
+    if (e.kind === "exam.delivered") this.load();
+  }
+
+  editing() {
+    return this.room.me.role === "radiologist" && EDITABLE.includes(this.room.exam?.status);
+  }
+
+  render() {
+    const exam = this.room.exam;
+    if (!exam) return;
+    if (!this.loaded) {
+      clear(this.body, h("p", { class: "muted" }, t("app.loading")));
+      this.load();
+      return;
+    }
+    const signed = ["reported", "delivered"].includes(exam.status);
+    this.el.hidden = this.room.me.role === "manipulator" && !signed;
+    if (this.editing()) return this.renderEditor(exam);
+    if (signed && this.report) return this.renderSigned(exam);
+    clear(this.body, h("p", { class: "muted" }, t(signed ? "report.loading" : "report.not_yet")));
+  }
+
+  renderSigned(exam) {
+    const r = this.report;
+    if (r.critical && exam.status === "reported" && this.room.me.role === "urgentist") {
+      this.room.banner("critical", t("report.critical_banner"), "danger");
+    } else {
+      this.room.unbanner("critical");
+    }
+    clear(this.body,
+      r.critical ? h("p", { class: "critical-flag", role: "alert" }, `⚠ ${t("report.critical")}`) : null,
+      ...[...FIELDS, "dose"].map((f) => r[f] ? h("div", { class: "report-section" }, h("h3", {}, t(`report.${f}`)), h("p", { class: "report-text" }, r[f])) : null),
+      h("p", { class: "small muted", id: "report-signed-line" }, `✓ ${t("report.signed_line")}${r.signed_at ? ` ${formatTime(r.signed_at)}` : ""}`,
+        r.sha256 ? h("code", { class: "sha" }, ` SHA-256 ${r.sha256.slice(0, 16)}…`) : null),
+      exam.status === "delivered" ? h("p", { class: "ok-line", id: "report-delivered" }, `✓ ${t("report.delivered")}`) : null,
+      this.room.me.role === "urgentist" && exam.status === "reported" ? this.ackForm(r) : null);
+  }
+
+  /** The urgentist's acknowledgement; a critical finding must be acknowledged explicitly. */
+  ackForm(r) {
+    const box = r.critical ? h("input", { type: "checkbox", id: "critical-ack" }) : null;
+    const err = h("p", { class: "field-error", role: "alert" });
+    const btn = h("button", { type: "submit", class: "btn btn-primary btn-big", id: "acknowledge-report" }, t("room.acknowledge"));
+    const form = h("form", { class: "ack-form" },
+      box ? h("div", { class: "field field-check critical-check" }, box, h("label", { for: "critical-ack" }, t("report.critical_ack"))) : null,
+      err, btn);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (box && !box.checked) {
+        err.textContent = t("report.critical_ack_needed");
+        box.focus();
+        return;
+      }
+      btn.disabled = true;
+      await runCommand(this.room, "acknowledge", box ? { critical_acknowledged: true } : undefined, "room.acknowledged");
+      btn.disabled = false;
+    });
+    return form;
+  }
+
+  renderEditor(exam) {
+    if (this.templates === null) {
+      this.templates = [];
+      this.loadTemplates();
+    }
+    if (this.form && this.body.contains(this.form)) {
+      this.signBtn.disabled = exam.status !== "images_complete";
+      this.signHint.hidden = exam.status === "images_complete";
+      return;
+    }
+    const r = this.report || {};
+    this.inputs = {};
+    const pick = h("select", { id: "report-template" }, h("option", { value: "" }, t("report.template_pick")),
+      ...this.templates.map((tp, i) => h("option", { value: String(i) }, tp.title || tp.name || tp.id)));
+    pick.addEventListener("change", () => {
+      const tp = this.templates[Number(pick.value)];
+      if (!tp || pick.value === "") return;
+      for (const f of TEMPLATE_FIELDS) if (tp[f] && this.inputs[f]) this.inputs[f].value = tp[f];
+      this.changed();
+    });
+    const names = DOSE_MODALITIES.includes(exam.modality) ? [...FIELDS, "dose"] : FIELDS;
+    const fields = names.map((f) => {
+      const ta = h("textarea", { id: `report-${f}`, rows: f === "findings" ? 8 : f === "dose" ? 1 : 3, maxlength: f === "dose" ? 2000 : 20000 });
+      ta.value = r[f] ?? (f === "indication" ? exam.clinical_question : f === "technique" ? exam.protocol?.text || "" : "");
+      ta.addEventListener("input", () => this.changed());
+      this.inputs[f] = ta;
+      return h("div", { class: "field" }, h("label", { for: `report-${f}` }, t(`report.${f}`)), ta);
+    });
+    this.critical = h("input", { type: "checkbox", id: "report-critical" });
+    this.critical.checked = Boolean(r.critical);
+    this.critical.addEventListener("change", () => this.changed());
+    this.saveState = h("span", { class: "small muted", id: "report-save-state", role: "status", "aria-live": "polite" });
+    this.signBtn = h("button", { type: "button", class: "btn btn-primary", id: "report-sign" }, t("report.sign"));
+    this.signBtn.disabled = exam.status !== "images_complete";
+    this.signHint = h("span", { class: "small muted", hidden: exam.status === "images_complete" }, t("report.sign_wait"));
+    this.signBtn.addEventListener("click", () => this.sign());
+    this.form = h("form", { class: "report-form", novalidate: true },
+      this.templates.length ? [h("label", { for: "report-template" }, t("report.template")), pick] : null,
+      fields,
+      h("div", { class: "field field-check critical-check" }, this.critical, h("label", { for: "report-critical" }, t("report.critical_label"))),
+      h("div", { class: "form-actions" }, this.saveState, this.signHint, this.signBtn));
+    this.form.addEventListener("submit", (ev) => ev.preventDefault());
+    clear(this.body, this.form);
+  }
+
+  values() {
+    const out = { critical: this.critical.checked };
+    for (const [f, input] of Object.entries(this.inputs)) out[f] = input.value;
+    return out;
+  }
+
+  changed() {
+    this.dirty = true;
+    this.saveState.textContent = t("report.unsaved");
+    this.save();
+  }
+
+  async persist() {
+    if (!this.dirty || !this.editing()) return true;
+    const values = this.values();
+    this.dirty = false;
+    this.saveState.textContent = t("report.saving");
+    try {
+      await api.saveReport(this.room.examId, values);
+      this.report = { ...this.report, ...values };
+      this.saveState.textContent = t("report.saved_at", { time: formatTime(new Date().toISOString()) });
+      return true;
+    } catch (err) {
+      this.dirty = true;
+      this.saveState.textContent = `${t("report.save_failed")} (${err.message})`;
+      this.save();
+      return false;
+    }
+  }
+
+  async sign() {
+    this.save.cancel();
+    this.dirty = true;
+    if (!(await this.persist())) return;
+    signDialog(this.room, this.values(), (result) => {
+      this.report = { ...this.values(), ...(result?.report || {}), sha256: result?.sha256 || result?.report?.sha256, signed: true };
+      this.form = null;
+      this.room.refresh();
+    });
+  }
+
+  destroy() {
+    this.save.flush();
+  }
+}

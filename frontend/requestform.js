@@ -1,0 +1,146 @@
+// The urgentist's exam request (API.md POST /api/exams): the fields a French
+// teleradiology request needs, validated here for clear messages and by the server.
+import { api } from "./api.js";
+import { h, toast } from "./dom.js";
+import { t } from "./i18n.js";
+
+const BODY_PARTS = ["HEAD", "NECK", "CSPINE", "CHEST", "ABDOMEN", "PELVIS", "CAP", "WHOLEBODY", "SPINE", "EXTREMITY"];
+
+/** "Dupont Jeanne" -> "DUPONT^Jeanne" (DICOM PN: family name first, in capitals). */
+function dicomName(text) {
+  const [family, ...given] = text.trim().split(/[\s,^]+/);
+  return given.length ? `${family.toUpperCase()}^${given.join(" ")}` : family.toUpperCase();
+}
+
+function field(id, label, control, hint) {
+  const err = h("p", { class: "field-error", id: `${id}-error`, "aria-live": "polite" });
+  control.id = id;
+  control.setAttribute("aria-describedby", `${id}-error${hint ? ` ${id}-hint` : ""}`);
+  return h("div", { class: "field", dataset: { field: id } },
+    h("label", { for: id }, label, control.required ? h("span", { class: "req", "aria-hidden": "true" }, " *") : null),
+    hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : null,
+    control, err);
+}
+
+function select(name, options, required = true) {
+  return h("select", { name, required },
+    h("option", { value: "" }, t("form.choose")),
+    ...options.map(([value, label]) => h("option", { value }, label)));
+}
+
+export function mountRequestForm(main, app) {
+  const c = {
+    patient_id: h("input", { name: "patient_id", required: true, maxlength: 64, autocomplete: "off" }),
+    patient_name: h("input", { name: "patient_name", required: true, maxlength: 200, autocomplete: "off" }),
+    birth_date: h("input", { name: "birth_date", type: "date", required: true, max: new Date().toISOString().slice(0, 10) }),
+    sex: select("sex", ["F", "M", "O", "U"].map((s) => [s, t(`sex.${s}`)])),
+    modality: select("modality", ["CT", "MR", "CR", "DX"].map((m) => [m, t(`modality.${m}`)])),
+    body_part: select("body_part", BODY_PARTS.map((b) => [b, t(`body.${b}`)])),
+    urgency: select("urgency", ["emergency", "urgent", "scheduled"].map((u) => [u, t(`urgency.${u}`)])),
+    clinical_question: h("textarea", { name: "clinical_question", required: true, rows: 4, maxlength: 4000 }),
+    contraindications: h("textarea", { name: "contraindications", rows: 2, maxlength: 2000 }),
+    consent: h("input", { name: "consent", type: "checkbox", required: true }),
+  };
+  const summary = h("div", { class: "form-summary", id: "form-summary", role: "alert", tabindex: "-1" });
+  const submit = h("button", { type: "submit", class: "btn btn-primary", id: "request-submit" }, t("form.submit"));
+  const consentField = h("div", { class: "field field-check", dataset: { field: "consent" } },
+    c.consent, h("label", { for: "consent" }, t("form.consent"), h("span", { class: "req", "aria-hidden": "true" }, " *")),
+    h("p", { class: "field-error", id: "consent-error", "aria-live": "polite" }));
+  c.consent.id = "consent";
+  c.consent.setAttribute("aria-describedby", "consent-error");
+  const form = h("form", { class: "card request-form", id: "request-form", novalidate: true, "aria-labelledby": "rf-title" },
+    h("h1", { id: "rf-title" }, t("form.title")),
+    h("p", { class: "muted" }, t("form.required_note")),
+    summary,
+    h("fieldset", {}, h("legend", {}, t("form.patient")),
+      h("div", { class: "grid-2" },
+        field("patient_id", t("form.patient_id"), c.patient_id, t("form.patient_id_hint")),
+        field("patient_name", t("form.patient_name"), c.patient_name, t("form.patient_name_hint")),
+        field("birth_date", t("form.birth_date"), c.birth_date),
+        field("sex", t("form.sex"), c.sex))),
+    h("fieldset", {}, h("legend", {}, t("form.exam")),
+      h("div", { class: "grid-3" },
+        field("modality", t("form.modality"), c.modality),
+        field("body_part", t("form.body_part"), c.body_part),
+        field("urgency", t("form.urgency"), c.urgency)),
+      field("clinical_question", t("form.clinical_question"), c.clinical_question, t("form.clinical_question_hint")),
+      field("contraindications", t("form.contraindications"), c.contraindications, t("form.contraindications_hint"))),
+    consentField,
+    h("div", { class: "form-actions" },
+      h("a", { href: "#/worklist", class: "btn btn-ghost" }, t("form.cancel")), submit));
+
+  function setError(name, message) {
+    const wrap = form.querySelector(`[data-field="${name}"]`);
+    if (!wrap) return;
+    wrap.classList.toggle("invalid", Boolean(message));
+    wrap.querySelector(".field-error").textContent = message || "";
+    const control = c[name];
+    if (control) control.setAttribute("aria-invalid", message ? "true" : "false");
+  }
+
+  function validate() {
+    const errors = {};
+    for (const [name, control] of Object.entries(c)) {
+      if (name === "consent") continue;
+      if (control.required && !control.value.trim()) errors[name] = t("form.err.required");
+    }
+    if (c.birth_date.value && c.birth_date.value > new Date().toISOString().slice(0, 10)) {
+      errors.birth_date = t("form.err.future");
+    }
+    if (!c.consent.checked) errors.consent = t("form.err.consent");
+    for (const name of Object.keys(c)) setError(name, errors[name]);
+    return errors;
+  }
+
+  function showSummary(errors) {
+    const names = Object.keys(errors);
+    summary.replaceChildren();
+    if (!names.length) return;
+    summary.append(h("p", {}, t("form.err.summary", { n: names.length })),
+      h("ul", {}, names.map((n) => h("li", {}, h("a", { href: `#${n}`, onclick: (ev) => { ev.preventDefault(); c[n].focus(); } },
+        `${form.querySelector(`label[for="${n}"]`).firstChild.textContent} — ${errors[n]}`)))));
+    summary.focus();
+  }
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const errors = validate();
+    showSummary(errors);
+    if (Object.keys(errors).length) return;
+    const body = {
+      patient: { id: c.patient_id.value.trim(), name: dicomName(c.patient_name.value),
+        birth_date: c.birth_date.value, sex: c.sex.value },
+      modality: c.modality.value,
+      body_part: c.body_part.value,
+      clinical_question: c.clinical_question.value.trim(),
+      urgency: c.urgency.value,
+      consent: true,
+    };
+    if (c.contraindications.value.trim()) body.contraindications = c.contraindications.value.trim();
+    submit.disabled = true;
+    try {
+      const exam = await api.createExam(body);
+      toast(t("form.created", { acc: exam.accession_number }), "ok");
+      app.navigate(`#/exam/${encodeURIComponent(exam.id)}`);
+    } catch (err) {
+      const serverErrors = {};
+      for (const f of err.fields || []) {
+        const name = String(f.field || "").replace(/^patient\.(id|name)$/, "patient_$1").replace(/^patient\./, "");
+        serverErrors[c[name] ? name : "clinical_question"] = f.message;
+      }
+      if (!Object.keys(serverErrors).length) serverErrors.clinical_question = err.message;
+      for (const [n, m] of Object.entries(serverErrors)) setError(n, m);
+      showSummary(serverErrors);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  for (const control of Object.values(c)) {
+    control.addEventListener("change", () => {
+      if (control.closest(".invalid")) validate();
+    });
+  }
+  main.append(h("section", { class: "view" }, form));
+  c.patient_id.focus();
+  return () => {};
+}

@@ -1,0 +1,163 @@
+// The exam room: header (patient, exam, timeline, deadlines, actions), presence,
+// banners, and the panels (chat, protocol, images, report). One RoomClient feeds them.
+import { api } from "./api.js";
+import { h, clear, toast, debounce } from "./dom.js";
+import { t, age, formatDate, getLang } from "./i18n.js";
+import { RoomClient } from "./roomclient.js";
+import { statusBadge, urgencyBadge, patientName, countdown, currentDeadline, timeline, tickCountdowns } from "./status.js";
+import { ChatPanel } from "./chat.js";
+import { ProtocolPanel } from "./protocol.js";
+import { ImagesPanel } from "./images.js";
+import { ReportPanel } from "./report.js";
+import { actionsFor } from "./actions.js";
+import { createCallControls } from "./call.js";
+
+const STATUS_KINDS = new Set([
+  "exam.accepted", "protocol.proposed", "protocol.acknowledged", "exam.images_complete",
+  "report.signed", "exam.delivered", "exam.cancelled", "escalation.raised",
+]);
+
+export function mountRoom(main, app, examId) {
+  const me = app.me;
+  const room = { app, me, examId, exam: null, client: new RoomClient(examId) };
+  const head = h("header", { class: "room-head card", id: "room-head", "aria-live": "polite" });
+  const banners = h("div", { class: "banners", id: "room-banners", "aria-live": "assertive" });
+  const presence = h("ul", { class: "presence", id: "presence", "aria-label": t("room.present") });
+  const conn = h("span", { class: "conn-state", id: "room-conn", role: "status" });
+  room.chat = new ChatPanel(room);
+  room.protocol = new ProtocolPanel(room);
+  room.images = new ImagesPanel(room);
+  room.report = new ReportPanel(room);
+  // Voice and video through the server's relay (call.js, from the calls branch).
+  const callCard = h("section", { class: "card call-card", "aria-labelledby": "call-title" },
+    h("h2", { id: "call-title" }, t("room.call")));
+  const call = createCallControls(callCard, room.client, { lang: getLang(), examId });
+  const side = h("div", { class: "room-side" },
+    h("section", { class: "card presence-card", "aria-labelledby": "presence-title" },
+      h("div", { class: "card-head" }, h("h2", { id: "presence-title" }, t("room.present")), conn), presence),
+    room.protocol.el, callCard, room.chat.el);
+  const layout = h("div", { class: `room-grid role-${me.role}` }, side, room.images.el, room.report.el);
+  main.append(h("section", { class: "view room-view", "aria-label": t("room.title") }, head, banners, layout));
+
+  function renderHead() {
+    const e = room.exam;
+    if (!e) return;
+    document.title = `${patientName(e)} · ${e.modality} ${e.body_part} — Téléimagerie`;
+    clear(head,
+      h("div", { class: "room-id" },
+        h("a", { href: "#/worklist", class: "back", "aria-label": t("room.back") }, "←"),
+        h("div", {},
+          h("h1", { id: "room-patient" }, patientName(e),
+            h("span", { class: "muted patient-meta" }, ` ${e.patient.sex} · ${age(e.patient.birth_date)} ${t("unit.years")} · ${formatDate(e.patient.birth_date)} · ${e.patient.id}`)),
+          h("p", { class: "exam-line" }, urgencyBadge(e.urgency), " ", statusBadge(e.status),
+            h("strong", {}, ` ${e.modality} ${e.body_part}`),
+            h("span", { class: "muted" }, ` · ${e.establishment?.name || ""} · ${t("room.accession")} ${e.accession_number}`)),
+          h("p", { class: "question" }, h("span", { class: "muted" }, `${t("room.question")} `), e.clinical_question),
+          e.contraindications ? h("p", { class: "contra" }, `⚠ ${t("room.contraindications")} ${e.contraindications}`) : null)),
+      currentDeadline(e)
+        ? h("div", { class: "room-deadline" }, h("span", { class: "muted small" }, currentDeadline(e).label), countdown(e))
+        : h("div", { class: "room-deadline" }),
+      timeline(e),
+      h("div", { class: "room-actions", id: "room-actions" }, actionsFor(room)));
+  }
+
+  function renderAll() {
+    layout.classList.toggle("has-report", ["reported", "delivered"].includes(room.exam.status));
+    renderHead();
+    room.protocol.render();
+    room.images.render();
+    room.report.render();
+  }
+
+  let refreshFailures = 0;
+  room.refresh = debounce(async () => {
+    try {
+      room.exam = await api.exam(examId);
+      refreshFailures = 0;
+      renderAll();
+    } catch (err) {
+      if (err.status === 404) toast(t("room.not_found"), "danger");
+      // A busy or restarting server: the header must not stay stale, so try again.
+      else if (err.status !== 401 && err.status !== 403 && refreshFailures++ < 8) room.refresh();
+    }
+  }, 250);
+
+  room.unbanner = (key) => banners.querySelector(`[data-key="${key}"]`)?.remove();
+  room.banner = (key, text, kind = "warn") => {
+    let el = banners.querySelector(`[data-key="${key}"]`);
+    if (!el) {
+      el = h("div", { class: `banner banner-${kind}`, dataset: { key }, role: "alert" });
+      banners.append(el);
+    }
+    clear(el, h("span", {}, text), h("button", {
+      type: "button", class: "btn btn-ghost btn-small", "aria-label": t("room.dismiss"), onclick: () => el.remove(),
+    }, "×"));
+    return el;
+  };
+
+  const client = room.client;
+  let replayUntil = 0;
+  let missed = 0;
+  client.addEventListener("state", (ev) => {
+    conn.textContent = t(`conn.${ev.detail}`);
+    conn.className = `conn-state conn-${ev.detail}`;
+    document.getElementById("net-status").textContent = ev.detail === "online" ? "" : t(`conn.${ev.detail}`);
+    room.chat.setOnline(ev.detail === "online");
+  });
+  client.addEventListener("welcome", (ev) => {
+    const w = ev.detail;
+    room.exam = w.exam;
+    renderAll();
+    renderPresence(w.presence);
+    replayUntil = w.resumed ? w.last_seq : 0;
+    missed = 0;
+    if (w.resumed && w.last_seq > w.since) room.chat.markMissedStart();
+    if (w.resumed && w.last_seq <= w.since) room.banner("missed", t("room.reconnected_nothing"), "ok");
+  });
+  client.addEventListener("event", (ev) => {
+    const e = ev.detail;
+    const isMissed = replayUntil && e.seq <= replayUntil;
+    if (isMissed) {
+      missed += 1;
+      room.banner("missed", t("room.missed", { n: missed }), "info");
+    }
+    room.chat.onEvent(e, isMissed);
+    room.protocol.onEvent(e, isMissed);
+    room.images.onEvent(e);
+    room.report.onEvent(e);
+    if (e.kind === "escalation.raised") {
+      const b = e.body || {};
+      room.banner(`esc-${e.seq}`, `${t("room.escalation")} (${t("room.level")} ${b.level ?? "?"}) — ${b.reason || ""}`, "danger");
+    }
+    if (STATUS_KINDS.has(e.kind) && room.exam && e.seq > (room.exam.last_seq || 0)) room.refresh();
+  });
+  client.addEventListener("ack", (ev) => room.chat.onAck(ev.detail));
+  client.addEventListener("presence", (ev) => renderPresence(ev.detail.presence));
+  client.addEventListener("typing", (ev) => room.chat.onTyping(ev.detail.user));
+  client.addEventListener("error", (ev) => {
+    if (ev.detail?.code === "rate_limited") toast(t("room.rate_limited"), "warn");
+  });
+  client.addEventListener("refused", (ev) => {
+    const code = ev.detail;
+    main.replaceChildren(h("section", { class: "view card" }, h("h1", {}, t(code === 4404 ? "room.not_found" : "room.forbidden")),
+      h("a", { href: "#/worklist", class: "btn" }, t("room.back"))));
+  });
+
+  function renderPresence(list) {
+    const seen = new Map();
+    for (const m of list || []) seen.set(`${m.user.id}`, m);
+    clear(presence, [...seen.values()].map((m) => h("li", { class: `who role-${m.role}` },
+      h("span", { class: "dot", "aria-hidden": "true" }), m.user.display_name, h("span", { class: "muted small" }, ` · ${t(`role.${m.role}`)}`))));
+  }
+
+  const tick = setInterval(() => tickCountdowns(head), 1000);
+  client.connect();
+  return () => {
+    clearInterval(tick);
+    call.destroy();
+    client.close();
+    room.images.destroy();
+    room.report.destroy();
+    document.getElementById("net-status").textContent = "";
+  };
+}
