@@ -7,6 +7,7 @@ an optional host restriction; the gateway refuses any other caller.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ async def recognise(app: AppContext, ae_title: str, addr: str) -> Caller | str:
     ae, code, active = row
     if not active:
         return "establishment contract inactive"
-    if not host_matches(ae.host, addr):
+    # A host name is resolved now (DNS may block): off the loop.
+    if ae.host and not await asyncio.to_thread(host_matches, ae.host, addr):
         return "calling AE title not allowed from this address"
     return Caller(ae_title=title, establishment_id=ae.establishment_id, establishment_code=code)

@@ -105,8 +105,8 @@ class Gateway:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
-            (evt.EVT_RELEASED, self._on_closed),
-            (evt.EVT_ABORTED, self._on_closed),
+            # Released, aborted or dropped: the connection closes in every case.
+            (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
         self._server = self.ae.start_server(
             (self.host, self.port), block=False, evt_handlers=handlers
