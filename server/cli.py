@@ -164,6 +164,40 @@ def cmd_audit_verify(_args: argparse.Namespace, settings: Settings) -> int:
     return _run(settings, job)
 
 
+def cmd_dicom(args: argparse.Namespace, settings: Settings) -> int:
+    from server.dicom.service import serve
+
+    asyncio.run(serve(settings, args.host, args.port, args.ae_title))
+    return 0
+
+
+def cmd_ae_add(args: argparse.Namespace, settings: Settings) -> int:
+    from server.dicom.aes import add_ae
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            ae = await add_ae(
+                app, db, args.ae_title, args.establishment, args.host, args.description
+            )
+            await db.commit()
+            print(f"AE title {ae.ae_title} registered for {args.establishment.upper()}")
+        return 0
+
+    return _run(settings, job)
+
+
+def cmd_ae_list(_args: argparse.Namespace, settings: Settings) -> int:
+    from server.dicom.aes import list_aes
+
+    async def job(app: AppContext) -> int:
+        async with app.read() as db:
+            for ae, code in await list_aes(db):
+                print(f"{ae.ae_title:<16} {code:<12} {ae.host or '*':<20} {ae.description or ''}")
+        return 0
+
+    return _run(settings, job)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="teleimagerie", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +228,23 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.add_argument("--display-name", default=None)
     user_add.add_argument("--professional-id", default=None, help="RPPS number")
     user_add.set_defaults(func=cmd_user_add)
+
+    dicom = sub.add_parser("dicom", help="the DICOM listener for scanners (C-STORE, worklist)")
+    dicom.add_argument("--host", default="0.0.0.0")  # noqa: S104 - the hospital network
+    dicom.add_argument("--port", type=int, default=None, help="default: DICOM_PORT")
+    dicom.add_argument("--ae-title", default=None, help="default: DICOM_AE_TITLE")
+    dicom.set_defaults(func=cmd_dicom)
+
+    ae = sub.add_parser("ae", help="modality AE titles").add_subparsers(
+        dest="action", required=True
+    )
+    ae_add = ae.add_parser("add", help="register a calling AE title for an establishment")
+    ae_add.add_argument("ae_title")
+    ae_add.add_argument("--establishment", required=True)
+    ae_add.add_argument("--host", default=None, help="IP, CIDR network or host name")
+    ae_add.add_argument("--description", default=None)
+    ae_add.set_defaults(func=cmd_ae_add)
+    ae.add_parser("list", help="the registered AE titles").set_defaults(func=cmd_ae_list)
 
     aud = sub.add_parser("audit", help="the audit trail").add_subparsers(
         dest="action", required=True

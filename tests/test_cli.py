@@ -125,4 +125,4 @@ def test_migrations_have_one_head() -> None:
     from server.migrate import alembic_config
 
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
-    assert heads == ["0006_merge"]
+    assert len(heads) == 1, heads  # one head: every branch merged
