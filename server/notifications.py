@@ -22,12 +22,9 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rooms.types import Role
-from server.auth import authenticate
 from server.context import AppContext, ctx
-from server.errors import ApiError
-from server.origins import origin_allowed
+from server.sockets import accept_caller
 
-CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_SLOW_CONSUMER = 4408
 SEND_QUEUE = 256
 ROLE_CHANNELS = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
@@ -75,14 +72,8 @@ def _is_ping(text: str | None) -> bool:
 
 async def notifications_endpoint(ws: WebSocket) -> None:
     app = ctx(ws)
-    if not origin_allowed(ws, app.settings):
-        await ws.close(code=1008)  # before accept: the handshake is refused with 403
-        return
-    await ws.accept()
-    try:
-        principal = await authenticate(ws)
-    except ApiError:
-        await ws.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
+    principal = await accept_caller(ws)
+    if principal is None:
         return
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SEND_QUEUE)
     slow = False

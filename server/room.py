@@ -30,18 +30,17 @@ from rooms.permissions import is_participant_role, may_send, visible
 from rooms.types import ErrorCode, EventKind, Role, error_frame
 from server import audit
 from server.api.session import user_json
-from server.auth import Principal, authenticate
+from server.auth import Principal
 from server.authz import load_exam
 from server.context import AppContext, ctx
 from server.errors import ApiError
 from server.exams import append_event, event_json, exam_json
 from server.models import ExamEvent, User
-from server.origins import origin_allowed
 from server.publish import room_channel
+from server.sockets import accept_caller, refuse
 
 log = logging.getLogger("teleimagerie.room")
 
-CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_NOT_PARTICIPANT = 4403
 CLOSE_NO_SUCH_EXAM = 4404
 CLOSE_SLOW_CONSUMER = 4408
@@ -235,31 +234,13 @@ async def handle_frame(conn: Connection, raw: str | bytes) -> None:
         await conn.app.calls.handle(conn, frame)
 
 
-async def _denied(ws: WebSocket, who: Principal | None, code: str) -> None:
-    await audit.record_request(
-        ws,
-        "access.denied",
-        who,
-        outcome="denied",
-        exam_id=ws.path_params.get("exam_id"),
-        detail={"path": ws.url.path[:200], "code": code},
-    )
-
-
 async def room_endpoint(ws: WebSocket) -> None:
     app = ctx(ws)
-    if not origin_allowed(ws, app.settings):
-        await ws.close(code=1008)  # before accept: the handshake is refused with 403
-        return
-    await ws.accept()
-    try:
-        principal = await authenticate(ws)
-    except ApiError:
-        await _denied(ws, None, "not_authenticated")
-        await ws.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
+    principal = await accept_caller(ws)
+    if principal is None:
         return
     if not is_participant_role(Role(principal.role)):
-        await _denied(ws, principal, "not_participant")
+        await refuse(ws, principal, "not_participant")
         await ws.close(CLOSE_NOT_PARTICIPANT, "not a participant")
         return
     try:
@@ -275,7 +256,7 @@ async def room_endpoint(ws: WebSocket) -> None:
             )
             await db.commit()
     except ApiError:
-        await _denied(ws, principal, "not_found")
+        await refuse(ws, principal, "not_found")
         await ws.close(CLOSE_NO_SUCH_EXAM, "no such exam")
         return
 

@@ -1,0 +1,41 @@
+"""The opening of every WebSocket of the server (rooms, notifications)."""
+
+from __future__ import annotations
+
+from starlette.websockets import WebSocket
+
+from server import audit
+from server.auth import Principal, authenticate
+from server.context import ctx
+from server.errors import ApiError
+from server.origins import origin_allowed
+
+CLOSE_NOT_AUTHENTICATED = 4401
+
+
+async def refuse(ws: WebSocket, who: Principal | None, code: str) -> None:
+    """Audit a refused socket (the caller closes it with its own code)."""
+    await audit.record_request(
+        ws,
+        "access.denied",
+        who,
+        outcome="denied",
+        exam_id=ws.path_params.get("exam_id"),
+        detail={"path": ws.url.path[:200], "code": code},
+    )
+
+
+async def accept_caller(ws: WebSocket) -> Principal | None:
+    """Refuse a foreign browser Origin at the handshake (HTTP 403), then accept and
+    authenticate; a caller without a live session is audited and closed with 4401.
+    None when the socket is closed."""
+    if not origin_allowed(ws, ctx(ws).settings):
+        await ws.close(code=1008)  # before accept: the handshake is refused with 403
+        return None
+    await ws.accept()
+    try:
+        return await authenticate(ws)
+    except ApiError:
+        await refuse(ws, None, "not_authenticated")
+        await ws.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
+        return None
