@@ -2,6 +2,7 @@
 
     python bench/room_load.py idle   [--connections 10000]
     python bench/room_load.py fanout [--rooms 1000 --rate 1000 --seconds 20 --processes 2]
+    python bench/room_load.py latency [--messages 200] [--redis]
 
 `idle` holds N room connections open against one `teleimagerie serve` process and
 reports the server's resident memory per connection. `fanout` puts 3 members in each of
@@ -166,6 +167,47 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
             server.stop()
 
 
+async def latency(args: argparse.Namespace, workdir: Path) -> None:
+    """One room, two members, messages one at a time (under the per-connection rate
+    limit): the time to the sender's ack and to the other member's event."""
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    data = await seed(Settings(database_url=url), exams=1, sessions_per_role=1)
+    env = {"DATABASE_URL": url}
+    if args.redis:
+        env |= {"REDIS_URL": REDIS_URL, "REDIS_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:"}
+    server = ServerProcess(env)
+    await server.ready()
+    try:
+        exam = data.exam_ids[0]
+        sender = await open_room(server.ws_url, exam, data.tokens["urgentist"][0])
+        other = await open_room(server.ws_url, exam, data.tokens["radiologist"][0])
+        acks, seen = [], []
+        for i in range(args.messages):
+            started = time.perf_counter()
+            await sender.send(json.dumps({"type": "chat", "id": f"m{i}", "text": "x"}))
+            while json.loads(await sender.recv()).get("type") != "ack":
+                pass
+            acks.append((time.perf_counter() - started) * 1000)
+            while json.loads(await other.recv()).get("type") != "event":
+                pass
+            seen.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(max(0.0, 0.125 - (time.perf_counter() - started)))
+        engine = "Redis" if args.redis else "memory"
+        print(f"{args.messages} messages, one at a time ({engine} engine)")
+        print(
+            f"stored and acknowledged: p50 {percentile(acks, 50):.1f} ms, "
+            f"p99 {percentile(acks, 99):.1f} ms"
+        )
+        print(
+            f"received by the other member: p50 {percentile(seen, 50):.1f} ms, "
+            f"p99 {percentile(seen, 99):.1f} ms"
+        )
+        await sender.close()
+        await other.close()
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -179,11 +221,15 @@ def main() -> None:
     p_fan.add_argument("--rate", type=float, default=1000)
     p_fan.add_argument("--seconds", type=float, default=20)
     p_fan.add_argument("--processes", type=int, default=1)
-    for p in (p_idle, p_fan):
+    p_lat = sub.add_parser("latency")
+    p_lat.add_argument("--messages", type=int, default=200)
+    p_lat.add_argument("--redis", action="store_true", help="use the Redis engine")
+    for p in (p_idle, p_fan, p_lat):
         p.add_argument("--database-url", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run({"idle": idle, "fanout": fanout}[args.mode](args, Path(tmp)))
+        modes = {"idle": idle, "fanout": fanout, "latency": latency}
+        asyncio.run(modes[args.mode](args, Path(tmp)))
 
 
 if __name__ == "__main__":
