@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,6 +71,82 @@ class CallError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+_EXTMAP = re.compile(r"^a=extmap:(\d+)(/\w+)? (\S+)", re.MULTILINE)
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) (\S+)", re.MULTILINE)
+_FMTP = re.compile(r"^a=fmtp:(\d+) (.*?)\r?$", re.MULTILINE)
+_PT_LINE = re.compile(r"^(a=(?:rtpmap|fmtp|rtcp-fb):)(\d+)")
+_APT = re.compile(r"apt=(\d+)")
+
+
+def _codecs_by_key(sdp: str) -> dict[int, tuple[str, ...]]:
+    """Payload type -> what it means (name, and H.264 mode/profile; RTX by its base)."""
+    names = {int(pt): name.lower() for pt, name in _RTPMAP.findall(sdp)}
+    fmtp = {int(pt): params for pt, params in _FMTP.findall(sdp)}
+
+    def key(pt: int) -> tuple[str, ...]:
+        params = dict(p.strip().partition("=")[::2] for p in fmtp.get(pt, "").split(";"))
+        if names[pt].startswith("rtx/"):
+            apt = int(params.get("apt", "-1"))
+            return ("rtx", *key(apt)) if apt in names else ("rtx",)
+        if names[pt].startswith("h264/"):
+            mode = params.get("packetization-mode", "0")
+            return (names[pt], mode, params.get("profile-level-id", "").lower())
+        return (names[pt],)
+
+    return {pt: key(pt) for pt in names}
+
+
+def keep_negotiated_ids(offer_sdp: str, negotiated_sdp: str | None) -> str:
+    """Rewrite a server offer's RTP header extension ids and dynamic payload types to
+    the ones this session already negotiated.
+
+    aiortc's ``createOffer`` numbers both from its own tables on every offer (opus
+    96, mid extension 1...), but a session's numbers may not change (RFC 8285, RFC
+    8843: one space for the BUNDLE group). aiortc clients use aiortc's numbers
+    anyway; a browser does not (Chromium: opus 111, audio level 1). Chromium refuses
+    an offer that reassigns an extension id, and if a payload type moved it would
+    switch its own stream to the new one, which the server's receiver, configured
+    once, drops. Numbers the session has not used yet get free ones. aiortc
+    configures its new senders from the answer, which echoes these numbers.
+    """
+    negotiated = negotiated_sdp or ""
+    ids = {uri: int(i) for i, _, uri in _EXTMAP.findall(negotiated)}
+
+    def remap_extmap(match: re.Match[str]) -> str:
+        uri = match.group(3)
+        if uri not in ids:
+            ids[uri] = min(set(range(1, 15)) - set(ids.values()))
+        return f"a=extmap:{ids[uri]}{match.group(2) or ''} {uri}"
+
+    known: dict[tuple[str, ...], int] = {}
+    for pt, key in _codecs_by_key(negotiated).items():
+        known.setdefault(key, pt)
+    taken = set(_codecs_by_key(negotiated))
+    pts: dict[int, int] = {}
+    offered = _codecs_by_key(offer_sdp)
+    for pt in sorted(p for p in offered if p >= 96):
+        new = known.get(offered[pt])
+        if new is None or new in pts.values():
+            new = min(set(range(96, 128)) - taken - set(pts.values()))
+        pts[pt] = new
+
+    def remap_pt(token: str) -> str:
+        pt = token.rstrip("\r")  # the last format of an m= line keeps its CRLF
+        return str(pts.get(int(pt), pt)) + token[len(pt) :] if pt.isdigit() else token
+
+    lines = []
+    for line in _EXTMAP.sub(remap_extmap, offer_sdp).split("\n"):
+        if line.startswith("m="):
+            head = line.split(" ")
+            line = " ".join(head[:3] + [remap_pt(t) for t in head[3:]])
+        else:
+            line = _PT_LINE.sub(lambda m: m.group(1) + remap_pt(m.group(2)), line)
+            if line.startswith("a=fmtp:"):
+                line = _APT.sub(lambda m: "apt=" + remap_pt(m.group(1)), line)
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def restrict_host_addresses(addresses: tuple[str, ...]) -> None:
@@ -345,7 +422,10 @@ class CallManager:
             if not p.dirty or p.pc.signalingState != "stable":
                 return
             p.dirty = False
-            await p.pc.setLocalDescription(await p.pc.createOffer())
+            offer = await p.pc.createOffer()
+            remote = p.pc.remoteDescription
+            sdp = keep_negotiated_ids(offer.sdp, remote.sdp if remote else None)
+            await p.pc.setLocalDescription(RTCSessionDescription(sdp, "offer"))
             tracks = [
                 {"mid": t.mid, "kind": t.kind, "user": p.senders_of[t]}
                 for t in p.outgoing.values()
