@@ -19,7 +19,6 @@ import asyncio
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,16 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from server.callclient import CallClient  # noqa: E402
 from server.calls import restrict_host_addresses  # noqa: E402
+from server.testing import free_port  # noqa: E402
 from tests.helpers import PASSWORD, exam_payload, login  # noqa: E402
 
 FRAME_S = 0.020
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def prepare(env: dict[str, str]) -> None:

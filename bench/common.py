@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +23,9 @@ from server.config import Settings
 from server.exams import new_accession, new_study_uid
 from server.migrate import upgrade
 from server.models import Establishment, Exam, ExamEvent, User, UserSession
+from server.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def percentile(values: Sequence[float], p: float) -> float:

@@ -8,6 +8,7 @@ real HTTP and WebSocket connections.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from typing import Any
 
@@ -15,6 +16,14 @@ import uvicorn
 
 from server.app import create_app
 from server.config import Settings
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback right now (for servers started as processes)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 class LiveServer:

@@ -14,18 +14,16 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-import redis
 
 from server.accounts import add_establishment, add_user
 from server.cli import app_context
 from server.config import Settings, normalise_database_url
 from server.migrate import upgrade
 from server.testing import LiveServer
-from tests.helpers import PASSWORD, login
+from tests.helpers import PASSWORD, flush_prefix, login
 
 BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _pg_url(name: str) -> str:
@@ -83,13 +81,7 @@ def redis_prefix() -> Iterator[str]:
     """A key prefix of this test's own in the real Redis; its keys are removed after."""
     prefix = f"test:{uuid.uuid4().hex[:12]}:"
     yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    flush_prefix(prefix)
 
 
 @pytest.fixture

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
+import redis
 
 PASSWORD = "correct horse battery staple"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def flush_prefix(prefix: str) -> None:
+    """What FLUSHDB would do to one deployment, without touching anyone else's keys."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 async def login(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> str:

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from server.config import Settings
-from tests.conftest import REDIS_URL
-from tests.helpers import exam_payload
+from tests.helpers import REDIS_URL, exam_payload, flush_prefix
 from tests.roster.test_api import ClientFor, add_shift
 
 pytestmark = pytest.mark.slow
@@ -72,17 +70,6 @@ async def wait_levels(client: httpx.AsyncClient, exam_id: str, count: int) -> li
             break
         await asyncio.sleep(0.1)
     return found
-
-
-def flush_prefix(prefix: str) -> None:
-    """What FLUSHDB would do to this deployment, without touching anyone else's keys."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 async def test_escalations_fire_once_through_kills_and_flushes(
