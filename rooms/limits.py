@@ -12,6 +12,8 @@ from __future__ import annotations
 class TokenBucket:
     """`rate` tokens per second refill a bucket of `burst` tokens; it starts full."""
 
+    __slots__ = ("rate", "burst", "tokens", "updated")
+
     def __init__(self, rate: float, burst: float) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("a token bucket needs rate > 0 and burst >= 1")

@@ -42,11 +42,51 @@ def bearer_or_cookie(conn: HTTPConnection) -> str | None:
     return conn.cookies.get(COOKIE)
 
 
+@dataclass(frozen=True, slots=True)
+class EstablishmentRef:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """What a long-lived socket keeps of its user: the fields the room and the
+    API's JSON read, as plain values. An ORM ``User`` drags its instance state,
+    loaded row and relationship along: kilobytes per socket, times thousands."""
+
+    id: int
+    username: str
+    role: str
+    display_name: str
+    professional_id: str | None
+    establishment_id: int | None
+    establishment: EstablishmentRef | None
+
+    @classmethod
+    def of(cls, user: User) -> Person:
+        est = user.establishment
+        return cls(
+            id=user.id,
+            username=user.username,
+            role=user.role,
+            display_name=user.display_name,
+            professional_id=user.professional_id,
+            establishment_id=user.establishment_id,
+            establishment=EstablishmentRef(est.code, est.name) if est else None,
+        )
+
+
 @dataclass
 class Principal:
-    user: User
+    user: User | Person
     session_id: int
     stale: bool = False  # last_seen_at is older than TOUCH_EVERY
+
+    def detached(self) -> Principal:
+        """The same caller holding a :class:`Person` instead of the ORM row."""
+        if isinstance(self.user, Person):
+            return self
+        return Principal(Person.of(self.user), self.session_id, self.stale)
 
     @property
     def role(self) -> str:

@@ -451,7 +451,7 @@ class CallManager:
         p = call.participants.pop(conn.conn_id, None) if call else None
         if call is None or p is None:
             return
-        for other in call.participants.values():
+        for other in list(call.participants.values()):
             async with other.lock:
                 for kind in list(p.sources):
                     t = other.outgoing.pop((conn.conn_id, kind), None)

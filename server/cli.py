@@ -62,6 +62,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.wsserver import websocket_options
 
     uvicorn.run(
         create_app(settings),
@@ -69,11 +70,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         log_level="warning",
         proxy_headers=True,
-        # The room answers an oversized frame with an error frame itself; the
-        # transport only drops what is far beyond that limit.
-        ws_max_size=max(4 * settings.max_ws_frame_bytes, 1024 * 1024),
-        # Room frames are small JSON; a deflate context costs tens of KiB per socket.
-        ws_per_message_deflate=False,
+        **websocket_options(settings),
     )
     return 0
 

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from sqlalchemy import select
@@ -55,51 +56,103 @@ class SlowConsumer(Exception):
 
 
 class Connection:
-    """One member's socket in one room."""
+    """One member's socket in one room.
+
+    Thousands of these sit idle for hours, so they hold little: plain values for
+    the caller (no ORM rows), a deque of outgoing frames and a writer task that
+    exists only while there is something to send.
+    """
+
+    __slots__ = (
+        "ws",
+        "app",
+        "principal",
+        "role",
+        "exam_id",
+        "conn_id",
+        "since",
+        "out",
+        "sent_seq",
+        "slow",
+        "writer_task",
+        "held",
+        "bucket",
+        "gap_lock",
+        "__weakref__",
+    )
 
     def __init__(self, ws: WebSocket, app: AppContext, principal: Principal, exam_id: str) -> None:
         self.ws = ws
         self.app = app
-        self.principal = principal
+        self.principal = principal.detached()
         self.role = Role(principal.role)
         self.exam_id = exam_id
         self.conn_id = uuid.uuid4().hex
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(SEND_QUEUE)
+        self.since = app.now().isoformat().replace("+00:00", "Z")
+        # Frames to send (dicts, or text encoded once for every member); a deque
+        # only while some wait.
+        self.out: deque[dict[str, Any] | str] | None = None
         self.sent_seq = 0  # highest seq passed on (or skipped as invisible)
         self.slow = False
         self.writer_task: asyncio.Task[None] | None = None
         self.held: list[dict[str, Any]] | None = []
         self.bucket = TokenBucket(RATE, BURST)
-        self.gap_lock = asyncio.Lock()
-        self.member = {
-            "user": {"id": principal.user.id, "display_name": principal.user.display_name},
-            "role": principal.role,
-            "since": app.now().isoformat().replace("+00:00", "Z"),
+        self.gap_lock: asyncio.Lock | None = None
+
+    @property
+    def member(self) -> dict[str, Any]:
+        """This connection's presence entry."""
+        user = self.principal.user
+        return {
+            "user": {"id": user.id, "display_name": user.display_name},
+            "role": self.principal.role,
+            "since": self.since,
         }
 
     # -- outbound ---------------------------------------------------------
 
-    def push(self, frame: dict[str, Any]) -> None:
+    def push(self, frame: dict[str, Any] | str) -> None:
         if self.slow:
             return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if self.out is None:
+            self.out = deque()
+        elif len(self.out) >= SEND_QUEUE:
             self.slow = True
             asyncio.get_running_loop().create_task(self.shed())
+            return
+        self.out.append(frame)
+        if self.writer_task is None:
+            self.writer_task = asyncio.get_running_loop().create_task(self.writer())
 
     async def shed(self) -> None:
         """Close a client that does not read: its writer is stuck on a full socket
         buffer, so stop it and let the close frame follow what is already sent."""
+        self.out = None
         if self.writer_task is not None:
             self.writer_task.cancel()
         with contextlib.suppress(Exception):
             await self.ws.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect with since")
 
     async def writer(self) -> None:
-        while True:
-            frame = await self.queue.get()
-            await self.ws.send_text(json.dumps(frame, separators=(",", ":")))
+        """Send what is queued, then end (the next push starts another writer)."""
+        try:
+            while self.out:
+                frame = self.out.popleft()
+                if not isinstance(frame, str):
+                    frame = json.dumps(frame, separators=(",", ":"))
+                await self.ws.send_text(frame)
+            self.out = None
+        except Exception:  # the socket is gone: the reader sees it and cleans up
+            self.slow = True
+            self.out = None
+        finally:
+            self.writer_task = None
+
+    def stop_writer(self) -> None:
+        self.slow = True
+        self.out = None
+        if self.writer_task is not None:
+            self.writer_task.cancel()
 
     def on_message(self, message: dict[str, Any]) -> None:
         """Engine callback (must not block): filter and queue one room message."""
@@ -116,7 +169,9 @@ class Connection:
             # Something was lost or is still in flight: fetch it from SQL.
             asyncio.get_running_loop().create_task(self.fill_gap())
             return
-        self.pass_on(message["event"])
+        self.sent_seq = seq
+        if visible(EventKind(message["event"]["kind"]), self.role):
+            self.push(encoded(message))
 
     def welcome(self, frame: dict[str, Any]) -> None:
         """Send the welcome, then what arrived while it was being prepared."""
@@ -131,10 +186,31 @@ class Connection:
             self.push({"type": "event", "event": event})
 
     async def fill_gap(self) -> None:
+        if self.gap_lock is None:
+            self.gap_lock = asyncio.Lock()
         async with self.gap_lock:
             for event in await load_events(self.app, self.exam_id, self.sent_seq):
                 if event["seq"] > self.sent_seq:
                     self.pass_on(event)
+
+
+# The members of a room on this process receive the same message object from the
+# engine: encode it once for all of them. Keyed by id() with the object kept
+# alongside, so an id cannot be reused while its entry lives.
+_ENCODED: dict[int, tuple[dict[str, Any], str]] = {}
+_ENCODED_MAX = 256
+
+
+def encoded(message: dict[str, Any]) -> str:
+    """The event frame of an engine message, as text."""
+    hit = _ENCODED.get(id(message))
+    if hit is not None and hit[0] is message:
+        return hit[1]
+    text = json.dumps({"type": "event", "event": message["event"]}, separators=(",", ":"))
+    if len(_ENCODED) >= _ENCODED_MAX:
+        _ENCODED.pop(next(iter(_ENCODED)))
+    _ENCODED[id(message)] = (message, text)
+    return text
 
 
 async def load_events(app: AppContext, exam_id: str, since: int) -> list[dict[str, Any]]:
@@ -234,38 +310,51 @@ async def handle_frame(conn: Connection, raw: str | bytes) -> None:
         await conn.app.calls.handle(conn, frame)
 
 
+async def join(ws: WebSocket, principal: Principal) -> tuple[str, dict[str, Any]] | None:
+    """Check the caller may enter this exam's room and record that they did:
+    the exam's id and JSON, or None once the socket is refused and closed.
+    Kept out of the endpoint so that no session or ORM row outlives the join."""
+    app = ctx(ws)
+    if not is_participant_role(Role(principal.role)):
+        await refuse(ws, principal, "not_participant")
+        await ws.close(CLOSE_NOT_PARTICIPANT, "not a participant")
+        return None
+    try:
+        async with app.read() as db:
+            exam = await load_exam(db, principal, ws.path_params["exam_id"])
+            body = exam_json(exam, app.settings)
+    except ApiError:
+        await refuse(ws, principal, "not_found")
+        await ws.close(CLOSE_NO_SUCH_EXAM, "no such exam")
+        return None
+    since = since_param(ws)
+    await audit.record_request(ws, "room.join", principal, exam_id=exam.id, detail={"since": since})
+    return exam.id, body
+
+
+def since_param(ws: WebSocket) -> int:
+    try:
+        return max(0, int(ws.query_params.get("since", "0")))
+    except ValueError:
+        return 0
+
+
 async def room_endpoint(ws: WebSocket) -> None:
     app = ctx(ws)
     principal = await accept_caller(ws)
     if principal is None:
         return
-    if not is_participant_role(Role(principal.role)):
-        await refuse(ws, principal, "not_participant")
-        await ws.close(CLOSE_NOT_PARTICIPANT, "not a participant")
+    joined = await join(ws, principal)
+    if joined is None:
         return
-    try:
-        since = max(0, int(ws.query_params.get("since", "0")))
-    except ValueError:
-        since = 0
-    try:
-        async with app.db() as db:
-            exam = await load_exam(db, principal, ws.path_params["exam_id"])
-            exam_body = exam_json(exam, app.settings)
-            await audit.record_request(
-                ws, "room.join", principal, db, exam_id=exam.id, detail={"since": since}
-            )
-            await db.commit()
-    except ApiError:
-        await refuse(ws, principal, "not_found")
-        await ws.close(CLOSE_NO_SUCH_EXAM, "no such exam")
-        return
-
-    conn = Connection(ws, app, principal, exam.id)
-    conn.sent_seq = since
-    channel = room_channel(exam.id)
+    exam_id, exam_body = joined
+    del joined
+    conn = Connection(ws, app, principal, exam_id)
+    del principal
+    conn.sent_seq = since_param(ws)
+    channel = room_channel(exam_id)
     subscription = await app.bus.subscribe(channel, conn.on_message)
     hub = app.rooms
-    writer = conn.writer_task = asyncio.get_running_loop().create_task(conn.writer())
     try:
         await app.bus.presence_join(channel, conn.conn_id, conn.member, app.settings.presence_ttl_s)
         hub.add(conn)
@@ -273,15 +362,16 @@ async def room_endpoint(ws: WebSocket) -> None:
             {
                 "type": "welcome",
                 "exam": exam_body,
-                "you": user_json(principal.user),
-                "presence": await presence(app, exam.id),
+                "you": user_json(conn.principal.user),
+                "presence": await presence(app, exam_id),
                 "last_seq": exam_body["last_seq"],
                 # Who is in the consult now: a member joining mid-call sees it at once.
-                "call": app.calls.state(exam.id),
+                "call": app.calls.state(exam_id),
             }
         )
+        del exam_body
         await conn.fill_gap()
-        await broadcast_presence(app, exam.id)
+        await broadcast_presence(app, exam_id)
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -295,12 +385,10 @@ async def room_endpoint(ws: WebSocket) -> None:
             await app.calls.leave(conn)  # frees the peer connection, tells the others
         hub.remove(conn)
         await subscription.close()
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await writer
+        conn.stop_writer()
         with contextlib.suppress(Exception):
             await app.bus.presence_leave(channel, conn.conn_id)
-            await broadcast_presence(app, exam.id)
+            await broadcast_presence(app, exam_id)
 
 
 routes = [WebSocketRoute("/ws/exams/{exam_id}", room_endpoint)]

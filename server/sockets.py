@@ -34,8 +34,11 @@ async def accept_caller(ws: WebSocket) -> Principal | None:
         return None
     await ws.accept()
     try:
-        return await authenticate(ws)
+        # A socket may stay open for hours: keep plain values, not the ORM row.
+        principal = (await authenticate(ws)).detached()
     except ApiError:
         await refuse(ws, None, "not_authenticated")
         await ws.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
         return None
+    ws.scope["ti.principal"] = principal
+    return principal

@@ -16,6 +16,7 @@ import uvicorn
 
 from server.app import create_app
 from server.config import Settings
+from server.wsserver import websocket_options
 
 
 def free_port() -> int:
@@ -35,8 +36,7 @@ class LiveServer:
             "port": 0,
             "log_level": "warning",
             "lifespan": "on",
-            "ws_max_size": max(4 * settings.max_ws_frame_bytes, 1024 * 1024),
-            "ws_per_message_deflate": False,
+            **websocket_options(settings),
         }
         options.update(uvicorn_options)
         self._server = uvicorn.Server(uvicorn.Config(app, **options))
