@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.routing import Mount
+from starlette.routing import Match, Mount, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from server import archive, notifications, protocols, room, turnaround
 from server.api import audit as audit_api
@@ -31,7 +34,29 @@ from server.worker import start_timer_loop
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+class App(Starlette):
+    """Starlette, with the long-lived sockets (exam rooms, notifications) handed
+    straight to their endpoints. Through the middleware stack, each socket would
+    keep a dozen suspended frames (error and exception middlewares, router, route)
+    for its whole life, several KiB each; none of them acts on a socket."""
+
+    def __init__(self, *, sockets: list[WebSocketRoute], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sockets = sockets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            for route in self.sockets:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    scope["app"] = self
+                    scope.update(child)
+                    await route.endpoint(WebSocket(scope, receive, send))
+                    return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> App:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
 
@@ -61,14 +86,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *turnaround.routes,
         *calls_api.routes,
     ]
+    sockets = [*room.routes, *notifications.routes]
     routes = [
         Mount("/api", routes=api_routes),
         Mount("/dicomweb", app=archive.mount),
-        *room.routes,
-        *notifications.routes,
+        *sockets,
         Mount("/", app=StaticFiles(directory=FRONTEND, html=True), name="frontend"),
     ]
-    return Starlette(
+    return App(
+        sockets=sockets,
         routes=routes,
         middleware=[Middleware(AccessLog), Middleware(SecurityHeaders)],
         exception_handlers={

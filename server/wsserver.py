@@ -16,6 +16,8 @@ from collections import deque
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import Protocol
 
 from server.config import Settings
 
@@ -112,6 +114,17 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = LeanQueue()  # type: ignore[assignment]
         self.writable = LeanEvent(True)  # type: ignore[assignment]
+
+    def handle_connect(self, event: Request) -> None:
+        conn = self.conn
+        if not conn.reader.buffer:
+            # websockets' server parser is one generator that reads the handshake,
+            # then frames: its frame holds the parsed request (every header) for
+            # the socket's life. The client sends no frame before our answer, so
+            # with nothing buffered the frame parser can start afresh without it.
+            conn.parser = Protocol.parse(conn)
+            next(conn.parser)
+        super().handle_connect(event)
 
     async def asgi_send(self, message: Any) -> None:
         await super().asgi_send(message)
