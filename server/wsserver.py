@@ -126,8 +126,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             next(conn.parser)
         super().handle_connect(event)
 
-    async def asgi_send(self, message: Any) -> None:
-        await super().asgi_send(message)
+    async def send(self, message: Any) -> None:
+        await super().send(message)
         if self.handshake_complete and getattr(self, "response", None) is not None:
             # Only the handshake reads them; the socket may live for hours.
             self.request = None  # type: ignore[assignment]

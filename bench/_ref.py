@@ -1,0 +1,237 @@
+"""Exam-room benchmarks (issue 3).
+
+    python bench/room_load.py idle   [--connections 10000]
+    python bench/room_load.py fanout [--rooms 1000 --rate 1000 --seconds 20 --processes 2]
+    python bench/room_load.py latency [--messages 200] [--redis]
+
+`idle` holds N room connections open against one `teleimagerie serve` process and
+reports the server's resident memory per connection. `fanout` puts 3 members in each of
+R rooms, spread over P server processes sharing Redis, sends chat messages at a fixed
+total rate (each one persisted in SQL, then fanned out through Redis), and reports the
+send-to-receive latency seen by the other two members and the delivered rate.
+Both default to SQLite; pass --database-url for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ServerProcess, percentile, prepare_database, rss_kib, seed  # noqa: E402
+from server.config import Settings  # noqa: E402
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def open_room(ws_url: str, exam_id: str, token: str) -> ClientConnection:
+    ws = await connect(
+        f"{ws_url}/ws/exams/{exam_id}?since=1",
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=60,
+        ping_interval=None,
+    )
+    welcome = json.loads(await ws.recv())
+    assert welcome["type"] == "welcome", welcome
+    return ws
+
+
+async def open_many(
+    targets: list[tuple[str, str, str]], parallel: int = 100
+) -> list[ClientConnection]:
+    sem = asyncio.Semaphore(parallel)
+
+    async def one(target: tuple[str, str, str]) -> ClientConnection:
+        async with sem:
+            return await open_room(*target)
+
+    return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+async def idle(args: argparse.Namespace, workdir: Path) -> None:
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    n = args.connections
+    settings = Settings(database_url=url)
+    data = await seed(settings, exams=max(1, n // 3), sessions_per_role=1)
+    env = {"DATABASE_URL": url}
+    if args.redis:
+        env |= {"REDIS_URL": REDIS_URL, "REDIS_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:"}
+    server = ServerProcess(env)
+    await server.ready()
+    try:
+        roles = ("urgentist", "manipulator", "radiologist")
+        warm = await open_many([(server.ws_url, data.exam_ids[0], data.tokens["urgentist"][0])])
+        await asyncio.sleep(1)
+        before = rss_kib(server.proc.pid)
+        started = time.perf_counter()
+        targets = [
+            (
+                server.ws_url,
+                data.exam_ids[i // 3 % len(data.exam_ids)],
+                data.tokens[roles[i % 3]][0],
+            )
+            for i in range(n)
+        ]
+        conns = await open_many(targets)
+        opened = time.perf_counter() - started
+        await asyncio.sleep(3)
+        os.kill(server.proc.pid, 12); time.sleep(3)
+        after = rss_kib(server.proc.pid)
+        print(f"idle connections held by one process: {len(conns)}")
+        print(f"opened in {opened:.1f} s ({len(conns) / opened:.0f} connections/s)")
+        print(f"server RSS before: {before / 1024:.1f} MiB, after: {after / 1024:.1f} MiB")
+        print(f"memory per idle connection: {(after - before) / len(conns):.1f} KiB")
+        for ws in conns + warm:
+            await ws.close()
+    finally:
+        server.stop()
+
+
+async def fanout(args: argparse.Namespace, workdir: Path) -> None:
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    settings = Settings(database_url=url)
+    data = await seed(settings, exams=args.rooms, sessions_per_role=1)
+    env = {
+        "DATABASE_URL": url,
+        "REDIS_URL": REDIS_URL,
+        "REDIS_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:",
+    }
+    servers = [ServerProcess(env) for _ in range(args.processes)]
+    for server in servers:
+        await server.ready()
+    try:
+        roles = ("urgentist", "manipulator", "radiologist")
+        targets = []
+        for r, exam_id in enumerate(data.exam_ids):
+            for m, role in enumerate(roles):
+                server = servers[(r + m) % len(servers)]
+                targets.append((server.ws_url, exam_id, data.tokens[role][0]))
+        conns = await open_many(targets)
+        print(f"{len(conns)} members in {args.rooms} rooms over {len(servers)} process(es)")
+        latencies: list[float] = []
+        received = 0
+
+        async def reader(ws: ClientConnection, me: int) -> None:
+            nonlocal received
+            async for raw in ws:
+                frame = json.loads(raw)
+                if frame.get("type") != "event":
+                    continue
+                body = frame["event"]["body"]
+                sender = body.get("text", "").split("|")
+                if len(sender) == 2 and int(sender[0]) != me:
+                    latencies.append(time.time() - float(sender[1]))
+                    received += 1
+
+        readers = [asyncio.create_task(reader(ws, i)) for i, ws in enumerate(conns)]
+        interval = 1.0 / args.rate
+        total = int(args.rate * args.seconds)
+        started = time.perf_counter()
+        for i in range(total):
+            member = (i * 3 + (i // args.rooms) % 3) % len(conns)
+            text = f"{member}|{time.time()!r}"
+            await conns[member].send(
+                json.dumps({"type": "chat", "id": str(uuid.uuid4()), "text": text})
+            )
+            lag = started + (i + 1) * interval - time.perf_counter()
+            if lag > 0:
+                await asyncio.sleep(lag)
+        sent_in = time.perf_counter() - started
+        await asyncio.sleep(3)
+        elapsed = time.perf_counter() - started
+        lat_ms = [x * 1000 for x in latencies]
+        print(f"sent {total} messages in {sent_in:.1f} s ({total / sent_in:.0f}/s offered)")
+        print(
+            f"delivered {received} of {2 * total} expected "
+            f"({received / elapsed:.0f} deliveries/s over {elapsed:.1f} s)"
+        )
+        print(
+            f"fan-out latency send->receive: p50 {percentile(lat_ms, 50):.1f} ms, "
+            f"p99 {percentile(lat_ms, 99):.1f} ms, max {max(lat_ms or [0]):.1f} ms"
+        )
+        for task in readers:
+            task.cancel()
+        for ws in conns:
+            await ws.close()
+    finally:
+        for server in servers:
+            server.stop()
+
+
+async def latency(args: argparse.Namespace, workdir: Path) -> None:
+    """One room, two members, messages one at a time (under the per-connection rate
+    limit): the time to the sender's ack and to the other member's event."""
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    data = await seed(Settings(database_url=url), exams=1, sessions_per_role=1)
+    env = {"DATABASE_URL": url}
+    if args.redis:
+        env |= {"REDIS_URL": REDIS_URL, "REDIS_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:"}
+    server = ServerProcess(env)
+    await server.ready()
+    try:
+        exam = data.exam_ids[0]
+        sender = await open_room(server.ws_url, exam, data.tokens["urgentist"][0])
+        other = await open_room(server.ws_url, exam, data.tokens["radiologist"][0])
+        acks, seen = [], []
+        for i in range(args.messages):
+            started = time.perf_counter()
+            await sender.send(json.dumps({"type": "chat", "id": f"m{i}", "text": "x"}))
+            while json.loads(await sender.recv()).get("type") != "ack":
+                pass
+            acks.append((time.perf_counter() - started) * 1000)
+            while json.loads(await other.recv()).get("type") != "event":
+                pass
+            seen.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(max(0.0, 0.125 - (time.perf_counter() - started)))
+        engine = "Redis" if args.redis else "memory"
+        print(f"{args.messages} messages, one at a time ({engine} engine)")
+        print(
+            f"stored and acknowledged: p50 {percentile(acks, 50):.1f} ms, "
+            f"p99 {percentile(acks, 99):.1f} ms"
+        )
+        print(
+            f"received by the other member: p50 {percentile(seen, 50):.1f} ms, "
+            f"p99 {percentile(seen, 99):.1f} ms"
+        )
+        await sender.close()
+        await other.close()
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="mode", required=True)
+    p_idle = sub.add_parser("idle")
+    p_idle.add_argument("--connections", type=int, default=10_000)
+    p_idle.add_argument("--redis", action="store_true", help="use the Redis engine")
+    p_fan = sub.add_parser("fanout")
+    p_fan.add_argument("--rooms", type=int, default=1000)
+    p_fan.add_argument("--rate", type=float, default=1000)
+    p_fan.add_argument("--seconds", type=float, default=20)
+    p_fan.add_argument("--processes", type=int, default=1)
+    p_lat = sub.add_parser("latency")
+    p_lat.add_argument("--messages", type=int, default=200)
+    p_lat.add_argument("--redis", action="store_true", help="use the Redis engine")
+    for p in (p_idle, p_fan, p_lat):
+        p.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        modes = {"idle": idle, "fanout": fanout, "latency": latency}
+        asyncio.run(modes[args.mode](args, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()
