@@ -92,6 +92,7 @@ class ErrorCode(StrEnum):
     NOT_IN_CALL = "not_in_call"
     CALL_FAILED = "call_failed"
     CALL_GLARE = "call_glare"
+    NOT_STORED = "not_stored"  # the database refused or failed: nothing was stored, send again
 
 
 class Event(TypedDict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rooms.engine.base import Engine
     from server.archive import ImageEvents
     from server.calls import CallManager
+    from server.chatlog import ChatLog
     from server.roomhub import RoomHub
 
 
@@ -39,6 +40,13 @@ class AppContext:
     archive: ASGIApp | None = None
     ingestor: Ingestor | None = None
     images: ImageEvents | None = None
+    # Chat messages, written in groups (server/chatlog.py).
+    chat: ChatLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        from server.chatlog import ChatLog
+
+        self.chat = ChatLog(self)
 
     @staticmethod
     def now() -> datetime:

@@ -21,7 +21,6 @@ from collections import deque
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -33,9 +32,10 @@ from server import audit
 from server.api.session import user_json
 from server.auth import Principal
 from server.authz import load_exam
+from server.chatlog import Chat
 from server.context import AppContext, ctx
 from server.errors import ApiError
-from server.exams import append_event, event_json, exam_json
+from server.exams import event_json, exam_json
 from server.models import ExamEvent, User
 from server.publish import room_channel
 from server.sockets import accept_caller, refuse
@@ -240,40 +240,16 @@ async def broadcast_presence(app: AppContext, exam_id: str) -> None:
 async def store_chat(conn: Connection, frame: ChatFrame) -> None:
     """Persist a chat message once per client id, ack it, publish it."""
     app = conn.app
-    user = conn.principal.user
-    event = None
-    async with app.db() as db:
-        existing = await db.scalar(
-            select(ExamEvent.seq).where(
-                ExamEvent.exam_id == conn.exam_id, ExamEvent.client_id == frame.id
-            )
-        )
-        if existing is None:
-            try:
-                event = await append_event(
-                    db,
-                    conn.exam_id,
-                    EventKind.CHAT_MESSAGE,
-                    user.id,
-                    {"text": frame.text},
-                    app.now(),
-                    client_id=frame.id,
-                )
-                await db.commit()
-            except IntegrityError:
-                await db.rollback()  # the same id raced in from another connection
-                existing = await db.scalar(
-                    select(ExamEvent.seq).where(
-                        ExamEvent.exam_id == conn.exam_id, ExamEvent.client_id == frame.id
-                    )
-                )
-    if event is None:
-        conn.push({"type": "ack", "id": frame.id, "seq": existing})
+    chat = Chat(conn.exam_id, frame.id, frame.text, conn.principal.user, app.now())
+    try:
+        stored = await app.chat.append(chat)
+    except Exception:
+        log.exception("could not store a chat message")
+        conn.push(dict(error_frame(ErrorCode.NOT_STORED, "not stored: send it again", frame.id)))
         return
-    conn.push({"type": "ack", "id": frame.id, "seq": event.seq})
-    await app.bus.publish(
-        room_channel(conn.exam_id), {"type": "event", "event": event_json(event, user)}
-    )
+    conn.push({"type": "ack", "id": frame.id, "seq": stored.seq})
+    if stored.event is not None:
+        await app.bus.publish(room_channel(conn.exam_id), {"type": "event", "event": stored.event})
 
 
 async def handle_frame(conn: Connection, raw: str | bytes) -> None:

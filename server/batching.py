@@ -1,0 +1,61 @@
+"""Group commit: many writers, one transaction.
+
+Chat messages and standalone audit rows arrive one by one from many sockets and
+requests, each with its caller waiting for it to be durable. Committing them one by
+one costs one transaction each and, for the audit trail, one turn of a lock that
+serialises the whole chain. A :class:`Batcher` queues them and lets one task write
+everything that arrived while the previous batch was being written, in one
+transaction: a lone item is written at once, a burst costs a commit per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    """``await batcher.submit(item)`` returns what ``write`` gave for that item, or
+    raises what ``write`` raised for its whole batch (nothing of a failed batch is
+    written: ``write`` runs in one transaction)."""
+
+    def __init__(self, write: Callable[[Sequence[T]], Awaitable[Sequence[R]]], limit: int = 500):
+        self._write = write
+        self._limit = limit
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, future))
+        if self._task is None:
+            self._task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self._limit]
+                del self._pending[: self._limit]
+                try:
+                    results = await self._write([item for item, _ in batch])
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._task = None
+            for _, future in self._pending:  # cancelled with work left: do not strand it
+                future.cancel()
+            self._pending.clear()

@@ -1,0 +1,129 @@
+"""Chat messages, stored in groups (server/batching.py).
+
+Each message gets the next ``seq`` of its exam, exactly as :func:`server.exams.
+append_event` gives it, but a batch takes the seqs of all its exams with one
+``UPDATE ... RETURNING`` and inserts all its events with one statement, in one
+transaction. A client id already stored (a retry) is answered with its original
+seq and stored once, however the retry and the original were batched.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from rooms.types import EventKind
+from server.auth import Person
+from server.batching import Batcher
+from server.context import AppContext
+from server.errors import not_found
+from server.exams import event_json
+from server.models import Exam, ExamEvent, User
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    exam_id: str
+    client_id: str
+    text: str
+    author: User | Person
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    seq: int
+    event: dict[str, Any] | None  # None: the client id was stored before (a retry)
+
+
+class ChatLog:
+    def __init__(self, app: AppContext, limit: int = 500) -> None:
+        self.app = app
+        self._batcher: Batcher[Chat, Stored] = Batcher(self._write, limit)
+
+    async def append(self, chat: Chat) -> Stored:
+        return await self._batcher.submit(chat)
+
+    async def _write(self, batch: Sequence[Chat]) -> list[Stored]:
+        # The same client id sent through another process can slip in between our
+        # duplicate check and our commit: the unique constraint refuses it, and
+        # the next attempt finds it stored.
+        for attempt in range(3):
+            try:
+                return await self._write_once(batch)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _write_once(self, batch: Sequence[Chat]) -> list[Stored]:
+        async with self.app.db() as db:
+            keys = {(c.exam_id, c.client_id) for c in batch}
+            stored: dict[tuple[str, str | None], int] = {
+                (exam_id, client_id): seq
+                for exam_id, client_id, seq in await db.execute(
+                    select(ExamEvent.exam_id, ExamEvent.client_id, ExamEvent.seq).where(
+                        tuple_(ExamEvent.exam_id, ExamEvent.client_id).in_(keys)
+                    )
+                )
+            }
+            fresh: list[Chat] = []
+            for chat in batch:
+                key = (chat.exam_id, chat.client_id)
+                if key not in stored:
+                    stored[key] = 0  # taken below; a second copy in this batch is a retry
+                    fresh.append(chat)
+            events: list[tuple[Chat, ExamEvent]] = []
+            if fresh:
+                counts = Counter(chat.exam_id for chat in fresh)
+                # Lock the exams' rows in one order (PostgreSQL; SQLite has one
+                # writer), so that two processes' batches cannot deadlock.
+                locked = (
+                    select(Exam.id).where(Exam.id.in_(counts)).order_by(Exam.id).with_for_update()
+                )
+                now = max(chat.at for chat in fresh)
+                last = dict(
+                    (
+                        await db.execute(
+                            update(Exam)
+                            .where(Exam.id.in_(locked))
+                            .values(
+                                last_seq=Exam.last_seq + case(counts, value=Exam.id),
+                                updated_at=now,
+                            )
+                            .returning(Exam.id, Exam.last_seq)
+                            .execution_options(synchronize_session=False)
+                        )
+                    ).all()
+                )
+                if len(last) != len(counts):  # an exam vanished (deleted): refuse the batch
+                    raise not_found()
+                next_seq = {exam_id: last[exam_id] - n + 1 for exam_id, n in counts.items()}
+                for chat in fresh:
+                    seq = next_seq[chat.exam_id]
+                    next_seq[chat.exam_id] = seq + 1
+                    stored[(chat.exam_id, chat.client_id)] = seq
+                    event = ExamEvent(
+                        exam_id=chat.exam_id,
+                        seq=seq,
+                        kind=EventKind.CHAT_MESSAGE,
+                        author_id=chat.author.id,
+                        client_id=chat.client_id,
+                        at=chat.at,
+                        body={"text": chat.text},
+                    )
+                    events.append((chat, event))
+                db.add_all([event for _, event in events])
+                first = {id(chat): event_json(event, chat.author) for chat, event in events}
+                await db.commit()
+            else:
+                first = {}
+        return [
+            Stored(stored[(chat.exam_id, chat.client_id)], first.get(id(chat))) for chat in batch
+        ]

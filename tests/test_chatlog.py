@@ -1,0 +1,131 @@
+"""Chat messages stored in groups (server/chatlog.py, server/batching.py): seqs stay
+contiguous per exam, retries are stored once, two processes never share a seq."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+from sqlalchemy import select
+
+from server.auth import Person
+from server.batching import Batcher
+from server.chatlog import Chat, ChatLog
+from server.cli import app_context
+from server.config import Settings
+from server.models import Exam, ExamEvent, User
+from tests.test_commands import ClientFor, new_exam
+
+
+async def author(settings: Settings, username: str) -> Person:
+    async with app_context(settings) as app, app.read() as db:
+        user = await db.scalar(select(User).where(User.username == username))
+        assert user is not None
+        return Person.of(user)
+
+
+async def stored_events(settings: Settings, exam_id: str) -> list[tuple[int, str | None]]:
+    async with app_context(settings) as app, app.read() as db:
+        rows = await db.execute(
+            select(ExamEvent.seq, ExamEvent.client_id)
+            .where(ExamEvent.exam_id == exam_id)
+            .order_by(ExamEvent.seq)
+        )
+        return [(seq, client_id) for seq, client_id in rows]
+
+
+async def test_one_batch_many_exams_retries_and_duplicates(
+    client_for: ClientFor, settings: Settings
+) -> None:
+    urg = await client_for("urg_a")
+    exam_a, exam_b = await new_exam(urg), await new_exam(urg)
+    who = await author(settings, "urg_a")
+    async with app_context(settings) as app:
+        now = app.now()
+        first = await app.chat.append(Chat(exam_a, "m0", "before", who, now))
+        log = ChatLog(app)
+        # All submitted before the writer runs: one batch.
+        results = await asyncio.gather(
+            *(
+                log.append(Chat(exam, cid, "x", who, now))
+                for exam, cid in [
+                    (exam_a, "m1"),
+                    (exam_b, "m1"),  # the same client id in another exam is another message
+                    (exam_a, "m0"),  # a retry of a message stored before
+                    (exam_a, "m2"),
+                    (exam_a, "m1"),  # a retry inside the same batch
+                ]
+            )
+        )
+    seqs = [r.seq for r in results]
+    assert seqs == [first.seq + 1, results[1].seq, first.seq, first.seq + 2, first.seq + 1]
+    assert [r.event is not None for r in results] == [True, True, False, True, False]
+    assert results[0].event is not None and results[0].event["author"]["id"] == who.id
+    events_a = await stored_events(settings, exam_a)
+    assert [seq for seq, _ in events_a] == list(range(1, len(events_a) + 1))  # no gap, no twin
+    assert [cid for _, cid in events_a if cid] == ["m0", "m1", "m2"]
+    async with app_context(settings) as app, app.read() as db:
+        exam = await db.get_one(Exam, exam_a)
+        assert exam.last_seq == events_a[-1][0]
+
+
+async def test_two_processes_chatting_in_one_room_never_share_a_seq(
+    client_for: ClientFor, settings: Settings
+) -> None:
+    """Two app contexts (two processes' pools and writers) append to the same exams at
+    once, each in batches; on PostgreSQL the batches really overlap."""
+    urg = await client_for("urg_a")
+    exams = [await new_exam(urg) for _ in range(3)]
+    who = await author(settings, "urg_a")
+    async with app_context(settings) as one, app_context(settings) as two:
+        sends = [
+            app.chat.append(Chat(exams[i % 3], f"{name}-{i}", "x", who, app.now()))
+            for i in range(60)
+            for app, name in ((one, "one"), (two, "two"))
+        ]
+        # The same client id through both processes at once: stored once.
+        sends += [one.chat.append(Chat(exams[0], "both", "x", who, one.now()))]
+        sends += [two.chat.append(Chat(exams[0], "both", "x", who, two.now()))]
+        results = await asyncio.gather(*sends)
+    both = results[-2:]
+    assert both[0].seq == both[1].seq
+    assert sum(r.event is not None for r in both) == 1
+    total = 0
+    for exam_id in exams:
+        events = await stored_events(settings, exam_id)
+        assert [seq for seq, _ in events] == list(range(1, len(events) + 1))
+        total += len(events)
+    assert total == 3 + 120 + 1  # the request events, every message, "both" once
+
+
+async def test_a_failed_batch_fails_its_callers_and_the_next_batch_runs() -> None:
+    calls: list[list[int]] = []
+
+    async def write(batch: Sequence[int]) -> list[int]:
+        calls.append(list(batch))
+        if -1 in batch:
+            raise RuntimeError("the database went away")
+        return [n * 10 for n in batch]
+
+    batcher: Batcher[int, int] = Batcher(write, limit=3)
+    first = await asyncio.gather(*(batcher.submit(n) for n in (1, 2, 3, 4)), return_exceptions=True)
+    assert first == [10, 20, 30, 40]
+    assert calls == [[1, 2, 3], [4]]  # what waited together, up to the limit
+    failed = await asyncio.gather(batcher.submit(5), batcher.submit(-1), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in failed)
+    assert await batcher.submit(6) == 60
+
+
+@pytest.mark.parametrize("size", [1, 7])
+async def test_batches_respect_the_limit(size: int) -> None:
+    seen: list[int] = []
+
+    async def write(batch: Sequence[int]) -> list[int]:
+        seen.append(len(batch))
+        await asyncio.sleep(0)
+        return list(batch)
+
+    batcher: Batcher[int, int] = Batcher(write, limit=size)
+    assert await asyncio.gather(*(batcher.submit(n) for n in range(20))) == list(range(20))
+    assert max(seen) <= size and sum(seen) == 20
