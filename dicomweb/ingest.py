@@ -10,7 +10,6 @@ file, no row.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -26,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dicomweb import tables as t
 from dicomweb.header import (
     BASE,
-    SERIES_TAGS,
-    STUDY_TAGS,
+    SERIES_KEYS,
+    STUDY_KEYS,
     Header,
     HeaderError,
-    instance_json,
-    level_json,
-    read_header,
+    instance_members,
+    members_json,
+    read_bytes,
+    read_path,
 )
 from dicomweb.index import Indexed, Prepared, Rejected, index_batch
 from dicomweb.storage import Storage
@@ -99,7 +99,7 @@ class Ingestor:
         """Store a batch; one result per item, in order."""
         temps = await anyio.to_thread.run_sync(self._to_temps, items, owned)
         try:
-            results = await self._store(temps, principal, expected_study)
+            results = await self._store(items, temps, principal, expected_study)
         finally:
             for temp in temps:  # moved into place, or to be dropped
                 Storage.discard(temp)
@@ -129,22 +129,31 @@ class Ingestor:
         return temps
 
     @staticmethod
-    def _parse(temps: list[Path]) -> list[tuple[Header, int] | Failure]:
+    def _parse(
+        items: Sequence[bytes | Path], temps: list[Path]
+    ) -> list[tuple[Header, int] | Failure]:
+        """Headers of the items: from memory when they are bytes, else from the
+        temp file (mmap)."""
         out: list[tuple[Header, int] | Failure] = []
-        for temp in temps:
+        for data, temp in zip(items, temps, strict=True):
             try:
-                size = temp.stat().st_size
-                with temp.open("rb") as fp:
-                    out.append((read_header(fp, size), size))
+                if isinstance(data, Path):
+                    out.append((read_path(temp), temp.stat().st_size))
+                else:
+                    out.append((read_bytes(data), len(data)))
             except HeaderError as exc:
                 out.append(Failure(exc.reason, exc.message))
         return out
 
     async def _store(
-        self, temps: list[Path], principal: Principal, expected_study: str | None
+        self,
+        items: Sequence[bytes | Path],
+        temps: list[Path],
+        principal: Principal,
+        expected_study: str | None,
     ) -> list[Result]:
         results: list[Result | None] = [None] * len(temps)
-        parsed = await anyio.to_thread.run_sync(self._parse, temps)
+        parsed = await anyio.to_thread.run_sync(self._parse, items, temps)
         candidates: list[tuple[int, Header, int, Any]] = []
         for i, item in enumerate(parsed):
             if isinstance(item, Failure):
@@ -332,9 +341,9 @@ def _attrs(h: Header) -> InstanceAttrs:
 
 def _metadata(h: Header) -> tuple[str, str, str]:
     base = f"{BASE}/studies/{h.study_uid}/series/{h.series_uid}/instances/{h.sop_uid}"
-    parsed = instance_json(h.dataset, h, base)
+    members = instance_members(h, base)
     return (
-        json.dumps(parsed, separators=(",", ":"), ensure_ascii=False),
-        level_json(parsed, STUDY_TAGS, patient=True),
-        level_json(parsed, SERIES_TAGS, patient=False),
+        members_json(members, None, patient=False),
+        members_json(members, STUDY_KEYS, patient=True),
+        members_json(members, SERIES_KEYS, patient=False),
     )
