@@ -99,10 +99,11 @@ class Ingestor:
         """Store a batch; one result per item, in order."""
         temps = await anyio.to_thread.run_sync(self._to_temps, items, owned)
         try:
-            results = await self._store(items, temps, principal, expected_study)
+            results = await self._store(temps, principal, expected_study)
         finally:
             for temp in temps:  # moved into place, or to be dropped
-                Storage.discard(temp)
+                if isinstance(temp, Path):
+                    Storage.discard(temp)
         if self.hooks is not None:
             for r in results:
                 if isinstance(r, StoredInstance) and not r.duplicate:
@@ -112,33 +113,28 @@ class Ingestor:
                         log.exception("on_stored hook failed for %s", r.sop_uid)
         return results
 
-    def _to_temps(self, items: Sequence[bytes | Path], owned: bool) -> list[Path]:
-        temps = []
+    def _to_temps(self, items: Sequence[bytes | Path], owned: bool) -> list[Path | bytes]:
+        """Files not ours are copied into the temp dir; bytes stay in memory until
+        ``Storage.commit_many`` writes them."""
+        temps: list[Path | bytes] = []
         for data in items:
-            if isinstance(data, Path) and owned:
+            if not isinstance(data, Path) or owned:
                 temps.append(data)
                 continue
             fd, temp = self.storage.new_temp()
-            with os.fdopen(fd, "wb") as out:
-                if isinstance(data, Path):
-                    with data.open("rb") as src:
-                        shutil.copyfileobj(src, out, 1024 * 1024)
-                else:
-                    out.write(data)
+            with os.fdopen(fd, "wb") as out, data.open("rb") as src:
+                shutil.copyfileobj(src, out, 1024 * 1024)
             temps.append(temp)
         return temps
 
     @staticmethod
-    def _parse(
-        items: Sequence[bytes | Path], temps: list[Path]
-    ) -> list[tuple[Header, int] | Failure]:
-        """Headers of the items: from memory when they are bytes, else from the
-        temp file (mmap)."""
+    def _parse(temps: list[Path | bytes]) -> list[tuple[Header, int] | Failure]:
+        """Headers of the items: from memory, or from the temp file (mmap)."""
         out: list[tuple[Header, int] | Failure] = []
-        for data, temp in zip(items, temps, strict=True):
+        for data in temps:
             try:
                 if isinstance(data, Path):
-                    out.append((read_path(temp), temp.stat().st_size))
+                    out.append((read_path(data), data.stat().st_size))
                 else:
                     out.append((read_bytes(data), len(data)))
             except HeaderError as exc:
@@ -147,13 +143,12 @@ class Ingestor:
 
     async def _store(
         self,
-        items: Sequence[bytes | Path],
-        temps: list[Path],
+        temps: list[Path | bytes],
         principal: Principal,
         expected_study: str | None,
     ) -> list[Result]:
         results: list[Result | None] = [None] * len(temps)
-        parsed = await anyio.to_thread.run_sync(self._parse, items, temps)
+        parsed = await anyio.to_thread.run_sync(self._parse, temps)
         candidates: list[tuple[int, Header, int, Any]] = []
         for i, item in enumerate(parsed):
             if isinstance(item, Failure):
@@ -192,7 +187,7 @@ class Ingestor:
     async def _write_and_index(
         self,
         fresh: list[tuple[int, Header, int, Any]],
-        temps: list[Path],
+        temps: list[Path | bytes],
         results: list[Result | None],
     ) -> None:
         def prepare() -> list[Prepared | Failure]:
