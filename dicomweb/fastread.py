@@ -43,6 +43,9 @@ _H = struct.Struct("<H").unpack_from
 _HHL = struct.Struct("<HHL").unpack_from
 
 
+_TAGS: dict[int, BaseTag] = {}  # BaseTag per tag number: ints, shared
+
+
 class Unsupported(Exception):
     """Not something this reader handles: use pydicom."""
 
@@ -96,8 +99,9 @@ def walk(buf: Any) -> tuple[dict[int, RawDataElement], dict[int, RawDataElement]
                 raise Unsupported("file meta or item tag in the data set")
             pos = _element(buf, pos, size, implicit, data)
         return meta, data, pos
-    # explicit VR little endian, the common case, inline
-    vrs, unpack, unpack_l, raw_element = _VRS, _HH2sH, _L, RawDataElement
+    # explicit VR little endian, the common case, inline; RawDataElement tuples
+    # made without the NamedTuple's Python-level __new__
+    vrs, unpack, unpack_l, new, cls, tags = _VRS, _HH2sH, _L, tuple.__new__, RawDataElement, _TAGS
     while pos < size:
         if pos + 8 > size:
             raise Unsupported("bytes left after the last element")
@@ -123,7 +127,10 @@ def walk(buf: Any) -> tuple[dict[int, RawDataElement], dict[int, RawDataElement]
         if end > size:
             raise Unsupported("value past the end")
         value = buf[start:end] if length else empty_value_for_VR(vr, raw=True)
-        data[tag] = raw_element(BaseTag(tag), vr, length, value, start, False, True)
+        base = tags.get(tag)
+        if base is None:
+            base = tags[tag] = BaseTag(tag)
+        data[tag] = new(cls, (base, vr, length, value, start, False, True, True, False))
         pos = end
     return meta, data, pos
 

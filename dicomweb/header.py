@@ -8,6 +8,7 @@ file (PS3.5 A.4 for encapsulated pixel data) and builds the DICOM JSON
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import mmap
@@ -18,6 +19,7 @@ from typing import Any, BinaryIO
 
 from pydicom import Dataset, config, dcmread
 from pydicom.charset import convert_encodings
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement, convert_raw_data_element
 from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -104,7 +106,7 @@ class Header:
     raw: dict[int, Any] | None = field(default=None, repr=False)
 
     def text(self, key: str) -> str:
-        value = self.dataset.get(key)
+        value = _Values(self.dataset, self.raw).get(key)
         if value is None:
             return ""
         if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
@@ -112,14 +114,62 @@ class Header:
         return str(value)
 
     def integer(self, key: str) -> int | None:
-        value = self.dataset.get(key)
+        value = _Values(self.dataset, self.raw).get(key)
         try:
             return int(value) if value not in (None, "") else None
         except (TypeError, ValueError):
             return None
 
 
-def _uid(ds: Dataset, keyword: str) -> str:
+_PLAIN_VRS = frozenset(("AE", "AS", "CS", "DA", "LO", "PN", "SH", "TM", "UI"))
+
+
+@functools.lru_cache(maxsize=512)
+def _tag_vr(keyword: str) -> tuple[int, str] | None:
+    tag = tag_for_keyword(keyword)
+    return None if tag is None else (tag, str(dictionary_VR(tag)))
+
+
+class _Values:
+    """``ds.get(keyword)`` for the few attributes ingest reads, decoded straight
+    from the raw element when it is plain (one printable ASCII value, a US, a
+    decimal IS): what pydicom's conversion would give, without it. Anything else
+    is asked of ``ds``."""
+
+    def __init__(self, ds: Dataset, raw: dict[int, Any] | None) -> None:
+        self.ds, self.raw = ds, raw
+
+    def __contains__(self, keyword: str) -> bool:
+        return keyword in self.ds
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        known = _tag_vr(keyword) if self.raw is not None else None
+        if known is not None:
+            assert self.raw is not None
+            tag, vr = known
+            elem = self.raw.get(tag)
+            if elem is None:
+                return default
+            value = elem.value
+            vr = elem.VR or vr
+            if isinstance(value, bytes):
+                if vr == "US" and len(value) == 2:
+                    return int.from_bytes(value, "little")
+                if vr in _PLAIN_VRS or vr == "IS":
+                    try:
+                        text = value.decode("ascii").rstrip("\0 ")
+                    except UnicodeDecodeError:
+                        text = None
+                    if text is not None and text.isprintable() and "\\" not in text:
+                        if vr != "IS":
+                            return text
+                        number = text.strip()
+                        if number.isdigit():
+                            return int(number)
+        return self.ds.get(keyword, default)
+
+
+def _uid(ds: Dataset | _Values, keyword: str) -> str:
     value = ds.get(keyword)
     if not value:
         raise HeaderError(0xA900 if keyword != "SOPClassUID" else 0xC000, f"{keyword} missing")
@@ -224,12 +274,13 @@ def _check(
         pixel_end = size
     else:
         try:
-            frames, pixel_end = _locate_frames(fp, ds, ts_uid, pixel_pos, size)
+            frames, pixel_end = _locate_frames(fp, _Values(ds, raw), ts_uid, pixel_pos, size)
         except (ValueError, TypeError, struct.error) as exc:  # e.g. NumberOfFrames "1A"
             raise HeaderError(0xC000, f"cannot locate the frames: {exc}") from exc
     if frames is None and pixel_end < size:
         raise HeaderError(0xC000, "file truncated: bytes left after the last element")
-    sop_class = _uid(ds, "SOPClassUID")
+    values = _Values(ds, raw)
+    sop_class = _uid(values, "SOPClassUID")
     if (
         frames is None
         and not ts_uid.is_deflated
@@ -239,9 +290,9 @@ def _check(
     return Header(
         dataset=ds,
         raw=raw,
-        study_uid=_uid(ds, "StudyInstanceUID"),
-        series_uid=_uid(ds, "SeriesInstanceUID"),
-        sop_uid=_uid(ds, "SOPInstanceUID"),
+        study_uid=_uid(values, "StudyInstanceUID"),
+        series_uid=_uid(values, "SeriesInstanceUID"),
+        sop_uid=_uid(values, "SOPInstanceUID"),
         sop_class_uid=sop_class,
         transfer_syntax_uid=ts,
         frames=frames,
@@ -250,7 +301,7 @@ def _check(
 
 
 def _locate_frames(
-    fp: Any, ds: Dataset, ts: UID, pos: int, size: int
+    fp: Any, ds: Dataset | _Values, ts: UID, pos: int, size: int
 ) -> tuple[list[list[tuple[int, int]]] | None, int]:
     """Byte ranges of each frame: contiguous for native pixel data, the fragments of
     each frame for encapsulated data (PS3.5 A.4, Basic Offset Table)."""
