@@ -169,13 +169,10 @@ def _ts(ts: str) -> str:
 
 async def frames(request: Request, ctx: Context) -> Response:
     """PS3.18 10.4.1.1.3: frame pixel data from the byte ranges recorded at ingest."""
-    _, rows = await ctx.scoped_instances(
-        request, t.instances.c.path, t.instances.c.frames, t.instances.c.transfer_syntax_uid
-    )
-    row = rows[0]
+    row = await ctx.frame_source(request)
     if row.frames is None:
         raise DicomwebError(404, "not_found", "this instance has no addressable frames")
-    ranges: list[list[list[int]]] = json.loads(row.frames)
+    ranges = row.frames
     numbers = _frame_numbers(request.path_params["frames"], len(ranges))
     inner, part_type, single = _frame_media(request, row.transfer_syntax_uid)
     wanted = [ranges[n - 1] for n in numbers]
@@ -188,10 +185,10 @@ async def frames(request: Request, ctx: Context) -> Response:
     if single and len(blobs) == 1:
         return Response(blobs[0], media_type=part_type)
     boundary = new_boundary()
-    body = b"".join(part_head(boundary, part_type) + b + b"\r\n" for b in blobs)
-    return Response(
-        body + f"--{boundary}--\r\n".encode(), media_type=multipart_type(inner, boundary)
-    )
+    head = part_head(boundary, part_type)
+    pieces = [piece for b in blobs for piece in (head, b, b"\r\n")]
+    pieces.append(f"--{boundary}--\r\n".encode())
+    return Response(b"".join(pieces), media_type=multipart_type(inner, boundary))
 
 
 def _read_ranges(path: Any, frames: list[list[list[int]]]) -> list[bytes]:
