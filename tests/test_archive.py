@@ -132,9 +132,7 @@ async def test_frames_seen_by_one_hospital_stay_hidden_from_another(
     parts = list(ct_series(2, size=32, study=exam["study_instance_uid"]))
     resp = await stow(man_a, parts)
     assert resp.status_code == 200, resp.text
-    urls = [
-        item["00081190"]["Value"][0] + "/frames/1" for item in resp.json()["00081199"]["Value"]
-    ]
+    urls = [item["00081190"]["Value"][0] + "/frames/1" for item in resp.json()["00081199"]["Value"]]
     accept = {"accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"}
     for url in urls:
         assert (await urg.get(url, headers=accept)).status_code == 200

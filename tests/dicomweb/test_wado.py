@@ -235,6 +235,7 @@ async def test_frames_cache_is_per_establishment(archive: Archive, http: httpx.A
     parts = list(ct_series(3, size=32))
     await store(http, parts)
     urls = ["/studies/{}/series/{}/instances/{}/frames/1".format(*uids(p)) for p in parts]
+
     async def frame(url: str) -> list[bytes]:
         resp = await http.get(url, headers={"accept": OHIF_FRAME})
         assert resp.status_code == 200
