@@ -282,3 +282,22 @@ async def test_frames_cache_asks_sql_again_after_its_ttl(
     assert (await http.get(url, headers={"accept": OHIF_FRAME})).status_code == 200
     cache.allowed = dict.fromkeys(cache.allowed, 0.0)  # as if the TTL had passed
     assert (await http.get(url, headers={"accept": OHIF_FRAME})).status_code == 404
+
+
+async def test_a_file_shorter_than_recorded_is_never_sent_as_complete(
+    archive: Archive, http: httpx.AsyncClient
+) -> None:
+    parts = list(ct_series(2, size=512))  # 512 KB files: sent from an mmap
+    await store(http, parts)
+    study, series, _ = uids(parts[0])
+    stored = sorted(p for p in archive.storage.rglob("*.dcm"))
+    assert len(stored) == 2
+    with stored[0].open("r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(httpx.HTTPError):
+        resp = await http.get(
+            f"/studies/{study}/series/{series}",
+            headers={"accept": 'multipart/related; type="application/dicom"'},
+        )
+        # uvicorn ends the connection: httpx sees fewer bytes than Content-Length
+        assert int(resp.headers["content-length"]) == len(resp.content)
