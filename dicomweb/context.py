@@ -37,14 +37,21 @@ class FrameCache:
     """The frames hot path without SQL: instance locations by SOP Instance UID
     (stored instances never change; the archive deletes nothing), and which
     principal may see which study, for ``ttl`` seconds after the SQL query with
-    the caller's ``study_filter`` said so. Both bounded. A principal is keyed by
+    the caller's ``study_filter`` said so. A principal is keyed by
     ``Access.cache_key(principal)`` when the Access has it; without it (or when it
-    returns None) nothing is remembered for that caller and every request asks SQL."""
+    returns None) nothing is remembered for that caller and every request asks SQL.
+    Bounded: ``size`` byte ranges in all (an instance counts one per range, so a
+    long cine weighs its frames), ``size`` allowed (principal, study) pairs."""
 
-    def __init__(self, size: int = 20_000, ttl: float = 5.0) -> None:
+    def __init__(self, size: int = 200_000, ttl: float = 5.0) -> None:
         self.size, self.ttl = size, ttl
         self.sources: OrderedDict[str, FrameSource] = OrderedDict()
+        self.weight = 0
         self.allowed: dict[tuple[Hashable, str], float] = {}
+
+    @staticmethod
+    def _weight(source: FrameSource) -> int:
+        return 1 + sum(len(f) for f in source.frames or ())
 
     def get(self, key: Hashable | None, study: str, series: str, sop: str) -> FrameSource | None:
         if key is None:
@@ -60,10 +67,14 @@ class FrameCache:
     def put(self, key: Hashable | None, sop: str, source: FrameSource) -> None:
         if key is None:
             return
+        old = self.sources.pop(sop, None)
+        if old is not None:
+            self.weight -= self._weight(old)
         self.sources[sop] = source
-        self.sources.move_to_end(sop)
-        while len(self.sources) > self.size:
-            self.sources.popitem(last=False)
+        self.weight += self._weight(source)
+        while self.weight > self.size and len(self.sources) > 1:
+            _, dropped = self.sources.popitem(last=False)
+            self.weight -= self._weight(dropped)
         if len(self.allowed) >= self.size:
             now = time.monotonic()
             self.allowed = {k: v for k, v in self.allowed.items() if v >= now}

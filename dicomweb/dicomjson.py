@@ -86,7 +86,7 @@ def json_members(
         if isinstance(elem, RawDataElement) and elem.value is not None:
             value = elem.value
             ck = None
-            if len(value) <= CACHE_VALUE_MAX:
+            if len(value) <= CACHE_VALUE_MAX and len(value) <= threshold:  # never a bulk URI
                 ck = (tag, elem.VR, value, elem.is_little_endian, codec, simple_text, threshold)
                 member = cache.get(ck)
                 if member is not None:
