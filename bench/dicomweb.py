@@ -76,9 +76,12 @@ class Client:
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
 
-def fetch(client: Client, path: str, accept: str) -> bytes:
+def fetch(client: Client, path: str, accept: str) -> memoryview:
     """GET with a plain socket and one big receive buffer: http.client's reader
-    would be the bottleneck of a retrieval benchmark on a small machine."""
+    would be the bottleneck of a retrieval benchmark on a small machine. The body
+    is returned as a view of that buffer: copying it once more took as long as
+    receiving it here (a trivial uvicorn app measured 626 MB/s with the copy,
+    1184 MB/s without)."""
     head = (
         f"GET {client.prefix}{path} HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
         f"Accept: {accept}\r\n"
@@ -105,7 +108,7 @@ def fetch(client: Client, path: str, accept: str) -> bytes:
             if not n:
                 break
             got += n
-        return bytes(view[:got])
+        return view[:got]
 
 
 def stow(client: Client, parts: list[bytes]) -> tuple[float, int, dict[str, Any]]:

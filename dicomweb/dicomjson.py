@@ -5,13 +5,20 @@ pydicom's ``Dataset.to_json_dict`` converts every element to a full
 ingest. This converter reads the raw bytes of the common VRs directly and hands
 anything unusual (sequences, other character sets, malformed numbers) to pydicom
 for that element alone, so the output is the same.
+
+``json_members`` gives each attribute already encoded (``"00100010":{...}``):
+a response or a QIDO level is then a join of strings. The encoding of a short
+value depends only on its tag, VR, bytes and the character set, and most of them
+repeat across the instances of a series (patient, study, equipment), so those
+are kept in a bounded process-wide cache.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydicom import Dataset
@@ -41,8 +48,13 @@ class _Fallback(Exception):
     pass
 
 
-def to_json_dict(ds: Dataset, threshold: int, bulk: BulkHandler) -> dict[str, Any]:
-    """``ds.to_json_dict(threshold, bulk)``, faster, for datasets read from a file."""
+CACHE_MAX = 50_000
+CACHE_VALUE_MAX = 256
+_cache: dict[tuple[Any, ...], str] = {}
+
+
+def _charset(ds: Dataset) -> tuple[str, bool]:
+    """(codec of text values, whether every text VR can be read with it)."""
     charset = ds.get("SpecificCharacterSet", "")
     charsets = (
         list(charset)
@@ -51,8 +63,61 @@ def to_json_dict(ds: Dataset, threshold: int, bulk: BulkHandler) -> dict[str, An
     )
     codec = "utf-8" if "ISO_IR 192" in charsets else "latin-1"
     simple_text = all(str(c or "") in PLAIN_CHARSETS for c in charsets) and len(charsets) <= 1
+    return codec, simple_text
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_members(
+    ds: Dataset,
+    threshold: int,
+    bulk: BulkHandler,
+    elements: Mapping[int, Any] | None = None,
+) -> list[tuple[str, str]]:
+    """``(key, '"key":value')`` per attribute, in order: the members of
+    ``json.dumps(to_json_dict(...), separators=(",", ":"), ensure_ascii=False)``."""
+    codec, simple_text = _charset(ds)
+    out: list[tuple[str, str]] = []
+    cache = _cache
+    for tag, elem in (ds._dict if elements is None else elements).items():
+        key = f"{tag:08X}"
+        if isinstance(elem, RawDataElement) and elem.value is not None:
+            value = elem.value
+            ck = None
+            if len(value) <= CACHE_VALUE_MAX and len(value) <= threshold:  # never a bulk URI
+                ck = (tag, elem.VR, value, elem.is_little_endian, codec, simple_text, threshold)
+                member = cache.get(ck)
+                if member is not None:
+                    out.append((key, member))
+                    continue
+            try:
+                member = f'"{key}":{_dumps(_raw(elem, codec, simple_text, threshold, bulk, ds))}'
+            except _Fallback:
+                pass
+            else:
+                if ck is not None:
+                    if len(cache) >= CACHE_MAX:
+                        cache.clear()
+                    cache[ck] = member
+                out.append((key, member))
+                continue
+        out.append((key, f'"{key}":{_dumps(ds[tag].to_json_dict(bulk, threshold))}'))
+    return out
+
+
+def to_json_dict(
+    ds: Dataset,
+    threshold: int,
+    bulk: BulkHandler,
+    elements: Mapping[int, Any] | None = None,
+) -> dict[str, Any]:
+    """``ds.to_json_dict(threshold, bulk)``, faster, for datasets read from a file.
+    ``elements``: the raw elements ``ds`` was made of, if pydicom converted some."""
+    codec, simple_text = _charset(ds)
     out: dict[str, Any] = {}
-    for tag, elem in ds._dict.items():
+    for tag, elem in (ds._dict if elements is None else elements).items():
         key = f"{tag:08X}"
         if isinstance(elem, RawDataElement) and elem.value is not None:
             try:

@@ -8,17 +8,25 @@ file (PS3.5 A.4 for encapsulated pixel data) and builds the DICOM JSON
 
 from __future__ import annotations
 
+import functools
+import io
 import json
+import mmap
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydicom import Dataset, config, dcmread
-from pydicom.dataelem import DataElement
+from pydicom.charset import convert_encodings
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement, convert_raw_data_element
+from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-from dicomweb.dicomjson import to_json_dict
+from dicomweb.dicomjson import json_members, to_json_dict
+from dicomweb.fastread import IMPLICIT_LE, Unsupported, walk
 
 # An archive keeps what modalities send: values that break a VR's rules are stored
 # as they are, not warned about per element (the UIDs that matter are checked below).
@@ -83,7 +91,9 @@ class HeaderError(Exception):
 
 @dataclass
 class Header:
-    dataset: Dataset
+    """What ingest keeps of a file; ``dataset`` is pydicom's (no pixel data),
+    its elements converted only when asked for."""
+
     study_uid: str
     series_uid: str
     sop_uid: str
@@ -91,9 +101,12 @@ class Header:
     transfer_syntax_uid: str
     frames: list[list[tuple[int, int]]] | None
     pixel_end: int
+    dataset: Dataset = field(repr=False)
+    #: the elements as read (``fastread``), before pydicom converted any of them
+    raw: dict[int, Any] | None = field(default=None, repr=False)
 
     def text(self, key: str) -> str:
-        value = self.dataset.get(key)
+        value = _Values(self.dataset, self.raw).get(key)
         if value is None:
             return ""
         if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
@@ -101,14 +114,62 @@ class Header:
         return str(value)
 
     def integer(self, key: str) -> int | None:
-        value = self.dataset.get(key)
+        value = _Values(self.dataset, self.raw).get(key)
         try:
             return int(value) if value not in (None, "") else None
         except (TypeError, ValueError):
             return None
 
 
-def _uid(ds: Dataset, keyword: str) -> str:
+_PLAIN_VRS = frozenset(("AE", "AS", "CS", "DA", "LO", "PN", "SH", "TM", "UI"))
+
+
+@functools.lru_cache(maxsize=512)
+def _tag_vr(keyword: str) -> tuple[int, str] | None:
+    tag = tag_for_keyword(keyword)
+    return None if tag is None else (tag, str(dictionary_VR(tag)))
+
+
+class _Values:
+    """``ds.get(keyword)`` for the few attributes ingest reads, decoded straight
+    from the raw element when it is plain (one printable ASCII value, a US, a
+    decimal IS): what pydicom's conversion would give, without it. Anything else
+    is asked of ``ds``."""
+
+    def __init__(self, ds: Dataset, raw: dict[int, Any] | None) -> None:
+        self.ds, self.raw = ds, raw
+
+    def __contains__(self, keyword: str) -> bool:
+        return keyword in self.ds
+
+    def get(self, keyword: str, default: Any = None) -> Any:
+        known = _tag_vr(keyword) if self.raw is not None else None
+        if known is not None:
+            assert self.raw is not None
+            tag, vr = known
+            elem = self.raw.get(tag)
+            if elem is None:
+                return default
+            value = elem.value
+            vr = elem.VR or vr
+            if isinstance(value, bytes):
+                if vr == "US" and len(value) == 2:
+                    return int.from_bytes(value, "little")
+                if vr in _PLAIN_VRS or vr == "IS":
+                    try:
+                        text = value.decode("ascii").rstrip("\0 ")
+                    except UnicodeDecodeError:
+                        text = None
+                    if text is not None and text.isprintable() and "\\" not in text:
+                        if vr != "IS":
+                            return text
+                        number = text.strip()
+                        if number.isdigit():
+                            return int(number)
+        return self.ds.get(keyword, default)
+
+
+def _uid(ds: Dataset | _Values, keyword: str) -> str:
     value = ds.get(keyword)
     if not value:
         raise HeaderError(0xA900 if keyword != "SOPClassUID" else 0xC000, f"{keyword} missing")
@@ -118,8 +179,70 @@ def _uid(ds: Dataset, keyword: str) -> str:
     return str(uid)
 
 
+def read_path(path: Path) -> Header:
+    """``read_header`` of a file, walked through an mmap when ``fastread`` can."""
+    with path.open("rb") as fp:
+        size = path.stat().st_size
+        if size >= 132:
+            with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                try:
+                    return _fast(mm)
+                except Unsupported:
+                    pass
+        fp.seek(0)
+        return _pydicom(fp, size)
+
+
+def read_bytes(data: bytes) -> Header:
+    """``read_header`` of bytes in memory."""
+    try:
+        return _fast(data)
+    except Unsupported:
+        return _pydicom(io.BytesIO(data), len(data))
+
+
 def read_header(fp: BinaryIO, size: int) -> Header:
     """Parse a Part-10 file from ``fp`` (positioned at 0); never decodes pixels."""
+    if isinstance(fp, io.BytesIO):
+        try:
+            return _fast(fp.getvalue())
+        except Unsupported:
+            pass
+    return _pydicom(fp, size)
+
+
+def _fast(buf: Any) -> Header:
+    """The header from one ``fastread.walk``; Unsupported when it cannot."""
+    meta, raw, pixel_pos = walk(buf)
+    ts = bytes(meta[0x00020010].value or b"").decode("ascii").rstrip("\0 ")
+    ds = Dataset(dict(raw))  # as pydicom's read_dataset builds it
+    charset = raw.get(0x00080005)
+    encoding = (
+        convert_encodings(convert_raw_data_element(charset).value)
+        if charset is not None
+        else "iso8859"
+    )
+    ds.set_original_encoding(ts == IMPLICIT_LE, True, encoding)
+    ds.file_meta = FileMetaDataset(Dataset(dict(meta)))
+    return _check(ds, ts, _Reader(buf), pixel_pos, len(buf), raw)
+
+
+class _Reader:
+    """seek/read/tell over a buffer, for ``_locate_frames``."""
+
+    def __init__(self, buf: Any) -> None:
+        self.buf, self.pos = buf, 0
+
+    def seek(self, pos: int, whence: int = 0) -> None:
+        self.pos = pos if whence == 0 else self.pos + pos
+
+    def read(self, n: int) -> bytes:
+        data = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += len(data)
+        return data
+
+
+def _pydicom(fp: BinaryIO, size: int) -> Header:
     preamble = fp.read(132)
     if len(preamble) < 132 or preamble[128:132] != b"DICM":
         raise HeaderError(0xC000, "not a DICOM Part-10 file (no preamble and DICM prefix)")
@@ -129,8 +252,18 @@ def read_header(fp: BinaryIO, size: int) -> Header:
     except (InvalidDicomError, EOFError, ValueError, KeyError, struct.error, OSError) as exc:
         raise HeaderError(0xC000, f"cannot parse the DICOM header: {exc}") from exc
     pixel_pos = fp.tell()
-    meta = ds.file_meta
-    ts = str(meta.get("TransferSyntaxUID", "") or "")
+    ts = str(ds.file_meta.get("TransferSyntaxUID", "") or "")
+    return _check(ds, ts, fp, pixel_pos, size, None)
+
+
+def _check(
+    ds: Dataset,
+    ts: str,
+    fp: Any,
+    pixel_pos: int,
+    size: int,
+    raw: dict[int, Any] | None,
+) -> Header:
     if not ts:
         raise HeaderError(0xC000, "file meta has no TransferSyntaxUID")
     ts_uid = UID(ts)
@@ -140,10 +273,14 @@ def read_header(fp: BinaryIO, size: int) -> Header:
         frames = None
         pixel_end = size
     else:
-        frames, pixel_end = _locate_frames(fp, ds, ts_uid, pixel_pos, size)
+        try:
+            frames, pixel_end = _locate_frames(fp, _Values(ds, raw), ts_uid, pixel_pos, size)
+        except (ValueError, TypeError, struct.error) as exc:  # e.g. NumberOfFrames "1A"
+            raise HeaderError(0xC000, f"cannot locate the frames: {exc}") from exc
     if frames is None and pixel_end < size:
         raise HeaderError(0xC000, "file truncated: bytes left after the last element")
-    sop_class = _uid(ds, "SOPClassUID")
+    values = _Values(ds, raw)
+    sop_class = _uid(values, "SOPClassUID")
     if (
         frames is None
         and not ts_uid.is_deflated
@@ -152,9 +289,10 @@ def read_header(fp: BinaryIO, size: int) -> Header:
         raise HeaderError(0xC000, "image without pixel data: the file is truncated")
     return Header(
         dataset=ds,
-        study_uid=_uid(ds, "StudyInstanceUID"),
-        series_uid=_uid(ds, "SeriesInstanceUID"),
-        sop_uid=_uid(ds, "SOPInstanceUID"),
+        raw=raw,
+        study_uid=_uid(values, "StudyInstanceUID"),
+        series_uid=_uid(values, "SeriesInstanceUID"),
+        sop_uid=_uid(values, "SOPInstanceUID"),
         sop_class_uid=sop_class,
         transfer_syntax_uid=ts,
         frames=frames,
@@ -163,7 +301,7 @@ def read_header(fp: BinaryIO, size: int) -> Header:
 
 
 def _locate_frames(
-    fp: BinaryIO, ds: Dataset, ts: UID, pos: int, size: int
+    fp: Any, ds: Dataset | _Values, ts: UID, pos: int, size: int
 ) -> tuple[list[list[tuple[int, int]]] | None, int]:
     """Byte ranges of each frame: contiguous for native pixel data, the fragments of
     each frame for encapsulated data (PS3.5 A.4, Basic Offset Table)."""
@@ -206,7 +344,7 @@ def _locate_frames(
 
 
 def _walk_fragments(
-    fp: BinaryIO, pos: int, size: int, nframes: int, endian: str
+    fp: Any, pos: int, size: int, nframes: int, endian: str
 ) -> tuple[list[list[tuple[int, int]]], int]:
     fp.seek(pos)
     items: list[tuple[int, int]] = []
@@ -251,13 +389,46 @@ def _walk_fragments(
     raise HeaderError(0xC000, "cannot tell the frames apart: no Basic Offset Table")
 
 
+def instance_members(header: Header, retrieve_base: str) -> list[tuple[str, str]]:
+    """``json_members`` of the instance: its DICOM JSON (PS3.18 F.2) with bulk
+    data as BulkDataURIs, each attribute encoded."""
+
+    def bulk(elem: DataElement) -> str:
+        return f"{retrieve_base}/bulkdata/{elem.tag:08X}"
+
+    ds = header.dataset
+    members = json_members(ds, BULK_THRESHOLD, bulk, header.raw)
+    if header.frames is not None:
+        vr = "OB" if header.transfer_syntax_uid not in KNOWN_NATIVE else _native_vr(ds)
+        uri = json.dumps(f"{retrieve_base}/bulkdata/7FE00010", ensure_ascii=False)
+        members = [m for m in members if m[0] != "7FE00010"]
+        members.append(("7FE00010", f'"7FE00010":{{"vr":"{vr}","BulkDataURI":{uri}}}'))
+    return members
+
+
+def members_json(members: list[tuple[str, str]], tags: set[str] | None, patient: bool) -> str:
+    """The JSON object of ``members`` (all, or those of ``tags``, with the patient
+    module when ``patient``)."""
+    if tags is None:
+        return "{" + ",".join(m for _, m in members) + "}"
+    return (
+        "{"
+        + ",".join(m for k, m in members if k in tags or (patient and k.startswith("0010")))
+        + "}"
+    )
+
+
+STUDY_KEYS = {f"{t:08X}" for t in STUDY_TAGS}
+SERIES_KEYS = {f"{t:08X}" for t in SERIES_TAGS}
+
+
 def instance_json(ds: Dataset, header: Header, retrieve_base: str) -> dict[str, Any]:
     """DICOM JSON of the instance (PS3.18 F.2), bulk data as BulkDataURIs."""
 
     def bulk(elem: DataElement) -> str:
         return f"{retrieve_base}/bulkdata/{elem.tag:08X}"
 
-    data = to_json_dict(ds, BULK_THRESHOLD, bulk)
+    data = to_json_dict(ds, BULK_THRESHOLD, bulk, header.raw)
     if header.frames is not None:
         vr = "OB" if header.transfer_syntax_uid not in KNOWN_NATIVE else _native_vr(ds)
         data["7FE00010"] = {"vr": vr, "BulkDataURI": f"{retrieve_base}/bulkdata/7FE00010"}
@@ -270,7 +441,6 @@ def _native_vr(ds: Dataset) -> str:
 
 def level_json(full: dict[str, Any], tags: set[int], patient: bool) -> str:
     """The attributes of one QIDO level (study: with the patient module)."""
-    kept = {
-        k: v for k, v in full.items() if int(k, 16) in tags or (patient and k.startswith("0010"))
-    }
+    keys = {f"{t:08X}" for t in tags}
+    kept = {k: v for k, v in full.items() if k in keys or (patient and k.startswith("0010"))}
     return json.dumps(kept, separators=(",", ":"), ensure_ascii=False)

@@ -10,7 +10,6 @@ file, no row.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -26,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dicomweb import tables as t
 from dicomweb.header import (
     BASE,
-    SERIES_TAGS,
-    STUDY_TAGS,
+    SERIES_KEYS,
+    STUDY_KEYS,
     Header,
     HeaderError,
-    instance_json,
-    level_json,
-    read_header,
+    instance_members,
+    members_json,
+    read_bytes,
+    read_path,
 )
 from dicomweb.index import Indexed, Prepared, Rejected, index_batch
 from dicomweb.storage import Storage
@@ -102,7 +102,8 @@ class Ingestor:
             results = await self._store(temps, principal, expected_study)
         finally:
             for temp in temps:  # moved into place, or to be dropped
-                Storage.discard(temp)
+                if isinstance(temp, Path):
+                    Storage.discard(temp)
         if self.hooks is not None:
             for r in results:
                 if isinstance(r, StoredInstance) and not r.duplicate:
@@ -112,36 +113,39 @@ class Ingestor:
                         log.exception("on_stored hook failed for %s", r.sop_uid)
         return results
 
-    def _to_temps(self, items: Sequence[bytes | Path], owned: bool) -> list[Path]:
-        temps = []
+    def _to_temps(self, items: Sequence[bytes | Path], owned: bool) -> list[Path | bytes]:
+        """Files not ours are copied into the temp dir; bytes stay in memory until
+        ``Storage.commit_many`` writes them."""
+        temps: list[Path | bytes] = []
         for data in items:
-            if isinstance(data, Path) and owned:
+            if not isinstance(data, Path) or owned:
                 temps.append(data)
                 continue
             fd, temp = self.storage.new_temp()
-            with os.fdopen(fd, "wb") as out:
-                if isinstance(data, Path):
-                    with data.open("rb") as src:
-                        shutil.copyfileobj(src, out, 1024 * 1024)
-                else:
-                    out.write(data)
+            with os.fdopen(fd, "wb") as out, data.open("rb") as src:
+                shutil.copyfileobj(src, out, 1024 * 1024)
             temps.append(temp)
         return temps
 
     @staticmethod
-    def _parse(temps: list[Path]) -> list[tuple[Header, int] | Failure]:
+    def _parse(temps: list[Path | bytes]) -> list[tuple[Header, int] | Failure]:
+        """Headers of the items: from memory, or from the temp file (mmap)."""
         out: list[tuple[Header, int] | Failure] = []
-        for temp in temps:
+        for data in temps:
             try:
-                size = temp.stat().st_size
-                with temp.open("rb") as fp:
-                    out.append((read_header(fp, size), size))
+                if isinstance(data, Path):
+                    out.append((read_path(data), data.stat().st_size))
+                else:
+                    out.append((read_bytes(data), len(data)))
             except HeaderError as exc:
                 out.append(Failure(exc.reason, exc.message))
         return out
 
     async def _store(
-        self, temps: list[Path], principal: Principal, expected_study: str | None
+        self,
+        temps: list[Path | bytes],
+        principal: Principal,
+        expected_study: str | None,
     ) -> list[Result]:
         results: list[Result | None] = [None] * len(temps)
         parsed = await anyio.to_thread.run_sync(self._parse, temps)
@@ -183,7 +187,7 @@ class Ingestor:
     async def _write_and_index(
         self,
         fresh: list[tuple[int, Header, int, Any]],
-        temps: list[Path],
+        temps: list[Path | bytes],
         results: list[Result | None],
     ) -> None:
         def prepare() -> list[Prepared | Failure]:
@@ -332,9 +336,9 @@ def _attrs(h: Header) -> InstanceAttrs:
 
 def _metadata(h: Header) -> tuple[str, str, str]:
     base = f"{BASE}/studies/{h.study_uid}/series/{h.series_uid}/instances/{h.sop_uid}"
-    parsed = instance_json(h.dataset, h, base)
+    members = instance_members(h, base)
     return (
-        json.dumps(parsed, separators=(",", ":"), ensure_ascii=False),
-        level_json(parsed, STUDY_TAGS, patient=True),
-        level_json(parsed, SERIES_TAGS, patient=False),
+        members_json(members, None, patient=False),
+        members_json(members, STUDY_KEYS, patient=True),
+        members_json(members, SERIES_KEYS, patient=False),
     )

@@ -9,17 +9,20 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dicomweb-fsync")
 
 
-def _capture(fn: Callable[[Path], None]) -> Callable[[Path], OSError | None]:
-    def run(arg: Path) -> OSError | None:
+def _capture(fn: Callable[[T], R]) -> Callable[[T], R | OSError]:
+    def run(arg: T) -> R | OSError:
         try:
-            fn(arg)
+            return fn(arg)
         except OSError as exc:
             return exc
-        return None
 
     return run
 
@@ -75,23 +78,37 @@ class Storage:
             os.close(dfd)
         return final
 
-    def commit_many(self, items: list[tuple[Path, str]]) -> list[Path | OSError]:
-        """``commit`` for a batch: the files are fsynced in parallel, renamed, and
-        each directory fsynced once. Blocking: run it in a thread."""
+    def commit_many(self, items: list[tuple[Path | bytes, str]]) -> list[Path | OSError]:
+        """``commit`` for a batch: the files (or bytes, written to temp files here)
+        are fsynced in parallel, renamed, and each directory fsynced once.
+        Blocking: run it in a thread."""
 
-        def sync(temp: Path) -> None:
-            fd = os.open(temp, os.O_RDONLY)
+        def sync(source: Path | bytes) -> Path:
+            if isinstance(source, Path):
+                fd = os.open(source, os.O_RDONLY)
+                temp = source
+            else:
+                fd, temp = self.new_temp()
             try:
+                if not isinstance(source, Path):
+                    view = memoryview(source)
+                    while view:
+                        view = view[os.write(fd, view) :]
                 os.fsync(fd)
+            except OSError:
+                if temp is not source:
+                    self.discard(temp)
+                raise
             finally:
                 os.close(fd)
+            return temp
 
         results: list[Path | OSError] = []
-        synced = list(_POOL.map(_capture(sync), [temp for temp, _ in items]))
+        synced = list(_POOL.map(_capture(sync), [source for source, _ in items]))
         dirs: set[Path] = set()
-        for (temp, rel), error in zip(items, synced, strict=True):
-            if error is not None:
-                results.append(error)
+        for (source, rel), temp in zip(items, synced, strict=True):
+            if isinstance(temp, OSError):
+                results.append(temp)
                 continue
             try:
                 final = self.absolute(rel)
@@ -100,6 +117,8 @@ class Storage:
                 dirs.add(final.parent)
                 results.append(final)
             except OSError as exc:
+                if not isinstance(source, Path):
+                    self.discard(temp)
                 results.append(exc)
         for d in dirs:
             dfd = os.open(d, os.O_RDONLY)

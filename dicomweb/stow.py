@@ -1,8 +1,11 @@
 """STOW-RS, PS3.18 10.5: ``POST /studies`` and ``POST /studies/{study}``.
 
 The ``multipart/related; type="application/dicom"`` body is parsed as it arrives
-(python-multipart); each part goes straight into a temp file in the storage's temp
-dir, and a consumer task ingests completed parts while the next ones are received.
+(python-multipart); each part is kept in memory (the received chunks, not copied
+until the part ends), or spooled to a temp file in the storage's temp dir once it
+is larger than ``SPOOL_BYTES``; a consumer task ingests completed parts while the
+next ones are received. Receiving waits while more than ``QUEUED_BYTES`` of
+parts are waiting for the consumer.
 """
 
 from __future__ import annotations
@@ -24,25 +27,36 @@ from dicomweb.types import CANNOT_UNDERSTAND, DicomwebError, Failure, StoredInst
 
 _END = Path("/nonexistent/end-of-parts")
 BATCH = 64
+SPOOL_BYTES = 32 * 1024 * 1024
+QUEUED_BYTES = 256 * 1024 * 1024
+
+Part = Path | bytes
 
 
 @dataclass
 class _Parts:
-    """Collects parts from python-multipart's callbacks into temp files."""
+    """Collects parts from python-multipart's callbacks, in memory or spooled."""
 
     storage: Storage
-    done: asyncio.Queue[tuple[Path, str]]
+    done: asyncio.Queue[tuple[Part, str]]
     fd: int = -1
     path: Path | None = None
+    chunks: list[bytes | memoryview] | None = None
+    size: int = 0
+    queued: int = 0  # bytes of in-memory parts not yet taken by the consumer
     hname: bytes = b""
     value: bytes = b""
     content_type: str = ""
     count: int = 0
 
     def begin(self) -> None:
-        self.fd, self.path = self.storage.new_temp()
+        self.chunks, self.size = [], 0
         self.content_type = ""
         self.hname = self.value = b""
+
+    @property
+    def open(self) -> bool:
+        return self.chunks is not None or self.path is not None
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
         self.hname += data[start:end]
@@ -56,19 +70,39 @@ class _Parts:
         self.hname = self.value = b""
 
     def data(self, data: bytes, start: int, end: int) -> None:
-        view = memoryview(data)[start:end]
-        while view:
-            view = view[os.write(self.fd, view) :]
+        if self.chunks is not None:
+            # The received chunk is immutable bytes: keep a view of it, no copy.
+            # python-multipart may hand over its own look-behind buffer: copy that.
+            view = memoryview(data)[start:end] if isinstance(data, bytes) else data[start:end]
+            self.chunks.append(view)
+            self.size += end - start
+            if self.size <= SPOOL_BYTES:
+                return
+            self.fd, self.path = self.storage.new_temp()
+            pending, self.chunks = self.chunks, None
+        else:
+            pending = [memoryview(data)[start:end]]
+        for chunk in pending:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self.fd, view) :]
 
     def end(self) -> None:
+        self.count += 1
+        if self.chunks is not None:
+            body = b"".join(self.chunks)
+            self.chunks = None
+            self.queued += len(body)
+            self.done.put_nowait((body, self.content_type))
+            return
         os.close(self.fd)
         self.fd = -1
         assert self.path is not None
-        self.count += 1
         self.done.put_nowait((self.path, self.content_type))
         self.path = None
 
     def abort(self) -> None:
+        self.chunks = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -99,8 +133,9 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise DicomwebError(413, "too_large", f"request body larger than {max_bytes} bytes")
 
-    queue: asyncio.Queue[tuple[Path, str]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[Part, str]] = asyncio.Queue()
     parts = _Parts(ingestor.storage, queue)
+    taken = asyncio.Event()
     parser = MultipartParser(
         boundary.encode("latin-1"),
         {
@@ -122,17 +157,20 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
             batch = [await queue.get()]
             while not queue.empty() and len(batch) < BATCH:
                 batch.append(queue.get_nowait())
-            dicom: list[Path] = []
-            for path, ctype in batch:
-                if path is _END:
+            parts.queued -= sum(len(p) for p, _ in batch if isinstance(p, bytes))
+            taken.set()
+            dicom: list[Part] = []
+            for part, ctype in batch:
+                if part is _END:
                     finished = True
                 elif ctype and parse_media(ctype).type != "application/dicom":
-                    Storage.discard(path)
+                    if isinstance(part, Path):
+                        Storage.discard(part)
                     results.append(
                         Failure(CANNOT_UNDERSTAND, f"part is {ctype}, not application/dicom")
                     )
                 else:
-                    dicom.append(path)
+                    dicom.append(part)
             if dicom:
                 results.extend(
                     await ingestor.store_many(dicom, principal, expected_study=study, owned=True)
@@ -146,6 +184,9 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
             if received > max_bytes:
                 raise DicomwebError(413, "too_large", f"request body larger than {max_bytes} bytes")
             parser.write(chunk)
+            while parts.queued > QUEUED_BYTES and not consumer.done():
+                taken.clear()
+                await taken.wait()
         parser.finalize()
     except MultipartParseError as exc:
         await _drain(queue, consumer)
@@ -155,7 +196,7 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
         await _drain(queue, consumer)
         parts.abort()
         raise
-    truncated = parts.path is not None
+    truncated = parts.open
     parts.abort()
     queue.put_nowait((_END, ""))
     await consumer
@@ -166,16 +207,16 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
     return _response(results, study, base_of(request, ingestor.config.public_base_url))
 
 
-async def _drain(queue: asyncio.Queue[tuple[Path, str]], consumer: asyncio.Task[None]) -> None:
+async def _drain(queue: asyncio.Queue[tuple[Part, str]], consumer: asyncio.Task[None]) -> None:
     consumer.cancel()
     try:
         await consumer
     except (asyncio.CancelledError, Exception):  # noqa: S110 - the request failed already
         pass
     while not queue.empty():
-        path, _ = queue.get_nowait()
-        if path is not _END:
-            Storage.discard(path)
+        part, _ = queue.get_nowait()
+        if isinstance(part, Path) and part is not _END:
+            Storage.discard(part)
 
 
 def _response(results: list[StoredInstance | Failure], study: str | None, base: str) -> Response:

@@ -55,6 +55,12 @@ studies = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_dicomweb_studies_patient_id", "patient_id"),
     Index("ix_dicomweb_studies_patient_name_key", "patient_name_key"),
+    # prefix LIKE on PostgreSQL under a non-C collation (migration 0008)
+    Index(
+        "ix_dicomweb_studies_patient_name_key_prefix",
+        "patient_name_key",
+        postgresql_ops={"patient_name_key": "text_pattern_ops"},
+    ).ddl_if(dialect="postgresql"),
     Index("ix_dicomweb_studies_study_date", "study_date"),
     Index("ix_dicomweb_studies_accession_number", "accession_number"),
     Index("ix_dicomweb_studies_exam_id", "exam_id"),

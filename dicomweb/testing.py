@@ -44,6 +44,10 @@ class TokenAccess:
                 raise DicomwebError(401, "unauthenticated", "a bearer token is required")
         return {"establishment": self.establishment}
 
+    def cache_key(self, principal: dict[str, Any]) -> object:
+        """What ``study_filter`` depends on (``Access.cache_key``, optional)."""
+        return ("establishment", principal["establishment"])
+
     def study_filter(self, principal: dict[str, Any]) -> ColumnElement[bool] | None:
         if principal["establishment"] is None:
             return None

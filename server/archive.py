@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,16 @@ class ServerAccess:
             return await authenticate(request)
         except ApiError as exc:
             raise DicomwebError(exc.status, exc.code, exc.message) from None
+
+    def cache_key(self, principal: Principal | SystemPrincipal) -> Hashable | None:
+        """What ``study_filter`` depends on, for the archive's frames cache (an
+        allowed study is remembered for a few seconds per key): the session, so a
+        new login or a changed role starts afresh; a radiologist's exam scope is
+        asked of SQL again once the entry expires."""
+        if isinstance(principal, SystemPrincipal):
+            return None
+        user = principal.user
+        return ("session", principal.session_id, user.id, user.role, user.establishment_id)
 
     def study_filter(self, principal: Principal | SystemPrincipal) -> ColumnElement[bool] | None:
         if isinstance(principal, SystemPrincipal):

@@ -120,3 +120,21 @@ async def test_dicomweb_client_through_the_server(
         exam["study_instance_uid"], series[0]["0020000E"]["Value"][0]
     )
     assert len(instances) == 3 and instances[0].Rows == 32
+
+
+async def test_frames_seen_by_one_hospital_stay_hidden_from_another(
+    client_for: ClientFor,
+) -> None:
+    # The frames route remembers for a few seconds which session may see which
+    # study: another hospital asking right after still gets a 404.
+    urg, rad, man_a, urg_b = [await client_for(u) for u in ("urg_a", "rad", "man_a", "urg_b")]
+    exam = await exam_in_acquisition(urg, rad, man_a)
+    parts = list(ct_series(2, size=32, study=exam["study_instance_uid"]))
+    resp = await stow(man_a, parts)
+    assert resp.status_code == 200, resp.text
+    urls = [item["00081190"]["Value"][0] + "/frames/1" for item in resp.json()["00081199"]["Value"]]
+    accept = {"accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"}
+    for url in urls:
+        assert (await urg.get(url, headers=accept)).status_code == 200
+        assert (await rad.get(url, headers=accept)).status_code == 200
+        assert (await urg_b.get(url, headers=accept)).status_code == 404

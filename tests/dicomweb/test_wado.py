@@ -222,3 +222,82 @@ async def test_cors(http: httpx.AsyncClient) -> None:
 
 def test_sample_files_exist() -> None:
     assert sample_path("CT_small.dcm").exists()
+
+
+def _context(archive: Archive):  # type: ignore[no-untyped-def]
+    """The running archive's Context (the sub-app mounted at /dicomweb)."""
+    mounted = archive.server._server.config.app
+    return mounted.routes[0].app.state.dicomweb
+
+
+async def test_frames_cache_is_per_establishment(archive: Archive, http: httpx.AsyncClient) -> None:
+    archive.access.establishment = 1
+    parts = list(ct_series(3, size=32))
+    await store(http, parts)
+    urls = ["/studies/{}/series/{}/instances/{}/frames/1".format(*uids(p)) for p in parts]
+
+    async def frame(url: str) -> list[bytes]:
+        resp = await http.get(url, headers={"accept": OHIF_FRAME})
+        assert resp.status_code == 200
+        return split_multipart(resp.content, resp.headers["content-type"])
+
+    first = [await frame(u) for u in urls]
+    cache = _context(archive).frame_cache
+    assert len(cache.sources) == 3  # the whole series located by the first request
+    # From the cache, the same bytes.
+    assert [await frame(u) for u in urls] == first
+    # Another establishment: not found, cached location or not; nothing remembered for it.
+    archive.access.establishment = 2
+    for url in urls:
+        assert (await http.get(url, headers={"accept": OHIF_FRAME})).status_code == 404
+    assert {key for key, _ in cache.allowed} == {("establishment", 1)}
+    # The same instance under another study or series path is not found either.
+    archive.access.establishment = 1
+    study, series, sop = uids(parts[0])
+    other = "/studies/{}/series/{}/instances/{}/frames/1"
+    assert (await http.get(other.format(study, "1.2.3", sop))).status_code == 404
+    assert (await http.get(other.format("1.2.3", series, sop))).status_code == 404
+
+
+async def test_frames_cache_asks_sql_again_after_its_ttl(
+    archive: Archive, http: httpx.AsyncClient
+) -> None:
+    from sqlalchemy import update
+
+    from dicomweb.tables import studies
+
+    archive.access.establishment = 1
+    data = instance("CT_small.dcm")
+    await store(http, [data])
+    url = "/studies/{}/series/{}/instances/{}/frames/1".format(*uids(data))
+    assert (await http.get(url, headers={"accept": OHIF_FRAME})).status_code == 200
+
+    async def move() -> None:
+        async with archive.db() as session, session.begin():
+            await session.execute(update(studies).values(establishment_id=2))
+
+    archive.server.call(move())
+    # Within the TTL (5 s) the decision stands; once it has passed, SQL decides.
+    cache = _context(archive).frame_cache
+    assert (await http.get(url, headers={"accept": OHIF_FRAME})).status_code == 200
+    cache.allowed = dict.fromkeys(cache.allowed, 0.0)  # as if the TTL had passed
+    assert (await http.get(url, headers={"accept": OHIF_FRAME})).status_code == 404
+
+
+async def test_a_file_shorter_than_recorded_is_never_sent_as_complete(
+    archive: Archive, http: httpx.AsyncClient
+) -> None:
+    parts = list(ct_series(2, size=512))  # 512 KB files: sent from an mmap
+    await store(http, parts)
+    study, series, _ = uids(parts[0])
+    stored = sorted(p for p in archive.storage.rglob("*.dcm"))
+    assert len(stored) == 2
+    with stored[0].open("r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(httpx.HTTPError):
+        resp = await http.get(
+            f"/studies/{study}/series/{series}",
+            headers={"accept": 'multipart/related; type="application/dicom"'},
+        )
+        # uvicorn ends the connection: httpx sees fewer bytes than Content-Length
+        assert int(resp.headers["content-length"]) == len(resp.content)
