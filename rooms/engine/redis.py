@@ -116,13 +116,21 @@ class RedisEngine(Engine):
         clock: Callable[[], float] = time.time,
         client_name: str | None = None,
         subscribe_timeout_s: float = 10.0,
+        max_connections: int = 64,
     ) -> None:
         self.prefix = prefix
         self.clock = clock
         self.subscribe_timeout_s = subscribe_timeout_s
-        self._redis = redis.asyncio.Redis.from_url(
-            url, decode_responses=True, client_name=client_name
+        # A burst (thousands of sockets joining at once) waits for a connection
+        # instead of failing with "Too many connections".
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            client_name=client_name,
+            max_connections=max_connections,
+            timeout=subscribe_timeout_s,
         )
+        self._redis = redis.asyncio.Redis.from_pool(pool)
         self._pubsub = self._redis.pubsub()
         self._channels: dict[str, _Channel] = {}  # by Redis channel name
         self._lock = asyncio.Lock()  # orders SUBSCRIBE/UNSUBSCRIBE with the local table
