@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import sys
@@ -28,7 +29,14 @@ from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ServerProcess, percentile, prepare_database, rss_kib, seed  # noqa: E402
+from bench.common import (  # noqa: E402
+    ServerProcess,
+    cpu_seconds,
+    percentile,
+    prepare_database,
+    rss_kib,
+    seed,
+)
 from server.config import Settings  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -117,6 +125,10 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
                 targets.append((server.ws_url, exam_id, data.tokens[role][0]))
         conns = await open_many(targets)
         print(f"{len(conns)} members in {args.rooms} rooms over {len(servers)} process(es)")
+        # This process only generates load: its own collector pauses (hundreds of ms
+        # with 3,000 sockets) would be counted as the server's latency.
+        gc.collect()
+        gc.disable()
         latencies: list[float] = []
         received = 0
 
@@ -133,6 +145,8 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
                     received += 1
 
         readers = [asyncio.create_task(reader(ws, i)) for i, ws in enumerate(conns)]
+        cpu_before = [cpu_seconds(s.proc.pid) for s in servers]
+        own_before = time.process_time()
         interval = 1.0 / args.rate
         total = int(args.rate * args.seconds)
         started = time.perf_counter()
@@ -148,6 +162,8 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
         sent_in = time.perf_counter() - started
         await asyncio.sleep(3)
         elapsed = time.perf_counter() - started
+        cpu = [cpu_seconds(s.proc.pid) - b for s, b in zip(servers, cpu_before, strict=True)]
+        own = time.process_time() - own_before
         lat_ms = [x * 1000 for x in latencies]
         print(f"sent {total} messages in {sent_in:.1f} s ({total / sent_in:.0f}/s offered)")
         print(
@@ -157,6 +173,11 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
         print(
             f"fan-out latency send->receive: p50 {percentile(lat_ms, 50):.1f} ms, "
             f"p99 {percentile(lat_ms, 99):.1f} ms, max {max(lat_ms or [0]):.1f} ms"
+        )
+        print(
+            "CPU over the window: servers "
+            + ", ".join(f"{c / elapsed * 100:.0f} %" for c in cpu)
+            + f" of a core; this client {own / elapsed * 100:.0f} %"
         )
         for task in readers:
             task.cancel()

@@ -9,13 +9,14 @@ seq and stored once, however the retry and the original were batched.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, select, tuple_, update
+from sqlalchemy import case, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from rooms.types import EventKind
@@ -24,7 +25,10 @@ from server.batching import Batcher
 from server.context import AppContext
 from server.errors import not_found
 from server.exams import event_json
-from server.models import Exam, ExamEvent, User
+from server.models import Exam, ExamEvent, User, new_id
+from server.publish import room_channel
+
+log = logging.getLogger("teleimagerie.room")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,9 @@ class Chat:
     text: str
     author: User | Person
     at: datetime
+    # Called with the seq once stored, before the message is published: the
+    # sender's ack goes out ahead of the event.
+    ack: Callable[[int], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,8 @@ class Stored:
 
 
 class ChatLog:
+    """``append`` returns once the message is committed and published to its room."""
+
     def __init__(self, app: AppContext, limit: int = 500) -> None:
         self.app = app
         self._batcher: Batcher[Chat, Stored] = Batcher(self._write, limit)
@@ -56,11 +65,28 @@ class ChatLog:
         # the next attempt finds it stored.
         for attempt in range(3):
             try:
-                return await self._write_once(batch)
+                results = await self._write_once(batch)
+                break
             except IntegrityError:
                 if attempt == 2:
                     raise
-        raise AssertionError("unreachable")
+        for chat, result in zip(batch, results, strict=True):
+            if chat.ack is not None:
+                chat.ack(result.seq)
+        # One round trip for the whole batch. Stored is stored: a failed publish
+        # is logged, and members read what they missed from SQL on the next event
+        # or when they resume.
+        try:
+            await self.app.bus.publish_many(
+                [
+                    (room_channel(chat.exam_id), {"type": "event", "event": result.event})
+                    for chat, result in zip(batch, results, strict=True)
+                    if result.event is not None
+                ]
+            )
+        except Exception:
+            log.exception("could not publish %d stored chat messages", len(batch))
+        return results
 
     async def _write_once(self, batch: Sequence[Chat]) -> list[Stored]:
         async with self.app.db() as db:
@@ -79,7 +105,6 @@ class ChatLog:
                 if key not in stored:
                     stored[key] = 0  # taken below; a second copy in this batch is a retry
                     fresh.append(chat)
-            events: list[tuple[Chat, ExamEvent]] = []
             if fresh:
                 counts = Counter(chat.exam_id for chat in fresh)
                 # Lock the exams' rows in one order (PostgreSQL; SQLite has one
@@ -105,23 +130,30 @@ class ChatLog:
                 if len(last) != len(counts):  # an exam vanished (deleted): refuse the batch
                     raise not_found()
                 next_seq = {exam_id: last[exam_id] - n + 1 for exam_id, n in counts.items()}
+                rows = []
                 for chat in fresh:
                     seq = next_seq[chat.exam_id]
                     next_seq[chat.exam_id] = seq + 1
                     stored[(chat.exam_id, chat.client_id)] = seq
-                    event = ExamEvent(
-                        exam_id=chat.exam_id,
-                        seq=seq,
-                        kind=EventKind.CHAT_MESSAGE,
-                        author_id=chat.author.id,
-                        client_id=chat.client_id,
-                        at=chat.at,
-                        body={"text": chat.text},
+                    rows.append(
+                        {
+                            "id": new_id(),
+                            "exam_id": chat.exam_id,
+                            "seq": seq,
+                            "kind": EventKind.CHAT_MESSAGE.value,
+                            "author_id": chat.author.id,
+                            "client_id": chat.client_id,
+                            "at": chat.at,
+                            "body": {"text": chat.text},
+                        }
                     )
-                    events.append((chat, event))
-                db.add_all([event for _, event in events])
-                first = {id(chat): event_json(event, chat.author) for chat, event in events}
+                # Core, not the unit of work: one INSERT for the batch, no ORM state.
+                await db.execute(insert(ExamEvent), rows)
                 await db.commit()
+                first = {
+                    id(chat): event_json(ExamEvent(**row), chat.author)
+                    for chat, row in zip(fresh, rows, strict=True)
+                }
             else:
                 first = {}
         return [

@@ -33,7 +33,7 @@ async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
         read=session_factory(reader),
         passwords=Passwords.from_settings(settings),
         bus=bus,
-        rooms=RoomHub(bus, settings.presence_ttl_s),
+        rooms=RoomHub(bus, settings.presence_ttl_s, freeze=settings.gc_freeze),
         calls=CallManager(settings),
     )
     attach(context)

@@ -46,6 +46,10 @@ class Settings:
     max_dicom_body_bytes: int = 2 * 1024 * 1024 * 1024
     max_ws_frame_bytes: int = 64 * 1024
     presence_ttl_s: int = 30
+    # Keep long-lived objects out of the collector's full passes (server/roomhub.py
+    # CollectorPolicy). On for `teleimagerie serve` (from_env); off in tests, which
+    # run many apps in one process.
+    gc_freeze: bool = False
     login_max_failures_user: int = 10
     login_max_failures_addr: int = 50
     login_window_s: int = 900
@@ -91,6 +95,7 @@ class Settings:
             max_dicom_body_bytes=_int(e, "MAX_DICOM_BODY_BYTES", d.max_dicom_body_bytes),
             max_ws_frame_bytes=_int(e, "MAX_WS_FRAME_BYTES", d.max_ws_frame_bytes),
             presence_ttl_s=_int(e, "PRESENCE_TTL_S", d.presence_ttl_s),
+            gc_freeze=_bool(e, "GC_FREEZE", True),
             login_max_failures_user=_int(e, "LOGIN_MAX_FAILURES_USER", d.login_max_failures_user),
             login_max_failures_addr=_int(e, "LOGIN_MAX_FAILURES_ADDR", d.login_max_failures_addr),
             login_window_s=_int(e, "LOGIN_WINDOW_S", d.login_window_s),

@@ -240,16 +240,16 @@ async def broadcast_presence(app: AppContext, exam_id: str) -> None:
 async def store_chat(conn: Connection, frame: ChatFrame) -> None:
     """Persist a chat message once per client id, ack it, publish it."""
     app = conn.app
-    chat = Chat(conn.exam_id, frame.id, frame.text, conn.principal.user, app.now())
+
+    def ack(seq: int) -> None:
+        conn.push({"type": "ack", "id": frame.id, "seq": seq})
+
+    chat = Chat(conn.exam_id, frame.id, frame.text, conn.principal.user, app.now(), ack)
     try:
-        stored = await app.chat.append(chat)
+        await app.chat.append(chat)
     except Exception:
         log.exception("could not store a chat message")
         conn.push(dict(error_frame(ErrorCode.NOT_STORED, "not stored: send it again", frame.id)))
-        return
-    conn.push({"type": "ack", "id": frame.id, "seq": stored.seq})
-    if stored.event is not None:
-        await app.bus.publish(room_channel(conn.exam_id), {"type": "event", "event": stored.event})
 
 
 async def handle_frame(conn: Connection, raw: str | bytes) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -19,29 +21,73 @@ if TYPE_CHECKING:
 log = logging.getLogger("teleimagerie.room")
 
 
+class CollectorPolicy:
+    """Keep long-lived sockets out of the garbage collector's full passes.
+
+    A full pass walks every tracked object; with thousands of sockets that is
+    50-200 ms during which no socket is served (docs/benchmarks.md "Exam rooms").
+    Once the set of sockets has grown by a quarter, what is alive is frozen
+    (``gc.freeze``): full passes skip it. Frozen objects that later become cyclic
+    garbage (a closed socket's task and frames) are not reclaimed while frozen, so
+    everything is unfrozen every ``thaw_s`` and the next full pass reclaims them.
+    """
+
+    def __init__(self, thaw_s: float = 900.0) -> None:
+        self.thaw_s = thaw_s
+        self.frozen_at_count = 0
+        self.thawed_at: float | None = None
+
+    def joined(self, connections: int) -> bool:
+        """Called as sockets join; True when it froze."""
+        if connections >= 100 and connections > self.frozen_at_count * 1.25:
+            gc.freeze()
+            self.frozen_at_count = connections
+            return True
+        return False
+
+    def tick(self, now: float) -> bool:
+        """Called now and then; True when it thawed."""
+        if self.thawed_at is None:
+            self.thawed_at = now
+        elif now - self.thawed_at >= self.thaw_s:
+            gc.unfreeze()
+            self.thawed_at = now
+            self.frozen_at_count = 0
+            return True
+        return False
+
+
 class RoomHub:
-    def __init__(self, bus: Engine, ttl_s: float, interval_s: float | None = None) -> None:
+    def __init__(
+        self, bus: Engine, ttl_s: float, interval_s: float | None = None, freeze: bool = False
+    ) -> None:
         self.bus = bus
         self.ttl_s = ttl_s
         self.interval_s = interval_s if interval_s is not None else ttl_s / 3
         self.rooms: dict[str, set[Connection]] = defaultdict(set)
         self._last: dict[str, list[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self.collector = CollectorPolicy() if freeze else None
+        self.count = 0
 
     def add(self, conn: Connection) -> None:
         self.rooms[conn.exam_id].add(conn)
+        self.count += 1
+        if self.collector is not None:
+            self.collector.joined(self.count)
 
     def remove(self, conn: Connection) -> None:
         members = self.rooms.get(conn.exam_id)
-        if members is not None:
+        if members is not None and conn in members:
             members.discard(conn)
+            self.count -= 1
             if not members:
                 del self.rooms[conn.exam_id]
                 self._last.pop(conn.exam_id, None)
 
     @property
     def connection_count(self) -> int:
-        return sum(len(m) for m in self.rooms.values())
+        return self.count
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -61,6 +107,11 @@ class RoomHub:
                 log.exception("presence upkeep failed")
 
     async def tick(self) -> None:
+        if self.collector is not None:
+            self.collector.tick(time.monotonic())
+        await self.upkeep()
+
+    async def upkeep(self) -> None:
         from server.room import presence
 
         for exam_id, conns in list(self.rooms.items()):

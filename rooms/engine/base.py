@@ -69,6 +69,12 @@ class Engine(ABC):
     async def publish(self, channel: str, message: Message) -> None:
         """Send `message` to every subscription of `channel`, in every process."""
 
+    async def publish_many(self, messages: list[tuple[str, Message]]) -> None:
+        """Publish several (channel, message) pairs, in order; an engine may send
+        them in one round trip."""
+        for channel, message in messages:
+            await self.publish(channel, message)
+
     @abstractmethod
     async def subscribe(self, channel: str, callback: Callback) -> Subscription:
         """Call `callback` with each message published on `channel` from now on.

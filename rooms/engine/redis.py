@@ -162,6 +162,12 @@ class RedisEngine(Engine):
     async def publish(self, channel: str, message: Message) -> None:
         await self._redis.publish(self._key("channel", channel), json.dumps(message))
 
+    async def publish_many(self, messages: list[tuple[str, Message]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, message in messages:
+                pipe.publish(self._key("channel", channel), json.dumps(message))
+            await pipe.execute()
+
     async def subscribe(self, channel: str, callback: Callback) -> Subscription:
         name = self._key("channel", channel)
         subscription = RedisSubscription(self, channel, name, callback)

@@ -42,6 +42,18 @@ async def test_publish_reaches_every_subscriber_in_every_process(engines: Pair) 
     assert got == {"a1": expected, "a2": expected, "b": expected}
 
 
+async def test_publish_many_delivers_in_order_to_each_channel(engines: Pair) -> None:
+    a, b = engines
+    one: list[Message] = []
+    two: list[Message] = []
+    await b.subscribe("exam:1", one.append)
+    await b.subscribe("exam:2", two.append)
+    await a.publish_many([(f"exam:{1 + n % 2}", {"n": n}) for n in range(10)])
+    await until(lambda: len(one) == 5 and len(two) == 5)
+    assert [m["n"] for m in one] == [0, 2, 4, 6, 8]
+    assert [m["n"] for m in two] == [1, 3, 5, 7, 9]
+
+
 async def test_a_subscription_is_effective_when_subscribe_returns(engines: Pair) -> None:
     a, b = engines
     got: list[Message] = []
