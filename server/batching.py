@@ -30,16 +30,14 @@ class Batcher(Generic[T, R]):
         self._write = write
         self._limit = limit
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
-        if not self._tasks:
-            task = loop.create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if self._task is None:
+            self._task = loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
@@ -59,8 +57,11 @@ class Batcher(Generic[T, R]):
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
-        except asyncio.CancelledError:
+        finally:
+            # Cleared by the task itself, not by a done callback: an item submitted
+            # between the last batch and the callback would find a finished task
+            # still registered and wait forever.
+            self._task = None
             for _, future in self._pending:  # cancelled with work left: do not strand it
                 future.cancel()
             self._pending.clear()
-            raise

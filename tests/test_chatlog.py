@@ -129,3 +129,18 @@ async def test_batches_respect_the_limit(size: int) -> None:
     batcher: Batcher[int, int] = Batcher(write, limit=size)
     assert await asyncio.gather(*(batcher.submit(n) for n in range(20))) == list(range(20))
     assert max(seen) <= size and sum(seen) == 20
+
+
+async def test_items_submitted_one_after_another_are_each_written() -> None:
+    """The writer task ends when nothing waits; the next item must start another
+    (a caller resuming before the old task is cleared must not be stranded)."""
+    written: list[int] = []
+
+    async def write(batch: Sequence[int]) -> list[int]:
+        written.extend(batch)
+        return list(batch)
+
+    batcher: Batcher[int, int] = Batcher(write)
+    for n in range(50):
+        assert await asyncio.wait_for(batcher.submit(n), timeout=5) == n
+    assert written == list(range(50))
