@@ -41,6 +41,7 @@ async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
     try:
         yield context
     finally:
+        await context.chat.close()
         await context.calls.close()
         if context.images is not None:
             await context.images.close()

@@ -58,6 +58,7 @@ async def test_one_batch_many_exams_retries_and_duplicates(
                 ]
             )
         )
+        await log.close()
     seqs = [r.seq for r in results]
     assert seqs == [first.seq + 1, results[1].seq, first.seq, first.seq + 2, first.seq + 1]
     assert [r.event is not None for r in results] == [True, True, False, True, False]
