@@ -1,14 +1,18 @@
 """Chat messages, stored in groups (server/batching.py).
 
 Each message gets the next ``seq`` of its exam, exactly as :func:`server.exams.
-append_event` gives it, but a batch takes the seqs of all its exams with one
-``UPDATE ... RETURNING`` and inserts all its events with one statement, in one
-transaction. A client id already stored (a retry) is answered with its original
-seq and stored once, however the retry and the original were batched.
+append_event` gives it, but a batch takes the seqs of all its exams at once and
+inserts all its events at once, atomically. A client id already stored (a retry) is
+answered with its original seq and stored once, however the retry and the original
+were batched.
+
+On PostgreSQL a batch is one statement (:data:`PG_APPEND`, arrays in, one round trip,
+prepared once per connection); elsewhere it is a transaction of three statements.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -24,12 +28,72 @@ from rooms.types import EventKind
 from server.auth import Person
 from server.batching import Batcher
 from server.context import AppContext
-from server.errors import not_found
+from server.errors import ApiError, not_found
 from server.exams import event_json
 from server.models import Exam, ExamEvent, User, new_id
 from server.publish import room_channel
 
 log = logging.getLogger("teleimagerie.room")
+
+# One statement, atomic on its own: find the client ids already stored, count the
+# new messages per exam, lock those exams' rows in id order (two processes' batches
+# cannot deadlock), take the seqs, insert, and return every (exam, client id, seq).
+PG_APPEND = """
+WITH input AS (
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::int[],
+                         $5::timestamptz[], $6::text[])
+        WITH ORDINALITY AS t(id, exam_id, client_id, author_id, at, body, ord)
+),
+stored AS (
+    SELECT e.exam_id, e.client_id, e.seq FROM exam_events e
+    JOIN input i ON e.exam_id = i.exam_id AND e.client_id = i.client_id
+),
+fresh AS (
+    SELECT i.* FROM input i
+    WHERE NOT EXISTS (
+        SELECT 1 FROM stored s WHERE s.exam_id = i.exam_id AND s.client_id = i.client_id
+    )
+),
+counts AS (SELECT exam_id, count(*)::int AS n FROM fresh GROUP BY exam_id),
+locked AS (
+    SELECT x.id FROM exams x JOIN counts c ON c.exam_id = x.id ORDER BY x.id FOR UPDATE OF x
+),
+bumped AS (
+    UPDATE exams x SET last_seq = x.last_seq + c.n, updated_at = $7
+    FROM counts c, locked l WHERE x.id = c.exam_id AND l.id = x.id
+    RETURNING x.id, x.last_seq - c.n AS base
+),
+numbered AS (
+    SELECT f.*, b.base + row_number() OVER (PARTITION BY f.exam_id ORDER BY f.ord) AS seq
+    FROM fresh f JOIN bumped b ON b.id = f.exam_id
+),
+inserted AS (
+    INSERT INTO exam_events (id, exam_id, seq, kind, author_id, client_id, at, body)
+    SELECT id, exam_id, seq, $8, author_id, client_id, at, body::json FROM numbered
+    RETURNING exam_id, client_id, seq
+)
+SELECT exam_id, client_id, seq, true AS fresh FROM inserted
+UNION ALL
+SELECT exam_id, client_id, seq, false FROM stored
+"""
+
+
+def chat_json(chat: Chat, seq: int) -> dict[str, Any]:
+    """The event JSON of a stored message (what :func:`server.exams.event_json` gives)."""
+    event = ExamEvent(
+        exam_id=chat.exam_id,
+        seq=seq,
+        kind=EventKind.CHAT_MESSAGE.value,
+        author_id=chat.author.id,
+        client_id=chat.client_id,
+        at=chat.at,
+        body={"text": chat.text},
+    )
+    return event_json(event, chat.author)
+
+
+class Conflict(Exception):
+    """The same client id was stored by someone else meanwhile: try again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +140,7 @@ class ChatLog:
             try:
                 results = await self._write_once(batch)
                 break
-            except IntegrityError:
+            except Conflict:
                 if attempt == 2:
                     raise
         for chat, result in zip(batch, results, strict=True):
@@ -101,12 +165,48 @@ class ChatLog:
         if self._conn is None:
             self._conn = await self.app.sql.connect()
         try:
+            if self._conn.dialect.name == "postgresql":
+                return await self._statement(self._conn, batch)
             return await self._transaction(self._conn, batch)
-        except IntegrityError:
-            raise  # rolled back; the connection is fine
-        except Exception:
+        except IntegrityError as exc:  # rolled back; the connection is fine
+            raise Conflict() from exc
+        except ApiError:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "UniqueViolationError":  # asyncpg's, raw
+                raise Conflict() from exc
             await self.close()  # perhaps a dead connection: the next batch opens another
             raise
+
+    async def _statement(self, db: AsyncConnection, batch: Sequence[Chat]) -> list[Stored]:
+        unique: dict[tuple[str, str], Chat] = {}
+        for chat in batch:
+            unique.setdefault((chat.exam_id, chat.client_id), chat)
+        chats = list(unique.values())
+        raw = (await db.get_raw_connection()).driver_connection
+        assert raw is not None
+        rows = await raw.fetch(
+            PG_APPEND,
+            [new_id() for _ in chats],
+            [c.exam_id for c in chats],
+            [c.client_id for c in chats],
+            [c.author.id for c in chats],
+            [c.at for c in chats],
+            [json.dumps({"text": c.text}) for c in chats],
+            max(c.at for c in chats),
+            EventKind.CHAT_MESSAGE.value,
+        )
+        seqs = {(r["exam_id"], r["client_id"]): (r["seq"], r["fresh"]) for r in rows}
+        if len(seqs) != len(unique):  # an exam vanished (deleted): its messages are refused
+            raise not_found()
+        first: dict[int, dict[str, Any]] = {}
+        for key, chat in unique.items():
+            seq, fresh = seqs[key]
+            if fresh:
+                first[id(chat)] = chat_json(chat, seq)
+        return [
+            Stored(seqs[(chat.exam_id, chat.client_id)][0], first.get(id(chat))) for chat in batch
+        ]
 
     async def _transaction(self, db: AsyncConnection, batch: Sequence[Chat]) -> list[Stored]:
         async with db.begin():
@@ -168,7 +268,7 @@ class ChatLog:
                     )
                 await db.execute(insert(ExamEvent), rows)
                 first = {
-                    id(chat): event_json(ExamEvent(**row), chat.author)
+                    id(chat): chat_json(chat, row["seq"])
                     for chat, row in zip(fresh, rows, strict=True)
                 }
             else:
