@@ -227,7 +227,11 @@ async def load_events(app: AppContext, exam_id: str, since: int) -> list[dict[st
 
 
 async def presence(app: AppContext, exam_id: str) -> list[dict[str, Any]]:
-    members = await app.bus.presence_list(room_channel(exam_id))
+    return public_presence(await app.bus.presence_list(room_channel(exam_id)))
+
+
+def public_presence(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What members see of a room's presence entries (not the connection ids)."""
     return [{"user": m["user"], "role": m["role"], "since": m["since"]} for m in members]
 
 

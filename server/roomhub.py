@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("teleimagerie.room")
 
+CHUNK = 100  # heartbeats or presence lists per round trip
+
 
 class CollectorPolicy:
     """Keep long-lived sockets out of the garbage collector's full passes.
@@ -112,17 +114,35 @@ class RoomHub:
         await self.upkeep()
 
     async def upkeep(self) -> None:
-        from server.room import presence
+        """Heartbeat every local connection, then push presence to the local members
+        of rooms whose presence changed (a member of a killed process expired).
 
-        for exam_id, conns in list(self.rooms.items()):
-            channel = room_channel(exam_id)
-            for conn in list(conns):
-                alive = await self.bus.presence_heartbeat(channel, conn.conn_id, self.ttl_s)
-                if not alive:  # Redis was flushed or restarted: join again
-                    await self.bus.presence_join(channel, conn.conn_id, conn.member, self.ttl_s)
-            current = await presence(conn.app, exam_id)
-            if current != self._last.get(exam_id):
-                self._last[exam_id] = current
-                frame = {"type": "presence", "presence": current}
-                for conn in list(conns):
-                    conn.push(frame)
+        In chunks of ``CHUNK`` per round trip, yielding between them: thousands of
+        sockets would otherwise cost thousands of round trips, or one long stall of
+        the event loop that every socket's latency would show."""
+        from server.room import public_presence
+
+        conns = [conn for members in list(self.rooms.values()) for conn in list(members)]
+        for start in range(0, len(conns), CHUNK):
+            chunk = conns[start : start + CHUNK]
+            alive = await self.bus.presence_heartbeat_many(
+                [(room_channel(c.exam_id), c.conn_id) for c in chunk], self.ttl_s
+            )
+            for conn, ok in zip(chunk, alive, strict=True):
+                if not ok:  # Redis was flushed or restarted: join again
+                    await self.bus.presence_join(
+                        room_channel(conn.exam_id), conn.conn_id, conn.member, self.ttl_s
+                    )
+            await asyncio.sleep(0)
+        exam_ids = list(self.rooms)
+        for start in range(0, len(exam_ids), CHUNK):
+            chunk_ids = exam_ids[start : start + CHUNK]
+            lists = await self.bus.presence_list_many([room_channel(e) for e in chunk_ids])
+            for exam_id, members in zip(chunk_ids, lists, strict=True):
+                current = public_presence(members)
+                if current != self._last.get(exam_id):
+                    self._last[exam_id] = current
+                    frame = {"type": "presence", "presence": current}
+                    for conn in list(self.rooms.get(exam_id, ())):
+                        conn.push(frame)
+            await asyncio.sleep(0)

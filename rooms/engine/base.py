@@ -99,6 +99,13 @@ class Engine(ABC):
         """Extend a connection's presence; False if it had expired or was never joined,
         in which case the caller joins again (e.g. after Redis was flushed)."""
 
+    async def presence_heartbeat_many(
+        self, entries: list[tuple[str, str]], ttl_s: float, now: float | None = None
+    ) -> list[bool]:
+        """`presence_heartbeat` for several (room, conn_id) pairs; an engine may send
+        them in one round trip."""
+        return [await self.presence_heartbeat(r, c, ttl_s, now) for r, c in entries]
+
     @abstractmethod
     async def presence_leave(self, room: str, conn_id: str) -> None:
         """Forget a connection at once (a clean disconnect)."""
@@ -110,6 +117,12 @@ class Engine(ABC):
         Each entry is the member dict given to join plus `conn_id`. Expired entries
         are pruned, so the members of a killed process vanish after their ttl.
         """
+
+    async def presence_list_many(
+        self, rooms: list[str], now: float | None = None
+    ) -> list[list[Message]]:
+        """`presence_list` of several rooms; an engine may send them in one round trip."""
+        return [await self.presence_list(room, now) for room in rooms]
 
     # Timers
 

@@ -87,6 +87,13 @@ def _pairs(flat: list[str]) -> list[tuple[str, Message]]:
     return [(flat[i], json.loads(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
+def _members(flat: list[str]) -> list[Message]:
+    return sorted(
+        ({**member, "conn_id": conn_id} for conn_id, member in _pairs(flat)),
+        key=lambda entry: entry["conn_id"],
+    )
+
+
 class RedisSubscription(Subscription):
     def __init__(self, engine: RedisEngine, channel: str, name: str, callback: Callback) -> None:
         self.channel = channel
@@ -256,6 +263,16 @@ class RedisEngine(Engine):
         args: list[str | float] = [conn_id, now + ttl_s, ttl_s, now]
         return bool(await self._heartbeat(keys=self._room_keys(room), args=args))
 
+    async def presence_heartbeat_many(
+        self, entries: list[tuple[str, str]], ttl_s: float, now: float | None = None
+    ) -> list[bool]:
+        now = self.clock() if now is None else now
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room, conn_id in entries:
+                args: list[str | float] = [conn_id, now + ttl_s, ttl_s, now]
+                await self._heartbeat(keys=self._room_keys(room), args=args, client=pipe)
+            return [bool(alive) for alive in await pipe.execute()]
+
     async def presence_leave(self, room: str, conn_id: str) -> None:
         expiry, members = self._room_keys(room)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -265,11 +282,16 @@ class RedisEngine(Engine):
 
     async def presence_list(self, room: str, now: float | None = None) -> list[Message]:
         now = self.clock() if now is None else now
-        flat = await self._list(keys=self._room_keys(room), args=[now])
-        return sorted(
-            ({**member, "conn_id": conn_id} for conn_id, member in _pairs(flat)),
-            key=lambda entry: entry["conn_id"],
-        )
+        return _members(await self._list(keys=self._room_keys(room), args=[now]))
+
+    async def presence_list_many(
+        self, rooms: list[str], now: float | None = None
+    ) -> list[list[Message]]:
+        now = self.clock() if now is None else now
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for room in rooms:
+                await self._list(keys=self._room_keys(room), args=[now], client=pipe)
+            return [_members(flat) for flat in await pipe.execute()]
 
     # Timers
 

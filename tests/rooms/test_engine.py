@@ -188,6 +188,21 @@ async def test_presence_expires_without_heartbeat(engines: Pair) -> None:
     assert await b.presence_list("exam:1", now=t + 18) == []
 
 
+async def test_heartbeats_and_lists_of_many_rooms_at_once(engines: Pair) -> None:
+    a, b = engines
+    t = time.time()
+    await a.presence_join("exam:1", "c1", {"user": "u1"}, ttl_s=10, now=t)
+    await a.presence_join("exam:1", "c2", {"user": "u2"}, ttl_s=10, now=t)
+    await a.presence_join("exam:2", "c3", {"user": "u3"}, ttl_s=10, now=t)
+    alive = await a.presence_heartbeat_many(
+        [("exam:1", "c1"), ("exam:2", "c3"), ("exam:2", "never")], ttl_s=10, now=t + 8
+    )
+    assert alive == [True, True, False]
+    lists = await b.presence_list_many(["exam:1", "exam:2", "exam:3"], now=t + 12)
+    assert [[m["conn_id"] for m in members] for members in lists] == [["c1"], ["c3"], []]
+    assert lists[0][0]["user"] == "u1"
+
+
 async def test_heartbeat_tells_a_forgotten_connection_to_join_again(engines: Pair) -> None:
     a, b = engines
     t = time.time()
