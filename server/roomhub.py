@@ -144,5 +144,5 @@ class RoomHub:
                     self._last[exam_id] = current
                     frame = {"type": "presence", "presence": current}
                     for conn in list(self.rooms.get(exam_id, ())):
-                        conn.push(frame)
+                        conn.on_message(frame)  # held until its welcome is sent
             await asyncio.sleep(0)
