@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +31,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from server.auth import Principal, client_addr
+from server.batching import Batcher
 from server.context import AppContext, ctx
 from server.errors import ApiError, api_error_handler
 from server.models import Base
@@ -87,7 +88,8 @@ def row_hash(entry: AuditEntry) -> str:
     return hashlib.sha256(canonical(entry)).hexdigest()
 
 
-async def _append(db: AsyncSession, entry: AuditEntry) -> AuditEntry:
+async def _append(db: AsyncSession, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
+    """Chain ``entries`` after the newest row, in order, in the caller's transaction."""
     if db.bind.dialect.name == "postgresql":
         await db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
     last = (
@@ -97,12 +99,35 @@ async def _append(db: AsyncSession, entry: AuditEntry) -> AuditEntry:
     ).first()
     # Ids are taken here, under the lock, rather than from a sequence: the id is
     # hashed, and the row is written once (the table refuses UPDATE).
-    entry.id = last.id + 1 if last else 1
-    entry.prev_hash = last.hash if last else GENESIS
-    entry.hash = row_hash(entry)
-    db.add(entry)
+    next_id, prev = (last.id + 1, last.hash) if last else (1, GENESIS)
+    for entry in entries:
+        entry.id = next_id
+        entry.prev_hash = prev
+        entry.hash = prev = row_hash(entry)
+        next_id += 1
+    db.add_all(entries)
     await db.flush()
-    return entry
+    return entries
+
+
+class AuditWriter:
+    """Rows recorded on their own (reads, joins, refusals) are written in groups:
+    one lock and one commit for every row that arrived while the previous group
+    was written (server/batching.py). Each caller still returns only once its row
+    is committed."""
+
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+        self._batcher: Batcher[AuditEntry, AuditEntry] = Batcher(self._write)
+
+    async def append(self, entry: AuditEntry) -> AuditEntry:
+        return await self._batcher.submit(entry)
+
+    async def _write(self, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
+        async with self.app.db() as db:
+            await _append(db, entries)
+            await db.commit()
+        return entries
 
 
 async def record(
@@ -140,11 +165,9 @@ async def record(
         detail=detail or {},
     )
     if isinstance(target, AsyncSession):
-        return await _append(target, entry)
-    async with target.db() as db:
-        await _append(db, entry)
-        await db.commit()
-    return entry
+        await _append(target, [entry])
+        return entry
+    return await target.audit.append(entry)
 
 
 async def record_request(

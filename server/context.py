@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from dicomweb.ingest import Ingestor
     from rooms.engine.base import Engine
     from server.archive import ImageEvents
+    from server.audit import AuditWriter
     from server.calls import CallManager
     from server.chatlog import ChatLog
     from server.roomhub import RoomHub
@@ -40,13 +41,16 @@ class AppContext:
     archive: ASGIApp | None = None
     ingestor: Ingestor | None = None
     images: ImageEvents | None = None
-    # Chat messages, written in groups (server/chatlog.py).
+    # Chat messages and standalone audit rows, written in groups (server/batching.py).
     chat: ChatLog = field(init=False)
+    audit: AuditWriter = field(init=False)
 
     def __post_init__(self) -> None:
+        from server.audit import AuditWriter
         from server.chatlog import ChatLog
 
         self.chat = ChatLog(self)
+        self.audit = AuditWriter(self)
 
     @staticmethod
     def now() -> datetime:

@@ -63,6 +63,30 @@ async def test_concurrent_appends_never_fork_the_chain(settings: Settings) -> No
     assert (count, broken) == (25, None)
 
 
+async def test_two_processes_writing_in_groups_keep_one_chain(settings: Settings) -> None:
+    """Each process groups its standalone rows (AuditWriter); groups of two processes
+    and rows written inside other transactions interleave under the chain's lock."""
+
+    async def in_a_transaction(app: AppContext, n: int) -> None:
+        async with app.db() as db:
+            await audit.record(db, action=f"tx.{n}")
+            await db.commit()
+
+    async with app_context(settings) as one, app_context(settings) as two:
+        rows = await asyncio.gather(
+            *(audit.record(one, action=f"one.{i}") for i in range(30)),
+            *(audit.record(two, action=f"two.{i}") for i in range(30)),
+            *(in_a_transaction(one, i) for i in range(5)),
+        )
+        async with one.db() as db:
+            count, _head, broken = await audit.verify(db)
+            actions = set(await db.scalars(select(audit.AuditEntry.action)))
+    assert (count, broken) == (65, None)
+    assert len(actions) == 65
+    returned = [r for r in rows if r is not None]
+    assert len({r.id for r in returned}) == 60  # each caller got its own committed row
+
+
 async def test_the_table_refuses_updates_and_deletes(settings: Settings) -> None:
     async with app_context(settings) as app:
         await _fill(app, 1)
