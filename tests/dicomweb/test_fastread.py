@@ -5,6 +5,7 @@ frame ranges and DICOM JSON; what it does not accept goes to pydicom."""
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import pydicom.data
@@ -41,7 +42,7 @@ def _slow(data: bytes):  # type: ignore[no-untyped-def]
     return _outcome(lambda d: _pydicom(io.BytesIO(d), len(d)), data)
 
 
-def _same(fast, data: bytes) -> None:  # type: ignore[no-untyped-def]
+def _same(fast, data: bytes, metadata: bool = True) -> None:  # type: ignore[no-untyped-def]
     """``fast`` (a Header or HeaderError) is what the pydicom path makes of ``data``.
     pydicom converts elements in place as they are read (a private element's VR
     can change once its creator is known), so each comparison gets a fresh read."""
@@ -65,6 +66,8 @@ def _same(fast, data: bytes) -> None:  # type: ignore[no-untyped-def]
         assert fast.text(key) == slow.text(key), key
     for key in INT_KEYS:
         assert fast.integer(key) == slow.integer(key), key
+    if not metadata:
+        return
     _cache.clear()
     assert _metadata(fast) == _metadata(_slow(data))
     assert _metadata(fast) == _metadata(_slow(data))  # from the cache this time
@@ -76,7 +79,13 @@ def test_same_as_pydicom(path: Path) -> None:
     try:
         walk(data)
     except Unsupported:
-        pytest.skip("not read by fastread (pydicom reads it)")
+        # Not for the single pass: the ingest path hands it to pydicom and indexes the
+        # same values. (Its JSON is pydicom's own; two pydicom reads of a file with
+        # UN elements need not agree, as pydicom converts them in place.)
+        with warnings.catch_warnings():  # pydicom's own remarks on odd files
+            warnings.simplefilter("ignore")
+            _same(_outcome(read_bytes, data), data, metadata=False)
+        return
     except Exception as exc:  # noqa: BLE001 - any other error is a bug
         pytest.fail(f"fastread raised {exc!r}")
     _same(_outcome(_fast, data), data)
