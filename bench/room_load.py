@@ -25,6 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
+import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -257,7 +258,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         modes = {"idle": idle, "fanout": fanout, "latency": latency}
-        asyncio.run(modes[args.mode](args, Path(tmp)))
+        # uvloop, as the server runs: the load generator shares the two cores with it.
+        uvloop.run(modes[args.mode](args, Path(tmp)))
 
 
 if __name__ == "__main__":
