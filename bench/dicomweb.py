@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import http.client
 import json
 import os
@@ -334,6 +335,12 @@ def serve(directory: str, port: int, url: str) -> None:
     app = create_dicomweb_app(
         config, async_sessionmaker(create_engine(url)), TokenAccess(), Hooks()
     )
+    # As `teleimagerie serve` does with GC_FREEZE (docs/configuration.md): what is
+    # loaded at startup stays out of the collector's full passes, which otherwise
+    # walk it every few hundred requests (30 ms each here, the QIDO p99).
+    if os.environ.get("GC_FREEZE", "1") != "0":
+        gc.collect()
+        gc.freeze()
     uvicorn.run(mounted(app), host="127.0.0.1", port=port, log_level="warning")
 
 
