@@ -120,8 +120,8 @@ class ChatLog:
     def __init__(self, app: AppContext, limit: int = 500) -> None:
         self.app = app
         self._batcher: Batcher[Chat, Stored] = Batcher(self._write, limit)
-        # The writer keeps one connection: a pool checkout costs PostgreSQL a ping
-        # and a reset, two round trips out of seven per batch.
+        # The writer keeps one connection: each pool checkout would cost
+        # PostgreSQL two more round trips per batch (the ping and the reset).
         self._conn: AsyncConnection | None = None
 
     async def append(self, chat: Chat) -> Stored:
