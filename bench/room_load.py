@@ -39,8 +39,19 @@ from bench.common import (  # noqa: E402
     seed,
 )
 from server.config import Settings  # noqa: E402
+from server.testing import delete_redis_prefix  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def redis_env() -> dict[str, str]:
+    """The shared Redis, under a prefix of this run's own (removed at the end)."""
+    return {"REDIS_URL": REDIS_URL, "REDIS_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:"}
+
+
+def forget(env: dict[str, str]) -> None:
+    if "REDIS_PREFIX" in env:
+        delete_redis_prefix(REDIS_URL, env["REDIS_PREFIX"])
 
 
 async def open_room(ws_url: str, exam_id: str, token: str) -> ClientConnection:
@@ -72,9 +83,7 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
     n = args.connections
     settings = Settings(database_url=url)
     data = await seed(settings, exams=max(1, n // 3), sessions_per_role=1)
-    env = {"DATABASE_URL": url}
-    if args.redis:
-        env |= {"REDIS_URL": REDIS_URL, "REDIS_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:"}
+    env = {"DATABASE_URL": url} | (redis_env() if args.redis else {})
     server = ServerProcess(env)
     await server.ready()
     try:
@@ -103,17 +112,14 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
             await ws.close()
     finally:
         server.stop()
+        forget(env)
 
 
 async def fanout(args: argparse.Namespace, workdir: Path) -> None:
     url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
     settings = Settings(database_url=url)
     data = await seed(settings, exams=args.rooms, sessions_per_role=1)
-    env = {
-        "DATABASE_URL": url,
-        "REDIS_URL": REDIS_URL,
-        "REDIS_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:",
-    }
+    env = {"DATABASE_URL": url} | redis_env()
     servers = [ServerProcess(env) for _ in range(args.processes)]
     for server in servers:
         await server.ready()
@@ -191,6 +197,7 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
     finally:
         for server in servers:
             server.stop()
+        forget(env)
 
 
 async def latency(args: argparse.Namespace, workdir: Path) -> None:
@@ -198,9 +205,7 @@ async def latency(args: argparse.Namespace, workdir: Path) -> None:
     limit): the time to the sender's ack and to the other member's event."""
     url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
     data = await seed(Settings(database_url=url), exams=1, sessions_per_role=1)
-    env = {"DATABASE_URL": url}
-    if args.redis:
-        env |= {"REDIS_URL": REDIS_URL, "REDIS_PREFIX": f"bench:{uuid.uuid4().hex[:8]}:"}
+    env = {"DATABASE_URL": url} | (redis_env() if args.redis else {})
     server = ServerProcess(env)
     await server.ready()
     try:
@@ -232,6 +237,7 @@ async def latency(args: argparse.Namespace, workdir: Path) -> None:
         await other.close()
     finally:
         server.stop()
+        forget(env)
 
 
 def main() -> None:

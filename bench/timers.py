@@ -30,7 +30,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import redis
 from sqlalchemy import select, update
 
 from server.accounts import add_establishment, add_user
@@ -39,6 +38,7 @@ from server.config import Settings
 from server.context import AppContext
 from server.migrate import upgrade
 from server.models import Exam, ExamEvent
+from server.testing import delete_redis_prefix
 from server.worker import timer_loop
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -198,18 +198,9 @@ def main() -> None:
         try:
             asyncio.run(job(args, settings))
         finally:
-            forget(settings.redis_prefix)
+            delete_redis_prefix(REDIS_URL, settings.redis_prefix)
 
 
-def forget(prefix: str) -> None:
-    """Remove the run's keys from the shared Redis (never FLUSHDB)."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 if __name__ == "__main__":

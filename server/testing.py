@@ -12,6 +12,7 @@ import socket
 import threading
 from typing import Any
 
+import redis
 import uvicorn
 
 from server.app import create_app
@@ -25,6 +26,18 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def delete_redis_prefix(url: str, prefix: str) -> None:
+    """What FLUSHDB would do to one deployment (a test, a benchmark run), without
+    touching anyone else's keys in a shared Redis."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 class LiveServer:

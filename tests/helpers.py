@@ -6,21 +6,16 @@ import os
 from typing import Any
 
 import httpx
-import redis
+
+from server.testing import delete_redis_prefix
 
 PASSWORD = "correct horse battery staple"
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def flush_prefix(prefix: str) -> None:
-    """What FLUSHDB would do to one deployment, without touching anyone else's keys."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    """What FLUSHDB would do to one test's keys in the test Redis."""
+    delete_redis_prefix(REDIS_URL, prefix)
 
 
 async def login(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> str:
