@@ -169,9 +169,7 @@ class Connection:
             # Something was lost or is still in flight: fetch it from SQL.
             asyncio.get_running_loop().create_task(self.fill_gap())
             return
-        self.sent_seq = seq
-        if visible(EventKind(message["event"]["kind"]), self.role):
-            self.push(encoded(message))
+        self.pass_on(message["event"], message)
 
     def welcome(self, frame: dict[str, Any]) -> None:
         """Send the welcome, then what arrived while it was being prepared."""
@@ -180,10 +178,12 @@ class Connection:
         for message in held:
             self.on_message(message)
 
-    def pass_on(self, event: dict[str, Any]) -> None:
+    def pass_on(self, event: dict[str, Any], message: dict[str, Any] | None = None) -> None:
+        """Send the next event if the role may see it; ``message``: the engine
+        message it came in, whose text is encoded once for all local members."""
         self.sent_seq = event["seq"]
         if visible(EventKind(event["kind"]), self.role):
-            self.push({"type": "event", "event": event})
+            self.push(encoded(message) if message else {"type": "event", "event": event})
 
     async def fill_gap(self) -> None:
         if self.gap_lock is None:
@@ -290,7 +290,9 @@ async def handle_frame(conn: Connection, raw: str | bytes) -> None:
         await conn.app.calls.handle(conn, frame)
 
 
-async def join(ws: WebSocket, principal: Principal) -> tuple[str, dict[str, Any]] | None:
+async def join(
+    ws: WebSocket, principal: Principal, since: int
+) -> tuple[str, dict[str, Any]] | None:
     """Check the caller may enter this exam's room and record that they did:
     the exam's id and JSON, or None once the socket is refused and closed.
     Kept out of the endpoint so that no session or ORM row outlives the join."""
@@ -307,7 +309,6 @@ async def join(ws: WebSocket, principal: Principal) -> tuple[str, dict[str, Any]
         await refuse(ws, principal, "not_found")
         await ws.close(CLOSE_NO_SUCH_EXAM, "no such exam")
         return None
-    since = since_param(ws)
     await audit.record_request(ws, "room.join", principal, exam_id=exam.id, detail={"since": since})
     return exam.id, body
 
@@ -324,14 +325,15 @@ async def room_endpoint(ws: WebSocket) -> None:
     principal = await accept_caller(ws)
     if principal is None:
         return
-    joined = await join(ws, principal)
+    since = since_param(ws)
+    joined = await join(ws, principal, since)
     if joined is None:
         return
     exam_id, exam_body = joined
     del joined
     conn = Connection(ws, app, principal, exam_id)
     del principal
-    conn.sent_seq = since_param(ws)
+    conn.sent_seq = since
     channel = room_channel(exam_id)
     subscription = await app.bus.subscribe(channel, conn.on_message)
     hub = app.rooms
