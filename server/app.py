@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -65,12 +64,6 @@ def create_app(settings: Settings | None = None) -> App:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with app_context(settings) as context:
             app.state.ctx = context
-            if settings.gc_freeze:
-                # Everything loaded so far (modules, tables, the app) lives as long
-                # as the process: keep it out of the collector's full passes, which
-                # otherwise scan it every time and stall every socket for tens of ms.
-                gc.collect()
-                gc.freeze()
             context.rooms.start()
             # With the memory engine nobody else can fire the timers (docs/roster.md).
             timers = None if settings.redis_url else start_timer_loop(context)

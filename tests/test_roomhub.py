@@ -10,6 +10,9 @@ from server.roomhub import CollectorPolicy
 def test_freezes_as_sockets_accumulate_and_thaws_on_schedule() -> None:
     policy = CollectorPolicy(thaw_s=60)
     try:
+        policy.start()  # what the process loaded before serving
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
         assert not policy.joined(50)  # a handful of sockets: nothing to gain
         assert policy.joined(100)
         assert gc.get_freeze_count() > 0
