@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from asyncpg.exceptions import UniqueViolationError
 from sqlalchemy import case, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -168,13 +169,11 @@ class ChatLog:
             if self._conn.dialect.name == "postgresql":
                 return await self._statement(self._conn, batch)
             return await self._transaction(self._conn, batch)
-        except IntegrityError as exc:  # rolled back; the connection is fine
+        except (IntegrityError, UniqueViolationError) as exc:  # rolled back; connection fine
             raise Conflict() from exc
         except ApiError:
             raise
-        except Exception as exc:
-            if type(exc).__name__ == "UniqueViolationError":  # asyncpg's, raw
-                raise Conflict() from exc
+        except Exception:
             await self.close()  # perhaps a dead connection: the next batch opens another
             raise
 
