@@ -123,6 +123,18 @@ def person(user: User) -> dict[str, Any]:
     return {"id": user.id, "name": user.display_name, "rpps": user.professional_id}
 
 
+def report_fields(report: Report) -> dict[str, Any]:
+    """What the radiologist writes: a draft shows it, a signature seals it."""
+    return {
+        "indication": report.indication,
+        "technique": report.technique,
+        "findings": report.findings,
+        "conclusion": report.conclusion,
+        "dose": report.dose,
+        "critical": report.critical,
+    }
+
+
 def signed_content(report: Report, exam: Exam, signer: User, at: datetime) -> dict[str, Any]:
     """What a signature covers: enough to render every delivery format alone."""
     return {
@@ -145,14 +157,7 @@ def signed_content(report: Report, exam: Exam, signer: User, at: datetime) -> di
             "birth_date": exam.patient_birth_date.isoformat(),
             "sex": exam.patient_sex,
         },
-        "report": {
-            "indication": report.indication,
-            "technique": report.technique,
-            "findings": report.findings,
-            "conclusion": report.conclusion,
-            "dose": report.dose,
-            "critical": report.critical,
-        },
+        "report": report_fields(report),
         "signer": person(signer),
         "signed_at": ts(at),
     }

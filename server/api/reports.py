@@ -46,6 +46,7 @@ from server.reports import (
     find_templates,
     missing_for_signature,
     person,
+    report_fields,
     sha256_hex,
     signed_content,
     ts,
@@ -102,12 +103,7 @@ def _report_json(report: Report, addenda: list[Addendum]) -> dict[str, Any]:
         return {
             "status": "draft",
             "template_id": report.template_id,
-            "indication": report.indication,
-            "technique": report.technique,
-            "findings": report.findings,
-            "conclusion": report.conclusion,
-            "dose": report.dose,
-            "critical": report.critical,
+            **report_fields(report),
             "updated_at": ts(report.updated_at),
         }
     content = json.loads(report.canonical or "{}")
