@@ -12,8 +12,6 @@ exam's room (persisted), so a client that was offline reloads its worklist.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -23,10 +21,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rooms.types import Role
 from server.context import AppContext, ctx
-from server.sockets import accept_caller
+from server.sockets import Outbox, accept_caller
 
-CLOSE_SLOW_CONSUMER = 4408
-SEND_QUEUE = 256
 ROLE_CHANNELS = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
 
 
@@ -75,48 +71,27 @@ async def notifications_endpoint(ws: WebSocket) -> None:
     principal = await accept_caller(ws)
     if principal is None:
         return
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SEND_QUEUE)
-    slow = False
-
-    def on_message(message: dict[str, Any]) -> None:
-        nonlocal slow
-        if slow:
-            return
-        try:
-            queue.put_nowait(message)
-        except asyncio.QueueFull:
-            slow = True  # the client resyncs its worklist over HTTP after reconnecting
-            with contextlib.suppress(asyncio.QueueEmpty):
-                queue.get_nowait()
-            queue.put_nowait(None)
-
-    async def writer() -> None:
-        while (message := await queue.get()) is not None:
-            await ws.send_text(json.dumps(message, separators=(",", ":")))
-        await ws.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and reload")
-
+    # A client that does not read is closed; it resyncs its worklist over HTTP.
+    outbox = Outbox(ws, "slow consumer: reconnect and reload")
     channels = [user_channel(principal.user.id)]
     if principal.role in ROLE_CHANNELS:
         channels.append(role_channel(principal.role))
-    # The welcome is queued first, so the writer alone sends and nothing interleaves.
-    queue.put_nowait({"type": "welcome", "user": principal.user.id, "channels": channels})
-    subscriptions = [await app.bus.subscribe(c, on_message) for c in channels]
-    task = asyncio.get_running_loop().create_task(writer())
+    # The welcome is queued first, so it goes out before any notification.
+    outbox.push({"type": "welcome", "user": principal.user.id, "channels": channels})
+    subscriptions = [await app.bus.subscribe(c, outbox.push) for c in channels]
     try:
-        while not slow:
+        while not outbox.closed:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
             if _is_ping(message.get("text")):
-                on_message({"type": "pong"})
+                outbox.push({"type": "pong"})
     except WebSocketDisconnect:
         pass
     finally:
         for subscription in subscriptions:
             await subscription.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        outbox.stop()
 
 
 routes = [WebSocketRoute("/ws/notifications", notifications_endpoint)]

@@ -1,7 +1,7 @@
 """The exam room: ``WS /ws/exams/{id}?since=N`` (API.md "Exam room", docs/rooms.md).
 
-One connection = one reader (this coroutine) and one writer task draining a
-bounded queue. The connection subscribes to the room's channel *before* it
+One connection = one reader (this coroutine) and an outbox of bounded size
+(``sockets.Outbox``). The connection subscribes to the room's channel *before* it
 replays missed events from SQL, and drops anything at or below the highest seq
 it has passed on, so a client sees every event once and in order. A live event
 that skips a seq makes the connection fetch the gap from SQL (a message lost
@@ -17,7 +17,6 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
 from typing import Any
 
 from sqlalchemy import select
@@ -38,15 +37,13 @@ from server.errors import ApiError
 from server.exams import event_json, exam_json
 from server.models import ExamEvent, User
 from server.publish import room_channel
-from server.sockets import accept_caller, refuse
+from server.sockets import Outbox, accept_caller, refuse
 
 log = logging.getLogger("teleimagerie.room")
 
 CLOSE_NOT_PARTICIPANT = 4403
 CLOSE_NO_SUCH_EXAM = 4404
-CLOSE_SLOW_CONSUMER = 4408
 
-SEND_QUEUE = 256
 RATE = 10.0  # frames a second per connection, sustained
 BURST = 30.0
 
@@ -59,8 +56,7 @@ class Connection:
     """One member's socket in one room.
 
     Thousands of these sit idle for hours, so they hold little: plain values for
-    the caller (no ORM rows), a deque of outgoing frames and a writer task that
-    exists only while there is something to send.
+    the caller (no ORM rows) and an outbox that allocates only while frames wait.
     """
 
     __slots__ = (
@@ -71,10 +67,8 @@ class Connection:
         "exam_id",
         "conn_id",
         "since",
-        "out",
+        "outbox",
         "sent_seq",
-        "slow",
-        "writer_task",
         "held",
         "bucket",
         "gap_lock",
@@ -89,12 +83,8 @@ class Connection:
         self.exam_id = exam_id
         self.conn_id = uuid.uuid4().hex
         self.since = app.now().isoformat().replace("+00:00", "Z")
-        # Frames to send (dicts, or text encoded once for every member); a deque
-        # only while some wait.
-        self.out: deque[dict[str, Any] | str] | None = None
+        self.outbox = Outbox(ws, "slow consumer: reconnect with since")
         self.sent_seq = 0  # highest seq passed on (or skipped as invisible)
-        self.slow = False
-        self.writer_task: asyncio.Task[None] | None = None
         self.held: list[dict[str, Any]] | None = []
         self.bucket = TokenBucket(RATE, BURST)
         self.gap_lock: asyncio.Lock | None = None
@@ -112,47 +102,7 @@ class Connection:
     # -- outbound ---------------------------------------------------------
 
     def push(self, frame: dict[str, Any] | str) -> None:
-        if self.slow:
-            return
-        if self.out is None:
-            self.out = deque()
-        elif len(self.out) >= SEND_QUEUE:
-            self.slow = True
-            asyncio.get_running_loop().create_task(self.shed())
-            return
-        self.out.append(frame)
-        if self.writer_task is None:
-            self.writer_task = asyncio.get_running_loop().create_task(self.writer())
-
-    async def shed(self) -> None:
-        """Close a client that does not read: its writer is stuck on a full socket
-        buffer, so stop it and let the close frame follow what is already sent."""
-        self.out = None
-        if self.writer_task is not None:
-            self.writer_task.cancel()
-        with contextlib.suppress(Exception):
-            await self.ws.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect with since")
-
-    async def writer(self) -> None:
-        """Send what is queued, then end (the next push starts another writer)."""
-        try:
-            while self.out:
-                frame = self.out.popleft()
-                if not isinstance(frame, str):
-                    frame = json.dumps(frame, separators=(",", ":"))
-                await self.ws.send_text(frame)
-            self.out = None
-        except Exception:  # the socket is gone: the reader sees it and cleans up
-            self.slow = True
-            self.out = None
-        finally:
-            self.writer_task = None
-
-    def stop_writer(self) -> None:
-        self.slow = True
-        self.out = None
-        if self.writer_task is not None:
-            self.writer_task.cancel()
+        self.outbox.push(frame)
 
     def on_message(self, message: dict[str, Any]) -> None:
         """Engine callback (must not block): filter and queue one room message."""
@@ -367,7 +317,7 @@ async def room_endpoint(ws: WebSocket) -> None:
             await app.calls.leave(conn)  # frees the peer connection, tells the others
         hub.remove(conn)
         await subscription.close()
-        conn.stop_writer()
+        conn.outbox.stop()
         with contextlib.suppress(Exception):
             await app.bus.presence_leave(channel, conn.conn_id)
             await broadcast_presence(app, exam_id)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+from collections import deque
+from typing import Any
+
 from starlette.websockets import WebSocket
 
 from server import audit
@@ -11,6 +17,67 @@ from server.errors import ApiError
 from server.origins import origin_allowed
 
 CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_SLOW_CONSUMER = 4408
+SEND_QUEUE = 256  # frames waiting for one socket before it is closed as slow
+
+
+class Outbox:
+    """What one socket (a room member, a notification channel) has yet to send.
+
+    Thousands of sockets sit idle for hours, so a deque and a writer task exist only
+    while frames wait. Frames are dicts, or text already encoded once for many
+    sockets. Past ``SEND_QUEUE`` waiting frames the client is not reading: the rest
+    is dropped, the writer (perhaps stuck on a full socket buffer) is stopped, and
+    the socket is closed with ``CLOSE_SLOW_CONSUMER``; the client reconnects and
+    catches up (``reason`` tells it how)."""
+
+    __slots__ = ("ws", "reason", "frames", "task", "closed")
+
+    def __init__(self, ws: WebSocket, reason: str) -> None:
+        self.ws = ws
+        self.reason = reason
+        self.frames: deque[dict[str, Any] | str] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False  # shed, stopped, or the socket failed: nothing more is sent
+
+    def push(self, frame: dict[str, Any] | str) -> None:
+        if self.closed:
+            return
+        if self.frames is None:
+            self.frames = deque()
+        elif len(self.frames) >= SEND_QUEUE:
+            self.stop()
+            asyncio.get_running_loop().create_task(self._close_slow())
+            return
+        self.frames.append(frame)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        """Send what is queued, then end (the next push starts another writer)."""
+        try:
+            while self.frames:
+                frame = self.frames.popleft()
+                if not isinstance(frame, str):
+                    frame = json.dumps(frame, separators=(",", ":"))
+                await self.ws.send_text(frame)
+            self.frames = None
+        except Exception:  # the socket is gone: its reader sees it and cleans up
+            self.closed = True
+            self.frames = None
+        finally:
+            self.task = None
+
+    async def _close_slow(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(CLOSE_SLOW_CONSUMER, self.reason)
+
+    def stop(self) -> None:
+        """Send nothing more (the socket is closing)."""
+        self.closed = True
+        self.frames = None
+        if self.task is not None:
+            self.task.cancel()
 
 
 async def refuse(ws: WebSocket, who: Principal | None, code: str) -> None:

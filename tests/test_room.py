@@ -23,6 +23,7 @@ from server.cli import app_context
 from server.config import Settings
 from server.exams import append_event
 from server.models import ExamEvent
+from server.notifications import role_channel
 from server.roomclient import RoomClient
 from server.testing import LiveServer
 from tests.helpers import exam_payload, login
@@ -214,10 +215,10 @@ async def test_report_drafts_are_hidden_from_site_staff(
     assert [e["seq"] for e in events] == [1, 3]
 
 
-def _raw_room_socket(port: int, exam_id: str, token: str) -> tuple[socket.socket, ClientProtocol]:
+def _raw_socket(port: int, path: str, token: str) -> tuple[socket.socket, ClientProtocol]:
     """A WebSocket client that reads only when told to: a blocking socket with a
     small receive buffer, driven by websockets' sans-I/O protocol."""
-    protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/ws/exams/{exam_id}"))
+    protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"))
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
     sock.connect(("127.0.0.1", port))
@@ -256,7 +257,8 @@ async def test_slow_consumer_is_closed_and_resumes_with_since(
             http.headers["Authorization"] = f"Bearer {await login(http, 'urg_a')}"
             exam_id = await new_exam(http)
             token = token_of(http)
-        sock, protocol = await asyncio.to_thread(_raw_room_socket, server.port, exam_id, token)
+        path = f"/ws/exams/{exam_id}"
+        sock, protocol = await asyncio.to_thread(_raw_socket, server.port, path, token)
         bus = create_bus(settings.redis_url, redis_prefix)
         await bus.start()
         try:
@@ -274,3 +276,26 @@ async def test_slow_consumer_is_closed_and_resumes_with_since(
         # Nothing clinical was lost: it resumes from what it saw.
         async with RoomClient(server.ws_url, exam_id, token, since=0) as again:
             assert (await again.next_event())["kind"] == "exam.requested"
+
+
+async def test_a_notification_channel_that_does_not_read_is_closed(
+    make_settings: Callable[..., Settings], accounts: object, redis_prefix: str
+) -> None:
+    settings = make_settings(redis_url="redis://127.0.0.1:6379/0", redis_prefix=redis_prefix)
+    with LiveServer(settings) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            token = await login(http, "rad")
+        path = "/ws/notifications"
+        sock, protocol = await asyncio.to_thread(_raw_socket, server.port, path, token)
+        bus = create_bus(settings.redis_url, redis_prefix)
+        await bus.start()
+        try:
+            blob = "x" * 60_000
+            for _ in range(700):
+                await bus.publish(role_channel("radiologist"), {"type": "x", "pad": blob})
+            frames, code = await asyncio.to_thread(_read_until_closed, sock, protocol)
+        finally:
+            sock.close()
+            await bus.close()
+        assert code == 4408
+        assert frames < 700
