@@ -128,9 +128,7 @@ class Context:
                 t.instances.c.transfer_syntax_uid,
             )
             .select_from(
-                t.instances.join(t.series, t.instances.c.series_pk == t.series.c.id).join(
-                    t.studies, t.instances.c.study_pk == t.studies.c.id
-                )
+                t.instances_with_parents()
             )
             .where(t.studies.c.study_uid == p["study"], t.series.c.series_uid == p["series"])
             .limit(SERIES_ROWS)
@@ -170,9 +168,7 @@ class Context:
         return (
             select(*columns)
             .select_from(
-                t.instances.join(t.series, t.instances.c.series_pk == t.series.c.id).join(
-                    t.studies, t.instances.c.study_pk == t.studies.c.id
-                )
+                t.instances_with_parents()
             )
             .where(*conds)
             .order_by(

@@ -279,9 +279,7 @@ class Ingestor:
                 t.studies.c.establishment_id,
             )
             .select_from(
-                t.instances.join(t.series, t.instances.c.series_pk == t.series.c.id).join(
-                    t.studies, t.studies.c.id == t.instances.c.study_pk
-                )
+                t.instances_with_parents()
             )
             .where(t.instances.c.sop_uid.in_(sops))
         )

@@ -301,7 +301,5 @@ def base_select(level: Level) -> Select[tuple[object, ...]]:
     if level == "series":
         return select().select_from(t.series.join(t.studies, t.series.c.study_pk == t.studies.c.id))
     return select().select_from(
-        t.instances.join(t.series, t.instances.c.series_pk == t.series.c.id).join(
-            t.studies, t.instances.c.study_pk == t.studies.c.id
-        )
+        t.instances_with_parents()
     )

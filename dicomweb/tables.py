@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.sql.expression import Join
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -107,3 +108,11 @@ instances = Table(
     Index("ix_dicomweb_instances_study_pk", "study_pk"),
     Index("ix_dicomweb_instances_sop_class_uid", "sop_class_uid"),
 )
+
+
+def instances_with_parents() -> Join:
+    """Instances joined to their series and study: the FROM of every query that
+    reaches an instance through its study (scope, matching, location)."""
+    return instances.join(series, instances.c.series_pk == series.c.id).join(
+        studies, instances.c.study_pk == studies.c.id
+    )
