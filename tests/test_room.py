@@ -248,6 +248,25 @@ def _read_until_closed(sock: socket.socket, protocol: ClientProtocol) -> tuple[i
                 return frames, code
 
 
+async def _flood_a_silent_client(
+    settings: Settings, port: int, path: str, token: str, channel: str
+) -> tuple[int, int | None]:
+    """Open ``path`` with a client that reads nothing while 700 messages of 60 KB
+    (far more than the socket buffers and the send queue hold) are published on
+    ``channel``; then read what came: (text frames, close code)."""
+    sock, protocol = await asyncio.to_thread(_raw_socket, port, path, token)
+    bus = create_bus(settings.redis_url, settings.redis_prefix)
+    await bus.start()
+    try:
+        blob = "x" * 60_000
+        for _ in range(700):
+            await bus.publish(channel, {"type": "typing", "pad": blob})
+        return await asyncio.to_thread(_read_until_closed, sock, protocol)
+    finally:
+        sock.close()
+        await bus.close()
+
+
 async def test_slow_consumer_is_closed_and_resumes_with_since(
     make_settings: Callable[..., Settings], accounts: object, redis_prefix: str
 ) -> None:
@@ -257,20 +276,9 @@ async def test_slow_consumer_is_closed_and_resumes_with_since(
             http.headers["Authorization"] = f"Bearer {await login(http, 'urg_a')}"
             exam_id = await new_exam(http)
             token = token_of(http)
-        path = f"/ws/exams/{exam_id}"
-        sock, protocol = await asyncio.to_thread(_raw_socket, server.port, path, token)
-        bus = create_bus(settings.redis_url, redis_prefix)
-        await bus.start()
-        try:
-            # The client reads nothing while the room sends far more than the socket
-            # buffers and the send queue hold.
-            blob = "x" * 60_000
-            for _ in range(700):
-                await bus.publish(f"exam:{exam_id}", {"type": "typing", "pad": blob})
-            frames, code = await asyncio.to_thread(_read_until_closed, sock, protocol)
-        finally:
-            sock.close()
-            await bus.close()
+        frames, code = await _flood_a_silent_client(
+            settings, server.port, f"/ws/exams/{exam_id}", token, f"exam:{exam_id}"
+        )
         assert code == 4408
         assert frames < 700
         # Nothing clinical was lost: it resumes from what it saw.
@@ -285,17 +293,8 @@ async def test_a_notification_channel_that_does_not_read_is_closed(
     with LiveServer(settings) as server:
         async with httpx.AsyncClient(base_url=server.url) as http:
             token = await login(http, "rad")
-        path = "/ws/notifications"
-        sock, protocol = await asyncio.to_thread(_raw_socket, server.port, path, token)
-        bus = create_bus(settings.redis_url, redis_prefix)
-        await bus.start()
-        try:
-            blob = "x" * 60_000
-            for _ in range(700):
-                await bus.publish(role_channel("radiologist"), {"type": "x", "pad": blob})
-            frames, code = await asyncio.to_thread(_read_until_closed, sock, protocol)
-        finally:
-            sock.close()
-            await bus.close()
+        frames, code = await _flood_a_silent_client(
+            settings, server.port, "/ws/notifications", token, role_channel("radiologist")
+        )
         assert code == 4408
         assert frames < 700
