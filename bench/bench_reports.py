@@ -38,8 +38,10 @@ def bench_render(n: int = 200) -> None:
         rf.render_dicom(CONTENT, DIGEST, [], pdf)
         times.append((time.perf_counter() - start) * 1000)
     times.sort()
-    print(f"render PDF+FHIR+DICOM: median {statistics.median(times):.2f} ms, "
-          f"p95 {times[int(n * 0.95)]:.2f} ms ({len(pdf)} bytes of PDF)")
+    print(
+        f"render PDF+FHIR+DICOM: median {statistics.median(times):.2f} ms, "
+        f"p95 {times[int(n * 0.95)]:.2f} ms ({len(pdf)} bytes of PDF)"
+    )
 
 
 async def bench_audit(url: str, label: str, n: int = 2000, writers: int = 8) -> None:
@@ -62,8 +64,10 @@ async def bench_audit(url: str, label: str, n: int = 2000, writers: int = 8) -> 
             count, _head, broken = await audit.verify(db)
             verify = count / (time.perf_counter() - start)
         assert broken is None
-    print(f"audit {label}: {serial:.0f} appends/s serial, {concurrent:.0f} appends/s with "
-          f"{writers} concurrent writers, verify {verify:.0f} rows/s ({count} rows)")
+    print(
+        f"audit {label}: {serial:.0f} appends/s serial, {concurrent:.0f} appends/s with "
+        f"{writers} concurrent writers, verify {verify:.0f} rows/s ({count} rows)"
+    )
 
 
 async def main(postgresql: bool) -> None:

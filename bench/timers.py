@@ -201,7 +201,5 @@ def main() -> None:
             delete_redis_prefix(REDIS_URL, settings.redis_prefix)
 
 
-
-
 if __name__ == "__main__":
     main()

@@ -127,9 +127,7 @@ class Context:
                 t.instances.c.frames,
                 t.instances.c.transfer_syntax_uid,
             )
-            .select_from(
-                t.instances_with_parents()
-            )
+            .select_from(t.instances_with_parents())
             .where(t.studies.c.study_uid == p["study"], t.series.c.series_uid == p["series"])
             .limit(SERIES_ROWS)
         )
@@ -167,9 +165,7 @@ class Context:
             conds.append(scope)
         return (
             select(*columns)
-            .select_from(
-                t.instances_with_parents()
-            )
+            .select_from(t.instances_with_parents())
             .where(*conds)
             .order_by(
                 t.series.c.series_number,

@@ -300,6 +300,4 @@ def base_select(level: Level) -> Select[tuple[object, ...]]:
         return select().select_from(t.studies)
     if level == "series":
         return select().select_from(t.series.join(t.studies, t.series.c.study_pk == t.studies.c.id))
-    return select().select_from(
-        t.instances_with_parents()
-    )
+    return select().select_from(t.instances_with_parents())
