@@ -1,19 +1,25 @@
-"""The one ingest path: STOW-RS (PS3.18 10.5) today, a C-STORE listener later.
+"""The one ingest path: STOW-RS (PS3.18 10.5), the DICOM gateway's C-STORE,
+delivered reports.
 
-``Ingestor.store`` (one instance) and ``Ingestor.store_many`` (a batch, e.g. the
-parts of a STOW request received so far) validate Part-10 instances, ask
-``Access`` whether the caller may store each, write the received bytes unchanged
-and atomically, index the batch in SQL in one transaction, then call
-``IngestHooks.on_stored`` per new instance. A failure leaves nothing behind: no
-file, no row.
+Storing runs in two steps. ``Ingestor.stage_soon`` (one instance, in worker
+threads, many side by side) writes the received bytes unchanged to a temp file
+and fsyncs it, then reads the header there and makes the DICOM JSON.
+``Ingestor.store_staged`` (a batch) checks the study UID and asks ``Access``
+whether the caller may store each instance, moves the new files into place,
+indexes the batch in SQL in one transaction, then calls
+``IngestHooks.on_stored`` per new instance. STOW stages
+each part as soon as it is received and indexes what is staged while the rest of
+the body arrives; ``store`` and ``store_many`` do both steps. A failure leaves
+nothing behind: no file, no row.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
-import shutil
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +37,10 @@ from dicomweb.header import (
     HeaderError,
     instance_members,
     members_json,
-    read_bytes,
     read_path,
 )
 from dicomweb.index import Indexed, Prepared, Rejected, index_batch
-from dicomweb.storage import Storage
+from dicomweb.storage import Buffer, Storage
 from dicomweb.types import (
     CANNOT_UNDERSTAND,
     DATA_SET_MISMATCH,
@@ -53,6 +58,24 @@ from dicomweb.types import (
 log = logging.getLogger(__name__)
 Result = StoredInstance | Failure
 RETRIES = 3
+#: What may be staged: Part-10 bytes, the chunks they arrived in, or a file.
+Item = bytes | Sequence[Buffer] | Path
+#: Staging threads. Writes and fsyncs (the GIL released) overlap in the I/O pool;
+#: headers are read by one thread, as threads sharing the GIL would not read any
+#: faster and would slow the event loop's thread down.
+_WRITE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dicomweb-write")
+_READ = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicomweb-read")
+
+
+@dataclass
+class Staged:
+    """An instance checked and written to a temp file, fsynced, not yet in place
+    or indexed. Whoever holds it moves the file or discards it."""
+
+    temp: Path
+    size: int
+    header: Header
+    metadata: tuple[str, str, str]
 
 
 class Ingestor:
@@ -90,20 +113,120 @@ class Ingestor:
 
     async def store_many(
         self,
-        items: Sequence[bytes | Path],
+        items: Sequence[Item],
         principal: Principal,
         *,
         expected_study: str | None = None,
         owned: bool = False,
     ) -> list[Result]:
         """Store a batch; one result per item, in order."""
-        temps = await anyio.to_thread.run_sync(self._to_temps, items, owned)
+        staged = await asyncio.gather(*(self.stage_soon(item, owned) for item in items))
+        return await self.store_staged(staged, principal, expected_study=expected_study)
+
+    def stage_soon(self, item: Item, owned: bool = False) -> asyncio.Future[Staged | Failure]:
+        """Stage ``item`` in worker threads: ``write`` in the I/O pool, then
+        ``read`` in the reader thread. The future is never cancelled by the work;
+        should its result be dropped, ``discard_staged`` takes the temp file away.
+        Cancelling the future leaves nothing behind either."""
+        loop = asyncio.get_running_loop()
+        staged: asyncio.Future[Staged | Failure] = loop.create_future()
+
+        def deliver(result: Staged | Failure) -> None:  # on the loop
+            if staged.cancelled():
+                discard_staged([result])
+            else:
+                staged.set_result(result)
+
+        def read(temp: Path) -> None:  # in the reader thread
+            result = self.read(temp)
+            try:
+                loop.call_soon_threadsafe(deliver, result)
+            except RuntimeError:  # the loop is closed: nobody will take it
+                discard_staged([result])
+
+        def written(job: Future[Path | Failure]) -> None:  # in an I/O thread
+            temp = job.result()
+            if isinstance(temp, Path):
+                _READ.submit(read, temp)
+                return
+            try:
+                loop.call_soon_threadsafe(deliver, temp)
+            except RuntimeError:
+                pass
+
+        _WRITE.submit(self.write, item, owned).add_done_callback(written)
+        return staged
+
+    def write(self, item: Item, owned: bool = False) -> Path | Failure:
+        """``item`` in a temp file, fsynced (a file of ours, ``owned``, is used
+        as it is). Blocking; the I/O of staging, nearly all outside the GIL."""
         try:
-            results = await self._store(temps, principal, expected_study)
+            if isinstance(item, Path):
+                temp = item if owned else self.storage.copy_temp(item)
+            else:
+                temp = self.storage.write_temp([item] if isinstance(item, bytes) else item)
+        except OSError as exc:
+            if isinstance(item, Path) and owned:
+                Storage.discard(item)
+            return Failure(OUT_OF_RESOURCES, f"cannot write: {exc.strerror}")
+        except BaseException:
+            if isinstance(item, Path) and owned:
+                Storage.discard(item)
+            raise
+        try:
+            Storage.sync(temp)
+        except OSError as exc:
+            Storage.discard(temp)
+            return Failure(OUT_OF_RESOURCES, f"cannot write: {exc.strerror}")
+        return temp
+
+    def read(self, temp: Path) -> Staged | Failure:
+        """Read and check the header of a written temp file, make its DICOM
+        JSON. Blocking; the CPU of staging. On failure the temp file is gone."""
+        try:
+            header = read_path(temp)
+            try:
+                meta = _metadata(header)
+            except (ValueError, TypeError) as exc:
+                Storage.discard(temp)
+                return _fail(header, CANNOT_UNDERSTAND, f"cannot make DICOM JSON: {exc}")
+            size = temp.stat().st_size
+        except HeaderError as exc:
+            Storage.discard(temp)
+            return Failure(exc.reason, exc.message)
+        except OSError as exc:
+            Storage.discard(temp)
+            return Failure(OUT_OF_RESOURCES, f"cannot read: {exc.strerror}")
+        except Exception:  # a parser bug must not fail the other instances
+            Storage.discard(temp)
+            log.exception("reading a DICOM header failed")
+            return Failure(CANNOT_UNDERSTAND, "cannot read the DICOM header")
+        return Staged(temp, size, header, meta)
+
+    async def store_staged(
+        self,
+        staged: Sequence[Staged | Failure],
+        principal: Principal,
+        *,
+        expected_study: str | None = None,
+    ) -> list[Result]:
+        """Place and index staged instances; one result per item, in order. The
+        temp files are moved into place or discarded, whatever happens. The work
+        runs to its end even if the caller is cancelled (a client gone, a request
+        failing midway): a batch is stored with its rows, or not at all."""
+        work = asyncio.ensure_future(self._store_batch(staged, principal, expected_study))
+        return await asyncio.shield(work)
+
+    async def _store_batch(
+        self,
+        staged: Sequence[Staged | Failure],
+        principal: Principal,
+        expected_study: str | None,
+    ) -> list[Result]:
+        try:
+            results = await self._store(staged, principal, expected_study)
         finally:
-            for temp in temps:  # moved into place, or to be dropped
-                if isinstance(temp, Path):
-                    Storage.discard(temp)
+            discard_staged(staged)  # what was not moved into place
         if self.hooks is not None:
             for r in results:
                 if isinstance(r, StoredInstance) and not r.duplicate:
@@ -113,48 +236,19 @@ class Ingestor:
                         log.exception("on_stored hook failed for %s", r.sop_uid)
         return results
 
-    def _to_temps(self, items: Sequence[bytes | Path], owned: bool) -> list[Path | bytes]:
-        """Files not ours are copied into the temp dir; bytes stay in memory until
-        ``Storage.commit_many`` writes them."""
-        temps: list[Path | bytes] = []
-        for data in items:
-            if not isinstance(data, Path) or owned:
-                temps.append(data)
-                continue
-            fd, temp = self.storage.new_temp()
-            with os.fdopen(fd, "wb") as out, data.open("rb") as src:
-                shutil.copyfileobj(src, out, 1024 * 1024)
-            temps.append(temp)
-        return temps
-
-    @staticmethod
-    def _parse(temps: list[Path | bytes]) -> list[tuple[Header, int] | Failure]:
-        """Headers of the items: from memory, or from the temp file (mmap)."""
-        out: list[tuple[Header, int] | Failure] = []
-        for data in temps:
-            try:
-                if isinstance(data, Path):
-                    out.append((read_path(data), data.stat().st_size))
-                else:
-                    out.append((read_bytes(data), len(data)))
-            except HeaderError as exc:
-                out.append(Failure(exc.reason, exc.message))
-        return out
-
     async def _store(
         self,
-        temps: list[Path | bytes],
+        staged: Sequence[Staged | Failure],
         principal: Principal,
         expected_study: str | None,
     ) -> list[Result]:
-        results: list[Result | None] = [None] * len(temps)
-        parsed = await anyio.to_thread.run_sync(self._parse, temps)
-        candidates: list[tuple[int, Header, int, Any]] = []
-        for i, item in enumerate(parsed):
+        results: list[Result | None] = [None] * len(staged)
+        candidates: list[tuple[int, Staged, Any]] = []
+        for i, item in enumerate(staged):
             if isinstance(item, Failure):
                 results[i] = item
                 continue
-            h, size = item
+            h = item.header
             if expected_study is not None and h.study_uid != expected_study:
                 message = f"StudyInstanceUID is not {expected_study}"
                 results[i] = _fail(h, DATA_SET_MISMATCH, message)
@@ -163,64 +257,45 @@ class Ingestor:
             if target is None:
                 results[i] = _fail(h, NOT_AUTHORIZED, "not authorised to store this instance")
                 continue
-            candidates.append((i, h, size, target))
-        existing = await self._existing([h.sop_uid for _, h, _, _ in candidates])
-        fresh: list[tuple[int, Header, int, Any]] = []
+            candidates.append((i, item, target))
+        existing = await self._existing([s.header.sop_uid for _, s, _ in candidates])
+        fresh: list[tuple[int, Staged, Any]] = []
         first_of: dict[str, int] = {}
         repeats: list[tuple[int, int]] = []  # the same instance twice in one batch
-        for i, h, size, target in candidates:
+        for i, s, target in candidates:
+            h = s.header
             if h.sop_uid in existing:
                 results[i] = self._duplicate(h, existing[h.sop_uid])
             elif h.sop_uid in first_of:
                 repeats.append((i, first_of[h.sop_uid]))
             else:
                 first_of[h.sop_uid] = i
-                fresh.append((i, h, size, target))
+                fresh.append((i, s, target))
         if fresh:
-            await self._write_and_index(fresh, temps, results)
+            await self._place_and_index(fresh, results)
         for i, first in repeats:
             done = results[first]
             results[i] = _same(done) if isinstance(done, StoredInstance) else done
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
-    async def _write_and_index(
-        self,
-        fresh: list[tuple[int, Header, int, Any]],
-        temps: list[Path | bytes],
-        results: list[Result | None],
+    async def _place_and_index(
+        self, fresh: list[tuple[int, Staged, Any]], results: list[Result | None]
     ) -> None:
-        def prepare() -> list[Prepared | Failure]:
-            out: list[Prepared | Failure] = []
-            metas = []
-            for _, h, _, _ in fresh:
-                try:
-                    metas.append(_metadata(h))
-                except (ValueError, TypeError) as exc:
-                    metas.append(_fail(h, CANNOT_UNDERSTAND, f"cannot make DICOM JSON: {exc}"))
-            todo = [
-                (temps[i], self.storage.relative_path(h.study_uid, h.series_uid, h.sop_uid))
-                for (i, h, _, _), m in zip(fresh, metas, strict=True)
-                if not isinstance(m, Failure)
-            ]
-            moved = iter(self.storage.commit_many(todo))
-            for (i, h, size, target), meta in zip(fresh, metas, strict=True):
-                if isinstance(meta, Failure):
-                    out.append(meta)
-                    continue
-                final = next(moved)
-                if isinstance(final, OSError):
-                    out.append(_fail(h, OUT_OF_RESOURCES, f"cannot write: {final.strerror}"))
-                    continue
-                rel = str(final.relative_to(self.storage.root))
-                out.append(Prepared(i, h, target, rel, size, *meta))
-            return out
-
-        prepared = await anyio.to_thread.run_sync(prepare)
-        ready = [p for p in prepared if isinstance(p, Prepared)]
-        for (i, _, _, _), p in zip(fresh, prepared, strict=True):
-            if isinstance(p, Failure):
-                results[i] = p
+        paths = [
+            self.storage.relative_path(s.header.study_uid, s.header.series_uid, s.header.sop_uid)
+            for _, s, _ in fresh
+        ]
+        placed = await anyio.to_thread.run_sync(
+            self.storage.place_many,
+            [(s.temp, rel) for (_, s, _), rel in zip(fresh, paths, strict=True)],
+        )
+        ready: list[Prepared] = []
+        for (i, s, target), rel, final in zip(fresh, paths, placed, strict=True):
+            if isinstance(final, OSError):
+                results[i] = _fail(s.header, OUT_OF_RESOURCES, f"cannot write: {final.strerror}")
+                continue
+            ready.append(Prepared(i, s.header, target, rel, s.size, *s.metadata))
         outcome: list[Indexed | Rejected] = []
         for attempt in range(RETRIES):
             try:
@@ -278,9 +353,7 @@ class Ingestor:
                 t.studies.c.exam_id,
                 t.studies.c.establishment_id,
             )
-            .select_from(
-                t.instances_with_parents()
-            )
+            .select_from(t.instances_with_parents())
             .where(t.instances.c.sop_uid.in_(sops))
         )
         async with self.db() as session:
@@ -308,9 +381,14 @@ class Ingestor:
         )
 
 
-def _same(s: StoredInstance) -> StoredInstance:
-    from dataclasses import replace
+def discard_staged(staged: Sequence[Staged | Failure]) -> None:
+    """Remove the temp files of staged instances (gone already once placed)."""
+    for s in staged:
+        if isinstance(s, Staged):
+            Storage.discard(s.temp)
 
+
+def _same(s: StoredInstance) -> StoredInstance:
     return replace(s, duplicate=True)
 
 

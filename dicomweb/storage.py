@@ -5,26 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dicomweb-fsync")
-
-
-def _capture(fn: Callable[[T], R]) -> Callable[[T], R | OSError]:
-    def run(arg: T) -> R | OSError:
-        try:
-            return fn(arg)
-        except OSError as exc:
-            return exc
-
-    return run
+#: iovecs per ``writev`` call (Linux's IOV_MAX)
+IOV_MAX = 1024
+Buffer = bytes | bytearray | memoryview
 
 
 class Storage:
@@ -60,66 +48,65 @@ class Storage:
         fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
         return fd, Path(name)
 
-    def commit(self, temp: Path, relative: str) -> Path:
-        """fsync ``temp`` and move it to ``relative`` atomically; the directory
-        entry is made durable too. Blocking: run it in a thread."""
-        final = self.absolute(relative)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(temp, os.O_RDONLY)
+    def write_temp(self, chunks: Sequence[Buffer]) -> Path:
+        """A new temp file holding ``chunks`` one after the other, written with
+        ``writev`` (no join in memory). Not fsynced: see ``sync``. Blocking."""
+        fd, temp = self.new_temp()
+        try:
+            views = [memoryview(c).cast("B") for c in chunks if len(c)]
+            i = 0
+            while i < len(views):
+                n = os.writev(fd, views[i : i + IOV_MAX])
+                while n and i < len(views):  # a short write leaves the rest of a view
+                    size = len(views[i])
+                    if n < size:
+                        views[i] = views[i][n:]
+                        break
+                    n -= size
+                    i += 1
+        except OSError:
+            os.close(fd)
+            self.discard(temp)
+            raise
+        os.close(fd)
+        return temp
+
+    def copy_temp(self, source: Path) -> Path:
+        """A temp file with a copy of ``source``, a file that is not ours. Blocking."""
+        fd, temp = self.new_temp()
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                shutil.copyfileobj(src, out, 1024 * 1024)
+        except OSError:
+            self.discard(temp)
+            raise
+        return temp
+
+    @staticmethod
+    def sync(path: Path) -> None:
+        """fsync a file's data before it is moved into place. Blocking."""
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(temp, final)
-        dfd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        return final
 
-    def commit_many(self, items: list[tuple[Path | bytes, str]]) -> list[Path | OSError]:
-        """``commit`` for a batch: the files (or bytes, written to temp files here)
-        are fsynced in parallel, renamed, and each directory fsynced once.
-        Blocking: run it in a thread."""
-
-        def sync(source: Path | bytes) -> Path:
-            if isinstance(source, Path):
-                fd = os.open(source, os.O_RDONLY)
-                temp = source
-            else:
-                fd, temp = self.new_temp()
-            try:
-                if not isinstance(source, Path):
-                    view = memoryview(source)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            except OSError:
-                if temp is not source:
-                    self.discard(temp)
-                raise
-            finally:
-                os.close(fd)
-            return temp
-
+    def place_many(self, items: list[tuple[Path, str]]) -> list[Path | OSError]:
+        """Move temp files (fsynced already) to their relative paths atomically,
+        then fsync each directory once so the new names are durable too. A
+        temp that cannot be moved stays where it is. Blocking: run it in a thread."""
         results: list[Path | OSError] = []
-        synced = list(_POOL.map(_capture(sync), [source for source, _ in items]))
         dirs: set[Path] = set()
-        for (source, rel), temp in zip(items, synced, strict=True):
-            if isinstance(temp, OSError):
-                results.append(temp)
-                continue
+        for temp, rel in items:
             try:
                 final = self.absolute(rel)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(temp, final)
-                dirs.add(final.parent)
-                results.append(final)
             except OSError as exc:
-                if not isinstance(source, Path):
-                    self.discard(temp)
                 results.append(exc)
+                continue
+            dirs.add(final.parent)
+            results.append(final)
         for d in dirs:
             dfd = os.open(d, os.O_RDONLY)
             try:

@@ -1,18 +1,21 @@
 """STOW-RS, PS3.18 10.5: ``POST /studies`` and ``POST /studies/{study}``.
 
 The ``multipart/related; type="application/dicom"`` body is parsed as it arrives
-(python-multipart); each part is kept in memory (the received chunks, not copied
-until the part ends), or spooled to a temp file in the storage's temp dir once it
-is larger than ``SPOOL_BYTES``; a consumer task ingests completed parts while the
-next ones are received. Receiving waits while more than ``QUEUED_BYTES`` of
-parts are waiting for the consumer.
+(python-multipart). Each part is kept as the received chunks (views, no copy),
+or spooled to a temp file in the storage's temp dir once it is larger than
+``SPOOL_BYTES``. When a part ends it is staged at once (``Ingestor.stage_soon``:
+written with writev and fsynced in an I/O pool, several side by side, then its
+header read), while a consumer task indexes whatever is staged, in part order
+and in batches, and the rest of the body keeps arriving. Receiving waits while
+more than ``QUEUED_BYTES`` of received parts are still being staged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from python_multipart.exceptions import MultipartParseError
@@ -21,29 +24,32 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb.http import base_of, dicom_json, dumps, parse_media
-from dicomweb.ingest import Ingestor
+from dicomweb.ingest import Ingestor, Staged, discard_staged
 from dicomweb.storage import Storage
 from dicomweb.types import CANNOT_UNDERSTAND, DicomwebError, Failure, StoredInstance
 
-_END = Path("/nonexistent/end-of-parts")
 BATCH = 64
 SPOOL_BYTES = 32 * 1024 * 1024
 QUEUED_BYTES = 256 * 1024 * 1024
 
-Part = Path | bytes
+Pending = asyncio.Future[Staged | Failure]
 
 
 @dataclass
 class _Parts:
-    """Collects parts from python-multipart's callbacks, in memory or spooled."""
+    """Collects parts from python-multipart's callbacks, in memory or spooled,
+    and stages each as it ends; ``pending`` holds the stagings in part order,
+    then ``None`` once the body is over."""
 
-    storage: Storage
-    done: asyncio.Queue[tuple[Part, str]]
+    ingestor: Ingestor
+    pending: deque[Pending | None] = field(default_factory=deque)
+    more: asyncio.Event = field(default_factory=asyncio.Event)  # pending grew
+    staged: asyncio.Event = field(default_factory=asyncio.Event)  # queued shrank
     fd: int = -1
     path: Path | None = None
     chunks: list[bytes | memoryview] | None = None
     size: int = 0
-    queued: int = 0  # bytes of in-memory parts not yet taken by the consumer
+    queued: int = 0  # bytes of in-memory parts still being staged
     hname: bytes = b""
     value: bytes = b""
     content_type: str = ""
@@ -78,7 +84,7 @@ class _Parts:
             self.size += end - start
             if self.size <= SPOOL_BYTES:
                 return
-            self.fd, self.path = self.storage.new_temp()
+            self.fd, self.path = self.ingestor.storage.new_temp()
             pending, self.chunks = self.chunks, None
         else:
             pending = [memoryview(data)[start:end]]
@@ -89,19 +95,37 @@ class _Parts:
 
     def end(self) -> None:
         self.count += 1
-        if self.chunks is not None:
-            body = b"".join(self.chunks)
+        ctype = self.content_type
+        if ctype and parse_media(ctype).type != "application/dicom":
+            self.abort()
+            failure = Failure(CANNOT_UNDERSTAND, f"part is {ctype}, not application/dicom")
+            staging: Pending = asyncio.get_running_loop().create_future()
+            staging.set_result(failure)
+        elif self.chunks is not None:
+            chunks, size = self.chunks, self.size
             self.chunks = None
-            self.queued += len(body)
-            self.done.put_nowait((body, self.content_type))
-            return
-        os.close(self.fd)
-        self.fd = -1
-        assert self.path is not None
-        self.done.put_nowait((self.path, self.content_type))
-        self.path = None
+            self.queued += size
+            staging = self.ingestor.stage_soon(chunks)
+            staging.add_done_callback(lambda _: self._staged(size))
+        else:
+            os.close(self.fd)
+            self.fd = -1
+            assert self.path is not None
+            staging = self.ingestor.stage_soon(self.path, owned=True)
+            self.path = None
+        self.pending.append(staging)
+        self.more.set()
+
+    def _staged(self, size: int) -> None:
+        self.queued -= size
+        self.staged.set()
+
+    def finish(self) -> None:
+        self.pending.append(None)
+        self.more.set()
 
     def abort(self) -> None:
+        """Drop the part being received."""
         self.chunks = None
         if self.fd >= 0:
             os.close(self.fd)
@@ -109,6 +133,19 @@ class _Parts:
         if self.path is not None:
             Storage.discard(self.path)
             self.path = None
+
+    def drop_pending(self) -> None:
+        """The request failed: whatever was staged and not indexed goes, now or
+        when its staging finishes."""
+        while self.pending:
+            staging = self.pending.popleft()
+            if staging is not None:
+                staging.add_done_callback(_discard_result)
+
+
+def _discard_result(staging: Pending) -> None:
+    if not staging.cancelled() and staging.exception() is None:
+        discard_staged([staging.result()])
 
 
 async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response:
@@ -133,9 +170,7 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise DicomwebError(413, "too_large", f"request body larger than {max_bytes} bytes")
 
-    queue: asyncio.Queue[tuple[Part, str]] = asyncio.Queue()
-    parts = _Parts(ingestor.storage, queue)
-    taken = asyncio.Event()
+    parts = _Parts(ingestor)
     parser = MultipartParser(
         boundary.encode("latin-1"),
         {
@@ -150,31 +185,26 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
     results: list[StoredInstance | Failure] = []
 
     async def consume() -> None:
-        """Ingest what has been received so far as one batch, while the rest of
-        the body keeps arriving."""
-        finished = False
-        while not finished:
-            batch = [await queue.get()]
-            while not queue.empty() and len(batch) < BATCH:
-                batch.append(queue.get_nowait())
-            parts.queued -= sum(len(p) for p, _ in batch if isinstance(p, bytes))
-            taken.set()
-            dicom: list[Part] = []
-            for part, ctype in batch:
-                if part is _END:
-                    finished = True
-                elif ctype and parse_media(ctype).type != "application/dicom":
-                    if isinstance(part, Path):
-                        Storage.discard(part)
-                    results.append(
-                        Failure(CANNOT_UNDERSTAND, f"part is {ctype}, not application/dicom")
-                    )
-                else:
-                    dicom.append(part)
-            if dicom:
-                results.extend(
-                    await ingestor.store_many(dicom, principal, expected_study=study, owned=True)
-                )
+        """Index what is staged so far as one batch (at most ``BATCH``, in part
+        order), while later parts are staged and the body keeps arriving."""
+        pending = parts.pending
+        while True:
+            while not pending:
+                parts.more.clear()
+                await parts.more.wait()
+            head = pending[0]
+            if head is None:
+                return
+            await asyncio.wait([head])
+            batch: list[Staged | Failure] = []
+            while pending and len(batch) < BATCH:
+                staging = pending[0]
+                if staging is None or not staging.done():
+                    break
+                pending.popleft()
+                batch.append(staging.result())
+            # From here the batch is store_staged's: it places or discards it.
+            results.extend(await ingestor.store_staged(batch, principal, expected_study=study))
 
     consumer = asyncio.create_task(consume())
     received = 0
@@ -184,22 +214,23 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
             if received > max_bytes:
                 raise DicomwebError(413, "too_large", f"request body larger than {max_bytes} bytes")
             parser.write(chunk)
-            while parts.queued > QUEUED_BYTES and not consumer.done():
-                taken.clear()
-                await taken.wait()
+            while parts.queued > QUEUED_BYTES:
+                parts.staged.clear()
+                await parts.staged.wait()
         parser.finalize()
     except MultipartParseError as exc:
-        await _drain(queue, consumer)
-        parts.abort()
+        await _stop(consumer, parts)
         raise DicomwebError(400, "bad_multipart", f"malformed multipart body: {exc}") from exc
     except BaseException:
-        await _drain(queue, consumer)
-        parts.abort()
+        await _stop(consumer, parts)
         raise
     truncated = parts.open
     parts.abort()
-    queue.put_nowait((_END, ""))
-    await consumer
+    parts.finish()
+    try:
+        await consumer
+    finally:
+        parts.drop_pending()
     if truncated:
         results.append(Failure(CANNOT_UNDERSTAND, "the last part is truncated"))
     if parts.count == 0:
@@ -207,16 +238,14 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
     return _response(results, study, base_of(request, ingestor.config.public_base_url))
 
 
-async def _drain(queue: asyncio.Queue[tuple[Part, str]], consumer: asyncio.Task[None]) -> None:
+async def _stop(consumer: asyncio.Task[None], parts: _Parts) -> None:
     consumer.cancel()
     try:
         await consumer
     except (asyncio.CancelledError, Exception):  # noqa: S110 - the request failed already
         pass
-    while not queue.empty():
-        part, _ = queue.get_nowait()
-        if isinstance(part, Path) and part is not _END:
-            Storage.discard(part)
+    parts.abort()
+    parts.drop_pending()
 
 
 def _response(results: list[StoredInstance | Failure], study: str | None, base: str) -> Response:

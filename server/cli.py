@@ -63,7 +63,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from server.app import create_app
-    from server.wsserver import websocket_options
+    from server.httpserver import uvicorn_options
 
     uvicorn.run(
         create_app(settings),
@@ -71,7 +71,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         log_level="warning",
         proxy_headers=True,
-        **websocket_options(settings),
+        **uvicorn_options(settings),
     )
     return 0
 

@@ -17,7 +17,7 @@ import uvicorn
 
 from server.app import create_app
 from server.config import Settings
-from server.wsserver import websocket_options
+from server.httpserver import uvicorn_options
 
 
 def free_port() -> int:
@@ -41,7 +41,7 @@ def delete_redis_prefix(url: str, prefix: str) -> None:
 
 
 class LiveServer:
-    def __init__(self, settings: Settings, **uvicorn_options: Any) -> None:
+    def __init__(self, settings: Settings, **overrides: Any) -> None:
         self.settings = settings
         app = create_app(settings)
         options: dict[str, Any] = {
@@ -49,9 +49,9 @@ class LiveServer:
             "port": 0,
             "log_level": "warning",
             "lifespan": "on",
-            **websocket_options(settings),
+            **uvicorn_options(settings),
         }
-        options.update(uvicorn_options)
+        options.update(overrides)
         self._server = uvicorn.Server(uvicorn.Config(app, **options))
         self._thread = threading.Thread(target=self._serve, name="live-server", daemon=True)
         self.port = 0

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from dicomweb import DicomwebConfig, create_dicomweb_app
 from dicomweb.testing import LiveServer, RecordingHooks, TokenAccess, create_engine, mounted
+from server.httpserver import LeanHttpProtocol
 
 try:  # the root conftest provides database_url when it imports
     import tests.conftest  # noqa: F401
@@ -105,7 +106,8 @@ def start_archive(database_url: str, tmp_path: Path, **config: object) -> tuple[
         storage_root=storage, allowed_origins=("https://viewer.example",), **config
     )  # type: ignore[arg-type]
     app = mounted(create_dicomweb_app(cfg, db, access, hooks))
-    server = LiveServer(app).__enter__()
+    # Served as ``teleimagerie serve`` serves it (server/httpserver.py).
+    server = LiveServer(app, http=LeanHttpProtocol).__enter__()
     archive = Archive(f"{server.url}/dicomweb", server.url, storage, access, hooks, server, db)
     return archive, engine
 

@@ -128,3 +128,83 @@ async def test_concurrent_batches_of_one_new_study(
         series = (await s.execute(select(t.series))).one()
     assert series.num_instances == 8
     assert len(hooks.stored) == 8
+
+
+def test_write_temp_joins_chunks_on_disk(tmp_path: Path) -> None:
+    """More chunks than one writev takes (IOV_MAX), empty ones among them."""
+    storage = Storage(tmp_path)
+    data = os.urandom(300_000)
+    chunks = [memoryview(data)[i : i + 97] for i in range(0, len(data), 97)]
+    chunks[5:5] = [b"", memoryview(b"")]
+    assert len(chunks) > 2 * 1024
+    temp = storage.write_temp(chunks)
+    assert temp.parent == storage.tmp and temp.read_bytes() == data
+
+
+def test_write_temp_resumes_short_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short writev (a signal, a full disk about to fail) goes on where it stopped."""
+    real = os.writev
+
+    def short(fd: int, buffers: list[memoryview]) -> int:
+        return real(fd, [memoryview(buffers[0])[:1000]])  # never more than 1000 bytes
+
+    monkeypatch.setattr(os, "writev", short)
+    data = os.urandom(25_000)
+    temp = Storage(tmp_path).write_temp([data[:7000], data[7000:7001], data[7001:]])
+    assert temp.read_bytes() == data
+
+
+async def test_cancelled_staging_leaves_no_file(ingestor: Ingestor, tmp_path: Path) -> None:
+    import asyncio
+
+    staging = [ingestor.stage_soon(s) for s in ct_series(4, size=64)]
+    for s in staging:
+        s.cancel()
+    tmp = tmp_path / "store" / "tmp"
+    for _ in range(200):  # the threads finish their work, then drop it
+        await asyncio.sleep(0.01)
+        if not os.listdir(tmp):
+            break
+    assert os.listdir(tmp) == []
+    assert list((tmp_path / "store").rglob("*.dcm")) == []
+
+
+class GatedAccess(TokenAccess):
+    """Holds ``authorize_store`` until ``gate`` is set."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        super().__init__(exam_id="exam-1", establishment=7)
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def authorize_store(self, principal, attrs):  # type: ignore[no-untyped-def]
+        self.waiting.set()
+        await self.gate.wait()
+        return await super().authorize_store(principal, attrs)
+
+
+async def test_a_batch_is_stored_whole_when_its_caller_is_cancelled(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path, hooks: RecordingHooks
+) -> None:
+    """The client of a STOW goes away mid-batch: the batch still ends with every
+    file placed and indexed (or none), never a file without its row."""
+    import asyncio
+
+    access = GatedAccess()
+    ingestor = Ingestor(DicomwebConfig(storage_root=tmp_path / "store"), db, access, hooks)
+    staged = await asyncio.gather(*(ingestor.stage_soon(s) for s in ct_series(3, size=64)))
+    caller = asyncio.create_task(ingestor.store_staged(staged, P))
+    await access.waiting.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    access.gate.set()
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if len(hooks.stored) == 3:
+            break
+    assert await count(db, t.instances) == 3
+    assert len(list((tmp_path / "store").rglob("*.dcm"))) == 3
+    assert os.listdir(tmp_path / "store" / "tmp") == []

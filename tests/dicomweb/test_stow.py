@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,15 @@ pytestmark = pytest.mark.filterwarnings(
 
 def stored_files(archive: Archive) -> list[Path]:
     return [p for p in archive.storage.rglob("*.dcm")]
+
+
+async def _instances(archive: Archive) -> list[object]:
+    from sqlalchemy import select
+
+    from dicomweb import tables as t
+
+    async with archive.db() as session:
+        return list((await session.execute(select(t.instances.c.sop_uid))).all())
 
 
 def failed(body: dict) -> list[int]:
@@ -168,6 +178,15 @@ async def test_too_large(database_url: str, tmp_path: Path) -> None:
 
             resp = await http.post("/studies", content=chunks(), headers={"content-type": ctype})
             assert resp.status_code == 413
+        # The first part may have been stored before the limit was reached: then
+        # whole, with its row; nothing else stays, not even a temp file.
+        rows = len(archive.server.call(_instances(archive)))
+        assert len(stored_files(archive)) == rows <= 1
+        for _ in range(200):
+            if not list((archive.storage / "tmp").iterdir()):
+                break
+            await asyncio.sleep(0.01)
+        assert list((archive.storage / "tmp").iterdir()) == []
     finally:
         archive.server.call(engine.dispose())
         archive.server.__exit__()
