@@ -10,7 +10,8 @@ for that element alone, so the output is the same.
 a response or a QIDO level is then a join of strings. The encoding of a short
 value depends only on its tag, VR, bytes and the character set, and most of them
 repeat across the instances of a series (patient, study, equipment), so those
-are kept in a bounded process-wide cache.
+are kept in a bounded process-wide cache; so are short sequences, which pydicom
+converts, when the character set is a plain one.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ BULK = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 PLAIN_CHARSETS = {"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192", "ISO 2022 IR 6"}
 PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
-BulkHandler = Callable[[DataElement], str]
+#: The BulkDataURI of an element (a DataElement, or a RawDataElement: its ``tag``).
+BulkHandler = Callable[[DataElement | RawDataElement], str]
 
 
 class _Fallback(Exception):
@@ -53,14 +55,19 @@ CACHE_VALUE_MAX = 256
 _cache: dict[tuple[Any, ...], str] = {}
 
 
-def _charset(ds: Dataset) -> tuple[str, bool]:
+def _charset(ds: Dataset, elements: Mapping[int, Any] | None = None) -> tuple[str, bool]:
     """(codec of text values, whether every text VR can be read with it)."""
-    charset = ds.get("SpecificCharacterSet", "")
-    charsets = (
-        list(charset)
-        if isinstance(charset, list | tuple) or (type(charset).__name__ == "MultiValue")
-        else [charset]
-    )
+    raw = elements.get(0x00080005) if elements is not None else None
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
+        text = raw.value.decode("latin-1").rstrip("\0 ")
+        charsets: list[Any] = [c.strip() for c in text.split("\\")] if text else [""]
+    else:
+        charset = ds.get("SpecificCharacterSet", "")
+        charsets = (
+            list(charset)
+            if isinstance(charset, list | tuple) or (type(charset).__name__ == "MultiValue")
+            else [charset]
+        )
     codec = "utf-8" if "ISO_IR 192" in charsets else "latin-1"
     simple_text = all(str(c or "") in PLAIN_CHARSETS for c in charsets) and len(charsets) <= 1
     return codec, simple_text
@@ -78,7 +85,7 @@ def json_members(
 ) -> list[tuple[str, str]]:
     """``(key, '"key":value')`` per attribute, in order: the members of
     ``json.dumps(to_json_dict(...), separators=(",", ":"), ensure_ascii=False)``."""
-    codec, simple_text = _charset(ds)
+    codec, simple_text = _charset(ds, elements)
     out: list[tuple[str, str]] = []
     cache = _cache
     for tag, elem in (ds._dict if elements is None else elements).items():
@@ -87,24 +94,40 @@ def json_members(
             value = elem.value
             ck = None
             if len(value) <= CACHE_VALUE_MAX and len(value) <= threshold:  # never a bulk URI
-                ck = (tag, elem.VR, value, elem.is_little_endian, codec, simple_text, threshold)
+                ck = (
+                    tag,
+                    elem.VR,
+                    value,
+                    elem.is_little_endian,
+                    elem.is_implicit_VR,
+                    codec,
+                    simple_text,
+                    threshold,
+                )
                 member = cache.get(ck)
                 if member is not None:
                     out.append((key, member))
                     continue
             try:
-                member = f'"{key}":{_dumps(_raw(elem, codec, simple_text, threshold, bulk, ds))}'
+                member = f'"{key}":{_dumps(_raw(elem, codec, simple_text, threshold, bulk))}'
             except _Fallback:
-                pass
-            else:
-                if ck is not None:
-                    if len(cache) >= CACHE_MAX:
-                        cache.clear()
-                    cache[ck] = member
-                out.append((key, member))
-                continue
+                member = f'"{key}":{_dumps(ds[tag].to_json_dict(bulk, threshold))}'
+                # A short sequence in a plain character set is made of its bytes
+                # alone (how they are encoded included), like any short value.
+                if not (simple_text and _is_sequence(elem)):
+                    ck = None
+            if ck is not None:
+                if len(cache) >= CACHE_MAX:
+                    cache.clear()
+                cache[ck] = member
+            out.append((key, member))
+            continue
         out.append((key, f'"{key}":{_dumps(ds[tag].to_json_dict(bulk, threshold))}'))
     return out
+
+
+def _is_sequence(elem: RawDataElement) -> bool:
+    return (elem.VR or _vr(elem.tag)) == "SQ"
 
 
 def to_json_dict(
@@ -115,13 +138,13 @@ def to_json_dict(
 ) -> dict[str, Any]:
     """``ds.to_json_dict(threshold, bulk)``, faster, for datasets read from a file.
     ``elements``: the raw elements ``ds`` was made of, if pydicom converted some."""
-    codec, simple_text = _charset(ds)
+    codec, simple_text = _charset(ds, elements)
     out: dict[str, Any] = {}
     for tag, elem in (ds._dict if elements is None else elements).items():
         key = f"{tag:08X}"
         if isinstance(elem, RawDataElement) and elem.value is not None:
             try:
-                out[key] = _raw(elem, codec, simple_text, threshold, bulk, ds)
+                out[key] = _raw(elem, codec, simple_text, threshold, bulk)
                 continue
             except _Fallback:
                 pass
@@ -135,7 +158,6 @@ def _raw(
     simple_text: bool,
     threshold: int,
     bulk: BulkHandler,
-    ds: Dataset,
 ) -> dict[str, Any]:
     vr = elem.VR or _vr(elem.tag)
     value: bytes = elem.value  # type: ignore[assignment]
@@ -145,7 +167,7 @@ def _raw(
         return {"vr": vr}
     if vr in BULK:
         if len(value) > threshold:
-            return {"vr": vr, "BulkDataURI": bulk(ds[elem.tag])}
+            return {"vr": vr, "BulkDataURI": bulk(elem)}
         return {"vr": vr, "InlineBinary": base64.b64encode(value).decode()}
     if vr in BINARY_NUM:
         fmt = BINARY_NUM[vr]

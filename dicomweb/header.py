@@ -399,7 +399,7 @@ def instance_members(header: Header, retrieve_base: str) -> list[tuple[str, str]
     ds = header.dataset
     members = json_members(ds, BULK_THRESHOLD, bulk, header.raw)
     if header.frames is not None:
-        vr = "OB" if header.transfer_syntax_uid not in KNOWN_NATIVE else _native_vr(ds)
+        vr = "OB" if header.transfer_syntax_uid not in KNOWN_NATIVE else _native_vr(header)
         uri = json.dumps(f"{retrieve_base}/bulkdata/7FE00010", ensure_ascii=False)
         members = [m for m in members if m[0] != "7FE00010"]
         members.append(("7FE00010", f'"7FE00010":{{"vr":"{vr}","BulkDataURI":{uri}}}'))
@@ -430,13 +430,13 @@ def instance_json(ds: Dataset, header: Header, retrieve_base: str) -> dict[str, 
 
     data = to_json_dict(ds, BULK_THRESHOLD, bulk, header.raw)
     if header.frames is not None:
-        vr = "OB" if header.transfer_syntax_uid not in KNOWN_NATIVE else _native_vr(ds)
+        vr = "OB" if header.transfer_syntax_uid not in KNOWN_NATIVE else _native_vr(header)
         data["7FE00010"] = {"vr": vr, "BulkDataURI": f"{retrieve_base}/bulkdata/7FE00010"}
     return data
 
 
-def _native_vr(ds: Dataset) -> str:
-    return "OW" if int(ds.get("BitsAllocated", 16) or 16) > 8 else "OB"
+def _native_vr(header: Header) -> str:
+    return "OW" if (header.integer("BitsAllocated") or 16) > 8 else "OB"
 
 
 def level_json(full: dict[str, Any], tags: set[int], patient: bool) -> str:

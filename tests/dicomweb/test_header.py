@@ -106,3 +106,27 @@ def test_fast_json_equals_pydicom(name: str) -> None:
     ours = to_json_dict(dcmread(sample_path(name), stop_before_pixels=True), 1024, bulk)
     theirs = dcmread(sample_path(name), stop_before_pixels=True).to_json_dict(1024, bulk)
     assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "name", ["CT_small.dcm", "rtplan.dcm", "reportsi.dcm", "eCT_Supplemental.dcm", "rtdose.dcm"]
+)
+def test_json_members_equal_pydicom_when_cached(name: str) -> None:
+    """What ingest keeps (the members of the raw elements, sequences included)
+    is pydicom's DICOM JSON, the first time and from the cache after."""
+    import json
+
+    from dicomweb.dicomjson import json_members
+    from dicomweb.header import read_bytes
+
+    def bulk(elem: object) -> str:
+        return f"uri/{elem.tag:08X}"  # type: ignore[attr-defined]
+
+    data = sample_path(name).read_bytes()
+    theirs = dcmread(sample_path(name), stop_before_pixels=True).to_json_dict(1024, bulk)
+    for _ in range(2):
+        header = read_bytes(data)
+        members = json_members(header.dataset, 1024, bulk, header.raw)
+        ours = json.loads("{" + ",".join(m for _, m in members) + "}")
+        ours.pop("7FE00010", None)
+        assert ours == theirs
