@@ -44,6 +44,7 @@ class Client:
         self.prefix = url.path.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=300)
+        self.buffer = bytearray()  # fetch's receive buffer
 
     def request(
         self,
@@ -79,11 +80,14 @@ class Client:
 
 
 def fetch(client: Client, path: str, accept: str) -> memoryview:
-    """GET with a plain socket and one big receive buffer: http.client's reader
-    would be the bottleneck of a retrieval benchmark on a small machine. The body
-    is returned as a view of that buffer: copying it once more took as long as
-    receiving it here (a trivial uvicorn app measured 626 MB/s with the copy,
-    1184 MB/s without)."""
+    """GET with a plain socket into the client's receive buffer: http.client's
+    reader would be the bottleneck of a retrieval benchmark on a small machine.
+    The body is returned as a view of that buffer, valid until the next fetch:
+    copying it once more took as long as receiving it here (a trivial uvicorn app
+    measured 626 MB/s with the copy, 1184 MB/s without). The buffer is kept from
+    one fetch to the next, as a viewer keeps its own: memory this VM's process
+    touches for the first time costs ~2 ms per MB (docs/benchmarks.md), which
+    would be measured instead of the server."""
     head = (
         f"GET {client.prefix}{path} HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
         f"Accept: {accept}\r\n"
@@ -101,12 +105,14 @@ def fetch(client: Client, path: str, accept: str) -> memoryview:
         fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
         if status != 200 or b"content-length" not in fields:
             raise SystemExit(f"retrieve: {status}, headers {fields}")
-        body = bytearray(int(fields[b"content-length"]))
-        view = memoryview(body)
+        length = int(fields[b"content-length"])
+        if len(client.buffer) < length:
+            client.buffer = bytearray(length)
+        view = memoryview(client.buffer)[:length]
         view[: len(rest)] = rest
         got = len(rest)
-        while got < len(body):
-            n = sock.recv_into(view[got:], min(4 << 20, len(body) - got))
+        while got < length:
+            n = sock.recv_into(view[got:], min(4 << 20, length - got))
             if not n:
                 break
             got += n
@@ -145,19 +151,17 @@ def run(base: str, token: str | None, seed: int, local: Any | None) -> None:
     )
     first = urllib.parse.urlsplit(refs[0]["00081190"]["Value"][0]).path
     series_path = first.rsplit("/instances/", 1)[0]
-    best = 0.0
-    for _ in range(3):
+    accept_dicom = 'multipart/related; type="application/dicom"'
+    fetch(client, series_path.removeprefix(client.prefix), accept_dicom)  # warm-up
+    rates = []
+    for _ in range(5):
         t0 = time.perf_counter()
-        data = fetch(
-            client,
-            series_path.removeprefix(client.prefix),
-            'multipart/related; type="application/dicom"',
-        )
-        dt = time.perf_counter() - t0
-        best = max(best, len(data) / dt)
+        data = fetch(client, series_path.removeprefix(client.prefix), accept_dicom)
+        rates.append(len(data) / (time.perf_counter() - t0))
     print(
-        f"WADO-RS   series retrieval ({len(data) / 1e6:.1f} MB): {len(data) / best:.3f} s, "
-        f"{best / 1e6:.0f} MB/s (best of 3)"
+        f"WADO-RS   series retrieval ({len(data) / 1e6:.1f} MB): "
+        f"{statistics.median(rates) / 1e6:.0f} MB/s (median of 5 after a warm-up; "
+        f"best {max(rates) / 1e6:.0f})"
     )
     frame_paths = [
         urllib.parse.urlsplit(r["00081190"]["Value"][0]).path + "/frames/1" for r in refs

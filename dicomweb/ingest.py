@@ -63,7 +63,7 @@ Item = bytes | Sequence[Buffer] | Path
 #: Staging threads. Writes and fsyncs (the GIL released) overlap in the I/O pool;
 #: headers are read by one thread, as threads sharing the GIL would not read any
 #: faster and would slow the event loop's thread down.
-_WRITE = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dicomweb-write")
+_WRITE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dicomweb-write")
 _READ = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicomweb-read")
 
 
