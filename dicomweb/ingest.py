@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,6 +46,7 @@ from dicomweb.types import (
     DATA_SET_MISMATCH,
     NOT_AUTHORIZED,
     OUT_OF_RESOURCES,
+    PROCESSING_FAILURE,
     Access,
     DicomwebConfig,
     Failure,
@@ -145,7 +146,11 @@ class Ingestor:
                 discard_staged([result])
 
         def written(job: Future[Path | Failure]) -> None:  # in an I/O thread
-            temp = job.result()
+            try:
+                temp = job.result()
+            except Exception:  # not an OSError: a bug, not this instance's fault
+                log.exception("staging an instance failed")
+                temp = Failure(PROCESSING_FAILURE, "the instance could not be staged")
             if isinstance(temp, Path):
                 _READ.submit(read, temp)
                 return
@@ -244,6 +249,8 @@ class Ingestor:
     ) -> list[Result]:
         results: list[Result | None] = [None] * len(staged)
         candidates: list[tuple[int, Staged, Any]] = []
+        store_key = getattr(self.access, "store_key", None)
+        decided: dict[Hashable, Any] = {}  # store_key -> authorize_store's answer
         for i, item in enumerate(staged):
             if isinstance(item, Failure):
                 results[i] = item
@@ -253,7 +260,14 @@ class Ingestor:
                 message = f"StudyInstanceUID is not {expected_study}"
                 results[i] = _fail(h, DATA_SET_MISMATCH, message)
                 continue
-            target = await self.access.authorize_store(principal, _attrs(h))
+            attrs = _attrs(h)
+            key = store_key(principal, attrs) if store_key is not None else None
+            if key is not None and key in decided:
+                target = decided[key]
+            else:
+                target = await self.access.authorize_store(principal, attrs)
+                if key is not None:
+                    decided[key] = target
             if target is None:
                 results[i] = _fail(h, NOT_AUTHORIZED, "not authorised to store this instance")
                 continue

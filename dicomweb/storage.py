@@ -64,7 +64,7 @@ class Storage:
                         break
                     n -= size
                     i += 1
-        except OSError:
+        except BaseException:
             os.close(fd)
             self.discard(temp)
             raise
@@ -77,7 +77,7 @@ class Storage:
         try:
             with os.fdopen(fd, "wb") as out, source.open("rb") as src:
                 shutil.copyfileobj(src, out, 1024 * 1024)
-        except OSError:
+        except BaseException:
             self.discard(temp)
             raise
         return temp

@@ -53,6 +53,10 @@ class TokenAccess:
             return None
         return tables.studies.c.establishment_id == principal["establishment"]
 
+    def store_key(self, principal: dict[str, Any], attrs: InstanceAttrs) -> object:
+        """What ``authorize_store`` depends on (``Access.store_key``, optional)."""
+        return (principal["establishment"], attrs.patient_id)
+
     async def authorize_store(
         self, principal: dict[str, Any], attrs: InstanceAttrs
     ) -> StoreTarget | None:

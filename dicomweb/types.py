@@ -129,7 +129,12 @@ class Access(Protocol):
     async def authorize_store(
         self, principal: Principal, attrs: InstanceAttrs
     ) -> StoreTarget | None:
-        """May the caller store this instance? None: failure 0x0124."""
+        """May the caller store this instance? None: failure 0x0124.
+
+        An Access may also have ``store_key(principal, attrs) -> Hashable | None``:
+        what that answer depends on. The instances of one ingest batch with the
+        same key then share one ``authorize_store`` call (a series is one call,
+        not one per slice); None, or no such method, asks for every instance."""
         ...
 
 

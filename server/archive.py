@@ -97,6 +97,13 @@ class ServerAccess:
             return None
         return false()
 
+    def store_key(
+        self, _principal: Principal | SystemPrincipal, attrs: InstanceAttrs
+    ) -> Hashable | None:
+        """What ``authorize_store`` reads of an instance: the slices of a series
+        in one ingest batch share one query."""
+        return (attrs.study_uid, attrs.accession_number)
+
     async def authorize_store(
         self, principal: Principal | SystemPrincipal, attrs: InstanceAttrs
     ) -> StoreTarget | None:

@@ -208,3 +208,51 @@ async def test_a_batch_is_stored_whole_when_its_caller_is_cancelled(
     assert await count(db, t.instances) == 3
     assert len(list((tmp_path / "store").rglob("*.dcm"))) == 3
     assert os.listdir(tmp_path / "store" / "tmp") == []
+
+
+class CountingAccess(TokenAccess):
+    def __init__(self, keyed: bool) -> None:
+        super().__init__(exam_id="exam-1", establishment=7)
+        self.calls = 0
+        if not keyed:
+            self.store_key = lambda _principal, _attrs: None  # type: ignore[method-assign]
+
+    async def authorize_store(self, principal, attrs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return await super().authorize_store(principal, attrs)
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+async def test_a_series_is_authorised_once_per_batch(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path, keyed: bool
+) -> None:
+    """With ``Access.store_key`` the slices of a batch that share a key share one
+    ``authorize_store`` (the server's is an SQL query); without, one per slice."""
+    access = CountingAccess(keyed)
+    ingestor = Ingestor(DicomwebConfig(storage_root=tmp_path / "store"), db, access)
+    slices = list(ct_series(6, size=32))
+    other = instance(PatientID="SOMEONE-ELSE")
+    results = await ingestor.store_many([*slices, other], P)
+    assert all(isinstance(r, StoredInstance) for r in results)
+    assert access.calls == (2 if keyed else 7)
+
+
+async def test_a_refusal_is_shared_by_its_key_only(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    access = TokenAccess(exam_id="exam-1", establishment=7, refuse_patient="NOBODY")
+    ingestor = Ingestor(DicomwebConfig(storage_root=tmp_path / "store"), db, access)
+    refused = [instance(PatientID="NOBODY") for _ in range(2)]
+    results = await ingestor.store_many([*refused, instance(PatientID="ALLOWED")], P)
+    assert [type(r) for r in results] == [Failure, Failure, StoredInstance]
+
+
+async def test_an_item_that_cannot_be_staged_fails_alone(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    """Not bytes, chunks or a path (a caller's bug): that item fails with 0x0110,
+    the others are stored, no temp file stays."""
+    results = await ingestor.store_many([instance(), 12345, instance()], P)  # type: ignore[list-item]
+    assert isinstance(results[0], StoredInstance) and isinstance(results[2], StoredInstance)
+    assert isinstance(results[1], Failure) and results[1].reason == 0x0110
+    assert os.listdir(tmp_path / "store" / "tmp") == []
