@@ -93,14 +93,19 @@ class Storage:
 
     def place_many(self, items: list[tuple[Path, str]]) -> list[Path | OSError]:
         """Move temp files (fsynced already) to their relative paths atomically,
-        then fsync each directory once so the new names are durable too. A
-        temp that cannot be moved stays where it is. Blocking: run it in a thread."""
+        then fsync each directory once (and the parents of new directories) so
+        the new names are durable too. A temp that cannot be moved stays where
+        it is. Blocking: run it in a thread."""
         results: list[Path | OSError] = []
         dirs: set[Path] = set()
         for temp, rel in items:
             try:
                 final = self.absolute(rel)
-                final.parent.mkdir(parents=True, exist_ok=True)
+                if not final.parent.is_dir():
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    # New directories are entries of their parents: those are
+                    # made durable too, up to the root.
+                    dirs.update(p for p in final.parent.parents if p.is_relative_to(self.root))
                 os.replace(temp, final)
             except OSError as exc:
                 results.append(exc)

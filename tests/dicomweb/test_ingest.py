@@ -256,3 +256,15 @@ async def test_an_item_that_cannot_be_staged_fails_alone(
     assert isinstance(results[0], StoredInstance) and isinstance(results[2], StoredInstance)
     assert isinstance(results[1], Failure) and results[1].reason == 0x0110
     assert os.listdir(tmp_path / "store" / "tmp") == []
+
+
+def test_place_many_moves_what_it_can(tmp_path: Path) -> None:
+    storage = Storage(tmp_path)
+    good = storage.write_temp([b"DICM"])
+    gone = storage.tmp / "never-written.part"
+    a = storage.relative_path("1.2.3", "1.2.3.4", "1.2.3.4.5")
+    b = storage.relative_path("1.2.3", "1.2.3.4", "1.2.3.4.6")
+    placed = storage.place_many([(good, a), (gone, b)])
+    assert placed[0] == storage.absolute(a) and placed[0].read_bytes() == b"DICM"
+    assert isinstance(placed[1], OSError) and not storage.absolute(b).exists()
+    assert not good.exists()
