@@ -193,14 +193,6 @@ def read_path(path: Path) -> Header:
         return _pydicom(fp, size)
 
 
-def read_bytes(data: bytes) -> Header:
-    """``read_header`` of bytes in memory."""
-    try:
-        return _fast(data)
-    except Unsupported:
-        return _pydicom(io.BytesIO(data), len(data))
-
-
 def read_header(fp: BinaryIO, size: int) -> Header:
     """Parse a Part-10 file from ``fp`` (positioned at 0); never decodes pixels."""
     if isinstance(fp, io.BytesIO):

@@ -170,13 +170,11 @@ class Ingestor:
                 temp = item if owned else self.storage.copy_temp(item)
             else:
                 temp = self.storage.write_temp([item] if isinstance(item, bytes) else item)
-        except OSError as exc:
+        except BaseException as exc:
             if isinstance(item, Path) and owned:
                 Storage.discard(item)
-            return Failure(OUT_OF_RESOURCES, f"cannot write: {exc.strerror}")
-        except BaseException:
-            if isinstance(item, Path) and owned:
-                Storage.discard(item)
+            if isinstance(exc, OSError):
+                return Failure(OUT_OF_RESOURCES, f"cannot write: {exc.strerror}")
             raise
         try:
             Storage.sync(temp)

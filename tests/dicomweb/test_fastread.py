@@ -14,9 +14,15 @@ from pydicom.data.data_manager import external_data_sources
 
 from dicomweb.dicomjson import _cache
 from dicomweb.fastread import Unsupported, walk
-from dicomweb.header import HeaderError, _fast, _pydicom, read_bytes, read_path
+from dicomweb.header import Header, HeaderError, _fast, _pydicom, read_header, read_path
 from dicomweb.ingest import _metadata
 from dicomweb.samples import ct_series, instance
+
+
+def read_bytes(data: bytes) -> Header:
+    """``read_header`` of bytes in memory (fastread, else pydicom)."""
+    return read_header(io.BytesIO(data), len(data))
+
 
 TEXT_KEYS = (
     "Modality AccessionNumber PatientID PatientName PatientBirthDate PatientSex StudyDate "
