@@ -120,6 +120,68 @@ class Header:
         except (TypeError, ValueError):
             return None
 
+    def summary(self) -> Summary:
+        """What ingest keeps of this header once it is read (``Summary``)."""
+        values: dict[str, str | int | None] = {k: self.text(k) for k in SUMMARY_TEXT}
+        values.update((k, self.integer(k)) for k in SUMMARY_INTEGERS)
+        return Summary(
+            self.study_uid,
+            self.series_uid,
+            self.sop_uid,
+            self.sop_class_uid,
+            self.transfer_syntax_uid,
+            self.frames,
+            self.pixel_end,
+            values,
+        )
+
+
+#: The attributes ingest reads of a header after staging: the index's columns
+#: and what ``Access.authorize_store`` is given (dicomweb/index.py, ingest.py).
+SUMMARY_TEXT = (
+    "AccessionNumber",
+    "BodyPartExamined",
+    "Modality",
+    "PatientBirthDate",
+    "PatientID",
+    "PatientName",
+    "PatientSex",
+    "ReferringPhysicianName",
+    "SeriesDate",
+    "SeriesDescription",
+    "SeriesTime",
+    "StudyDate",
+    "StudyDescription",
+    "StudyID",
+    "StudyTime",
+)
+SUMMARY_INTEGERS = ("Columns", "InstanceNumber", "NumberOfFrames", "Rows", "SeriesNumber")
+
+
+@dataclass
+class Summary:
+    """A header reduced to what ingest needs once the file is staged: no pydicom
+    dataset, small and picklable (the header reader process sends it back).
+    ``text`` and ``integer`` answer for the keywords of ``SUMMARY_TEXT`` and
+    ``SUMMARY_INTEGERS`` as ``Header``'s do; any other keyword is a KeyError."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    frames: list[list[tuple[int, int]]] | None
+    pixel_end: int
+    values: dict[str, str | int | None] = field(repr=False)
+
+    def text(self, key: str) -> str:
+        value = self.values[key]
+        return value if isinstance(value, str) else ""
+
+    def integer(self, key: str) -> int | None:
+        value = self.values[key]
+        return value if isinstance(value, int) else None
+
 
 _PLAIN_VRS = frozenset(("AE", "AS", "CS", "DA", "LO", "PN", "SH", "TM", "UI"))
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomweb import tables as t
-from dicomweb.header import Header
+from dicomweb.header import Summary
 from dicomweb.types import DATA_SET_MISMATCH, NOT_AUTHORIZED, StoreTarget
 
 
@@ -36,7 +36,7 @@ class Prepared:
     """An instance whose file is in place, ready to be indexed."""
 
     index: int
-    header: Header
+    header: Summary
     target: StoreTarget
     path: str
     size: int

@@ -3,7 +3,8 @@ delivered reports.
 
 Storing runs in two steps. ``Ingestor.stage_soon`` (one instance, in worker
 threads, many side by side) writes the received bytes unchanged to a temp file
-and fsyncs it, then reads the header there and makes the DICOM JSON.
+and fsyncs it, then has its header read and its DICOM JSON made there, in the
+header reader process (dicomweb/staging.py).
 ``Ingestor.store_staged`` (a batch) checks the study UID and asks ``Access``
 whether the caller may store each instance, moves the new files into place,
 indexes the batch in SQL in one transaction, then calls
@@ -19,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +30,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomweb import tables as t
-from dicomweb.header import (
-    BASE,
-    SERIES_KEYS,
-    STUDY_KEYS,
-    Header,
-    HeaderError,
-    instance_members,
-    members_json,
-    read_path,
-)
+from dicomweb.header import Summary
 from dicomweb.index import Indexed, Prepared, Rejected, index_batch
+from dicomweb.staging import HeaderReader, Staged, fail
 from dicomweb.storage import Buffer, Storage
 from dicomweb.types import (
-    CANNOT_UNDERSTAND,
     DATA_SET_MISMATCH,
     NOT_AUTHORIZED,
     OUT_OF_RESOURCES,
@@ -62,21 +54,11 @@ RETRIES = 3
 #: What may be staged: Part-10 bytes, the chunks they arrived in, or a file.
 Item = bytes | Sequence[Buffer] | Path
 #: Staging threads. Writes and fsyncs (the GIL released) overlap in the I/O pool;
-#: headers are read by one thread, as threads sharing the GIL would not read any
-#: faster and would slow the event loop's thread down.
+#: one thread hands each written file to the header reader process and waits
+#: for its answer (dicomweb/staging.py).
 _WRITE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dicomweb-write")
 _READ = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicomweb-read")
-
-
-@dataclass
-class Staged:
-    """An instance checked and written to a temp file, fsynced, not yet in place
-    or indexed. Whoever holds it moves the file or discards it."""
-
-    temp: Path
-    size: int
-    header: Header
-    metadata: tuple[str, str, str]
+_HEADERS = HeaderReader()
 
 
 class Ingestor:
@@ -95,6 +77,7 @@ class Ingestor:
         self.access = access
         self.hooks = hooks
         self.storage = storage or Storage(config.storage_root)
+        _READ.submit(_HEADERS.start)  # ready before the first instance arrives
 
     async def store(
         self,
@@ -125,10 +108,11 @@ class Ingestor:
         return await self.store_staged(staged, principal, expected_study=expected_study)
 
     def stage_soon(self, item: Item, owned: bool = False) -> asyncio.Future[Staged | Failure]:
-        """Stage ``item`` in worker threads: ``write`` in the I/O pool, then
-        ``read`` in the reader thread. The future is never cancelled by the work;
-        should its result be dropped, ``discard_staged`` takes the temp file away.
-        Cancelling the future leaves nothing behind either."""
+        """Stage ``item``: ``write`` in the I/O pool, then its header read
+        (``staging.read_staged``) by the header reader process. The future is
+        never cancelled by the work; should its result be dropped,
+        ``discard_staged`` takes the temp file away. Cancelling the future leaves
+        nothing behind either."""
         loop = asyncio.get_running_loop()
         staged: asyncio.Future[Staged | Failure] = loop.create_future()
 
@@ -139,7 +123,12 @@ class Ingestor:
                 staged.set_result(result)
 
         def read(temp: Path) -> None:  # in the reader thread
-            result = self.read(temp)
+            try:
+                result = _HEADERS.read(temp)
+            except Exception:  # a bug, not this instance's fault: it must still answer
+                log.exception("reading a staged header failed")
+                Storage.discard(temp)
+                result = Failure(PROCESSING_FAILURE, "the instance could not be staged")
             try:
                 loop.call_soon_threadsafe(deliver, result)
             except RuntimeError:  # the loop is closed: nobody will take it
@@ -182,29 +171,6 @@ class Ingestor:
             Storage.discard(temp)
             return Failure(OUT_OF_RESOURCES, f"cannot write: {exc.strerror}")
         return temp
-
-    def read(self, temp: Path) -> Staged | Failure:
-        """Read and check the header of a written temp file, make its DICOM
-        JSON. Blocking; the CPU of staging. On failure the temp file is gone."""
-        try:
-            header = read_path(temp)
-            try:
-                meta = _metadata(header)
-            except (ValueError, TypeError) as exc:
-                Storage.discard(temp)
-                return _fail(header, CANNOT_UNDERSTAND, f"cannot make DICOM JSON: {exc}")
-            size = temp.stat().st_size
-        except HeaderError as exc:
-            Storage.discard(temp)
-            return Failure(exc.reason, exc.message)
-        except OSError as exc:
-            Storage.discard(temp)
-            return Failure(OUT_OF_RESOURCES, f"cannot read: {exc.strerror}")
-        except Exception:  # a parser bug must not fail the other instances
-            Storage.discard(temp)
-            log.exception("reading a DICOM header failed")
-            return Failure(CANNOT_UNDERSTAND, "cannot read the DICOM header")
-        return Staged(temp, size, header, meta)
 
     async def store_staged(
         self,
@@ -256,7 +222,7 @@ class Ingestor:
             h = item.header
             if expected_study is not None and h.study_uid != expected_study:
                 message = f"StudyInstanceUID is not {expected_study}"
-                results[i] = _fail(h, DATA_SET_MISMATCH, message)
+                results[i] = fail(h, DATA_SET_MISMATCH, message)
                 continue
             attrs = _attrs(h)
             key = store_key(principal, attrs) if store_key is not None else None
@@ -267,7 +233,7 @@ class Ingestor:
                 if key is not None:
                     decided[key] = target
             if target is None:
-                results[i] = _fail(h, NOT_AUTHORIZED, "not authorised to store this instance")
+                results[i] = fail(h, NOT_AUTHORIZED, "not authorised to store this instance")
                 continue
             candidates.append((i, item, target))
         existing = await self._existing([s.header.sop_uid for _, s, _ in candidates])
@@ -305,7 +271,7 @@ class Ingestor:
         ready: list[Prepared] = []
         for (i, s, target), rel, final in zip(fresh, paths, placed, strict=True):
             if isinstance(final, OSError):
-                results[i] = _fail(s.header, OUT_OF_RESOURCES, f"cannot write: {final.strerror}")
+                results[i] = fail(s.header, OUT_OF_RESOURCES, f"cannot write: {final.strerror}")
                 continue
             ready.append(Prepared(i, s.header, target, rel, s.size, *s.metadata))
         outcome: list[Indexed | Rejected] = []
@@ -343,14 +309,14 @@ class Ingestor:
                 )
             else:
                 Storage.discard(self.storage.absolute(p.path))
-                results[o.index] = _fail(p.header, o.reason, o.message)
+                results[o.index] = fail(p.header, o.reason, o.message)
 
     async def _after_failure(self, p: Prepared) -> Result:
         existing = await self._existing([p.header.sop_uid])
         if p.header.sop_uid in existing:  # same UIDs, same path: that file is theirs now
             return self._duplicate(p.header, existing[p.header.sop_uid])
         Storage.discard(self.storage.absolute(p.path))
-        return _fail(p.header, OUT_OF_RESOURCES, "the index could not be updated; retry")
+        return fail(p.header, OUT_OF_RESOURCES, "the index could not be updated; retry")
 
     async def _existing(self, sops: list[str]) -> dict[str, Any]:
         if not sops:
@@ -371,13 +337,13 @@ class Ingestor:
         async with self.db() as session:
             return {r.sop_uid: r for r in await session.execute(query)}
 
-    def _duplicate(self, h: Header, row: Any) -> Result:
+    def _duplicate(self, h: Summary, row: Any) -> Result:
         """Same SOP Instance UID again: idempotent success, file left unchanged."""
         if (row.study_uid, row.series_uid) != (h.study_uid, h.series_uid):
-            return _fail(h, DATA_SET_MISMATCH, "SOP Instance UID already stored in another series")
+            return fail(h, DATA_SET_MISMATCH, "SOP Instance UID already stored in another series")
         return _same(self._stored(h, row.exam_id, row.establishment_id, row.num_instances))
 
-    def _stored(self, h: Header, exam: str | None, est: int | None, count: int) -> StoredInstance:
+    def _stored(self, h: Summary, exam: str | None, est: int | None, count: int) -> StoredInstance:
         prefix = f"{self.config.base_url()}/studies/{h.study_uid}/series/{h.series_uid}"
         return StoredInstance(
             study_uid=h.study_uid,
@@ -404,11 +370,7 @@ def _same(s: StoredInstance) -> StoredInstance:
     return replace(s, duplicate=True)
 
 
-def _fail(h: Header, reason: int, message: str) -> Failure:
-    return Failure(reason, message, h.sop_class_uid, h.sop_uid)
-
-
-def _attrs(h: Header) -> InstanceAttrs:
+def _attrs(h: Summary) -> InstanceAttrs:
     return InstanceAttrs(
         study_uid=h.study_uid,
         series_uid=h.series_uid,
@@ -418,15 +380,4 @@ def _attrs(h: Header) -> InstanceAttrs:
         patient_id=h.text("PatientID"),
         patient_name=h.text("PatientName"),
         modality=h.text("Modality"),
-        dataset=h.dataset,
-    )
-
-
-def _metadata(h: Header) -> tuple[str, str, str]:
-    base = f"{BASE}/studies/{h.study_uid}/series/{h.series_uid}/instances/{h.sop_uid}"
-    members = instance_members(h, base)
-    return (
-        members_json(members, None, patient=False),
-        members_json(members, STUDY_KEYS, patient=True),
-        members_json(members, SERIES_KEYS, patient=False),
     )

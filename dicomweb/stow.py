@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb.http import base_of, dicom_json, dumps, parse_media
-from dicomweb.ingest import Ingestor, Staged, discard_staged
+from dicomweb.ingest import Ingestor, discard_staged
+from dicomweb.staging import Staged
 from dicomweb.storage import Storage
 from dicomweb.types import CANNOT_UNDERSTAND, DicomwebError, Failure, StoredInstance
 

@@ -6,11 +6,10 @@ The server implements :class:`Access` (sessions, exam scoping) and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from pydicom import Dataset
 from sqlalchemy import ColumnElement
 from starlette.requests import HTTPConnection
 
@@ -75,7 +74,6 @@ class InstanceAttrs:
     patient_id: str
     patient_name: str
     modality: str
-    dataset: Dataset = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)

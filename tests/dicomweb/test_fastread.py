@@ -15,8 +15,8 @@ from pydicom.data.data_manager import external_data_sources
 from dicomweb.dicomjson import _cache
 from dicomweb.fastread import Unsupported, walk
 from dicomweb.header import Header, HeaderError, _fast, _pydicom, read_header, read_path
-from dicomweb.ingest import _metadata
 from dicomweb.samples import ct_series, instance
+from dicomweb.staging import metadata_json
 
 
 def read_bytes(data: bytes) -> Header:
@@ -75,8 +75,8 @@ def _same(fast, data: bytes, metadata: bool = True) -> None:  # type: ignore[no-
     if not metadata:
         return
     _cache.clear()
-    assert _metadata(fast) == _metadata(_slow(data))
-    assert _metadata(fast) == _metadata(_slow(data))  # from the cache this time
+    assert metadata_json(fast) == metadata_json(_slow(data))
+    assert metadata_json(fast) == metadata_json(_slow(data))  # from the cache this time
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

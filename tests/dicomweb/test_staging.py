@@ -1,0 +1,159 @@
+"""The header reader process (dicomweb/staging.py): same answers as reading in
+the server's process, and one bad turn of the child costs one instance only."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from dicomweb import DicomwebConfig, Failure, Ingestor, StoredInstance
+from dicomweb import ingest as ingest_module
+from dicomweb.samples import instance, sample_path
+from dicomweb.staging import HeaderReader, Staged, read_staged
+from dicomweb.testing import TokenAccess, create_engine
+from dicomweb.types import CANNOT_UNDERSTAND, PROCESSING_FAILURE
+
+SAMPLES = [
+    "CT_small.dcm",
+    "MR_small_bigendian.dcm",
+    "MR_small_implicit.dcm",
+    "emri_small_RLE.dcm",
+    "JPEG2000.dcm",
+    "SC_rgb_rle_2frame.dcm",
+    "rtplan.dcm",
+]
+
+
+@pytest.fixture
+def reader() -> Iterator[HeaderReader]:
+    r = HeaderReader()
+    yield r
+    r.stop()
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_the_child_answers_as_the_server_process_would(
+    reader: HeaderReader, tmp_path: Path
+) -> None:
+    cases = [(n, sample_path(n).read_bytes()) for n in SAMPLES]
+    ct = instance("CT_small.dcm")
+    cases += [("truncated", ct[:300]), ("not-dicom", b"%PDF-1.7 " * 100), ("empty", b"")]
+    for name, data in cases:
+        here = read_staged(write(tmp_path, f"{name}.here", data))
+        there = reader.read(write(tmp_path, f"{name}.there", data))
+        assert type(there) is type(here), name
+        if isinstance(here, Staged):
+            assert isinstance(there, Staged)
+            assert (there.size, there.header, there.metadata) == (
+                here.size,
+                here.header,
+                here.metadata,
+            ), name
+            assert there.temp == tmp_path / f"{name}.there" and there.temp.exists()
+        else:
+            assert there == here, name
+            assert not (tmp_path / f"{name}.there").exists()  # a failure leaves no file
+    assert reader.proc is not None and reader.proc.poll() is None  # one child for them all
+
+
+def test_a_killed_child_is_started_again(reader: HeaderReader, tmp_path: Path) -> None:
+    assert isinstance(reader.read(write(tmp_path, "a", instance())), Staged)
+    assert reader.proc is not None
+    first = reader.proc.pid
+    os.kill(first, signal.SIGKILL)
+    reader.proc.wait()
+    assert isinstance(reader.read(write(tmp_path, "b", instance())), Staged)
+    assert reader.proc is not None and reader.proc.pid != first
+
+
+def test_a_stuck_child_fails_that_instance_alone(reader: HeaderReader, tmp_path: Path) -> None:
+    reader.timeout = 0.3
+    assert reader.start() and reader.proc is not None
+    stuck = reader.proc
+    os.kill(stuck.pid, signal.SIGSTOP)
+    result = reader.read(write(tmp_path, "a", instance()))
+    assert isinstance(result, Failure) and result.reason == PROCESSING_FAILURE
+    assert "no answer within" in result.message
+    assert not (tmp_path / "a").exists()
+    assert stuck.returncode is not None  # killed, not left stopped
+    assert isinstance(reader.read(write(tmp_path, "b", instance())), Staged)
+
+
+def test_a_child_dying_on_a_file_fails_that_instance_alone(
+    reader: HeaderReader, tmp_path: Path
+) -> None:
+    assert reader.start() and reader.proc is not None
+    dying = reader.proc
+    os.kill(dying.pid, signal.SIGSTOP)  # it takes the path, then dies before answering
+    threading.Timer(0.2, os.kill, (dying.pid, signal.SIGKILL)).start()
+    result = reader.read(write(tmp_path, "a", instance()))
+    assert isinstance(result, Failure) and result.reason == PROCESSING_FAILURE
+    assert "the process stopped" in result.message
+    assert not (tmp_path / "a").exists()
+    assert isinstance(reader.read(write(tmp_path, "b", instance())), Staged)
+
+
+def test_a_child_answering_garbage_fails_that_instance_alone(
+    reader: HeaderReader, tmp_path: Path
+) -> None:
+    reader.command = [
+        sys.executable,
+        "-c",
+        "import os, sys, time; os.write(1, b'ready\\n'); sys.stdin.buffer.read(4); "
+        "os.write(1, b'\\x05\\x00\\x00\\x00junk!'); time.sleep(60)",
+    ]
+    result = reader.read(write(tmp_path, "a", instance()))
+    assert isinstance(result, Failure) and result.reason == PROCESSING_FAILURE
+    assert "unreadable answer" in result.message
+    assert not (tmp_path / "a").exists() and reader.proc is None  # that child is gone
+
+
+def test_without_a_child_headers_are_read_in_process(
+    reader: HeaderReader, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader.command = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    with caplog.at_level(logging.WARNING, logger="dicomweb.staging"):
+        first = reader.read(write(tmp_path, "a", instance()))
+        second = reader.read(write(tmp_path, "b", b"not dicom" * 30))
+    assert isinstance(first, Staged)
+    assert isinstance(second, Failure) and second.reason == CANNOT_UNDERSTAND
+    assert sum("cannot start" in r.message for r in caplog.records) == 1  # not once a file
+    assert reader.proc is None
+    reader.command = HeaderReader().command
+    reader.retry_after = 0.0
+    assert isinstance(reader.read(write(tmp_path, "c", instance())), Staged)
+    assert reader.proc is not None and reader.proc.poll() is None
+
+
+async def test_ingest_goes_on_when_its_reader_process_is_killed(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = create_engine(database_url)
+    config = DicomwebConfig(storage_root=tmp_path / "store")
+    ingestor = Ingestor(config, async_sessionmaker(engine), TokenAccess(establishment=7))
+    principal = {"establishment": 7}
+    try:
+        assert isinstance(await ingestor.store(instance(), principal), StoredInstance)
+        child = ingest_module._HEADERS.proc
+        assert child is not None  # the ingest path reads headers in the child
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        stored = await ingestor.store(instance("MR_small.dcm"), principal)
+        assert isinstance(stored, StoredInstance)
+        assert ingest_module._HEADERS.proc is not None
+        assert ingest_module._HEADERS.proc.pid != child.pid
+    finally:
+        await engine.dispose()
