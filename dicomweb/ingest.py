@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dicomweb import tables as t
 from dicomweb.header import Summary
 from dicomweb.index import Indexed, Prepared, Rejected, index_batch
-from dicomweb.staging import HeaderReader, Staged, fail
+from dicomweb.staging import HeaderReaders, Staged, fail
 from dicomweb.storage import Buffer, Storage
 from dicomweb.types import (
     DATA_SET_MISMATCH,
@@ -54,11 +54,12 @@ RETRIES = 3
 #: What may be staged: Part-10 bytes, the chunks they arrived in, or a file.
 Item = bytes | Sequence[Buffer] | Path
 #: Staging threads. Writes and fsyncs (the GIL released) overlap in the I/O pool;
-#: one thread hands each written file to the header reader process and waits
-#: for its answer (dicomweb/staging.py).
+#: each reader thread hands a written file to a header reader process and waits
+#: for its answer (dicomweb/staging.py), two side by side.
+READERS = 2
 _WRITE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dicomweb-write")
-_READ = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicomweb-read")
-_HEADERS = HeaderReader()
+_READ = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="dicomweb-read")
+_HEADERS = HeaderReaders(READERS)
 
 
 class Ingestor:

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import pickle
+import queue
 import select
 import signal
 import struct
@@ -104,8 +105,8 @@ class _Gone(Exception):
 
 
 class HeaderReader:
-    """``read_staged`` in a child process. Not thread-safe: ingest calls it from
-    its one reader thread."""
+    """``read_staged`` in a child process. Not thread-safe: one thread at a time
+    (``HeaderReaders`` shares several between threads)."""
 
     def __init__(self, timeout: float = 30.0, start_timeout: float = 60.0) -> None:
         self.timeout = timeout
@@ -195,6 +196,34 @@ class HeaderReader:
             log.error("the header reader process failed on %s: %s", temp.name, why)
             return Failure(PROCESSING_FAILURE, f"the header could not be read: {why}")
         return read_staged(temp)
+
+
+class HeaderReaders:
+    """Several ``HeaderReader``s for the threads of a pool: each read takes one
+    that is free, so that headers are read side by side."""
+
+    def __init__(self, count: int) -> None:
+        self.all = [HeaderReader() for _ in range(count)]
+        self._free: queue.SimpleQueue[HeaderReader] = queue.SimpleQueue()
+        for reader in self.all:
+            self._free.put(reader)
+
+    def start(self) -> None:
+        """Start every child that does not run (no read meanwhile)."""
+        taken = [self._free.get() for _ in self.all]
+        try:
+            for reader in taken:
+                reader.start()
+        finally:
+            for reader in taken:
+                self._free.put(reader)
+
+    def read(self, temp: Path) -> Staged | Failure:
+        reader = self._free.get()
+        try:
+            return reader.read(temp)
+        finally:
+            self._free.put(reader)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
