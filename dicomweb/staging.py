@@ -63,8 +63,9 @@ class Staged:
 
 
 def read_staged(temp: Path) -> Staged | Failure:
-    """Read and check the header of a written temp file, make its DICOM JSON.
-    Blocking; the CPU of staging. On failure the temp file is gone."""
+    """Read and check the header of a written (and fsynced) temp file, make its
+    DICOM JSON, then drop the file's pages from the page cache. Blocking; the CPU
+    of staging. On failure the temp file is gone."""
     try:
         header = read_path(temp)
         try:
@@ -73,6 +74,7 @@ def read_staged(temp: Path) -> Staged | Failure:
             Storage.discard(temp)
             return fail(header, CANNOT_UNDERSTAND, f"cannot make DICOM JSON: {exc}")
         size = temp.stat().st_size
+        Storage.uncache(temp)
     except HeaderError as exc:
         Storage.discard(temp)
         return Failure(exc.reason, exc.message)
@@ -115,10 +117,15 @@ class HeaderReader:
         self.command = [sys.executable, "-c", _COMMAND]
         self.proc: subprocess.Popen[bytes] | None = None
         self._owner = -1  # the pid that started the child (a fork must not share it)
+        self._ready = False  # the child said it was ready
         self._failed_at = -math.inf
 
     def start(self) -> bool:
         """Start the child unless it runs; False when it cannot be started."""
+        return self.spawn() and self.wait_ready()
+
+    def spawn(self) -> bool:
+        """Launch the child unless it runs; ``wait_ready`` then waits for it."""
         if self.proc is not None and self._owner == os.getpid():
             if self.proc.poll() is None:
                 return True
@@ -135,15 +142,24 @@ class HeaderReader:
             )
         except OSError as exc:
             return self._cannot_start(f"{exc.strerror}")
-        assert proc.stdout is not None
+        self.proc, self._owner, self._ready = proc, os.getpid(), False
+        return True
+
+    def wait_ready(self) -> bool:
+        """Wait for a launched child to say it is ready (its imports take ~0.5 s)."""
+        if self.proc is None:
+            return False
+        if self._ready:
+            return True
+        assert self.proc.stdout is not None
         try:
-            ready = _read_exact(proc.stdout.fileno(), len(_READY), self.start_timeout)
+            ready = _read_exact(self.proc.stdout.fileno(), len(_READY), self.start_timeout)
         except _Gone:
             ready = b""
         if ready != _READY:
-            _kill(proc)
+            self._reap()
             return self._cannot_start("it did not answer")
-        self.proc, self._owner = proc, os.getpid()
+        self._ready = True
         return True
 
     def _cannot_start(self, why: str) -> bool:
@@ -212,8 +228,10 @@ class HeaderReaders:
         """Start every child that does not run (no read meanwhile)."""
         taken = [self._free.get() for _ in self.all]
         try:
+            for reader in taken:  # launched side by side, then waited for
+                reader.spawn()
             for reader in taken:
-                reader.start()
+                reader.wait_ready()
         finally:
             for reader in taken:
                 self._free.put(reader)

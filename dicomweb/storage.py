@@ -91,6 +91,20 @@ class Storage:
         finally:
             os.close(fd)
 
+    @staticmethod
+    def uncache(path: Path) -> None:
+        """Drop a written, fsynced file's pages from the page cache. The archive
+        writes each file once and reads it later, if ever: its pages are freed at
+        once for the next files instead of growing the cache by every byte
+        received (which costs ingest a first touch of new memory per page on a VM
+        that hands idle memory back to its host; docs/benchmarks.md), and they
+        do not push out what viewers are reading. Blocking."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
     def place_many(self, items: list[tuple[Path, str]]) -> list[Path | OSError]:
         """Move temp files (fsynced already) to their relative paths atomically,
         then fsync each directory once (and the parents of new directories) so

@@ -3,7 +3,9 @@ the server's process, and one bad turn of the child costs one instance only."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import mmap
 import os
 import signal
 import sys
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from dicomweb import DicomwebConfig, Failure, Ingestor, StoredInstance
 from dicomweb import ingest as ingest_module
-from dicomweb.samples import instance, sample_path
+from dicomweb.samples import ct_series, instance, sample_path
 from dicomweb.staging import HeaderReader, Staged, read_staged
 from dicomweb.testing import TokenAccess, create_engine
 from dicomweb.types import CANNOT_UNDERSTAND, PROCESSING_FAILURE
@@ -43,6 +45,44 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
+
+
+def resident_bytes(path: Path) -> int:
+    """Bytes of ``path`` in the page cache: mincore(2) of a mapping never touched."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int]
+    libc.mmap.argtypes += [ctypes.c_int, ctypes.c_long]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
+        try:
+            vec = (ctypes.c_ubyte * pages)()
+            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(v & 1 for v in vec) * mmap.PAGESIZE
+
+
+def test_a_staged_file_leaves_the_page_cache(reader: HeaderReader, tmp_path: Path) -> None:
+    data = next(iter(ct_series(1, size=256)))
+    for read in (read_staged, reader.read):
+        temp = tmp_path / f"{len(list(tmp_path.iterdir()))}.dcm"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        assert resident_bytes(temp) >= len(data) - mmap.PAGESIZE  # written: cached
+        assert isinstance(read(temp), Staged)
+        assert resident_bytes(temp) == 0, read
+        assert temp.read_bytes() == data  # and still all there
 
 
 def test_the_child_answers_as_the_server_process_would(
