@@ -90,9 +90,8 @@ class HeaderError(Exception):
 
 
 @dataclass
-class Header:
-    """What ingest keeps of a file; ``dataset`` is pydicom's (no pixel data),
-    its elements converted only when asked for."""
+class Located:
+    """An instance's identity and where its frames are in its file."""
 
     study_uid: str
     series_uid: str
@@ -101,6 +100,13 @@ class Header:
     transfer_syntax_uid: str
     frames: list[list[tuple[int, int]]] | None
     pixel_end: int
+
+
+@dataclass
+class Header(Located):
+    """What ingest keeps of a file; ``dataset`` is pydicom's (no pixel data),
+    its elements converted only when asked for."""
+
     dataset: Dataset = field(repr=False)
     #: the elements as read (``fastread``), before pydicom converted any of them
     raw: dict[int, Any] | None = field(default=None, repr=False)
@@ -159,19 +165,12 @@ SUMMARY_INTEGERS = ("Columns", "InstanceNumber", "NumberOfFrames", "Rows", "Seri
 
 
 @dataclass
-class Summary:
+class Summary(Located):
     """A header reduced to what ingest needs once the file is staged: no pydicom
     dataset, small and picklable (the header reader process sends it back).
     ``text`` and ``integer`` answer for the keywords of ``SUMMARY_TEXT`` and
     ``SUMMARY_INTEGERS`` as ``Header``'s do; any other keyword is a KeyError."""
 
-    study_uid: str
-    series_uid: str
-    sop_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    frames: list[list[tuple[int, int]]] | None
-    pixel_end: int
     values: dict[str, str | int | None] = field(repr=False)
 
     def text(self, key: str) -> str:

@@ -3,7 +3,7 @@ delivered reports.
 
 Storing runs in two steps. ``Ingestor.stage_soon`` (one instance, in worker
 threads, many side by side) writes the received bytes unchanged to a temp file
-and fsyncs it, then has its header read and its DICOM JSON made there, in the
+and fsyncs it, then has its header read and its DICOM JSON made there, in a
 header reader process (dicomweb/staging.py).
 ``Ingestor.store_staged`` (a batch) checks the study UID and asks ``Access``
 whether the caller may store each instance, moves the new files into place,
@@ -110,7 +110,7 @@ class Ingestor:
 
     def stage_soon(self, item: Item, owned: bool = False) -> asyncio.Future[Staged | Failure]:
         """Stage ``item``: ``write`` in the I/O pool, then its header read
-        (``staging.read_staged``) by the header reader process. The future is
+        (``staging.read_staged``) by a header reader process. The future is
         never cancelled by the work; should its result be dropped,
         ``discard_staged`` takes the temp file away. Cancelling the future leaves
         nothing behind either."""
