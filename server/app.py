@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None) -> App:
         async with app_context(settings) as context:
             app.state.ctx = context
             context.rooms.start()
+            if context.ingestor is not None:
+                context.ingestor.warm_up()
             # With the memory engine nobody else can fire the timers (docs/roster.md).
             timers = None if settings.redis_url else start_timer_loop(context)
             try:

@@ -22,6 +22,8 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with app_context(settings) as app:
+        if app.ingestor is not None:
+            app.ingestor.warm_up()
         gateway = Gateway(app, host=host, port=port, ae_title=ae_title)
         gateway.start()
         try:

@@ -8,6 +8,7 @@ import logging
 import mmap
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -186,6 +187,7 @@ async def test_ingest_goes_on_when_its_reader_processes_are_killed(
     ingestor = Ingestor(config, async_sessionmaker(engine), TokenAccess(establishment=7))
     principal = {"establishment": 7}
     try:
+        ingest_module._HEADERS.start()
         assert isinstance(await ingestor.store(instance(), principal), StoredInstance)
         children = [r.proc for r in ingest_module._HEADERS.all]
         assert all(children)  # the ingest path reads headers in its children
@@ -201,3 +203,23 @@ async def test_ingest_goes_on_when_its_reader_processes_are_killed(
         assert not {p.pid for p in again if p} & {c.pid for c in children if c}
     finally:
         await engine.dispose()
+
+
+def test_only_a_serving_process_starts_the_readers(tmp_path: Path) -> None:
+    """Building an Ingestor (every CLI command does) starts no child; warm_up does."""
+    script = f"""
+import asyncio
+from pathlib import Path
+from dicomweb import DicomwebConfig, Ingestor
+from dicomweb import ingest
+from dicomweb.testing import TokenAccess
+i = Ingestor(DicomwebConfig(storage_root=Path({str(tmp_path)!r})), None, TokenAccess())
+ingest._READ.submit(lambda: None).result()
+print([r.proc is not None for r in ingest._HEADERS.all])
+i.warm_up().result()
+print([r.proc is not None and r.proc.poll() is None for r in ingest._HEADERS.all])
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split("\n")
+    assert out[:2] == ["[False, False]", "[True, True]"]
