@@ -9,10 +9,11 @@ few kilobytes, unpickled in microseconds.
 
 The child is the server's own code. One request at a time goes over its stdin
 (length-prefixed path) and one answer comes back over its stdout (length-prefixed
-pickle). A child that dies on a file, or takes longer than ``timeout`` on it, fails
-that instance alone (0x0110) and is started again for the next one; a child that
-cannot start leaves the reading to the calling thread, tried again a minute later.
-The child exits when its stdin closes, with the server.
+pickle). A child that dies on a file, takes longer than ``timeout`` on it or sends
+something that is not an answer fails that instance alone (0x0110) and is started
+again for the next one; a child that cannot start leaves the reading to the calling
+thread, tried again a minute later. The child exits when its stdin closes, with the
+server. ``HeaderReaders`` shares several children between the threads of a pool.
 """
 
 from __future__ import annotations
