@@ -241,9 +241,10 @@ def qido(client: Client, seed: int, local: Any | None) -> None:
 class Local:
     """Our archive on uvicorn in a child process (its own GIL), SQLite in a temp
     dir unless --database-url; the child appends ``monotonic-time sop`` to a file
-    from its ``on_stored`` hook, so the hook latency is measured across processes."""
+    from its ``on_stored`` hook, so the hook latency is measured across processes.
+    ``root``: the checkout whose code the child runs (bench/stow_ab.py runs two)."""
 
-    def __init__(self, database_url: str | None, storage: Path) -> None:
+    def __init__(self, database_url: str | None, storage: Path, root: Path | None = None) -> None:
         storage.mkdir(parents=True, exist_ok=True)
         self.tmp = tempfile.TemporaryDirectory(prefix="dicomweb-bench-", dir=storage)
         self.dir = Path(self.tmp.name)
@@ -251,10 +252,11 @@ class Local:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        root = (root or Path(__file__).parent.parent).resolve()
+        script = str(root / "bench" / "dicomweb.py")
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(self.dir), str(self.port), self.url],
-            env=env,
+            [sys.executable, script, "--serve", str(self.dir), str(self.port), self.url],
+            env=dict(os.environ, PYTHONPATH=str(root)),
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -3,25 +3,19 @@
     bench/stow_ab.py TREE_A TREE_B [--pairs N]
 
 Each TREE is a checkout of this repository (``git worktree add ../a REV``) with
-this machine's packages; each runs its own ``bench/dicomweb.py --serve`` (SQLite and
-files in a temp dir under var/bench). The same synthetic 200-slice CT series as
-bench/dicomweb.py is sent to A then B, B then A, and so on: both see the same
-state of the host, which on this VM moves single figures by +-30 % within minutes
-(docs/benchmarks.md). Prints each side's median MB/s and the median of the
-paired ratios B/A, the figure to read.
+this machine's packages; each runs as bench/dicomweb.py's ``--local`` archive does
+(its own child process, SQLite and files in a temp dir under var/bench). The same
+synthetic 200-slice CT series as bench/dicomweb.py is sent to A then B, B then A,
+and so on: both see the same state of the host, which on this VM moves single
+figures by +-30 % within minutes (docs/benchmarks.md). Prints each side's median
+MB/s and the median of the paired ratios B/A, the figure to read.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -36,54 +30,28 @@ def load_bench() -> ModuleType:
     return module
 
 
-def start(tree: Path, storage: Path) -> tuple[subprocess.Popen[bytes], int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"sqlite+aiosqlite:///{storage}/bench.db"
-    script = str(tree / "bench" / "dicomweb.py")
-    proc = subprocess.Popen(  # noqa: S603 - our own bench script
-        [sys.executable, script, "--serve", str(storage), str(port), url],
-        env=dict(os.environ, PYTHONPATH=str(tree)),
-        cwd=tree,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"the archive of {tree} did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trees", nargs=2, type=Path, help="two checkouts: A and B")
     parser.add_argument("--pairs", type=int, default=10, help="requests to each (default 10)")
     args = parser.parse_args()
     bench = load_bench()
-    root = HERE.parent / "var" / "bench"
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root) as a, tempfile.TemporaryDirectory(dir=root) as b:
-        dirs = (Path(a), Path(b))
-        servers = [start(tree.resolve(), d) for tree, d in zip(args.trees, dirs, strict=True)]
-        try:
-            clients = [bench.Client(f"http://127.0.0.1:{p}/dicomweb", None) for _, p in servers]
-            rates: list[list[float]] = [[], []]
-            for i in range(args.pairs + 1):  # the first pair warms both up, not counted
-                for side in (0, 1) if i % 2 else (1, 0):
-                    series = list(bench.ct_series(200, size=512))
-                    elapsed, size, _ = bench.stow(clients[side], series)
-                    if i:
-                        rates[side].append(size / elapsed / 1e6)
-        finally:
-            for proc, _ in servers:
-                proc.terminate()
-                proc.wait(30)
+    storage = HERE.parent / "var" / "bench"
+    servers = []
+    try:
+        for tree in args.trees:
+            servers.append(bench.Local(None, storage, root=tree))
+        clients = [bench.Client(server.base, None) for server in servers]
+        rates: list[list[float]] = [[], []]
+        for i in range(args.pairs + 1):  # the first pair warms both up, not counted
+            for side in (0, 1) if i % 2 else (1, 0):
+                series = list(bench.ct_series(200, size=512))
+                elapsed, size, _ = bench.stow(clients[side], series)
+                if i:
+                    rates[side].append(size / elapsed / 1e6)
+    finally:
+        for server in servers:
+            server.close()
     for tree, side in zip(args.trees, rates, strict=True):
         figures = " ".join(f"{r:.0f}" for r in side)
         print(f"{tree}: median {statistics.median(side):.0f} MB/s ({figures})")
