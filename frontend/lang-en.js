@@ -96,6 +96,7 @@ export const en = {
   "report.sign_confirm": "Sign", "report.bad_password": "Wrong password.", "report.signed_toast": "Report signed.",
   "report.signed_line": "Signed", "report.delivered": "Receipt confirmed by the ER physician.",
   "report.dose": "Dose", "report.critical_ack": "I have read the critical finding and take charge of it",
+  "report.placeholders_left": "Replace the template's placeholders ([…]) before signing: {fields}.",
   "report.critical_ack_needed": "Tick the box: the critical finding must be acknowledged explicitly.",
   "room.read_report": "Read the report",
   "room.call": "Voice / video call",

@@ -97,6 +97,7 @@ export const fr = {
   "report.sign_confirm": "Signer", "report.bad_password": "Mot de passe incorrect.", "report.signed_toast": "Compte rendu signé.",
   "report.signed_line": "Signé", "report.delivered": "Réception confirmée par l'urgentiste.",
   "report.dose": "Dose délivrée", "report.critical_ack": "J'ai pris connaissance du résultat critique et j'en assure la prise en charge",
+  "report.placeholders_left": "Remplacez les zones à compléter du modèle ([…]) avant de signer : {fields}.",
   "report.critical_ack_needed": "Cochez la case : le résultat critique doit être explicitement pris en compte.",
   "room.read_report": "Lire le compte rendu",
   "room.call": "Appel audio / vidéo",

@@ -12,6 +12,15 @@ const TEMPLATE_FIELDS = ["technique", "findings", "conclusion", "dose"];
 const EDITABLE = ["acquiring", "images_complete"];
 // Modalities that irradiate: the report states the dose (the server refuses to sign without).
 const DOSE_MODALITIES = ["CT", "CR", "DX"];
+// A template's "fill in here": "[…]" or "[...]", or an ellipsis standing alone as a word
+// (older templates). The server refuses to sign a report holding one (422
+// incomplete_report, docs/reports.md); the same rule here names the fields at once.
+const PLACEHOLDER = /\[\s*(?:…|\.{3})\s*\]|(?<!\S)(?:…|\.{3})(?!\S)/u;
+
+/** The names of the fields whose text still holds a template placeholder. */
+export function placeholdersLeft(values) {
+  return [...FIELDS, "dose"].filter((f) => typeof values[f] === "string" && PLACEHOLDER.test(values[f]));
+}
 
 export class ReportPanel {
   constructor(room) {
@@ -155,10 +164,12 @@ export class ReportPanel {
     this.signBtn.disabled = exam.status !== "images_complete";
     this.signHint = h("span", { class: "small muted", hidden: exam.status === "images_complete" }, t("report.sign_wait"));
     this.signBtn.addEventListener("click", () => this.sign());
+    this.signError = h("p", { class: "field-error", id: "report-error", role: "alert" });
     this.form = h("form", { class: "report-form", novalidate: true },
       this.templates.length ? [h("label", { for: "report-template" }, t("report.template")), pick] : null,
       fields,
       h("div", { class: "field field-check critical-check" }, this.critical, h("label", { for: "report-critical" }, t("report.critical_label"))),
+      this.signError,
       h("div", { class: "form-actions" }, this.saveState, this.signHint, this.signBtn));
     this.form.addEventListener("submit", (ev) => ev.preventDefault());
     clear(this.body, this.form);
@@ -194,7 +205,22 @@ export class ReportPanel {
     }
   }
 
+  /** Name the fields still holding a template placeholder; false when there are some. */
+  checkPlaceholders() {
+    const left = placeholdersLeft(this.values());
+    for (const [f, input] of Object.entries(this.inputs)) {
+      if (left.includes(f)) input.setAttribute("aria-invalid", "true");
+      else input.removeAttribute("aria-invalid");
+    }
+    this.signError.textContent = left.length
+      ? t("report.placeholders_left", { fields: left.map((f) => t(`report.${f}`)).join(", ") })
+      : "";
+    if (left.length) this.inputs[left[0]].focus();
+    return left.length === 0;
+  }
+
   async sign() {
+    if (!this.checkPlaceholders()) return;
     this.save.cancel();
     this.dirty = true;
     if (!(await this.persist())) return;

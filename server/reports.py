@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -27,6 +29,13 @@ from server.models import Base, Exam, User
 TEMPLATES = Path(__file__).parent / "data" / "report_templates.json"
 # Modalities that deliver ionising radiation, whose report must state the dose.
 DOSE_MODALITIES = frozenset({"CT", "CR", "DX"})
+
+# What a template leaves for the radiologist to fill in: "[…]" or "[...]" (the form
+# the templates use), or an ellipsis standing alone as a word ("PDL : … mGy.cm", the
+# form older templates used, still in drafts started from them). An ellipsis that
+# ends a word ("normal…") is prose, not a placeholder.
+PLACEHOLDER = re.compile(r"\[\s*(?:…|\.{3})\s*\]|(?<!\S)(?:…|\.{3})(?!\S)")
+SIGNED_FIELDS = ("indication", "technique", "findings", "conclusion", "dose")
 
 Section = Annotated[str, StringConstraints(max_length=20000)]
 
@@ -178,15 +187,35 @@ def addendum_content(
     }
 
 
+def placeholders_left(fields: Mapping[str, str | None]) -> list[str]:
+    """The names of the fields, in ``SIGNED_FIELDS`` order, whose text still holds a
+    template placeholder (``PLACEHOLDER``): what a signature must not seal, since
+    the reader cannot tell a value that was never typed from one that was."""
+    return [
+        name for name in SIGNED_FIELDS if fields.get(name) and PLACEHOLDER.search(fields[name] or "")
+    ]
+
+
 def missing_for_signature(report: Report, modality: str) -> list[dict[str, str]]:
-    """The sections a report cannot be signed without (422 names them)."""
+    """The sections a report cannot be signed without, empty or still holding a
+    template placeholder (422 ``incomplete_report`` names them; docs/reports.md)."""
     missing = [
-        {"field": name, "message": "required before signing"}
+        {"field": name, "reason": "empty", "message": "required before signing"}
         for name in ("indication", "technique", "findings", "conclusion")
         if not getattr(report, name).strip()
     ]
     if modality in DOSE_MODALITIES and not (report.dose or "").strip():
-        missing.append({"field": "dose", "message": f"a {modality} report states the dose"})
+        missing.append(
+            {"field": "dose", "reason": "empty", "message": f"a {modality} report states the dose"}
+        )
+    missing += [
+        {
+            "field": name,
+            "reason": "placeholder",
+            "message": "still holds a placeholder of the template ([…]): replace it",
+        }
+        for name in placeholders_left(report_fields(report))
+    ]
     return missing
 
 

@@ -212,7 +212,10 @@ async def sign(request: Request) -> Response:
             raise conflict("there is no draft to sign; save the report first", "no_draft")
         missing = missing_for_signature(report, exam.modality)
         if missing:
-            names = ", ".join(m["field"] for m in missing)
+            names = ", ".join(
+                m["field"] + (" (template placeholder left)" if m["reason"] == "placeholder" else "")
+                for m in missing
+            )
             raise ApiError(
                 422, "incomplete_report", f"complete the report first: {names}", fields=missing
             )

@@ -272,3 +272,33 @@ async def test_live_room_hides_drafts_from_site_staff(
     assert [(e["user"]["username"], e["detail"]["code"]) for e in refused] == [
         ("urg_b", "not_found")
     ]
+
+
+async def test_a_template_placeholder_left_in_the_report_blocks_the_signature(
+    client_for: ClientFor,
+) -> None:
+    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    exam = await exam_images_complete(urg, rad, man)
+    base = f"/api/exams/{exam['id']}"
+    # The radiologist keeps the template's dose line as it came, placeholders included.
+    template = (await ok(await rad.get(f"{base}/report")))["template"]
+    assert "[…]" in template["dose"]
+    draft = {**DRAFT, "dose": template["dose"]}
+    await ok(await rad.put(f"{base}/report", json=draft))
+    refused = await rad.post(f"{base}/report/sign", json={"password": PASSWORD})
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "incomplete_report"
+    assert [(f["field"], f["reason"]) for f in error["fields"]] == [("dose", "placeholder")]
+    assert "dose" in error["message"] and "placeholder" in error["message"]
+    # The older templates' bare ellipsis, in the dose line and a conclusion, is refused too.
+    old = {**DRAFT, "dose": "PDL : … mGy.cm ; CTDIvol : 55 mGy", "conclusion": "AVC [...]"}
+    await ok(await rad.put(f"{base}/report", json=old))
+    refused = await rad.post(f"{base}/report/sign", json={"password": PASSWORD})
+    assert refused.status_code == 422
+    assert [f["field"] for f in refused.json()["error"]["fields"]] == ["conclusion", "dose"]
+    # Nothing was signed: the draft is completed, then signed.
+    assert (await ok(await rad.get(f"{base}/report")))["status"] == "draft"
+    await ok(await rad.put(f"{base}/report", json=DRAFT))
+    signed = await ok(await rad.post(f"{base}/report/sign", json={"password": PASSWORD}))
+    assert signed["exam"]["status"] == "reported"
