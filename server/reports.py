@@ -191,9 +191,7 @@ def placeholders_left(fields: Mapping[str, str | None]) -> list[str]:
     """The names of the fields, in ``SIGNED_FIELDS`` order, whose text still holds a
     template placeholder (``PLACEHOLDER``): what a signature must not seal, since
     the reader cannot tell a value that was never typed from one that was."""
-    return [
-        name for name in SIGNED_FIELDS if fields.get(name) and PLACEHOLDER.search(fields[name] or "")
-    ]
+    return [name for name in SIGNED_FIELDS if PLACEHOLDER.search(fields.get(name) or "")]
 
 
 def missing_for_signature(report: Report, modality: str) -> list[dict[str, str]]:

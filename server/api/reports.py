@@ -213,7 +213,7 @@ async def sign(request: Request) -> Response:
         missing = missing_for_signature(report, exam.modality)
         if missing:
             names = ", ".join(
-                m["field"] + (" (template placeholder left)" if m["reason"] == "placeholder" else "")
+                m["field"] + (" (placeholder left)" if m["reason"] == "placeholder" else "")
                 for m in missing
             )
             raise ApiError(
