@@ -5,8 +5,8 @@ outcome. Each row's ``hash`` is the SHA-256 of its canonical serialisation
 (which includes its ``id`` and the previous row's hash), so editing a row
 breaks its own hash and deleting one breaks the link of the row after it:
 ``teleimagerie audit verify`` (:func:`verify`) names the first broken row.
-Deleting the newest rows cannot be seen from inside the chain; the head hash
-that ``verify`` prints is what to copy somewhere else to catch that too.
+Deleting the newest rows cannot be seen from inside the chain: signed checkpoints
+of the head, kept outside the database (server/audit_anchor.py), catch that.
 
 Appends are serialised so the chain never forks: PostgreSQL takes a
 transaction-level advisory lock, SQLite's ``BEGIN IMMEDIATE`` already holds

@@ -144,19 +144,79 @@ def cmd_demo(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit_verify(_args: argparse.Namespace, settings: Settings) -> int:
+    """The chain from its first row, then the chain against the latest checkpoint
+    (docs/reports.md "Audit trail"): exit 1 naming what is wrong, 2 when the
+    checkpoints cannot be read as configured."""
     from server.audit import verify
+    from server.audit_anchor import (
+        AnchorError,
+        AnchorProblem,
+        check_against,
+        configured,
+        read_checkpoints,
+    )
+
+    try:
+        conf = configured(settings)
+        checkpoints = read_checkpoints(*conf) if conf is not None else []
+    except AnchorError as exc:
+        print(f"teleimagerie: {exc}", file=sys.stderr)
+        return 2
+    except AnchorProblem as exc:
+        print(f"audit checkpoints BROKEN: {exc}", file=sys.stderr)
+        return 1
 
     async def job(app: AppContext) -> int:
         async with app.db() as db:
             count, head, broken = await verify(db)
-        if broken is not None:
+            if broken is not None:
+                print(
+                    f"audit chain BROKEN at row {broken.row_id}: {broken.reason}; "
+                    f"{count} rows before it are intact",
+                    file=sys.stderr,
+                )
+                return 1
+            if checkpoints:
+                try:
+                    await check_against(db, checkpoints[-1])
+                except AnchorProblem as exc:
+                    print(str(exc), file=sys.stderr)
+                    return 1
+        print(f"audit chain intact: {count} rows, head {head}")
+        if conf is None:
             print(
-                f"audit chain BROKEN at row {broken.row_id}: {broken.reason}; "
-                f"{count} rows before it are intact",
+                "no AUDIT_CHECKPOINT_FILE: deleting the newest rows cannot be detected",
                 file=sys.stderr,
             )
+        elif checkpoints:
+            last = checkpoints[-1]
+            print(f"latest checkpoint holds: row {last.row} of {last.at} (line {last.n})")
+        else:
+            print("no checkpoint taken yet: run 'teleimagerie audit checkpoint'")
+        return 0
+
+    return _run(settings, job)
+
+
+def cmd_audit_checkpoint(_args: argparse.Namespace, settings: Settings) -> int:
+    """Append a signed checkpoint of the chain's head (for cron; the worker takes
+    them on its own)."""
+    from server.audit_anchor import AnchorError, AnchorProblem, checkpoint
+
+    if settings.audit_checkpoint_file is None:
+        print("teleimagerie: AUDIT_CHECKPOINT_FILE is not set", file=sys.stderr)
+        return 2
+
+    async def job(app: AppContext) -> int:
+        try:
+            line = await checkpoint(app)
+        except AnchorError as exc:
+            print(f"teleimagerie: {exc}", file=sys.stderr)
+            return 2
+        except AnchorProblem as exc:
+            print(f"audit checkpoints BROKEN, nothing written: {exc}", file=sys.stderr)
             return 1
-        print(f"audit chain intact: {count} rows, head {head}")
+        print(line if line is not None else "the head has not moved since the last checkpoint")
         return 0
 
     return _run(settings, job)
@@ -249,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aud.add_parser("verify", help="check the hash chain; non-zero naming the first broken row")
     aud.choices["verify"].set_defaults(func=cmd_audit_verify)
+    aud.add_parser(
+        "checkpoint", help="append a signed checkpoint of the chain's head (AUDIT_CHECKPOINT_FILE)"
+    ).set_defaults(func=cmd_audit_checkpoint)
     return parser
 
 

@@ -64,6 +64,11 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # Audit checkpoints (server/audit_anchor.py, docs/reports.md "Audit trail"): the
+    # head of the chain, signed, in a file the database administrator cannot rewrite.
+    audit_checkpoint_file: Path | None = None
+    audit_checkpoint_key_file: Path | None = None
+    audit_checkpoint_every_s: int = 60
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -110,10 +115,24 @@ class Settings:
             argon2_time_cost=_int(e, "ARGON2_TIME_COST", d.argon2_time_cost),
             argon2_memory_kib=_int(e, "ARGON2_MEMORY_KIB", d.argon2_memory_kib),
             argon2_parallelism=_int(e, "ARGON2_PARALLELISM", d.argon2_parallelism),
+            **_audit_checkpoint_settings(e, d),
         )
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _audit_checkpoint_settings(e: dict[str, str], d: Settings) -> dict[str, object]:
+    """AUDIT_CHECKPOINT_FILE, _KEY_FILE and _EVERY_S (docs/configuration.md)."""
+    return {
+        "audit_checkpoint_file": Path(e["AUDIT_CHECKPOINT_FILE"])
+        if e.get("AUDIT_CHECKPOINT_FILE")
+        else None,
+        "audit_checkpoint_key_file": Path(e["AUDIT_CHECKPOINT_KEY_FILE"])
+        if e.get("AUDIT_CHECKPOINT_KEY_FILE")
+        else None,
+        "audit_checkpoint_every_s": _int(e, "AUDIT_CHECKPOINT_EVERY_S", d.audit_checkpoint_every_s),
+    }
 
 
 def normalise_database_url(url: str) -> str:

@@ -5,7 +5,8 @@ or a worker killed after claiming a timer), then claims due timers in a loop. Cl
 are atomic in the engine, so any number of workers share the load and each timer
 fires once; `server.escalation.fire` is idempotent besides, so a timer rebuilt after
 it fired raises nothing twice. A periodic rebuild repairs what a worker killed
-between claim and commit left behind, without waiting for a restart.
+between claim and commit left behind, without waiting for a restart. Beside the
+timers it checkpoints the audit chain's head (server/audit_anchor.py).
 
 With the memory engine the web process runs the same loop in-process (server/app.py).
 """
@@ -120,23 +121,31 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     if not settings.redis_url:
         log.warning("no REDIS_URL: with the memory engine the web process runs the timers")
+    from server.audit_anchor import checkpoint_loop
+
     async with app_context(settings) as app:
         log.info("worker started")
-        await timer_loop(app, stop)
+        await asyncio.gather(timer_loop(app, stop), checkpoint_loop(app, stop))
     log.info("worker stopped")
 
 
 class TimerTask:
-    """The timer loop running inside another process's event loop (the web app)."""
+    """The timer loop, and the audit checkpoints (server/audit_anchor.py), running
+    inside another process's event loop (the web app without a worker)."""
 
     def __init__(self, app: AppContext) -> None:
+        from server.audit_anchor import checkpoint_loop
+
         self.stop_event = asyncio.Event()
-        self.task = asyncio.get_running_loop().create_task(timer_loop(app, self.stop_event))
+        loop = asyncio.get_running_loop()
+        self.task = loop.create_task(timer_loop(app, self.stop_event))
+        self.checkpoints = loop.create_task(checkpoint_loop(app, self.stop_event))
 
     async def stop(self) -> None:
         self.stop_event.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        for task in (self.task, self.checkpoints):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def start_timer_loop(app: AppContext) -> TimerTask:

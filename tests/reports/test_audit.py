@@ -32,6 +32,8 @@ async def _tamper(app: AppContext, sql: str) -> None:
             await conn.execute(text("DROP TRIGGER audit_log_no_update"))
             await conn.execute(text("DROP TRIGGER audit_log_no_delete"))
         await conn.execute(text(sql))
+        if conn.dialect.name == "postgresql":  # the database is shared by the next tests
+            await conn.execute(text("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only"))
 
 
 def _cli_verify(settings: Settings) -> subprocess.CompletedProcess[str]:
