@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from dicomweb import tables as t
 from dicomweb.header import Summary
 from dicomweb.index import Indexed, Prepared, Rejected, index_batch
+from dicomweb.reconcile import Reconciled, reconcile
 from dicomweb.staging import HeaderReaders, Staged, fail
 from dicomweb.storage import Buffer, Storage
 from dicomweb.types import (
@@ -78,12 +80,36 @@ class Ingestor:
         self.access = access
         self.hooks = hooks
         self.storage = storage or Storage(config.storage_root)
+        self.reconciling: asyncio.Task[Reconciled | None] | None = None
 
     def warm_up(self) -> Future[None]:
         """Start the header reader processes now, in the background, rather than
-        with the first instance (~0.5 s): what a serving process does at start-up.
-        A command that only builds the app (the CLI's) never starts them."""
+        with the first instance (~0.5 s), and reconcile the storage with the
+        index (``reconcile_soon``): what a serving process does at start-up.
+        A command that only builds the app (the CLI's) does neither."""
+        self.reconciling = self.reconcile_soon()
         return _READ.submit(_HEADERS.start)
+
+    def reconcile_soon(self) -> asyncio.Task[Reconciled | None] | None:
+        """Reconcile the storage with the index in the background
+        (dicomweb/reconcile.py, docs/dicomweb.md "Start-up reconciliation"):
+        abandoned temp files deleted, files in place without a row set aside.
+        None when called outside an event loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        started = time.time()  # files placed from now on may be this process's own
+
+        async def run() -> Reconciled | None:
+            try:
+                alone = await anyio.to_thread.run_sync(self.storage.alone)
+                return await reconcile(self.storage, self.db, alone=alone, started=started)
+            except Exception:  # the archive still serves; the next start-up tries again
+                log.exception("reconciling the storage with the index failed")
+                return None
+
+        return loop.create_task(run())
 
     async def store(
         self,

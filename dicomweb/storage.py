@@ -3,16 +3,72 @@ UID can steer a path outside the storage root."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
+import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
 #: iovecs per ``writev`` call (Linux's IOV_MAX)
 IOV_MAX = 1024
 Buffer = bytes | bytearray | memoryview
+#: A temp file's name says who writes it: ``<pid>@<host>~<random>.part``, so that the
+#: start-up reconciliation (dicomweb/reconcile.py) can tell a file a live process is
+#: writing from one a killed process left behind.
+_TEMP_NAME = re.compile(r"^(\d+)@([A-Za-z0-9.-]+)~[^/]*\.part$")
+
+
+def host_name() -> str:
+    """This machine's name as it goes into temp file names (``_TEMP_NAME``)."""
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:64] or "host"
+
+
+def temp_writer(name: str) -> tuple[int, str] | None:
+    """(pid, host) of the process that created temp file ``name``; None for a
+    name that does not say (written before names carried it)."""
+    m = _TEMP_NAME.match(name)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+#: Every process using a storage root holds a shared POSIX lock on this file for as
+#: long as it has a ``Storage`` of it: the start-up reconciliation asks whether any
+#: other process does (``Storage.alone``). POSIX locks belong to the process, so the
+#: process's own lock never stands in its way; one descriptor per root and process,
+#: closed with the last ``Storage`` of that root (closing any descriptor of the file
+#: would drop the process's lock).
+LOCK_NAME = ".archive-processes.lock"
+_locks: dict[Path, list[int]] = {}  # root -> [descriptor, Storage objects using it]
+_locks_guard = threading.Lock()
+
+
+def _hold(root: Path) -> int:
+    with _locks_guard:
+        held = _locks.get(root)
+        if held is None:
+            fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.lockf(fd, fcntl.LOCK_SH)
+            held = _locks[root] = [fd, 0]
+        held[1] += 1
+        return held[0]
+
+
+def _release(root: Path) -> None:
+    with _locks_guard:
+        held = _locks.get(root)
+        if held is not None:
+            held[1] -= 1
+            if held[1] == 0:
+                del _locks[root]
+                os.close(held[0])
+
+
+_STORED = re.compile(r"^([0-9a-f]{2})/\1[0-9a-f]{22}/[0-9a-f]{24}/[0-9a-f]{40}\.dcm$")
 
 
 class Storage:
@@ -26,12 +82,31 @@ class Storage:
         self.root = root.resolve()
         self.tmp = self.root / "tmp"
         self.thumbs = self.root / "thumbnails"
+        # Files found in place without an index row, set aside by the start-up
+        # reconciliation for a person to file or discard (docs/dicomweb.md).
+        self.quarantine = self.root / "quarantine"
         for d in (self.root, self.tmp, self.thumbs):
             d.mkdir(parents=True, exist_ok=True)
+        self._lock = _hold(self.root)
+        weakref.finalize(self, _release, self.root)
+
+    def alone(self) -> bool:
+        """Whether no other process has a ``Storage`` of this root now (its lock
+        is converted to exclusive and back, atomically). Blocking, briefly."""
+        try:
+            fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # EAGAIN or EACCES: another process holds it
+            return False
+        fcntl.lockf(self._lock, fcntl.LOCK_SH)
+        return True
 
     @staticmethod
     def _h(uid: str, n: int) -> str:
         return hashlib.sha256(uid.encode()).hexdigest()[:n]
+
+    def is_stored_path(self, relative: str) -> bool:
+        """Whether ``relative`` has the shape of ``relative_path``'s answers."""
+        return _STORED.match(relative) is not None
 
     def relative_path(self, study: str, series: str, sop: str) -> str:
         hs = self._h(study, 24)
@@ -44,8 +119,10 @@ class Storage:
         return path
 
     def new_temp(self) -> tuple[int, Path]:
-        """An open file descriptor and path in the temp dir (same file system)."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, suffix=".part")
+        """An open file descriptor and path in the temp dir (same file system),
+        named after the writing process (``temp_writer``)."""
+        prefix = f"{os.getpid()}@{host_name()}~"
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix=prefix, suffix=".part")
         return fd, Path(name)
 
     def write_temp(self, chunks: Sequence[Buffer]) -> Path:
