@@ -1,0 +1,203 @@
+"""A ``teleimagerie serve`` killed in the middle of a STOW, restarted: the storage
+and the index agree again (dicomweb/reconcile.py, docs/dicomweb.md "Start-up
+reconciliation")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from dicomweb.samples import ct_series, multipart
+from server.config import Settings
+from server.testing import free_port
+from tests.helpers import login
+from tests.test_archive import exam_in_acquisition
+
+pytestmark = pytest.mark.slow
+
+SPOOLED = 40 * 1024 * 1024  # past stow.SPOOL_BYTES: the part is spooled to a temp file
+
+
+class Server:
+    """``teleimagerie serve`` in a process of its own, its log in a file."""
+
+    def __init__(self, settings: Settings, storage: Path, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        env = {
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "DICOM_STORAGE": str(storage),
+            "ARGON2_TIME_COST": "1",
+            "ARGON2_MEMORY_KIB": "1024",
+            "ARGON2_PARALLELISM": "1",
+            "LOG_LEVEL": "INFO",
+        }
+        env.pop("REDIS_URL", None)
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+                env=env,
+                stdout=out,
+                stderr=out,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/api/me", timeout=1).status_code == 401:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+async def client(server: Server, username: str) -> httpx.AsyncClient:
+    c = httpx.AsyncClient(base_url=server.url, timeout=30)
+    c.headers["Authorization"] = f"Bearer {await login(c, username)}"
+    return c
+
+
+async def indexed_paths(settings: Settings) -> set[str]:
+    url = settings.database_url
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.split(":///", 1)[1]) as conn:
+            return {r[0] for r in conn.execute("SELECT path FROM dicomweb_instances")}
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        return {r["path"] for r in await conn.fetch("SELECT path FROM dicomweb_instances")}
+    finally:
+        await conn.close()
+
+
+def in_place(storage: Path) -> set[str]:
+    return {str(p.relative_to(storage)) for p in storage.glob("??/*/*/*.dcm")}
+
+
+async def test_a_server_killed_during_a_stow_is_reconciled_at_restart(
+    settings: Settings, accounts: object, tmp_path: Path, servers: list[Server]
+) -> None:
+    # The server's own storage: nothing in this process may hold it open.
+    storage, log = tmp_path / "archive", tmp_path / "serve.log"
+    first = Server(settings, storage, log)
+    servers.append(first)
+    await asyncio.to_thread(first.wait_ready)
+    urg, rad, man = [await client(first, u) for u in ("urg_a", "rad", "man_a")]
+    exam = await exam_in_acquisition(urg, rad, man)
+    await urg.aclose()
+
+    # A real series, then a large part that never ends. Half the series is indexed
+    # first; the server is killed while it receives the large part, the other half
+    # staged, placed or indexed as the timing has it.
+    slices = list(ct_series(24, size=128, AccessionNumber=exam["accession_number"]))
+    body, ctype = multipart([*slices, slices[0] + b"\0" * SPOOLED])
+    boundary = b"--" + ctype.split("boundary=")[1].strip('"').encode()
+    half = body.index(boundary, body.index(slices[11]) + len(slices[11]))
+    cut = len(body) - 4 * 1024 * 1024  # in the middle of the last part's bytes
+    indexed, sent = asyncio.Event(), asyncio.Event()
+
+    async def upload() -> AsyncIterator[bytes]:
+        for begin, end in ((0, half), (half, cut)):
+            for start in range(begin, end, 256 * 1024):
+                yield body[start : min(start + 256 * 1024, end)]
+            await indexed.wait()
+        sent.set()
+        await asyncio.sleep(3600)  # the rest never comes
+
+    request = asyncio.create_task(
+        man.post("/dicomweb/studies", content=upload(), headers={"Content-Type": ctype})
+    )
+    for _ in range(600):
+        if len((await rad.get("/dicomweb/instances")).json()) == 12:
+            break
+        await asyncio.sleep(0.05)
+    indexed.set()
+    await rad.aclose()
+    await asyncio.wait_for(sent.wait(), 60)
+    tmp = storage / "tmp"
+    for _ in range(200):  # the spooled part reaches the temp dir
+        if any(p.stat().st_size > SPOOLED // 2 for p in tmp.glob("*.part")):
+            break
+        await asyncio.sleep(0.05)
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(10)
+    request.cancel()
+    with pytest.raises((asyncio.CancelledError, httpx.TransportError)):
+        await request
+    await man.aclose()
+    left = sorted(p.name for p in tmp.glob("*.part"))
+    assert left, "the killed server left no temp file: nothing was tested"
+    assert all(n.startswith(f"{first.proc.pid}@") for n in left)
+    rows_before = await indexed_paths(settings)
+    assert len(rows_before) >= 12
+
+    second = Server(settings, storage, log)
+    servers.append(second)
+    await asyncio.to_thread(second.wait_ready)
+    summary = None
+    for _ in range(300):
+        lines = [ln for ln in log.read_text().splitlines() if '"dicomweb.reconciled"' in ln]
+        if lines:
+            summary = json.loads(lines[-1])
+            break
+        await asyncio.sleep(0.05)
+    assert summary is not None, log.read_text()[-2000:]
+
+    # No temp file left; every file in place has its row and every row its file.
+    assert list(tmp.glob("*.part")) == []
+    rows = await indexed_paths(settings)
+    assert rows == rows_before  # nothing was indexed blindly, nothing lost
+    assert in_place(storage) == rows
+    assert summary["temps_deleted"]["count"] >= len(left)
+    assert {f"tmp/{n}" for n in left} <= set(summary["temps_deleted"]["paths"])
+    assert summary["missing"]["count"] == 0
+    # Whatever was in place without its row is set aside, each with its note.
+    quarantined = {
+        str(p.relative_to(storage / "quarantine")) for p in storage.glob("quarantine/**/*.dcm")
+    }
+    assert quarantined == set(summary["quarantined"]["paths"])
+    assert all((storage / "quarantine" / q).with_suffix(".json").exists() for q in quarantined)
+    assert "PatientName" not in log.read_text() and "Rubo" not in log.read_text()
+    # The archive still serves what was indexed.
+    man = await client(second, "man_a")
+    try:
+        found = (await man.get("/dicomweb/instances")).json() if rows else []
+        assert len(found) == len(rows)
+    finally:
+        await man.aclose()
