@@ -96,8 +96,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def sweep_temps(storage: Storage, now: float, stale_s: float, done: Reconciled) -> None:
-    """Delete abandoned temp files (``tmp/*.part``, thumbnails being written). Blocking."""
+def sweep_temps(
+    storage: Storage, now: float, started: float, stale_s: float, done: Reconciled
+) -> None:
+    """Delete abandoned temp files (``tmp/*.part``, thumbnails being written).
+    ``started``: when this process began to use the storage. Blocking."""
     me, host = os.getpid(), host_name()
     for entry in _entries(storage.tmp):
         mtime = _mtime(entry) if entry.name.endswith(".part") else None
@@ -107,7 +110,11 @@ def sweep_temps(storage: Storage, now: float, stale_s: float, done: Reconciled) 
         writer = temp_writer(entry.name)
         if writer is not None and writer[1] == host and writer[0] != me:
             abandoned = not _alive(writer[0]) or age > stale_s
-        else:  # ours, another host's, or an older name without its writer
+        elif writer is not None and writer[1] == host:
+            # This pid, written before this process began: a previous process that
+            # had the same pid (a container's server often has the same one).
+            abandoned = mtime < started or age > stale_s
+        else:  # another host's, or an older name without its writer
             abandoned = age > stale_s
         rel = f"tmp/{entry.name}"
         if abandoned:
@@ -248,7 +255,7 @@ async def reconcile(
     itself (files placed since may be its own, being indexed)."""
     done = Reconciled()
     now = time.time()
-    await anyio.to_thread.run_sync(sweep_temps, storage, now, stale_s, done)
+    await anyio.to_thread.run_sync(sweep_temps, storage, now, started, stale_s, done)
     limit = started if alone else min(started, now - grace_s)
     for rel, ctime in await unindexed(storage, db, done):
         if ctime >= limit:

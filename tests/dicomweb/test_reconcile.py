@@ -80,6 +80,10 @@ async def test_temp_files_of_dead_writers_go_live_ones_stay(ingestor: Ingestor) 
     dead = temp(storage, dead_pid())
     live = temp(storage, os.getppid())  # pytest's parent: alive, writing
     mine = temp(storage, os.getpid())
+    # The same pid, before this process began: a previous server (in a container,
+    # the server's pid is often the same at every start).
+    before_me = temp(storage, os.getpid(), tag="before")
+    os.utime(before_me, (time.time() - 60, time.time() - 60))
     elsewhere = temp(storage, 4242, host="other-host")  # cannot tell: by age only
     old_elsewhere = temp(storage, 4243, host="other-host")
     unnamed = storage.tmp / "tmpq1w2e3.part"  # written before names said who
@@ -94,8 +98,8 @@ async def test_temp_files_of_dead_writers_go_live_ones_stay(ingestor: Ingestor) 
     os.utime(thumb_old, (OLD, OLD))
     thumb_new = storage.thumbs / f"def.{os.getpid()}.tmp"
     thumb_new.write_bytes(b"jpeg")
-    done = await reconcile(storage, ingestor.db, alone=True, started=time.time())
-    gone = {dead, old_elsewhere, old_unnamed, old_live, thumb_old}
+    done = await reconcile(storage, ingestor.db, alone=True, started=time.time() - 30)
+    gone = {dead, before_me, old_elsewhere, old_unnamed, old_live, thumb_old}
     assert sorted(done.temps_deleted) == sorted(str(p.relative_to(storage.root)) for p in gone)
     assert not any(p.exists() for p in gone)
     assert all(p.exists() for p in (live, mine, elsewhere, unnamed, thumb_new))
