@@ -66,7 +66,7 @@ class Settings:
     # Open sockets: how often their sessions' deadlines are checked locally, and
     # how often every session is checked again in the database (server/access.py).
     session_check_s: float = 0.5
-    session_recheck_s: float = 30.0
+    session_recheck_s: float = 5.0
     dicom_port: int = 11112
     dicom_ae_title: str = "TELEIMAGERIE"
     log_level: str = "INFO"
