@@ -95,7 +95,7 @@ async def test_frames_are_checked_when_they_arrive_too(
 ) -> None:
     """No periodic check runs here (every minute): the chat frame itself finds
     that the session has expired, and is dropped; the socket is closed."""
-    settings = make_settings(session_idle_s=1, session_check_s=60, session_recheck_s=60)
+    settings = make_settings(session_idle_s=2, session_check_s=60, session_recheck_s=60)
     with LiveServer(settings) as server:
         async with httpx.AsyncClient(base_url=server.url) as http:
             urg = await login(http, "urg_a")
@@ -104,7 +104,7 @@ async def test_frames_are_checked_when_they_arrive_too(
                 "/api/exams", json=exam_payload(), headers={"Authorization": f"Bearer {urg}"}
             )
             room = await room_of(server, resp.json()["id"], urg)
-            await asyncio.sleep(1.1)
+            await asyncio.sleep(2.1)
             await room.send({"type": "chat", "id": "late-2", "text": "trop tard"})
             code, _, frames = await closing(room.ws)  # type: ignore[arg-type]
     assert code == CloseCode.SESSION_ENDED
