@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import httpx
 from playwright.async_api import expect
+from sqlalchemy import delete, update
 
+from server.cli import app_context
+from server.models import Exam, ExamEvent
 from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP, TABLET
@@ -70,3 +73,30 @@ async def test_the_radiologist_who_lost_the_race_reads_who_took_the_exam(
     await expect(page.locator("main h1")).to_have_text("Cet examen a été pris par RAD.")
     await expect(page.locator("#alerts")).to_contain_text("Demande prise par un autre radiologue")
     await shot(page, "exam-taken")
+
+
+async def test_a_room_ahead_of_a_restored_database_starts_again_from_the_log(
+    live_server: LiveServer, accounts, new_context, settings, js_errors
+) -> None:
+    """The page saw seq 3; the database is restored to a backup holding seq 1 only:
+    on reconnecting, the welcome says reset, and the room shows the log as it is."""
+    base = live_server.url
+    exam_id = await new_exam(base)
+    context = await new_context(TABLET)
+    page = js_errors.watch(await loop.login(context, base, "urg_a"), "urgentist")
+    await page.goto(f"{base}/#/exam/{exam_id}")
+    await expect(page.locator("#room-conn")).to_have_text("En ligne")
+    for text in ("avant la sauvegarde", "après la sauvegarde"):
+        await loop.say(page, text)
+        await expect(loop.bubble(page, text)).to_have_attribute("data-state", "sent")
+    async with app_context(settings) as app, app.db() as db:
+        await db.execute(delete(ExamEvent).where(ExamEvent.exam_id == exam_id, ExamEvent.seq > 1))
+        await db.execute(update(Exam).where(Exam.id == exam_id).values(last_seq=1))
+        await db.commit()
+    await context.set_offline(True)
+    await expect(page.locator("#room-conn")).to_have_text("Hors ligne — reconnexion…")
+    await context.set_offline(False)
+    await expect(page.locator("#room-conn")).to_have_text("En ligne")
+    await expect(loop.bubble(page, "après la sauvegarde")).to_have_count(0)
+    await loop.say(page, "reprise")
+    await expect(loop.bubble(page, "reprise")).to_have_attribute("data-state", "sent")
