@@ -101,7 +101,7 @@ class CloseCode:
     the same refusal gets over HTTP."""
 
     SESSION_ENDED = 4401  # not authenticated, or the session ended while open
-    LOST_ACCESS = 4403  # not a participant, or no longer one (the exam went to another)
+    FORBIDDEN = 4403  # not a participant, or no longer one (the exam went to another)
     NO_SUCH_EXAM = 4404
     SLOW_CONSUMER = 4408
 
@@ -139,7 +139,7 @@ class WelcomeFrame(TypedDict):
 
 
 class AccessLostFrame(TypedDict):
-    """Sent just before a close with ``CloseCode.LOST_ACCESS`` when another
+    """Sent just before a close with ``CloseCode.FORBIDDEN`` when another
     radiologist took the exam: who took it (docs/rooms.md "Closing")."""
 
     type: Literal["access.lost"]

@@ -11,7 +11,7 @@ is closed with ``CLOSE_SLOW_CONSUMER``; it resumes with ``since``.
 The connection holds its session (server/access.py): it is closed with
 ``CloseCode.SESSION_ENDED`` when the session ends, and a frame that arrives after
 is dropped. A radiologist who was in the room of a request another radiologist
-accepts is told who took it and closed with ``CloseCode.LOST_ACCESS``. A client
+accepts is told who took it and closed with ``CloseCode.FORBIDDEN``. A client
 whose ``since`` is beyond the exam's last seq (the database was restored from a
 backup) gets ``reset: true`` in the welcome and the whole log from seq 1.
 """
@@ -49,7 +49,7 @@ from server.sockets import Outbox, accept_caller, refuse
 
 log = logging.getLogger("teleimagerie.room")
 
-CLOSE_NOT_PARTICIPANT = CloseCode.LOST_ACCESS
+CLOSE_NOT_PARTICIPANT = CloseCode.FORBIDDEN
 CLOSE_NO_SUCH_EXAM = CloseCode.NO_SUCH_EXAM
 
 RATE = 10.0  # frames a second per connection, sustained
@@ -165,7 +165,7 @@ class Connection:
             return False
         name = str(taker.get("display_name") or "another radiologist")
         self.end(
-            CloseCode.LOST_ACCESS,
+            CloseCode.FORBIDDEN,
             f"taken by {name}",
             {"type": "access.lost", "reason": "taken", "by": taker or None},
         )

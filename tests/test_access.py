@@ -178,7 +178,7 @@ async def test_the_radiologist_who_lost_the_race_is_told_who_took_it_and_closed_
     channel = await notifications_of(live_server, token_of(rad2))
     assert (await rad.post(f"/api/exams/{exam_id}/accept")).status_code == 200
     code, reason, frames = await closing(loser.ws)  # type: ignore[arg-type]
-    assert (code, reason) == (CloseCode.LOST_ACCESS, "taken by RAD")
+    assert (code, reason) == (CloseCode.FORBIDDEN, "taken by RAD")
     lost = [f for f in frames if f["type"] == "access.lost"]
     assert lost == [{"type": "access.lost", "reason": "taken", "by": lost[0]["by"]}]
     assert lost[0]["by"]["display_name"] == "RAD"

@@ -63,7 +63,7 @@ async def test_the_loser_on_another_process_is_told_who_took_the_exam(
         )
         assert resp.status_code == 200
     code, reason, frames = await closing(loser.ws)  # type: ignore[arg-type]
-    assert (code, reason) == (CloseCode.LOST_ACCESS, "taken by RAD")
+    assert (code, reason) == (CloseCode.FORBIDDEN, "taken by RAD")
     assert [f["by"]["display_name"] for f in frames if f["type"] == "access.lost"] == ["RAD"]
 
 
