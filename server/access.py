@@ -196,6 +196,8 @@ class SessionWatch:
                 if row is None or row.revoked_at is not None or not row.active or now >= deadline:
                     self._close_session(sid, "session ended")
                     continue
+                if sid not in self.holds:
+                    continue  # its sockets closed while we asked
                 self.deadlines[sid] = deadline.timestamp()
                 for hold in list(self.holds.get(sid, ())):
                     if hold.role != row.role or hold.establishment_id != row.establishment_id:
