@@ -51,6 +51,8 @@ export const api = {
   login: (username, password) =>
     request("POST", "/api/session", { username, password }, { quiet401: true }),
   logout: () => request("DELETE", "/api/session"),
+  changePassword: (current, password) => request("POST", "/api/me/password", { current, new: password }),
+  logoutEverywhere: () => request("DELETE", "/api/me/sessions"),
   me: () => request("GET", "/api/me", undefined, { quiet401: true }),
   exams: (params = {}) => {
     const q = new URLSearchParams();

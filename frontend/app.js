@@ -8,6 +8,7 @@ import { mountLogin } from "./login.js";
 import { mountWorklist } from "./worklist.js";
 import { mountRequestForm } from "./requestform.js";
 import { mountRoom } from "./room.js";
+import { passwordDialog, logoutEverywhere } from "./account.js";
 
 const app = {
   me: null,
@@ -15,6 +16,14 @@ const app = {
   navigate(hash) {
     if (location.hash === hash) route();
     else location.hash = hash;
+  },
+  // A socket was closed because the session ended: as after a 401.
+  sessionEnded() {
+    if (!app.me) return;
+    app.me = null;
+    app.notifications.stop();
+    toast(t("app.session_expired"), "warn");
+    route();
   },
 };
 
@@ -27,6 +36,11 @@ function renderChrome() {
   const logout = $("#logout");
   logout.textContent = t("app.logout");
   logout.hidden = !app.me;
+  for (const [id, key] of [["#password", "account.password"], ["#logout-everywhere", "account.everywhere"]]) {
+    const b = $(id);
+    b.textContent = t(key);
+    b.hidden = !app.me;
+  }
   const who = $("#whoami");
   who.textContent = app.me ? `${app.me.display_name} · ${t(`role.${app.me.role}`)}` : "";
   const nav = clear($("#topnav"));
@@ -71,13 +85,17 @@ function onLoggedIn(user) {
 function startNotifications() {
   app.notifications.stop();
   app.notifications = new Notifications();
+  app.notifications.addEventListener("ended", () => app.sessionEnded());
   app.notifications.addEventListener("notification", (ev) => {
     const n = ev.detail;
+    // The worklist reloads on any notification; only the others are told who took it.
+    if (n.kind === "exam.taken" && n.body?.radiologist?.id === app.me?.id) return;
     const exam = n.exam || {};
     const kind = n.kind || "";
     const who = exam.patient ? exam.patient.name.replaceAll("^", " ") : exam.accession_number || "";
     const urgent = kind.startsWith("escalation");
-    toast(`${t(`notify.${kind}`)} — ${who}`, urgent ? "danger" : "info", urgent ? 0 : 8000);
+    const taker = kind === "exam.taken" ? ` (${n.body?.radiologist?.display_name || "?"})` : "";
+    toast(`${t(`notify.${kind}`)}${taker} — ${who}`, urgent ? "danger" : "info", urgent ? 0 : 8000);
     if (urgent || kind === "exam.assigned") beep();
   });
   app.notifications.start();
@@ -99,13 +117,16 @@ async function boot() {
     location.hash = "#/login";
     route();
   });
-  onUnauthorized(() => {
-    if (!app.me) return;
-    app.me = null;
-    app.notifications.stop();
-    toast(t("app.session_expired"), "warn");
-    route();
-  });
+  $("#password").addEventListener("click", () => passwordDialog());
+  $("#logout-everywhere").addEventListener("click", () =>
+    logoutEverywhere(() => {
+      app.me = null;
+      app.notifications.stop();
+      sessionStorage.clear();
+      location.hash = "#/login";
+      route();
+    }));
+  onUnauthorized(() => app.sessionEnded());
   window.addEventListener("hashchange", route);
   try {
     app.me = await api.me();

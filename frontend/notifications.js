@@ -44,8 +44,14 @@ export class Notifications extends EventTarget {
       }
     };
     ws.onerror = () => {};
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       if (this.ws === ws) this.ws = null;
+      if (ev.code === 4401) {
+        // The session ended (logout elsewhere, expiry, deactivation): no retry.
+        this.stopped = true;
+        this.dispatchEvent(new CustomEvent("ended"));
+        return;
+      }
       this.retry();
     };
   }

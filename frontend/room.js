@@ -137,9 +137,21 @@ export function mountRoom(main, app, examId) {
   client.addEventListener("error", (ev) => {
     if (ev.detail?.code === "rate_limited") toast(t("room.rate_limited"), "warn");
   });
+  let takenBy = null;
+  client.addEventListener("access.lost", (ev) => {
+    takenBy = ev.detail.by?.display_name || "?";
+  });
+  // The server's log is behind what this view shows (a restored database): mount the
+  // room again, empty, and let the replay from seq 1 fill it.
+  client.addEventListener("reset", () => app.navigate(location.hash));
   client.addEventListener("refused", (ev) => {
     const code = ev.detail;
-    main.replaceChildren(h("section", { class: "view card" }, h("h1", {}, t(code === 4404 ? "room.not_found" : "room.forbidden")),
+    if (code === 4401) {
+      app.sessionEnded();
+      return;
+    }
+    const title = code === 4404 ? t("room.not_found") : takenBy ? t("room.taken", { name: takenBy }) : t("room.forbidden");
+    main.replaceChildren(h("section", { class: "view card" }, h("h1", {}, title),
       h("a", { href: "#/worklist", class: "btn" }, t("room.back"))));
   });
 

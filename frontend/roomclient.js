@@ -2,6 +2,10 @@
 // messages typed while offline in an outbox persisted in sessionStorage, and sends
 // each with its client id until acknowledged, so a message is stored exactly once
 // even if the page reloads or the socket drops mid-send (the server de-duplicates ids).
+// Closed by the server when the session ends (4401) or the exam went to another
+// radiologist (4403, after an `access.lost` frame naming who took it): no retry.
+// A welcome with `reset` (the server's log is behind our `since`: a database restored
+// from a backup) makes it forget its position: the server replays from seq 1.
 import { clientId } from "./api.js";
 
 const PING_MS = 15000;
@@ -58,6 +62,7 @@ export class RoomClient extends EventTarget {
       if (this.closed) return;
       if ([4401, 4403, 4404].includes(ev.code)) {
         this.setState("refused");
+        this.closeReason = ev.reason || "";
         this.emit("refused", ev.code);
         return;
       }
@@ -77,6 +82,13 @@ export class RoomClient extends EventTarget {
     switch (frame.type) {
       case "welcome": {
         this.attempt = 0;
+        if (frame.reset) {
+          // What we hold is from a log the server no longer has: start again from 0.
+          this.lastSeq = 0;
+          this.wasDisconnected = false;
+          this.emit("reset", frame);
+          if (this.closed) return; // the view was mounted again with a new client
+        }
         const resumed = this.wasDisconnected;
         this.setState("online");
         this.startPing();

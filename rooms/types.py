@@ -95,6 +95,17 @@ class ErrorCode(StrEnum):
     NOT_STORED = "not_stored"  # the database refused or failed: nothing was stored, send again
 
 
+class CloseCode:
+    """WebSocket close codes of the server (RFC 6455 7.4.2: 4000-4999 are the
+    application's; docs/rooms.md "Closing"). The HTTP status they echo is the one
+    the same refusal gets over HTTP."""
+
+    SESSION_ENDED = 4401  # not authenticated, or the session ended while open
+    FORBIDDEN = 4403  # not a participant, or no longer one (the exam went to another)
+    NO_SUCH_EXAM = 4404
+    SLOW_CONSUMER = 4408
+
+
 class Event(TypedDict):
     """One persisted room event; `seq` is the per-exam sequence number (from 1)."""
 
@@ -122,6 +133,18 @@ class WelcomeFrame(TypedDict):
     you: dict[str, Any]
     presence: list[PresenceEntry]
     last_seq: int
+    # True when the client's ``since`` is beyond ``last_seq`` (the database was
+    # restored from a backup): it forgets what it holds; the replay starts at 1.
+    reset: NotRequired[bool]
+
+
+class AccessLostFrame(TypedDict):
+    """Sent just before a close with ``CloseCode.FORBIDDEN`` when another
+    radiologist took the exam: who took it (docs/rooms.md "Closing")."""
+
+    type: Literal["access.lost"]
+    reason: Literal["taken"]
+    by: dict[str, Any] | None
 
 
 class EventFrame(TypedDict):
@@ -203,6 +226,7 @@ ServerFrame = (
     | CallAnswerFrame
     | CallOfferFrame
     | CallStateFrame
+    | AccessLostFrame
 )
 
 

@@ -1,9 +1,9 @@
 """Logins and sessions: random tokens stored only as SHA-256, cookie or bearer.
 
 Sessions expire after ``SESSION_IDLE_S`` without use and ``SESSION_ABSOLUTE_S``
-after login, whichever comes first. Failed logins are counted per username and
-per client address in the room engine (Redis when configured), and past the
-limit the login answers 429 whatever the password.
+after login, whichever comes first. Failed logins are throttled per username and
+client address (server/throttle.py); passwords are verified off the event loop.
+Open sockets follow their session (server/access.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
+from server import throttle
+from server.access import deadline_of
 from server.context import AppContext, ctx
 from server.errors import ApiError, unauthenticated
 from server.models import User, UserSession
@@ -81,12 +83,14 @@ class Principal:
     user: User | Person
     session_id: int
     stale: bool = False  # last_seen_at is older than TOUCH_EVERY
+    # When the session ends unless used again (idle or absolute expiry).
+    deadline: datetime | None = None
 
     def detached(self) -> Principal:
         """The same caller holding a :class:`Person` instead of the ORM row."""
         if isinstance(self.user, Person):
             return self
-        return Principal(Person.of(self.user), self.session_id, self.stale)
+        return Principal(Person.of(self.user), self.session_id, self.stale, self.deadline)
 
     @property
     def role(self) -> str:
@@ -97,34 +101,19 @@ class Principal:
         return self.user.establishment_id
 
 
-async def _throttled(app: AppContext, username: str, addr: str) -> bool:
-    s = app.settings
-    by_user = await app.bus.peek(f"login:user:{username.lower()}")
-    by_addr = await app.bus.peek(f"login:addr:{addr}")
-    return by_user >= s.login_max_failures_user or by_addr >= s.login_max_failures_addr
-
-
 async def login(
     app: AppContext, db: AsyncSession, username: str, password: str, addr: str
 ) -> tuple[str, User]:
     """Check the password and open a session; returns the clear token once."""
-    if await _throttled(app, username, addr):
-        raise ApiError(
-            429,
-            "too_many_attempts",
-            "too many failed logins; try again later",
-            headers={"Retry-After": str(app.settings.login_window_s)},
-        )
+    await throttle.check(app, username, addr)
     user = await db.scalar(select(User).where(User.username == username))
-    ok = app.passwords.verify(user.password_hash if user else None, password)
+    ok = await app.passwords.verify_async(user.password_hash if user else None, password)
     if not ok or user is None or not user.active:
-        window = app.settings.login_window_s
-        await app.bus.hit(f"login:user:{username.lower()}", window)
-        await app.bus.hit(f"login:addr:{addr}", window)
+        await throttle.failed(app, username, addr)
         raise ApiError(401, "bad_credentials", "wrong username or password")
-    await app.bus.reset(f"login:user:{username.lower()}")
+    await throttle.succeeded(app, username, addr)
     if app.passwords.needs_rehash(user.password_hash):
-        user.password_hash = app.passwords.hash(password)
+        user.password_hash = await app.passwords.hash_async(password)
     now = app.now()
     token = secrets.token_urlsafe(32)
     db.add(
@@ -158,7 +147,12 @@ async def resolve(app: AppContext, db: AsyncSession, token: str) -> Principal | 
         return None
     if not user.active:
         return None
-    return Principal(user=user, session_id=sess.id, stale=now - sess.last_seen_at >= TOUCH_EVERY)
+    return Principal(
+        user=user,
+        session_id=sess.id,
+        stale=now - sess.last_seen_at >= TOUCH_EVERY,
+        deadline=deadline_of(sess.last_seen_at, sess.expires_at, app.settings.session_idle_s),
+    )
 
 
 async def authenticate(conn: HTTPConnection) -> Principal:
@@ -175,18 +169,24 @@ async def authenticate(conn: HTTPConnection) -> Principal:
     if principal is None:
         raise ApiError(401, "session_expired", "your session has ended; log in again")
     if principal.stale:
+        now = app.now()
         async with app.db() as db:
-            await db.execute(
+            expires_at = await db.scalar(
                 update(UserSession)
                 .where(UserSession.id == principal.session_id)
-                .values(last_seen_at=app.now())
+                .values(last_seen_at=now)
+                .returning(UserSession.expires_at)
             )
             await db.commit()
+        if expires_at is not None:
+            principal.deadline = deadline_of(now, expires_at, app.settings.session_idle_s)
     conn.scope["ti.principal"] = principal
     return principal
 
 
 async def logout(app: AppContext, db: AsyncSession, token: str, now: datetime) -> None:
+    """Revoke the session of a token (the caller announces it once committed:
+    ``app.access.end``)."""
     await db.execute(
         update(UserSession)
         .where(UserSession.token_hash == hash_token(token), UserSession.revoked_at.is_(None))

@@ -7,12 +7,18 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from rooms.engine import create_engine as create_bus
 from server.config import Settings
 from server.context import AppContext
 from server.db import create_engine, is_sqlite, session_factory
 from server.passwords import Passwords
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from server.models import User
 
 
 @contextlib.asynccontextmanager
@@ -33,7 +39,12 @@ async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
         read=session_factory(reader),
         passwords=Passwords.from_settings(settings),
         bus=bus,
-        rooms=RoomHub(bus, settings.presence_ttl_s, freeze=settings.gc_freeze),
+        rooms=RoomHub(
+            bus,
+            settings.presence_ttl_s,
+            settings.presence_interval_s,
+            freeze=settings.gc_freeze,
+        ),
         calls=CallManager(settings),
     )
     attach(context)
@@ -41,6 +52,7 @@ async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
     try:
         yield context
     finally:
+        await context.access.close()
         await context.chat.close()
         await context.calls.close()
         if context.images is not None:
@@ -126,6 +138,100 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return _run(settings, job)
+
+
+# -- accounts: passwords, deactivation, sessions (docs/design.md "Accounts") --
+
+
+def _account_job(
+    settings: Settings, username: str, action: str, change: Callable[..., Awaitable[int]]
+) -> int:
+    """Apply ``change(app, db, user)`` to a user, audit it as ``action`` (from the
+    CLI: no user, ``via: cli``), commit, and close the user's open sockets."""
+    from server import audit
+    from server.accounts import announce, find_user
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            user = await find_user(db, username)
+            ended = await change(app, db, user)
+            await audit.record(
+                db,
+                action=action,
+                username="cli",
+                detail={"username": user.username, "sessions_ended": ended, "via": "cli"},
+            )
+            await db.commit()
+            user_id = user.id
+        await announce(app, user_id, reason=action.replace("account.", "account "))
+        print(f"{action.removeprefix('account.')}: {username}; {ended} session(s) ended")
+        return 0
+
+    return _run(settings, job)
+
+
+def cmd_user_passwd(args: argparse.Namespace, settings: Settings) -> int:
+    from server.accounts import set_password
+
+    password = sys.stdin.readline().rstrip("\r\n")
+
+    async def change(app: AppContext, db: AsyncSession, user: User) -> int:
+        return await set_password(app, db, user, password)
+
+    return _account_job(settings, args.username, "account.password_reset", change)
+
+
+def cmd_user_active(args: argparse.Namespace, settings: Settings) -> int:
+    from server.accounts import set_active
+
+    active = args.action == "activate"
+
+    async def change(app: AppContext, db: AsyncSession, user: User) -> int:
+        return await set_active(app, db, user, active)
+
+    return _account_job(settings, args.username, f"account.{args.action}", change)
+
+
+def cmd_user_logout_all(args: argparse.Namespace, settings: Settings) -> int:
+    from server.accounts import revoke_sessions
+
+    async def change(app: AppContext, db: AsyncSession, user: User) -> int:
+        return await revoke_sessions(app, db, user.id)
+
+    return _account_job(settings, args.username, "account.logout_all", change)
+
+
+def cmd_user_role(args: argparse.Namespace, settings: Settings) -> int:
+    from server.accounts import set_role
+
+    async def change(app: AppContext, db: AsyncSession, user: User) -> int:
+        return await set_role(app, db, user, args.role, args.establishment)
+
+    return _account_job(settings, args.username, "account.role", change)
+
+
+def add_account_commands(user: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    passwd = user.add_parser("passwd", help="set a user's password (read from stdin)")
+    passwd.add_argument("username")
+    passwd.set_defaults(func=cmd_user_passwd)
+    for action, text in (
+        ("deactivate", "deactivate a user: every session ends"),
+        ("activate", "reactivate a user"),
+    ):
+        sub = user.add_parser(action, help=text)
+        sub.add_argument("username")
+        sub.set_defaults(func=cmd_user_active)
+    logout_all = user.add_parser("logout-all", help="end every session of a user")
+    logout_all.add_argument("username")
+    logout_all.set_defaults(func=cmd_user_logout_all)
+    role = user.add_parser("role", help="move a user to another role or establishment")
+    role.add_argument("username")
+    role.add_argument("--role", required=True)
+    role.add_argument("--establishment", default=None)
+    role.set_defaults(func=cmd_user_role)
+
+
+# -- end of accounts --
 
 
 def cmd_demo(_args: argparse.Namespace, settings: Settings) -> int:
@@ -286,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.add_argument("--display-name", default=None)
     user_add.add_argument("--professional-id", default=None, help="RPPS number")
     user_add.set_defaults(func=cmd_user_add)
+    add_account_commands(user)
 
     dicom = sub.add_parser("dicom", help="the DICOM listener for scanners (C-STORE, worklist)")
     dicom.add_argument("--host", default="0.0.0.0")  # noqa: S104 - the hospital network

@@ -45,14 +45,28 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_dicom_body_bytes: int = 2 * 1024 * 1024 * 1024
     max_ws_frame_bytes: int = 64 * 1024
-    presence_ttl_s: int = 30
+    # A member of a killed process leaves presence at most ttl + interval after
+    # its last heartbeat (server/roomhub.py presence_lag_s; docs/rooms.md).
+    presence_ttl_s: int = 15
+    presence_interval_s: float | None = None  # None: a third of the ttl
     # Keep long-lived objects out of the collector's full passes (server/roomhub.py
     # CollectorPolicy). On for `teleimagerie serve` (from_env); off in tests, which
     # run many apps in one process.
     gc_freeze: bool = False
+    # Signing re-authentication (server/api/reports.py) counts failures per user.
     login_max_failures_user: int = 10
-    login_max_failures_addr: int = 50
+    # Logins: failures per (username, address) earn growing delays after the
+    # first few; an address failing this often, whatever the usernames, waits
+    # the rest of the window (server/throttle.py, docs/design.md "Accounts").
+    login_max_failures_addr: int = 100
     login_window_s: int = 900
+    login_free_failures: int = 3
+    login_backoff_base_s: float = 1.0
+    login_backoff_max_s: float = 900.0
+    # Open sockets: how often their sessions' deadlines are checked locally, and
+    # how often every session is checked again in the database (server/access.py).
+    session_check_s: float = 0.5
+    session_recheck_s: float = 5.0
     dicom_port: int = 11112
     dicom_ae_title: str = "TELEIMAGERIE"
     log_level: str = "INFO"
@@ -104,6 +118,8 @@ class Settings:
             login_max_failures_user=_int(e, "LOGIN_MAX_FAILURES_USER", d.login_max_failures_user),
             login_max_failures_addr=_int(e, "LOGIN_MAX_FAILURES_ADDR", d.login_max_failures_addr),
             login_window_s=_int(e, "LOGIN_WINDOW_S", d.login_window_s),
+            login_free_failures=_int(e, "LOGIN_FREE_FAILURES", d.login_free_failures),
+            login_backoff_max_s=_int(e, "LOGIN_BACKOFF_MAX_S", int(d.login_backoff_max_s)),
             dicom_port=_int(e, "DICOM_PORT", d.dicom_port),
             dicom_ae_title=e.get("DICOM_AE_TITLE") or d.dicom_ae_title,
             log_level=e.get("LOG_LEVEL") or d.log_level,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from dicomweb.ingest import Ingestor
     from rooms.engine.base import Engine
+    from server.access import SessionWatch
     from server.archive import ImageEvents
     from server.audit import AuditWriter
     from server.calls import CallManager
@@ -44,13 +45,17 @@ class AppContext:
     # Chat messages and standalone audit rows, written in groups (server/batching.py).
     chat: ChatLog = field(init=False)
     audit: AuditWriter = field(init=False)
+    # The open sockets' sessions: closed when they end (server/access.py).
+    access: SessionWatch = field(init=False)
 
     def __post_init__(self) -> None:
+        from server.access import SessionWatch
         from server.audit import AuditWriter
         from server.chatlog import ChatLog
 
         self.chat = ChatLog(self)
         self.audit = AuditWriter(self)
+        self.access = SessionWatch(self)
 
     @staticmethod
     def now() -> datetime:

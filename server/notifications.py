@@ -8,6 +8,9 @@ get no role channel: a role channel spans every establishment, they only see the
 
 Notifications are a nudge, not the record: what matters is also an event in the
 exam's room (persisted), so a client that was offline reloads its worklist.
+
+The socket holds its session (server/access.py): it is closed with
+``CloseCode.SESSION_ENDED`` when the session ends.
 """
 
 from __future__ import annotations
@@ -73,22 +76,26 @@ async def notifications_endpoint(ws: WebSocket) -> None:
         return
     # A client that does not read is closed; it resyncs its worklist over HTTP.
     outbox = Outbox(ws, "slow consumer: reconnect and reload")
+    hold = await app.access.hold(principal, outbox.finish)
     channels = [user_channel(principal.user.id)]
     if principal.role in ROLE_CHANNELS:
         channels.append(role_channel(principal.role))
     # The welcome is queued first, so it goes out before any notification.
     outbox.push({"type": "welcome", "user": principal.user.id, "channels": channels})
-    subscriptions = [await app.bus.subscribe(c, outbox.push) for c in channels]
+    subscriptions = []
     try:
+        for channel in channels:
+            subscriptions.append(await app.bus.subscribe(channel, outbox.push))
         while not outbox.closed:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            if _is_ping(message.get("text")):
+            if _is_ping(message.get("text")) and await app.access.confirm(hold):
                 outbox.push({"type": "pong"})
     except WebSocketDisconnect:
         pass
     finally:
+        app.access.release(hold)
         for subscription in subscriptions:
             await subscription.close()
         outbox.stop()

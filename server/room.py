@@ -7,6 +7,13 @@ it has passed on, so a client sees every event once and in order. A live event
 that skips a seq makes the connection fetch the gap from SQL (a message lost
 between processes costs a query, never an event). A client that cannot keep up
 is closed with ``CLOSE_SLOW_CONSUMER``; it resumes with ``since``.
+
+The connection holds its session (server/access.py): it is closed with
+``CloseCode.SESSION_ENDED`` when the session ends, and a frame that arrives after
+is dropped. A radiologist who was in the room of a request another radiologist
+accepts is told who took it and closed with ``CloseCode.FORBIDDEN``. A client
+whose ``since`` is beyond the exam's last seq (the database was restored from a
+backup) gets ``reset: true`` in the welcome and the whole log from seq 1.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from rooms.frames import ChatFrame, FrameError, PingFrame, TypingFrame, parse_client_frame
 from rooms.limits import TokenBucket
 from rooms.permissions import is_participant_role, may_send, visible
-from rooms.types import ErrorCode, EventKind, Role, error_frame
+from rooms.types import CloseCode, ErrorCode, EventKind, Role, error_frame
 from server import audit
+from server.access import Hold
 from server.api.session import user_json
 from server.auth import Principal
 from server.authz import load_exam
@@ -41,8 +49,8 @@ from server.sockets import Outbox, accept_caller, refuse
 
 log = logging.getLogger("teleimagerie.room")
 
-CLOSE_NOT_PARTICIPANT = 4403
-CLOSE_NO_SUCH_EXAM = 4404
+CLOSE_NOT_PARTICIPANT = CloseCode.FORBIDDEN
+CLOSE_NO_SUCH_EXAM = CloseCode.NO_SUCH_EXAM
 
 RATE = 10.0  # frames a second per connection, sustained
 BURST = 30.0
@@ -72,6 +80,8 @@ class Connection:
         "held",
         "bucket",
         "gap_lock",
+        "hold",
+        "joined_seq",
         "__weakref__",
     )
 
@@ -88,6 +98,14 @@ class Connection:
         self.held: list[dict[str, Any]] | None = []
         self.bucket = TokenBucket(RATE, BURST)
         self.gap_lock: asyncio.Lock | None = None
+        self.hold: Hold | None = None  # set once registered with app.access
+        self.joined_seq = 0  # the exam's last seq at the join: later events are live
+
+    def end(self, code: int, reason: str, last: dict[str, Any] | None = None) -> None:
+        """Close this socket now (its session ended, or its user lost the exam)."""
+        if self.hold is not None:
+            self.hold.ended = True
+        self.outbox.finish(code, reason, last)
 
     @property
     def member(self) -> dict[str, Any]:
@@ -132,8 +150,26 @@ class Connection:
         """Send the next event if the role may see it; ``message``: the engine
         message it came in, whose text is encoded once for all local members."""
         self.sent_seq = event["seq"]
+        if event["seq"] > self.joined_seq and self.lost_to(event):
+            return
         if visible(EventKind(event["kind"]), self.role):
             self.push(encoded(message) if message else {"type": "event", "event": event})
+
+    def lost_to(self, event: dict[str, Any]) -> bool:
+        """A radiologist watching a request that another radiologist has just
+        accepted is told who took it, and closed: the exam is no longer theirs."""
+        if self.role is not Role.RADIOLOGIST or event["kind"] != EventKind.EXAM_ACCEPTED:
+            return False
+        taker = event.get("body", {}).get("radiologist") or {}
+        if taker.get("id") == self.principal.user.id:
+            return False
+        name = str(taker.get("display_name") or "another radiologist")
+        self.end(
+            CloseCode.FORBIDDEN,
+            f"taken by {name}",
+            {"type": "access.lost", "reason": "taken", "by": taker or None},
+        )
+        return True
 
     async def fill_gap(self) -> None:
         if self.gap_lock is None:
@@ -207,6 +243,10 @@ async def store_chat(conn: Connection, frame: ChatFrame) -> None:
 
 
 async def handle_frame(conn: Connection, raw: str | bytes) -> None:
+    # A frame that arrives after the session ended (the close is on its way) is
+    # dropped: never stored, acknowledged, nor relayed.
+    if conn.hold is None or not await conn.app.access.confirm(conn.hold):
+        return
     try:
         frame = parse_client_frame(raw, conn.app.settings.max_ws_frame_bytes)
     except FrameError as exc:
@@ -282,10 +322,19 @@ async def room_endpoint(ws: WebSocket) -> None:
     exam_id, exam_body = joined
     del joined
     conn = Connection(ws, app, principal, exam_id)
+    conn.hold = await app.access.hold(principal, conn.end)
     del principal
-    conn.sent_seq = since
+    last_seq = exam_body["last_seq"]
+    # A since beyond the log (a database restored from a backup): start again.
+    reset = since > last_seq
+    conn.sent_seq = 0 if reset else since
+    conn.joined_seq = last_seq
     channel = room_channel(exam_id)
-    subscription = await app.bus.subscribe(channel, conn.on_message)
+    try:
+        subscription = await app.bus.subscribe(channel, conn.on_message)
+    except BaseException:
+        app.access.release(conn.hold)
+        raise
     hub = app.rooms
     try:
         await app.bus.presence_join(channel, conn.conn_id, conn.member, app.settings.presence_ttl_s)
@@ -296,9 +345,10 @@ async def room_endpoint(ws: WebSocket) -> None:
                 "exam": exam_body,
                 "you": user_json(conn.principal.user),
                 "presence": await presence(app, exam_id),
-                "last_seq": exam_body["last_seq"],
+                "last_seq": last_seq,
                 # Who is in the consult now: a member joining mid-call sees it at once.
                 "call": app.calls.state(exam_id),
+                **({"reset": True} if reset else {}),
             }
         )
         del exam_body
@@ -316,6 +366,7 @@ async def room_endpoint(ws: WebSocket) -> None:
         with contextlib.suppress(Exception):
             await app.calls.leave(conn)  # frees the peer connection, tells the others
         hub.remove(conn)
+        app.access.release(conn.hold)
         await subscription.close()
         conn.outbox.stop()
         with contextlib.suppress(Exception):

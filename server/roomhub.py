@@ -23,6 +23,15 @@ log = logging.getLogger("teleimagerie.room")
 CHUNK = 100  # heartbeats or presence lists per round trip
 
 
+def presence_lag_s(ttl_s: float, interval_s: float) -> float:
+    """The longest a member of a killed process stays in the others' presence:
+    its last heartbeat set its expiry at most ``ttl_s`` after the kill, and the
+    other processes notice the expiry at their next upkeep, at most ``interval_s``
+    later (docs/rooms.md "Presence"). A heartbeat every third of the ttl lets a
+    live member miss two before it is dropped."""
+    return ttl_s + interval_s
+
+
 class CollectorPolicy:
     """Keep long-lived sockets out of the garbage collector's full passes.
 

@@ -10,14 +10,15 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
+from rooms.types import CloseCode
 from server import audit
 from server.auth import Principal, authenticate
 from server.context import ctx
 from server.errors import ApiError
 from server.origins import origin_allowed
 
-CLOSE_NOT_AUTHENTICATED = 4401
-CLOSE_SLOW_CONSUMER = 4408
+CLOSE_NOT_AUTHENTICATED = CloseCode.SESSION_ENDED
+CLOSE_SLOW_CONSUMER = CloseCode.SLOW_CONSUMER
 SEND_QUEUE = 256  # frames waiting for one socket before it is closed as slow
 
 
@@ -31,7 +32,7 @@ class Outbox:
     the socket is closed with ``CLOSE_SLOW_CONSUMER``; the client reconnects and
     catches up (``reason`` tells it how)."""
 
-    __slots__ = ("ws", "reason", "frames", "task", "closed")
+    __slots__ = ("ws", "reason", "frames", "task", "closed", "closer")
 
     def __init__(self, ws: WebSocket, reason: str) -> None:
         self.ws = ws
@@ -39,6 +40,7 @@ class Outbox:
         self.frames: deque[dict[str, Any] | str] | None = None
         self.task: asyncio.Task[None] | None = None
         self.closed = False  # shed, stopped, or the socket failed: nothing more is sent
+        self.closer: asyncio.Task[None] | None = None  # see finish()
 
     def push(self, frame: dict[str, Any] | str) -> None:
         if self.closed:
@@ -72,12 +74,36 @@ class Outbox:
         with contextlib.suppress(Exception):
             await self.ws.close(CLOSE_SLOW_CONSUMER, self.reason)
 
+    def finish(self, code: int, reason: str, last: dict[str, Any] | None = None) -> None:
+        """Close the socket with ``code`` now (its access ended): what waits is
+        dropped (the client may no longer see it), ``last`` goes out first. The
+        reader sees the client's close and cleans up as after any disconnect."""
+        if self.closed:
+            return
+        self.stop()
+        self.closer = asyncio.get_running_loop().create_task(self._finish(code, reason, last))
+
+    async def _finish(self, code: int, reason: str, last: dict[str, Any] | None) -> None:
+        with contextlib.suppress(Exception):
+            if last is not None:
+                await self.ws.send_text(json.dumps(last, separators=(",", ":")))
+            await self.ws.close(code, close_reason(reason))
+
     def stop(self) -> None:
         """Send nothing more (the socket is closing)."""
         self.closed = True
         self.frames = None
         if self.task is not None:
             self.task.cancel()
+
+
+def close_reason(text: str) -> str:
+    """A close reason fits in 123 bytes of UTF-8 (RFC 6455 5.5: a control frame
+    carries at most 125, two of which are the code)."""
+    data = text.encode()
+    if len(data) <= 123:
+        return text
+    return data[:123].decode(errors="ignore")
 
 
 async def refuse(ws: WebSocket, who: Principal | None, code: str) -> None:

@@ -157,5 +157,10 @@ class Engine(ABC):
         """The count of the current window without counting a hit (0 if none is open)."""
 
     @abstractmethod
+    async def remaining(self, key: str) -> float:
+        """Seconds until the current window of a counter closes (0 if none is open):
+        what a ``Retry-After`` says."""
+
+    @abstractmethod
     async def reset(self, key: str) -> None:
         """Forget a counter (e.g. after a successful login)."""

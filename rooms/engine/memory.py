@@ -149,5 +149,11 @@ class MemoryEngine(Engine):
             return 0
         return window.count
 
+    async def remaining(self, key: str) -> float:
+        window = self._windows.get(key)
+        if window is None:
+            return 0.0
+        return max(0.0, window.ends_at - self.clock())
+
     async def reset(self, key: str) -> None:
         self._windows.pop(key, None)

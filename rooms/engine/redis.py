@@ -332,5 +332,9 @@ class RedisEngine(Engine):
         value = await self._redis.get(self._key("hits", key))
         return int(value) if value is not None else 0
 
+    async def remaining(self, key: str) -> float:
+        ms = await self._redis.pttl(self._key("hits", key))
+        return max(0, int(ms)) / 1000  # -2: no such key, -1: no expiry (never set so)
+
     async def reset(self, key: str) -> None:
         await self._redis.delete(self._key("hits", key))

@@ -28,6 +28,7 @@ from server.errors import ApiError
 from server.exams import append_event, exam_json
 from server.http import parse
 from server.models import Exam, ExamEvent
+from server.notifications import notify
 from server.publish import publish_events
 
 
@@ -147,6 +148,19 @@ async def execute(
     return exam, event, result
 
 
+async def announce_taken(request: Request, exam: Exam, taker: Principal) -> None:
+    """Tell every radiologist who took the request (their worklists drop it; those
+    in its room are closed with the same news, server/room.py). Only the exam's
+    identifiers: the others may no longer see it."""
+    await notify(
+        ctx(request),
+        "exam.taken",
+        {"id": exam.id, "accession_number": exam.accession_number},
+        {"radiologist": {"id": taker.user.id, "display_name": taker.user.display_name}},
+        roles=[Role.RADIOLOGIST],
+    )
+
+
 def command_route(
     command: Command, effect: Effect, body_model: type[BaseModel] | None = None
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -157,7 +171,9 @@ def command_route(
         async def apply(_db: AsyncSession, exam: Exam, who: Principal, now: datetime) -> Changes:
             return effect(exam, body, who, now)
 
-        _exam, _event, result = await execute(request, principal, command, apply)
+        exam, _event, result = await execute(request, principal, command, apply)
+        if command is Command.ACCEPT:
+            await announce_taken(request, exam, principal)
         return JSONResponse(result)
 
     endpoint.__name__ = f"command_{command.value}"

@@ -1,4 +1,5 @@
-"""``POST/DELETE /api/session`` and ``GET /api/me``."""
+"""``POST/DELETE /api/session`` and ``GET /api/me``; the account routes
+(server/api/users.py) are mounted with them."""
 
 from __future__ import annotations
 
@@ -78,14 +79,16 @@ async def create_session(request: Request) -> Response:
 
 
 async def delete_session(request: Request) -> Response:
-    await auth.authenticate(request)
+    principal = await auth.authenticate(request)
     token = auth.bearer_or_cookie(request)
     app = ctx(request)
     assert token is not None
     async with app.db() as db:
         await auth.logout(app, db, token, app.now())
-        await audit.record_request(request, "logout", await auth.authenticate(request), db)
+        await audit.record_request(request, "logout", principal, db)
         await db.commit()
+    # This session's sockets (rooms, notifications, calls) close, in every process.
+    await app.access.end(principal.user.id, [principal.session_id], reason="logged out")
     response = Response(status_code=204)
     response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -96,8 +99,15 @@ async def me(request: Request) -> Response:
     return JSONResponse(user_json(principal.user))
 
 
-routes = [
-    Route("/session", create_session, methods=["POST"]),
-    Route("/session", delete_session, methods=["DELETE"]),
-    Route("/me", me, methods=["GET"]),
-]
+def _routes() -> list[Route]:
+    from server.api import users
+
+    return [
+        Route("/session", create_session, methods=["POST"]),
+        Route("/session", delete_session, methods=["DELETE"]),
+        Route("/me", me, methods=["GET"]),
+        *users.routes,
+    ]
+
+
+routes = _routes()

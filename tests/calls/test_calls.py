@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -155,3 +155,23 @@ async def test_camera_turned_on_mid_call_reaches_the_others(open_room: Join) -> 
     await urg.send({"type": "call.mute", "audio": True, "video": True})
     await man.wait_for(got_frames(urg_id, "video", 5))
     await man.wait_for(lambda c: any(p["video"] for p in (c.state or {}).get("participants", [])))
+
+
+async def test_a_member_whose_session_ends_leaves_the_call(
+    live_server: LiveServer,
+    open_room: Join,
+    client_for: Callable[[str], Awaitable[httpx.AsyncClient]],
+) -> None:
+    """Deactivated mid-call: the room socket closes (4401) and the call lets go of
+    the member, as after any disconnect (docs/rooms.md "Closing")."""
+    urg = await open_room("urg_a")
+    man = await open_room("man_a")
+    await urg.join()
+    await man.join()
+    await urg.wait_for(lambda c: len(state_users(c)) == 2)
+    admin = await client_for("admin")
+    assert (await admin.post("/api/users/man_a/deactivate")).status_code == 200
+    await asyncio.wait_for(man.ws.wait_closed(), 1.0)
+    assert man.ws.close_code == 4401
+    await urg.wait_for(lambda c: len(state_users(c)) == 1, within=5)
+    assert calls_of(live_server).peer_count == 1

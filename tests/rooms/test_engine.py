@@ -309,3 +309,12 @@ async def test_peek_reads_a_count_without_hitting(engines: Pair) -> None:
     assert [await b.peek("login:x"), await a.peek("login:x")] == [2, 2]
     await asyncio.sleep(0.15)
     assert await a.peek("login:x") == 0
+
+
+async def test_remaining_tells_how_long_a_window_stays_open(engines: Pair) -> None:
+    a, b = engines
+    assert await a.remaining("login:wait") == 0
+    await a.hit("login:wait", 30)
+    assert 25 < await b.remaining("login:wait") <= 30
+    await b.reset("login:wait")
+    assert await a.remaining("login:wait") == 0
