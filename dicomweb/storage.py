@@ -7,26 +7,32 @@ import hashlib
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 #: iovecs per ``writev`` call (Linux's IOV_MAX)
 IOV_MAX = 1024
 Buffer = bytes | bytearray | memoryview
+#: Where instances kept aside wait (relative to the root; not a hash directory).
+QUARANTINE = "quarantine"
 
 
 class Storage:
     """Files under ``root``: ``ab/<study hash>/<series hash>/<sop hash>.dcm``.
 
     Paths are made of SHA-256 digests of the UIDs, never of the UIDs themselves,
-    and kept relative to the root in the database.
+    and kept relative to the root in the database. Instances kept aside for a
+    person to file (docs/dicomweb.md "Filing and reconciliation") live apart, in
+    ``quarantine/``, under random names: never indexed, never served.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.tmp = self.root / "tmp"
         self.thumbs = self.root / "thumbnails"
-        for d in (self.root, self.tmp, self.thumbs):
+        self.quarantine = self.root / QUARANTINE
+        for d in (self.root, self.tmp, self.thumbs, self.quarantine):
             d.mkdir(parents=True, exist_ok=True)
 
     @staticmethod
@@ -36,6 +42,11 @@ class Storage:
     def relative_path(self, study: str, series: str, sop: str) -> str:
         hs = self._h(study, 24)
         return f"{hs[:2]}/{hs}/{self._h(series, 24)}/{self._h(sop, 40)}.dcm"
+
+    @staticmethod
+    def quarantine_path() -> str:
+        """A new relative path in the quarantine area."""
+        return f"{QUARANTINE}/{uuid.uuid4().hex}.dcm"
 
     def absolute(self, relative: str) -> Path:
         path = (self.root / relative).resolve()

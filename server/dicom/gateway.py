@@ -24,7 +24,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from dicomweb.types import OUT_OF_RESOURCES, Failure
+from dicomweb.types import OUT_OF_RESOURCES, Failure, KeptAside
 from server import audit
 from server.archive import SystemPrincipal
 from server.context import AppContext
@@ -46,6 +46,7 @@ class _Session:
     caller: Caller
     addr: str
     stored: int = 0
+    aside: int = 0
     failed: dict[str, int] = field(default_factory=dict)
     studies: set[str] = field(default_factory=set)
 
@@ -168,6 +169,7 @@ class Gateway:
         detail = {
             "calling_ae": session.caller.ae_title,
             "stored": session.stored,
+            "aside": session.aside,
             "failed": session.failed,
             "studies": sorted(session.studies)[:50],
         }
@@ -213,7 +215,10 @@ class Gateway:
         if mismatch:
             return self._failed(session, conf.DATA_SET_MISMATCH, mismatch)
         assert self.app.ingestor is not None
-        principal = SystemPrincipal(establishment_id=session.caller.establishment_id)
+        principal = SystemPrincipal(
+            establishment_id=session.caller.establishment_id,
+            source=f"dicom:{session.caller.ae_title}",
+        )
         try:
             result = self._call(self.app.ingestor.store(data, principal))
         except Exception:
@@ -223,6 +228,12 @@ class Gateway:
             return self._failed(session, conf.store_status(result), result.message)
         session.stored += 1
         session.studies.add(result.study_uid)
+        if isinstance(result, KeptAside):
+            # Kept, not lost: a warning the modality counts as stored (PS3.4 B.2.3);
+            # a person files it (docs/dicomweb.md "Filing and reconciliation").
+            session.aside += 1
+            _event("dicom.store.aside", calling_ae=session.caller.ae_title, reason=result.reason)
+            return _status(conf.COERCION, f"kept aside: {result.reason}")
         return conf.SUCCESS
 
     def _failed(self, session: _Session, status: int, message: str) -> Dataset:
