@@ -164,7 +164,7 @@ class Gateway:
 
     def _on_closed(self, event: evt.Event) -> None:
         session = self._sessions.pop(id(event.assoc), None)
-        if session is None or not (session.stored or session.failed):
+        if session is None or not (session.stored or session.aside or session.failed):
             return
         detail = {
             "calling_ae": session.caller.ae_title,
@@ -226,14 +226,14 @@ class Gateway:
             return self._failed(session, OUT_OF_RESOURCES, "archive unavailable, retry later")
         if isinstance(result, Failure):
             return self._failed(session, conf.store_status(result), result.message)
-        session.stored += 1
-        session.studies.add(result.study_uid)
         if isinstance(result, KeptAside):
             # Kept, not lost: a warning the modality counts as stored (PS3.4 B.2.3);
             # a person files it (docs/dicomweb.md "Filing and reconciliation").
             session.aside += 1
             _event("dicom.store.aside", calling_ae=session.caller.ae_title, reason=result.reason)
             return _status(conf.COERCION, f"kept aside: {result.reason}")
+        session.stored += 1
+        session.studies.add(result.study_uid)
         return conf.SUCCESS
 
     def _failed(self, session: _Session, status: int, message: str) -> Dataset:
