@@ -112,9 +112,7 @@ async def test_dicomweb_client_through_the_server(
 ) -> None:
     urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
     exam = await exam_in_acquisition(urg, rad, man)
-    assert (
-        await stow(man, list(ct_series(3, size=32, **of_exam(exam))))
-    ).status_code == 200
+    assert (await stow(man, list(ct_series(3, size=32, **of_exam(exam))))).status_code == 200
     client = DICOMwebClient(
         url=f"{live_server.url}/dicomweb",
         headers={"Authorization": rad.headers["Authorization"]},
