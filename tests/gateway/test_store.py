@@ -166,3 +166,33 @@ def _bytes(ds: Any) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+async def test_a_mismatching_instance_is_kept_aside_not_lost(
+    listener: Listener, client_for: ClientFor, tmp_path: Path
+) -> None:
+    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    exam = await exam_in_acquisition(urg, rad, man)
+    # The exam's study and accession, another patient: a person must decide.
+    wrong = {**of_exam(exam), "PatientID": "SOMEONE-ELSE", "PatientName": "MARTIN^Jean"}
+    path = write(tmp_path / "wrong.dcm", instance(**wrong))
+    run = await dcmtk(
+        "storescu", "-v", "-nh", "-aet", "CT_HOPA", "-aec", AEC, "127.0.0.1",
+        str(listener.port), path,
+    )  # fmt: skip
+    assert run.code == 0 and responses(run.out) == {"wrong.dcm": "Warning: CoercionOfDataElements"}
+    [row] = await audit_rows(listener, "dicom.store")
+    assert row.detail["aside"] == 1 and row.detail["stored"] == 0
+    groups = (await man.get("/api/reconciliation")).json()["groups"]
+    assert [(g["reason"], g["source"], g["count"]) for g in groups] == [
+        ("patient_mismatch", "dicom:CT_HOPA", 1)
+    ]
+    assert groups[0]["candidate_exam"]["id"] == exam["id"]
+    # The instance is kept as sent, outside the archive's index.
+    [kept] = (listener.app.settings.dicom_storage / "quarantine").glob("*.dcm")
+    sent, got = dcmread(path), dcmread(kept)
+    assert (got.SOPInstanceUID, got.PatientID) == (sent.SOPInstanceUID, "SOMEONE-ELSE")
+    assert got.PixelData == sent.PixelData
+    assert (
+        await rad.get(f"/dicomweb/studies/{exam['study_instance_uid']}/metadata")
+    ).status_code == 404
