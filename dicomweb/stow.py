@@ -258,14 +258,14 @@ def _response(
     referenced, failed = [], []
     studies: set[str] = set()
     warned = False
-    for r in results:
+    for part, r in enumerate(results, start=1):  # results are in part order
         if isinstance(r, Failure):
-            failed.append(failed_item(r))
+            failed.append(failed_item(r, part))
         else:
             warned = warned or isinstance(r, KeptAside)
             if isinstance(r, StoredInstance):
                 studies.add(r.study_uid)
-            referenced.append(referenced_item(r, base))
+            referenced.append(referenced_item(r, base, part))
     body: dict[str, object] = {}
     target = study or (next(iter(studies)) if len(studies) == 1 else None)
     if target:
