@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ FILEABLE = frozenset(
     }
 )
 REVIEWERS = frozenset({Role.MANIPULATOR, Role.COORDINATOR})
+#: Instances coerced and ingested at a time when a series is filed.
+FILE_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,11 @@ async def record(app: AppContext, principal: Any, kept: Sequence[Quarantined]) -
             )
         )
     async with app.db() as db:
-        db.add_all(items)
+        # A resend (a modality retrying after a lost response) joins the pending
+        # item of the same instance in the same queue instead of doubling it.
+        again = await _pending_copies(db, items)
+        fresh = [i for i in items if _key(i) not in again]
+        db.add_all(fresh)
         await audit.record(
             db,
             action="reconciliation.aside",
@@ -106,14 +113,44 @@ async def record(app: AppContext, principal: Any, kept: Sequence[Quarantined]) -
             at=now,
             detail={
                 "count": len(items),
+                "resent": len(items) - len(fresh),
                 "reasons": sorted({i.reason for i in items}),
                 "series": sorted({i.series_uid for i in items})[:20],
                 "source": source,
             },
         )
         await db.commit()
-    await announce(app, "reconciliation.added", items)
-    return [i.id for i in items]
+    root = app.ingestor.storage if app.ingestor is not None else None
+    for item in items:
+        if _key(item) in again and root is not None:
+            Storage.discard(root.absolute(item.path))
+    if fresh:
+        await announce(app, "reconciliation.added", fresh)
+    return [again.get(_key(i), i.id) for i in items]
+
+
+def _key(item: ReconciliationItem) -> tuple[str, int | None]:
+    return (item.sop_uid, item.establishment_id)
+
+
+async def _pending_copies(
+    db: AsyncSession, items: list[ReconciliationItem]
+) -> dict[tuple[str, int | None], str]:
+    """(SOP Instance UID, establishment) -> id of a pending item already holding
+    that instance in that queue."""
+    if not items:
+        return {}
+    rows = await db.execute(
+        select(
+            ReconciliationItem.sop_uid,
+            ReconciliationItem.establishment_id,
+            ReconciliationItem.id,
+        ).where(
+            ReconciliationItem.status == PENDING,
+            ReconciliationItem.sop_uid.in_([i.sop_uid for i in items]),
+        )
+    )
+    return {(sop, site): item_id for sop, site, item_id in rows}
 
 
 async def announce(app: AppContext, kind: str, items: Sequence[ReconciliationItem]) -> None:
@@ -209,7 +246,10 @@ def identity(exam: Exam) -> Identity:
     )
 
 
-def _read_and_coerce(storage: Storage, items: list[ReconciliationItem], who: Identity, at: Any):
+def _read_and_coerce(
+    storage: Storage, items: list[ReconciliationItem], who: Identity, at: datetime
+) -> list[bytes]:
+    """The items' bytes with the exam's identity applied. Blocking."""
     return [coerce(storage.absolute(i.path).read_bytes(), who, at) for i in items]
 
 
@@ -223,11 +263,16 @@ async def file_group(
     assert app.ingestor is not None
     storage = app.ingestor.storage
     now = app.now()
-    data = await asyncio.to_thread(_read_and_coerce, storage, items, identity(exam), now)
     system = SystemPrincipal(
         exam_id=exam.id, establishment_id=exam.establishment_id, source="reconciliation"
     )
-    results = await app.ingestor.store_many(data, system, expected_study=exam.study_instance_uid)
+    results: list[Any] = []
+    for start in range(0, len(items), FILE_BATCH):  # a long series, not all in memory
+        chunk = items[start : start + FILE_BATCH]
+        data = await asyncio.to_thread(_read_and_coerce, storage, chunk, identity(exam), now)
+        results += await app.ingestor.store_many(
+            data, system, expected_study=exam.study_instance_uid
+        )
     filed, failed = [], []
     for item, result in zip(items, results, strict=True):
         if isinstance(result, StoredInstance):
