@@ -45,7 +45,6 @@ from server.publish import room_channel
 
 log = logging.getLogger("teleimagerie.archive")
 
-STORING_ROLES = frozenset({Role.MANIPULATOR, Role.RADIOLOGIST})
 # Encapsulated documents (the signed report as PDF, PS3.4 A.45) are not images.
 ENCAPSULATED_DOCUMENT = "1.2.840.10008.5.1.4.1.1.104."
 
