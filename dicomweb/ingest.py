@@ -5,10 +5,11 @@ Storing runs in two steps. ``Ingestor.stage_soon`` (one instance, in worker
 threads, many side by side) writes the received bytes unchanged to a temp file
 and fsyncs it, then has its header read and its DICOM JSON made there, in a
 header reader process (dicomweb/staging.py).
-``Ingestor.store_staged`` (a batch) checks the study UID and asks ``Access``
-whether the caller may store each instance, moves the new files into place,
-indexes the batch in SQL in one transaction, then calls
-``IngestHooks.on_stored`` per new instance. STOW stages
+``Ingestor.store_staged`` (a batch) asks ``Access`` whether the caller may
+store each instance and where, moves the new files into place, indexes the batch
+in SQL in one transaction, then calls ``IngestHooks.on_stored`` per new
+instance. What the Access keeps aside goes to the quarantine area instead and is
+recorded by its ``keep_aside`` (docs/dicomweb.md "Filing and reconciliation"). STOW stages
 each part as soon as it is received and indexes what is staged while the rest of
 the body arrives; ``store`` and ``store_many`` do both steps. A failure leaves
 nothing behind: no file, no row.
@@ -46,12 +47,15 @@ from dicomweb.types import (
     Failure,
     IngestHooks,
     InstanceAttrs,
+    KeepAside,
+    KeptAside,
     Principal,
+    Quarantined,
     StoredInstance,
 )
 
 log = logging.getLogger(__name__)
-Result = StoredInstance | Failure
+Result = StoredInstance | KeptAside | Failure
 RETRIES = 3
 #: What may be staged: Part-10 bytes, the chunks they arrived in, or a file.
 Item = bytes | Sequence[Buffer] | Path
@@ -247,16 +251,13 @@ class Ingestor:
         candidates: list[tuple[int, Staged, Any]] = []
         store_key = getattr(self.access, "store_key", None)
         decided: dict[Hashable, Any] = {}  # store_key -> authorize_store's answer
+        aside: list[tuple[int, Staged, Quarantined]] = []
         for i, item in enumerate(staged):
             if isinstance(item, Failure):
                 results[i] = item
                 continue
             h = item.header
-            if expected_study is not None and h.study_uid != expected_study:
-                message = f"StudyInstanceUID is not {expected_study}"
-                results[i] = fail(h, DATA_SET_MISMATCH, message)
-                continue
-            attrs = _attrs(h)
+            attrs = _attrs(h, expected_study)
             key = store_key(principal, attrs) if store_key is not None else None
             if key is not None and key in decided:
                 target = decided[key]
@@ -267,7 +268,16 @@ class Ingestor:
             if target is None:
                 results[i] = fail(h, NOT_AUTHORIZED, "not authorised to store this instance")
                 continue
+            if isinstance(target, KeepAside):
+                aside.append((i, item, Quarantined(attrs, target, "", item.size)))
+                continue
+            if expected_study is not None and h.study_uid != expected_study:
+                message = f"StudyInstanceUID is not {expected_study}"
+                results[i] = fail(h, DATA_SET_MISMATCH, message)
+                continue
             candidates.append((i, item, target))
+        if aside:
+            await self._keep_aside(principal, aside, results)
         existing = await self._existing([s.header.sop_uid for _, s, _ in candidates])
         fresh: list[tuple[int, Staged, Any]] = []
         first_of: dict[str, int] = {}
@@ -288,6 +298,47 @@ class Ingestor:
             results[i] = _same(done) if isinstance(done, StoredInstance) else done
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
+
+    async def _keep_aside(
+        self,
+        principal: Principal,
+        aside: list[tuple[int, Staged, Quarantined]],
+        results: list[Result | None],
+    ) -> None:
+        """Move instances kept aside into the quarantine area, then have the
+        Access record them; what cannot be recorded is removed and fails (A700)."""
+        keep = getattr(self.access, "keep_aside", None)
+        moves = [(s.temp, self.storage.quarantine_path()) for _, s, _ in aside]
+        placed = await anyio.to_thread.run_sync(self.storage.place_many, moves)
+        ready: list[tuple[int, Staged, Quarantined]] = []
+        for (i, s, q), (_, rel), final in zip(aside, moves, placed, strict=True):
+            if isinstance(final, OSError):
+                results[i] = fail(s.header, OUT_OF_RESOURCES, f"cannot write: {final.strerror}")
+            else:
+                ready.append((i, s, replace(q, path=rel)))
+        if not ready:
+            return
+        try:
+            if keep is None:
+                raise RuntimeError("this archive keeps nothing aside")
+            ids = await keep(principal, [q for _, _, q in ready])
+        except Exception:
+            log.exception("recording %d instance(s) kept aside failed", len(ready))
+            for i, s, q in ready:
+                Storage.discard(self.storage.absolute(q.path))
+                results[i] = fail(s.header, OUT_OF_RESOURCES, "could not be kept aside; retry")
+            return
+        for (i, s, q), item_id in zip(ready, ids, strict=True):
+            h = s.header
+            results[i] = KeptAside(
+                study_uid=h.study_uid,
+                series_uid=h.series_uid,
+                sop_uid=h.sop_uid,
+                sop_class_uid=h.sop_class_uid,
+                reason=q.decision.reason,
+                message=q.decision.message,
+                item_id=item_id,
+            )
 
     async def _place_and_index(
         self, fresh: list[tuple[int, Staged, Any]], results: list[Result | None]
@@ -402,7 +453,7 @@ def _same(s: StoredInstance) -> StoredInstance:
     return replace(s, duplicate=True)
 
 
-def _attrs(h: Summary) -> InstanceAttrs:
+def _attrs(h: Summary, expected_study: str | None = None) -> InstanceAttrs:
     return InstanceAttrs(
         study_uid=h.study_uid,
         series_uid=h.series_uid,
@@ -412,4 +463,7 @@ def _attrs(h: Summary) -> InstanceAttrs:
         patient_id=h.text("PatientID"),
         patient_name=h.text("PatientName"),
         modality=h.text("Modality"),
+        patient_birth_date=h.text("PatientBirthDate"),
+        patient_sex=h.text("PatientSex"),
+        expected_study=expected_study,
     )

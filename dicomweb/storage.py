@@ -11,6 +11,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import uuid
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,22 +71,25 @@ def _release(root: Path) -> None:
 
 _STORED = re.compile(r"^([0-9a-f]{2})/\1[0-9a-f]{22}/[0-9a-f]{24}/[0-9a-f]{40}\.dcm$")
 
+#: Where instances kept aside wait (relative to the root; not a hash directory).
+QUARANTINE = "quarantine"
+
 
 class Storage:
     """Files under ``root``: ``ab/<study hash>/<series hash>/<sop hash>.dcm``.
 
     Paths are made of SHA-256 digests of the UIDs, never of the UIDs themselves,
-    and kept relative to the root in the database.
+    and kept relative to the root in the database. Instances kept aside for a
+    person to file (docs/dicomweb.md "Filing and reconciliation") live apart, in
+    ``quarantine/``, under random names: never indexed, never served.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.tmp = self.root / "tmp"
         self.thumbs = self.root / "thumbnails"
-        # Files found in place without an index row, set aside by the start-up
-        # reconciliation for a person to file or discard (docs/dicomweb.md).
-        self.quarantine = self.root / "quarantine"
-        for d in (self.root, self.tmp, self.thumbs):
+        self.quarantine = self.root / QUARANTINE
+        for d in (self.root, self.tmp, self.thumbs, self.quarantine):
             d.mkdir(parents=True, exist_ok=True)
         self._lock = _hold(self.root)
         weakref.finalize(self, _release, self.root)
@@ -111,6 +115,11 @@ class Storage:
     def relative_path(self, study: str, series: str, sop: str) -> str:
         hs = self._h(study, 24)
         return f"{hs[:2]}/{hs}/{self._h(series, 24)}/{self._h(sop, 40)}.dcm"
+
+    @staticmethod
+    def quarantine_path() -> str:
+        """A new relative path in the quarantine area."""
+        return f"{QUARANTINE}/{uuid.uuid4().hex}.dcm"
 
     def absolute(self, relative: str) -> Path:
         path = (self.root / relative).resolve()

@@ -25,9 +25,10 @@ from starlette.responses import Response
 
 from dicomweb.http import base_of, dicom_json, dumps, parse_media
 from dicomweb.ingest import Ingestor, discard_staged
+from dicomweb.outcome import failed_item, referenced_item
 from dicomweb.staging import Staged
 from dicomweb.storage import Storage
-from dicomweb.types import CANNOT_UNDERSTAND, DicomwebError, Failure, StoredInstance
+from dicomweb.types import CANNOT_UNDERSTAND, DicomwebError, Failure, KeptAside, StoredInstance
 
 BATCH = 64
 SPOOL_BYTES = 32 * 1024 * 1024
@@ -183,7 +184,7 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
             "on_header_end": parts.header_end,
         },
     )
-    results: list[StoredInstance | Failure] = []
+    results: list[StoredInstance | KeptAside | Failure] = []
 
     async def consume() -> None:
         """Index what is staged so far as one batch (at most ``BATCH``, in part
@@ -249,31 +250,22 @@ async def _stop(consumer: asyncio.Task[None], parts: _Parts) -> None:
     parts.drop_pending()
 
 
-def _response(results: list[StoredInstance | Failure], study: str | None, base: str) -> Response:
+def _response(
+    results: list[StoredInstance | KeptAside | Failure], study: str | None, base: str
+) -> Response:
+    """PS3.18 Table 10.5.3-3; instances kept aside are referenced with a warning
+    (dicomweb/outcome.py), so a response with any is 202 like one with failures."""
     referenced, failed = [], []
     studies: set[str] = set()
-    for r in results:
+    warned = False
+    for part, r in enumerate(results, start=1):  # results are in part order
         if isinstance(r, Failure):
-            item = {"00081197": {"vr": "US", "Value": [r.reason]}}
-            if r.sop_class_uid:
-                item["00081150"] = {"vr": "UI", "Value": [r.sop_class_uid]}
-            if r.sop_uid:
-                item["00081155"] = {"vr": "UI", "Value": [r.sop_uid]}
-            failed.append(item)
+            failed.append(failed_item(r, part))
         else:
-            studies.add(r.study_uid)
-            referenced.append(
-                {
-                    "00081150": {"vr": "UI", "Value": [r.sop_class_uid]},
-                    "00081155": {"vr": "UI", "Value": [r.sop_uid]},
-                    "00081190": {
-                        "vr": "UR",
-                        "Value": [
-                            f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_uid}"
-                        ],
-                    },
-                }
-            )
+            warned = warned or isinstance(r, KeptAside)
+            if isinstance(r, StoredInstance):
+                studies.add(r.study_uid)
+            referenced.append(referenced_item(r, base, part))
     body: dict[str, object] = {}
     target = study or (next(iter(studies)) if len(studies) == 1 else None)
     if target:
@@ -282,5 +274,5 @@ def _response(results: list[StoredInstance | Failure], study: str | None, base: 
         body["00081198"] = {"vr": "SQ", "Value": failed}
     if referenced:
         body["00081199"] = {"vr": "SQ", "Value": referenced}
-    status = 200 if not failed else (202 if referenced else 409)
+    status = 200 if not (failed or warned) else (202 if referenced else 409)
     return dicom_json(dumps(body), status=status)

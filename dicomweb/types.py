@@ -74,6 +74,10 @@ class InstanceAttrs:
     patient_id: str
     patient_name: str
     modality: str
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    #: The study of a ``POST /studies/{study}`` (the upload is bound to it), else None.
+    expected_study: str | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,34 @@ class StoreTarget:
 
     exam_id: str | None = None
     establishment_id: int | None = None
+
+
+@dataclass(frozen=True)
+class KeepAside:
+    """``authorize_store``'s third answer: store the bytes, but not in the
+    archive; a person decides where the instance belongs (docs/dicomweb.md
+    "Filing and reconciliation"). ``reason`` is a short code, ``message`` says it
+    in words; ``context`` is the Access's own, handed back to ``keep_aside``."""
+
+    reason: str
+    message: str
+    context: Any = None
+
+
+@dataclass(frozen=True)
+class KeptAside:
+    """The result of an instance kept aside: its bytes are safe in the storage's
+    quarantine area, not indexed (no QIDO, no WADO) until a person files it.
+    PS3.18 10.5.3: reported in ReferencedSOPSequence with WarningReason B000
+    (its identifying attributes will be coerced to the exam's when filed)."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    reason: str
+    message: str
+    item_id: str
 
 
 @dataclass(frozen=True)
@@ -126,14 +158,32 @@ class Access(Protocol):
 
     async def authorize_store(
         self, principal: Principal, attrs: InstanceAttrs
-    ) -> StoreTarget | None:
-        """May the caller store this instance? None: failure 0x0124.
+    ) -> StoreTarget | KeepAside | None:
+        """May the caller store this instance? None: failure 0x0124. KeepAside:
+        the bytes go to the quarantine area and the Access's ``keep_aside``
+        (required then) records them.
 
         An Access may also have ``store_key(principal, attrs) -> Hashable | None``:
         what that answer depends on. The instances of one ingest batch with the
         same key then share one ``authorize_store`` call (a series is one call,
-        not one per slice); None, or no such method, asks for every instance."""
+        not one per slice); None, or no such method, asks for every instance.
+
+        ``keep_aside(principal, kept: list[Quarantined]) -> list[str]``: record
+        instances kept aside (already in the quarantine area), in one go; returns
+        their item ids. Should it raise, their files are removed and each fails
+        with A700: nothing is kept that nobody can find."""
         ...
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """One instance handed to ``Access.keep_aside``: what ``authorize_store``
+    saw and answered, and where its bytes are (relative to the storage root)."""
+
+    attrs: InstanceAttrs
+    decision: KeepAside
+    path: str
+    size: int
 
 
 @runtime_checkable

@@ -9,6 +9,10 @@ import { mountWorklist } from "./worklist.js";
 import { mountRequestForm } from "./requestform.js";
 import { mountRoom } from "./room.js";
 import { passwordDialog, logoutEverywhere } from "./account.js";
+import { mountReconciliation } from "./reconciliation.js";
+
+// Who reconciles images kept aside (docs/dicomweb.md "Filing and reconciliation").
+const RECONCILERS = ["manipulator", "coordinator"];
 
 const app = {
   me: null,
@@ -49,6 +53,9 @@ function renderChrome() {
   if (app.me.role === "urgentist") {
     nav.append(h("a", { href: "#/new", class: "navlink", id: "nav-new" }, t("nav.new")));
   }
+  if (RECONCILERS.includes(app.me.role)) {
+    nav.append(h("a", { href: "#/reconciliation", class: "navlink", id: "nav-reconciliation" }, t("nav.reconciliation")));
+  }
 }
 
 async function route() {
@@ -67,6 +74,8 @@ async function route() {
   const [, view, arg] = hash.split("/");
   if (view === "exam" && arg) {
     cleanup = mountRoom(main, app, decodeURIComponent(arg));
+  } else if (view === "reconciliation" && RECONCILERS.includes(app.me.role)) {
+    cleanup = mountReconciliation(main, app);
   } else if (view === "new" && app.me.role === "urgentist") {
     cleanup = mountRequestForm(main, app);
   } else {

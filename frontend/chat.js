@@ -77,7 +77,7 @@ export class ChatPanel {
       this.log.append(this.bubble({ id: String(e.id), text: e.body.text, at: e.at, author: e.author?.display_name, mine, missed }));
     } else {
       const who = e.author?.display_name ? ` — ${e.author.display_name}` : "";
-      const extra = e.kind === "images.received" ? ` (${e.body?.modality || ""} ${t("images.count", { n: e.body?.count ?? "?" })})` : "";
+      const extra = e.kind === "images.received" ? ` (${e.body?.modality || ""} ${t("images.count", { n: e.body?.count ?? "?" })}${e.body?.late ? ` — ${t("images.late")}` : ""})` : "";
       this.log.append(h("li", { class: `sys${missed ? " missed" : ""}`, dataset: { kind: e.kind } },
         h("span", { class: "small muted" }, formatTime(e.at)), ` ${t(`event.${e.kind}`)}${extra}${who}`));
     }

@@ -48,15 +48,20 @@ export class ImagesPanel {
   renderThumb(uid) {
     const s = this.series.get(uid);
     let li = this.strip.querySelector(`li[data-series="${CSS.escape(uid)}"]`);
-    const label = `${s.modality || ""} ${s.series_description || ""} — ${t("images.count", { n: s.count })}`.trim();
+    // A series received after the report (images.received with late: true): flagged
+    // so nobody takes it for part of what was reported (docs/rooms.md "Late series").
+    const late = s.late ? ` — ${t("images.late")}` : "";
+    const label = `${s.modality || ""} ${s.series_description || ""} — ${t("images.count", { n: s.count })}${late}`.trim();
     const button = h("button", {
       type: "button", class: "thumb-btn", "aria-pressed": this.selected === uid ? "true" : "false",
       "aria-label": `${t("images.open_series")} ${label}`, onclick: () => this.select(uid),
     },
     s.thumbnail_url ? h("img", { src: s.thumbnail_url, alt: "", class: "thumb-img", loading: "lazy", decoding: "async" }) : h("span", { class: "thumb-img" }),
-    h("span", { class: "thumb-count" }, String(s.count)));
+    h("span", { class: "thumb-count" }, String(s.count)),
+    s.late ? h("span", { class: "thumb-late", title: t("images.late") }, t("images.late")) : null);
     if (!li) {
       li = h("li", { class: "thumb new", dataset: { series: uid } });
+      if (s.late) li.classList.add("late");
       this.strip.append(li);
       setTimeout(() => li.classList.remove("new"), 1500);
     }

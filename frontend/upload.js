@@ -1,7 +1,11 @@
 // Upload of DICOM files or a whole folder from the browser with STOW-RS
 // (PS3.18 10.5: POST multipart/related; type="application/dicom"), in batches so the
-// progress bar moves and one huge request never has to be retried whole.
-import { h } from "./dom.js";
+// progress bar moves and one huge request never has to be retried whole. The upload
+// is bound to the room's exam (POST /studies/{its StudyInstanceUID}): what does not
+// belong to it is kept aside for a person to decide, never filed elsewhere. Each
+// file is told what became of it, from the private outcome block of each response
+// item (docs/dicomweb.md "Store response").
+import { clear, h } from "./dom.js";
 import { t } from "./i18n.js";
 
 const BATCH_BYTES = 16 * 1024 * 1024;
@@ -62,7 +66,31 @@ function post(url, body, boundary, onProgress) {
   });
 }
 
-const seqLength = (data, tag) => data?.[tag]?.Value?.length || 0;
+const first = (item, tag) => item?.[tag]?.Value?.[0];
+
+/** Per part of a STOW response (1-based): { outcome: FILED|ASIDE|REFUSED, reason, message }. */
+export function outcomesByPart(data) {
+  const out = new Map();
+  const items = [...(data?.["00081199"]?.Value || []), ...(data?.["00081198"]?.Value || [])];
+  for (const item of items) {
+    const part = first(item, "00771005");
+    if (!part) continue;
+    const refused = "00081197" in item;
+    out.set(part, {
+      outcome: first(item, "00771001") || (refused ? "REFUSED" : "FILED"),
+      reason: first(item, "00771002") || "",
+      message: first(item, "00771003") || "",
+    });
+  }
+  return out;
+}
+
+function describe(result) {
+  if (result.outcome === "FILED") return t("upload.filed");
+  const key = result.outcome === "ASIDE" ? `reconciliation.reason.${result.reason}` : "";
+  const why = key && t(key) !== key ? t(key) : result.message.replace(/^(kept aside|refused): /, "");
+  return t(result.outcome === "ASIDE" ? "upload.kept_aside" : "upload.refused", { why });
+}
 
 export class UploadZone {
   constructor(room) {
@@ -71,12 +99,15 @@ export class UploadZone {
     this.folder = h("input", { type: "file", id: "upload-folder", multiple: true, webkitdirectory: true, class: "sr-only" });
     this.progress = h("progress", { id: "upload-progress", max: "100", value: "0", "aria-label": t("upload.progress"), hidden: true });
     this.status = h("p", { class: "small", id: "upload-status", role: "status", "aria-live": "polite" });
+    this.lines = h("ul", { class: "upload-lines small", id: "upload-lines" });
+    this.details = h("details", { class: "upload-details", hidden: true },
+      h("summary", {}, t("upload.per_file")), this.lines);
     this.el = h("div", { class: "upload", id: "upload-zone" },
       h("div", { class: "upload-buttons" },
         h("label", { for: "upload-files", class: "btn", tabindex: "0" }, t("upload.files")), this.files,
         h("label", { for: "upload-folder", class: "btn", tabindex: "0" }, t("upload.folder")), this.folder,
         h("span", { class: "muted small" }, t("upload.drop"))),
-      this.progress, this.status);
+      this.progress, this.status, this.details);
     for (const input of [this.files, this.folder]) {
       input.addEventListener("change", () => this.upload([...input.files]).finally(() => { input.value = ""; }));
     }
@@ -104,6 +135,8 @@ export class UploadZone {
     if (!all.length || this.busy) return;
     this.busy = true;
     this.el.classList.add("busy");
+    this.details.hidden = true;
+    clear(this.lines);
     try {
       const files = [];
       for (const f of all) if (await isDicom(f)) files.push(f);
@@ -113,30 +146,37 @@ export class UploadZone {
         return;
       }
       const total = files.reduce((s, f) => s + f.size, 0);
+      const study = this.room.exam?.study_instance_uid;
+      const url = study ? `/dicomweb/studies/${encodeURIComponent(study)}` : "/dicomweb/studies";
       let done = 0;
-      let stored = 0;
-      let failed = 0;
+      const counts = { FILED: 0, ASIDE: 0, REFUSED: 0 };
       this.progress.hidden = false;
       this.progress.value = 0;
       for (const batch of batches(files)) {
         const boundary = `ti-${crypto.getRandomValues(new Uint32Array(2)).join("")}`;
         const bytes = batch.reduce((s, f) => s + f.size, 0);
-        this.status.textContent = t("upload.sending", { done: stored + failed, n: files.length });
-        const res = await post("/dicomweb/studies", multipart(batch, boundary), boundary, (loaded) => {
+        this.status.textContent = t("upload.sending", { done: counts.FILED + counts.ASIDE + counts.REFUSED, n: files.length });
+        const res = await post(url, multipart(batch, boundary), boundary, (loaded) => {
           this.progress.value = Math.min(100, ((done + Math.min(loaded, bytes)) / total) * 100);
         });
         done += bytes;
         this.progress.value = (done / total) * 100;
-        const ok = seqLength(res.data, "00081199");
-        const bad = seqLength(res.data, "00081198");
-        if (res.status >= 400 && !ok && !bad) failed += batch.length;
-        else {
-          stored += ok;
-          failed += bad;
-        }
+        const byPart = outcomesByPart(res.data);
+        batch.forEach((file, i) => {
+          const result = byPart.get(i + 1) || {
+            outcome: "REFUSED", reason: "", message: (res.data?.error?.message) || `HTTP ${res.status}`,
+          };
+          counts[result.outcome] = (counts[result.outcome] || 0) + 1;
+          this.lines.append(h("li", { class: `upload-${result.outcome.toLowerCase()}` },
+            h("span", { class: "upload-file" }, file.webkitRelativePath || file.name), " — ", describe(result)));
+        });
       }
-      this.status.textContent = t("upload.done", { stored, failed, skipped });
-      this.status.className = `small ${failed ? "warn-line" : "ok-line"}`;
+      this.status.textContent = t("upload.done", {
+        stored: counts.FILED, aside: counts.ASIDE, failed: counts.REFUSED, skipped,
+      });
+      this.status.className = `small ${counts.ASIDE || counts.REFUSED ? "warn-line" : "ok-line"}`;
+      this.details.hidden = false;
+      this.details.open = Boolean(counts.ASIDE || counts.REFUSED);
     } catch {
       this.status.textContent = t("upload.failed");
       this.status.className = "small warn-line";

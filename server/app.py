@@ -21,6 +21,7 @@ from server.api import billing as billing_api
 from server.api import calls as calls_api
 from server.api import commands as commands_api
 from server.api import exams as exams_api
+from server.api import reconciliation as reconciliation_api
 from server.api import reports as reports_api
 from server.api import roster as roster_api
 from server.api import session as session_api
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> App:
         *roster_api.routes,
         *turnaround.routes,
         *calls_api.routes,
+        *reconciliation_api.routes,
     ]
     sockets = [*room.routes, *notifications.routes]
     routes = [

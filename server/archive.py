@@ -1,10 +1,11 @@
 """The server's side of the DICOMweb archive: who sees and stores which study,
-and the live ``images.received`` events of the exam room (issue 4).
+and the live ``images.received`` events of the exam room (docs/dicomweb.md).
 
 The archive package knows nothing of sessions or exams; this module gives it
 an :class:`Access` built on the same authentication and exam scope as every
 other route, and :class:`ImageEvents`, the ingest hook that links stored
-instances to their exam's room.
+instances to their exam's room. Which exam an instance is filed into is
+``server.filing``'s rule; what it keeps aside goes to ``server.reconciliation``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, or_, select
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
@@ -26,30 +27,24 @@ from dicomweb.types import (
     DicomwebConfig,
     DicomwebError,
     InstanceAttrs,
+    KeepAside,
+    Quarantined,
     StoredInstance,
     StoreTarget,
 )
-from rooms.types import EventKind, ExamStatus, Role
+from rooms.types import EventKind, Role
+from server import reconciliation
 from server.auth import Principal, authenticate
 from server.authz import SITE_ROLES, exam_scope
 from server.context import AppContext
 from server.errors import ApiError
 from server.exams import append_event, event_json
+from server.filing import LATE, Aside, ExamFacts, Patient, Seen, decide
 from server.models import Exam
 from server.publish import room_channel
 
 log = logging.getLogger("teleimagerie.archive")
 
-# Images may be pushed once an exam is accepted, and late series after the report.
-STORABLE = (
-    ExamStatus.ACCEPTED,
-    ExamStatus.PROTOCOLED,
-    ExamStatus.ACQUIRING,
-    ExamStatus.IMAGES_COMPLETE,
-    ExamStatus.REPORTED,
-    ExamStatus.DELIVERED,
-)
-STORING_ROLES = frozenset({Role.MANIPULATOR, Role.RADIOLOGIST})
 # Encapsulated documents (the signed report as PDF, PS3.4 A.45) are not images.
 ENCAPSULATED_DOCUMENT = "1.2.840.10008.5.1.4.1.1.104."
 
@@ -62,6 +57,7 @@ class SystemPrincipal:
     exam_id: str | None = None
     establishment_id: int | None = None
     role: str = "system"
+    source: str = "system"  # what a queue item names as its origin ("dicom:<AE>")
 
 
 class ServerAccess:
@@ -102,37 +98,106 @@ class ServerAccess:
     ) -> Hashable | None:
         """What ``authorize_store`` reads of an instance: the slices of a series
         in one ingest batch share one query."""
-        return (attrs.study_uid, attrs.accession_number)
+        return (
+            attrs.study_uid,
+            attrs.accession_number,
+            attrs.patient_id,
+            attrs.patient_name,
+            attrs.patient_birth_date,
+            attrs.patient_sex,
+            attrs.expected_study,
+        )
 
-    async def authorize_store(
-        self, principal: Principal | SystemPrincipal, attrs: InstanceAttrs
-    ) -> StoreTarget | None:
-        """An instance belongs to the exam its AccessionNumber or StudyInstanceUID
-        names, among the exams the caller may act on; nothing else is stored."""
+    @staticmethod
+    def actable(principal: Principal | SystemPrincipal) -> ColumnElement[bool] | None:
+        """The exams the caller may store into (None: stores nothing). Narrower
+        than what they may see: a radiologist sees the unaccepted requests of
+        every site but stores only into the exams assigned to them."""
         if isinstance(principal, SystemPrincipal):
-            where: list[ColumnElement[bool]] = []
+            where: list[ColumnElement[bool]] = [true()]
             if principal.exam_id is not None:
                 where.append(Exam.id == principal.exam_id)
             if principal.establishment_id is not None:
                 where.append(Exam.establishment_id == principal.establishment_id)
-        else:
-            if principal.role not in STORING_ROLES:
-                return None
-            where = [exam_scope(principal)]
+            return and_(*where)
+        if principal.role == Role.MANIPULATOR:
+            return exam_scope(principal)
+        if principal.role == Role.RADIOLOGIST:
+            return Exam.assigned_radiologist_id == principal.user.id
+        return None
+
+    async def authorize_store(
+        self, principal: Principal | SystemPrincipal, attrs: InstanceAttrs
+    ) -> StoreTarget | KeepAside | None:
+        """File the instance by ``server.filing.decide`` among the exams the
+        caller may store into, or keep it aside; refuse callers who store nothing."""
+        scope = self.actable(principal)
+        if scope is None:
+            return None
         keys = [Exam.study_instance_uid == attrs.study_uid]
         if attrs.accession_number:
             keys.append(Exam.accession_number == attrs.accession_number)
+        if attrs.expected_study:
+            keys.append(Exam.study_instance_uid == attrs.expected_study)
+        if isinstance(principal, SystemPrincipal) and principal.exam_id is not None:
+            keys.append(Exam.id == principal.exam_id)
         async with self.app.read() as db:
-            row = (
-                await db.execute(
-                    select(Exam.id, Exam.establishment_id)
-                    .where(or_(*keys), Exam.status.in_(STORABLE), *where)
-                    .limit(1)
-                )
-            ).first()
-        if row is None:
-            return None
-        return StoreTarget(exam_id=row.id, establishment_id=row.establishment_id)
+            rows = (await db.scalars(select(Exam).where(or_(*keys), scope).limit(8))).all()
+        exams = [_facts(e) for e in rows]
+        bound = None
+        if isinstance(principal, SystemPrincipal) and principal.exam_id is not None:
+            bound = next((e for e in exams if e.id == principal.exam_id), None)
+        elif attrs.expected_study:
+            bound = next((e for e in exams if e.study_uid == attrs.expected_study), None)
+        seen = Seen(
+            attrs.study_uid,
+            attrs.accession_number,
+            Patient(
+                attrs.patient_id, attrs.patient_name, attrs.patient_birth_date, attrs.patient_sex
+            ),
+        )
+        outcome = decide(seen, exams, bound)
+        if isinstance(outcome, Aside):
+            place = reconciliation.Place(
+                establishment_id=_aside_establishment(principal, bound),
+                candidate_exam_id=outcome.candidate.id if outcome.candidate else None,
+            )
+            return KeepAside(str(outcome.reason), outcome.message, place)
+        exam = outcome.exam
+        return StoreTarget(exam_id=exam.id, establishment_id=exam.establishment_id)
+
+    async def keep_aside(
+        self, principal: Principal | SystemPrincipal, kept: list[Quarantined]
+    ) -> list[str]:
+        """Record instances kept aside (server/reconciliation.py)."""
+        return await reconciliation.record(self.app, principal, kept)
+
+
+def _facts(exam: Exam) -> ExamFacts:
+    return ExamFacts(
+        id=exam.id,
+        establishment_id=exam.establishment_id,
+        status=exam.status,
+        study_uid=exam.study_instance_uid,
+        accession=exam.accession_number,
+        patient=Patient(
+            exam.patient_id,
+            exam.patient_name,
+            exam.patient_birth_date.strftime("%Y%m%d"),
+            exam.patient_sex,
+        ),
+    )
+
+
+def _aside_establishment(
+    principal: Principal | SystemPrincipal, bound: ExamFacts | None
+) -> int | None:
+    """Whose queue an instance kept aside joins: the uploader's establishment;
+    for centre staff, the one of the exam the upload was bound to; else none
+    (the coordinators only)."""
+    if principal.establishment_id is not None:
+        return int(principal.establishment_id)
+    return bound.establishment_id if bound is not None else None
 
 
 @dataclass
@@ -202,6 +267,9 @@ class ImageEvents:
         app = self.app
         try:
             async with app.db() as db:
+                # Images after the report: a late series, announced as such.
+                status = await db.scalar(select(Exam.status).where(Exam.id == stored.exam_id))
+                body["late"] = status in LATE
                 event = await append_event(
                     db, stored.exam_id, EventKind.IMAGES_RECEIVED, None, body, app.now()
                 )

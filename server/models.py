@@ -184,3 +184,45 @@ class ExamEvent(Base):
     client_id: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime]
     body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# -- Reconciliation queue (docs/dicomweb.md "Filing and reconciliation") ------
+
+
+class ReconciliationItem(Base):
+    """An instance kept aside instead of filed: its bytes wait in the storage's
+    quarantine area (never indexed) until a radiographer of its establishment or a
+    coordinator files it into an exam or discards it. ``establishment_id`` None:
+    coordinators only."""
+
+    __tablename__ = "reconciliation_items"
+    __table_args__ = (
+        Index("ix_reconciliation_items_status_establishment", "status", "establishment_id"),
+        Index("ix_reconciliation_items_series_uid", "series_uid"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    establishment_id: Mapped[int | None] = mapped_column(ForeignKey("establishments.id"))
+    uploader_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    source: Mapped[str] = mapped_column(String(64))  # "stow", "dicom:<calling AE>"
+    received_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    study_uid: Mapped[str] = mapped_column(String(64))
+    series_uid: Mapped[str] = mapped_column(String(64))
+    sop_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    accession_number: Mapped[str] = mapped_column(String(64))
+    modality: Mapped[str] = mapped_column(String(16))
+    patient_id: Mapped[str] = mapped_column(String(64))
+    patient_name: Mapped[str] = mapped_column(String(200))
+    patient_birth_date: Mapped[str] = mapped_column(String(16))
+    patient_sex: Mapped[str] = mapped_column(String(16))
+    candidate_exam_id: Mapped[str | None] = mapped_column(ForeignKey("exams.id"))
+    path: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    resolved_at: Mapped[datetime | None]
+    filed_exam_id: Mapped[str | None] = mapped_column(ForeignKey("exams.id"))
+    discard_reason: Mapped[str | None] = mapped_column(Text)

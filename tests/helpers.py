@@ -42,3 +42,23 @@ def exam_payload(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def dicom_patient(exam: dict[str, Any]) -> dict[str, str]:
+    """The exam's patient as DICOM attributes (for instances that belong to it)."""
+    patient = exam["patient"]
+    return {
+        "PatientID": patient["id"],
+        "PatientName": patient["name"],
+        "PatientBirthDate": patient["birth_date"].replace("-", ""),
+        "PatientSex": patient["sex"],
+    }
+
+
+def of_exam(exam: dict[str, Any]) -> dict[str, str]:
+    """Everything an instance filed into ``exam`` carries: its study, accession, patient."""
+    return {
+        "study": exam["study_instance_uid"],
+        "AccessionNumber": exam["accession_number"],
+        **dicom_patient(exam),
+    }

@@ -12,10 +12,11 @@ from dicomweb_client.api import DICOMwebClient
 from dicomweb.samples import ct_series, instance, multipart
 from server.roomclient import RoomClient
 from server.testing import LiveServer
-from tests.helpers import exam_payload
+from tests.helpers import exam_payload, of_exam
 
 ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]
 NOT_AUTHORIZED = 0x0124
+COERCION = 0xB000
 
 
 async def exam_in_acquisition(
@@ -34,6 +35,12 @@ async def stow(client: httpx.AsyncClient, parts: list[bytes]) -> httpx.Response:
     return await client.post("/dicomweb/studies", content=body, headers={"Content-Type": ctype})
 
 
+def warning_reasons(resp: httpx.Response) -> list[int]:
+    """WarningReason per referenced instance, 0 for none (PS3.18 Table 10.5.3-3)."""
+    referenced = resp.json().get("00081199", {}).get("Value", [])
+    return [item.get("00081196", {}).get("Value", [0])[0] for item in referenced]
+
+
 def failure_reasons(resp: httpx.Response) -> list[int]:
     failed = resp.json().get("00081198", {}).get("Value", [])
     return [item["00081197"]["Value"][0] for item in failed]
@@ -46,8 +53,7 @@ async def test_images_reach_the_room_live(live_server: LiveServer, client_for: C
     async with RoomClient(
         live_server.ws_url, exam["id"], token, since=exam["last_seq"] + 3
     ) as room:
-        # Linked by the AccessionNumber alone: the modality made its own study UID.
-        slices = list(ct_series(5, size=64, AccessionNumber=exam["accession_number"]))
+        slices = list(ct_series(5, size=64, **of_exam(exam)))
         resp = await stow(man, slices[:1])
         assert resp.status_code == 200, resp.text
         first = await room.next_event()
@@ -69,16 +75,16 @@ async def test_storing_is_scoped_to_the_callers_exams(client_for: ClientFor) -> 
         await client_for(u) for u in ("urg_a", "rad", "man_a", "man_b", "urg_b")
     ]
     exam = await exam_in_acquisition(urg, rad, man_a)
-    part = instance(study=exam["study_instance_uid"])
-    # Another hospital's radiographer cannot push into this exam.
-    refused = await stow(man_b, [part])
-    assert refused.status_code == 409 and failure_reasons(refused) == [NOT_AUTHORIZED]
-    # An urgentist does not push images; nor does anyone into an unknown study.
+    part = instance(**of_exam(exam))
+    # Another hospital's radiographer cannot push into this exam: kept aside in
+    # their own queue, like an instance of an unknown study.
+    aside = await stow(man_b, [part])
+    assert aside.status_code == 202 and warning_reasons(aside) == [COERCION]
+    # An urgentist does not push images at all.
     assert failure_reasons(await stow(urg, [part])) == [NOT_AUTHORIZED]
-    assert failure_reasons(await stow(man_a, [instance()])) == [NOT_AUTHORIZED]
-    # The right radiographer can; a good instance beside a refused one is kept (202).
+    # The right radiographer can; an unknown study beside it is kept aside (202).
     mixed = await stow(man_a, [part, instance()])
-    assert mixed.status_code == 202 and failure_reasons(mixed) == [NOT_AUTHORIZED]
+    assert mixed.status_code == 202 and warning_reasons(mixed) == [0, COERCION]
     # Nothing of it is visible from the other hospital.
     assert (await urg_b.get("/dicomweb/studies")).json() == []
     study = exam["study_instance_uid"]
@@ -92,7 +98,7 @@ async def test_radiologists_see_the_studies_of_their_exams(client_for: ClientFor
         await client_for(u) for u in ("urg_a", "rad", "rad2", "man_a", "coord", "admin")
     ]
     exam = await exam_in_acquisition(urg, rad, man)
-    assert (await stow(man, [instance(study=exam["study_instance_uid"])])).status_code == 200
+    assert (await stow(man, [instance(**of_exam(exam))])).status_code == 200
     assert len((await rad.get("/dicomweb/studies")).json()) == 1
     assert len((await coord.get("/dicomweb/studies")).json()) == 1
     assert (await rad2.get("/dicomweb/studies")).json() == []
@@ -106,9 +112,7 @@ async def test_dicomweb_client_through_the_server(
 ) -> None:
     urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
     exam = await exam_in_acquisition(urg, rad, man)
-    assert (
-        await stow(man, list(ct_series(3, size=32, study=exam["study_instance_uid"])))
-    ).status_code == 200
+    assert (await stow(man, list(ct_series(3, size=32, **of_exam(exam))))).status_code == 200
     client = DICOMwebClient(
         url=f"{live_server.url}/dicomweb",
         headers={"Authorization": rad.headers["Authorization"]},
@@ -129,7 +133,7 @@ async def test_frames_seen_by_one_hospital_stay_hidden_from_another(
     # study: another hospital asking right after still gets a 404.
     urg, rad, man_a, urg_b = [await client_for(u) for u in ("urg_a", "rad", "man_a", "urg_b")]
     exam = await exam_in_acquisition(urg, rad, man_a)
-    parts = list(ct_series(2, size=32, study=exam["study_instance_uid"]))
+    parts = list(ct_series(2, size=32, **of_exam(exam)))
     resp = await stow(man_a, parts)
     assert resp.status_code == 200, resp.text
     urls = [item["00081190"]["Value"][0] + "/frames/1" for item in resp.json()["00081199"]["Value"]]

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dicomweb.types import Failure
+from dicomweb.types import Failure, KeptAside
 from server import audit, report_formats
 from server.archive import SystemPrincipal
 from server.auth import authenticate
@@ -70,7 +70,7 @@ async def store_report_in_archive(app: AppContext, exam: Exam, part10: bytes) ->
     except Exception:
         log.exception("could not store the report of exam %s in the archive", exam.id)
         return False
-    if isinstance(result, Failure):
+    if isinstance(result, Failure | KeptAside):
         log.error(
             json.dumps(
                 {

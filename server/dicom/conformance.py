@@ -62,6 +62,9 @@ TRANSFER_SYNTAXES: tuple[UID, ...] = (
 )
 
 SUCCESS = 0x0000
+# PS3.4 B.2.3 warning "Coercion of Data Elements": an instance kept aside for a
+# person to file (its identifiers then become the exam's). Stored, not lost.
+COERCION = 0xB000
 SOP_CLASS_NOT_SUPPORTED = 0x0122  # PS3.7 C.5.x general status
 # PS3.7 Annex C "Refused: Not Authorized": the instance names no exam of the
 # calling site in a state that takes images. Same code STOW-RS reports.

@@ -24,7 +24,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from dicomweb.types import OUT_OF_RESOURCES, Failure
+from dicomweb.types import OUT_OF_RESOURCES, Failure, KeptAside
 from server import audit
 from server.archive import SystemPrincipal
 from server.context import AppContext
@@ -46,6 +46,7 @@ class _Session:
     caller: Caller
     addr: str
     stored: int = 0
+    aside: int = 0
     failed: dict[str, int] = field(default_factory=dict)
     studies: set[str] = field(default_factory=set)
 
@@ -163,11 +164,12 @@ class Gateway:
 
     def _on_closed(self, event: evt.Event) -> None:
         session = self._sessions.pop(id(event.assoc), None)
-        if session is None or not (session.stored or session.failed):
+        if session is None or not (session.stored or session.aside or session.failed):
             return
         detail = {
             "calling_ae": session.caller.ae_title,
             "stored": session.stored,
+            "aside": session.aside,
             "failed": session.failed,
             "studies": sorted(session.studies)[:50],
         }
@@ -213,7 +215,10 @@ class Gateway:
         if mismatch:
             return self._failed(session, conf.DATA_SET_MISMATCH, mismatch)
         assert self.app.ingestor is not None
-        principal = SystemPrincipal(establishment_id=session.caller.establishment_id)
+        principal = SystemPrincipal(
+            establishment_id=session.caller.establishment_id,
+            source=f"dicom:{session.caller.ae_title}",
+        )
         try:
             result = self._call(self.app.ingestor.store(data, principal))
         except Exception:
@@ -221,6 +226,12 @@ class Gateway:
             return self._failed(session, OUT_OF_RESOURCES, "archive unavailable, retry later")
         if isinstance(result, Failure):
             return self._failed(session, conf.store_status(result), result.message)
+        if isinstance(result, KeptAside):
+            # Kept, not lost: a warning the modality counts as stored (PS3.4 B.2.3);
+            # a person files it (docs/dicomweb.md "Filing and reconciliation").
+            session.aside += 1
+            _event("dicom.store.aside", calling_ae=session.caller.ae_title, reason=result.reason)
+            return _status(conf.COERCION, f"kept aside: {result.reason}")
         session.stored += 1
         session.studies.add(result.study_uid)
         return conf.SUCCESS

@@ -97,7 +97,12 @@ async def events(page: Page, exam_id: str) -> list[dict]:
 
 
 def make_ct_series(
-    folder: Path, study_uid: str, accession: str, count: int = 12, rle: bool = False
+    folder: Path,
+    study_uid: str,
+    accession: str,
+    count: int = 12,
+    rle: bool = False,
+    patient: dict[str, str] | None = None,
 ) -> list[Path]:
     """A CT series of real DICOM files for this exam, made from pydicom's CT_small.dcm
     (each slice shifted so that scrolling shows a different image); ``rle`` stores it
@@ -115,6 +120,8 @@ def make_ct_series(
         ds = source.copy()
         ds.StudyInstanceUID = study_uid
         ds.AccessionNumber = accession
+        for keyword, value in (patient or {}).items():  # the exam's patient
+            setattr(ds, keyword, value)
         ds.SeriesInstanceUID = series_uid
         ds.SOPInstanceUID = generate_uid()
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -143,7 +150,9 @@ async def feature_present(page: Page, path: str) -> bool:
 async def upload_series(page: Page, files: list[Path]) -> None:
     await page.set_input_files("#upload-files", [str(f) for f in files])
     await expect(page.locator("#upload-status")).to_contain_text(
-        f"{len(files)} image(s) enregistrée(s), 0 refusée(s)", timeout=20_000
+        f"{len(files)} image(s) classée(s) dans cet examen, 0 mise(s) de côté pour vérification, "
+        "0 refusée(s)",
+        timeout=20_000,
     )
     await expect(page.locator("#upload-progress")).to_have_attribute("value", "100")
 

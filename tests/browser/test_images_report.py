@@ -23,7 +23,7 @@ from server.exams import append_event
 from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP, TABLET
-from tests.helpers import exam_payload
+from tests.helpers import dicom_patient, exam_payload
 
 
 async def exam_in_acquisition(client_for, images_complete: bool = False) -> dict:
@@ -73,7 +73,10 @@ async def test_upload_scroll_and_window(
         await enter(page, base, exam["id"])
 
     files = loop.make_ct_series(
-        tmp_path / "ct", exam["study_instance_uid"], exam["accession_number"]
+        tmp_path / "ct",
+        exam["study_instance_uid"],
+        exam["accession_number"],
+        patient=dicom_patient(exam),
     )
     await loop.upload_series(man, files)
     await shot(man, "room-manipulator-uploaded")
@@ -106,7 +109,12 @@ async def test_upload_scroll_and_window(
     # A compressed series cannot be windowed in the browser: the viewer asks the
     # server to render it (WADO-RS rendered) instead.
     rle = loop.make_ct_series(
-        tmp_path / "rle", exam["study_instance_uid"], exam["accession_number"], 3, rle=True
+        tmp_path / "rle",
+        exam["study_instance_uid"],
+        exam["accession_number"],
+        3,
+        rle=True,
+        patient=dicom_patient(exam),
     )
     await loop.upload_series(man, rle)
     await expect(thumb).to_have_count(2)

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from dicomweb.samples import ct_series, instance
 from server.audit import AuditEntry
 from tests.gateway.conftest import ClientFor, Listener, dcmtk, exam_in_acquisition
+from tests.helpers import of_exam
 
 AEC = "TELEIMAGERIE"
 
@@ -78,10 +79,10 @@ async def test_ct_series_reaches_archive_and_room(
 ) -> None:
     urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
     exam = await exam_in_acquisition(urg, rad, man)
-    # The scanner makes its own study UID; the accession number links it to the exam.
+    # The scanner took the exam from the worklist: its study, accession and patient.
     files = [
         write(tmp_path / f"ct{i:03d}.dcm", data)
-        for i, data in enumerate(ct_series(200, size=128, AccessionNumber=exam["accession_number"]))
+        for i, data in enumerate(ct_series(200, size=128, **of_exam(exam)))
     ]
     run = await dcmtk(
         "storescu", "-aet", "CT_HOPA", "-aec", AEC, "127.0.0.1", str(listener.port), *files
@@ -119,11 +120,11 @@ async def test_bad_instances_are_refused_and_the_others_go_on(
     exam = await exam_in_acquisition(urg, rad, man)
     other_site = await exam_in_acquisition(urg_b, rad, man_b)
     acc = exam["accession_number"]
-    good = list(ct_series(4, size=64, AccessionNumber=acc))
+    good = list(ct_series(4, size=64, **of_exam(exam)))
     corrupt = dcmread(io.BytesIO(good[0]))
     corrupt.SOPInstanceUID = corrupt.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5"
     corrupt.Rows = 512  # the pixel data is far shorter than Rows x Columns
-    no_study = dcmread(io.BytesIO(instance(AccessionNumber=acc)))
+    no_study = dcmread(io.BytesIO(instance(**of_exam(exam))))
     del no_study.StudyInstanceUID
     files = [
         write(tmp_path / "good0.dcm", good[0]),
@@ -146,14 +147,14 @@ async def test_bad_instances_are_refused_and_the_others_go_on(
         "good1.dcm": "Success",
         "rtplan.dcm": "no presentation context",  # refused at negotiation
         "nostudy.dcm": "Error: DataSetDoesNotMatchSOPClass",
-        # PS3.7 C "Refused: Not Authorized", which DCMTK does not name for C-STORE.
-        "othersite.dcm": "Unknown Status: 0x124",
+        # Kept aside for a person to file: a warning, stored, never lost.
+        "othersite.dcm": "Warning: CoercionOfDataElements",
         "good2.dcm": "Success",
         "good3.dcm": "Success",
     }, run.out
     [row] = await audit_rows(listener, "dicom.store")
-    assert row.outcome == "failed" and row.detail["stored"] == 4
-    assert row.detail["failed"] == {"0xC000": 1, "0xA900": 1, "0x0124": 1}
+    assert row.outcome == "failed" and row.detail["stored"] == 4 and row.detail["aside"] == 1
+    assert row.detail["failed"] == {"0xC000": 1, "0xA900": 1}
     found = (await rad.get("/dicomweb/studies", params={"AccessionNumber": acc})).json()
     assert [s["00201208"]["Value"] for s in found] == [[4]]
     # Nothing reached the other hospital's exam.
@@ -165,3 +166,33 @@ def _bytes(ds: Any) -> bytes:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+async def test_a_mismatching_instance_is_kept_aside_not_lost(
+    listener: Listener, client_for: ClientFor, tmp_path: Path
+) -> None:
+    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    exam = await exam_in_acquisition(urg, rad, man)
+    # The exam's study and accession, another patient: a person must decide.
+    wrong = {**of_exam(exam), "PatientID": "SOMEONE-ELSE", "PatientName": "MARTIN^Jean"}
+    path = write(tmp_path / "wrong.dcm", instance(**wrong))
+    run = await dcmtk(
+        "storescu", "-v", "-nh", "-aet", "CT_HOPA", "-aec", AEC, "127.0.0.1",
+        str(listener.port), path,
+    )  # fmt: skip
+    assert run.code == 0 and responses(run.out) == {"wrong.dcm": "Warning: CoercionOfDataElements"}
+    [row] = await audit_rows(listener, "dicom.store")
+    assert row.detail["aside"] == 1 and row.detail["stored"] == 0
+    groups = (await man.get("/api/reconciliation")).json()["groups"]
+    assert [(g["reason"], g["source"], g["count"]) for g in groups] == [
+        ("patient_mismatch", "dicom:CT_HOPA", 1)
+    ]
+    assert groups[0]["candidate_exam"]["id"] == exam["id"]
+    # The instance is kept as sent, outside the archive's index.
+    [kept] = (listener.app.settings.dicom_storage / "quarantine").glob("*.dcm")
+    sent, got = dcmread(path), dcmread(kept)
+    assert (got.SOPInstanceUID, got.PatientID) == (sent.SOPInstanceUID, "SOMEONE-ELSE")
+    assert got.PixelData == sent.PixelData
+    assert (
+        await rad.get(f"/dicomweb/studies/{exam['study_instance_uid']}/metadata")
+    ).status_code == 404
