@@ -27,6 +27,7 @@ from pydicom.uid import UID
 
 from dicomweb.dicomjson import json_members, to_json_dict
 from dicomweb.fastread import IMPLICIT_LE, Unsupported, walk
+from dicomweb.types import InstanceAttrs
 
 # An archive keeps what modalities send: values that break a VR's rules are stored
 # as they are, not warned about per element (the UIDs that matter are checked below).
@@ -497,3 +498,20 @@ def level_json(full: dict[str, Any], tags: set[int], patient: bool) -> str:
     keys = {f"{t:08X}" for t in tags}
     kept = {k: v for k, v in full.items() if k in keys or (patient and k.startswith("0010"))}
     return json.dumps(kept, separators=(",", ":"), ensure_ascii=False)
+
+
+def instance_attrs(h: Header | Summary, expected_study: str | None = None) -> InstanceAttrs:
+    """What the Access decides an instance's filing on, from its header."""
+    return InstanceAttrs(
+        study_uid=h.study_uid,
+        series_uid=h.series_uid,
+        sop_uid=h.sop_uid,
+        sop_class_uid=h.sop_class_uid,
+        accession_number=h.text("AccessionNumber"),
+        patient_id=h.text("PatientID"),
+        patient_name=h.text("PatientName"),
+        modality=h.text("Modality"),
+        patient_birth_date=h.text("PatientBirthDate"),
+        patient_sex=h.text("PatientSex"),
+        expected_study=expected_study,
+    )

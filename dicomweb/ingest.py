@@ -18,6 +18,7 @@ nothing behind: no file, no row.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Hashable, Sequence
@@ -32,9 +33,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomweb import tables as t
-from dicomweb.header import Summary
+from dicomweb.header import Summary, instance_attrs
 from dicomweb.index import Indexed, Prepared, Rejected, index_batch
-from dicomweb.reconcile import Reconciled, reconcile
+from dicomweb.reconcile import Reconciled, Recovery, reconcile
 from dicomweb.staging import HeaderReaders, Staged, fail
 from dicomweb.storage import Buffer, Storage
 from dicomweb.types import (
@@ -46,7 +47,6 @@ from dicomweb.types import (
     DicomwebConfig,
     Failure,
     IngestHooks,
-    InstanceAttrs,
     KeepAside,
     KeptAside,
     Principal,
@@ -104,11 +104,15 @@ class Ingestor:
         except RuntimeError:
             return None
         started = time.time()  # files placed from now on may be this process's own
+        hook = getattr(self.access, "keep_aside", None)
+        keep_aside = None if hook is None else functools.partial(hook, Recovery())
 
         async def run() -> Reconciled | None:
             try:
                 alone = await anyio.to_thread.run_sync(self.storage.alone)
-                return await reconcile(self.storage, self.db, alone=alone, started=started)
+                return await reconcile(
+                    self.storage, self.db, alone=alone, started=started, keep_aside=keep_aside
+                )
             except Exception:  # the archive still serves; the next start-up tries again
                 log.exception("reconciling the storage with the index failed")
                 return None
@@ -257,7 +261,7 @@ class Ingestor:
                 results[i] = item
                 continue
             h = item.header
-            attrs = _attrs(h, expected_study)
+            attrs = instance_attrs(h, expected_study)
             key = store_key(principal, attrs) if store_key is not None else None
             if key is not None and key in decided:
                 target = decided[key]
@@ -451,19 +455,3 @@ def discard_staged(staged: Sequence[Staged | Failure]) -> None:
 
 def _same(s: StoredInstance) -> StoredInstance:
     return replace(s, duplicate=True)
-
-
-def _attrs(h: Summary, expected_study: str | None = None) -> InstanceAttrs:
-    return InstanceAttrs(
-        study_uid=h.study_uid,
-        series_uid=h.series_uid,
-        sop_uid=h.sop_uid,
-        sop_class_uid=h.sop_class_uid,
-        accession_number=h.text("AccessionNumber"),
-        patient_id=h.text("PatientID"),
-        patient_name=h.text("PatientName"),
-        modality=h.text("Modality"),
-        patient_birth_date=h.text("PatientBirthDate"),
-        patient_sex=h.text("PatientSex"),
-        expected_study=expected_study,
-    )

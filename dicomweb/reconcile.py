@@ -10,10 +10,13 @@ data and nothing else would ever remove them. A process that owns the archive
   ``storage.temp_writer``) is gone from this host, or when it is older than
   ``STALE_S`` whoever wrote it; a temp file a live process is writing is kept;
 - a file in place without an index row is deleted when it is not a whole DICOM
-  instance (truncated, unreadable); a whole one is moved to ``quarantine/`` with
-  a JSON note beside it, never indexed: who stored it, and so which exam it may
-  be filed into, died with the request (the authorisation is not recorded), and
-  filing by the file's identifiers alone is what the archive refuses to do;
+  instance (truncated, unreadable); a whole one is never indexed: who stored it,
+  and so which exam it may be filed into, died with the request (the
+  authorisation is not recorded), and filing by the file's identifiers alone is
+  what the archive refuses to do. It is moved to the quarantine area and handed
+  to the Access's ``keep_aside`` with the reason ``interrupted_store``, so that
+  it joins the reconciliation queue where a person files or discards it; where
+  there is no such hook, or it fails, a JSON note beside the file says what it is;
 - an index row whose file is missing is reported, not removed (the row is the
   record that the instance was received).
 
@@ -31,7 +34,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +43,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomweb import tables as t
-from dicomweb.header import HeaderError, read_path
+from dicomweb.header import HeaderError, instance_attrs, read_path
 from dicomweb.storage import Storage, host_name, temp_writer
+from dicomweb.types import KeepAside, Quarantined
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,22 @@ GRACE_S = 300.0
 #: A temp file this old is abandoned whoever wrote it (a 2 GiB upload over a slow
 #: link takes well under this).
 STALE_S = 6 * 3600.0
+#: The reason an instance found in place without its row joins the queue with.
+INTERRUPTED = "interrupted_store"
+
+#: Records instances moved to the quarantine area (``Access.keep_aside`` bound to
+#: the archive's own principal, ``Recovery``); returns their queue item ids.
+KeepAsideHook = Callable[[list[Quarantined]], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """Who keeps aside what the start-up reconciliation finds: the archive
+    itself, for no establishment (the queue shows such items to coordinators)."""
+
+    source: str = "recovery"
+    establishment_id: None = None
+    role: str = "system"
 
 
 @dataclass
@@ -208,37 +228,69 @@ async def unindexed(
     return orphans
 
 
-def set_aside(storage: Storage, rel: str, now: float) -> str:
-    """Check one file in place without a row: 'deleted' when it is not a whole
-    instance, else 'quarantined' (moved, with a JSON note). Blocking."""
+def set_aside(storage: Storage, rel: str, now: float) -> Quarantined | None:
+    """Check one file in place without a row: deleted (None) when it is not a
+    whole instance, else moved to the quarantine area and described for the
+    queue. Blocking."""
     path = storage.absolute(rel)
     try:
         header = read_path(path)
     except HeaderError as exc:
         log.warning("%s is not a whole DICOM instance (%s): deleted", rel, exc.message)
         Storage.discard(path)
-        return "deleted"
+        return None
     expected = storage.relative_path(header.study_uid, header.series_uid, header.sop_uid)
-    reason = (
-        "in place without an index row (the process storing it stopped before the commit)"
+    message = (
+        "stored when the archive stopped, before it was filed: check which exam it belongs to"
         if expected == rel
-        else "its UIDs do not match its path"
+        else "found in the archive under a path its UIDs do not give: check it"
     )
-    target = storage.quarantine / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = storage.quarantine_path()
+    size = path.stat().st_size
+    os.replace(path, storage.absolute(target))
+    return Quarantined(
+        attrs=instance_attrs(header),
+        decision=KeepAside(INTERRUPTED, message),
+        path=target,
+        size=size,
+    )
+
+
+def write_note(storage: Storage, q: Quarantined, was: str, now: float) -> None:
+    """Where no queue records an instance set aside, a JSON note beside it says
+    what it is (identifiers, never patient data). Blocking."""
     note = {
-        "reason": reason,
-        "path": rel,
+        "reason": q.decision.reason,
+        "message": q.decision.message,
+        "was": was,
         "found_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-        "size": path.stat().st_size,
-        "study_uid": header.study_uid,
-        "series_uid": header.series_uid,
-        "sop_uid": header.sop_uid,
-        "sop_class_uid": header.sop_class_uid,
+        "size": q.size,
+        "study_uid": q.attrs.study_uid,
+        "series_uid": q.attrs.series_uid,
+        "sop_uid": q.attrs.sop_uid,
+        "sop_class_uid": q.attrs.sop_class_uid,
     }
-    target.with_suffix(".json").write_text(json.dumps(note, indent=1), encoding="utf-8")
-    os.replace(path, target)
-    return "quarantined"
+    note_path = storage.absolute(q.path).with_suffix(".json")
+    note_path.write_text(json.dumps(note, indent=1), encoding="utf-8")
+
+
+async def _queue(
+    storage: Storage,
+    keep_aside: KeepAsideHook | None,
+    kept: list[tuple[str, Quarantined]],
+    now: float,
+) -> None:
+    """Hand what was set aside to the queue; a note beside each file otherwise."""
+    if not kept:
+        return
+    if keep_aside is not None:
+        try:
+            await keep_aside([q for _, q in kept])
+            return
+        except Exception:
+            log.exception("the queue did not take %d instance(s) set aside", len(kept))
+    for was, q in kept:
+        await anyio.to_thread.run_sync(write_note, storage, q, was, now)
 
 
 async def reconcile(
@@ -249,14 +301,17 @@ async def reconcile(
     started: float,
     grace_s: float = GRACE_S,
     stale_s: float = STALE_S,
+    keep_aside: KeepAsideHook | None = None,
 ) -> Reconciled:
     """Reconcile ``storage`` with the index (module docstring). ``alone``: no
     other process uses the storage; ``started``: when this process announced
-    itself (files placed since may be its own, being indexed)."""
+    itself (files placed since may be its own, being indexed); ``keep_aside``:
+    the queue that takes whole instances found without their row."""
     done = Reconciled()
     now = time.time()
     await anyio.to_thread.run_sync(sweep_temps, storage, now, started, stale_s, done)
     limit = started if alone else min(started, now - grace_s)
+    kept: list[tuple[str, Quarantined]] = []
     for rel, ctime in await unindexed(storage, db, done):
         if ctime >= limit:
             done.left.append(rel)
@@ -269,12 +324,17 @@ async def reconcile(
         if row is not None:
             continue
         try:
-            outcome = await anyio.to_thread.run_sync(set_aside, storage, rel, now)
+            q = await anyio.to_thread.run_sync(set_aside, storage, rel, now)
         except OSError as exc:
             log.error("cannot reconcile %s: %s", rel, exc.strerror)
             done.left.append(rel)
             continue
-        (done.deleted if outcome == "deleted" else done.quarantined).append(rel)
+        if q is None:
+            done.deleted.append(rel)
+        else:
+            done.quarantined.append(rel)
+            kept.append((rel, q))
+    await _queue(storage, keep_aside, kept, now)
     summary = json.dumps(done.summary(), separators=(",", ":"))
     if done.changed():
         log.warning(summary)

@@ -127,5 +127,6 @@ export const en = {
   "reconciliation.reason.other_exam": "its identifiers name another exam than this one",
   "reconciliation.reason.patient_mismatch": "its patient differs from the exam's patient",
   "reconciliation.reason.exam_not_accepted": "the exam is not accepted yet",
+  "reconciliation.reason.interrupted_store": "stored when the archive stopped, before it was filed",
   "reconciliation.reason.exam_cancelled": "the exam is cancelled",
 };

@@ -128,5 +128,6 @@ export const fr = {
   "reconciliation.reason.other_exam": "ses identifiants désignent un autre examen que celui-ci",
   "reconciliation.reason.patient_mismatch": "son patient diffère du patient de l'examen",
   "reconciliation.reason.exam_not_accepted": "l'examen n'est pas encore accepté",
+  "reconciliation.reason.interrupted_store": "reçue quand l'archive s'est arrêtée, avant d'être classée",
   "reconciliation.reason.exam_cancelled": "l'examen est annulé",
 };

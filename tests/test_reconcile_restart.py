@@ -22,7 +22,7 @@ import pytest
 from dicomweb.samples import ct_series, multipart
 from server.config import Settings
 from server.testing import free_port
-from tests.helpers import login
+from tests.helpers import login, of_exam
 from tests.test_archive import exam_in_acquisition
 
 pytestmark = pytest.mark.slow
@@ -94,16 +94,21 @@ async def client(server: Server, username: str) -> httpx.AsyncClient:
     return c
 
 
-async def indexed_paths(settings: Settings) -> set[str]:
+async def paths(settings: Settings, query: str) -> set[str]:
+    """The first column of ``query``'s rows, read as another client would."""
     url = settings.database_url
     if url.startswith("sqlite"):
         with sqlite3.connect(url.split(":///", 1)[1]) as conn:
-            return {r[0] for r in conn.execute("SELECT path FROM dicomweb_instances")}
+            return {r[0] for r in conn.execute(query)}
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
-        return {r["path"] for r in await conn.fetch("SELECT path FROM dicomweb_instances")}
+        return {r[0] for r in await conn.fetch(query)}
     finally:
         await conn.close()
+
+
+async def indexed_paths(settings: Settings) -> set[str]:
+    return await paths(settings, "SELECT path FROM dicomweb_instances")
 
 
 def in_place(storage: Path) -> set[str]:
@@ -125,7 +130,7 @@ async def test_a_server_killed_during_a_stow_is_reconciled_at_restart(
     # A real series, then a large part that never ends. Half the series is indexed
     # first; the server is killed while it receives the large part, the other half
     # staged, placed or indexed as the timing has it.
-    slices = list(ct_series(24, size=128, AccessionNumber=exam["accession_number"]))
+    slices = list(ct_series(24, size=128, **of_exam(exam)))
     body, ctype = multipart([*slices, slices[0] + b"\0" * SPOOLED])
     boundary = b"--" + ctype.split("boundary=")[1].strip('"').encode()
     half = body.index(boundary, body.index(slices[11]) + len(slices[11]))
@@ -187,12 +192,12 @@ async def test_a_server_killed_during_a_stow_is_reconciled_at_restart(
     assert summary["temps_deleted"]["count"] >= len(left)
     assert {f"tmp/{n}" for n in left} <= set(summary["temps_deleted"]["paths"])
     assert summary["missing"]["count"] == 0
-    # Whatever was in place without its row is set aside, each with its note.
-    quarantined = {
-        str(p.relative_to(storage / "quarantine")) for p in storage.glob("quarantine/**/*.dcm")
-    }
-    assert quarantined == set(summary["quarantined"]["paths"])
-    assert all((storage / "quarantine" / q).with_suffix(".json").exists() for q in quarantined)
+    # Whatever was in place without its row waits in the reconciliation queue.
+    queued = await paths(
+        settings, "SELECT path FROM reconciliation_items WHERE reason = 'interrupted_store'"
+    )
+    assert len(queued) == summary["quarantined"]["count"]
+    assert all((storage / q).is_file() for q in queued)
     assert "PatientName" not in log.read_text() and "Rubo" not in log.read_text()
     # The archive still serves what was indexed.
     man = await client(second, "man_a")

@@ -19,11 +19,12 @@ from sqlalchemy import select
 from websockets.asyncio.client import ClientConnection, connect
 
 from dicomweb.samples import ct_series, instance, multipart
+from dicomweb.storage import Storage
 from server.audit import AuditEntry
 from server.config import Settings
 from server.roomclient import RoomClient
 from server.testing import LiveServer
-from tests.helpers import PASSWORD, dicom_patient, exam_payload, of_exam
+from tests.helpers import PASSWORD, dicom_patient, exam_payload, login, of_exam
 from tests.reports.helpers import DRAFT
 
 ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]
@@ -344,3 +345,45 @@ async def test_a_resent_instance_joins_its_pending_item(
     assert outcomes(again) == [("ASIDE", "no_exam")] and ids[0] == ids[1]
     [group] = await queue(man)
     assert group["count"] == 1 and len(quarantined(settings)) == 1
+
+
+async def test_an_instance_left_without_its_row_waits_in_the_queue(
+    settings: Settings, accounts: object
+) -> None:
+    """A file the archive placed but never indexed (it was killed in between) is
+    found at the next start-up and queued for the coordinators, who file it."""
+    data = next(ct_series(1, size=32))
+    ds = pydicom.dcmread(io.BytesIO(data))
+    storage = Storage(Path(settings.dicom_storage))
+    rel = storage.relative_path(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    storage.absolute(rel).parent.mkdir(parents=True)
+    storage.absolute(rel).write_bytes(data)
+    with LiveServer(settings) as server:
+        clients = []
+        for username in ("urg_a", "rad", "man_a", "coord"):
+            client = httpx.AsyncClient(base_url=server.url, timeout=10)
+            client.headers["Authorization"] = f"Bearer {await login(client, username)}"
+            clients.append(client)
+        urg, rad, man, coord = clients
+        try:
+            groups: list[dict[str, Any]] = []
+            for _ in range(200):
+                groups = await queue(coord)
+                if groups:
+                    break
+                await asyncio.sleep(0.05)
+            [group] = groups
+            assert group["reason"] == "interrupted_store" and group["count"] == 1
+            assert group["items"][0]["sop_uid"] == ds.SOPInstanceUID
+            assert not storage.absolute(rel).exists()
+            # Not the site's to see: no establishment could be established for it.
+            assert await queue(man) == []
+            exam = await acquiring(urg, rad, man, LEROY)
+            url = f"/api/reconciliation/{group['id']}/file"
+            filed = await ok(await coord.post(url, json={"exam_id": exam["id"]}))
+            assert len(filed["filed"]) == 1
+            [study] = await studies(urg, exam["study_instance_uid"])
+            assert study["00201208"]["Value"] == [1]
+        finally:
+            for client in clients:
+                await client.aclose()

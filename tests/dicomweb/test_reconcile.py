@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomweb import DicomwebConfig, Ingestor, StoredInstance
 from dicomweb import tables as t
-from dicomweb.reconcile import reconcile
+from dicomweb.reconcile import INTERRUPTED, reconcile
 from dicomweb.samples import ct_series
 from dicomweb.storage import Storage, host_name, temp_writer
 from dicomweb.testing import TokenAccess, create_engine
+from dicomweb.types import Quarantined
 
 P = {"establishment": 7}
 OLD = time.time() - 7 * 3600  # older than STALE_S
@@ -137,11 +138,13 @@ async def test_unindexed_files_are_set_aside_truncated_ones_deleted(
     assert sorted(done.deleted) == sorted([truncated, not_dicom])
     # Nothing was indexed blindly; what was indexed is untouched.
     assert await indexed_paths(ingestor.db) == before == files_in_place(storage)
-    kept = storage.quarantine / whole
+    # No queue here (the Access has no keep_aside): a note beside the file says what it is.
+    [kept] = storage.quarantine.glob("*.dcm")
     assert kept.read_bytes() == series[2]
     note = json.loads(kept.with_suffix(".json").read_text())
     sop = pydicom.dcmread(kept).SOPInstanceUID
-    assert note["path"] == whole and note["sop_uid"] == sop and "index row" in note["reason"]
+    assert note["was"] == whole and note["sop_uid"] == sop
+    assert note["reason"] == INTERRUPTED
     assert "PatientName" not in json.dumps(note) and "CompressedSamples" not in json.dumps(note)
     # A second start-up finds nothing more to do.
     again = await reconcile(storage, ingestor.db, alone=True, started=time.time() + 1)
@@ -192,3 +195,42 @@ def test_alone_sees_other_processes_not_itself(tmp_path: Path) -> None:
     finally:
         other.communicate(timeout=10)  # closes its stdin: it exits
     assert first.alone()
+
+
+async def test_what_is_set_aside_joins_the_queue(ingestor: Ingestor) -> None:
+    """With a queue (the server's ``Access.keep_aside``), an instance found in place
+    without its row is handed to it with its identifiers, and needs no note."""
+    storage = ingestor.storage
+    data = next(ct_series(1, size=32))
+    rel = place(storage, data)
+    queued: list[Quarantined] = []
+
+    async def keep_aside(kept: list[Quarantined]) -> list[str]:
+        queued.extend(kept)
+        return [f"item-{i}" for i in range(len(kept))]
+
+    done = await reconcile(
+        storage, ingestor.db, alone=True, started=time.time() + 1, keep_aside=keep_aside
+    )
+    assert done.quarantined == [rel]
+    [q] = queued
+    ds = pydicom.dcmread(io.BytesIO(data))
+    assert q.decision.reason == INTERRUPTED
+    assert (q.attrs.sop_uid, q.attrs.study_uid) == (ds.SOPInstanceUID, ds.StudyInstanceUID)
+    assert q.attrs.patient_id == ds.PatientID and q.size == len(data)
+    assert storage.absolute(q.path).read_bytes() == data
+    assert list(storage.quarantine.glob("*.json")) == []
+
+
+async def test_a_queue_that_fails_leaves_a_note(ingestor: Ingestor) -> None:
+    storage = ingestor.storage
+    place(storage, next(ct_series(1, size=32)))
+
+    async def keep_aside(kept: list[Quarantined]) -> list[str]:
+        raise ConnectionError("database gone")
+
+    await reconcile(
+        storage, ingestor.db, alone=True, started=time.time() + 1, keep_aside=keep_aside
+    )
+    [kept] = storage.quarantine.glob("*.dcm")
+    assert json.loads(kept.with_suffix(".json").read_text())["reason"] == INTERRUPTED
