@@ -29,7 +29,13 @@ from server.audit import audited_api_error_handler
 from server.cli import app_context
 from server.config import Settings
 from server.errors import ApiError, http_error_handler, server_error_handler
-from server.middleware import AccessLog, RefuseNul, SecurityHeaders, configure_logging
+from server.middleware import (
+    AccessLog,
+    RefuseNul,
+    SecurityHeaders,
+    configure_logging,
+    has_nul,
+)
 from server.worker import start_timer_loop
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
@@ -46,7 +52,7 @@ class App(Starlette):
         self.sockets = sockets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
+        if scope["type"] == "websocket" and not has_nul(scope):  # else RefuseNul says no
             for route in self.sockets:
                 match, child = route.matches(scope)
                 if match is Match.FULL:

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 log = logging.getLogger("teleimagerie.http")
 
@@ -73,9 +74,9 @@ def has_nul(scope: Scope) -> bool:
 
 
 class RefuseNul:
-    """400 ``nul_character`` for a URL holding NUL, before routing: no resource is named
-    with it, and PostgreSQL refuses it in text, so an id or a filter with NUL would fail in
-    SQL (docs/design.md "Crafted input")."""
+    """400 ``nul_character`` for a URL holding NUL (403 for a socket's handshake), before
+    routing: no resource is named with it, and PostgreSQL refuses it in text, so an id or a
+    filter with NUL would fail in SQL (docs/design.md "Crafted input")."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -84,6 +85,9 @@ class RefuseNul:
         if scope["type"] == "http" and has_nul(scope):
             body = {"error": {"code": "nul_character", "message": "the URL holds a NUL character"}}
             return JSONResponse(body, status_code=400)(scope, receive, send)
+        if scope["type"] == "websocket" and has_nul(scope):
+            # Closed before the handshake completes: the client sees HTTP 403.
+            return WebSocketClose(code=1008)(scope, receive, send)
         return self.app(scope, receive, send)
 
 

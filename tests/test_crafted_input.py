@@ -180,3 +180,16 @@ async def test_room_frames_with_crafted_json_get_error_frames(
             error = await room.next_of("error")
             assert error["code"] == code, (raw[:60], error)
         assert (await room.chat("toujours là"))["seq"] == 2
+
+
+async def test_nul_in_a_room_socket_path(live_server: LiveServer, client_for: ClientFor) -> None:
+    """The room's exam id comes from the path too: the handshake is refused."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    urg = await client_for("urg_a")
+    headers = {"Authorization": urg.headers["Authorization"]}
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(f"{live_server.ws_url}/ws/exams/%00", additional_headers=headers):
+            pass
+    assert refused.value.response.status_code == 403
