@@ -102,3 +102,29 @@ def test_a_body_that_keeps_arriving_is_not_cut(slow_server: LiveServer) -> None:
             sock.sendall(body[i : i + 8])
         status = sock.recv(65536).partition(b"\r\n")[0]
     assert status == b"HTTP/1.1 401 Unauthorized"
+
+
+def test_stalled_headers(slow_server: LiveServer) -> None:
+    """Headers that stop half-way are a request that stopped arriving too."""
+    with socket.create_connection(("127.0.0.1", slow_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /api/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthoriz")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 408 Request Timeout")
+    assert json.loads(received.partition(b"\r\n\r\n")[2])["error"]["code"] == "body_timeout"
+
+
+def test_an_idle_keep_alive_connection_is_not_a_stalled_request(
+    slow_server: LiveServer,
+) -> None:
+    """Between requests the keep-alive timeout governs, not this one."""
+    import time
+
+    with socket.create_connection(("127.0.0.1", slow_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /api/me HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first = sock.recv(65536)
+        time.sleep(TIMEOUT_S * 2)
+        sock.sendall(b"GET /api/me HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        second = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 401") and second.startswith(b"HTTP/1.1 401")
