@@ -21,6 +21,7 @@ from dicomweb.context import Context
 from dicomweb.http import CORSMiddleware, error_response
 from dicomweb.ingest import Ingestor
 from dicomweb.matching import Level
+from dicomweb.outage import DATABASE_ERRORS, database_error_handler
 from dicomweb.storage import Storage
 from dicomweb.types import Access, DicomwebConfig, DicomwebError, IngestHooks
 
@@ -89,10 +90,23 @@ def create_dicomweb_app(
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(DicomwebError(exc.status_code, code, str(exc.detail)))
 
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        # The one error shape even for a fault; the traceback goes to the log only.
+        # Connection: close, as the server drops the connection after it.
+        response = error_response(DicomwebError(500, "internal_error", "unexpected server error"))
+        response.headers["Connection"] = "close"
+        return response
+
     app = Starlette(
         routes=routes,
         middleware=[Middleware(CORSMiddleware, origins=tuple(config.allowed_origins))],
-        exception_handlers={DicomwebError: on_error, HTTPException: on_http},
+        exception_handlers={
+            DicomwebError: on_error,
+            HTTPException: on_http,
+            # 503 + Retry-After when the database is out of reach (dicomweb.outage).
+            **dict.fromkeys(DATABASE_ERRORS, database_error_handler),
+            Exception: on_crash,
+        },
     )
     app.state.dicomweb = ctx
     return app

@@ -149,6 +149,10 @@ def parse(level: Level, items: Iterable[tuple[str, str]], scoped_study: bool = F
     q = Query(level)
     matches: list[tuple[Attr, str]] = []
     for key, value in items:
+        if "\x00" in key or "\x00" in value:
+            # PS3.18 8.3.4: a value must be one the attribute can hold; NUL is in no VR's
+            # character repertoire (PS3.5 6.2), and PostgreSQL refuses it in text.
+            raise DicomwebError(400, "nul_character", "a query key or value holds NUL")
         lk = key.lower()
         if lk == "limit":
             q.limit = min(_int(key, value), MAX_LIMIT)
@@ -218,9 +222,13 @@ def _add(columns: list[Attr], attr: Attr) -> None:
         columns.append(attr)
 
 
+INT_MAX = 2**31 - 1  # IS, PS3.5 Table 6.2-1; also every integer column of the index
+
+
 def _int(key: str, value: str) -> int:
-    if not value.isdigit():
-        raise DicomwebError(400, "bad_query", f"{key} must be a non-negative integer")
+    # ASCII digits only ("²".isdigit() is true), and short enough to convert cheaply.
+    if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > INT_MAX:
+        raise DicomwebError(400, "bad_query", f"{key} must be an integer from 0 to {INT_MAX}")
     return int(value)
 
 
@@ -247,10 +255,14 @@ def condition(attr: Attr, value: str, fuzzy: bool) -> ColumnElement[bool] | None
             attr.kind,
         )
     if attr.kind == "int":
-        try:
-            return col == int(value)
-        except ValueError as exc:
-            raise DicomwebError(400, "bad_query", f"{attr.keyword} must be an integer") from exc
+        number = value.strip()
+        digits = number.removeprefix("-").removeprefix("+")
+        # An IS value (PS3.5 Table 6.2-1): at most 12 characters, within 32 bits.
+        if not (digits.isascii() and digits.isdigit()) or len(number) > 12:
+            raise DicomwebError(400, "bad_query", f"{attr.keyword} must be an integer")
+        if not -INT_MAX - 1 <= int(number) <= INT_MAX:
+            raise DicomwebError(400, "bad_query", f"{attr.keyword} is out of the IS range")
+        return col == int(number)
     if attr.kind == "modalities":
         wanted = [m.strip() for m in value.replace("\\", ",").split(",") if m.strip()]
         return exists(

@@ -53,6 +53,8 @@ async def search(
         raise DicomwebError(406, "not_acceptable", "QIDO-RS answers application/dicom+json")
     study = request.path_params.get("study")
     series = request.path_params.get("series")
+    if "\x00" in (study or "") + (series or ""):
+        raise DicomwebError(400, "nul_character", "a UID in the path holds NUL")
     q = parse(level, request.query_params.multi_items(), scoped_study=study is not None)
     conditions: list[ColumnElement[bool]] = list(q.conditions)
     if study:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import string
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from dicomweb.http import base_of, dicom_json, dumps, parse_media
@@ -35,6 +36,29 @@ SPOOL_BYTES = 32 * 1024 * 1024
 QUEUED_BYTES = 256 * 1024 * 1024
 
 Pending = asyncio.Future[Staged | Failure]
+# RFC 2046 5.1.1: 1 to 70 characters of bchars, the last one not a space.
+BOUNDARY_CHARS = frozenset(string.ascii_letters + string.digits + "'()+_,-./:=? ")
+MAX_BOUNDARY = 70
+# A part header line is a few dozen bytes; python-multipart would gather any length.
+MAX_HEADER_BYTES = 8 * 1024
+
+
+def check_boundary(boundary: str) -> None:
+    """400 ``bad_boundary`` unless ``boundary`` is one RFC 2046 5.1.1 allows: a longer
+    one is refused before the parser holds a look-behind buffer of its size."""
+    if len(boundary) > MAX_BOUNDARY:
+        raise DicomwebError(
+            400, "bad_boundary", f"the multipart boundary is over {MAX_BOUNDARY} characters"
+        )
+    if not set(boundary) <= BOUNDARY_CHARS or boundary.endswith(" "):
+        raise DicomwebError(
+            400, "bad_boundary", "the multipart boundary has characters RFC 2046 does not allow"
+        )
+
+
+def _check_header(value: bytes) -> None:
+    if len(value) > MAX_HEADER_BYTES:
+        raise DicomwebError(400, "bad_multipart", f"a part header is over {MAX_HEADER_BYTES} bytes")
 
 
 @dataclass
@@ -68,9 +92,11 @@ class _Parts:
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
         self.hname += data[start:end]
+        _check_header(self.hname)
 
     def header_value(self, data: bytes, start: int, end: int) -> None:
         self.value += data[start:end]
+        _check_header(self.value)
 
     def header_end(self) -> None:
         if self.hname.lower() == b"content-type":
@@ -168,6 +194,7 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
     boundary = media.params.get("boundary")
     if not boundary:
         raise DicomwebError(400, "bad_request", "multipart/related without a boundary")
+    check_boundary(boundary)
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise DicomwebError(413, "too_large", f"request body larger than {max_bytes} bytes")
@@ -223,6 +250,10 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
     except MultipartParseError as exc:
         await _stop(consumer, parts)
         raise DicomwebError(400, "bad_multipart", f"malformed multipart body: {exc}") from exc
+    except ClientDisconnect:
+        # The client left, or stalled and was answered 408 (server/httpserver.py).
+        await _stop(consumer, parts)
+        raise DicomwebError(400, "body_incomplete", "the request body ended early") from None
     except BaseException:
         await _stop(consumer, parts)
         raise

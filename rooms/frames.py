@@ -8,15 +8,18 @@ to older servers.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rooms import strictjson
 from rooms.types import ClientFrameType, ErrorCode
 
 MAX_ID_CHARS = 64
 MAX_TEXT_CHARS = 8000
+# Strings no database can store are an encoding fault; the rest of what strict JSON
+# refuses (NaN, huge numbers, deep nesting) is not JSON the room can use.
+_ENCODING = frozenset({"nul_character", "bad_encoding"})
 
 
 class FrameError(Exception):
@@ -98,11 +101,6 @@ ClientFrame = (
 )
 
 
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON (RFC 8259 section 6) although Python accepts them.
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _decode(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
     """Size, encoding, syntax and shape checks, cheapest first."""
     too_large = FrameError(ErrorCode.FRAME_TOO_LARGE, f"frames are limited to {max_bytes} bytes")
@@ -119,15 +117,12 @@ def _decode(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
     if size > max_bytes:
         raise too_large
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise FrameError(ErrorCode.BAD_JSON, "the frame is not valid JSON") from None
-    try:
-        # JSON escapes can smuggle lone surrogates ("\\ud800") that no database or
-        # peer can store: refuse them here rather than fail later.
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise bad_encoding from None
+        # NaN, huge integers, deep nesting, NUL and lone surrogates (even JSON-escaped,
+        # "\\u0000", "\\ud800") are refused here: no database or peer could take them.
+        data = strictjson.loads(text)
+    except strictjson.JsonRefused as exc:
+        code = ErrorCode.BAD_ENCODING if exc.code in _ENCODING else ErrorCode.BAD_JSON
+        raise FrameError(code, f"the frame is refused: {exc.message}") from None
     if not isinstance(data, dict):
         raise FrameError(ErrorCode.BAD_FRAME, "a frame must be a JSON object")
     return data

@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from dicomweb.outage import DATABASE_ERRORS, database_error_handler
 from server import archive, notifications, protocols, room, turnaround
 from server.api import audit as audit_api
 from server.api import billing as billing_api
@@ -29,7 +30,13 @@ from server.audit import audited_api_error_handler
 from server.cli import app_context
 from server.config import Settings
 from server.errors import ApiError, http_error_handler, server_error_handler
-from server.middleware import AccessLog, SecurityHeaders, configure_logging
+from server.middleware import (
+    AccessLog,
+    RefuseNul,
+    SecurityHeaders,
+    configure_logging,
+    has_nul,
+)
 from server.worker import start_timer_loop
 
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
@@ -46,7 +53,7 @@ class App(Starlette):
         self.sockets = sockets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
+        if scope["type"] == "websocket" and not has_nul(scope):  # else RefuseNul says no
             for route in self.sockets:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
@@ -100,10 +107,12 @@ def create_app(settings: Settings | None = None) -> App:
     return App(
         sockets=sockets,
         routes=routes,
-        middleware=[Middleware(AccessLog), Middleware(SecurityHeaders)],
+        middleware=[Middleware(AccessLog), Middleware(SecurityHeaders), Middleware(RefuseNul)],
         exception_handlers={
             ApiError: audited_api_error_handler,
             HTTPException: http_error_handler,
+            # 503 + Retry-After when the database is out of reach, else on to the 500.
+            **dict.fromkeys(DATABASE_ERRORS, database_error_handler),
             Exception: server_error_handler,
         },
         lifespan=lifespan,

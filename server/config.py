@@ -18,6 +18,16 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -83,6 +93,9 @@ class Settings:
     audit_checkpoint_file: Path | None = None
     audit_checkpoint_key_file: Path | None = None
     audit_checkpoint_every_s: int = 60
+    # A request (headers or body) from which nothing arrives for this long gets 408 and
+    # its connection is closed (server/httpserver.py, docs/configuration.md).
+    body_timeout_s: float = 60.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -132,6 +145,7 @@ class Settings:
             argon2_memory_kib=_int(e, "ARGON2_MEMORY_KIB", d.argon2_memory_kib),
             argon2_parallelism=_int(e, "ARGON2_PARALLELISM", d.argon2_parallelism),
             **_audit_checkpoint_settings(e, d),
+            body_timeout_s=_float(e, "BODY_TIMEOUT_S", d.body_timeout_s),
         )
 
     def with_(self, **changes: object) -> Settings:

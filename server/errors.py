@@ -76,5 +76,8 @@ async def http_error_handler(_request: Request, exc: Exception) -> Response:
 
 
 async def server_error_handler(_request: Request, _exc: Exception) -> Response:
+    """The one shape for a fault, no detail (the traceback goes to the log). The server
+    drops the connection after an unhandled exception: say so, so that no client sends
+    its next request down a closing connection."""
     body = {"error": {"code": "internal_error", "message": "unexpected server error"}}
-    return JSONResponse(body, status_code=500)
+    return JSONResponse(body, status_code=500, headers={"Connection": "close"})

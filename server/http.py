@@ -1,13 +1,18 @@
-"""Reading request bodies: size limits, JSON, validation errors that name fields."""
+"""Reading request bodies: size limits, strict JSON, validation errors that name fields.
+
+Bodies are decoded as strict JSON (``rooms.strictjson``): too deep, numbers past
+64 bits, NUL and lone surrogates get a 400 with a code of their own before any handler
+or database sees them (docs/design.md "Crafted input").
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
+from rooms import strictjson
 from server.context import ctx
 from server.errors import ApiError
 
@@ -21,11 +26,17 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise ApiError(413, "body_too_large", f"request body is over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"request body is over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "body_too_large", f"request body is over {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client left, or stopped sending and the server timed it out (already
+        # answered 408, server/httpserver.py): nobody reads this answer, but the request
+        # ends as a handled error rather than a traceback.
+        raise ApiError(400, "body_incomplete", "the request body ended early") from None
     return b"".join(chunks)
 
 
@@ -35,9 +46,13 @@ async def read_json(request: Request) -> Any:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     raw = await read_body(request, ctx(request).settings.max_body_bytes)
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from None
+        text = raw.decode("utf-8")  # RFC 8259 section 8.1
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_json", "the body is not valid UTF-8") from None
+    try:
+        return strictjson.loads(text)
+    except strictjson.JsonRefused as exc:
+        raise ApiError(400, exc.code, f"the body is refused: {exc.message}") from None
 
 
 def validation_error(exc: ValidationError) -> ApiError:

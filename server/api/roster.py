@@ -45,12 +45,15 @@ from server.roster import (
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 MAX_SHIFT = timedelta(days=14)
+# Ids are INTEGER columns: a larger number names no row and PostgreSQL refuses it.
+ROW_ID_MAX = 2**31 - 1
+RowId = Annotated[int, Field(ge=1, le=ROW_ID_MAX)]
 
 
 class _Common(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    radiologist: int | Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    radiologist: RowId | Annotated[str, StringConstraints(min_length=1, max_length=64)]
     role: Literal["primary", "backup"]
     establishments: Annotated[list[Code], Field(max_length=200)] = []
     max_in_progress: Annotated[int, Field(ge=1, le=50)] = DEFAULT_MAX_IN_PROGRESS
@@ -248,10 +251,10 @@ def _delete(model: type[Shift] | type[ShiftTemplate], what: str) -> Any:
         principal = await authenticate(request)
         require_role(principal, Role.COORDINATOR)
         app = ctx(request)
-        try:
-            row_id = int(request.path_params["row_id"])
-        except ValueError:
-            raise not_found(what) from None
+        raw = request.path_params["row_id"]
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > ROW_ID_MAX:
+            raise not_found(what)
+        row_id = int(raw)
         async with app.db() as db:
             row = await db.get(model, row_id)
             if row is None:

@@ -143,3 +143,29 @@ def test_call_offer_without_sdp(sdp: object) -> None:
 def test_call_ice_without_a_candidate_object(candidate: object) -> None:
     frame = {"type": "call.ice"} | ({} if candidate is None else {"candidate": candidate})
     assert refused(json.dumps(frame)).code == ErrorCode.MISSING_CANDIDATE
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"type": "chat", "id": "n", "text": "bonjour\\u0000"}',
+        '{"type": "chat", "id": "n\\u0000", "text": "bonjour"}',
+        '{"type": "ping", "\\u0000": 1}',
+        '{"type": "call.ice", "candidate": {"candidate": "a\\u0000"}}',
+    ],
+)
+def test_nul_anywhere_is_bad_encoding(raw: str) -> None:
+    """PostgreSQL cannot store NUL in text: refused before a chat line is queued."""
+    assert refused(raw).code == ErrorCode.BAD_ENCODING
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"type": "ping", "n": ' + "7" * 4301 + "}",
+        '{"type": "ping", "n": 1e400}',
+        '{"type": "ping", "n": ' + "[" * 65 + "]" * 65 + "}",
+    ],
+)
+def test_huge_numbers_and_deep_nesting_are_bad_json(raw: str) -> None:
+    assert refused(raw).code == ErrorCode.BAD_JSON
