@@ -46,10 +46,16 @@ def temp_writer(name: str) -> tuple[int, str] | None:
 LOCK_NAME = ".archive-processes.lock"
 _locks: dict[Path, list[int]] = {}  # root -> [descriptor, Storage objects using it]
 _locks_guard = threading.Lock()
+#: Roots whose ``Storage`` was collected, released at the next ``_hold``. A
+#: finalizer runs wherever the collector happens to run, possibly inside ``_hold``
+#: on the same thread with the guard taken: it only appends here (atomic), never
+#: waits for the guard.
+_collected: list[Path] = []
 
 
 def _hold(root: Path) -> int:
     with _locks_guard:
+        _release_collected()
         held = _locks.get(root)
         if held is None:
             fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
@@ -59,8 +65,10 @@ def _hold(root: Path) -> int:
         return held[0]
 
 
-def _release(root: Path) -> None:
-    with _locks_guard:
+def _release_collected() -> None:
+    """Drop the holds of collected ``Storage`` objects; the guard is held."""
+    while _collected:
+        root = _collected.pop()
         held = _locks.get(root)
         if held is not None:
             held[1] -= 1
@@ -92,7 +100,7 @@ class Storage:
         for d in (self.root, self.tmp, self.thumbs, self.quarantine):
             d.mkdir(parents=True, exist_ok=True)
         self._lock = _hold(self.root)
-        weakref.finalize(self, _release, self.root)
+        weakref.finalize(self, _collected.append, self.root)
 
     def alone(self) -> bool:
         """Whether no other process has a ``Storage`` of this root now (its lock

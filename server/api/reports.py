@@ -9,7 +9,6 @@ nothing about an exam outside their scope.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from datetime import datetime
@@ -84,7 +83,7 @@ async def _check_password(request: Request, who: Principal, password: str, actio
             "too many wrong passwords; try again later",
             headers={"Retry-After": str(app.settings.login_window_s)},
         )
-    if not await asyncio.to_thread(app.passwords.verify, stored, password):
+    if not await app.passwords.verify_async(stored, password):
         await app.bus.hit(key, app.settings.login_window_s)
         await audit.record_request(
             request,

@@ -3,6 +3,7 @@ states: what a process killed while storing leaves behind (dicomweb/reconcile.py
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomweb import DicomwebConfig, Ingestor, StoredInstance
+from dicomweb import storage as storage_module
 from dicomweb import tables as t
 from dicomweb.reconcile import INTERRUPTED, reconcile
 from dicomweb.samples import ct_series
@@ -195,6 +197,20 @@ def test_alone_sees_other_processes_not_itself(tmp_path: Path) -> None:
     finally:
         other.communicate(timeout=10)  # closes its stdin: it exits
     assert first.alone()
+
+
+def test_a_collected_storage_never_waits_for_the_lock_guard(tmp_path: Path) -> None:
+    """The collector may finalise a ``Storage`` inside ``_hold`` on the same thread,
+    the guard taken (seen as a hang of the whole test run): the finalizer only
+    queues the release, done at the next ``_hold``."""
+    old = Storage(tmp_path / "old")
+    with storage_module._locks_guard:
+        del old
+        gc.collect()  # before: waited for the guard this thread holds, forever
+        assert (tmp_path / "old").resolve() in storage_module._collected
+    Storage(tmp_path / "new")
+    # Released: the process no longer announces itself on the old root.
+    assert (tmp_path / "old").resolve() not in storage_module._locks
 
 
 async def test_what_is_set_aside_joins_the_queue(ingestor: Ingestor) -> None:
