@@ -123,8 +123,29 @@ def test_an_idle_keep_alive_connection_is_not_a_stalled_request(
 
     with socket.create_connection(("127.0.0.1", slow_server.port), timeout=10) as sock:
         sock.sendall(b"GET /api/me HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        first = sock.recv(65536)
+        first = read_response(sock)
         time.sleep(TIMEOUT_S * 2)
         sock.sendall(b"GET /api/me HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        second = sock.recv(65536)
+        second = read_response(sock)
     assert first.startswith(b"HTTP/1.1 401") and second.startswith(b"HTTP/1.1 401")
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response (head, then Content-Length bytes of body): a response may
+    arrive in several segments, and the next one must not be read as its tail."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, "closed before the end of the head"
+        received += chunk
+    head_, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head_.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed before the end of the body"
+        body += chunk
+    return head_ + b"\r\n\r\n" + body
