@@ -5,6 +5,7 @@ reconciliation")."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -115,6 +116,14 @@ def in_place(storage: Path) -> set[str]:
     return {str(p.relative_to(storage)) for p in storage.glob("??/*/*/*.dcm")}
 
 
+async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 90) -> None:
+    """Wait for ``check`` (a loaded machine can be slow), or fail naming ``what``."""
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, f"not reached in {seconds:.0f} s: {what}"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_server_killed_during_a_stow_is_reconciled_at_restart(
     settings: Settings, accounts: object, tmp_path: Path, servers: list[Server]
 ) -> None:
@@ -133,7 +142,9 @@ async def test_a_server_killed_during_a_stow_is_reconciled_at_restart(
     slices = list(ct_series(24, size=128, **of_exam(exam)))
     body, ctype = multipart([*slices, slices[0] + b"\0" * SPOOLED])
     boundary = b"--" + ctype.split("boundary=")[1].strip('"').encode()
-    half = body.index(boundary, body.index(slices[11]) + len(slices[11]))
+    # Through the delimiter after the twelfth slice: a part ends when the next
+    # delimiter is seen, so twelve parts can be indexed before the rest is sent.
+    half = body.index(boundary, body.index(slices[11]) + len(slices[11])) + len(boundary) + 2
     cut = len(body) - 4 * 1024 * 1024  # in the middle of the last part's bytes
     indexed, sent = asyncio.Event(), asyncio.Event()
 
@@ -148,18 +159,24 @@ async def test_a_server_killed_during_a_stow_is_reconciled_at_restart(
     request = asyncio.create_task(
         man.post("/dicomweb/studies", content=upload(), headers={"Content-Type": ctype})
     )
-    for _ in range(600):
-        if len((await rad.get("/dicomweb/instances")).json()) == 12:
-            break
-        await asyncio.sleep(0.05)
+
+    async def twelve_indexed() -> bool:
+        return len((await rad.get("/dicomweb/instances")).json()) == 12
+
+    await until(twelve_indexed, "the first half of the series indexed")
     indexed.set()
     await rad.aclose()
     await asyncio.wait_for(sent.wait(), 60)
     tmp = storage / "tmp"
-    for _ in range(200):  # the spooled part reaches the temp dir
-        if any(p.stat().st_size > SPOOLED // 2 for p in tmp.glob("*.part")):
-            break
-        await asyncio.sleep(0.05)
+
+    async def spooled() -> bool:
+        sizes = []
+        for p in tmp.glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):  # placed meanwhile
+                sizes.append(p.stat().st_size)
+        return any(size > SPOOLED // 2 for size in sizes)
+
+    await until(spooled, "the large part half written to the temp dir")
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(10)
     request.cancel()
@@ -175,14 +192,15 @@ async def test_a_server_killed_during_a_stow_is_reconciled_at_restart(
     second = Server(settings, storage, log)
     servers.append(second)
     await asyncio.to_thread(second.wait_ready)
-    summary = None
-    for _ in range(300):
-        lines = [ln for ln in log.read_text().splitlines() if '"dicomweb.reconciled"' in ln]
-        if lines:
-            summary = json.loads(lines[-1])
-            break
-        await asyncio.sleep(0.05)
-    assert summary is not None, log.read_text()[-2000:]
+
+    def summaries() -> list[str]:
+        return [ln for ln in log.read_text().splitlines() if '"dicomweb.reconciled"' in ln]
+
+    async def reconciled() -> bool:
+        return bool(summaries())
+
+    await until(reconciled, "the reconciliation summary logged")
+    summary = json.loads(summaries()[-1])
 
     # No temp file left; every file in place has its row and every row its file.
     assert list(tmp.glob("*.part")) == []
