@@ -10,23 +10,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from rooms.engine import create_engine as create_bus
-from server.config import Settings
-from server.context import AppContext
-from server.db import create_engine, is_sqlite, session_factory
-from server.passwords import Passwords
+from server.core.config import Settings
+from server.core.context import AppContext
+from server.core.db import create_engine, is_sqlite, session_factory
+from server.core.passwords import Passwords
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from server.models import User
+    from server.core.models import User
 
 
 @contextlib.asynccontextmanager
 async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
     """The process-wide services, for the web app's lifespan and the CLI alike."""
-    from server.archive import attach
-    from server.calls import CallManager
-    from server.roomhub import RoomHub
+    from server.archive.service import attach
+    from server.calls.manager import CallManager
+    from server.live.roomhub import RoomHub
 
     sql = create_engine(settings.database_url)
     sqlite = is_sqlite(settings.database_url)
@@ -74,8 +74,8 @@ def _run(settings: Settings, job: Callable[[AppContext], Awaitable[int]]) -> int
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from server.app import create_app
-    from server.httpserver import uvicorn_options
+    from server.web.app import create_app
+    from server.web.httpserver import uvicorn_options
 
     uvicorn.run(
         create_app(settings),
@@ -89,7 +89,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
-    from server.migrate import upgrade
+    from server.core.migrate import upgrade
 
     upgrade(settings.database_url)
     print("schema is up to date")
@@ -104,7 +104,7 @@ def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_establishment_add(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import add_establishment
+    from server.accounts.service import add_establishment
 
     async def job(app: AppContext) -> int:
         async with app.db() as db:
@@ -117,7 +117,7 @@ def cmd_establishment_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import add_user
+    from server.accounts.service import add_user
 
     password = sys.stdin.readline().rstrip("\r\n")
 
@@ -148,8 +148,8 @@ def _account_job(
 ) -> int:
     """Apply ``change(app, db, user)`` to a user, audit it as ``action`` (from the
     CLI: no user, ``via: cli``), commit, and close the user's open sockets."""
-    from server import audit
-    from server.accounts import announce, find_user
+    from server.accounts.service import announce, find_user
+    from server.core import audit
 
     async def job(app: AppContext) -> int:
         async with app.db() as db:
@@ -171,7 +171,7 @@ def _account_job(
 
 
 def cmd_user_passwd(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import set_password
+    from server.accounts.service import set_password
 
     password = sys.stdin.readline().rstrip("\r\n")
 
@@ -182,7 +182,7 @@ def cmd_user_passwd(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_active(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import set_active
+    from server.accounts.service import set_active
 
     active = args.action == "activate"
 
@@ -193,7 +193,7 @@ def cmd_user_active(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_logout_all(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import revoke_sessions
+    from server.accounts.service import revoke_sessions
 
     async def change(app: AppContext, db: AsyncSession, user: User) -> int:
         return await revoke_sessions(app, db, user.id)
@@ -202,7 +202,7 @@ def cmd_user_logout_all(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_role(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import set_role
+    from server.accounts.service import set_role
 
     async def change(app: AppContext, db: AsyncSession, user: User) -> int:
         return await set_role(app, db, user, args.role, args.establishment)
@@ -253,8 +253,8 @@ def cmd_audit_verify(_args: argparse.Namespace, settings: Settings) -> int:
     """The chain from its first row, then the chain against the latest checkpoint
     (docs/reports.md "Audit trail"): exit 1 naming what is wrong, 2 when the
     checkpoints cannot be read as configured."""
-    from server.audit import verify
-    from server.audit_anchor import (
+    from server.core.audit import verify
+    from server.core.audit_anchor import (
         AnchorError,
         AnchorProblem,
         check_against,
@@ -307,7 +307,7 @@ def cmd_audit_verify(_args: argparse.Namespace, settings: Settings) -> int:
 def cmd_audit_checkpoint(_args: argparse.Namespace, settings: Settings) -> int:
     """Append a signed checkpoint of the chain's head (for cron; the worker takes
     them on its own)."""
-    from server.audit_anchor import AnchorError, AnchorProblem, checkpoint
+    from server.core.audit_anchor import AnchorError, AnchorProblem, checkpoint
 
     if settings.audit_checkpoint_file is None:
         print("teleimagerie: AUDIT_CHECKPOINT_FILE is not set", file=sys.stderr)
@@ -329,14 +329,14 @@ def cmd_audit_checkpoint(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dicom(args: argparse.Namespace, settings: Settings) -> int:
-    from server.dicom.service import serve
+    from server.gateway.service import serve
 
     asyncio.run(serve(settings, args.host, args.port, args.ae_title))
     return 0
 
 
 def cmd_ae_add(args: argparse.Namespace, settings: Settings) -> int:
-    from server.dicom.aes import add_ae
+    from server.gateway.aes import add_ae
 
     async def job(app: AppContext) -> int:
         async with app.db() as db:
@@ -351,7 +351,7 @@ def cmd_ae_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ae_list(_args: argparse.Namespace, settings: Settings) -> int:
-    from server.dicom.aes import list_aes
+    from server.gateway.aes import list_aes
 
     async def job(app: AppContext) -> int:
         async with app.read() as db:
@@ -423,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from server.accounts import AccountError
+    from server.accounts.service import AccountError
 
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()

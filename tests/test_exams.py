@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from server.cli import app_context
-from server.config import Settings
-from server.models import Exam, ExamEvent
+from server.core.config import Settings
+from server.core.models import Exam, ExamEvent
 from tests.helpers import exam_payload
 
 ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]

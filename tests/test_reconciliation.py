@@ -20,8 +20,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from dicomweb.samples import ct_series, instance, multipart
 from dicomweb.storage import Storage
-from server.audit import AuditEntry
-from server.config import Settings
+from server.core.audit import AuditEntry
+from server.core.config import Settings
 from server.roomclient import RoomClient
 from server.testing import LiveServer
 from tests.helpers import PASSWORD, dicom_patient, exam_payload, login, of_exam

@@ -10,7 +10,7 @@ from playwright.async_api import expect
 from sqlalchemy import delete, update
 
 from server.cli import app_context
-from server.models import Exam, ExamEvent
+from server.core.models import Exam, ExamEvent
 from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP, TABLET

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import update
 
 from server.cli import app_context
-from server.config import Settings
-from server.models import Establishment
+from server.core.config import Settings
+from server.core.models import Establishment
 from tests.calls.conftest import Join
 from tests.conftest import Accounts
 

@@ -1,0 +1,146 @@
+"""Delivery of signed reports: the three formats and the archive.
+
+Formats are rendered per request from the frozen canonical content
+(``server.reports.formats``: deterministic, so the same report always gives the
+same bytes). Reads are audited with the format asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from dicomweb.types import Failure, KeptAside
+from server.accounts.auth import authenticate
+from server.archive.service import SystemPrincipal
+from server.core import audit
+from server.core.context import AppContext, ctx
+from server.core.errors import ApiError
+from server.core.models import Exam
+from server.exams.authz import load_exam
+from server.reports import formats as report_formats
+from server.reports.service import Addendum, Report
+
+log = logging.getLogger("teleimagerie.reports")
+
+
+async def load_report(db: AsyncSession, exam_id: str) -> Report | None:
+    return await db.get(Report, exam_id, populate_existing=True)
+
+
+async def load_addenda(db: AsyncSession, exam_id: str) -> list[Addendum]:
+    rows = await db.scalars(
+        select(Addendum).where(Addendum.exam_id == exam_id).order_by(Addendum.number)
+    )
+    return list(rows.all())
+
+
+def _formats_input(report: Report, addenda: list[Addendum]) -> tuple[dict, str, list[dict]]:
+    assert report.canonical is not None and report.sha256 is not None
+    adds = [{"content": json.loads(a.canonical), "sha256": a.sha256} for a in addenda]
+    return json.loads(report.canonical), report.sha256, adds
+
+
+def rendered(report: Report, addenda: list[Addendum]) -> tuple[bytes, dict, bytes]:
+    """PDF, FHIR and DICOM forms of a signed report (pure, deterministic)."""
+    content, digest, adds = _formats_input(report, addenda)
+    pdf = report_formats.render_pdf(content, digest, adds)
+    fhir = report_formats.render_fhir(content, digest, adds, pdf)
+    return pdf, fhir, report_formats.render_dicom(content, digest, adds, pdf)
+
+
+async def store_report_in_archive(app: AppContext, exam: Exam, part10: bytes) -> bool:
+    """Put the DICOM Encapsulated PDF into the exam's study in the archive,
+    through the same ingest path as images, so the hospital's PACS gets it
+    with the study (WADO-RS). Returns whether it was stored."""
+    if app.ingestor is None:
+        log.info(json.dumps({"event": "report.archive_skipped", "exam": exam.id}))
+        return False
+    try:
+        result = await app.ingestor.store(
+            part10, SystemPrincipal(exam_id=exam.id), expected_study=exam.study_instance_uid
+        )
+    except Exception:
+        log.exception("could not store the report of exam %s in the archive", exam.id)
+        return False
+    if isinstance(result, Failure | KeptAside):
+        log.error(
+            json.dumps(
+                {
+                    "event": "report.archive_failed",
+                    "exam": exam.id,
+                    "reason": result.reason,
+                    "message": result.message,
+                }
+            )
+        )
+        return False
+    async with app.db() as db:
+        await db.execute(
+            update(Report).where(Report.exam_id == exam.id).values(archived_at=app.now())
+        )
+        await db.commit()
+    return True
+
+
+async def archive_latest(app: AppContext, exam: Exam) -> None:
+    async with app.db() as db:
+        report = await load_report(db, exam.id)
+        assert report is not None
+        addenda = await load_addenda(db, exam.id)
+    _pdf, _fhir, part10 = await asyncio.to_thread(rendered, report, addenda)
+    await store_report_in_archive(app, exam, part10)
+
+
+def _format_route(fmt: str) -> Any:
+    async def endpoint(request: Request) -> Response:
+        who = await authenticate(request)
+        app = ctx(request)
+        async with app.db() as db:
+            exam = await load_exam(db, who, request.path_params["exam_id"])
+            report = await load_report(db, exam.id)
+            if report is None or report.signed_at is None:
+                raise ApiError(404, "report_not_signed", "this exam has no signed report yet")
+            addenda = await load_addenda(db, exam.id)
+            await audit.record_request(
+                request,
+                "report.read",
+                who,
+                db,
+                exam_id=exam.id,
+                study_uid=exam.study_instance_uid,
+                detail={"format": fmt},
+            )
+            await db.commit()
+        # CPU-bound (fpdf2): off the event loop.
+        pdf, fhir, part10 = await asyncio.to_thread(rendered, report, addenda)
+        headers = {"X-Report-SHA256": report.sha256 or ""}
+        if fmt == "pdf":
+            name = f"report-{exam.accession_number}.pdf"
+            headers["Content-Disposition"] = f'inline; filename="{name}"'
+            return Response(pdf, media_type="application/pdf", headers=headers)
+        if fmt == "fhir":
+            return Response(
+                json.dumps(fhir, sort_keys=True, ensure_ascii=False).encode(),
+                media_type="application/fhir+json",
+                headers=headers,
+            )
+        return Response(part10, media_type="application/dicom", headers=headers)
+
+    endpoint.__name__ = f"report_{fmt}"
+    return endpoint
+
+
+routes = [
+    Route("/exams/{exam_id}/report.pdf", _format_route("pdf"), methods=["GET"]),
+    Route("/exams/{exam_id}/report.fhir.json", _format_route("fhir"), methods=["GET"]),
+    Route("/exams/{exam_id}/report.dcm", _format_route("dicom"), methods=["GET"]),
+]
