@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncpg
 
-from server.cli import app_context
+from server.composition import app_context
 from server.core import audit
 from server.core.config import Settings, normalise_database_url
 from server.core.migrate import upgrade

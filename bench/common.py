@@ -18,7 +18,7 @@ import httpx
 from sqlalchemy import insert
 
 from server.accounts.auth import hash_token
-from server.cli import app_context
+from server.composition import app_context
 from server.core.config import Settings
 from server.core.migrate import upgrade
 from server.core.models import Establishment, Exam, ExamEvent, User, UserSession

@@ -30,7 +30,7 @@ from sqlalchemy import select, update  # noqa: E402
 from bench.dicomweb import Client, stow  # noqa: E402
 from dicomweb.samples import ct_series  # noqa: E402
 from server.accounts.service import add_establishment, add_user  # noqa: E402
-from server.cli import app_context  # noqa: E402
+from server.composition import app_context  # noqa: E402
 from server.core.config import Settings, normalise_database_url  # noqa: E402
 from server.core.migrate import upgrade  # noqa: E402
 from server.core.models import Exam, User  # noqa: E402

@@ -7,7 +7,7 @@ claiming from one engine, as `teleimagerie worker` processes do:
   a `fire` that records the time): what the claim loop costs.
 - ``full``: 5,000 real open requests (two timers each) in a fresh SQLite database,
   rebuilt from SQL (the time is printed), then `--due` of them made due within the
-  window while the rest stay pending, fired by the real ``server.exams.escalation.fire``
+  window while the rest stay pending, fired by the real ``server.exams.firing.fire``
   writing ``escalation.raised`` events; lateness is the event's time minus its deadline.
 
 Lateness = when it fired - when it was due. Target: p99 < 1 s.
@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from server.accounts.service import add_establishment, add_user
-from server.cli import app_context
+from server.composition import app_context
 from server.core.config import Settings
 from server.core.context import AppContext
 from server.core.migrate import upgrade

@@ -1,71 +1,28 @@
-"""The ``teleimagerie`` command (API.md, "Setup and CLI")."""
+"""The ``teleimagerie`` command (API.md, "Setup and CLI"): it parses arguments
+and calls the services; each command builds only the services it uses
+(server/composition.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from rooms.engine import create_engine as create_bus
+from server.composition import core_context
 from server.core.config import Settings
-from server.core.context import AppContext
-from server.core.db import create_engine, is_sqlite, session_factory
-from server.core.passwords import Passwords
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from server.core.context import AppContext
     from server.core.models import User
-
-
-@contextlib.asynccontextmanager
-async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
-    """The process-wide services, for the web app's lifespan and the CLI alike."""
-    from server.archive.service import attach
-    from server.calls.manager import CallManager
-    from server.live.roomhub import RoomHub
-
-    sql = create_engine(settings.database_url)
-    sqlite = is_sqlite(settings.database_url)
-    reader = create_engine(settings.database_url, read_only=True) if sqlite else sql
-    bus = create_bus(settings.redis_url, settings.redis_prefix)
-    context = AppContext(
-        settings=settings,
-        sql=sql,
-        db=session_factory(sql),
-        read=session_factory(reader),
-        passwords=Passwords.from_settings(settings),
-        bus=bus,
-        rooms=RoomHub(
-            bus,
-            settings.presence_ttl_s,
-            settings.presence_interval_s,
-            freeze=settings.gc_freeze,
-        ),
-        calls=CallManager(settings),
-    )
-    attach(context)
-    await bus.start()
-    try:
-        yield context
-    finally:
-        await context.access.close()
-        await context.chat.close()
-        await context.calls.close()
-        if context.images is not None:
-            await context.images.close()
-        await bus.close()
-        await sql.dispose()
-        if reader is not sql:
-            await reader.dispose()
 
 
 def _run(settings: Settings, job: Callable[[AppContext], Awaitable[int]]) -> int:
     async def main() -> int:
-        async with app_context(settings) as app:
+        async with core_context(settings) as app:
             return await job(app)
 
     return asyncio.run(main())
@@ -329,9 +286,16 @@ def cmd_audit_checkpoint(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dicom(args: argparse.Namespace, settings: Settings) -> int:
+    from server.composition import gateway_context
+    from server.core.logs import configure_logging
     from server.gateway.service import serve
 
-    asyncio.run(serve(settings, args.host, args.port, args.ae_title))
+    async def main() -> None:
+        configure_logging(settings.log_level)
+        async with gateway_context(settings) as app:
+            await serve(app, args.host, args.port, args.ae_title)
+
+    asyncio.run(main())
     return 0
 
 

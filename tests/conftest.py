@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from server.accounts.service import add_establishment, add_user
-from server.cli import app_context
+from server.composition import app_context
 from server.core.config import Settings, normalise_database_url
 from server.core.migrate import upgrade
 from server.testing import LiveServer

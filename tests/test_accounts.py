@@ -18,7 +18,8 @@ from sqlalchemy import select
 from rooms.engine import MemoryEngine
 from server.accounts import auth
 from server.accounts.service import add_user
-from server.cli import app_context, main
+from server.cli import main
+from server.composition import app_context
 from server.core.audit import AuditEntry
 from server.core.config import Settings
 from server.core.errors import ApiError

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import select
 
-from server.accounts.auth import Person
-from server.cli import app_context
+from server.composition import app_context
 from server.core.batching import Batcher
 from server.core.config import Settings
+from server.core.identity import Person
 from server.core.models import Exam, ExamEvent, User
 from server.live.chatlog import Chat, ChatLog
 from tests.test_commands import ClientFor, new_exam

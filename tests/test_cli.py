@@ -9,7 +9,8 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from server.cli import app_context, main
+from server.cli import main
+from server.composition import app_context
 from server.core.config import Settings
 from server.core.models import Establishment, User
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from server.cli import app_context
+from server.composition import app_context
 from server.core.config import Settings
 from server.core.models import Exam, ExamEvent
 from tests.helpers import exam_payload

@@ -105,7 +105,7 @@ async def image_events(client: httpx.AsyncClient, exam_id: str) -> list[dict[str
 
 
 async def audit_rows(settings: Settings, action: str) -> list[AuditEntry]:
-    from server.cli import app_context
+    from server.composition import app_context
 
     async with app_context(settings) as app, app.read() as db:
         return list(await db.scalars(select(AuditEntry).where(AuditEntry.action == action)))

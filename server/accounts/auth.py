@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -21,6 +20,7 @@ from server.accounts import throttle
 from server.core.access import deadline_of
 from server.core.context import AppContext, ctx
 from server.core.errors import ApiError, unauthenticated
+from server.core.identity import Principal
 from server.core.models import User, UserSession
 
 COOKIE = "ti_session"
@@ -32,73 +32,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def client_addr(conn: HTTPConnection) -> str:
-    return conn.client.host if conn.client else "unknown"
-
-
 def bearer_or_cookie(conn: HTTPConnection) -> str | None:
     header = conn.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return conn.cookies.get(COOKIE)
-
-
-@dataclass(frozen=True, slots=True)
-class EstablishmentRef:
-    code: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    """What a long-lived socket keeps of its user: the fields the room and the
-    API's JSON read, as plain values. An ORM ``User`` drags its instance state,
-    loaded row and relationship along: kilobytes per socket, times thousands."""
-
-    id: int
-    username: str
-    role: str
-    display_name: str
-    professional_id: str | None
-    establishment_id: int | None
-    establishment: EstablishmentRef | None
-
-    @classmethod
-    def of(cls, user: User) -> Person:
-        est = user.establishment
-        return cls(
-            id=user.id,
-            username=user.username,
-            role=user.role,
-            display_name=user.display_name,
-            professional_id=user.professional_id,
-            establishment_id=user.establishment_id,
-            establishment=EstablishmentRef(est.code, est.name) if est else None,
-        )
-
-
-@dataclass
-class Principal:
-    user: User | Person
-    session_id: int
-    stale: bool = False  # last_seen_at is older than TOUCH_EVERY
-    # When the session ends unless used again (idle or absolute expiry).
-    deadline: datetime | None = None
-
-    def detached(self) -> Principal:
-        """The same caller holding a :class:`Person` instead of the ORM row."""
-        if isinstance(self.user, Person):
-            return self
-        return Principal(Person.of(self.user), self.session_id, self.stale, self.deadline)
-
-    @property
-    def role(self) -> str:
-        return self.user.role
-
-    @property
-    def establishment_id(self) -> int | None:
-        return self.user.establishment_id
 
 
 async def login(

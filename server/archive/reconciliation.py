@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,13 +26,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dicomweb.storage import Storage
 from dicomweb.types import KeptAside, Quarantined, StoredInstance
 from rooms.types import ExamStatus, Role
-from server.accounts.auth import Principal
 from server.archive.coercion import Identity, coerce
 from server.core import audit
+from server.core.channels import notify
 from server.core.context import AppContext
 from server.core.errors import ApiError, forbidden, not_found
+from server.core.identity import Principal, SystemPrincipal
 from server.core.models import Exam, ReconciliationItem, User, new_id
-from server.live.notifications import notify
+
+if TYPE_CHECKING:
+    from server.archive.context import ArchiveContext
 
 PENDING, FILED, DISCARDED = "pending", "filed", "discarded"
 #: Exams a person may file into: accepted or later; late series after the report.
@@ -62,6 +65,16 @@ class Place:
 def _clip(value: str, size: int) -> str:
     """Header text as a column takes it (PostgreSQL refuses NUL in text)."""
     return value.replace("\x00", "")[:size]
+
+
+def stored_path(app: AppContext, relative: str) -> Path:
+    """Where a kept-aside file lies under the archive's storage root (DICOM_STORAGE),
+    refusing a path that would lead out of it."""
+    root = Path(app.settings.dicom_storage).resolve()
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError("path outside the storage root")
+    return path
 
 
 async def record(app: AppContext, principal: Any, kept: Sequence[Quarantined]) -> list[str]:
@@ -120,10 +133,9 @@ async def record(app: AppContext, principal: Any, kept: Sequence[Quarantined]) -
             },
         )
         await db.commit()
-    root = app.ingestor.storage if app.ingestor is not None else None
     for item in items:
-        if _key(item) in again and root is not None:
-            Storage.discard(root.absolute(item.path))
+        if _key(item) in again:
+            Storage.discard(stored_path(app, item.path))
     if fresh:
         await announce(app, "reconciliation.added", fresh)
     return [again.get(_key(i), i.id) for i in items]
@@ -254,13 +266,10 @@ def _read_and_coerce(
 
 
 async def file_group(
-    app: AppContext, principal: Principal, items: list[ReconciliationItem], exam: Exam
+    app: ArchiveContext, principal: Principal, items: list[ReconciliationItem], exam: Exam
 ) -> dict[str, Any]:
     """Coerce the items to ``exam`` and ingest them bound to it (the normal path:
     index, room event); mark those stored as filed and remove their bytes."""
-    from server.archive.service import SystemPrincipal  # the archive imports this module
-
-    assert app.ingestor is not None
     storage = app.ingestor.storage
     now = app.now()
     system = SystemPrincipal(
@@ -334,10 +343,8 @@ async def discard_group(
             },
         )
         await db.commit()
-    root = Path(app.settings.dicom_storage)
-    storage = app.ingestor.storage if app.ingestor is not None else Storage(root)
     for item in items:
-        Storage.discard(storage.absolute(item.path))
+        Storage.discard(stored_path(app, item.path))
         item.status = DISCARDED
     await announce(app, "reconciliation.resolved", items)
     return {"discarded": [i.id for i in items]}
@@ -352,5 +359,4 @@ async def _drop(app: AppContext, item_id: str) -> None:
         path = row.path
         await db.delete(row)
         await db.commit()
-    if app.ingestor is not None:
-        Storage.discard(app.ingestor.storage.absolute(path))
+    Storage.discard(stored_path(app, path))

@@ -26,7 +26,7 @@ import re
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aioice.ice
 import aiortc.rtp
@@ -54,14 +54,27 @@ from rooms.frames import (
 )
 from rooms.types import ErrorCode, EventKind, error_frame
 from server.calls.recording import VoiceRecorder, recording_enabled
+from server.core.channels import room_channel
 from server.core.config import Settings
-from server.exams.publish import room_channel
 from server.exams.service import append_event, event_json
 
 if TYPE_CHECKING:
-    from server.live.room import Connection
+    from server.core.context import AppContext
+    from server.core.identity import Principal
 
 log = logging.getLogger("teleimagerie.calls")
+
+
+class Connection(Protocol):
+    """What a call needs of one member's room socket (server/live/room.py's
+    ``Connection`` is the one there is): who, where, and a way to send."""
+
+    app: AppContext
+    principal: Principal
+    exam_id: str
+    conn_id: str
+
+    def push(self, frame: dict[str, Any]) -> None: ...
 
 
 class CallError(Exception):
@@ -176,7 +189,12 @@ def audio_level_dbov(frame: AudioFrame) -> int:
     return round(min(max(20 * math.log10(rms), -127), 0))
 
 
-aiortc.rtp.compute_audio_level_dbov = audio_level_dbov  # type: ignore[assignment]
+def patch_aiortc() -> None:
+    """Replace aiortc's audio level with :func:`audio_level_dbov` (process-wide).
+
+    Done where calls are built, not at import: only a process that runs calls
+    pays for it, and importing this module changes nothing."""
+    aiortc.rtp.compute_audio_level_dbov = audio_level_dbov  # type: ignore[assignment]
 
 
 @dataclass(eq=False)
@@ -225,6 +243,7 @@ class CallManager:
         self.calls: dict[str, Call] = {}
         self._pcs: set[RTCPeerConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        patch_aiortc()
         if settings.call_host_addresses:
             restrict_host_addresses(settings.call_host_addresses)
 

@@ -37,9 +37,11 @@ from rooms.types import CloseCode
 from server.core.models import User, UserSession
 
 if TYPE_CHECKING:
-    from rooms.engine.base import Subscription
-    from server.accounts.auth import Principal
-    from server.core.context import AppContext
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from rooms.engine.base import Engine, Subscription
+    from server.core.config import Settings
+    from server.core.identity import Principal
 
 log = logging.getLogger("teleimagerie.access")
 
@@ -75,8 +77,17 @@ def deadline_of(last_seen_at: datetime, expires_at: datetime, idle_s: int) -> da
 
 
 class SessionWatch:
-    def __init__(self, app: AppContext) -> None:
-        self.app = app
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Engine,
+        read: async_sessionmaker[AsyncSession],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.read = read
+        self.clock = clock
         self.holds: dict[int, set[Hold]] = {}  # by session id
         self.by_user: dict[int, set[int]] = {}  # user id -> session ids held here
         self.deadlines: dict[int, float] = {}  # session id -> epoch seconds
@@ -139,7 +150,7 @@ class SessionWatch:
         message = {"user": user_id, "sessions": sessions, "keep": keep, "reason": reason}
         self._apply(message)
         try:
-            await self.app.bus.publish(CHANNEL, message)
+            await self.bus.publish(CHANNEL, message)
         except Exception:  # the periodic check closes them in the other processes
             log.exception("could not announce the end of sessions of user %s", user_id)
 
@@ -168,12 +179,11 @@ class SessionWatch:
     async def check(self, session_ids: list[int]) -> None:
         """Ask the database about these sessions; close the sockets of those that
         ended, or whose user's role or establishment changed; note new deadlines."""
-        app = self.app
-        now = app.now()
-        idle_s = app.settings.session_idle_s
+        now = self.clock()
+        idle_s = self.settings.session_idle_s
         for start in range(0, len(session_ids), CHUNK):
             chunk = session_ids[start : start + CHUNK]
-            async with app.read() as db:
+            async with self.read() as db:
                 rows = (
                     await db.execute(
                         select(
@@ -205,7 +215,7 @@ class SessionWatch:
 
     async def tick(self) -> None:
         now = time.time()
-        if now - self._checked_all_at >= self.app.settings.session_recheck_s:
+        if now - self._checked_all_at >= self.settings.session_recheck_s:
             self._checked_all_at = now
             due = list(self.holds)
         else:
@@ -221,13 +231,13 @@ class SessionWatch:
         async with self._lock:
             if self._task is not None:
                 return
-            self._subscription = await self.app.bus.subscribe(CHANNEL, self._apply)
+            self._subscription = await self.bus.subscribe(CHANNEL, self._apply)
             self._checked_all_at = time.time()
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.app.settings.session_check_s)
+            await asyncio.sleep(self.settings.session_check_s)
             try:
                 await self.tick()
             except Exception:

@@ -22,19 +22,18 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import JSON, BigInteger, Integer, String, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
 
-from server.accounts.auth import Principal, client_addr
 from server.core.batching import Batcher
-from server.core.context import AppContext, ctx
-from server.core.errors import ApiError, api_error_handler
+from server.core.identity import Principal, client_addr
 from server.core.models import Base
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
 
 log = logging.getLogger("teleimagerie.audit")
 
@@ -116,22 +115,32 @@ class AuditWriter:
     was written (server/core/batching.py). Each caller still returns only once its row
     is committed."""
 
-    def __init__(self, app: AppContext) -> None:
-        self.app = app
+    def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
+        self.db = db
         self._batcher: Batcher[AuditEntry, AuditEntry] = Batcher(self._write)
 
     async def append(self, entry: AuditEntry) -> AuditEntry:
         return await self._batcher.submit(entry)
 
     async def _write(self, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
-        async with self.app.db() as db:
+        async with self.db() as db:
             await _append(db, entries)
             await db.commit()
         return entries
 
 
+class Audited(Protocol):
+    """What :func:`record` needs of the application context (its writer): the
+    core's ``AppContext`` is one; naming it here would import it back."""
+
+    @property
+    def audit(self) -> AuditWriter: ...
+
+    def now(self) -> datetime: ...
+
+
 async def record(
-    target: AppContext | AsyncSession,
+    target: Audited | AsyncSession,
     *,
     action: str,
     who: Principal | None = None,
@@ -178,7 +187,7 @@ async def record_request(
     **fields: Any,
 ) -> AuditEntry:
     """:func:`record` with the caller's address taken from the request."""
-    app = ctx(request)
+    app: Audited = request.app.state.ctx
     return await record(
         db if db is not None else app,
         action=action,
@@ -187,28 +196,6 @@ async def record_request(
         at=app.now(),
         **fields,
     )
-
-
-# Refusals worth a row: not authenticated, not allowed, not in scope (404).
-_DENIALS = {"not_authenticated", "session_expired", "forbidden", "not_found"}
-
-
-async def audited_api_error_handler(request: Request, exc: Exception) -> Response:
-    """Record failed authorisations in one place, then answer as usual."""
-    assert isinstance(exc, ApiError)
-    if exc.code in _DENIALS and request.url.path.startswith("/api/"):
-        try:
-            await record_request(
-                request,
-                "access.denied",
-                request.scope.get("ti.principal"),
-                outcome="denied",
-                exam_id=request.path_params.get("exam_id"),
-                detail={"method": request.method, "path": request.url.path[:200], "code": exc.code},
-            )
-        except Exception:  # the refusal must still reach the client
-            log.exception("could not record a refused request in the audit trail")
-    return await api_error_handler(request, exc)
 
 
 @dataclass

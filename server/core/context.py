@@ -1,28 +1,28 @@
-"""What every request handler needs, built once per process in the lifespan."""
+"""The core services every process holds, built once by server/composition.py.
+
+The web process, the worker, the modality gateway and each CLI command build
+an :class:`AppContext`; the processes that run more hold a subclass that adds
+what they run (the archive in server/archive/context.py, the rooms and calls
+in server/live/context.py), so that no field is ever missing or ``None``
+(docs/architecture.md "Composition").
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from starlette.requests import HTTPConnection
 
+from rooms.engine.base import Engine
+from server.core.access import SessionWatch
+from server.core.audit import AuditWriter
 from server.core.config import Settings
 from server.core.passwords import Passwords
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp
-
-    from dicomweb.ingest import Ingestor
-    from rooms.engine.base import Engine
-    from server.archive.service import ImageEvents
-    from server.calls.manager import CallManager
-    from server.core.access import SessionWatch
-    from server.core.audit import AuditWriter
-    from server.live.chatlog import ChatLog
-    from server.live.roomhub import RoomHub
+    from starlette.requests import HTTPConnection
 
 
 @dataclass
@@ -35,33 +35,22 @@ class AppContext:
     read: async_sessionmaker[AsyncSession]
     passwords: Passwords
     bus: Engine
-    rooms: RoomHub
-    calls: CallManager
-    # The DICOMweb archive (mounted at /dicomweb), its ingest path, and the hook
-    # that announces stored images in exam rooms; set by `server.archive.service.attach`.
-    archive: ASGIApp | None = None
-    ingestor: Ingestor | None = None
-    images: ImageEvents | None = None
-    # Chat messages and standalone audit rows, written in groups (server/core/batching.py).
-    chat: ChatLog = field(init=False)
-    audit: AuditWriter = field(init=False)
+    # Standalone audit rows, written in groups (server/core/batching.py).
+    audit: AuditWriter
     # The open sockets' sessions: closed when they end (server/core/access.py).
-    access: SessionWatch = field(init=False)
-
-    def __post_init__(self) -> None:
-        from server.core.access import SessionWatch
-        from server.core.audit import AuditWriter
-        from server.live.chatlog import ChatLog
-
-        self.chat = ChatLog(self)
-        self.audit = AuditWriter(self)
-        self.access = SessionWatch(self)
+    access: SessionWatch
 
     @staticmethod
     def now() -> datetime:
         return datetime.now(UTC)
 
 
+def core_fields(core: AppContext) -> dict[str, Any]:
+    """The core services of ``core``, to build a larger context around them."""
+    return {f.name: getattr(core, f.name) for f in fields(AppContext)}
+
+
 def ctx(conn: HTTPConnection) -> AppContext:
+    """The context of the process serving this request or socket."""
     context: AppContext = conn.app.state.ctx
     return context

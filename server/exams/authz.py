@@ -13,8 +13,8 @@ from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.types import ExamStatus, Role
-from server.accounts.auth import Principal
 from server.core.errors import ApiError, not_found
+from server.core.identity import Principal
 from server.core.models import Establishment, Exam
 
 SITE_ROLES = frozenset({Role.URGENTIST, Role.MANIPULATOR})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from server.core.channels import room_channel
 from server.core.context import AppContext
 from server.core.models import Exam, ExamEvent
 from server.exams.escalation import sync_timers
@@ -17,10 +18,6 @@ log = logging.getLogger("teleimagerie.publish")
 NO_DEADLINE_CHANGE = frozenset(
     {"chat.message", "images.received", "report.draft", "escalation.raised"}
 )
-
-
-def room_channel(exam_id: str) -> str:
-    return f"exam:{exam_id}"
 
 
 async def publish_events(app: AppContext, exam: Exam, events: Iterable[ExamEvent]) -> None:

@@ -21,10 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.escalation import Reason, routing_key
 from rooms.types import ExamStatus
+from server.core.channels import notify
 from server.core.context import AppContext
 from server.core.models import Exam
 from server.exams.service import exam_json
-from server.live.notifications import notify
 from server.roster.service import Duty, Roster, load_duties, roster_for
 
 # An exam counts against a radiologist's cap from assignment until signature.

@@ -25,9 +25,9 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicomweb.types import OUT_OF_RESOURCES, Failure, KeptAside
-from server.archive.service import SystemPrincipal
+from server.archive.context import ArchiveContext
 from server.core import audit
-from server.core.context import AppContext
+from server.core.identity import SystemPrincipal
 from server.gateway import conformance as conf
 from server.gateway import worklist
 from server.gateway.aes import Caller, recognise
@@ -57,7 +57,7 @@ def _event(name: str, **fields: Any) -> None:
 
 
 class Gateway:
-    """A pynetdicom AE bound to an AppContext and the loop that runs it.
+    """A pynetdicom AE bound to an ArchiveContext and the loop that runs it.
 
     ``start()`` from a coroutine on that loop (or pass ``loop``); the listener
     threads then call back into it. ``port=0`` binds a free port (tests).
@@ -65,7 +65,7 @@ class Gateway:
 
     def __init__(
         self,
-        app: AppContext,
+        app: ArchiveContext,
         loop: asyncio.AbstractEventLoop | None = None,
         *,
         host: str = "0.0.0.0",  # noqa: S104 - scanners are on the hospital network
@@ -214,7 +214,6 @@ class Gateway:
         mismatch = _mismatch(data, sop_class, str(request.AffectedSOPInstanceUID))
         if mismatch:
             return self._failed(session, conf.DATA_SET_MISMATCH, mismatch)
-        assert self.app.ingestor is not None
         principal = SystemPrincipal(
             establishment_id=session.caller.establishment_id,
             source=f"dicom:{session.caller.ae_title}",

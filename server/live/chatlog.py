@@ -26,12 +26,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rooms.types import EventKind
-from server.accounts.auth import Person
 from server.core.batching import Batcher
+from server.core.channels import room_channel
 from server.core.context import AppContext
 from server.core.errors import ApiError, not_found
+from server.core.identity import Person
 from server.core.models import Exam, ExamEvent, User, new_id
-from server.exams.publish import room_channel
 from server.exams.service import event_json
 
 log = logging.getLogger("teleimagerie.room")

@@ -16,46 +16,16 @@ The socket holds its session (server/core/access.py): it is closed with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rooms.types import Role
-from server.core.context import AppContext, ctx
+from server.core.channels import role_channel, user_channel
+from server.core.context import ctx
 from server.live.sockets import Outbox, accept_caller
 
 ROLE_CHANNELS = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
-
-
-def user_channel(user_id: int) -> str:
-    return f"user:{user_id}"
-
-
-def role_channel(role: str) -> str:
-    return f"role:{role}"
-
-
-def frame(kind: str, exam: dict[str, Any] | None, body: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "notification", "kind": kind, "exam": exam, "body": body}
-
-
-async def notify(
-    app: AppContext,
-    kind: str,
-    exam: dict[str, Any] | None,
-    body: dict[str, Any],
-    *,
-    users: Iterable[int] = (),
-    roles: Iterable[str] = (),
-) -> None:
-    """Push one notification to each named user and role channel (each at most once)."""
-    message = frame(kind, exam, body)
-    for user_id in dict.fromkeys(users):
-        await app.bus.publish(user_channel(user_id), message)
-    for role in dict.fromkeys(roles):
-        await app.bus.publish(role_channel(role), message)
 
 
 def _is_ping(text: str | None) -> bool:

@@ -34,18 +34,19 @@ from rooms.frames import ChatFrame, FrameError, PingFrame, TypingFrame, parse_cl
 from rooms.limits import TokenBucket
 from rooms.permissions import is_participant_role, may_send, visible
 from rooms.types import CloseCode, ErrorCode, EventKind, Role, error_frame
-from server.accounts.auth import Principal
 from server.core import audit
 from server.core.access import Hold
-from server.core.context import AppContext, ctx
+from server.core.channels import room_channel
+from server.core.context import AppContext
 from server.core.errors import ApiError
+from server.core.identity import Principal, user_json
 from server.core.models import ExamEvent, User
 from server.exams.authz import load_exam
-from server.exams.publish import room_channel
 from server.exams.service import event_json, exam_json
 from server.live.chatlog import Chat
+from server.live.context import LiveContext, live_ctx
+from server.live.roomhub import public_presence
 from server.live.sockets import Outbox, accept_caller, refuse
-from server.web.api.session import user_json
 
 log = logging.getLogger("teleimagerie.room")
 
@@ -85,7 +86,7 @@ class Connection:
         "__weakref__",
     )
 
-    def __init__(self, ws: WebSocket, app: AppContext, principal: Principal, exam_id: str) -> None:
+    def __init__(self, ws: WebSocket, app: LiveContext, principal: Principal, exam_id: str) -> None:
         self.ws = ws
         self.app = app
         self.principal = principal.detached()
@@ -216,11 +217,6 @@ async def presence(app: AppContext, exam_id: str) -> list[dict[str, Any]]:
     return public_presence(await app.bus.presence_list(room_channel(exam_id)))
 
 
-def public_presence(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What members see of a room's presence entries (not the connection ids)."""
-    return [{"user": m["user"], "role": m["role"], "since": m["since"]} for m in members]
-
-
 async def broadcast_presence(app: AppContext, exam_id: str) -> None:
     await app.bus.publish(
         room_channel(exam_id), {"type": "presence", "presence": await presence(app, exam_id)}
@@ -286,7 +282,7 @@ async def join(
     """Check the caller may enter this exam's room and record that they did:
     the exam's id and JSON, or None once the socket is refused and closed.
     Kept out of the endpoint so that no session or ORM row outlives the join."""
-    app = ctx(ws)
+    app = live_ctx(ws)
     if not is_participant_role(Role(principal.role)):
         await refuse(ws, principal, "not_participant")
         await ws.close(CLOSE_NOT_PARTICIPANT, "not a participant")
@@ -311,7 +307,7 @@ def since_param(ws: WebSocket) -> int:
 
 
 async def room_endpoint(ws: WebSocket) -> None:
-    app = ctx(ws)
+    app = live_ctx(ws)
     principal = await accept_caller(ws)
     if principal is None:
         return

@@ -10,13 +10,12 @@ import gc
 import logging
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from server.exams.publish import room_channel
+from server.core.channels import room_channel
 
 if TYPE_CHECKING:
     from rooms.engine.base import Engine
-    from server.live.room import Connection
 
 log = logging.getLogger("teleimagerie.room")
 
@@ -72,6 +71,24 @@ class CollectorPolicy:
             self.frozen_at_count = 0
             return True
         return False
+
+
+class Connection(Protocol):
+    """What the hub needs of one member's socket (server/live/room.py's
+    ``Connection`` is the one there is)."""
+
+    exam_id: str
+    conn_id: str
+
+    @property
+    def member(self) -> dict[str, Any]: ...
+
+    def on_message(self, message: dict[str, Any]) -> None: ...
+
+
+def public_presence(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What members see of a room's presence entries (not the connection ids)."""
+    return [{"user": m["user"], "role": m["role"], "since": m["since"]} for m in members]
 
 
 class RoomHub:
@@ -137,8 +154,6 @@ class RoomHub:
         In chunks of ``CHUNK`` per round trip, yielding between them: thousands of
         sockets would otherwise cost thousands of round trips, or one long stall of
         the event loop that every socket's latency would show."""
-        from server.live.room import public_presence
-
         conns = [conn for members in list(self.rooms.values()) for conn in list(members)]
         for start in range(0, len(conns), CHUNK):
             chunk = conns[start : start + CHUNK]

@@ -11,10 +11,11 @@ from typing import Any
 from starlette.websockets import WebSocket
 
 from rooms.types import CloseCode
-from server.accounts.auth import Principal, authenticate
+from server.accounts.auth import authenticate
 from server.core import audit
 from server.core.context import ctx
 from server.core.errors import ApiError
+from server.core.identity import Principal
 from server.live.origins import origin_allowed
 
 CLOSE_NOT_AUTHENTICATED = CloseCode.SESSION_ENDED

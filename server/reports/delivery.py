@@ -20,10 +20,11 @@ from starlette.routing import Route
 
 from dicomweb.types import Failure, KeptAside
 from server.accounts.auth import authenticate
-from server.archive.service import SystemPrincipal
+from server.archive.context import ArchiveContext
 from server.core import audit
-from server.core.context import AppContext, ctx
+from server.core.context import ctx
 from server.core.errors import ApiError
+from server.core.identity import SystemPrincipal
 from server.core.models import Exam
 from server.exams.authz import load_exam
 from server.reports import formats as report_formats
@@ -57,13 +58,10 @@ def rendered(report: Report, addenda: list[Addendum]) -> tuple[bytes, dict, byte
     return pdf, fhir, report_formats.render_dicom(content, digest, adds, pdf)
 
 
-async def store_report_in_archive(app: AppContext, exam: Exam, part10: bytes) -> bool:
+async def store_report_in_archive(app: ArchiveContext, exam: Exam, part10: bytes) -> bool:
     """Put the DICOM Encapsulated PDF into the exam's study in the archive,
     through the same ingest path as images, so the hospital's PACS gets it
     with the study (WADO-RS). Returns whether it was stored."""
-    if app.ingestor is None:
-        log.info(json.dumps({"event": "report.archive_skipped", "exam": exam.id}))
-        return False
     try:
         result = await app.ingestor.store(
             part10, SystemPrincipal(exam_id=exam.id), expected_study=exam.study_instance_uid
@@ -91,7 +89,7 @@ async def store_report_in_archive(app: AppContext, exam: Exam, part10: bytes) ->
     return True
 
 
-async def archive_latest(app: AppContext, exam: Exam) -> None:
+async def archive_latest(app: ArchiveContext, exam: Exam) -> None:
     async with app.db() as db:
         report = await load_report(db, exam.id)
         assert report is not None

@@ -17,10 +17,10 @@ from starlette.websockets import WebSocket
 
 from dicomweb.outage import DATABASE_ERRORS, database_error_handler
 from server.archive import service as archive
-from server.cli import app_context
-from server.core.audit import audited_api_error_handler
+from server.composition import app_context
 from server.core.config import Settings
-from server.core.errors import ApiError, http_error_handler, server_error_handler
+from server.core.errors import ApiError
+from server.core.logs import configure_logging
 from server.exams import protocols, turnaround
 from server.live import notifications, room
 from server.web.api import audit as audit_api
@@ -32,11 +32,15 @@ from server.web.api import reconciliation as reconciliation_api
 from server.web.api import reports as reports_api
 from server.web.api import roster as roster_api
 from server.web.api import session as session_api
+from server.web.errors import (
+    audited_api_error_handler,
+    http_error_handler,
+    server_error_handler,
+)
 from server.web.middleware import (
     AccessLog,
     RefuseNul,
     SecurityHeaders,
-    configure_logging,
     has_nul,
 )
 from server.worker import start_timer_loop
@@ -75,8 +79,7 @@ def create_app(settings: Settings | None = None) -> App:
         async with app_context(settings) as context:
             app.state.ctx = context
             context.rooms.start()
-            if context.ingestor is not None:
-                context.ingestor.warm_up()
+            context.ingestor.warm_up()
             # With the memory engine nobody else can fire the timers (docs/roster.md).
             timers = None if settings.redis_url else start_timer_loop(context)
             try:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 
-from server.cli import app_context
+from server.composition import app_context
 from server.exams.service import append_event
 from server.testing import LiveServer
 from tests.browser import loop

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from server.cli import app_context
+from server.composition import app_context
 from server.core.config import Settings
 from server.core.models import Establishment
 from tests.calls.conftest import Join

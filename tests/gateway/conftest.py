@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.cli import app_context
+from server.composition import app_context
 from server.core.config import Settings
 from server.core.context import AppContext
 from server.gateway.aes import add_ae

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from server.cli import app_context
+from server.composition import app_context
 from server.core import audit
 from server.core.config import Settings
 from server.core.context import AppContext

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import app_context
+from server.composition import app_context
 from server.core import audit
 from server.core.audit_anchor import (
     AnchorError,

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from server.cli import app_context
+from server.composition import app_context
 from server.core.audit import AuditEntry
 from server.core.config import Settings
 from server.reports.formats import ENCAPSULATED_PDF, report_sha256_of_dicom

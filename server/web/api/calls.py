@@ -19,6 +19,7 @@ from server.calls.recording import routes as recording_routes
 from server.core.context import ctx
 from server.core.errors import ApiError, not_found
 from server.exams.authz import load_exam
+from server.live.context import live_ctx
 
 
 async def call_config(request: Request) -> JSONResponse:
@@ -36,7 +37,7 @@ async def call_config(request: Request) -> JSONResponse:
 
 async def call_state(request: Request) -> JSONResponse:
     principal = await authenticate(request)
-    app = ctx(request)
+    app = live_ctx(request)
     if not is_participant_role(Role(principal.role)):
         raise not_found()
     async with app.db() as db:

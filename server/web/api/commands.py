@@ -20,16 +20,17 @@ from starlette.routing import Route
 
 from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import ExamStatus, Role
-from server.accounts.auth import Principal, authenticate
+from server.accounts.auth import authenticate
 from server.core import audit
+from server.core.channels import notify
 from server.core.context import ctx
 from server.core.errors import ApiError
+from server.core.identity import Principal
 from server.core.models import Exam, ExamEvent
 from server.exams import protocols
 from server.exams.authz import load_exam
 from server.exams.publish import publish_events
 from server.exams.service import append_event, exam_json
-from server.live.notifications import notify
 from server.web.http import parse
 
 

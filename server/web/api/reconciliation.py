@@ -23,6 +23,7 @@ from starlette.routing import Route
 from rooms.types import Role
 from server.accounts.auth import authenticate
 from server.archive import reconciliation as queue
+from server.archive.context import archive_ctx
 from server.core.context import ctx
 from server.core.errors import ApiError
 from server.core.models import Exam, ReconciliationItem, User
@@ -123,9 +124,7 @@ async def list_items(request: Request) -> Response:
 async def file_item(request: Request) -> Response:
     principal = await authenticate(request)
     body = await parse(request, FileBody)
-    app = ctx(request)
-    if app.ingestor is None:
-        raise ApiError(503, "archive_unavailable", "the archive is not running here")
+    app = archive_ctx(request)
     async with app.read() as db:
         items = await queue.load_group(db, principal, request.path_params["item_id"])
         exam = await queue.target_exam(db, principal, items[0].establishment_id, body.exam_id)

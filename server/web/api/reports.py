@@ -22,10 +22,12 @@ from starlette.routing import Route
 
 from rooms.lifecycle import Command, LifecycleError, decide
 from rooms.types import ExamStatus, Role
-from server.accounts.auth import Principal, authenticate
+from server.accounts.auth import authenticate
+from server.archive.context import archive_ctx
 from server.core import audit
 from server.core.context import ctx
 from server.core.errors import ApiError, conflict
+from server.core.identity import Principal
 from server.core.models import Exam, User
 from server.exams.authz import load_exam
 from server.reports import billing
@@ -238,7 +240,7 @@ async def sign(request: Request) -> Response:
         }
 
     exam, _event, result = await execute(request, who, Command.REPORT_SIGN, effect)
-    await archive_latest(ctx(request), exam)
+    await archive_latest(archive_ctx(request), exam)
     return JSONResponse({**out, "exam": result})
 
 
@@ -292,7 +294,7 @@ async def add_addendum(request: Request) -> Response:
         }
 
     exam, _event, result = await execute(request, who, Command.ADDENDUM, effect)
-    await archive_latest(ctx(request), exam)
+    await archive_latest(archive_ctx(request), exam)
     return JSONResponse({**out, "exam": result}, status_code=201)
 
 

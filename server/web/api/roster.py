@@ -24,9 +24,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.types import Role
-from server.accounts.auth import Principal, authenticate
+from server.accounts.auth import authenticate
 from server.core.context import ctx
 from server.core.errors import ApiError, not_found
+from server.core.identity import Principal
 from server.core.models import Establishment, User
 from server.exams.authz import require_role
 from server.roster.service import (

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.requests import Request
@@ -14,7 +14,7 @@ from server.accounts import auth
 from server.core import audit
 from server.core.context import ctx
 from server.core.errors import ApiError
-from server.core.models import User
+from server.core.identity import Principal, client_addr, user_json
 from server.web.http import parse
 
 
@@ -23,18 +23,6 @@ class Credentials(BaseModel):
 
     username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-
-
-def user_json(user: User) -> dict[str, Any]:
-    est = user.establishment
-    return {
-        "id": user.id,
-        "username": user.username,
-        "role": user.role,
-        "display_name": user.display_name,
-        "professional_id": user.professional_id,
-        "establishment": {"code": est.code, "name": est.name} if est else None,
-    }
 
 
 def _secure(request: Request) -> bool:
@@ -48,7 +36,7 @@ async def create_session(request: Request) -> Response:
     async with app.db() as db:
         try:
             token, user = await auth.login(
-                app, db, creds.username, creds.password, auth.client_addr(request)
+                app, db, creds.username, creds.password, client_addr(request)
             )
         except ApiError as exc:
             await db.rollback()
@@ -62,7 +50,7 @@ async def create_session(request: Request) -> Response:
             )
             raise
         await audit.record_request(
-            request, "login", auth.Principal(user, 0), db, detail={"username": user.username}
+            request, "login", Principal(user, 0), db, detail={"username": user.username}
         )
         await db.commit()
         body = {"token": token, "user": user_json(user)}

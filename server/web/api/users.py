@@ -30,6 +30,7 @@ from server.accounts.service import (
 from server.core import audit
 from server.core.context import ctx
 from server.core.errors import ApiError, not_found
+from server.core.identity import client_addr
 from server.core.models import User
 from server.exams.authz import require_role
 from server.web.http import parse
@@ -73,7 +74,7 @@ async def change_own_password(request: Request) -> Response:
     principal = await auth.authenticate(request)
     body = await parse(request, PasswordChange)
     app = ctx(request)
-    addr = auth.client_addr(request)
+    addr = client_addr(request)
     username = principal.user.username
     await throttle.check(app, username, addr)
     async with app.db() as db:
