@@ -20,9 +20,9 @@ from sqlalchemy import select
 from dicomweb.types import StoredInstance
 from rooms.types import EventKind
 from server.archive.filing import LATE
-from server.core.channels import room_channel
 from server.core.context import AppContext
 from server.core.models import Exam
+from server.exams.publish import publish_events
 from server.exams.service import append_event, event_json
 
 log = logging.getLogger("teleimagerie.archive")
@@ -106,7 +106,7 @@ class ImageEvents:
                 )
                 await db.commit()
                 payload = event_json(event)
-            await app.bus.publish(room_channel(stored.exam_id), {"type": "event", "event": payload})
+            await publish_events(app, stored.exam_id, [payload])
         except Exception:
             # The images are stored whatever happens here; the next update of the
             # series carries the count.

@@ -56,6 +56,7 @@ from rooms.types import ErrorCode, EventKind, error_frame
 from server.calls.recording import VoiceRecorder, recording_enabled
 from server.core.channels import room_channel
 from server.core.config import Settings
+from server.exams.publish import publish_events
 from server.exams.service import append_event, event_json
 
 if TYPE_CHECKING:
@@ -540,8 +541,6 @@ class CallManager:
             async with app.db() as db:
                 event = await append_event(db, conn.exam_id, kind, user.id, body, app.now())
                 await db.commit()
-            await app.bus.publish(
-                room_channel(conn.exam_id), {"type": "event", "event": event_json(event, user)}
-            )
+            await publish_events(app, conn.exam_id, [event_json(event, user)])
         except Exception:
             log.exception("could not record %s for exam %s", kind, conn.exam_id)

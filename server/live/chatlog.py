@@ -27,11 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rooms.types import EventKind
 from server.core.batching import Batcher
-from server.core.channels import room_channel
 from server.core.context import AppContext
 from server.core.errors import ApiError, not_found
 from server.core.identity import Person
 from server.core.models import Exam, ExamEvent, User, new_id
+from server.exams.publish import publish_batch
 from server.exams.service import event_json
 
 log = logging.getLogger("teleimagerie.room")
@@ -151,12 +151,13 @@ class ChatLog:
         # is logged, and members read what they missed from SQL on the next event
         # or when they resume.
         try:
-            await self.app.bus.publish_many(
+            await publish_batch(
+                self.app,
                 [
-                    (room_channel(chat.exam_id), {"type": "event", "event": result.event})
+                    (chat.exam_id, result.event)
                     for chat, result in zip(batch, results, strict=True)
                     if result.event is not None
-                ]
+                ],
             )
         except Exception:
             log.exception("could not publish %d stored chat messages", len(batch))

@@ -21,13 +21,14 @@ from server.composition import app_context
 from server.core.config import Settings
 from server.core.errors import ApiError
 from server.core.logs import configure_logging
-from server.exams import protocols, turnaround
-from server.live import notifications, room
+from server.live import room
+from server.web import notifications
 from server.web.api import audit as audit_api
 from server.web.api import billing as billing_api
 from server.web.api import calls as calls_api
 from server.web.api import commands as commands_api
 from server.web.api import exams as exams_api
+from server.web.api import protocols, turnaround
 from server.web.api import reconciliation as reconciliation_api
 from server.web.api import reports as reports_api
 from server.web.api import roster as roster_api

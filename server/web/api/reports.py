@@ -31,7 +31,6 @@ from server.core.identity import Principal
 from server.core.models import Exam, User
 from server.exams.authz import load_exam
 from server.reports import billing
-from server.reports import delivery as report_delivery
 from server.reports.delivery import archive_latest, load_addenda, load_report
 from server.reports.service import (
     AcknowledgeBody,
@@ -51,6 +50,7 @@ from server.reports.service import (
     signed_content,
     ts,
 )
+from server.web.api import report_files
 from server.web.api.commands import Changes, execute, lifecycle_error
 from server.web.http import parse
 
@@ -338,5 +338,5 @@ routes = [
     Route("/exams/{exam_id}/report/sign", sign, methods=["POST"]),
     Route("/exams/{exam_id}/report/addenda", add_addendum, methods=["POST"]),
     Route("/exams/{exam_id}/acknowledge", acknowledge, methods=["POST"]),
-    *report_delivery.routes,
+    *report_files.routes,
 ]
