@@ -90,7 +90,3 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "rate": round(met / len(verdicts), 4) if verdicts else None,
     }
     return out
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None

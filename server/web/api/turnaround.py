@@ -18,7 +18,11 @@ from server.core.context import ctx
 from server.core.errors import ApiError
 from server.core.models import Establishment, Exam
 from server.exams.authz import load_exam, require_role
-from server.exams.turnaround import _iso, figures, milestones, summarise
+from server.exams.turnaround import figures, milestones, summarise
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 async def exam_turnaround(request: Request) -> Response:
