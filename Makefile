@@ -27,6 +27,7 @@ services:
 # The whole suite runs twice: on the embedded SQLite default and on PostgreSQL.
 test: install services
 	$(BIN)/python -m ruff check server rooms dicomweb tests bench
+	$(BIN)/lint-imports
 	TEST_DATABASE=sqlite $(BIN)/python -m pytest
 	TEST_DATABASE=postgresql $(BIN)/python -m pytest
 
@@ -38,6 +39,7 @@ test-postgresql: install services
 
 lint: install
 	$(BIN)/python -m ruff check server rooms dicomweb tests bench
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

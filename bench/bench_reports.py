@@ -19,11 +19,11 @@ from pathlib import Path
 
 import asyncpg
 
-from server import audit
-from server import report_formats as rf
-from server.cli import app_context
-from server.config import Settings, normalise_database_url
-from server.migrate import upgrade
+from server.composition import app_context
+from server.core import audit
+from server.core.config import Settings, normalise_database_url
+from server.core.migrate import upgrade
+from server.reports import formats as rf
 from tests.reports.test_formats import CONTENT, DIGEST
 
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -32,8 +32,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.callclient import CallClient  # noqa: E402
-from server.calls import restrict_host_addresses  # noqa: E402
+from server.calls.client import CallClient  # noqa: E402
+from server.calls.manager import restrict_host_addresses  # noqa: E402
 from server.testing import free_port  # noqa: E402
 from tests.helpers import PASSWORD, exam_payload, login  # noqa: E402
 

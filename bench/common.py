@@ -17,12 +17,12 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert
 
-from server.auth import hash_token
-from server.cli import app_context
-from server.config import Settings
-from server.exams import new_accession, new_study_uid
-from server.migrate import upgrade
-from server.models import Establishment, Exam, ExamEvent, User, UserSession
+from server.accounts.auth import hash_token
+from server.composition import app_context
+from server.core.config import Settings
+from server.core.migrate import upgrade
+from server.core.models import Establishment, Exam, ExamEvent, User, UserSession
+from server.exams.service import new_accession, new_study_uid
 from server.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

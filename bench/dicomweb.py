@@ -354,9 +354,9 @@ def serve(directory: str, port: int, url: str) -> None:
     if os.environ.get("GC_FREEZE", "1") != "0":
         gc.collect()
         gc.freeze()
-    from server.httpserver import LeanHttpProtocol
+    from server.web.httpserver import LeanHttpProtocol
 
-    # The HTTP protocol ``teleimagerie serve`` runs (server/httpserver.py).
+    # The HTTP protocol ``teleimagerie serve`` runs (server/web/httpserver.py).
     uvicorn.run(
         mounted(app), host="127.0.0.1", port=port, log_level="warning", http=LeanHttpProtocol
     )

@@ -29,14 +29,14 @@ from sqlalchemy import select, update  # noqa: E402
 
 from bench.dicomweb import Client, stow  # noqa: E402
 from dicomweb.samples import ct_series  # noqa: E402
-from server.accounts import add_establishment, add_user  # noqa: E402
-from server.cli import app_context  # noqa: E402
-from server.config import Settings, normalise_database_url  # noqa: E402
-from server.dicom.aes import add_ae  # noqa: E402
-from server.dicom.gateway import Gateway  # noqa: E402
-from server.exams import ExamRequest, create_exam  # noqa: E402
-from server.migrate import upgrade  # noqa: E402
-from server.models import Exam, User  # noqa: E402
+from server.accounts.service import add_establishment, add_user  # noqa: E402
+from server.composition import app_context  # noqa: E402
+from server.core.config import Settings, normalise_database_url  # noqa: E402
+from server.core.migrate import upgrade  # noqa: E402
+from server.core.models import Exam, User  # noqa: E402
+from server.exams.service import ExamRequest, create_exam  # noqa: E402
+from server.gateway.aes import add_ae  # noqa: E402
+from server.gateway.listener import Gateway  # noqa: E402
 from server.testing import LiveServer  # noqa: E402
 
 PASSWORD = "bench password, loopback only"  # noqa: S105 - a throw-away database

@@ -38,7 +38,7 @@ from bench.common import (  # noqa: E402
     rss_kib,
     seed,
 )
-from server.config import Settings  # noqa: E402
+from server.core.config import Settings  # noqa: E402
 from server.testing import delete_redis_prefix  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

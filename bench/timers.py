@@ -7,7 +7,7 @@ claiming from one engine, as `teleimagerie worker` processes do:
   a `fire` that records the time): what the claim loop costs.
 - ``full``: 5,000 real open requests (two timers each) in a fresh SQLite database,
   rebuilt from SQL (the time is printed), then `--due` of them made due within the
-  window while the rest stay pending, fired by the real ``server.escalation.fire``
+  window while the rest stay pending, fired by the real ``server.exams.firing.fire``
   writing ``escalation.raised`` events; lateness is the event's time minus its deadline.
 
 Lateness = when it fired - when it was due. Target: p99 < 1 s.
@@ -32,12 +32,12 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from server.accounts import add_establishment, add_user
-from server.cli import app_context
-from server.config import Settings
-from server.context import AppContext
-from server.migrate import upgrade
-from server.models import Exam, ExamEvent
+from server.accounts.service import add_establishment, add_user
+from server.composition import app_context
+from server.core.config import Settings
+from server.core.context import AppContext
+from server.core.migrate import upgrade
+from server.core.models import Exam, ExamEvent
 from server.testing import delete_redis_prefix
 from server.worker import timer_loop
 
@@ -143,7 +143,7 @@ async def seed(app: AppContext, exams: int) -> list[str]:
 
 
 async def bench_full(args: argparse.Namespace, settings: Settings) -> None:
-    from server.escalation import rebuild, sync_timers
+    from server.exams.escalation import rebuild, sync_timers
 
     ack_s = 3600  # all but the chosen few stay pending through the run
     settings = settings.with_(ack_timeout_s=ack_s)

@@ -251,7 +251,7 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
         await _stop(consumer, parts)
         raise DicomwebError(400, "bad_multipart", f"malformed multipart body: {exc}") from exc
     except ClientDisconnect:
-        # The client left, or stalled and was answered 408 (server/httpserver.py).
+        # The client left, or stalled and was answered 408 (server/web/httpserver.py).
         await _stop(consumer, parts)
         raise DicomwebError(400, "body_incomplete", "the request body ended early") from None
     except BaseException:

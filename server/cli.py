@@ -1,71 +1,28 @@
-"""The ``teleimagerie`` command (API.md, "Setup and CLI")."""
+"""The ``teleimagerie`` command (API.md, "Setup and CLI"): it parses arguments
+and calls the services; each command builds only the services it uses
+(server/composition.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from rooms.engine import create_engine as create_bus
-from server.config import Settings
-from server.context import AppContext
-from server.db import create_engine, is_sqlite, session_factory
-from server.passwords import Passwords
+from server.composition import core_context
+from server.core.config import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from server.models import User
-
-
-@contextlib.asynccontextmanager
-async def app_context(settings: Settings) -> AsyncIterator[AppContext]:
-    """The process-wide services, for the web app's lifespan and the CLI alike."""
-    from server.archive import attach
-    from server.calls import CallManager
-    from server.roomhub import RoomHub
-
-    sql = create_engine(settings.database_url)
-    sqlite = is_sqlite(settings.database_url)
-    reader = create_engine(settings.database_url, read_only=True) if sqlite else sql
-    bus = create_bus(settings.redis_url, settings.redis_prefix)
-    context = AppContext(
-        settings=settings,
-        sql=sql,
-        db=session_factory(sql),
-        read=session_factory(reader),
-        passwords=Passwords.from_settings(settings),
-        bus=bus,
-        rooms=RoomHub(
-            bus,
-            settings.presence_ttl_s,
-            settings.presence_interval_s,
-            freeze=settings.gc_freeze,
-        ),
-        calls=CallManager(settings),
-    )
-    attach(context)
-    await bus.start()
-    try:
-        yield context
-    finally:
-        await context.access.close()
-        await context.chat.close()
-        await context.calls.close()
-        if context.images is not None:
-            await context.images.close()
-        await bus.close()
-        await sql.dispose()
-        if reader is not sql:
-            await reader.dispose()
+    from server.core.context import AppContext
+    from server.core.models import User
 
 
 def _run(settings: Settings, job: Callable[[AppContext], Awaitable[int]]) -> int:
     async def main() -> int:
-        async with app_context(settings) as app:
+        async with core_context(settings) as app:
             return await job(app)
 
     return asyncio.run(main())
@@ -74,8 +31,8 @@ def _run(settings: Settings, job: Callable[[AppContext], Awaitable[int]]) -> int
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from server.app import create_app
-    from server.httpserver import uvicorn_options
+    from server.web.app import create_app
+    from server.web.httpserver import uvicorn_options
 
     uvicorn.run(
         create_app(settings),
@@ -89,7 +46,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace, settings: Settings) -> int:
-    from server.migrate import upgrade
+    from server.core.migrate import upgrade
 
     upgrade(settings.database_url)
     print("schema is up to date")
@@ -104,7 +61,7 @@ def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_establishment_add(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import add_establishment
+    from server.accounts.service import add_establishment
 
     async def job(app: AppContext) -> int:
         async with app.db() as db:
@@ -117,7 +74,7 @@ def cmd_establishment_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import add_user
+    from server.accounts.service import add_user
 
     password = sys.stdin.readline().rstrip("\r\n")
 
@@ -148,8 +105,8 @@ def _account_job(
 ) -> int:
     """Apply ``change(app, db, user)`` to a user, audit it as ``action`` (from the
     CLI: no user, ``via: cli``), commit, and close the user's open sockets."""
-    from server import audit
-    from server.accounts import announce, find_user
+    from server.accounts.service import announce, find_user
+    from server.core import audit
 
     async def job(app: AppContext) -> int:
         async with app.db() as db:
@@ -171,7 +128,7 @@ def _account_job(
 
 
 def cmd_user_passwd(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import set_password
+    from server.accounts.service import set_password
 
     password = sys.stdin.readline().rstrip("\r\n")
 
@@ -182,7 +139,7 @@ def cmd_user_passwd(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_active(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import set_active
+    from server.accounts.service import set_active
 
     active = args.action == "activate"
 
@@ -193,7 +150,7 @@ def cmd_user_active(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_logout_all(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import revoke_sessions
+    from server.accounts.service import revoke_sessions
 
     async def change(app: AppContext, db: AsyncSession, user: User) -> int:
         return await revoke_sessions(app, db, user.id)
@@ -202,7 +159,7 @@ def cmd_user_logout_all(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_role(args: argparse.Namespace, settings: Settings) -> int:
-    from server.accounts import set_role
+    from server.accounts.service import set_role
 
     async def change(app: AppContext, db: AsyncSession, user: User) -> int:
         return await set_role(app, db, user, args.role, args.establishment)
@@ -253,8 +210,8 @@ def cmd_audit_verify(_args: argparse.Namespace, settings: Settings) -> int:
     """The chain from its first row, then the chain against the latest checkpoint
     (docs/reports.md "Audit trail"): exit 1 naming what is wrong, 2 when the
     checkpoints cannot be read as configured."""
-    from server.audit import verify
-    from server.audit_anchor import (
+    from server.core.audit import verify
+    from server.core.audit_anchor import (
         AnchorError,
         AnchorProblem,
         check_against,
@@ -307,7 +264,7 @@ def cmd_audit_verify(_args: argparse.Namespace, settings: Settings) -> int:
 def cmd_audit_checkpoint(_args: argparse.Namespace, settings: Settings) -> int:
     """Append a signed checkpoint of the chain's head (for cron; the worker takes
     them on its own)."""
-    from server.audit_anchor import AnchorError, AnchorProblem, checkpoint
+    from server.core.audit_anchor import AnchorError, AnchorProblem, checkpoint
 
     if settings.audit_checkpoint_file is None:
         print("teleimagerie: AUDIT_CHECKPOINT_FILE is not set", file=sys.stderr)
@@ -329,14 +286,21 @@ def cmd_audit_checkpoint(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dicom(args: argparse.Namespace, settings: Settings) -> int:
-    from server.dicom.service import serve
+    from server.composition import gateway_context
+    from server.core.logs import configure_logging
+    from server.gateway.service import serve
 
-    asyncio.run(serve(settings, args.host, args.port, args.ae_title))
+    async def main() -> None:
+        configure_logging(settings.log_level)
+        async with gateway_context(settings) as app:
+            await serve(app, args.host, args.port, args.ae_title)
+
+    asyncio.run(main())
     return 0
 
 
 def cmd_ae_add(args: argparse.Namespace, settings: Settings) -> int:
-    from server.dicom.aes import add_ae
+    from server.gateway.aes import add_ae
 
     async def job(app: AppContext) -> int:
         async with app.db() as db:
@@ -351,7 +315,7 @@ def cmd_ae_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ae_list(_args: argparse.Namespace, settings: Settings) -> int:
-    from server.dicom.aes import list_aes
+    from server.gateway.aes import list_aes
 
     async def job(app: AppContext) -> int:
         async with app.read() as db:
@@ -423,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from server.accounts import AccountError
+    from server.accounts.service import AccountError
 
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()

@@ -8,10 +8,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.accounts import add_establishment, add_user
-from server.context import AppContext
-from server.models import Establishment, User
-from server.roster import load_demo_roster
+from server.accounts.service import add_establishment, add_user
+from server.core.context import AppContext
+from server.core.models import Establishment, User
+from server.roster.service import load_demo_roster
 
 ESTABLISHMENTS = [
     ("CHOLET", "Centre hospitalier de Cholet", "490000155"),

@@ -15,9 +15,9 @@ from typing import Any
 import redis
 import uvicorn
 
-from server.app import create_app
-from server.config import Settings
-from server.httpserver import uvicorn_options
+from server.core.config import Settings
+from server.web.app import create_app
+from server.web.httpserver import uvicorn_options
 
 
 def free_port() -> int:

@@ -3,12 +3,12 @@
 At start it rebuilds every pending timer from SQL (the engine may have been flushed,
 or a worker killed after claiming a timer), then claims due timers in a loop. Claims
 are atomic in the engine, so any number of workers share the load and each timer
-fires once; `server.escalation.fire` is idempotent besides, so a timer rebuilt after
+fires once; `server.exams.firing.fire` is idempotent besides, so a timer rebuilt after
 it fired raises nothing twice. A periodic rebuild repairs what a worker killed
 between claim and commit left behind, without waiting for a restart. Beside the
-timers it checkpoints the audit chain's head (server/audit_anchor.py).
+timers it checkpoints the audit chain's head (server/core/audit_anchor.py).
 
-With the memory engine the web process runs the same loop in-process (server/app.py).
+With the memory engine the web process runs the same loop in-process (server/web/app.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.config import Settings
-from server.context import AppContext
+from server.core.config import Settings
+from server.core.context import AppContext
 
 Fire = Callable[[AppContext, str, dict[str, Any]], Awaitable[Any]]
 
@@ -39,8 +39,8 @@ CONCURRENCY = 8
 async def fire_due(app: AppContext, now: float | None = None, fire: Fire | None = None) -> int:
     """Claim and fire the timers due at `now`; returns how many were claimed.
 
-    `fire` defaults to `server.escalation.fire`; the timer benchmark passes its own."""
-    from server.escalation import fire as raise_escalation
+    `fire` defaults to `server.exams.firing.fire`; the timer benchmark passes its own."""
+    from server.exams.firing import fire as raise_escalation
 
     fire_one: Fire = fire or raise_escalation
     claimed = await app.bus.timer_claim_due(time.time() if now is None else now, BATCH)
@@ -99,7 +99,7 @@ async def timer_loop(
 
 
 async def _rebuild(app: AppContext) -> int:
-    from server.escalation import rebuild
+    from server.exams.escalation import rebuild
 
     try:
         count = await rebuild(app)
@@ -111,8 +111,8 @@ async def _rebuild(app: AppContext) -> int:
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    from server.cli import app_context
-    from server.middleware import configure_logging
+    from server.composition import core_context
+    from server.core.logs import configure_logging
 
     configure_logging(settings.log_level)
     if stop is None:
@@ -121,20 +121,20 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     if not settings.redis_url:
         log.warning("no REDIS_URL: with the memory engine the web process runs the timers")
-    from server.audit_anchor import checkpoint_loop
+    from server.core.audit_anchor import checkpoint_loop
 
-    async with app_context(settings) as app:
+    async with core_context(settings) as app:
         log.info("worker started")
         await asyncio.gather(timer_loop(app, stop), checkpoint_loop(app, stop))
     log.info("worker stopped")
 
 
 class TimerTask:
-    """The timer loop, and the audit checkpoints (server/audit_anchor.py), running
+    """The timer loop, and the audit checkpoints (server/core/audit_anchor.py), running
     inside another process's event loop (the web app without a worker)."""
 
     def __init__(self, app: AppContext) -> None:
-        from server.audit_anchor import checkpoint_loop
+        from server.core.audit_anchor import checkpoint_loop
 
         self.stop_event = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -15,10 +15,10 @@ import asyncpg
 import httpx
 import pytest
 
-from server.accounts import add_establishment, add_user
-from server.cli import app_context
-from server.config import Settings, normalise_database_url
-from server.migrate import upgrade
+from server.accounts.service import add_establishment, add_user
+from server.composition import app_context
+from server.core.config import Settings, normalise_database_url
+from server.core.migrate import upgrade
 from server.testing import LiveServer
 from tests.helpers import PASSWORD, flush_prefix, login
 

@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from rooms.types import CloseCode
-from server.config import Settings
+from server.core.config import Settings
 from server.roomclient import RoomClient
 from server.testing import LiveServer
 from tests.helpers import exam_payload, login

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from rooms.types import CloseCode
-from server.config import Settings
+from server.core.config import Settings
 from server.roomclient import RoomClient
 from tests.helpers import exam_payload
 from tests.test_access import WITHIN, closing

@@ -16,12 +16,13 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from rooms.engine import MemoryEngine
-from server import auth
-from server.accounts import add_user
-from server.audit import AuditEntry
-from server.cli import app_context, main
-from server.config import Settings
-from server.errors import ApiError
+from server.accounts import auth
+from server.accounts.service import add_user
+from server.cli import main
+from server.composition import app_context
+from server.core.audit import AuditEntry
+from server.core.config import Settings
+from server.core.errors import ApiError
 from server.testing import LiveServer
 from tests.helpers import PASSWORD, login
 

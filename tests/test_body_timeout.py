@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from server.config import Settings
+from server.core.config import Settings
 from server.testing import LiveServer
 from tests.conftest import Accounts
 from tests.helpers import login

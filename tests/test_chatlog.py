@@ -1,4 +1,4 @@
-"""Chat messages stored in groups (server/chatlog.py, server/batching.py): seqs stay
+"""Chat messages stored in groups (server/live/chatlog.py, server/core/batching.py): seqs stay
 contiguous per exam, retries are stored once, two processes never share a seq."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import select
 
-from server.auth import Person
-from server.batching import Batcher
-from server.chatlog import Chat, ChatLog
-from server.cli import app_context
-from server.config import Settings
-from server.models import Exam, ExamEvent, User
+from server.composition import app_context
+from server.core.batching import Batcher
+from server.core.config import Settings
+from server.core.identity import Person
+from server.core.models import Exam, ExamEvent, User
+from server.live.chatlog import Chat, ChatLog
 from tests.test_commands import ClientFor, new_exam
 
 

@@ -9,9 +9,10 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from server.cli import app_context, main
-from server.config import Settings
-from server.models import Establishment, User
+from server.cli import main
+from server.composition import app_context
+from server.core.config import Settings
+from server.core.models import Establishment, User
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ def test_demo_is_idempotent_and_prints_logins(
 def test_migrations_have_one_head() -> None:
     from alembic.script import ScriptDirectory
 
-    from server.migrate import alembic_config
+    from server.core.migrate import alembic_config
 
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
     assert len(heads) == 1, heads  # one head: every branch merged

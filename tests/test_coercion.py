@@ -1,4 +1,4 @@
-"""Coercing an instance kept aside to its exam (server/coercion.py, PS3.3 C.12.1)."""
+"""Coercing an instance kept aside to its exam (server/archive/coercion.py, PS3.3 C.12.1)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from pydicom import dcmread
 
 from dicomweb.samples import instance
-from server.coercion import Identity, coerce
+from server.archive.coercion import Identity, coerce
 
 EXAM = Identity("IPP-1", "LEROY^Emile", "19500101", "M", "1.2.3.4", "ACC1")
 

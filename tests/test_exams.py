@@ -10,9 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from server.cli import app_context
-from server.config import Settings
-from server.models import Exam, ExamEvent
+from server.composition import app_context
+from server.core.config import Settings
+from server.core.models import Exam, ExamEvent
 from tests.helpers import exam_payload
 
 ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]

@@ -1,4 +1,4 @@
-"""The filing rule, with values (server/filing.py; docs/dicomweb.md "Filing and
+"""The filing rule, with values (server/archive/filing.py; docs/dicomweb.md "Filing and
 reconciliation")."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from server.filing import (
+from server.archive.filing import (
     Aside,
     ExamFacts,
     Filed,

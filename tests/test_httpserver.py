@@ -1,4 +1,4 @@
-"""server/httpserver.py: request bodies reach the app whole and in order, whether
+"""server/web/httpserver.py: request bodies reach the app whole and in order, whether
 the app reads each piece as it comes or falls behind, over a real socket."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dicomweb.testing import LiveServer
-from server.httpserver import LeanHttpProtocol
+from server.web.httpserver import LeanHttpProtocol
 
 
 async def digest_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

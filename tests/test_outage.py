@@ -20,7 +20,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from server.config import Settings
+from server.core.config import Settings
 from server.testing import LiveServer, free_port
 from tests.conftest import BACKEND, PG_ADMIN, _pg_url
 

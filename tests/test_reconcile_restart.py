@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from dicomweb.samples import ct_series, multipart
-from server.config import Settings
+from server.core.config import Settings
 from server.testing import free_port
 from tests.helpers import login, of_exam
 from tests.test_archive import exam_in_acquisition

@@ -20,8 +20,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from dicomweb.samples import ct_series, instance, multipart
 from dicomweb.storage import Storage
-from server.audit import AuditEntry
-from server.config import Settings
+from server.core.audit import AuditEntry
+from server.core.config import Settings
 from server.roomclient import RoomClient
 from server.testing import LiveServer
 from tests.helpers import PASSWORD, dicom_patient, exam_payload, login, of_exam
@@ -105,7 +105,7 @@ async def image_events(client: httpx.AsyncClient, exam_id: str) -> list[dict[str
 
 
 async def audit_rows(settings: Settings, action: str) -> list[AuditEntry]:
-    from server.cli import app_context
+    from server.composition import app_context
 
     async with app_context(settings) as app, app.read() as db:
         return list(await db.scalars(select(AuditEntry).where(AuditEntry.action == action)))

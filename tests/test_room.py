@@ -19,11 +19,11 @@ from websockets.uri import parse_uri
 
 from rooms.engine import create_engine as create_bus
 from rooms.types import EventKind
-from server.cli import app_context
-from server.config import Settings
-from server.exams import append_event
-from server.models import ExamEvent
-from server.notifications import role_channel
+from server.composition import app_context
+from server.core.channels import role_channel
+from server.core.config import Settings
+from server.core.models import ExamEvent
+from server.exams.service import append_event
 from server.roomclient import RoomClient
 from server.testing import LiveServer
 from tests.helpers import exam_payload, login

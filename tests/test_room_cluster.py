@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from server.config import Settings
+from server.core.config import Settings
 from server.roomclient import RoomClient
 from server.testing import free_port
 from tests.helpers import exam_payload, login

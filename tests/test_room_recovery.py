@@ -10,9 +10,9 @@ import httpx
 import redis.asyncio
 
 from rooms.engine.redis import RedisEngine
-from server.config import Settings
+from server.core.config import Settings
+from server.live.roomhub import RoomHub, presence_lag_s
 from server.roomclient import RoomClient
-from server.roomhub import RoomHub, presence_lag_s
 from server.testing import LiveServer
 from tests.helpers import REDIS_URL
 from tests.test_room import new_exam, token_of

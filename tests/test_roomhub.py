@@ -1,10 +1,10 @@
-"""The collector policy of a process holding many sockets (server/roomhub.py)."""
+"""The collector policy of a process holding many sockets (server/live/roomhub.py)."""
 
 from __future__ import annotations
 
 import gc
 
-from server.roomhub import CollectorPolicy
+from server.live.roomhub import CollectorPolicy
 
 
 def test_freezes_as_sockets_accumulate_and_thaws_on_schedule() -> None:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import select, update
 
-from server.cli import app_context
-from server.config import Settings
-from server.models import User, UserSession
+from server.composition import app_context
+from server.core.config import Settings
+from server.core.models import User, UserSession
 from server.testing import LiveServer
 from tests.helpers import PASSWORD, login
 

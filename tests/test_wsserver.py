@@ -1,11 +1,11 @@
-"""The trimmed uvicorn protocol's queue and event (server/wsserver.py); every socket
+"""The trimmed uvicorn protocol's queue and event (server/web/wsserver.py); every socket
 test of the suite runs through the protocol itself."""
 
 from __future__ import annotations
 
 import asyncio
 
-from server.wsserver import LeanEvent, LeanQueue
+from server.web.wsserver import LeanEvent, LeanQueue
 
 
 async def test_queue_keeps_order_and_wakes_its_consumer() -> None:

@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from server.db import create_engine
+from server.core.db import create_engine
 from server.schema import target_metadata
 
 config = context.config

@@ -9,8 +9,8 @@ import httpx
 from playwright.async_api import expect
 from sqlalchemy import delete, update
 
-from server.cli import app_context
-from server.models import Exam, ExamEvent
+from server.composition import app_context
+from server.core.models import Exam, ExamEvent
 from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP, TABLET

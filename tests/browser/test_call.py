@@ -5,7 +5,7 @@ The urgentist, on the ER tablet, opens the exam room and clicks "Appeler" in the
 room's call card (frontend/call.js); Chromium answers getUserMedia with its
 synthetic beep (``--use-fake-device-for-media-stream``) without asking
 (``--use-fake-ui-for-media-stream``). The radiologist joins the same call as code
-(server/callclient.py, as tests/calls do) and must receive the browser's audio;
+(server/calls/client.py, as tests/calls do) and must receive the browser's audio;
 the browser's mute reaches everyone's ``call.state`` and its hang-up leaves no
 peer behind on the server.
 """
@@ -19,8 +19,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from server.callclient import CallClient
-from server.config import Settings
+from server.calls.client import CallClient
+from server.core.config import Settings
 from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import ARGS, TABLET

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, expect
 
-from server.cli import app_context
-from server.exams import append_event
+from server.composition import app_context
+from server.exams.service import append_event
 from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP, TABLET

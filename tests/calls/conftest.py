@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from server.callclient import CallClient
-from server.calls import CallManager
-from server.config import Settings
+from server.calls.client import CallClient
+from server.calls.manager import CallManager
+from server.core.config import Settings
 from server.testing import LiveServer
 from tests.helpers import exam_payload, login
 

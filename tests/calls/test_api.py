@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from server.config import Settings
+from server.core.config import Settings
 from tests.helpers import exam_payload
 
 Client = Callable[[str], Awaitable[httpx.AsyncClient]]

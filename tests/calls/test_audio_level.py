@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from av import AudioFrame
 
-from server.calls import audio_level_dbov
+from server.calls.manager import audio_level_dbov
 
 
 def reference_dbov(frame: AudioFrame) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server.callclient import CallClient
+from server.calls.client import CallClient
 from server.testing import LiveServer
 from tests.calls.conftest import Join, calls_of
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from server.cli import app_context
-from server.config import Settings
-from server.models import Establishment
+from server.composition import app_context
+from server.core.config import Settings
+from server.core.models import Establishment
 from tests.calls.conftest import Join
 from tests.conftest import Accounts
 

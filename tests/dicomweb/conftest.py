@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from dicomweb import DicomwebConfig, create_dicomweb_app
 from dicomweb.testing import LiveServer, RecordingHooks, TokenAccess, create_engine, mounted
-from server.httpserver import LeanHttpProtocol
+from server.web.httpserver import LeanHttpProtocol
 
 try:  # the root conftest provides database_url when it imports
     import tests.conftest  # noqa: F401
@@ -106,7 +106,7 @@ def start_archive(database_url: str, tmp_path: Path, **config: object) -> tuple[
         storage_root=storage, allowed_origins=("https://viewer.example",), **config
     )  # type: ignore[arg-type]
     app = mounted(create_dicomweb_app(cfg, db, access, hooks))
-    # Served as ``teleimagerie serve`` serves it (server/httpserver.py).
+    # Served as ``teleimagerie serve`` serves it (server/web/httpserver.py).
     server = LiveServer(app, http=LeanHttpProtocol).__enter__()
     archive = Archive(f"{server.url}/dicomweb", server.url, storage, access, hooks, server, db)
     return archive, engine

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from server.cli import app_context
-from server.config import Settings
-from server.context import AppContext
-from server.dicom.aes import add_ae
-from server.dicom.gateway import Gateway
+from server.composition import app_context
+from server.core.config import Settings
+from server.core.context import AppContext
+from server.gateway.aes import add_ae
+from server.gateway.listener import Gateway
 from tests.conftest import Accounts
 from tests.helpers import exam_payload
 

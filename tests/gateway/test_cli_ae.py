@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.cli import main
-from server.config import Settings
+from server.core.config import Settings
 from tests.conftest import Accounts
 
 

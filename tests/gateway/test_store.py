@@ -13,7 +13,7 @@ from pydicom import dcmread
 from sqlalchemy import select
 
 from dicomweb.samples import ct_series, instance
-from server.audit import AuditEntry
+from server.core.audit import AuditEntry
 from tests.gateway.conftest import ClientFor, Listener, dcmtk, exam_in_acquisition
 from tests.helpers import of_exam
 

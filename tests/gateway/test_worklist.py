@@ -11,7 +11,7 @@ from typing import Any
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from server.dicom.worklist import SITE_TIMEZONE
+from server.gateway.worklist import SITE_TIMEZONE
 from tests.gateway.conftest import (
     ClientFor,
     Listener,

@@ -8,8 +8,8 @@ from pydicom import Dataset
 from pydicom.sequence import Sequence
 
 from dicomweb.types import Failure
-from server.dicom.conformance import store_status
-from server.dicom.worklist import WorkItem, answers, item_dataset
+from server.gateway.conformance import store_status
+from server.gateway.worklist import WorkItem, answers, item_dataset
 
 ITEM = WorkItem(
     accession_number="TI26112900000001",
@@ -104,8 +104,8 @@ def test_store_statuses() -> None:
 def test_ae_titles_are_checked() -> None:
     import pytest
 
-    from server.accounts import AccountError
-    from server.dicom.aes import host_matches, valid_ae_title
+    from server.accounts.service import AccountError
+    from server.gateway.aes import host_matches, valid_ae_title
 
     assert valid_ae_title("  CT_URG ") == "CT_URG"
     for bad in ("", "A" * 17, "CT\\1", "CT\t1"):

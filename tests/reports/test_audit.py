@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
-from server import audit
-from server.cli import app_context
-from server.config import Settings
-from server.context import AppContext
+from server.composition import app_context
+from server.core import audit
+from server.core.config import Settings
+from server.core.context import AppContext
 
 
 async def _fill(app: AppContext, n: int) -> None:

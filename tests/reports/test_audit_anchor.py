@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from server import audit
-from server.audit_anchor import (
+from server.composition import app_context
+from server.core import audit
+from server.core.audit_anchor import (
     AnchorError,
     AnchorProblem,
     checkpoint,
     checkpoint_loop,
     read_checkpoints,
 )
-from server.cli import app_context
-from server.config import Settings
+from server.core.config import Settings
 from tests.reports.test_audit import _fill, _tamper
 
 KEY = b"k" * 40

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from server import billing
-from server.context import AppContext
+from server.core.context import AppContext
+from server.reports import billing
 from tests.helpers import PASSWORD
 from tests.reports.helpers import DRAFT, ClientFor, exam_images_complete, ok
 

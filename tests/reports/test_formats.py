@@ -11,8 +11,8 @@ from typing import Any
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian
 
-from server import report_formats as rf
-from server.reports import canonical_bytes, find_templates, sha256_hex
+from server.reports import formats as rf
+from server.reports.service import canonical_bytes, find_templates, sha256_hex
 
 CONTENT: dict[str, Any] = {
     "version": 1,

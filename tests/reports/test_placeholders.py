@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.reports import PLACEHOLDER, placeholders_left, templates
+from server.reports.service import PLACEHOLDER, placeholders_left, templates
 
 FILLED = {
     "indication": "Céphalées brutales.",

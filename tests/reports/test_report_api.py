@@ -16,10 +16,10 @@ from sqlalchemy import select
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from server.audit import AuditEntry
-from server.cli import app_context
-from server.config import Settings
-from server.report_formats import ENCAPSULATED_PDF, report_sha256_of_dicom
+from server.composition import app_context
+from server.core.audit import AuditEntry
+from server.core.config import Settings
+from server.reports.formats import ENCAPSULATED_PDF, report_sha256_of_dicom
 from server.testing import LiveServer
 from tests.helpers import PASSWORD
 from tests.reports.helpers import DRAFT, ClientFor, exam_images_complete, ok

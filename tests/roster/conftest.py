@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.context import AppContext
-from server.exams import ExamRequest, create_exam
-from server.models import User
-from server.roster import Shift
+from server.core.context import AppContext
+from server.core.models import User
+from server.exams.service import ExamRequest, create_exam
+from server.roster.service import Shift
 from tests.helpers import exam_payload
 
 

@@ -9,13 +9,14 @@ from typing import Any
 from sqlalchemy import func, select
 
 from rooms.types import EventKind, ExamStatus
-from server.cli import app_context
-from server.config import Settings
-from server.escalation import fire, rebuild, sync_timers
-from server.exams import append_event
-from server.models import ExamEvent
-from server.roster import PARIS, ShiftTemplate
-from server.routing import route
+from server.composition import app_context
+from server.core.config import Settings
+from server.core.models import ExamEvent
+from server.exams.escalation import rebuild, sync_timers
+from server.exams.firing import fire
+from server.exams.routing import route
+from server.exams.service import append_event
+from server.roster.service import PARIS, ShiftTemplate
 from tests.conftest import Accounts
 from tests.roster.conftest import add_shift, new_exam, user_id
 

@@ -17,8 +17,8 @@ from rooms.escalation import (
     parse_key,
 )
 from rooms.types import ExamStatus
-from server.roster import Duty, Roster
-from server.routing import pick
+from server.exams.routing import pick
+from server.roster.service import Duty, Roster
 
 P = Policy(ack_timeout_s=60, report_warn_s=2700, report_sla_s=3600,
            protocol_ack_timeout_s=120, critical_ack_timeout_s=600)  # fmt: skip

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from server.roster import (
+from server.roster.service import (
     PARIS,
     Shift,
     ShiftTemplate,

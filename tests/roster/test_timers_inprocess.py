@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from server.config import Settings
+from server.core.config import Settings
 from server.testing import LiveServer
 from tests.helpers import exam_payload
 from tests.roster.test_api import ClientFor, add_shift, channel, next_notification

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from server.turnaround import figures, percentile, summarise
+from server.exams.turnaround import figures, percentile, summarise
 
 T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 

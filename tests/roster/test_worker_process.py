@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.config import Settings
+from server.core.config import Settings
 from tests.helpers import REDIS_URL, exam_payload, flush_prefix
 from tests.roster.test_api import ClientFor, add_shift
 

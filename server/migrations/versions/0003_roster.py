@@ -1,4 +1,4 @@
-"""Roster: concrete shifts and recurring shift templates (server/roster.py).
+"""Roster: concrete shifts and recurring shift templates (server/roster/service.py).
 
 Revision ID: 0003_roster
 Revises: 0001_foundation

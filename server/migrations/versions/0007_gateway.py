@@ -1,4 +1,4 @@
-"""Modality gateway: the calling AE titles registered per establishment (server/dicom).
+"""Modality gateway: the calling AE titles registered per establishment (server/gateway).
 
 Revision ID: 0007_gateway
 Revises: 0006_merge

@@ -1,0 +1,2 @@
+"""Accounts: establishments and users, logins and sessions, login throttling
+(docs/design.md "Accounts")."""

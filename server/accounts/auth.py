@@ -1,0 +1,133 @@
+"""Logins and sessions: random tokens stored only as SHA-256, cookie or bearer.
+
+Sessions expire after ``SESSION_IDLE_S`` without use and ``SESSION_ABSOLUTE_S``
+after login, whichever comes first. Failed logins are throttled per username and
+client address (server/accounts/throttle.py); passwords are verified off the event loop.
+Open sockets follow their session (server/core/access.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
+
+from server.accounts import throttle
+from server.core.access import deadline_of
+from server.core.context import AppContext, ctx
+from server.core.errors import ApiError, unauthenticated
+from server.core.identity import Principal
+from server.core.models import User, UserSession
+
+COOKIE = "ti_session"
+# Sessions are touched at most this often, so that reads do not all write.
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def bearer_or_cookie(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return conn.cookies.get(COOKIE)
+
+
+async def login(
+    app: AppContext, db: AsyncSession, username: str, password: str, addr: str
+) -> tuple[str, User]:
+    """Check the password and open a session; returns the clear token once."""
+    await throttle.check(app, username, addr)
+    user = await db.scalar(select(User).where(User.username == username))
+    ok = await app.passwords.verify_async(user.password_hash if user else None, password)
+    if not ok or user is None or not user.active:
+        await throttle.failed(app, username, addr)
+        raise ApiError(401, "bad_credentials", "wrong username or password")
+    await throttle.succeeded(app, username, addr)
+    if app.passwords.needs_rehash(user.password_hash):
+        user.password_hash = await app.passwords.hash_async(password)
+    now = app.now()
+    token = secrets.token_urlsafe(32)
+    db.add(
+        UserSession(
+            token_hash=hash_token(token),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(seconds=app.settings.session_absolute_s),
+            client_addr=addr,
+        )
+    )
+    return token, user
+
+
+async def resolve(app: AppContext, db: AsyncSession, token: str) -> Principal | None:
+    """The live session a token names, or None (unknown, revoked, expired)."""
+    row = (
+        await db.execute(
+            select(UserSession, User)
+            .join(User, User.id == UserSession.user_id)
+            .where(UserSession.token_hash == hash_token(token))
+        )
+    ).first()
+    if row is None:
+        return None
+    sess, user = row
+    now = app.now()
+    idle_limit = sess.last_seen_at + timedelta(seconds=app.settings.session_idle_s)
+    if sess.revoked_at is not None or now >= sess.expires_at or now >= idle_limit:
+        return None
+    if not user.active:
+        return None
+    return Principal(
+        user=user,
+        session_id=sess.id,
+        stale=now - sess.last_seen_at >= TOUCH_EVERY,
+        deadline=deadline_of(sess.last_seen_at, sess.expires_at, app.settings.session_idle_s),
+    )
+
+
+async def authenticate(conn: HTTPConnection) -> Principal:
+    """The caller of an HTTP request or WebSocket, or 401."""
+    cached: Principal | None = conn.scope.get("ti.principal")
+    if cached is not None:
+        return cached
+    token = bearer_or_cookie(conn)
+    if not token:
+        raise unauthenticated()
+    app = ctx(conn)
+    async with app.read() as db:
+        principal = await resolve(app, db, token)
+    if principal is None:
+        raise ApiError(401, "session_expired", "your session has ended; log in again")
+    if principal.stale:
+        now = app.now()
+        async with app.db() as db:
+            expires_at = await db.scalar(
+                update(UserSession)
+                .where(UserSession.id == principal.session_id)
+                .values(last_seen_at=now)
+                .returning(UserSession.expires_at)
+            )
+            await db.commit()
+        if expires_at is not None:
+            principal.deadline = deadline_of(now, expires_at, app.settings.session_idle_s)
+    conn.scope["ti.principal"] = principal
+    return principal
+
+
+async def logout(app: AppContext, db: AsyncSession, token: str, now: datetime) -> None:
+    """Revoke the session of a token (the caller announces it once committed:
+    ``app.access.end``)."""
+    await db.execute(
+        update(UserSession)
+        .where(UserSession.token_hash == hash_token(token), UserSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )

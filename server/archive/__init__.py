@@ -1,0 +1,1 @@
+"""The server's side of the DICOMweb archive: access, filing, reconciliation (docs/dicomweb.md)."""

@@ -1,0 +1,120 @@
+"""``images.received`` events: the exam room hears of stored images as they come
+(docs/dicomweb.md, docs/rooms.md).
+
+The archive calls :meth:`ImageEvents.on_stored` for each stored instance (its
+ingest hook); a series is announced at its first instance, then at most once a
+second with the running count, so that a modality sending hundreds of
+instances does not flood the room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from dicomweb.types import StoredInstance
+from rooms.types import EventKind
+from server.archive.filing import LATE
+from server.core.context import AppContext
+from server.core.models import Exam
+from server.exams.publish import publish_events
+from server.exams.service import append_event, event_json
+
+log = logging.getLogger("teleimagerie.archive")
+
+# Encapsulated documents (the signed report as PDF, PS3.4 A.45) are not images.
+ENCAPSULATED_DOCUMENT = "1.2.840.10008.5.1.4.1.1.104."
+
+
+@dataclass
+class _Series:
+    exam_id: str
+    last_emit: float = 0.0
+    pending: StoredInstance | None = None
+    flush: asyncio.TimerHandle | None = None
+
+
+class ImageEvents:
+    """``images.received`` at the first instance of a series, then at most once
+    a second per series with the running count (coalesced in this process)."""
+
+    def __init__(self, app: AppContext, interval_s: float = 1.0) -> None:
+        self.app = app
+        self.interval_s = interval_s
+        self._series: dict[str, _Series] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def on_stored(self, stored: StoredInstance) -> None:
+        if stored.exam_id is None or stored.duplicate:
+            return
+        if stored.sop_class_uid.startswith(ENCAPSULATED_DOCUMENT):
+            return
+        now = time.monotonic()
+        if len(self._series) > 10_000:  # forget finished series, not busy ones
+            self._series = {
+                uid: s
+                for uid, s in self._series.items()
+                if s.flush is not None or now - s.last_emit < 60
+            }
+        state = self._series.setdefault(stored.series_uid, _Series(stored.exam_id))
+        if now - state.last_emit >= self.interval_s and state.flush is None:
+            state.last_emit = now
+            await self._emit(stored)
+            return
+        state.pending = stored
+        if state.flush is None:
+            delay = max(0.0, state.last_emit + self.interval_s - now)
+            state.flush = asyncio.get_running_loop().call_later(
+                delay, self._spawn_flush, stored.series_uid
+            )
+
+    def _spawn_flush(self, series_uid: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush(series_uid))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, series_uid: str) -> None:
+        state = self._series[series_uid]
+        state.flush = None
+        pending, state.pending = state.pending, None
+        if pending is not None:
+            state.last_emit = time.monotonic()
+            await self._emit(pending)
+
+    async def _emit(self, stored: StoredInstance) -> None:
+        assert stored.exam_id is not None
+        body: dict[str, Any] = {
+            "study_uid": stored.study_uid,
+            "series_uid": stored.series_uid,
+            "modality": stored.modality,
+            "count": stored.series_instance_count,
+            "thumbnail_url": stored.thumbnail_url,
+        }
+        app = self.app
+        try:
+            async with app.db() as db:
+                # Images after the report: a late series, announced as such.
+                status = await db.scalar(select(Exam.status).where(Exam.id == stored.exam_id))
+                body["late"] = status in LATE
+                event = await append_event(
+                    db, stored.exam_id, EventKind.IMAGES_RECEIVED, None, body, app.now()
+                )
+                await db.commit()
+                payload = event_json(event)
+            await publish_events(app, stored.exam_id, [payload])
+        except Exception:
+            # The images are stored whatever happens here; the next update of the
+            # series carries the count.
+            log.exception("could not announce images of exam %s", stored.exam_id)
+
+    async def close(self) -> None:
+        for state in self._series.values():
+            if state.flush is not None:
+                state.flush.cancel()
+        for task in list(self._tasks):
+            await task

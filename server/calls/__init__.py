@@ -1,0 +1,1 @@
+"""Voice and video consults in the exam room (docs/calls.md)."""

@@ -1,0 +1,49 @@
+"""The engine's channel names, and the personal notifications sent on them
+(API.md "Exam room" and "Personal channel", docs/rooms.md).
+
+Every process agrees on these names: the web process subscribes to them, the
+worker, the gateway and the CLI publish on them. They sit in the core so that a
+domain can notify a user without importing the sockets that listen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.core.context import AppContext
+
+
+def room_channel(exam_id: str) -> str:
+    """An exam room: committed events, presence, calls (docs/rooms.md)."""
+    return f"exam:{exam_id}"
+
+
+def user_channel(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def role_channel(role: str) -> str:
+    return f"role:{role}"
+
+
+def frame(kind: str, exam: dict[str, Any] | None, body: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "notification", "kind": kind, "exam": exam, "body": body}
+
+
+async def notify(
+    app: AppContext,
+    kind: str,
+    exam: dict[str, Any] | None,
+    body: dict[str, Any],
+    *,
+    users: Iterable[int] = (),
+    roles: Iterable[str] = (),
+) -> None:
+    """Push one notification to each named user and role channel (each at most once)."""
+    message = frame(kind, exam, body)
+    for user_id in dict.fromkeys(users):
+        await app.bus.publish(user_channel(user_id), message)
+    for role in dict.fromkeys(roles):
+        await app.bus.publish(role_channel(role), message)

@@ -1,0 +1,1 @@
+"""Exams: requests, the event log, authorisation, protocols, routing, escalation timers."""

@@ -1,0 +1,151 @@
+"""Escalation timers: `rooms.escalation` deadlines turned into engine timers.
+
+The engine holds no truth. `sync_timers` recomputes an exam's deadlines from SQL after
+every committed change and (re)schedules them under their stable keys; `rebuild`
+does it for every open exam when a worker starts, so a flushed Redis or a killed
+worker loses nothing. A timer that fires is raised by server/exams/firing.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rooms.escalation import (
+    Deadline,
+    ExamSnapshot,
+    Policy,
+    deadline_keys,
+    deadlines,
+)
+from rooms.types import EventKind, ExamStatus
+from server.core.context import AppContext
+from server.core.models import Exam, ExamEvent
+
+log = logging.getLogger("teleimagerie.escalation")
+
+# The statuses in which the policy can have something pending.
+WATCHED = (
+    ExamStatus.REQUESTED,
+    ExamStatus.PROTOCOLED,
+    ExamStatus.IMAGES_COMPLETE,
+    ExamStatus.REPORTED,
+)
+CONCURRENCY = 32  # schedules in flight at once during a rebuild
+
+
+def policy(settings: Any) -> Policy:
+    return Policy(
+        ack_timeout_s=settings.ack_timeout_s,
+        report_warn_s=settings.report_warn_s,
+        report_sla_s=settings.report_sla_s,
+        protocol_ack_timeout_s=settings.protocol_ack_timeout_s,
+        critical_ack_timeout_s=settings.critical_ack_timeout_s,
+    )
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def snapshot(exam: Exam, signed: dict[str, Any] | None, signed_at: datetime | None) -> ExamSnapshot:
+    """What the policy needs. The critical flag comes from the `report.signed` body
+    (issue 6) or a `critical` column if the exam has one."""
+    critical = bool(getattr(exam, "critical", False)) or bool((signed or {}).get("critical"))
+    return ExamSnapshot(
+        exam_id=exam.id,
+        status=ExamStatus(exam.status),
+        created_at=exam.created_at.timestamp(),
+        accepted_at=_epoch(exam.accepted_at),
+        protocoled_at=_epoch(exam.protocoled_at),
+        protocol_ack_at=_epoch(exam.protocol_ack_at),
+        images_complete_at=_epoch(exam.images_complete_at),
+        reported_at=_epoch(exam.reported_at or signed_at),
+        critical=critical,
+        critical_acknowledged=exam.status == ExamStatus.DELIVERED,
+    )
+
+
+async def plan(
+    db: AsyncSession, settings: Any, exams: Sequence[Exam]
+) -> dict[str, tuple[list[Deadline], set[str]]]:
+    """Per exam: its pending deadlines and the keys already raised (three queries)."""
+    ids = [e.id for e in exams]
+    signed: dict[str, tuple[dict[str, Any], datetime]] = {}
+    raised: dict[str, set[str]] = {i: set() for i in ids}
+    if not ids:
+        return {}
+    rows = await db.execute(
+        select(ExamEvent.exam_id, ExamEvent.kind, ExamEvent.client_id, ExamEvent.body, ExamEvent.at)
+        .where(
+            ExamEvent.exam_id.in_(ids),
+            ExamEvent.kind.in_((EventKind.REPORT_SIGNED, EventKind.ESCALATION_RAISED)),
+        )
+        .order_by(ExamEvent.seq)
+    )
+    for exam_id, kind, client_id, body, at in rows:
+        if kind == EventKind.REPORT_SIGNED:
+            signed[exam_id] = (body or {}, at)  # the latest signature wins
+        elif client_id:
+            raised[exam_id].add(client_id)
+    out: dict[str, tuple[list[Deadline], set[str]]] = {}
+    p = policy(settings)
+    for exam in exams:
+        body, at = signed.get(exam.id, (None, None))
+        try:
+            pending = deadlines(snapshot(exam, body, at), p)
+        except ValueError as exc:  # a status without its timestamp: nothing to time
+            log.error("cannot plan escalations: %s", exc)
+            pending = []
+        out[exam.id] = (pending, raised[exam.id])
+    return out
+
+
+async def sync_timers(app: AppContext, exam: Exam | str) -> None:
+    """Re-plan one exam's timers from SQL; cancel those whose condition has passed."""
+    exam_id = exam if isinstance(exam, str) else exam.id
+    async with app.read() as db:
+        fresh = await db.get(Exam, exam_id)
+        planned = await plan(db, app.settings, [fresh]) if fresh else {}
+    pending, raised = planned.get(exam_id, ([], set()))
+    keep = {d.key: d for d in pending if d.key not in raised}
+    await asyncio.gather(
+        *(app.bus.timer_schedule(k, d.due_at, {"exam_id": exam_id}) for k, d in keep.items()),
+        *(app.bus.timer_cancel(k) for k in deadline_keys(exam_id) if k not in keep),
+    )
+
+
+async def rebuild(app: AppContext, batch: int = 500) -> int:
+    """Schedule every pending, not yet raised deadline of every open exam; returns the
+    number scheduled. Stale timers left in the engine fire as no-ops, so none is
+    cancelled here (that would cost a round trip per key)."""
+    count, last_id = 0, ""
+    while True:
+        async with app.read() as db:
+            exams = (
+                await db.scalars(
+                    select(Exam)
+                    .where(Exam.status.in_(WATCHED), Exam.id > last_id)
+                    .order_by(Exam.id)
+                    .limit(batch)
+                )
+            ).all()
+            planned = await plan(db, app.settings, exams)
+        todo = [
+            app.bus.timer_schedule(d.key, d.due_at, {"exam_id": exam_id})
+            for exam_id, (pending, raised) in planned.items()
+            for d in pending
+            if d.key not in raised
+        ]
+        for first in range(0, len(todo), CONCURRENCY):  # round trips overlap, bounded
+            await asyncio.gather(*todo[first : first + CONCURRENCY])
+        count += len(todo)
+        if len(exams) < batch:
+            return count
+        last_id = exams[-1].id

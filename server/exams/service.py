@@ -1,0 +1,251 @@
+"""Exam requests: validation, creation, the event log, and the JSON shape."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+from pydicom.uid import generate_uid
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rooms.types import EventKind, ExamStatus
+from server.core.config import Settings
+from server.core.errors import conflict
+from server.core.models import Exam, ExamEvent, User
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class Patient(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[Text, StringConstraints(max_length=64)]
+    name: Annotated[Text, StringConstraints(max_length=200)]
+    birth_date: date
+    sex: Literal["F", "M", "O", "U"]
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_in_future(cls, value: date) -> date:
+        if value > date.today():
+            raise ValueError("birth date is in the future")
+        return value
+
+
+class ExamRequest(BaseModel):
+    """The content of a French teleradiology request (G4/FNMR-SFR charter):
+    identity, clinical question, exam asked for, urgency, contraindications,
+    and the patient informed and consenting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patient: Patient
+    modality: Literal["CT", "MR", "CR", "DX"]
+    body_part: Annotated[Text, StringConstraints(max_length=64)]
+    clinical_question: Annotated[Text, StringConstraints(max_length=4000)]
+    urgency: Literal["emergency", "urgent", "scheduled"]
+    consent: bool
+    contraindications: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+    @field_validator("consent")
+    @classmethod
+    def _consent_given(cls, value: bool) -> bool:
+        if value is not True:
+            raise ValueError("the patient must be informed and consenting")
+        return value
+
+
+def new_accession(now: datetime) -> str:
+    """``TI`` + YYMMDD + 8 random digits: 16 characters, DICOM SH-sized."""
+    return f"TI{now:%y%m%d}{secrets.randbelow(10**8):08d}"
+
+
+def new_study_uid(root: str) -> str:
+    return str(generate_uid(prefix=None if root == "2.25" else root.rstrip(".") + "."))
+
+
+async def create_exam(
+    db: AsyncSession,
+    settings: Settings,
+    requester: User,
+    req: ExamRequest,
+    now: datetime,
+    assigned_radiologist_id: int | None = None,
+) -> tuple[Exam, ExamEvent]:
+    """Insert the exam and its ``exam.requested`` event (seq 1) in one transaction."""
+    assert requester.establishment_id is not None
+    for _attempt in range(5):
+        exam = Exam(
+            establishment_id=requester.establishment_id,
+            requester_id=requester.id,
+            assigned_radiologist_id=assigned_radiologist_id,
+            status=ExamStatus.REQUESTED,
+            accession_number=new_accession(now),
+            study_instance_uid=new_study_uid(settings.uid_root),
+            patient_id=req.patient.id,
+            patient_name=req.patient.name,
+            patient_birth_date=req.patient.birth_date,
+            patient_sex=req.patient.sex,
+            modality=req.modality,
+            body_part=req.body_part,
+            clinical_question=req.clinical_question,
+            urgency=req.urgency,
+            contraindications=req.contraindications or None,
+            consent=req.consent,
+            created_at=now,
+            updated_at=now,
+            last_seq=1,
+        )
+        try:
+            async with db.begin_nested():
+                db.add(exam)
+                await db.flush()
+        except IntegrityError:
+            continue  # an accession number collided: draw again
+        event = ExamEvent(
+            exam_id=exam.id,
+            seq=1,
+            kind=EventKind.EXAM_REQUESTED,
+            author_id=requester.id,
+            at=now,
+            body={
+                "modality": exam.modality,
+                "body_part": exam.body_part,
+                "urgency": exam.urgency,
+                "accession_number": exam.accession_number,
+            },
+        )
+        db.add(event)
+        await db.flush()
+        return exam, event
+    raise RuntimeError("could not draw a unique accession number")
+
+
+async def append_event(
+    db: AsyncSession,
+    exam_id: str,
+    kind: str,
+    author_id: int | None,
+    body: dict[str, Any],
+    now: datetime,
+    *,
+    client_id: str | None = None,
+    from_status: tuple[str, ...] | None = None,
+    changes: dict[str, Any] | None = None,
+) -> ExamEvent:
+    """Append one event with the exam's next seq, in the caller's transaction.
+
+    The seq is taken by a single ``UPDATE ... RETURNING`` on the exam row,
+    which also applies ``changes`` (a new status, a timestamp) and checks the
+    exam is still in one of ``from_status``: concurrent writers queue on that
+    row, so no two events share a seq and no state change is lost.
+    """
+    stmt = update(Exam).where(Exam.id == exam_id)
+    if from_status is not None:
+        stmt = stmt.where(Exam.status.in_(from_status))
+    values: dict[str, Any] = {"last_seq": Exam.last_seq + 1, "updated_at": now}
+    values.update(changes or {})
+    seq = await db.scalar(
+        stmt.values(**values).returning(Exam.last_seq).execution_options(synchronize_session=False)
+    )
+    if seq is None:
+        raise conflict("the exam changed state meanwhile; reload it and try again")
+    event = ExamEvent(
+        exam_id=exam_id,
+        seq=seq,
+        kind=kind,
+        author_id=author_id,
+        client_id=client_id,
+        at=now,
+        body=body,
+    )
+    db.add(event)
+    await db.flush()
+    return event
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _person(user: User | None) -> dict[str, Any] | None:
+    if user is None:
+        return None
+    return {
+        "id": user.id,
+        "display_name": user.display_name,
+        "role": user.role,
+        "professional_id": user.professional_id,
+    }
+
+
+def deadlines(exam: Exam, settings: Settings) -> dict[str, str | None]:
+    accept_by = report_warn = report_due = None
+    if exam.status == ExamStatus.REQUESTED:
+        accept_by = exam.created_at + timedelta(seconds=settings.ack_timeout_s)
+    if exam.images_complete_at and exam.status == ExamStatus.IMAGES_COMPLETE:
+        report_warn = exam.images_complete_at + timedelta(seconds=settings.report_warn_s)
+        report_due = exam.images_complete_at + timedelta(seconds=settings.report_sla_s)
+    return {
+        "accept_by": _ts(accept_by),
+        "report_warning_at": _ts(report_warn),
+        "report_due_at": _ts(report_due),
+    }
+
+
+def exam_json(exam: Exam, settings: Settings) -> dict[str, Any]:
+    return {
+        "id": exam.id,
+        "status": exam.status,
+        "accession_number": exam.accession_number,
+        "study_instance_uid": exam.study_instance_uid,
+        "establishment": {"code": exam.establishment.code, "name": exam.establishment.name},
+        "requester": _person(exam.requester),
+        "assigned_radiologist": _person(exam.assigned_radiologist),
+        "patient": {
+            "id": exam.patient_id,
+            "name": exam.patient_name,
+            "birth_date": exam.patient_birth_date.isoformat(),
+            "sex": exam.patient_sex,
+        },
+        "modality": exam.modality,
+        "body_part": exam.body_part,
+        "clinical_question": exam.clinical_question,
+        "urgency": exam.urgency,
+        "contraindications": exam.contraindications,
+        "consent": exam.consent,
+        "protocol": (
+            {"id": exam.protocol_id, "text": exam.protocol_text} if exam.protocol_text else None
+        ),
+        "cancel_reason": exam.cancel_reason,
+        "times": {
+            "requested_at": _ts(exam.created_at),
+            "accepted_at": _ts(exam.accepted_at),
+            "protocoled_at": _ts(exam.protocoled_at),
+            "protocol_acknowledged_at": _ts(exam.protocol_ack_at),
+            "images_complete_at": _ts(exam.images_complete_at),
+            "reported_at": _ts(exam.reported_at),
+            "delivered_at": _ts(exam.delivered_at),
+            "cancelled_at": _ts(exam.cancelled_at),
+            "updated_at": _ts(exam.updated_at),
+        },
+        "deadlines": deadlines(exam, settings),
+        "last_seq": exam.last_seq,
+    }
+
+
+def event_json(event: ExamEvent, author: User | None = None) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "id": event.client_id or event.id,
+        "kind": event.kind,
+        "author": _person(author)
+        if author
+        else ({"id": event.author_id} if event.author_id is not None else None),
+        "at": _ts(event.at),
+        "body": event.body,
+    }

@@ -1,0 +1,30 @@
+"""The context of the web process: the core services and the archive, the exam
+rooms this process holds (server/live/roomhub.py), their chat log and the
+calls (server/calls/manager.py). Only ``teleimagerie serve`` builds one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from server.archive.context import ArchiveContext
+from server.calls.manager import CallManager
+from server.live.chatlog import ChatLog
+from server.live.roomhub import RoomHub
+
+if TYPE_CHECKING:
+    from starlette.requests import HTTPConnection
+
+
+@dataclass
+class LiveContext(ArchiveContext):
+    rooms: RoomHub
+    # Chat messages, written in groups (server/core/batching.py).
+    chat: ChatLog
+    calls: CallManager
+
+
+def live_ctx(conn: HTTPConnection) -> LiveContext:
+    """The context of the process serving this socket: one that runs the rooms."""
+    context: LiveContext = conn.app.state.ctx
+    return context

@@ -1,0 +1,373 @@
+"""The exam room: ``WS /ws/exams/{id}?since=N`` (API.md "Exam room", docs/rooms.md).
+
+One connection = one reader (this coroutine) and an outbox of bounded size
+(``sockets.Outbox``). The connection subscribes to the room's channel *before* it
+replays missed events from SQL, and drops anything at or below the highest seq
+it has passed on, so a client sees every event once and in order. A live event
+that skips a seq makes the connection fetch the gap from SQL (a message lost
+between processes costs a query, never an event). A client that cannot keep up
+is closed with ``CLOSE_SLOW_CONSUMER``; it resumes with ``since``.
+
+The connection holds its session (server/core/access.py): it is closed with
+``CloseCode.SESSION_ENDED`` when the session ends, and a frame that arrives after
+is dropped. A radiologist who was in the room of a request another radiologist
+accepts is told who took it and closed with ``CloseCode.FORBIDDEN``. A client
+whose ``since`` is beyond the exam's last seq (the database was restored from a
+backup) gets ``reset: true`` in the welcome and the whole log from seq 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from rooms.frames import ChatFrame, FrameError, PingFrame, TypingFrame, parse_client_frame
+from rooms.limits import TokenBucket
+from rooms.permissions import is_participant_role, may_send, visible
+from rooms.types import CloseCode, ErrorCode, EventKind, Role, error_frame
+from server.core import audit
+from server.core.access import Hold
+from server.core.channels import room_channel
+from server.core.context import AppContext
+from server.core.errors import ApiError
+from server.core.identity import Principal, user_json
+from server.core.models import ExamEvent, User
+from server.exams.authz import load_exam
+from server.exams.service import event_json, exam_json
+from server.live.chatlog import Chat
+from server.live.context import LiveContext, live_ctx
+from server.live.roomhub import public_presence
+from server.live.sockets import Outbox, accept_caller, refuse
+
+log = logging.getLogger("teleimagerie.room")
+
+CLOSE_NOT_PARTICIPANT = CloseCode.FORBIDDEN
+CLOSE_NO_SUCH_EXAM = CloseCode.NO_SUCH_EXAM
+
+RATE = 10.0  # frames a second per connection, sustained
+BURST = 30.0
+
+
+class SlowConsumer(Exception):
+    pass
+
+
+class Connection:
+    """One member's socket in one room.
+
+    Thousands of these sit idle for hours, so they hold little: plain values for
+    the caller (no ORM rows) and an outbox that allocates only while frames wait.
+    """
+
+    __slots__ = (
+        "ws",
+        "app",
+        "principal",
+        "role",
+        "exam_id",
+        "conn_id",
+        "since",
+        "outbox",
+        "sent_seq",
+        "held",
+        "bucket",
+        "gap_lock",
+        "hold",
+        "joined_seq",
+        "__weakref__",
+    )
+
+    def __init__(self, ws: WebSocket, app: LiveContext, principal: Principal, exam_id: str) -> None:
+        self.ws = ws
+        self.app = app
+        self.principal = principal.detached()
+        self.role = Role(principal.role)
+        self.exam_id = exam_id
+        self.conn_id = uuid.uuid4().hex
+        self.since = app.now().isoformat().replace("+00:00", "Z")
+        self.outbox = Outbox(ws, "slow consumer: reconnect with since")
+        self.sent_seq = 0  # highest seq passed on (or skipped as invisible)
+        self.held: list[dict[str, Any]] | None = []
+        self.bucket = TokenBucket(RATE, BURST)
+        self.gap_lock: asyncio.Lock | None = None
+        self.hold: Hold | None = None  # set once registered with app.access
+        self.joined_seq = 0  # the exam's last seq at the join: later events are live
+
+    def end(self, code: int, reason: str, last: dict[str, Any] | None = None) -> None:
+        """Close this socket now (its session ended, or its user lost the exam)."""
+        if self.hold is not None:
+            self.hold.ended = True
+        self.outbox.finish(code, reason, last)
+
+    @property
+    def member(self) -> dict[str, Any]:
+        """This connection's presence entry."""
+        user = self.principal.user
+        return {
+            "user": {"id": user.id, "display_name": user.display_name},
+            "role": self.principal.role,
+            "since": self.since,
+        }
+
+    # -- outbound ---------------------------------------------------------
+
+    def push(self, frame: dict[str, Any] | str) -> None:
+        self.outbox.push(frame)
+
+    def on_message(self, message: dict[str, Any]) -> None:
+        """Engine callback (must not block): filter and queue one room message."""
+        if self.held is not None:  # the welcome is not sent yet: it goes first
+            self.held.append(message)
+            return
+        if message.get("type") != "event":
+            self.push(message)
+            return
+        seq = message["event"]["seq"]
+        if seq <= self.sent_seq:
+            return
+        if seq > self.sent_seq + 1:
+            # Something was lost or is still in flight: fetch it from SQL.
+            asyncio.get_running_loop().create_task(self.fill_gap())
+            return
+        self.pass_on(message["event"], message)
+
+    def welcome(self, frame: dict[str, Any]) -> None:
+        """Send the welcome, then what arrived while it was being prepared."""
+        self.push(frame)
+        held, self.held = self.held or [], None
+        for message in held:
+            self.on_message(message)
+
+    def pass_on(self, event: dict[str, Any], message: dict[str, Any] | None = None) -> None:
+        """Send the next event if the role may see it; ``message``: the engine
+        message it came in, whose text is encoded once for all local members."""
+        self.sent_seq = event["seq"]
+        if event["seq"] > self.joined_seq and self.lost_to(event):
+            return
+        if visible(EventKind(event["kind"]), self.role):
+            self.push(encoded(message) if message else {"type": "event", "event": event})
+
+    def lost_to(self, event: dict[str, Any]) -> bool:
+        """A radiologist watching a request that another radiologist has just
+        accepted is told who took it, and closed: the exam is no longer theirs."""
+        if self.role is not Role.RADIOLOGIST or event["kind"] != EventKind.EXAM_ACCEPTED:
+            return False
+        taker = event.get("body", {}).get("radiologist") or {}
+        if taker.get("id") == self.principal.user.id:
+            return False
+        name = str(taker.get("display_name") or "another radiologist")
+        self.end(
+            CloseCode.FORBIDDEN,
+            f"taken by {name}",
+            {"type": "access.lost", "reason": "taken", "by": taker or None},
+        )
+        return True
+
+    async def fill_gap(self) -> None:
+        if self.gap_lock is None:
+            self.gap_lock = asyncio.Lock()
+        async with self.gap_lock:
+            for event in await load_events(self.app, self.exam_id, self.sent_seq):
+                if event["seq"] > self.sent_seq:
+                    self.pass_on(event)
+
+
+# The members of a room on this process receive the same message object from the
+# engine: encode it once for all of them. Keyed by id() with the object kept
+# alongside, so an id cannot be reused while its entry lives.
+_ENCODED: dict[int, tuple[dict[str, Any], str]] = {}
+_ENCODED_MAX = 256
+
+
+def encoded(message: dict[str, Any]) -> str:
+    """The event frame of an engine message, as text."""
+    hit = _ENCODED.get(id(message))
+    if hit is not None and hit[0] is message:
+        return hit[1]
+    text = json.dumps({"type": "event", "event": message["event"]}, separators=(",", ":"))
+    if len(_ENCODED) >= _ENCODED_MAX:
+        _ENCODED.pop(next(iter(_ENCODED)))
+    _ENCODED[id(message)] = (message, text)
+    return text
+
+
+async def load_events(app: AppContext, exam_id: str, since: int) -> list[dict[str, Any]]:
+    async with app.read() as db:
+        rows = (
+            await db.execute(
+                select(ExamEvent, User)
+                .outerjoin(User, User.id == ExamEvent.author_id)
+                .where(ExamEvent.exam_id == exam_id, ExamEvent.seq > since)
+                .order_by(ExamEvent.seq)
+            )
+        ).all()
+    return [event_json(ev, author) for ev, author in rows]
+
+
+async def presence(app: AppContext, exam_id: str) -> list[dict[str, Any]]:
+    return public_presence(await app.bus.presence_list(room_channel(exam_id)))
+
+
+async def broadcast_presence(app: AppContext, exam_id: str) -> None:
+    await app.bus.publish(
+        room_channel(exam_id), {"type": "presence", "presence": await presence(app, exam_id)}
+    )
+
+
+async def store_chat(conn: Connection, frame: ChatFrame) -> None:
+    """Persist a chat message once per client id, ack it, publish it."""
+    app = conn.app
+
+    def ack(seq: int) -> None:
+        conn.push({"type": "ack", "id": frame.id, "seq": seq})
+
+    chat = Chat(conn.exam_id, frame.id, frame.text, conn.principal.user, app.now(), ack)
+    try:
+        await app.chat.append(chat)
+    except Exception:
+        log.exception("could not store a chat message")
+        conn.push(dict(error_frame(ErrorCode.NOT_STORED, "not stored: send it again", frame.id)))
+
+
+async def handle_frame(conn: Connection, raw: str | bytes) -> None:
+    # A frame that arrives after the session ended (the close is on its way) is
+    # dropped: never stored, acknowledged, nor relayed.
+    if conn.hold is None or not await conn.app.access.confirm(conn.hold):
+        return
+    try:
+        frame = parse_client_frame(raw, conn.app.settings.max_ws_frame_bytes)
+    except FrameError as exc:
+        conn.push(dict(error_frame(exc.code, exc.message, exc.id)))
+        return
+    frame_id = getattr(frame, "id", None)
+    if not conn.bucket.allow(time.monotonic()):
+        conn.push(dict(error_frame(ErrorCode.RATE_LIMITED, "slow down: too many frames", frame_id)))
+        return
+    if not may_send(conn.role, frame.type):
+        conn.push(
+            dict(error_frame(ErrorCode.FORBIDDEN_KIND, "your role may not send this", frame_id))
+        )
+        return
+    if isinstance(frame, PingFrame):
+        conn.push({"type": "pong"})
+    elif isinstance(frame, TypingFrame):
+        await conn.app.bus.publish(
+            room_channel(conn.exam_id),
+            {
+                "type": "typing",
+                "user": {
+                    "id": conn.principal.user.id,
+                    "display_name": conn.principal.user.display_name,
+                },
+            },
+        )
+    elif isinstance(frame, ChatFrame):
+        await store_chat(conn, frame)
+    else:
+        await conn.app.calls.handle(conn, frame)
+
+
+async def join(
+    ws: WebSocket, principal: Principal, since: int
+) -> tuple[str, dict[str, Any]] | None:
+    """Check the caller may enter this exam's room and record that they did:
+    the exam's id and JSON, or None once the socket is refused and closed.
+    Kept out of the endpoint so that no session or ORM row outlives the join."""
+    app = live_ctx(ws)
+    if not is_participant_role(Role(principal.role)):
+        await refuse(ws, principal, "not_participant")
+        await ws.close(CLOSE_NOT_PARTICIPANT, "not a participant")
+        return None
+    try:
+        async with app.read() as db:
+            exam = await load_exam(db, principal, ws.path_params["exam_id"])
+            body = exam_json(exam, app.settings)
+    except ApiError:
+        await refuse(ws, principal, "not_found")
+        await ws.close(CLOSE_NO_SUCH_EXAM, "no such exam")
+        return None
+    await audit.record_request(ws, "room.join", principal, exam_id=exam.id, detail={"since": since})
+    return exam.id, body
+
+
+def since_param(ws: WebSocket) -> int:
+    try:
+        return max(0, int(ws.query_params.get("since", "0")))
+    except ValueError:
+        return 0
+
+
+async def room_endpoint(ws: WebSocket) -> None:
+    app = live_ctx(ws)
+    principal = await accept_caller(ws)
+    if principal is None:
+        return
+    since = since_param(ws)
+    joined = await join(ws, principal, since)
+    if joined is None:
+        return
+    exam_id, exam_body = joined
+    del joined
+    conn = Connection(ws, app, principal, exam_id)
+    conn.hold = await app.access.hold(principal, conn.end)
+    del principal
+    last_seq = exam_body["last_seq"]
+    # A since beyond the log (a database restored from a backup): start again.
+    reset = since > last_seq
+    conn.sent_seq = 0 if reset else since
+    conn.joined_seq = last_seq
+    channel = room_channel(exam_id)
+    try:
+        subscription = await app.bus.subscribe(channel, conn.on_message)
+    except BaseException:
+        app.access.release(conn.hold)
+        raise
+    hub = app.rooms
+    try:
+        await app.bus.presence_join(channel, conn.conn_id, conn.member, app.settings.presence_ttl_s)
+        hub.add(conn)
+        conn.welcome(
+            {
+                "type": "welcome",
+                "exam": exam_body,
+                "you": user_json(conn.principal.user),
+                "presence": await presence(app, exam_id),
+                "last_seq": last_seq,
+                # Who is in the consult now: a member joining mid-call sees it at once.
+                "call": app.calls.state(exam_id),
+                **({"reset": True} if reset else {}),
+            }
+        )
+        del exam_body
+        await conn.fill_gap()
+        await broadcast_presence(app, exam_id)
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text")
+            await handle_frame(conn, raw if raw is not None else message.get("bytes") or b"")
+    except WebSocketDisconnect:
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await app.calls.leave(conn)  # frees the peer connection, tells the others
+        hub.remove(conn)
+        app.access.release(conn.hold)
+        await subscription.close()
+        conn.outbox.stop()
+        with contextlib.suppress(Exception):
+            await app.bus.presence_leave(channel, conn.conn_id)
+            await broadcast_presence(app, exam_id)
+
+
+routes = [WebSocketRoute("/ws/exams/{exam_id}", room_endpoint)]

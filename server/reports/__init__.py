@@ -1,0 +1,1 @@
+"""Reports: draft, signature, delivery formats, billing (docs/reports.md)."""

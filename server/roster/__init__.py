@@ -1,0 +1,1 @@
+"""The on-call roster: shifts, templates, bank holidays (docs/roster.md)."""

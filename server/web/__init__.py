@@ -1,0 +1,1 @@
+"""Everything Starlette and uvicorn: the app, middleware, HTTP routes (docs/architecture.md)."""

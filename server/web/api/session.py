@@ -1,0 +1,102 @@
+"""``POST/DELETE /api/session`` and ``GET /api/me``; the account routes
+(server/web/api/users.py) are mounted with them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from server.accounts import auth
+from server.core import audit
+from server.core.context import ctx
+from server.core.errors import ApiError
+from server.core.identity import Principal, client_addr, user_json
+from server.web.http import parse
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+def _secure(request: Request) -> bool:
+    setting = ctx(request).settings.secure_cookies
+    return request.url.scheme == "https" if setting is None else setting
+
+
+async def create_session(request: Request) -> Response:
+    creds = await parse(request, Credentials)
+    app = ctx(request)
+    async with app.db() as db:
+        try:
+            token, user = await auth.login(
+                app, db, creds.username, creds.password, client_addr(request)
+            )
+        except ApiError as exc:
+            await db.rollback()
+            await audit.record_request(
+                request,
+                "login",
+                None,
+                username=creds.username[:64],
+                outcome="failed",
+                detail={"code": exc.code},
+            )
+            raise
+        await audit.record_request(
+            request, "login", Principal(user, 0), db, detail={"username": user.username}
+        )
+        await db.commit()
+        body = {"token": token, "user": user_json(user)}
+    response = JSONResponse(body)
+    response.set_cookie(
+        auth.COOKIE,
+        token,
+        max_age=app.settings.session_absolute_s,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request),
+        path="/",
+    )
+    return response
+
+
+async def delete_session(request: Request) -> Response:
+    principal = await auth.authenticate(request)
+    token = auth.bearer_or_cookie(request)
+    app = ctx(request)
+    assert token is not None
+    async with app.db() as db:
+        await auth.logout(app, db, token, app.now())
+        await audit.record_request(request, "logout", principal, db)
+        await db.commit()
+    # This session's sockets (rooms, notifications, calls) close, in every process.
+    await app.access.end(principal.user.id, [principal.session_id], reason="logged out")
+    response = Response(status_code=204)
+    response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+async def me(request: Request) -> Response:
+    principal = await auth.authenticate(request)
+    return JSONResponse(user_json(principal.user))
+
+
+def _routes() -> list[Route]:
+    from server.web.api import users
+
+    return [
+        Route("/session", create_session, methods=["POST"]),
+        Route("/session", delete_session, methods=["DELETE"]),
+        Route("/me", me, methods=["GET"]),
+        *users.routes,
+    ]
+
+
+routes = _routes()
