@@ -129,6 +129,25 @@ def deadlines(snapshot: ExamSnapshot, policy: Policy) -> list[Deadline]:
     return []
 
 
+# The deadlines a client shows, by their name in the exam JSON (docs/rooms.md "The
+# exam object"): (step, level) of the policy's deadline each one is.
+SHOWN: dict[str, tuple[str, int]] = {
+    "accept_by": ("accept", 1),
+    "report_warning_at": ("report", 1),
+    "report_due_at": ("report", 2),
+}
+
+
+def shown(pending: Iterable[Deadline]) -> dict[str, float | None]:
+    """The shown deadlines among `pending`, by name; None for those not pending.
+
+    The exam JSON and the worker's timers both come from `deadlines()`, so the
+    countdown a user sees is the one that raises the escalation.
+    """
+    by_step = {parse_key(d.key)[1:]: d.due_at for d in pending}
+    return {name: by_step.get(step) for name, step in SHOWN.items()}
+
+
 def deadline_keys(exam_id: str) -> tuple[str, ...]:
     """Every key the policy can produce for an exam: what to cancel when none is pending."""
     return tuple(

@@ -21,19 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rooms.escalation import (
-    Deadline,
-    ExamSnapshot,
-    Policy,
-    deadline_keys,
-    deadlines,
-    find,
-    parse_key,
-)
+from rooms.escalation import Deadline, deadline_keys, deadlines, find, parse_key
 from rooms.types import EventKind, ExamStatus, Role
 from server.context import AppContext
 from server.errors import ApiError
-from server.exams import append_event, exam_json
+from server.exams import append_event, escalation_policy, escalation_snapshot, exam_json
 from server.models import Exam, ExamEvent, User
 from server.notifications import notify
 from server.roster import load_duties, roster_for
@@ -49,38 +41,6 @@ WATCHED = (
 )
 COORDINATOR = str(Role.COORDINATOR)
 CONCURRENCY = 32  # schedules in flight at once during a rebuild
-
-
-def policy(settings: Any) -> Policy:
-    return Policy(
-        ack_timeout_s=settings.ack_timeout_s,
-        report_warn_s=settings.report_warn_s,
-        report_sla_s=settings.report_sla_s,
-        protocol_ack_timeout_s=settings.protocol_ack_timeout_s,
-        critical_ack_timeout_s=settings.critical_ack_timeout_s,
-    )
-
-
-def _epoch(value: datetime | None) -> float | None:
-    return value.timestamp() if value is not None else None
-
-
-def snapshot(exam: Exam, signed: dict[str, Any] | None, signed_at: datetime | None) -> ExamSnapshot:
-    """What the policy needs. The critical flag comes from the `report.signed` body
-    (issue 6) or a `critical` column if the exam has one."""
-    critical = bool(getattr(exam, "critical", False)) or bool((signed or {}).get("critical"))
-    return ExamSnapshot(
-        exam_id=exam.id,
-        status=ExamStatus(exam.status),
-        created_at=exam.created_at.timestamp(),
-        accepted_at=_epoch(exam.accepted_at),
-        protocoled_at=_epoch(exam.protocoled_at),
-        protocol_ack_at=_epoch(exam.protocol_ack_at),
-        images_complete_at=_epoch(exam.images_complete_at),
-        reported_at=_epoch(exam.reported_at or signed_at),
-        critical=critical,
-        critical_acknowledged=exam.status == ExamStatus.DELIVERED,
-    )
 
 
 async def plan(
@@ -106,11 +66,11 @@ async def plan(
         elif client_id:
             raised[exam_id].add(client_id)
     out: dict[str, tuple[list[Deadline], set[str]]] = {}
-    p = policy(settings)
+    p = escalation_policy(settings)
     for exam in exams:
         body, at = signed.get(exam.id, (None, None))
         try:
-            pending = deadlines(snapshot(exam, body, at), p)
+            pending = deadlines(escalation_snapshot(exam, body, at), p)
         except ValueError as exc:  # a status without its timestamp: nothing to time
             log.error("cannot plan escalations: %s", exc)
             pending = []
