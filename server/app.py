@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from dicomweb.outage import DATABASE_ERRORS, database_error_handler
-from server import archive, notifications, protocols, room, turnaround
+from server import archive, constants, notifications, protocols, room, turnaround
 from server.api import audit as audit_api
 from server.api import billing as billing_api
 from server.api import calls as calls_api
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None) -> App:
         Mount("/api", routes=api_routes),
         Mount("/dicomweb", app=archive.mount),
         *sockets,
+        *constants.routes,  # before the static files: rendered, not a file
         Mount("/", app=StaticFiles(directory=FRONTEND, html=True), name="frontend"),
     ]
     return App(

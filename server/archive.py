@@ -17,7 +17,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, or_, select, true
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
@@ -35,7 +35,7 @@ from dicomweb.types import (
 from rooms.types import EventKind, Role
 from server import reconciliation
 from server.auth import Principal, authenticate
-from server.authz import SITE_ROLES, exam_scope
+from server.authz import exam_scope, scope_of
 from server.context import AppContext
 from server.errors import ApiError
 from server.exams import append_event, event_json
@@ -81,17 +81,12 @@ class ServerAccess:
         return ("session", principal.session_id, user.id, user.role, user.establishment_id)
 
     def study_filter(self, principal: Principal | SystemPrincipal) -> ColumnElement[bool] | None:
+        """The studies the caller may see: the exam scope of ``server.authz``."""
         if isinstance(principal, SystemPrincipal):
             return None
-        if principal.role in SITE_ROLES:
-            if principal.establishment_id is None:
-                return false()
-            return studies.c.establishment_id == principal.establishment_id
-        if principal.role == Role.RADIOLOGIST:
-            return studies.c.exam_id.in_(select(Exam.id).where(exam_scope(principal)))
-        if principal.role == Role.COORDINATOR:
-            return None
-        return false()
+        return scope_of(
+            principal, establishment_id=studies.c.establishment_id, exam_id=studies.c.exam_id
+        )
 
     def store_key(
         self, _principal: Principal | SystemPrincipal, attrs: InstanceAttrs
