@@ -130,11 +130,11 @@ def deadlines(snapshot: ExamSnapshot, policy: Policy) -> list[Deadline]:
 
 
 # The deadlines a client shows, by their name in the exam JSON (docs/rooms.md "The
-# exam object"): (step, level) of the policy's deadline each one is.
-SHOWN: dict[str, tuple[str, int]] = {
-    "accept_by": ("accept", 1),
-    "report_warning_at": ("report", 1),
-    "report_due_at": ("report", 2),
+# exam object"): how the key of the policy's deadline each one is ends (step, level).
+SHOWN: dict[str, str] = {
+    "accept_by": ":accept:1",
+    "report_warning_at": ":report:1",
+    "report_due_at": ":report:2",
 }
 
 
@@ -144,8 +144,12 @@ def shown(pending: Iterable[Deadline]) -> dict[str, float | None]:
     The exam JSON and the worker's timers both come from `deadlines()`, so the
     countdown a user sees is the one that raises the escalation.
     """
-    by_step = {parse_key(d.key)[1:]: d.due_at for d in pending}
-    return {name: by_step.get(step) for name, step in SHOWN.items()}
+    out: dict[str, float | None] = dict.fromkeys(SHOWN)
+    for d in pending:
+        for name, suffix in SHOWN.items():
+            if d.key.endswith(suffix):
+                out[name] = d.due_at
+    return out
 
 
 def deadline_keys(exam_id: str) -> tuple[str, ...]:

@@ -206,7 +206,7 @@ def escalation_snapshot(
 ) -> ExamSnapshot:
     """What the escalation policy needs of an exam. The critical flag is in the
     ``report.signed`` event's body (`signed`), which the exam row does not hold."""
-    critical = bool(getattr(exam, "critical", False)) or bool((signed or {}).get("critical"))
+    critical = bool((signed or {}).get("critical"))
     return ExamSnapshot(
         exam_id=exam.id,
         status=ExamStatus(exam.status),

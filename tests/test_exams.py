@@ -229,7 +229,8 @@ def test_the_deadlines_shown_are_those_the_worker_times(status: ExamStatus) -> N
         parse_key(d.key)[1:]: d.due_at
         for d in escalation.deadlines(escalation_snapshot(exam), escalation_policy(settings))
     }
-    for name, step in SHOWN.items():
+    names = {"accept_by": ("accept", 1), "report_warning_at": ("report", 1)}
+    for name, step in {**names, "report_due_at": ("report", 2)}.items():
         at = shown[name]
         assert (at is not None) == (step in timed), name
         if at is not None:
