@@ -1,10 +1,15 @@
-// The action buttons of the room header: what this role can do in this status.
-// The server decides (rooms.lifecycle); the buttons only offer what would succeed.
+// The action buttons of the room header: what the server says this user may do now.
+// Every exam object the server sends this user lists its `commands` (docs/rooms.md
+// "The exam object", from rooms.lifecycle); the buttons offer those and nothing else,
+// so no lifecycle rule is written here.
 import { api } from "./api.js";
 import { h, toast } from "./dom.js";
 import { t } from "./i18n.js";
 
-const BEFORE_REPORTED = ["requested", "accepted", "protocoled", "acquiring", "images_complete"];
+/** Whether the server offers this user the lifecycle command `name` on the room's exam. */
+export function can(room, name) {
+  return Boolean(room.exam?.commands?.includes(name));
+}
 
 export async function runCommand(room, name, body, okKey) {
   try {
@@ -58,12 +63,12 @@ function cancelDialog(room) {
 }
 
 export function actionsFor(room) {
-  const { exam, me } = room;
+  const { exam } = room;
   const out = [];
-  if (me.role === "radiologist" && exam.status === "requested") {
+  if (can(room, "accept")) {
     out.push(button("accept-exam", t("room.accept"), () => runCommand(room, "accept", undefined, "room.accepted"), "btn btn-primary"));
   }
-  if (me.role === "manipulator" && exam.status === "acquiring") {
+  if (can(room, "images_complete")) {
     // Irreversible (it starts the report clock): a second click confirms.
     let armed = false;
     const b = button("images-complete", t("room.images_complete"), () => {
@@ -82,7 +87,7 @@ export function actionsFor(room) {
     }, "btn btn-primary");
     out.push(b);
   }
-  if (me.role === "urgentist" && exam.status === "reported") {
+  if (can(room, "acknowledge")) {
     // The acknowledgement sits under the report (it must be read first): jump there.
     out.push(h("a", { class: "btn btn-primary", href: "#report-panel", onclick: (ev) => {
       ev.preventDefault();
@@ -90,10 +95,11 @@ export function actionsFor(room) {
       document.getElementById("acknowledge-report")?.focus();
     } }, t("room.read_report")));
   }
+  // A read, not a command: the signed report exists from `reported` on.
   if (["reported", "delivered"].includes(exam.status)) {
     out.push(h("a", { class: "btn", id: "report-pdf", href: `/api/exams/${encodeURIComponent(exam.id)}/report.pdf`, target: "_blank", rel: "noopener" }, t("room.pdf")));
   }
-  if (["urgentist", "coordinator"].includes(me.role) && BEFORE_REPORTED.includes(exam.status)) {
+  if (can(room, "cancel")) {
     out.push(button("cancel-exam", t("room.cancel"), () => cancelDialog(room), "btn btn-ghost"));
   }
   return out;

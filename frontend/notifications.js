@@ -1,6 +1,7 @@
 // The personal channel (`WS /ws/notifications`): assignments and escalations pushed
 // the moment they happen. It retries quietly with a growing delay: a server without
 // the channel (or a flaky network) must never bother the user, the worklist also polls.
+import { CLOSE } from "./constants.js";
 
 const MAX_DELAY_MS = 60000;
 
@@ -46,7 +47,7 @@ export class Notifications extends EventTarget {
     ws.onerror = () => {};
     ws.onclose = (ev) => {
       if (this.ws === ws) this.ws = null;
-      if (ev.code === 4401) {
+      if (ev.code === CLOSE.SESSION_ENDED) {
         // The session ended (logout elsewhere, expiry, deactivation): no retry.
         this.stopped = true;
         this.dispatchEvent(new CustomEvent("ended"));

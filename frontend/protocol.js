@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { h, clear, beep } from "./dom.js";
 import { t, formatTime } from "./i18n.js";
-import { runCommand } from "./actions.js";
+import { can, runCommand } from "./actions.js";
 
 export class ProtocolPanel {
   constructor(room) {
@@ -28,10 +28,9 @@ export class ProtocolPanel {
   render() {
     const exam = this.room.exam;
     if (!exam) return;
-    const role = this.room.me.role;
-    const canSend = role === "radiologist" && ["accepted", "protocoled"].includes(exam.status);
-    this.el.classList.toggle("alerting", role === "manipulator" && exam.status === "protocoled");
-    if (canSend) {
+    const toAck = can(this.room, "protocol_ack");
+    this.el.classList.toggle("alerting", toAck);
+    if (can(this.room, "protocol")) {
       this.renderEditor(exam);
       return;
     }
@@ -42,7 +41,7 @@ export class ProtocolPanel {
       p && times.protocol_acknowledged_at
         ? h("p", { class: "ok-line small", id: "protocol-acked" }, `✓ ${t("protocol.acked_at", { time: formatTime(times.protocol_acknowledged_at) })}`)
         : null,
-      role === "manipulator" && exam.status === "protocoled"
+      toAck
         ? h("div", { class: "protocol-alert", role: "alert" },
           h("strong", {}, t("protocol.arrived")),
           h("button", { type: "button", class: "btn btn-primary btn-big", id: "protocol-ack", onclick: (ev) => this.ack(ev.target) }, t("protocol.ack")))

@@ -5,11 +5,10 @@ import { api } from "./api.js";
 import { h, clear, debounce, beep } from "./dom.js";
 import { t, formatTime } from "./i18n.js";
 import { signDialog } from "./sign.js";
-import { runCommand } from "./actions.js";
+import { can, runCommand } from "./actions.js";
 
 const FIELDS = ["indication", "technique", "findings", "conclusion"];
 const TEMPLATE_FIELDS = ["technique", "findings", "conclusion", "dose"];
-const EDITABLE = ["acquiring", "images_complete"];
 // Modalities that irradiate: the report states the dose (the server refuses to sign without).
 const DOSE_MODALITIES = ["CT", "CR", "DX"];
 // A template's "fill in here": "[…]" or "[...]", or an ellipsis standing alone as a word
@@ -72,7 +71,7 @@ export class ReportPanel {
   }
 
   editing() {
-    return this.room.me.role === "radiologist" && EDITABLE.includes(this.room.exam?.status);
+    return can(this.room, "report_draft");
   }
 
   render() {
@@ -92,7 +91,8 @@ export class ReportPanel {
 
   renderSigned(exam) {
     const r = this.report;
-    if (r.critical && exam.status === "reported" && this.room.me.role === "urgentist") {
+    const toAck = can(this.room, "acknowledge");
+    if (r.critical && toAck) {
       this.room.banner("critical", t("report.critical_banner"), "danger");
     } else {
       this.room.unbanner("critical");
@@ -103,7 +103,7 @@ export class ReportPanel {
       h("p", { class: "small muted", id: "report-signed-line" }, `✓ ${t("report.signed_line")}${r.signed_at ? ` ${formatTime(r.signed_at)}` : ""}`,
         r.sha256 ? h("code", { class: "sha" }, ` SHA-256 ${r.sha256.slice(0, 16)}…`) : null),
       exam.status === "delivered" ? h("p", { class: "ok-line", id: "report-delivered" }, `✓ ${t("report.delivered")}`) : null,
-      this.room.me.role === "urgentist" && exam.status === "reported" ? this.ackForm(r) : null);
+      toAck ? this.ackForm(r) : null);
   }
 
   /** The urgentist's acknowledgement; a critical finding must be acknowledged explicitly. */
@@ -134,8 +134,8 @@ export class ReportPanel {
       this.loadTemplates();
     }
     if (this.form && this.body.contains(this.form)) {
-      this.signBtn.disabled = exam.status !== "images_complete";
-      this.signHint.hidden = exam.status === "images_complete";
+      this.signBtn.disabled = !can(this.room, "report_sign");
+      this.signHint.hidden = can(this.room, "report_sign");
       return;
     }
     const r = this.report || {};
@@ -161,8 +161,8 @@ export class ReportPanel {
     this.critical.addEventListener("change", () => this.changed());
     this.saveState = h("span", { class: "small muted", id: "report-save-state", role: "status", "aria-live": "polite" });
     this.signBtn = h("button", { type: "button", class: "btn btn-primary", id: "report-sign" }, t("report.sign"));
-    this.signBtn.disabled = exam.status !== "images_complete";
-    this.signHint = h("span", { class: "small muted", hidden: exam.status === "images_complete" }, t("report.sign_wait"));
+    this.signBtn.disabled = !can(this.room, "report_sign");
+    this.signHint = h("span", { class: "small muted", hidden: can(this.room, "report_sign") }, t("report.sign_wait"));
     this.signBtn.addEventListener("click", () => this.sign());
     this.signError = h("p", { class: "field-error", id: "report-error", role: "alert" });
     this.form = h("form", { class: "report-form", novalidate: true },

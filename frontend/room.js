@@ -1,6 +1,7 @@
 // The exam room: header (patient, exam, timeline, deadlines, actions), presence,
 // banners, and the panels (chat, protocol, images, report). One RoomClient feeds them.
 import { api } from "./api.js";
+import { CLOSE } from "./constants.js";
 import { h, clear, toast, debounce } from "./dom.js";
 import { t, age, formatDate, getLang } from "./i18n.js";
 import { RoomClient } from "./roomclient.js";
@@ -146,11 +147,11 @@ export function mountRoom(main, app, examId) {
   client.addEventListener("reset", () => app.navigate(location.hash));
   client.addEventListener("refused", (ev) => {
     const code = ev.detail;
-    if (code === 4401) {
+    if (code === CLOSE.SESSION_ENDED) {
       app.sessionEnded();
       return;
     }
-    const title = code === 4404 ? t("room.not_found") : takenBy ? t("room.taken", { name: takenBy }) : t("room.forbidden");
+    const title = code === CLOSE.NO_SUCH_EXAM ? t("room.not_found") : takenBy ? t("room.taken", { name: takenBy }) : t("room.forbidden");
     main.replaceChildren(h("section", { class: "view card" }, h("h1", {}, title),
       h("a", { href: "#/worklist", class: "btn" }, t("room.back"))));
   });

@@ -2,11 +2,13 @@
 // messages typed while offline in an outbox persisted in sessionStorage, and sends
 // each with its client id until acknowledged, so a message is stored exactly once
 // even if the page reloads or the socket drops mid-send (the server de-duplicates ids).
-// Closed by the server when the session ends (4401) or the exam went to another
-// radiologist (4403, after an `access.lost` frame naming who took it): no retry.
+// Closed by the server when the session ends (CLOSE.SESSION_ENDED) or the exam went to
+// another radiologist (CLOSE.FORBIDDEN, after an `access.lost` frame naming who took
+// it): no retry. The codes come from the server (`/constants.js`), never retyped.
 // A welcome with `reset` (the server's log is behind our `since`: a database restored
 // from a backup) makes it forget its position: the server replays from seq 1.
 import { clientId } from "./api.js";
+import { CLOSE } from "./constants.js";
 
 const PING_MS = 15000;
 const PONG_TIMEOUT_MS = 8000;
@@ -60,7 +62,7 @@ export class RoomClient extends EventTarget {
       this.ws = null;
       this.stopPing();
       if (this.closed) return;
-      if ([4401, 4403, 4404].includes(ev.code)) {
+      if ([CLOSE.SESSION_ENDED, CLOSE.FORBIDDEN, CLOSE.NO_SUCH_EXAM].includes(ev.code)) {
         this.setState("refused");
         this.closeReason = ev.reason || "";
         this.emit("refused", ev.code);

@@ -120,12 +120,13 @@ export function mountWorklist(main, app) {
           fresh.set(e.id, "changed");
         }
         // A status reached between two polls still alerts, even on a row not seen before.
+        // What is now the user's to do is the server's `commands` (docs/rooms.md).
         if (before !== e.status) {
-          if (role === "manipulator" && e.status === "protocoled") {
+          if (e.commands?.includes("protocol_ack")) {
             toast(`${t("worklist.protocol_arrived")} — ${patientName(e)}`, "warn", 30000);
             beep();
           }
-          if (role === "urgentist" && e.status === "reported") {
+          if (e.commands?.includes("acknowledge")) {
             toast(`${t("worklist.report_arrived")} — ${patientName(e)}`, "warn", 30000);
             beep();
           }

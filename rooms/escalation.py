@@ -129,6 +129,29 @@ def deadlines(snapshot: ExamSnapshot, policy: Policy) -> list[Deadline]:
     return []
 
 
+# The deadlines a client shows, by their name in the exam JSON (docs/rooms.md "The
+# exam object"): how the key of the policy's deadline each one is ends (step, level).
+SHOWN: dict[str, str] = {
+    "accept_by": ":accept:1",
+    "report_warning_at": ":report:1",
+    "report_due_at": ":report:2",
+}
+
+
+def shown(pending: Iterable[Deadline]) -> dict[str, float | None]:
+    """The shown deadlines among `pending`, by name; None for those not pending.
+
+    The exam JSON and the worker's timers both come from `deadlines()`, so the
+    countdown a user sees is the one that raises the escalation.
+    """
+    out: dict[str, float | None] = dict.fromkeys(SHOWN)
+    for d in pending:
+        for name, suffix in SHOWN.items():
+            if d.key.endswith(suffix):
+                out[name] = d.due_at
+    return out
+
+
 def deadline_keys(exam_id: str) -> tuple[str, ...]:
     """Every key the policy can produce for an exam: what to cancel when none is pending."""
     return tuple(

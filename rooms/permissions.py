@@ -10,7 +10,8 @@ it is not a room participant: least privilege for patient data.
 
 from __future__ import annotations
 
-from rooms.types import ClientFrameType, EventKind, Role
+from rooms.lifecycle import Command, available_commands
+from rooms.types import ClientFrameType, EventKind, ExamStatus, Role
 
 PARTICIPANT_ROLES: frozenset[Role] = frozenset(
     {Role.URGENTIST, Role.MANIPULATOR, Role.RADIOLOGIST, Role.COORDINATOR}
@@ -45,3 +46,21 @@ def visible(kind: EventKind, role: Role) -> bool:
         return False
     allowed = RESTRICTED_KINDS.get(kind)
     return allowed is None or role in allowed
+
+
+def commands_for(role: Role | str, status: ExamStatus | str) -> list[Command]:
+    """The lifecycle commands a participant of this role may issue on an exam in this
+    status, in lifecycle order: what the exam JSON lists as ``commands`` and the
+    browser renders as buttons (docs/rooms.md "The exam object").
+
+    Exactly the commands `rooms.lifecycle.decide` accepts for this role and status;
+    a role outside the rooms (admin, or a name no user holds) gets none. Whether the
+    exam is the caller's at all is the server's scope check, made before this.
+    """
+    try:
+        who, where = Role(role), ExamStatus(status)
+    except ValueError:
+        return []
+    if not is_participant_role(who):
+        return []
+    return available_commands(where, who)

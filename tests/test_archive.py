@@ -142,3 +142,24 @@ async def test_frames_seen_by_one_hospital_stay_hidden_from_another(
         assert (await urg.get(url, headers=accept)).status_code == 200
         assert (await rad.get(url, headers=accept)).status_code == 200
         assert (await urg_b.get(url, headers=accept)).status_code == 404
+
+
+async def test_each_user_sees_the_studies_of_the_exams_they_see(client_for: ClientFor) -> None:
+    """One scope rule (server/authz.py `scope_of`) for the worklist and the archive."""
+    users = ("urg_a", "man_a", "urg_b", "man_b", "rad", "rad2", "coord", "admin")
+    c = {u: await client_for(u) for u in users}
+    stored: set[str] = set()
+    for urg, rad, man in (("urg_a", "rad", "man_a"), ("urg_b", "rad2", "man_b")):
+        exam = await exam_in_acquisition(c[urg], c[rad], c[man])
+        assert (await stow(c[man], [instance(**of_exam(exam))])).status_code == 200
+        stored.add(exam["study_instance_uid"])
+    # A request nobody has accepted yet: every radiologist sees it (no images yet).
+    await c["urg_a"].post("/api/exams", json=exam_payload())
+    seen: dict[str, set[str]] = {}
+    for user, client in c.items():
+        listed = await client.get("/api/exams")
+        exams = listed.json()["exams"] if listed.status_code == 200 else []
+        studies = (await client.get("/dicomweb/studies")).json()
+        seen[user] = {s["0020000D"]["Value"][0] for s in studies}
+        assert seen[user] == {e["study_instance_uid"] for e in exams} & stored, user
+    assert [len(seen[u]) for u in users] == [1, 1, 1, 1, 1, 1, 2, 0]

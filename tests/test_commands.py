@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import exam_payload
+from tests.helpers import PASSWORD, exam_payload
+from tests.reports.helpers import DRAFT
 
 ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]
 PROTOCOL = {"protocol_id": "ct-head-stroke", "text": "Scanner cérébral sans injection puis angio"}
@@ -153,3 +154,76 @@ async def test_concurrent_commands_never_share_a_seq(client_for: ClientFor) -> N
     assert [e["seq"] for e in events] == list(range(1, 11))
     assert [e["kind"] for e in events].count("protocol.proposed") == 8
     assert (await urg.get(f"/api/exams/{exam_id}")).json()["last_seq"] == 10
+
+
+# Each lifecycle command's route (API.md), with a body it accepts.
+ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+    "accept": ("POST", "accept", None),
+    "protocol": ("POST", "protocol", PROTOCOL),
+    "protocol_ack": ("POST", "protocol/ack", None),
+    "images_complete": ("POST", "images-complete", None),
+    "report_draft": ("PUT", "report", DRAFT),
+    "report_sign": ("POST", "report/sign", {"password": PASSWORD}),
+    "addendum": ("POST", "report/addenda", {"text": "Pas d'autre lésion.", "password": PASSWORD}),
+    "acknowledge": ("POST", "acknowledge", {"critical_acknowledged": True}),
+    "cancel": ("POST", "cancel", {"reason": "Patient transféré"}),
+}
+_ACQUIRING = [("rad", "accept"), ("rad", "protocol"), ("man_a", "protocol_ack")]
+_DONE = [*_ACQUIRING, ("rad", "report_draft"), ("man_a", "images_complete")]
+# Who brings a new exam to each status, and how. A draft is saved during the
+# acquisition, so that from then on only the state can refuse a signature.
+PATHS: dict[str, list[tuple[str, str]]] = {
+    "requested": [],
+    "accepted": [("rad", "accept")],
+    "protocoled": [("rad", "accept"), ("rad", "protocol")],
+    "acquiring": [*_ACQUIRING, ("rad", "report_draft")],
+    "images_complete": _DONE,
+    "reported": [*_DONE, ("rad", "report_sign")],
+    "delivered": [*_DONE, ("rad", "report_sign"), ("urg_a", "acknowledge")],
+    "cancelled": [("urg_a", "cancel")],
+}
+
+
+async def test_the_exam_lists_exactly_the_commands_that_succeed(client_for: ClientFor) -> None:
+    """For every status and participant, the exam JSON's ``commands`` are the command
+    routes that succeed for that user; every other one answers 403 or 409."""
+    clients = {u: await client_for(u) for u in ("urg_a", "man_a", "rad", "coord")}
+
+    async def run(user: str, exam_id: str, command: str) -> httpx.Response:
+        method, path, body = ROUTES[command]
+        return await clients[user].request(method, f"/api/exams/{exam_id}/{path}", json=body)
+
+    async def exam_at(status: str) -> str:
+        exam_id = await new_exam(clients["urg_a"])
+        for user, command in PATHS[status]:
+            resp = await run(user, exam_id, command)
+            assert resp.status_code in (200, 201), (status, command, resp.text)
+        return exam_id
+
+    offered: dict[tuple[str, str], list[str]] = {}
+    for status in PATHS:
+        exam_id = await exam_at(status)
+        for user, client in clients.items():
+            got = await client.get(f"/api/exams/{exam_id}")
+            listed = got.json()["commands"] if got.status_code == 200 else []
+            offered[status, user] = listed
+            for command in ROUTES.keys() - set(listed):
+                refused = await run(user, exam_id, command)
+                expected = (403, 409) if got.status_code == 200 else (404,)
+                assert refused.status_code in expected, (status, user, command, refused.text)
+            for command in listed:  # each on an exam of its own: a success moves it on
+                done = await run(user, await exam_at(status), command)
+                assert done.status_code in (200, 201), (status, user, command, done.text)
+        after = (await clients["urg_a"].get(f"/api/exams/{exam_id}")).json()
+        assert after["status"] == status  # the refusals changed nothing
+    # What the lead radiologist was offered along the way, as a sanity check of the walk.
+    assert [offered[s, "rad"] for s in PATHS] == [
+        ["accept"],
+        ["protocol"],
+        ["protocol"],
+        ["report_draft"],
+        ["report_draft", "report_sign"],
+        ["addendum"],
+        ["addendum"],
+        [],
+    ]

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
+from rooms import escalation
+from rooms.escalation import SHOWN, parse_key
+from rooms.types import ExamStatus
 from server.composition import app_context
 from server.core.config import Settings
 from server.core.models import Exam, ExamEvent
+from server.exams.service import deadlines, escalation_policy, escalation_snapshot
 from tests.helpers import exam_payload
 
 ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]
@@ -175,3 +180,64 @@ async def test_events_since(client_for: ClientFor) -> None:
     exam = await _request(urg)
     resp = await urg.get(f"/api/exams/{exam['id']}/events", params={"since": 1})
     assert resp.json() == {"events": [], "last_seq": 1}
+
+
+T0 = datetime(2026, 3, 1, 7, 58, 12, 345678, tzinfo=UTC)
+# When each step of the lifecycle happened in `_exam_in` (seconds after the request).
+STEPS = {
+    "accepted_at": (ExamStatus.ACCEPTED, 61),
+    "protocoled_at": (ExamStatus.PROTOCOLED, 122),
+    "protocol_ack_at": (ExamStatus.ACQUIRING, 183),
+    "images_complete_at": (ExamStatus.IMAGES_COMPLETE, 904),
+    "reported_at": (ExamStatus.REPORTED, 1805),
+    "delivered_at": (ExamStatus.DELIVERED, 1906),
+}
+ORDER = list(ExamStatus)
+
+
+def _exam_in(status: ExamStatus) -> Exam:
+    """A transient exam that went through every step up to `status` (none after)."""
+    times = {
+        field: T0 + timedelta(seconds=after)
+        for field, (reached, after) in STEPS.items()
+        if status is not ExamStatus.CANCELLED and ORDER.index(reached) <= ORDER.index(status)
+    }
+    return Exam(id="e-1", status=status, created_at=T0, **times)
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize("status", list(ExamStatus))
+def test_the_deadlines_shown_are_those_the_worker_times(status: ExamStatus) -> None:
+    settings = Settings(ack_timeout_s=300, report_warn_s=2700, report_sla_s=3600)
+    exam = _exam_in(status)
+    shown = deadlines(exam, settings)
+    # By hand (API.md): the request must be accepted within ACK_TIMEOUT_S; the
+    # report clock starts when the acquisition is complete.
+    expected: dict[str, str | None] = dict.fromkeys(SHOWN)
+    if status is ExamStatus.REQUESTED:
+        expected["accept_by"] = _iso(T0 + timedelta(seconds=300))
+    if status is ExamStatus.IMAGES_COMPLETE:
+        done = T0 + timedelta(seconds=904)
+        expected["report_warning_at"] = _iso(done + timedelta(seconds=2700))
+        expected["report_due_at"] = _iso(done + timedelta(seconds=3600))
+    assert shown == expected
+    # The timers the worker schedules for the same exam (server/escalation.py `plan`).
+    timed = {
+        parse_key(d.key)[1:]: d.due_at
+        for d in escalation.deadlines(escalation_snapshot(exam), escalation_policy(settings))
+    }
+    names = {"accept_by": ("accept", 1), "report_warning_at": ("report", 1)}
+    for name, step in {**names, "report_due_at": ("report", 2)}.items():
+        at = shown[name]
+        assert (at is not None) == (step in timed), name
+        if at is not None:
+            assert datetime.fromisoformat(at).timestamp() == timed[step]
+
+
+def test_a_status_without_its_timestamp_shows_no_deadline() -> None:
+    exam = _exam_in(ExamStatus.IMAGES_COMPLETE)
+    exam.images_complete_at = None
+    assert deadlines(exam, Settings()) == dict.fromkeys(SHOWN)

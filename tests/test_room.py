@@ -68,9 +68,12 @@ async def test_welcome_chat_ack_and_fan_out(
         assert a.welcome["you"]["username"] == "urg_a"
         assert a.welcome["last_seq"] == 1
         assert [p["role"] for p in a.welcome["presence"]] == ["urgentist"]
+        # What each member may do is the server's, per member (docs/rooms.md).
+        assert a.welcome["exam"]["commands"] == ["cancel"]
         assert (await a.next_event())["kind"] == "exam.requested"  # replay from seq 0
 
         async with RoomClient(live_server.ws_url, exam_id, token_of(rad), since=1) as b:
+            assert b.welcome["exam"]["commands"] == ["accept"]
             assert await presence_roles(a, 2) == ["radiologist", "urgentist"]
             ack = await a.chat("Patiente de 78 ans, aphasie depuis 1 h.", client_id="m-1")
             assert ack == {"type": "ack", "id": "m-1", "seq": 2}

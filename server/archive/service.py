@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, or_, select, true
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
@@ -37,7 +37,7 @@ from server.core.context import AppContext, core_fields
 from server.core.errors import ApiError
 from server.core.identity import Principal, SystemPrincipal
 from server.core.models import Exam
-from server.exams.authz import SITE_ROLES, exam_scope
+from server.exams.authz import exam_scope, scope_of
 
 log = logging.getLogger("teleimagerie.archive")
 
@@ -63,17 +63,12 @@ class ServerAccess:
         return ("session", principal.session_id, user.id, user.role, user.establishment_id)
 
     def study_filter(self, principal: Principal | SystemPrincipal) -> ColumnElement[bool] | None:
+        """The studies the caller may see: the exam scope of ``server.authz``."""
         if isinstance(principal, SystemPrincipal):
             return None
-        if principal.role in SITE_ROLES:
-            if principal.establishment_id is None:
-                return false()
-            return studies.c.establishment_id == principal.establishment_id
-        if principal.role == Role.RADIOLOGIST:
-            return studies.c.exam_id.in_(select(Exam.id).where(exam_scope(principal)))
-        if principal.role == Role.COORDINATOR:
-            return None
-        return false()
+        return scope_of(
+            principal, establishment_id=studies.c.establishment_id, exam_id=studies.c.exam_id
+        )
 
     def store_key(
         self, _principal: Principal | SystemPrincipal, attrs: InstanceAttrs

@@ -5,9 +5,14 @@ Radiologists see the exams assigned to them and the requests nobody has
 accepted yet at establishments under contract. Coordinators see every exam.
 Admins manage establishments and users and see no patient data. An exam
 outside the caller's scope answers 404, so that its existence is not revealed.
+
+`scope_of` is the one statement of that rule: the exam routes filter the exams with
+it, the DICOMweb archive its studies (docs/dicomweb.md, "`Access` (the server implements it)").
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,25 +26,47 @@ SITE_ROLES = frozenset({Role.URGENTIST, Role.MANIPULATOR})
 CENTRE_ROLES = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
 
 
-def exam_scope(principal: Principal) -> ColumnElement[bool]:
-    """A SQL condition true for exactly the exams the caller may see."""
+def scope_of(
+    principal: Principal,
+    *,
+    establishment_id: ColumnElement[Any] | None = None,
+    exam_id: ColumnElement[Any] | None = None,
+) -> ColumnElement[bool] | None:
+    """A SQL condition true for exactly the rows the caller may see; None: every row.
+
+    Without columns the rows are the exams themselves. For the rows of another table
+    (the archive's studies), `establishment_id` and `exam_id` are its columns naming
+    the establishment a row belongs to and the exam it is filed under: site staff see
+    their establishment's rows, radiologists those filed under an exam they may see,
+    coordinators every row, anyone else none.
+    """
+    if (establishment_id is None) != (exam_id is None):
+        raise ValueError("give both columns (another table's rows) or neither (the exams)")
     role = principal.role
     if role in SITE_ROLES:
         if principal.establishment_id is None:
             return false()
-        return Exam.establishment_id == principal.establishment_id
+        site = Exam.establishment_id if establishment_id is None else establishment_id
+        return site == principal.establishment_id
     if role == Role.RADIOLOGIST:
         under_contract = select(Establishment.id).where(Establishment.contract_active.is_(True))
-        return or_(
+        theirs = or_(
             Exam.assigned_radiologist_id == principal.user.id,
             and_(
                 Exam.status == ExamStatus.REQUESTED,
                 Exam.establishment_id.in_(under_contract),
             ),
         )
+        return theirs if exam_id is None else exam_id.in_(select(Exam.id).where(theirs))
     if role == Role.COORDINATOR:
-        return true()
+        return None
     return false()
+
+
+def exam_scope(principal: Principal) -> ColumnElement[bool]:
+    """A SQL condition true for exactly the exams the caller may see."""
+    condition = scope_of(principal)
+    return true() if condition is None else condition
 
 
 async def load_exam(db: AsyncSession, principal: Principal, exam_id: str) -> Exam:

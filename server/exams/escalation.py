@@ -17,16 +17,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rooms.escalation import (
-    Deadline,
-    ExamSnapshot,
-    Policy,
-    deadline_keys,
-    deadlines,
-)
+from rooms.escalation import Deadline, deadline_keys, deadlines
 from rooms.types import EventKind, ExamStatus
 from server.core.context import AppContext
 from server.core.models import Exam, ExamEvent
+from server.exams.service import escalation_policy, escalation_snapshot
 
 log = logging.getLogger("teleimagerie.escalation")
 
@@ -38,38 +33,6 @@ WATCHED = (
     ExamStatus.REPORTED,
 )
 CONCURRENCY = 32  # schedules in flight at once during a rebuild
-
-
-def policy(settings: Any) -> Policy:
-    return Policy(
-        ack_timeout_s=settings.ack_timeout_s,
-        report_warn_s=settings.report_warn_s,
-        report_sla_s=settings.report_sla_s,
-        protocol_ack_timeout_s=settings.protocol_ack_timeout_s,
-        critical_ack_timeout_s=settings.critical_ack_timeout_s,
-    )
-
-
-def _epoch(value: datetime | None) -> float | None:
-    return value.timestamp() if value is not None else None
-
-
-def snapshot(exam: Exam, signed: dict[str, Any] | None, signed_at: datetime | None) -> ExamSnapshot:
-    """What the policy needs. The critical flag comes from the `report.signed` body
-    (issue 6) or a `critical` column if the exam has one."""
-    critical = bool(getattr(exam, "critical", False)) or bool((signed or {}).get("critical"))
-    return ExamSnapshot(
-        exam_id=exam.id,
-        status=ExamStatus(exam.status),
-        created_at=exam.created_at.timestamp(),
-        accepted_at=_epoch(exam.accepted_at),
-        protocoled_at=_epoch(exam.protocoled_at),
-        protocol_ack_at=_epoch(exam.protocol_ack_at),
-        images_complete_at=_epoch(exam.images_complete_at),
-        reported_at=_epoch(exam.reported_at or signed_at),
-        critical=critical,
-        critical_acknowledged=exam.status == ExamStatus.DELIVERED,
-    )
 
 
 async def plan(
@@ -95,11 +58,11 @@ async def plan(
         elif client_id:
             raised[exam_id].add(client_id)
     out: dict[str, tuple[list[Deadline], set[str]]] = {}
-    p = policy(settings)
+    p = escalation_policy(settings)
     for exam in exams:
         body, at = signed.get(exam.id, (None, None))
         try:
-            pending = deadlines(snapshot(exam, body, at), p)
+            pending = deadlines(escalation_snapshot(exam, body, at), p)
         except ValueError as exc:  # a status without its timestamp: nothing to time
             log.error("cannot plan escalations: %s", exc)
             pending = []

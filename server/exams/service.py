@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
@@ -12,7 +12,10 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rooms.types import EventKind, ExamStatus
+from rooms import escalation
+from rooms.escalation import ExamSnapshot, Policy
+from rooms.permissions import commands_for
+from rooms.types import EventKind, ExamStatus, Role
 from server.core.config import Settings
 from server.core.errors import conflict
 from server.core.models import Exam, ExamEvent, User
@@ -183,22 +186,62 @@ def _person(user: User | None) -> dict[str, Any] | None:
     }
 
 
+def escalation_policy(settings: Settings) -> Policy:
+    """The escalation delays of the configuration (docs/configuration.md)."""
+    return Policy(
+        ack_timeout_s=settings.ack_timeout_s,
+        report_warn_s=settings.report_warn_s,
+        report_sla_s=settings.report_sla_s,
+        protocol_ack_timeout_s=settings.protocol_ack_timeout_s,
+        critical_ack_timeout_s=settings.critical_ack_timeout_s,
+    )
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def escalation_snapshot(
+    exam: Exam, signed: dict[str, Any] | None = None, signed_at: datetime | None = None
+) -> ExamSnapshot:
+    """What the escalation policy needs of an exam. The critical flag is in the
+    ``report.signed`` event's body (`signed`), which the exam row does not hold."""
+    critical = bool((signed or {}).get("critical"))
+    return ExamSnapshot(
+        exam_id=exam.id,
+        status=ExamStatus(exam.status),
+        created_at=exam.created_at.timestamp(),
+        accepted_at=_epoch(exam.accepted_at),
+        protocoled_at=_epoch(exam.protocoled_at),
+        protocol_ack_at=_epoch(exam.protocol_ack_at),
+        images_complete_at=_epoch(exam.images_complete_at),
+        reported_at=_epoch(exam.reported_at or signed_at),
+        critical=critical,
+        critical_acknowledged=exam.status == ExamStatus.DELIVERED,
+    )
+
+
 def deadlines(exam: Exam, settings: Settings) -> dict[str, str | None]:
-    accept_by = report_warn = report_due = None
-    if exam.status == ExamStatus.REQUESTED:
-        accept_by = exam.created_at + timedelta(seconds=settings.ack_timeout_s)
-    if exam.images_complete_at and exam.status == ExamStatus.IMAGES_COMPLETE:
-        report_warn = exam.images_complete_at + timedelta(seconds=settings.report_warn_s)
-        report_due = exam.images_complete_at + timedelta(seconds=settings.report_sla_s)
+    """The exam JSON's ``deadlines``: those of `rooms.escalation` a client shows
+    (docs/rooms.md "The exam object"), so a countdown ends when its escalation fires."""
+    try:
+        pending = escalation.deadlines(escalation_snapshot(exam), escalation_policy(settings))
+    except ValueError:  # a status without its timestamp: nothing is timed (nor raised)
+        pending = []
     return {
-        "accept_by": _ts(accept_by),
-        "report_warning_at": _ts(report_warn),
-        "report_due_at": _ts(report_due),
+        name: None if at is None else _ts(datetime.fromtimestamp(at, UTC))
+        for name, at in escalation.shown(pending).items()
     }
 
 
-def exam_json(exam: Exam, settings: Settings) -> dict[str, Any]:
-    return {
+def exam_json(exam: Exam, settings: Settings, viewer: Role | str | None = None) -> dict[str, Any]:
+    """An exam as the API and the room send it (docs/rooms.md "The exam object").
+
+    With `viewer` (the role of the user it is sent to) it carries ``commands``, the
+    lifecycle commands that user may issue now (`rooms.permissions.commands_for`);
+    without (a notification fanned out to several users) it has none.
+    """
+    body: dict[str, Any] = {
         "id": exam.id,
         "status": exam.status,
         "accession_number": exam.accession_number,
@@ -236,6 +279,9 @@ def exam_json(exam: Exam, settings: Settings) -> dict[str, Any]:
         "deadlines": deadlines(exam, settings),
         "last_seq": exam.last_seq,
     }
+    if viewer is not None:
+        body["commands"] = [str(c) for c in commands_for(viewer, exam.status)]
+    return body
 
 
 def event_json(event: ExamEvent, author: User | None = None) -> dict[str, Any]:

@@ -290,7 +290,7 @@ async def join(
     try:
         async with app.read() as db:
             exam = await load_exam(db, principal, ws.path_params["exam_id"])
-            body = exam_json(exam, app.settings)
+            body = exam_json(exam, app.settings, principal.role)
     except ApiError:
         await refuse(ws, principal, "not_found")
         await ws.close(CLOSE_NO_SUCH_EXAM, "no such exam")

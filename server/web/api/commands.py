@@ -145,7 +145,7 @@ async def execute(
         )
         await db.commit()
         await db.refresh(exam)
-        result = exam_json(exam, app.settings)
+        result = exam_json(exam, app.settings, principal.role)
     await publish_events(app, exam, [event])
     return exam, event, result
 

@@ -48,7 +48,7 @@ async def request_exam(request: Request) -> Response:
         await audit.record_request(request, "exam.request", principal, db, exam_id=exam.id)
         await db.commit()
         await db.refresh(exam)
-        body = exam_json(exam, app.settings)
+        body = exam_json(exam, app.settings, principal.role)
     await publish_events(app, exam, [event])
     await routing.announce(app, exam, choice)
     return JSONResponse(body, status_code=201, headers={"Location": f"/api/exams/{exam.id}"})
@@ -74,7 +74,7 @@ async def list_exams(request: Request) -> Response:
     stmt = stmt.order_by(Exam.created_at.desc()).limit(limit).offset(offset)
     async with app.db() as db:
         exams = (await db.scalars(stmt)).unique().all()
-        items = [exam_json(e, app.settings) for e in exams]
+        items = [exam_json(e, app.settings, principal.role) for e in exams]
         await audit.record_request(
             request, "exam.list", principal, db, detail={"count": len(items), "status": status}
         )
@@ -87,7 +87,7 @@ async def get_exam(request: Request) -> Response:
     app = ctx(request)
     async with app.db() as db:
         exam = await load_exam(db, principal, request.path_params["exam_id"])
-        body = exam_json(exam, app.settings)
+        body = exam_json(exam, app.settings, principal.role)
         await audit.record_request(request, "exam.read", principal, db, exam_id=exam.id)
         await db.commit()
         return JSONResponse(body)
