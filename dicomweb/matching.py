@@ -138,10 +138,10 @@ def resolve(key: str) -> int:
                 return tag
         except ValueError:
             pass
-    tag = tag_for_keyword(key)
-    if tag is None:
+    known = tag_for_keyword(key)
+    if known is None:
         raise DicomwebError(400, "bad_query", f"unknown query key or attribute: {key!r}")
-    return int(tag)
+    return known
 
 
 def parse(level: Level, items: Iterable[tuple[str, str]], scoped_study: bool = False) -> Query:

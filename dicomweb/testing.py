@@ -106,7 +106,12 @@ class LiveServer:
     """``with LiveServer(app) as s: s.url`` — uvicorn in its own thread and loop."""
 
     def __init__(self, app: ASGIApp, **options: Any) -> None:
-        config = {"host": "127.0.0.1", "port": 0, "log_level": "warning", "lifespan": "off"}
+        config: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "log_level": "warning",
+            "lifespan": "off",
+        }
         config.update(options)
         self._server = uvicorn.Server(uvicorn.Config(app, **config))
         self._thread = threading.Thread(target=self._run, name="dicomweb-live", daemon=True)
