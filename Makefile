@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8000
+PYTHON_PATHS := server rooms dicomweb tests bench
 
 .PHONY: install run test test-sqlite test-postgresql services lint clean
 
@@ -25,8 +26,7 @@ services:
 	@bash scripts/services.sh
 
 # The whole suite runs twice: on the embedded SQLite default and on PostgreSQL.
-test: install services
-	$(BIN)/python -m ruff check server rooms dicomweb tests bench
+test: lint services
 	TEST_DATABASE=sqlite $(BIN)/python -m pytest
 	TEST_DATABASE=postgresql $(BIN)/python -m pytest
 
@@ -36,8 +36,11 @@ test-sqlite: install services
 test-postgresql: install services
 	TEST_DATABASE=postgresql $(BIN)/python -m pytest $(ARGS)
 
+# Lint, format and types; mypy reads [tool.mypy] in pyproject.toml.
 lint: install
-	$(BIN)/python -m ruff check server rooms dicomweb tests bench
+	$(BIN)/python -m ruff check $(PYTHON_PATHS)
+	$(BIN)/python -m ruff format --check $(PYTHON_PATHS)
+	$(BIN)/python -m mypy rooms dicomweb
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
