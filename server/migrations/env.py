@@ -45,4 +45,6 @@ else:
     if connection is not None:
         _run(connection)
     else:
+        if url is None:  # server.migrate.alembic_config always sets it
+            raise RuntimeError("no sqlalchemy.url in the Alembic configuration")
         asyncio.run(_run_async(url))
