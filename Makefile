@@ -43,4 +43,4 @@ lint: install
 	$(BIN)/python -m mypy rooms dicomweb
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache

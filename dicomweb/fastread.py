@@ -146,6 +146,7 @@ def _element(buf: Any, pos: int, size: int, implicit: bool, out: Elements | None
     group, elem = _HH(buf, pos)
     tag = group << 16 | elem
     vr: str | None
+    length: int
     if implicit:
         (length,) = _L(buf, pos + 4)
         vr = None

@@ -51,7 +51,8 @@ class TokenAccess:
     def study_filter(self, principal: dict[str, Any]) -> ColumnElement[bool] | None:
         if principal["establishment"] is None:
             return None
-        return tables.studies.c.establishment_id == principal["establishment"]
+        establishment: int = principal["establishment"]
+        return tables.studies.c.establishment_id == establishment
 
     def store_key(self, principal: dict[str, Any], attrs: InstanceAttrs) -> object:
         """What ``authorize_store`` depends on (``Access.store_key``, optional)."""
