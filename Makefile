@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8000
+PYTHON_PATHS := server rooms dicomweb tests bench
 
 .PHONY: install run test test-sqlite test-postgresql services lint clean
 
@@ -25,9 +26,7 @@ services:
 	@bash scripts/services.sh
 
 # The whole suite runs twice: on the embedded SQLite default and on PostgreSQL.
-test: install services
-	$(BIN)/python -m ruff check server rooms dicomweb tests bench
-	$(BIN)/lint-imports
+test: lint services
 	TEST_DATABASE=sqlite $(BIN)/python -m pytest
 	TEST_DATABASE=postgresql $(BIN)/python -m pytest
 
@@ -37,9 +36,12 @@ test-sqlite: install services
 test-postgresql: install services
 	TEST_DATABASE=postgresql $(BIN)/python -m pytest $(ARGS)
 
+# Lint, format, types and layers; mypy and lint-imports read pyproject.toml.
 lint: install
-	$(BIN)/python -m ruff check server rooms dicomweb tests bench
+	$(BIN)/python -m ruff check $(PYTHON_PATHS)
+	$(BIN)/python -m ruff format --check $(PYTHON_PATHS)
+	$(BIN)/python -m mypy rooms dicomweb
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache

@@ -25,6 +25,7 @@ from typing import Any
 from pydicom import Dataset
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.tag import BaseTag
 
 TEXT_MULTI = {"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"}
 TEXT_SINGLE = {"LT", "ST", "UT", "UR"}
@@ -42,6 +43,8 @@ BULK = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 PLAIN_CHARSETS = {"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192", "ISO 2022 IR 6"}
 PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
+SPECIFIC_CHARACTER_SET = BaseTag(0x00080005)
+
 #: The BulkDataURI of an element (a DataElement, or a RawDataElement: its ``tag``).
 BulkHandler = Callable[[DataElement | RawDataElement], str]
 
@@ -55,9 +58,9 @@ CACHE_VALUE_MAX = 256
 _cache: dict[tuple[Any, ...], str] = {}
 
 
-def _charset(ds: Dataset, elements: Mapping[int, Any] | None = None) -> tuple[str, bool]:
+def _charset(ds: Dataset, elements: Mapping[BaseTag, Any] | None = None) -> tuple[str, bool]:
     """(codec of text values, whether every text VR can be read with it)."""
-    raw = elements.get(0x00080005) if elements is not None else None
+    raw = elements.get(SPECIFIC_CHARACTER_SET) if elements is not None else None
     if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes):
         text = raw.value.decode("latin-1").rstrip("\0 ")
         charsets: list[Any] = [c.strip() for c in text.split("\\")] if text else [""]
@@ -81,7 +84,7 @@ def json_members(
     ds: Dataset,
     threshold: int,
     bulk: BulkHandler,
-    elements: Mapping[int, Any] | None = None,
+    elements: Mapping[BaseTag, Any] | None = None,
 ) -> list[tuple[str, str]]:
     """``(key, '"key":value')`` per attribute, in order: the members of
     ``json.dumps(to_json_dict(...), separators=(",", ":"), ensure_ascii=False)``."""
@@ -134,7 +137,7 @@ def to_json_dict(
     ds: Dataset,
     threshold: int,
     bulk: BulkHandler,
-    elements: Mapping[int, Any] | None = None,
+    elements: Mapping[BaseTag, Any] | None = None,
 ) -> dict[str, Any]:
     """``ds.to_json_dict(threshold, bulk)``, faster, for datasets read from a file.
     ``elements``: the raw elements ``ds`` was made of, if pydicom converted some."""

@@ -15,7 +15,7 @@ its error messages and its tolerance of broken files.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, cast
 
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement, empty_value_for_VR
@@ -45,6 +45,12 @@ _HHL = struct.Struct("<HHL").unpack_from
 
 _TAGS: dict[int, BaseTag] = {}  # BaseTag per tag number: ints, shared
 
+#: Elements as read, keyed by BaseTag like pydicom's own ``Dataset._dict``: a
+#: Dataset built on them is one pydicom can write (its writer asks each key for
+#: ``.group`` and ``.element``).
+Elements = dict[BaseTag, RawDataElement]
+TRANSFER_SYNTAX_UID = BaseTag(0x00020010)
+
 
 class Unsupported(Exception):
     """Not something this reader handles: use pydicom."""
@@ -67,17 +73,17 @@ def _explicit_syntaxes() -> frozenset[str]:
 EXPLICIT_LE = _explicit_syntaxes()
 
 
-def walk(buf: Any) -> tuple[dict[int, RawDataElement], dict[int, RawDataElement], int]:
+def walk(buf: Any) -> tuple[Elements, Elements, int]:
     """(file meta, data set up to the pixel data, offset of the pixel data or of
     the end). ``buf`` supports the buffer protocol and slicing (bytes, mmap)."""
     size = len(buf)
     if size < 132 or buf[128:132] != b"DICM":
         raise Unsupported("no DICM prefix")
-    meta: dict[int, RawDataElement] = {}
+    meta: Elements = {}
     pos = 132
     while pos + 8 <= size and _HH(buf, pos)[0] == 0x0002:
         pos = _element(buf, pos, size, False, meta)
-    ts_elem = meta.get(0x00020010)
+    ts_elem = meta.get(TRANSFER_SYNTAX_UID)
     if ts_elem is None or not ts_elem.value:
         raise Unsupported("no transfer syntax")
     ts = bytes(ts_elem.value).decode("ascii", "replace").rstrip("\0 ")
@@ -87,7 +93,7 @@ def walk(buf: Any) -> tuple[dict[int, RawDataElement], dict[int, RawDataElement]
         implicit = False
     else:
         raise Unsupported(f"transfer syntax {ts}")
-    data: dict[int, RawDataElement] = {}
+    data: Elements = {}
     if implicit:
         while pos < size:
             if pos + 8 > size:
@@ -130,18 +136,17 @@ def walk(buf: Any) -> tuple[dict[int, RawDataElement], dict[int, RawDataElement]
         base = tags.get(tag)
         if base is None:
             base = tags[tag] = BaseTag(tag)
-        data[tag] = new(cls, (base, vr, length, value, start, False, True, True, False))
+        data[base] = new(cls, (base, vr, length, value, start, False, True, True, False))
         pos = end
     return meta, data, pos
 
 
-def _element(
-    buf: Any, pos: int, size: int, implicit: bool, out: dict[int, RawDataElement] | None
-) -> int:
+def _element(buf: Any, pos: int, size: int, implicit: bool, out: Elements | None) -> int:
     """Read the element at ``pos`` into ``out`` (None: skip it); the next offset."""
     group, elem = _HH(buf, pos)
     tag = group << 16 | elem
     vr: str | None
+    length: int
     if implicit:
         (length,) = _L(buf, pos + 4)
         vr = None
@@ -166,16 +171,21 @@ def _element(
             raise Unsupported("undefined length outside a sequence")
         end = _sequence_end(buf, start, size, implicit)
         if out is not None:
-            out[tag] = RawDataElement(
-                BaseTag(tag), "SQ", length, bytes(buf[start:end]), start, implicit, True
+            key = BaseTag(tag)
+            out[key] = RawDataElement(
+                key, "SQ", length, bytes(buf[start:end]), start, implicit, True
             )
         return end
     end = start + length
     if end > size:
         raise Unsupported("value past the end")
     if out is not None:
-        value = bytes(buf[start:end]) if length else empty_value_for_VR(vr, raw=True)
-        out[tag] = RawDataElement(BaseTag(tag), vr, length, value, start, implicit, True)
+        if length:
+            value: bytes | None = bytes(buf[start:end])
+        else:  # b"" or None with raw=True: pydicom annotates the union of both modes
+            value = cast("bytes | None", empty_value_for_VR(vr, raw=True))
+        key = BaseTag(tag)
+        out[key] = RawDataElement(key, vr, length, value, start, implicit, True)
     return end
 
 

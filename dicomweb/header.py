@@ -20,13 +20,14 @@ from typing import Any, BinaryIO
 from pydicom import Dataset, config, dcmread
 from pydicom.charset import convert_encodings
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement, convert_raw_data_element
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 
-from dicomweb.dicomjson import json_members, to_json_dict
-from dicomweb.fastread import IMPLICIT_LE, Unsupported, walk
+from dicomweb.dicomjson import SPECIFIC_CHARACTER_SET, json_members, to_json_dict
+from dicomweb.fastread import IMPLICIT_LE, TRANSFER_SYNTAX_UID, Elements, Unsupported, walk
 from dicomweb.types import InstanceAttrs
 
 # An archive keeps what modalities send: values that break a VR's rules are stored
@@ -110,7 +111,7 @@ class Header(Located):
 
     dataset: Dataset = field(repr=False)
     #: the elements as read (``fastread``), before pydicom converted any of them
-    raw: dict[int, Any] | None = field(default=None, repr=False)
+    raw: Elements | None = field(default=None, repr=False)
 
     def text(self, key: str) -> str:
         value = _Values(self.dataset, self.raw).get(key)
@@ -187,9 +188,9 @@ _PLAIN_VRS = frozenset(("AE", "AS", "CS", "DA", "LO", "PN", "SH", "TM", "UI"))
 
 
 @functools.lru_cache(maxsize=512)
-def _tag_vr(keyword: str) -> tuple[int, str] | None:
+def _tag_vr(keyword: str) -> tuple[BaseTag, str] | None:
     tag = tag_for_keyword(keyword)
-    return None if tag is None else (tag, str(dictionary_VR(tag)))
+    return None if tag is None else (BaseTag(tag), str(dictionary_VR(tag)))
 
 
 class _Values:
@@ -198,7 +199,7 @@ class _Values:
     decimal IS): what pydicom's conversion would give, without it. Anything else
     is asked of ``ds``."""
 
-    def __init__(self, ds: Dataset, raw: dict[int, Any] | None) -> None:
+    def __init__(self, ds: Dataset, raw: Elements | None) -> None:
         self.ds, self.raw = ds, raw
 
     def __contains__(self, keyword: str) -> bool:
@@ -268,9 +269,9 @@ def read_header(fp: BinaryIO, size: int) -> Header:
 def _fast(buf: Any) -> Header:
     """The header from one ``fastread.walk``; Unsupported when it cannot."""
     meta, raw, pixel_pos = walk(buf)
-    ts = bytes(meta[0x00020010].value or b"").decode("ascii").rstrip("\0 ")
+    ts = bytes(meta[TRANSFER_SYNTAX_UID].value or b"").decode("ascii").rstrip("\0 ")
     ds = Dataset(dict(raw))  # as pydicom's read_dataset builds it
-    charset = raw.get(0x00080005)
+    charset = raw.get(SPECIFIC_CHARACTER_SET)
     encoding = (
         convert_encodings(convert_raw_data_element(charset).value)
         if charset is not None
@@ -316,7 +317,7 @@ def _check(
     fp: Any,
     pixel_pos: int,
     size: int,
-    raw: dict[int, Any] | None,
+    raw: Elements | None,
 ) -> Header:
     if not ts:
         raise HeaderError(0xC000, "file meta has no TransferSyntaxUID")
@@ -447,7 +448,7 @@ def instance_members(header: Header, retrieve_base: str) -> list[tuple[str, str]
     """``json_members`` of the instance: its DICOM JSON (PS3.18 F.2) with bulk
     data as BulkDataURIs, each attribute encoded."""
 
-    def bulk(elem: DataElement) -> str:
+    def bulk(elem: DataElement | RawDataElement) -> str:
         return f"{retrieve_base}/bulkdata/{elem.tag:08X}"
 
     ds = header.dataset
@@ -479,7 +480,7 @@ SERIES_KEYS = {f"{t:08X}" for t in SERIES_TAGS}
 def instance_json(ds: Dataset, header: Header, retrieve_base: str) -> dict[str, Any]:
     """DICOM JSON of the instance (PS3.18 F.2), bulk data as BulkDataURIs."""
 
-    def bulk(elem: DataElement) -> str:
+    def bulk(elem: DataElement | RawDataElement) -> str:
         return f"{retrieve_base}/bulkdata/{elem.tag:08X}"
 
     data = to_json_dict(ds, BULK_THRESHOLD, bulk, header.raw)

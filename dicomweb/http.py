@@ -69,7 +69,9 @@ def accept_list(request: Request) -> list[MediaRange]:
 
 def _split(value: str, sep: str) -> Iterable[str]:
     """Split outside double quotes (``type="a, b"`` stays whole)."""
-    out, cur, quoted = [], [], False
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
     for ch in value:
         if ch == '"':
             quoted = not quoted

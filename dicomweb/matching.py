@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.tag import Tag
 from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.sql.elements import ColumnElement as _CE
 
@@ -75,6 +76,7 @@ ATTRS: dict[int, Attr] = {
     )
 }
 TABLES = {"study": t.studies, "series": t.series, "instance": t.instances}
+LEVELS: tuple[Level, ...] = ("study", "series", "instance")
 ORDER = {"study": 0, "series": 1, "instance": 2}
 DEFAULTS: dict[Level, tuple[str, ...]] = {
     "study": (
@@ -138,10 +140,10 @@ def resolve(key: str) -> int:
                 return tag
         except ValueError:
             pass
-    tag = tag_for_keyword(key)
-    if tag is None:
+    known = tag_for_keyword(key)
+    if known is None:
         raise DicomwebError(400, "bad_query", f"unknown query key or attribute: {key!r}")
-    return int(tag)
+    return known
 
 
 def parse(level: Level, items: Iterable[tuple[str, str]], scoped_study: bool = False) -> Query:
@@ -198,14 +200,14 @@ def parse(level: Level, items: Iterable[tuple[str, str]], scoped_study: bool = F
         cond = condition(attr, value, q.fuzzy)
         if cond is not None:
             q.conditions.append(cond)
-    for lvl in ("study", "series", "instance"):
+    for lvl in LEVELS:
         if ORDER[lvl] > ORDER[level]:
             break
         if lvl == "study" and level != "study" and scoped_study:
-            _add(q.columns, ATTRS[tag_for_keyword("StudyInstanceUID")])  # type: ignore[index]
+            _add(q.columns, ATTRS[Tag("StudyInstanceUID")])
             continue
-        for kw in DEFAULTS[lvl]:  # type: ignore[index]
-            _add(q.columns, ATTRS[tag_for_keyword(kw)])  # type: ignore[index]
+        for kw in DEFAULTS[lvl]:
+            _add(q.columns, ATTRS[Tag(kw)])
     return q
 
 

@@ -74,7 +74,7 @@ async def search(
 def _sources(q: Query) -> list[Level]:
     if not (q.include_all or q.extra_tags):
         return []
-    return [lvl for lvl in ("study", "series", "instance") if _le(lvl, q.level)]  # type: ignore[misc]
+    return [lvl for lvl in ("study", "series", "instance") if _le(lvl, q.level)]
 
 
 def _le(a: str, b: str) -> bool:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio.to_thread
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomweb import tables as t
@@ -194,8 +194,8 @@ def _buckets(storage: Storage) -> Iterator[str]:
 async def _indexed_paths(session: AsyncSession) -> AsyncIterator[str]:
     """Every indexed path in byte order ("C" collation on PostgreSQL, whose
     default collation may ignore the slashes)."""
-    column = t.instances.c.path
-    if session.bind.dialect.name == "postgresql":
+    column: ColumnElement[str] = t.instances.c.path
+    if session.get_bind().dialect.name == "postgresql":
         column = column.collate("C")
     result = await session.stream(select(t.instances.c.path).order_by(column))
     async for path in result.scalars():

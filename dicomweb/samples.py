@@ -3,6 +3,7 @@ files with fresh UIDs (no patient data leaves the test files)."""
 
 from __future__ import annotations
 
+import copy
 import io
 import uuid
 from collections.abc import Iterable, Iterator
@@ -59,7 +60,7 @@ def ct_series(
     r2 = (xx - size / 2) ** 2 + (yy - size / 2) ** 2
     for i in range(count):
         ds = template.copy()
-        ds.file_meta = template.file_meta.copy()
+        ds.file_meta = copy.copy(template.file_meta)  # Dataset.copy() is typed as a Dataset
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.SOPInstanceUID = generate_uid()

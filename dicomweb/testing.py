@@ -51,7 +51,8 @@ class TokenAccess:
     def study_filter(self, principal: dict[str, Any]) -> ColumnElement[bool] | None:
         if principal["establishment"] is None:
             return None
-        return tables.studies.c.establishment_id == principal["establishment"]
+        establishment: int = principal["establishment"]
+        return tables.studies.c.establishment_id == establishment
 
     def store_key(self, principal: dict[str, Any], attrs: InstanceAttrs) -> object:
         """What ``authorize_store`` depends on (``Access.store_key``, optional)."""
@@ -106,7 +107,12 @@ class LiveServer:
     """``with LiveServer(app) as s: s.url`` — uvicorn in its own thread and loop."""
 
     def __init__(self, app: ASGIApp, **options: Any) -> None:
-        config = {"host": "127.0.0.1", "port": 0, "log_level": "warning", "lifespan": "off"}
+        config: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "log_level": "warning",
+            "lifespan": "off",
+        }
         config.update(options)
         self._server = uvicorn.Server(uvicorn.Config(app, **config))
         self._thread = threading.Thread(target=self._run, name="dicomweb-live", daemon=True)

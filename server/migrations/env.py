@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from server.core.db import create_engine
-from server.schema import target_metadata
+from server.schema import include_object_for, target_metadata
 
 config = context.config
 
@@ -19,6 +19,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=include_object_for(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -44,4 +45,6 @@ else:
     if connection is not None:
         _run(connection)
     else:
+        if url is None:  # server.migrate.alembic_config always sets it
+            raise RuntimeError("no sqlalchemy.url in the Alembic configuration")
         asyncio.run(_run_async(url))

@@ -129,3 +129,17 @@ def test_json_members_equal_pydicom_when_cached(name: str) -> None:
         ours = json.loads("{" + ",".join(m for _, m in members) + "}")
         ours.pop("7FE00010", None)
         assert ours == theirs
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "rtplan.dcm"])
+def test_fast_dataset_is_pydicoms(name: str) -> None:
+    """The data set the fast reader builds is keyed like pydicom's, so pydicom
+    writes it back: the same elements as ``dcmread(stop_before_pixels=True)``."""
+    data = sample_path(name).read_bytes()
+    h = header(data)
+    assert h.raw is not None  # read by dicomweb.fastread, not by pydicom
+    out = io.BytesIO()
+    h.dataset.save_as(out, enforce_file_format=True)
+    again = dcmread(io.BytesIO(out.getvalue()))
+    theirs = dcmread(sample_path(name), stop_before_pixels=True)
+    assert again == theirs
