@@ -158,3 +158,20 @@ def test_ae_list_imports_neither_aiortc_nor_the_room_hub(settings: Settings) -> 
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "0 False False False"
+
+
+def test_the_architecture_graph_is_the_codes() -> None:
+    """docs/architecture-graph.md is generated; a change of imports regenerates it."""
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "scripts/architecture.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    committed = (root / "docs/architecture-graph.md").read_text()
+    assert result.stdout == committed, (
+        "docs/architecture-graph.md is stale: run "
+        "`.venv/bin/python scripts/architecture.py > docs/architecture-graph.md`"
+    )
