@@ -1,4 +1,4 @@
-"""Exam-room benchmarks (issue 3).
+"""Exam-room benchmarks (docs/benchmarks.md "Exam rooms").
 
     python bench/room_load.py idle   [--connections 10000]
     python bench/room_load.py fanout [--rooms 1000 --rate 1000 --seconds 20 --processes 2]

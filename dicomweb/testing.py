@@ -1,5 +1,5 @@
-"""Test tools shipped with the archive (STYLE.md 6): an open ``Access``, a hook
-that records, and a live server for any ASGI app in a thread on 127.0.0.1:0.
+"""Test tools shipped with the archive (docs/dicomweb.md "Tests and tools"): an open
+``Access``, a hook that records, and a live server for any ASGI app in a thread on 127.0.0.1:0.
 
 Used by the tests and the benchmark; the server has its own ``LiveServer``.
 """

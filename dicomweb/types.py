@@ -1,4 +1,4 @@
-"""Wire and interface types of the DICOMweb archive, in one place (STYLE.md 7).
+"""Wire and interface types of the DICOMweb archive, in one place (docs/dicomweb.md).
 
 The server implements :class:`Access` (sessions, exam scoping) and
 :class:`IngestHooks` (room events); this package never imports the server.
@@ -44,7 +44,8 @@ class DicomwebConfig:
     ``public_base_url``: the absolute URL the archive is reachable at (e.g.
     ``https://pacs.example.org/dicomweb``). When None, URLs in responses
     (RetrieveURL, BulkDataURI, thumbnails) are root-relative, built from the
-    mount path, never from the Host header (INTEROP.md).
+    mount path, never from the Host header, which dicomweb-client sends without
+    the port (docs/dicomweb.md "Decisions").
     ``mount_path``: where the server mounts the app, used for URLs made outside a
     request (ingest hooks for C-STORE) when there is no public base URL.
     """

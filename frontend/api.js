@@ -1,4 +1,4 @@
-// The HTTP API client (API.md). The session lives in the HttpOnly cookie the server
+// The HTTP API client (docs/api.md). The session lives in the HttpOnly cookie the server
 // sets at login, so no token is ever kept in JavaScript.
 
 export class ApiError extends Error {

@@ -1,4 +1,4 @@
-// The urgentist's exam request (API.md POST /api/exams): the fields a French
+// The urgentist's exam request (docs/api.md POST /api/exams): the fields a French
 // teleradiology request needs, validated here for clear messages and by the server.
 import { api } from "./api.js";
 import { h, toast } from "./dom.js";

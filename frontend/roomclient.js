@@ -1,4 +1,4 @@
-// The exam room connection (API.md "Exam room"): reconnects with `since`, keeps the
+// The exam room connection (docs/api.md "Exam room"): reconnects with `since`, keeps the
 // messages typed while offline in an outbox persisted in sessionStorage, and sends
 // each with its client id until acknowledged, so a message is stored exactly once
 // even if the page reloads or the socket drops mid-send (the server de-duplicates ids).

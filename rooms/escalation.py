@@ -34,7 +34,7 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True)
 class Policy:
-    """Delays in seconds (API.md: ACK_TIMEOUT_S, REPORT_WARN_S, REPORT_SLA_S)."""
+    """Delays in seconds (docs/configuration.md: ACK_TIMEOUT_S, REPORT_WARN_S, REPORT_SLA_S)."""
 
     ack_timeout_s: float = 300
     report_warn_s: float = 2700

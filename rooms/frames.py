@@ -1,4 +1,4 @@
-"""Sans-I/O parsing of the frames a client sends in a room (API.md "Exam room").
+"""Sans-I/O parsing of the frames a client sends in a room (docs/api.md "Exam room").
 
 Bytes or text in, a typed frame or a `FrameError` out: the WebSocket handler turns a
 FrameError into an `error` frame and keeps the connection, so one bad frame never

@@ -1,4 +1,4 @@
-"""The exam state machine (DESIGN.md "Exam lifecycle"), as pure code.
+"""The exam state machine (docs/rooms.md "Exam lifecycle"), as pure code.
 
 Every HTTP command on an exam goes through `decide()` before anything is written, so
 the rules live here once: which role may issue a command, from which statuses, what

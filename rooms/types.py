@@ -1,4 +1,4 @@
-"""Wire types of the exam room, in one place (docs/rooms.md, API.md "Exam room").
+"""Wire types of the exam room, in one place (docs/rooms.md, docs/api.md "Exam room").
 
 Everything that crosses the WebSocket or the event log is named here so that the
 server, the worker, the test client and the docs agree on a single spelling.
@@ -11,7 +11,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 
 class Role(StrEnum):
-    """Who a user is in the product (DESIGN.md "People and words")."""
+    """Who a user is in the product (docs/design.md "Tenancy and roles")."""
 
     URGENTIST = "urgentist"
     MANIPULATOR = "manipulator"
@@ -34,7 +34,10 @@ class ExamStatus(StrEnum):
 
 
 class EventKind(StrEnum):
-    """The persisted event kinds of API.md, exactly; ephemeral signals are not events."""
+    """The persisted event kinds of docs/api.md "Exam room", exactly.
+
+    Ephemeral signals are not events.
+    """
 
     EXAM_REQUESTED = "exam.requested"
     EXAM_ACCEPTED = "exam.accepted"

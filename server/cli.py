@@ -1,4 +1,4 @@
-"""The ``teleimagerie`` command (API.md, "Setup and CLI"): it parses arguments
+"""The ``teleimagerie`` command (docs/api.md "Command line"): it parses arguments
 and calls the services; each command builds only the services it uses
 (server/composition.py)."""
 

@@ -1,4 +1,4 @@
-"""A small exam-room client over a real WebSocket (STYLE.md 6).
+"""A small exam-room client over a real WebSocket.
 
 Tests, benchmarks and scripts share it::
 

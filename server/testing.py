@@ -1,4 +1,4 @@
-"""Test tools shipped with the product (STYLE.md 6): a live server in a thread.
+"""Test tools shipped with the product: a live server in a thread.
 
 ``LiveServer`` runs the real app under uvicorn on ``127.0.0.1:0`` in its own
 thread and event loop, so that tests, benchmarks and scripts talk to it over

@@ -1,4 +1,4 @@
-"""Cross-cutting HTTP behaviour: security headers, error shape (issue 2)."""
+"""Cross-cutting HTTP behaviour: security headers, error shape (docs/security.md, docs/api.md)."""
 
 from __future__ import annotations
 

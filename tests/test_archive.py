@@ -1,5 +1,5 @@
 """The archive inside the server: who stores and sees which study, and live
-``images.received`` events in the exam room (issue 4)."""
+``images.received`` events in the exam room (docs/dicomweb.md)."""
 
 from __future__ import annotations
 

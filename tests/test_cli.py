@@ -1,4 +1,4 @@
-"""The ``teleimagerie`` command (issue 2)."""
+"""The ``teleimagerie`` command (docs/api.md "Command line")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Commands that move an exam (issue 3): rules, 409s that write nothing, races."""
+"""Commands that move an exam (docs/rooms.md "Exam lifecycle"): rules, 409s that write
+nothing, races."""
 
 from __future__ import annotations
 
@@ -156,7 +157,7 @@ async def test_concurrent_commands_never_share_a_seq(client_for: ClientFor) -> N
     assert (await urg.get(f"/api/exams/{exam_id}")).json()["last_seq"] == 10
 
 
-# Each lifecycle command's route (API.md), with a body it accepts.
+# Each lifecycle command's route (docs/api.md "Exams and commands"), with a body it accepts.
 ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "accept": ("POST", "accept", None),
     "protocol": ("POST", "protocol", PROTOCOL),

@@ -1,4 +1,4 @@
-"""Exam requests, the worklist and tenancy (issue 2)."""
+"""Exam requests, the worklist and tenancy (docs/design.md "Tenancy and roles")."""
 
 from __future__ import annotations
 
@@ -214,7 +214,7 @@ def test_the_deadlines_shown_are_those_the_worker_times(status: ExamStatus) -> N
     settings = Settings(ack_timeout_s=300, report_warn_s=2700, report_sla_s=3600)
     exam = _exam_in(status)
     shown = deadlines(exam, settings)
-    # By hand (API.md): the request must be accepted within ACK_TIMEOUT_S; the
+    # By hand (docs/configuration.md): the request must be accepted within ACK_TIMEOUT_S; the
     # report clock starts when the acquisition is complete.
     expected: dict[str, str | None] = dict.fromkeys(SHOWN)
     if status is ExamStatus.REQUESTED:

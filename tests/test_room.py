@@ -1,4 +1,4 @@
-"""The exam room over a real WebSocket (issue 3)."""
+"""The exam room over a real WebSocket (docs/rooms.md)."""
 
 from __future__ import annotations
 

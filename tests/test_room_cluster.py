@@ -1,4 +1,4 @@
-"""Two ``teleimagerie serve`` processes sharing Redis and the database (issue 3)."""
+"""Two ``teleimagerie serve`` processes sharing Redis and the database (docs/deployment.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Logins, sessions, cookies, throttling (issue 2)."""
+"""Logins, sessions, cookies, throttling (docs/design.md "Sessions")."""
 
 from __future__ import annotations
 

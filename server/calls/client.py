@@ -1,4 +1,4 @@
-"""A call participant as code (STYLE.md 6): an aiortc peer driven over the room socket.
+"""A call participant as code (docs/calls.md): an aiortc peer driven over the room socket.
 
 Tests, the benchmark and the demo use it to join an exam's call with synthetic
 audio (and optionally video), answer the server's renegotiation offers and count

@@ -1,4 +1,4 @@
-"""Live voice and video consults in the exam room (issue 8, docs/calls.md).
+"""Live voice and video consults in the exam room (docs/calls.md).
 
 Hospital networks rarely let two browsers reach each other, so every participant
 talks to a server-side aiortc peer (an SFU-like relay): one RTCPeerConnection per

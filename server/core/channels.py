@@ -1,5 +1,5 @@
 """The engine's channel names, and the personal notifications sent on them
-(API.md "Exam room" and "Personal channel", docs/rooms.md).
+(docs/api.md "Exam room" and "Personal channel", docs/rooms.md).
 
 Every process agrees on these names: the web process subscribes to them, the
 worker, the gateway and the CLI publish on them. They sit in the core so that a

@@ -1,4 +1,4 @@
-"""The one error shape of the API: ``{"error": {"code", "message"}}`` (API.md "Errors").
+"""The one error shape of the API: ``{"error": {"code", "message"}}`` (docs/api.md "Error codes").
 
 Plain exceptions, with no web framework: a service raises them, and the web layer
 (server/web/errors.py) renders them as responses."""

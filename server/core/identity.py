@@ -80,7 +80,7 @@ class Principal:
 
 
 def user_json(user: User | Person) -> dict[str, Any]:
-    """The caller as ``GET /api/me`` and the room's welcome show it (API.md)."""
+    """The caller as ``GET /api/me`` and the room's welcome show it (docs/api.md)."""
     est = user.establishment
     return {
         "id": user.id,

@@ -1,4 +1,5 @@
-"""SQL models: the source of truth (DESIGN.md, "Truth and speed").
+"""SQL models: the source of truth; Redis holds nothing they cannot rebuild
+(docs/deployment.md "A region").
 
 Every table added by a later feature gets its own Alembic migration in
 ``server/migrations/versions``.
@@ -168,7 +169,7 @@ class Exam(Base):
 
 
 class ExamEvent(Base):
-    """The append-only log of an exam room (DESIGN.md, "Room events")."""
+    """The append-only log of an exam room (docs/rooms.md "Room protocol")."""
 
     __tablename__ = "exam_events"
     __table_args__ = (

@@ -1,8 +1,9 @@
 """Modality AE titles: the only thing that ties a DICOM association to a site.
 
 A scanner identifies itself by its calling AE title and its address, nothing
-else (INTEROP.md). Each title is registered once, for one establishment, with
-an optional host restriction; the gateway refuses any other caller.
+else (docs/gateway.md "Association acceptance"). Each title is registered once,
+for one establishment, with an optional host restriction; the gateway refuses any
+other caller.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The exam room: ``WS /ws/exams/{id}?since=N`` (API.md "Exam room", docs/rooms.md).
+"""The exam room: ``WS /ws/exams/{id}?since=N`` (docs/api.md "Exam room", docs/rooms.md).
 
 One connection = one reader (this coroutine) and an outbox of bounded size
 (``sockets.Outbox``). The connection subscribes to the room's channel *before* it

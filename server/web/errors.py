@@ -1,5 +1,5 @@
 """How errors become responses: the one shape of ``server.core.errors``, the
-HTTP errors Starlette raises, and faults (API.md "Errors")."""
+HTTP errors Starlette raises, and faults (docs/api.md "Error codes")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The personal live channel: ``WS /ws/notifications`` (API.md "Personal channel").
+"""The personal live channel: ``WS /ws/notifications`` (docs/api.md "Personal channel").
 
 A radiologist's worklist and a coordinator's board must move the moment something is
 assigned or escalated, without polling. Each user listens on ``user:{id}``; the

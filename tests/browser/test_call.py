@@ -1,4 +1,4 @@
-"""A call joined from the browser (issue 8): Chromium's fake microphone through the
+"""A call joined from the browser (docs/calls.md): Chromium's fake microphone through the
 server's relay to an aiortc participant.
 
 The urgentist, on the ER tablet, opens the exam room and clicks "Appeler" in the

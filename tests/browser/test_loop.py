@@ -1,4 +1,4 @@
-"""The clinical loop in a real headless Chromium, three users at once (issue 7).
+"""The clinical loop in a real headless Chromium, three users at once (docs/frontend.md "Testing").
 
 Urgentist on an ER tablet (1024x768), radiologist on a reading screen (1920x1080),
 manipulator at the console: request, accept, protocol, acknowledge, chat, and the

@@ -97,7 +97,7 @@ async def test_uid_list_matching(seeded: dict[str, str], http: httpx.AsyncClient
 
 
 async def test_percent_encoded_values(seeded: dict[str, str], http: httpx.AsyncClient) -> None:
-    """dicomweb-client encodes ``*``, ``,`` and ``-`` (INTEROP.md)."""
+    """dicomweb-client encodes ``*``, ``,`` and ``-`` (docs/dicomweb.md "Decisions")."""
     url = (
         "/studies?PatientName=Smi%2A&StudyDate=20200101%2D20200131&includefield=00081030%2C00080060"
     )

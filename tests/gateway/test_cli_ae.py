@@ -1,4 +1,4 @@
-"""``teleimagerie ae add|list`` (issue 9)."""
+"""``teleimagerie ae add|list`` (docs/gateway.md "Association acceptance")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """C-ECHO and C-STORE through the gateway with DCMTK's own echoscu and storescu
-(issue 9): images reach the archive and the exam room by the STOW-RS path."""
+(docs/gateway.md): images reach the archive and the exam room by the STOW-RS path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Modality Worklist C-FIND with DCMTK's findscu (issue 9): each site's modalities
+"""Modality Worklist C-FIND with DCMTK's findscu (docs/gateway.md): each site's modalities
 see that site's requested exams, with the attributes a scanner fills in."""
 
 from __future__ import annotations

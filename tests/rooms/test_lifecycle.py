@@ -17,8 +17,8 @@ from rooms.types import EventKind, ExamStatus, Role
 
 C, S, R, K = Command, ExamStatus, Role, EventKind
 
-# The lifecycle of DESIGN.md, written out independently of the module under test:
-# (command, from) -> to.
+# The lifecycle of docs/rooms.md "Exam lifecycle", written out independently of the
+# module under test: (command, from) -> to.
 MOVES = {
     (C.ACCEPT, S.REQUESTED): S.ACCEPTED,
     (C.PROTOCOL, S.ACCEPTED): S.PROTOCOLED,

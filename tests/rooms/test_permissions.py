@@ -31,7 +31,7 @@ def test_every_other_event_is_seen_by_every_participant(kind: EventKind) -> None
     assert all(visible(kind, r) for r in PARTICIPANTS)
 
 
-# The lifecycle of DESIGN.md "Exam lifecycle", written out by hand: what each
+# The lifecycle of docs/rooms.md "Exam lifecycle", written out by hand: what each
 # participant may do in each status. Every pair left out offers nothing.
 OFFERED: dict[tuple[Role, ExamStatus], list[str]] = {
     (Role.RADIOLOGIST, ExamStatus.REQUESTED): ["accept"],

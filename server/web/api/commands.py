@@ -1,4 +1,5 @@
-"""Commands that move an exam through its lifecycle (API.md, DESIGN.md).
+"""Commands that move an exam through its lifecycle (docs/api.md "Exams and commands",
+docs/rooms.md "Exam lifecycle").
 
 Each command is checked by ``rooms.lifecycle.decide`` and then written as one
 ``UPDATE ... RETURNING`` of the exam row plus its event, in one transaction;

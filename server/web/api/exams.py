@@ -1,4 +1,4 @@
-"""Exam requests and the worklist: ``/api/exams`` (API.md)."""
+"""Exam requests and the worklist: ``/api/exams`` (docs/api.md "Exams and commands")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``GET /api/protocols``: the acquisition protocol catalogue (API.md)."""
+"""``GET /api/protocols``: the acquisition protocol catalogue (docs/api.md)."""
 
 from __future__ import annotations
 
