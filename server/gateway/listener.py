@@ -14,6 +14,7 @@ import asyncio
 import io
 import json
 import logging
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -37,6 +38,23 @@ log = logging.getLogger("teleimagerie.dicom")
 T = TypeVar("T")
 # A-ASSOCIATE-RJ (PS3.8 9.3.4): rejected-permanent, DUL service-user.
 RJ_PERMANENT, RJ_SERVICE_USER, RJ_CALLING_AE = 0x01, 0x01, 0x03
+#: How long a rejection may take to reach the wire before the socket is closed.
+RJ_SEND_S = 2.0
+
+
+def reject(assoc: Association, result: int, source: int, diagnostic: int) -> None:
+    """Send A-ASSOCIATE-RJ and wait until it is on the wire.
+
+    ``send_reject`` only queues the primitive for the upper layer's thread, and
+    pynetdicom closes the socket as soon as the ``EVT_REQUESTED`` handlers return:
+    under load the socket could close first, and the modality saw an aborted
+    connection instead of the reason (PS3.8 9.3.4). Once the PDU is sent the state
+    machine is in Sta13, awaiting the transport's close (action AE-8, PS3.8 9.2).
+    """
+    assoc.acse.send_reject(result, source, diagnostic)
+    deadline = time.monotonic() + RJ_SEND_S
+    while assoc.dul.state_machine.current_state != "Sta13" and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 @dataclass
@@ -144,12 +162,12 @@ class Gateway:
             outcome = self._call(recognise(self.app, calling, addr))
         except Exception:
             log.exception("could not look up a calling AE title")
-            assoc.acse.send_reject(0x02, 0x01, 0x01)  # transient: try again later
+            reject(assoc, 0x02, 0x01, 0x01)  # transient: try again later
             return
         if isinstance(outcome, Caller):
             self._sessions[id(assoc)] = _Session(outcome, addr)
             return
-        assoc.acse.send_reject(RJ_PERMANENT, RJ_SERVICE_USER, RJ_CALLING_AE)
+        reject(assoc, RJ_PERMANENT, RJ_SERVICE_USER, RJ_CALLING_AE)
         _event("dicom.rejected", calling_ae=calling, addr=addr, reason=outcome)
         self._audit(
             "dicom.association",
