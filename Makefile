@@ -40,7 +40,7 @@ test-postgresql: install services
 lint: install
 	$(BIN)/python -m ruff check $(PYTHON_PATHS)
 	$(BIN)/python -m ruff format --check $(PYTHON_PATHS)
-	$(BIN)/python -m mypy rooms dicomweb
+	$(BIN)/python -m mypy server rooms dicomweb
 	$(BIN)/lint-imports
 
 clean:

@@ -70,10 +70,16 @@ class Connection(Protocol):
     """What a call needs of one member's room socket (server/live/room.py's
     ``Connection`` is the one there is): who, where, and a way to send."""
 
-    app: AppContext
-    principal: Principal
-    exam_id: str
-    conn_id: str
+    # Read-only (properties), so that a socket holding a richer context (the
+    # LiveContext of server/live/room.py) is one too.
+    @property
+    def app(self) -> AppContext: ...
+    @property
+    def principal(self) -> Principal: ...
+    @property
+    def exam_id(self) -> str: ...
+    @property
+    def conn_id(self) -> str: ...
 
     def push(self, frame: dict[str, Any]) -> None: ...
 

@@ -89,7 +89,7 @@ def row_hash(entry: AuditEntry) -> str:
 
 async def _append(db: AsyncSession, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
     """Chain ``entries`` after the newest row, in order, in the caller's transaction."""
-    if db.bind.dialect.name == "postgresql":
+    if db.get_bind().dialect.name == "postgresql":
         await db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
     last = (
         await db.execute(

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 
 def _int(env: dict[str, str], name: str, default: int) -> int:
@@ -33,6 +34,16 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     if raw is None or raw == "":
         return default
     return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+class IceServer(TypedDict):
+    """One entry of ICE_SERVERS: the fields of WebRTC's RTCIceServer as aiortc takes
+    them (docs/calls.md). The JSON is passed on as written, not validated here."""
+
+    urls: str | list[str]
+    username: NotRequired[str | None]
+    credential: NotRequired[str | None]
+    credentialType: NotRequired[str]
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,7 @@ class Settings:
     dicom_ae_title: str = "TELEIMAGERIE"
     log_level: str = "INFO"
     # WebRTC consults (docs/calls.md): no STUN/TURN unless configured, never a public default.
-    ice_servers: tuple[dict[str, object], ...] = ()
+    ice_servers: tuple[IceServer, ...] = ()
     call_max_participants: int = 4
     call_host_addresses: tuple[str, ...] = ()  # empty: every interface but loopback (aioice)
     # RFC 9106 "low memory" profile by default; tests lower it to stay fast.
@@ -152,7 +163,15 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def _audit_checkpoint_settings(e: dict[str, str], d: Settings) -> dict[str, object]:
+class _AuditCheckpointSettings(TypedDict):
+    """The audit checkpoint fields of `Settings`, typed so that they unpack into it."""
+
+    audit_checkpoint_file: Path | None
+    audit_checkpoint_key_file: Path | None
+    audit_checkpoint_every_s: int
+
+
+def _audit_checkpoint_settings(e: dict[str, str], d: Settings) -> _AuditCheckpointSettings:
     """AUDIT_CHECKPOINT_FILE, _KEY_FILE and _EVERY_S (docs/configuration.md)."""
     return {
         "audit_checkpoint_file": Path(e["AUDIT_CHECKPOINT_FILE"])

@@ -18,6 +18,7 @@ from rooms.permissions import commands_for
 from rooms.types import EventKind, ExamStatus, Role
 from server.core.config import Settings
 from server.core.errors import conflict
+from server.core.identity import Person
 from server.core.models import Exam, ExamEvent, User
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -175,7 +176,7 @@ def _ts(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def _person(user: User | None) -> dict[str, Any] | None:
+def _person(user: User | Person | None) -> dict[str, Any] | None:
     if user is None:
         return None
     return {
@@ -284,7 +285,7 @@ def exam_json(exam: Exam, settings: Settings, viewer: Role | str | None = None) 
     return body
 
 
-def event_json(event: ExamEvent, author: User | None = None) -> dict[str, Any]:
+def event_json(event: ExamEvent, author: User | Person | None = None) -> dict[str, Any]:
     return {
         "seq": event.seq,
         "id": event.client_id or event.id,

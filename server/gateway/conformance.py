@@ -7,7 +7,14 @@ from __future__ import annotations
 from pydicom.uid import (
     JPEG2000,
     UID,
+    ComputedRadiographyImageStorage,
+    CTImageStorage,
     DeflatedExplicitVRLittleEndian,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    EncapsulatedPDFStorage,
+    EnhancedCTImageStorage,
+    EnhancedMRImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
@@ -15,9 +22,16 @@ from pydicom.uid import (
     JPEGExtended12Bit,
     JPEGLossless,
     JPEGLosslessSV1,
+    MRImageStorage,
+    MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    MultiFrameTrueColorSecondaryCaptureImageStorage,
     RLELossless,
+    SecondaryCaptureImageStorage,
+    UltrasoundImageStorage,
+    UltrasoundMultiFrameImageStorage,
+    XRayRadiationDoseSRStorage,
 )
-from pynetdicom import sop_class as sc
 
 from dicomweb.types import (
     CANNOT_UNDERSTAND,
@@ -27,24 +41,30 @@ from dicomweb.types import (
     Failure,
 )
 
+# pydicom's UID constants rather than pynetdicom.sop_class's, whose names are made
+# at import time where a type checker cannot see them; pynetdicom keeps only the
+# UID of a supported context, so the negotiation is the same.
+# UIDs: PS3.6 Annex A.
+VERIFICATION = UID("1.2.840.10008.1.1")
+MODALITY_WORKLIST_FIND = UID("1.2.840.10008.5.1.4.31")
 STORAGE_CLASSES: tuple[UID, ...] = (
-    sc.CTImageStorage,
-    sc.EnhancedCTImageStorage,
-    sc.MRImageStorage,
-    sc.EnhancedMRImageStorage,
-    sc.ComputedRadiographyImageStorage,
-    sc.DigitalXRayImageStorageForPresentation,
-    sc.DigitalXRayImageStorageForProcessing,
-    sc.SecondaryCaptureImageStorage,
-    sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
-    sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
-    sc.MultiFrameTrueColorSecondaryCaptureImageStorage,
-    sc.UltrasoundImageStorage,
-    sc.UltrasoundMultiFrameImageStorage,
-    sc.EncapsulatedPDFStorage,
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    MRImageStorage,
+    EnhancedMRImageStorage,
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    SecondaryCaptureImageStorage,
+    MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    MultiFrameTrueColorSecondaryCaptureImageStorage,
+    UltrasoundImageStorage,
+    UltrasoundMultiFrameImageStorage,
+    EncapsulatedPDFStorage,
     # Scanners send their dose report at the end of the exam; refusing it shows
     # as an error on the console.
-    sc.XRayRadiationDoseSRStorage,
+    XRayRadiationDoseSRStorage,
 )
 # Pixel data is stored as received: only syntaxes the archive can index and
 # render (pydicom + pylibjpeg codecs) are accepted.

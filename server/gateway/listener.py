@@ -22,7 +22,8 @@ from typing import Any, TypeVar
 from pydicom import Dataset, dcmread
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
-from pynetdicom.sop_class import ModalityWorklistInformationFind, Verification
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicomweb.types import OUT_OF_RESOURCES, Failure, KeptAside
@@ -69,6 +70,13 @@ class _Session:
     studies: set[str] = field(default_factory=set)
 
 
+def _request(assoc: Association) -> A_ASSOCIATE:
+    """The A-ASSOCIATE-RQ the peer sent, which pynetdicom holds from EVT_REQUESTED on."""
+    primitive = assoc.requestor.primitive
+    assert primitive is not None
+    return primitive
+
+
 def _event(name: str, **fields: Any) -> None:
     """One JSON log line; never patient data (AE titles, UIDs, counts, statuses)."""
     log.info(json.dumps({"event": name, **fields}))
@@ -106,10 +114,10 @@ class Gateway:
         ae.require_called_aet = True
         ae.maximum_associations = 32
         ae.maximum_pdu_size = 0  # no limit on what we receive: fewer, larger PDUs
-        ae.add_supported_context(Verification)
+        ae.add_supported_context(conf.VERIFICATION)
         for uid in conf.STORAGE_CLASSES:
             ae.add_supported_context(uid, list(conf.TRANSFER_SYNTAXES))
-        ae.add_supported_context(ModalityWorklistInformationFind)
+        ae.add_supported_context(conf.MODALITY_WORKLIST_FIND)
         return ae
 
     # -- lifecycle --------------------------------------------------------
@@ -118,7 +126,7 @@ class Gateway:
         """Listen; return the bound port."""
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
-        handlers = [
+        handlers: list[evt.EventHandlerType] = [
             (evt.EVT_CONN_OPEN, quick_acks),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
@@ -127,10 +135,10 @@ class Gateway:
             # Released, aborted or dropped: the connection closes in every case.
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
-        self._server = self.ae.start_server(
-            (self.host, self.port), block=False, evt_handlers=handlers
-        )
-        self.port = int(self._server.server_address[1])
+        server = self.ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
+        assert server is not None  # only a blocking start returns None, once stopped
+        self._server = server
+        self.port = int(server.server_address[1])
         _event("dicom.listening", port=self.port, ae_title=self.ae_title)
         return self.port
 
@@ -156,7 +164,7 @@ class Gateway:
     def _on_requested(self, event: evt.Event) -> None:
         """A-ASSOCIATE-RQ: only registered calling AE titles get in (PS3.8 7.1.1.3)."""
         assoc: Association = event.assoc
-        calling = str(assoc.requestor.primitive.calling_ae_title).strip()
+        calling = str(_request(assoc).calling_ae_title).strip()
         addr = str(assoc.requestor.address)
         try:
             outcome = self._call(recognise(self.app, calling, addr))
@@ -178,7 +186,7 @@ class Gateway:
 
     @staticmethod
     def _called(assoc: Association) -> str:
-        return str(assoc.requestor.primitive.called_ae_title).strip()
+        return str(_request(assoc).called_ae_title).strip()
 
     def _on_closed(self, event: evt.Event) -> None:
         session = self._sessions.pop(id(event.assoc), None)
@@ -225,6 +233,7 @@ class Gateway:
         if session is None:
             return _status(conf.REFUSED_NOT_AUTHORIZED, "association not recognised")
         request = event.request
+        assert isinstance(request, C_STORE)  # EVT_C_STORE's handler
         sop_class = str(request.AffectedSOPClassUID)
         if sop_class not in conf.STORAGE_CLASSES:
             return self._failed(session, conf.SOP_CLASS_NOT_SUPPORTED, "SOP class not supported")
@@ -263,7 +272,7 @@ class Gateway:
         """Modality Worklist C-FIND (PS3.4 K.4.1): the calling site's exams only."""
         session = self._session(event)
         if session is None or str(event.request.AffectedSOPClassUID) != str(
-            ModalityWorklistInformationFind
+            conf.MODALITY_WORKLIST_FIND
         ):
             yield conf.FIND_UNABLE_TO_PROCESS, None
             return

@@ -7,7 +7,7 @@ from typing import Any
 
 from pynetdicom import evt
 
-QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 class QuickAckSocket:
@@ -20,12 +20,13 @@ class QuickAckSocket:
     flag is not sticky, hence after each recv; everything else is delegated.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, quickack: int) -> None:
         self._sock = sock
+        self._quickack = quickack  # socket.TCP_QUICKACK, which only Linux has
 
     def recv(self, size: int) -> bytes:
         data = self._sock.recv(size)
-        self._sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        self._sock.setsockopt(socket.IPPROTO_TCP, self._quickack, 1)
         return data
 
     def __getattr__(self, name: str) -> Any:
@@ -36,4 +37,4 @@ def quick_acks(event: evt.Event) -> None:
     """EVT_CONN_OPEN handler: wrap the new association's socket."""
     sock = event.assoc.dul.socket
     if QUICKACK is not None and sock is not None and isinstance(sock.socket, socket.socket):
-        sock.socket = QuickAckSocket(sock.socket)  # type: ignore[assignment]
+        sock.socket = QuickAckSocket(sock.socket, QUICKACK)  # type: ignore[assignment]

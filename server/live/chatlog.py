@@ -249,7 +249,7 @@ class ChatLog:
                 if len(last) != len(counts):  # an exam vanished (deleted): refuse the batch
                     raise not_found()
                 next_seq = {exam_id: last[exam_id] - n + 1 for exam_id, n in counts.items()}
-                rows = []
+                rows: list[dict[str, Any]] = []
                 for chat in fresh:
                     seq = next_seq[chat.exam_id]
                     next_seq[chat.exam_id] = seq + 1

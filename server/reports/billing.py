@@ -215,7 +215,9 @@ async def statement(
         stmt = stmt.where(
             BillingAct.radiologist_id == radiologist_id, BillingAct.kind == INTELLECTUAL
         )
-    acts, by_est, by_rad = [], {}, {}
+    acts: list[dict[str, Any]] = []
+    by_est: dict[str, dict[str, Any]] = {}  # by establishment code
+    by_rad: dict[int, dict[str, Any]] = {}  # by radiologist id
     totals = {
         "count": 0,
         "technical_cents": 0,

@@ -19,14 +19,14 @@ from zoneinfo import ZoneInfo
 from fpdf import FPDF
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, EncapsulatedPDFStorage, ExplicitVRLittleEndian
 
 PARIS = ZoneInfo("Europe/Paris")
-ENCAPSULATED_PDF = "1.2.840.10008.5.1.4.1.1.104.1"
+ENCAPSULATED_PDF = EncapsulatedPDFStorage  # 1.2.840.10008.5.1.4.1.1.104.1 (PS3.4 B.5)
 # A fixed namespace: UUIDv5 of (namespace, name) gives the same UID for the
 # same report on every machine (PS3.5 B.2, 2.25 root).
 UID_NAMESPACE = uuid.UUID("7d6f0c52-3f0e-5c36-9b8e-3a2f4f1e6c11")
-IMPLEMENTATION_UID = "2.25." + str(uuid.uuid5(UID_NAMESPACE, "implementation").int)
+IMPLEMENTATION_UID = UID("2.25." + str(uuid.uuid5(UID_NAMESPACE, "implementation").int))
 PRIVATE_CREATOR = "TELEIMAGERIE 1.0"
 SHA256_SYSTEM = "urn:teleimagerie:report-sha256"
 SHA256_EXTENSION = "https://teleimagerie.fr/fhir/StructureDefinition/report-sha256"
@@ -244,7 +244,7 @@ def render_dicom(
     issued = addenda[-1]["content"]["signed_at"] if addenda else content["signed_at"]
     date, time = _da_tm(issued)
     study_date, study_time = _da_tm(exam["requested_at"])
-    sop_uid = dicom_uid(f"sop:{version_hash}")
+    sop_uid = UID(dicom_uid(f"sop:{version_hash}"))
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from server.core.identity import Person
 from server.core.models import Base, Exam, User
 
 TEMPLATES = Path(__file__).parent.parent / "data" / "report_templates.json"
@@ -128,7 +129,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def person(user: User) -> dict[str, Any]:
+def person(user: User | Person) -> dict[str, Any]:
     return {"id": user.id, "name": user.display_name, "rpps": user.professional_id}
 
 

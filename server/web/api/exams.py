@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.permissions import visible
-from rooms.types import ExamStatus, Role
+from rooms.types import EventKind, ExamStatus, Role
 from server.accounts.auth import authenticate
 from server.core import audit
 from server.core.context import ctx
@@ -107,7 +107,10 @@ async def list_events(request: Request) -> Response:
                 .order_by(ExamEvent.seq)
             )
         ).all()
-        events = [event_json(ev, author) for ev, author in rows if visible(ev.kind, principal.role)]
+        role = Role(principal.role)
+        events = [
+            event_json(ev, author) for ev, author in rows if visible(EventKind(ev.kind), role)
+        ]
         await audit.record_request(
             request, "exam.events.read", principal, db, exam_id=exam.id, detail={"since": since}
         )
