@@ -152,7 +152,11 @@ class Gateway:
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         assert self.loop is not None
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except RuntimeError:  # the loop is closed (shutting down): it will never run
+            coro.close()
+            raise
         try:
             return future.result(self.timeout_s)
         except TimeoutError:
@@ -175,7 +179,7 @@ class Gateway:
         if isinstance(outcome, Caller):
             self._sessions[id(assoc)] = _Session(outcome, addr)
             return
-        reject(assoc, RJ_PERMANENT, RJ_SERVICE_USER, RJ_CALLING_AE)
+        # Audited before the modality is told, so that the row exists by then.
         _event("dicom.rejected", calling_ae=calling, addr=addr, reason=outcome)
         self._audit(
             "dicom.association",
@@ -183,6 +187,7 @@ class Gateway:
             addr,
             {"calling_ae": calling, "called_ae": self._called(assoc), "reason": outcome},
         )
+        reject(assoc, RJ_PERMANENT, RJ_SERVICE_USER, RJ_CALLING_AE)
 
     @staticmethod
     def _called(assoc: Association) -> str:
