@@ -1,5 +1,8 @@
 """Shared fixtures: a fresh database per test (SQLite or PostgreSQL, chosen by
-``TEST_DATABASE``), an isolated Redis key prefix, a live server, demo accounts."""
+``TEST_DATABASE``), an isolated Redis key prefix, demo accounts, and the app in
+two tiers (docs/architecture.md, "Two tiers of tests"): in process over httpx's
+ASGI transport (``api``, ``api_for``), or under uvicorn on a real socket
+(``live_server``, ``http``, ``client_for``)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from server.composition import app_context
 from server.core.config import Settings, normalise_database_url
 from server.core.migrate import upgrade
 from server.testing import LiveServer
+from server.web.app import App, create_app
 from tests.helpers import PASSWORD, flush_prefix, login
+from tests.lifespan import running
 
 BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -154,6 +159,68 @@ async def client_for(
 
     async def make(username: str) -> httpx.AsyncClient:
         client = httpx.AsyncClient(base_url=live_server.url, timeout=10)
+        clients.append(client)
+        client.headers["Authorization"] = f"Bearer {await login(client, username)}"
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest.fixture
+async def asgi_app(settings: Settings) -> AsyncIterator[App]:
+    """The app of ``create_app(settings)`` with its lifespan run (started before the
+    test, shut down after), called in process: no socket, no uvicorn."""
+    app = create_app(settings)
+    async with running(app):
+        yield app
+        await _start_up_work_done(app)
+
+
+async def _start_up_work_done(app: App) -> None:
+    """Wait for what the app starts in the background at start-up: the storage's
+    reconciliation with the index (docs/dicomweb.md "Start-up reconciliation") and
+    the rebuild of the timers from SQL.
+
+    Stopping the app with either under way leaves a query cut off midway, and its
+    database connection to the garbage collector: a ResourceWarning, which this
+    suite makes an error. A test in process can stop the app a few milliseconds
+    after it started; a server under uvicorn is not stopped that soon.
+    """
+    await asyncio.sleep(0)  # the timer loop's first turn, which starts the rebuild
+    reconciling = app.state.ctx.ingestor.reconciling
+    rebuilds = [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "_rebuild" and not task.done()
+    ]
+    await asyncio.gather(*rebuilds, *([reconciling] if reconciling is not None else []))
+
+
+def _in_process(app: App) -> httpx.AsyncClient:
+    # ASGITransport gives every request the client address ("127.0.0.1", 123): the
+    # login throttle keys on 127.0.0.1, as it does for clients of the live server.
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+@pytest.fixture
+async def api(asgi_app: App, accounts: Accounts) -> AsyncIterator[httpx.AsyncClient]:
+    """An anonymous client of the app in process (the accounts exist)."""
+    async with _in_process(asgi_app) as client:
+        yield client
+
+
+@pytest.fixture
+async def api_for(
+    asgi_app: App, accounts: Accounts
+) -> AsyncIterator[Callable[[str], Awaitable[httpx.AsyncClient]]]:
+    """``await api_for("urg_a")``: ``client_for``'s in-process twin, logged in as that
+    user (bearer token), for tests that only make HTTP requests to the API."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def make(username: str) -> httpx.AsyncClient:
+        client = _in_process(asgi_app)
         clients.append(client)
         client.headers["Authorization"] = f"Bearer {await login(client, username)}"
         return client

@@ -37,9 +37,9 @@ async def audit_actions(settings: Settings) -> list[tuple[str, str | None, str]]
 
 
 async def test_changing_ones_password_asks_the_current_one_and_ends_the_other_sessions(
-    live_server: LiveServer, client_for: ClientFor, http: httpx.AsyncClient, settings: Settings
+    api_for: ClientFor, api: httpx.AsyncClient, settings: Settings
 ) -> None:
-    here, elsewhere = await client_for("rad"), await client_for("rad")
+    here, elsewhere = await api_for("rad"), await api_for("rad")
     wrong = await here.post("/api/me/password", json={"current": "nope" * 4, "new": NEW})
     assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "wrong_password"
     short = await here.post("/api/me/password", json={"current": PASSWORD, "new": "short"})
@@ -48,9 +48,9 @@ async def test_changing_ones_password_asks_the_current_one_and_ends_the_other_se
     assert resp.status_code == 200 and resp.json() == {"sessions_ended": 1}
     assert (await here.get("/api/me")).status_code == 200
     assert (await elsewhere.get("/api/me")).status_code == 401
-    old = await http.post("/api/session", json={"username": "rad", "password": PASSWORD})
+    old = await api.post("/api/session", json={"username": "rad", "password": PASSWORD})
     assert old.status_code == 401
-    assert await login(http, "rad", NEW)
+    assert await login(api, "rad", NEW)
     assert await audit_actions(settings) == [
         ("account.password", "rad", "failed"),
         ("account.password", "rad", "ok"),
@@ -58,9 +58,9 @@ async def test_changing_ones_password_asks_the_current_one_and_ends_the_other_se
 
 
 async def test_log_out_everywhere_ends_every_session(
-    client_for: ClientFor, settings: Settings
+    api_for: ClientFor, settings: Settings
 ) -> None:
-    one, two, other = await client_for("coord"), await client_for("coord"), await client_for("rad")
+    one, two, other = await api_for("coord"), await api_for("coord"), await api_for("rad")
     assert (await one.delete("/api/me/sessions")).status_code == 204
     assert (await one.get("/api/me")).status_code == 401
     assert (await two.get("/api/me")).status_code == 401
@@ -69,12 +69,12 @@ async def test_log_out_everywhere_ends_every_session(
 
 
 async def test_an_admin_resets_a_password_and_only_an_admin_may(
-    client_for: ClientFor, http: httpx.AsyncClient, settings: Settings
+    api_for: ClientFor, api: httpx.AsyncClient, settings: Settings
 ) -> None:
     admin, urg, coord = (
-        await client_for("admin"),
-        await client_for("urg_a"),
-        await client_for("coord"),
+        await api_for("admin"),
+        await api_for("urg_a"),
+        await api_for("coord"),
     )
     refused = await coord.post("/api/users/urg_a/password", json={"new": NEW})
     assert refused.status_code == 403
@@ -84,7 +84,7 @@ async def test_an_admin_resets_a_password_and_only_an_admin_may(
     resp = await admin.post("/api/users/urg_a/password", json={"new": NEW})
     assert resp.status_code == 200 and resp.json()["sessions_ended"] == 1
     assert (await urg.get("/api/me")).status_code == 401
-    assert await login(http, "urg_a", NEW)
+    assert await login(api, "urg_a", NEW)
     assert await audit_actions(settings) == [("account.password_reset", "admin", "ok")]
 
 

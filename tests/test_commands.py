@@ -26,8 +26,8 @@ async def kinds(client: httpx.AsyncClient, exam_id: str) -> list[str]:
     return [e["kind"] for e in events]
 
 
-async def test_the_acquisition_path(client_for: ClientFor) -> None:
-    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+async def test_the_acquisition_path(api_for: ClientFor) -> None:
+    urg, rad, man = [await api_for(u) for u in ("urg_a", "rad", "man_a")]
     exam_id = await new_exam(urg)
 
     accepted = (await rad.post(f"/api/exams/{exam_id}/accept")).json()
@@ -55,8 +55,8 @@ async def test_the_acquisition_path(client_for: ClientFor) -> None:
     assert events[2]["body"]["replaces_previous"] is False
 
 
-async def test_wrong_state_is_409_and_writes_nothing(client_for: ClientFor) -> None:
-    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+async def test_wrong_state_is_409_and_writes_nothing(api_for: ClientFor) -> None:
+    urg, rad, man = [await api_for(u) for u in ("urg_a", "rad", "man_a")]
     exam_id = await new_exam(urg)
     resp = await man.post(f"/api/exams/{exam_id}/protocol/ack")
     assert resp.status_code == 409
@@ -69,8 +69,8 @@ async def test_wrong_state_is_409_and_writes_nothing(client_for: ClientFor) -> N
     assert (await urg.get(f"/api/exams/{exam_id}")).json()["status"] == "requested"
 
 
-async def test_wrong_role_is_403(client_for: ClientFor) -> None:
-    urg, man, coord = [await client_for(u) for u in ("urg_a", "man_a", "coord")]
+async def test_wrong_role_is_403(api_for: ClientFor) -> None:
+    urg, man, coord = [await api_for(u) for u in ("urg_a", "man_a", "coord")]
     exam_id = await new_exam(urg)
     for client, path in (
         (urg, "accept"),
@@ -84,8 +84,8 @@ async def test_wrong_role_is_403(client_for: ClientFor) -> None:
     assert await kinds(urg, exam_id) == ["exam.requested"]
 
 
-async def test_other_establishment_cannot_act(client_for: ClientFor) -> None:
-    urg_a, man_b, urg_b = [await client_for(u) for u in ("urg_a", "man_b", "urg_b")]
+async def test_other_establishment_cannot_act(api_for: ClientFor) -> None:
+    urg_a, man_b, urg_b = [await api_for(u) for u in ("urg_a", "man_b", "urg_b")]
     exam_id = await new_exam(urg_a)
     assert (await man_b.post(f"/api/exams/{exam_id}/protocol/ack")).status_code == 404
     resp = await urg_b.post(f"/api/exams/{exam_id}/cancel", json={"reason": "x"})
@@ -93,16 +93,16 @@ async def test_other_establishment_cannot_act(client_for: ClientFor) -> None:
     assert await kinds(urg_a, exam_id) == ["exam.requested"]
 
 
-async def test_once_accepted_other_radiologists_lose_sight(client_for: ClientFor) -> None:
-    urg, rad, rad2 = [await client_for(u) for u in ("urg_a", "rad", "rad2")]
+async def test_once_accepted_other_radiologists_lose_sight(api_for: ClientFor) -> None:
+    urg, rad, rad2 = [await api_for(u) for u in ("urg_a", "rad", "rad2")]
     exam_id = await new_exam(urg)
     assert (await rad.post(f"/api/exams/{exam_id}/accept")).status_code == 200
     assert (await rad2.get(f"/api/exams/{exam_id}")).status_code == 404
     assert (await rad2.post(f"/api/exams/{exam_id}/protocol", json=PROTOCOL)).status_code == 404
 
 
-async def test_protocol_validation_and_revision(client_for: ClientFor) -> None:
-    urg, rad = [await client_for(u) for u in ("urg_a", "rad")]
+async def test_protocol_validation_and_revision(api_for: ClientFor) -> None:
+    urg, rad = [await api_for(u) for u in ("urg_a", "rad")]
     exam_id = await new_exam(urg)
     await rad.post(f"/api/exams/{exam_id}/accept")
     resp = await rad.post(
@@ -120,8 +120,8 @@ async def test_protocol_validation_and_revision(client_for: ClientFor) -> None:
     assert events[-1]["body"]["protocol_id"] is None
 
 
-async def test_cancel(client_for: ClientFor) -> None:
-    urg, coord = [await client_for(u) for u in ("urg_a", "coord")]
+async def test_cancel(api_for: ClientFor) -> None:
+    urg, coord = [await api_for(u) for u in ("urg_a", "coord")]
     exam_id = await new_exam(urg)
     assert (await urg.post(f"/api/exams/{exam_id}/cancel", json={})).status_code == 422
     resp = await coord.post(f"/api/exams/{exam_id}/cancel", json={"reason": "Patient transféré"})
@@ -131,8 +131,8 @@ async def test_cancel(client_for: ClientFor) -> None:
     assert (await urg.post(f"/api/exams/{exam_id}/cancel", json={"reason": "x"})).status_code == 409
 
 
-async def test_concurrent_commands_never_share_a_seq(client_for: ClientFor) -> None:
-    urg, rad, rad2 = [await client_for(u) for u in ("urg_a", "rad", "rad2")]
+async def test_concurrent_commands_never_share_a_seq(api_for: ClientFor) -> None:
+    urg, rad, rad2 = [await api_for(u) for u in ("urg_a", "rad", "rad2")]
     exam_id = await new_exam(urg)
     # Two radiologists race to accept: exactly one wins, the other gets 409.
     results: list[Any] = await asyncio.gather(
@@ -185,10 +185,10 @@ PATHS: dict[str, list[tuple[str, str]]] = {
 }
 
 
-async def test_the_exam_lists_exactly_the_commands_that_succeed(client_for: ClientFor) -> None:
+async def test_the_exam_lists_exactly_the_commands_that_succeed(api_for: ClientFor) -> None:
     """For every status and participant, the exam JSON's ``commands`` are the command
     routes that succeed for that user; every other one answers 403 or 409."""
-    clients = {u: await client_for(u) for u in ("urg_a", "man_a", "rad", "coord")}
+    clients = {u: await api_for(u) for u in ("urg_a", "man_a", "rad", "coord")}
 
     async def run(user: str, exam_id: str, command: str) -> httpx.Response:
         method, path, body = ROUTES[command]

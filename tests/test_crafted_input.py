@@ -62,15 +62,15 @@ def login_body(username: str) -> str:
     ids=["deep", "depth65", "int4301", "negint", "float-inf", "nan", "nul", "surrogate"],
 )
 async def test_crafted_json_bodies_are_refused_before_login(
-    http: httpx.AsyncClient, username: str, code: str
+    api: httpx.AsyncClient, username: str, code: str
 ) -> None:
     """Unauthenticated: the login route reads the body before anything else."""
-    resp = await http.post("/api/session", content=login_body(username), headers=JSON)
+    resp = await api.post("/api/session", content=login_body(username), headers=JSON)
     assert error_code(resp, 400) == code
 
 
-async def test_nul_in_a_key_and_deep_in_an_authenticated_body(client_for: ClientFor) -> None:
-    urg = await client_for("urg_a")
+async def test_nul_in_a_key_and_deep_in_an_authenticated_body(api_for: ClientFor) -> None:
+    urg = await api_for("urg_a")
     body = exam_payload(clinical_question="AVC ?\u0000")
     resp = await urg.post("/api/exams", content=json.dumps(body), headers=JSON)
     assert error_code(resp, 400) == "nul_character"
@@ -83,10 +83,10 @@ async def test_nul_in_a_key_and_deep_in_an_authenticated_body(client_for: Client
 
 
 async def test_out_of_range_integer_where_the_database_has_a_column(
-    client_for: ClientFor,
+    api_for: ClientFor,
 ) -> None:
     """An id past the database's integer column is refused, not sent to SQL."""
-    coord = await client_for("coord")
+    coord = await api_for("coord")
     shift = {
         "radiologist": 2**40,
         "role": "primary",

@@ -30,8 +30,8 @@ async def _request(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any
     return body
 
 
-async def test_urgentist_requests_an_exam(client_for: ClientFor, settings: Settings) -> None:
-    urg = await client_for("urg_a")
+async def test_urgentist_requests_an_exam(api_for: ClientFor, settings: Settings) -> None:
+    urg = await api_for("urg_a")
     resp = await urg.post("/api/exams", json=exam_payload())
     assert resp.status_code == 201
     exam = resp.json()
@@ -81,9 +81,9 @@ async def test_configured_uid_root(
     ],
 )
 async def test_invalid_requests_get_422_naming_the_field(
-    client_for: ClientFor, settings: Settings, overrides: dict[str, Any], field: str
+    api_for: ClientFor, settings: Settings, overrides: dict[str, Any], field: str
 ) -> None:
-    urg = await client_for("urg_a")
+    urg = await api_for("urg_a")
     resp = await urg.post("/api/exams", json=exam_payload(**overrides))
     assert resp.status_code == 422
     err = resp.json()["error"]
@@ -94,8 +94,8 @@ async def test_invalid_requests_get_422_naming_the_field(
         assert await db.scalar(select(func.count()).select_from(Exam)) == 0
 
 
-async def test_missing_field_is_named(client_for: ClientFor) -> None:
-    urg = await client_for("urg_a")
+async def test_missing_field_is_named(api_for: ClientFor) -> None:
+    urg = await api_for("urg_a")
     body = exam_payload()
     del body["clinical_question"]
     resp = await urg.post("/api/exams", json=body)
@@ -103,18 +103,18 @@ async def test_missing_field_is_named(client_for: ClientFor) -> None:
     assert resp.json()["error"]["fields"][0]["field"] == "clinical_question"
 
 
-async def test_only_urgentists_request_exams(client_for: ClientFor) -> None:
+async def test_only_urgentists_request_exams(api_for: ClientFor) -> None:
     for username in ("man_a", "rad", "coord", "admin"):
-        client = await client_for(username)
+        client = await api_for(username)
         resp = await client.post("/api/exams", json=exam_payload())
         assert resp.status_code == 403, username
         assert resp.json()["error"]["code"] == "forbidden"
 
 
 async def test_oversized_body_is_413_and_stores_nothing(
-    client_for: ClientFor, settings: Settings
+    api_for: ClientFor, settings: Settings
 ) -> None:
-    urg = await client_for("urg_a")
+    urg = await api_for("urg_a")
     huge = exam_payload(clinical_question="x" * (settings.max_body_bytes + 1))
     resp = await urg.post("/api/exams", json=huge)
     assert resp.status_code == 413
@@ -126,8 +126,8 @@ async def test_oversized_body_is_413_and_stores_nothing(
         assert await db.scalar(select(func.count()).select_from(ExamEvent)) == 0
 
 
-async def test_establishments_never_see_each_other(client_for: ClientFor) -> None:
-    urg_a, urg_b, man_b = [await client_for(u) for u in ("urg_a", "urg_b", "man_b")]
+async def test_establishments_never_see_each_other(api_for: ClientFor) -> None:
+    urg_a, urg_b, man_b = [await api_for(u) for u in ("urg_a", "urg_b", "man_b")]
     exam_a = await _request(urg_a)
     exam_b = await _request(urg_b)
 
@@ -146,9 +146,9 @@ async def test_establishments_never_see_each_other(client_for: ClientFor) -> Non
     assert missing.json() == (await urg_b.get(f"/api/exams/{exam_a['id']}")).json()
 
 
-async def test_centre_roles_scope(client_for: ClientFor) -> None:
+async def test_centre_roles_scope(api_for: ClientFor) -> None:
     urg_a, urg_b, rad, coord, admin = [
-        await client_for(u) for u in ("urg_a", "urg_b", "rad", "coord", "admin")
+        await api_for(u) for u in ("urg_a", "urg_b", "rad", "coord", "admin")
     ]
     exam_a = await _request(urg_a)
     exam_b = await _request(urg_b, urgency="scheduled")
@@ -164,8 +164,8 @@ async def test_centre_roles_scope(client_for: ClientFor) -> None:
     assert (await admin.get(f"/api/exams/{exam_a['id']}")).status_code == 404
 
 
-async def test_worklist_filters_and_parameters(client_for: ClientFor) -> None:
-    urg = await client_for("urg_a")
+async def test_worklist_filters_and_parameters(api_for: ClientFor) -> None:
+    urg = await api_for("urg_a")
     await _request(urg)
     assert len((await urg.get("/api/exams", params={"status": "requested"})).json()["exams"]) == 1
     assert (await urg.get("/api/exams", params={"status": "delivered"})).json()["exams"] == []
@@ -175,8 +175,8 @@ async def test_worklist_filters_and_parameters(client_for: ClientFor) -> None:
     assert (await urg.get("/api/exams/x/events", params={"since": "abc"})).status_code == 400
 
 
-async def test_events_since(client_for: ClientFor) -> None:
-    urg = await client_for("urg_a")
+async def test_events_since(api_for: ClientFor) -> None:
+    urg = await api_for("urg_a")
     exam = await _request(urg)
     resp = await urg.get(f"/api/exams/{exam['id']}/events", params={"since": 1})
     assert resp.json() == {"events": [], "last_seq": 1}

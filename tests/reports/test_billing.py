@@ -90,10 +90,10 @@ MONTH: list[tuple[str, str, str, str, datetime]] = [
 
 
 async def test_a_month_of_activity_gives_matching_statements(
-    client_for: ClientFor, monkeypatch: pytest.MonkeyPatch
+    api_for: ClientFor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clients = {
-        u: await client_for(u) for u in ("urg_a", "urg_b", "man_a", "man_b", "rad", "rad2", "coord")
+        u: await api_for(u) for u in ("urg_a", "urg_b", "man_a", "man_b", "rad", "rad2", "coord")
     }
     clock = [utc(2026, 5, 1)]
     # The app reads time through AppContext.now: drive it like a month passing.
@@ -158,8 +158,8 @@ async def test_a_month_of_activity_gives_matching_statements(
     assert len(june["acts"]) == 2
 
 
-async def test_statement_parameters_and_roles(client_for: ClientFor) -> None:
-    coord, rad = await client_for("coord"), await client_for("rad")
+async def test_statement_parameters_and_roles(api_for: ClientFor) -> None:
+    coord, rad = await api_for("coord"), await api_for("rad")
     assert (await rad.get("/api/billing/statement?month=2026-05")).status_code == 403
     for query in (
         "",

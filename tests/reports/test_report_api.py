@@ -31,8 +31,8 @@ async def _audit_rows(settings: Settings, action: str) -> list[AuditEntry]:
         return list(rows.all())
 
 
-async def test_full_report_lifecycle(client_for: ClientFor, settings: Settings) -> None:
-    urg, rad, man, coord = [await client_for(u) for u in ("urg_a", "rad", "man_a", "coord")]
+async def test_full_report_lifecycle(api_for: ClientFor, settings: Settings) -> None:
+    urg, rad, man, coord = [await api_for(u) for u in ("urg_a", "rad", "man_a", "coord")]
     exam = await exam_images_complete(urg, rad, man)
     base = f"/api/exams/{exam['id']}"
 
@@ -151,8 +151,8 @@ async def test_full_report_lifecycle(client_for: ClientFor, settings: Settings) 
     assert kinds[-3:] == ["report.signed", "exam.delivered", "report.addendum"]
 
 
-async def test_sign_needs_a_complete_report_in_the_right_state(client_for: ClientFor) -> None:
-    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+async def test_sign_needs_a_complete_report_in_the_right_state(api_for: ClientFor) -> None:
+    urg, rad, man = [await api_for(u) for u in ("urg_a", "rad", "man_a")]
     exam = await exam_images_complete(urg, rad, man)
     base = f"/api/exams/{exam['id']}"
     no_draft = await rad.post(f"{base}/report/sign", json={"password": PASSWORD})
@@ -173,10 +173,10 @@ async def test_sign_needs_a_complete_report_in_the_right_state(client_for: Clien
 
 
 async def test_drafts_and_formats_respect_roles_and_tenancy(
-    client_for: ClientFor, settings: Settings
+    api_for: ClientFor, settings: Settings
 ) -> None:
     urg, rad, man, rad2, urg_b, admin = [
-        await client_for(u) for u in ("urg_a", "rad", "man_a", "rad2", "urg_b", "admin")
+        await api_for(u) for u in ("urg_a", "rad", "man_a", "rad2", "urg_b", "admin")
     ]
     exam = await exam_images_complete(urg, rad, man)
     base = f"/api/exams/{exam['id']}"
@@ -193,8 +193,8 @@ async def test_drafts_and_formats_respect_roles_and_tenancy(
     assert all(r.outcome == "denied" and r.exam_id == exam["id"] for r in denied)
 
 
-async def test_templates_route(client_for: ClientFor) -> None:
-    rad = await client_for("rad")
+async def test_templates_route(api_for: ClientFor) -> None:
+    rad = await api_for("rad")
     found = await ok(await rad.get("/api/report-templates?modality=CT&body_part=chest"))
     assert found["templates"][0]["id"] == "ct-chest"
     assert found["templates"][-1]["id"] == "generic"
@@ -203,11 +203,11 @@ async def test_templates_route(client_for: ClientFor) -> None:
 
 
 async def test_reads_and_commands_are_audited(
-    client_for: ClientFor, settings: Settings, http: httpx.AsyncClient
+    api_for: ClientFor, settings: Settings, api: httpx.AsyncClient
 ) -> None:
-    bad_login = await http.post("/api/session", json={"username": "rad", "password": "nope"})
+    bad_login = await api.post("/api/session", json={"username": "rad", "password": "nope"})
     assert bad_login.status_code == 401
-    urg, rad, man, coord = [await client_for(u) for u in ("urg_a", "rad", "man_a", "coord")]
+    urg, rad, man, coord = [await api_for(u) for u in ("urg_a", "rad", "man_a", "coord")]
     exam = await exam_images_complete(urg, rad, man)
     await ok(await urg.get(f"/api/exams/{exam['id']}"))
     trail = await ok(await coord.get(f"/api/audit?exam={exam['id']}"))
@@ -275,9 +275,9 @@ async def test_live_room_hides_drafts_from_site_staff(
 
 
 async def test_a_template_placeholder_left_in_the_report_blocks_the_signature(
-    client_for: ClientFor,
+    api_for: ClientFor,
 ) -> None:
-    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    urg, rad, man = [await api_for(u) for u in ("urg_a", "rad", "man_a")]
     exam = await exam_images_complete(urg, rad, man)
     base = f"/api/exams/{exam['id']}"
     # The radiologist keeps the template's dose line as it came, placeholders included.

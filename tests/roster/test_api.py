@@ -58,8 +58,8 @@ async def add_shift(coord: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     return resp.json()
 
 
-async def test_shifts_are_written_by_coordinators_and_validated(client_for: ClientFor) -> None:
-    coord, rad = await client_for("coord"), await client_for("rad")
+async def test_shifts_are_written_by_coordinators_and_validated(api_for: ClientFor) -> None:
+    coord, rad = await api_for("coord"), await api_for("rad")
     created = await add_shift(coord, establishments=["hopa"], max_in_progress=3)
     assert created["radiologist"]["username"] == "rad"
     assert created["establishments"] == ["HOPA"]
@@ -87,8 +87,8 @@ async def test_shifts_are_written_by_coordinators_and_validated(client_for: Clie
     assert (await coord.delete(f"/api/shifts/{created['id']}")).status_code == 404
 
 
-async def test_roster_at_a_saturday_night(client_for: ClientFor) -> None:
-    coord, urg = await client_for("coord"), await client_for("urg_a")
+async def test_roster_at_a_saturday_night(api_for: ClientFor) -> None:
+    coord, urg = await api_for("coord"), await api_for("urg_a")
     for rad, pattern in (("rad", "weeknight"), ("rad2", "weekend")):
         resp = await coord.post(
             "/api/shift-templates",
@@ -171,11 +171,11 @@ async def test_notification_channel_needs_a_login_and_an_allowed_origin(
             pass
 
 
-async def test_turnaround_of_an_exam_and_per_establishment(client_for: ClientFor) -> None:
-    urg, man, rad = await client_for("urg_a"), await client_for("man_a"), await client_for("rad")
-    coord = await client_for("coord")
+async def test_turnaround_of_an_exam_and_per_establishment(api_for: ClientFor) -> None:
+    urg, man, rad = await api_for("urg_a"), await api_for("man_a"), await api_for("rad")
+    coord = await api_for("coord")
     exam_id = (await urg.post("/api/exams", json=exam_payload())).json()["id"]
-    await (await client_for("urg_b")).post("/api/exams", json=exam_payload())
+    await (await api_for("urg_b")).post("/api/exams", json=exam_payload())
     for client, path, body in (
         (rad, "accept", None), (rad, "protocol", {"text": "TDM cérébral sans injection"}),
         (man, "protocol/ack", None), (man, "images-complete", None),
@@ -188,7 +188,7 @@ async def test_turnaround_of_an_exam_and_per_establishment(client_for: ClientFor
     assert one["intervals"]["to_accept"] >= 0 and one["intervals"]["to_sign"] is None
     assert one["within_sla"] is None
     assert (
-        await (await client_for("urg_b")).get(f"/api/exams/{exam_id}/turnaround")
+        await (await api_for("urg_b")).get(f"/api/exams/{exam_id}/turnaround")
     ).status_code == 404
     assert (await urg.get("/api/stats/turnaround")).status_code == 403
     stats = (await coord.get("/api/stats/turnaround", params={"from": "2020-01-01"})).json()
