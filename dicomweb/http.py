@@ -4,6 +4,7 @@ cover it; browsers need it), media types and multipart bodies (PS3.18 8.6/8.7)."
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -38,12 +39,43 @@ def dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+# A Host header value: a name, IPv4 or bracketed IPv6 address, an optional port.
+HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+FORWARDED = ("forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host")
+
+
 def base_of(request: Request, public: str | None) -> str:
-    """Prefix of the URLs in responses: the configured public URL, else the mount
-    path (root-relative). Never the Host header: clients send it without the port."""
+    """The absolute URL of the archive, prefix of every URL in a response
+    (RetrieveURL, BulkDataURI, Content-Location; PS3.18 8.2 wants them usable
+    as given): the configured public URL, else the request's scheme and host.
+
+    The scheme is the connection's, or the ``X-Forwarded-Proto`` of a proxy
+    uvicorn trusts (``FORWARDED_ALLOW_IPS``), which has already replaced it; no
+    other forwarding header is read. A Host without a port (dicomweb-client
+    sends its host name alone) gets the port the request arrived on, unless
+    that is the scheme's default or a proxy forwarded the request (a proxy's
+    Host is the one its clients used). A malformed Host is not echoed: the
+    address the request arrived at is used instead (docs/dicomweb.md "URLs")."""
     if public:
         return public.rstrip("/")
-    return str(request.scope.get("root_path", "")).rstrip("/")
+    scope = request.scope
+    scheme = str(scope.get("scheme", "http"))
+    root = str(scope.get("root_path", "")).rstrip("/")
+    server = scope.get("server") or ("127.0.0.1", DEFAULT_PORTS.get(scheme, 80))
+    host = request.headers.get("host", "")
+    match = HOST.fullmatch(host)
+    if match is None:
+        name = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
+        host, port = name, server[1]
+    else:
+        port = int(match.group(2)[1:]) if match.group(2) else None
+        host = match.group(1)
+        if port is None and not any(h in request.headers for h in FORWARDED):
+            port = server[1]
+    if port is None or port == DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}{root}"
+    return f"{scheme}://{host}:{port}{root}"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,13 @@ from dicomweb.http import (
     new_boundary,
     part_head,
 )
+from dicomweb.transcode import (
+    explicit_instance,
+    instance_plan,
+    native_frames,
+    not_acceptable,
+    wanted_native,
+)
 from dicomweb.types import DicomwebError
 
 CHUNK = 4 * 1024 * 1024
@@ -58,6 +65,7 @@ MEDIA = {
 async def retrieve(request: Request, ctx: Context) -> Response:
     """PS3.18 10.4.1: study, series or instance as multipart/related application/dicom."""
     _accept(request, "application/dicom")
+    asked = _syntaxes(request, "application/dicom")
     _, rows = await ctx.scoped_instances(
         request,
         t.instances.c.path,
@@ -69,19 +77,21 @@ async def retrieve(request: Request, ctx: Context) -> Response:
     )
     boundary = new_boundary()
     base = ctx.base(request)
+    paths = [ctx.storage.absolute(r.path) for r in rows]
+    rewritten = await _rewritten(asked, rows, paths)
     heads = [
         part_head(
             boundary,
-            f"application/dicom; transfer-syntax={r.transfer_syntax_uid}",
+            f"application/dicom; transfer-syntax="
+            f"{EXPLICIT_LE if i in rewritten else r.transfer_syntax_uid}",
             f"{base}/studies/{r.study_uid}/series/{r.series_uid}/instances/{r.sop_uid}",
         )
-        for r in rows
+        for i, r in enumerate(rows)
     ]
-    paths = [ctx.storage.absolute(r.path) for r in rows]
     tail = f"--{boundary}--\r\n".encode()
     segments: list[bytes | tuple[Any, int]] = []
-    for head, path, r in zip(heads, paths, rows, strict=True):
-        segments += [head, (path, r.size), b"\r\n"]
+    for i, (head, path, r) in enumerate(zip(heads, paths, rows, strict=True)):
+        segments += [head, rewritten.get(i, (path, r.size)), b"\r\n"]
     segments.append(tail)
     body = _Body(segments)
     return StreamingResponse(
@@ -89,6 +99,44 @@ async def retrieve(request: Request, ctx: Context) -> Response:
         media_type=multipart_type("application/dicom", boundary),
         headers={"content-length": str(body.length)},
     )
+
+
+async def _rewritten(
+    asked: frozenset[str] | None, rows: list[Any], paths: list[Any]
+) -> dict[int, bytes]:
+    """The instances to send in Explicit VR Little Endian rather than as stored,
+    by position, when the Accept names transfer syntaxes that do not include the
+    stored one; 406 (before any byte is sent) when an instance can be given
+    neither as stored nor so."""
+    if asked is None:
+        return {}
+    plan = [instance_plan(asked, r.transfer_syntax_uid) for r in rows]
+    for r, how in zip(rows, plan, strict=True):
+        if how is None:
+            raise not_acceptable(",".join(sorted(asked)), r.transfer_syntax_uid)
+    out: dict[int, bytes] = {}
+    for i, how in enumerate(plan):
+        if how:
+            out[i] = await anyio.to_thread.run_sync(explicit_instance, paths[i])
+    return out
+
+
+def _syntaxes(request: Request, inner: str) -> frozenset[str] | None:
+    """The transfer syntaxes the Accept allows for ``inner`` parts; None when
+    any will do (an entry without ``transfer-syntax``, ``*``, or a wildcard type)."""
+    found: set[str] = set()
+    for m in accept_list(request):
+        if m.type in ("*/*", "multipart/*"):
+            return None
+        if m.type != "multipart/related":
+            continue
+        if m.params.get("type", inner).lower() not in (inner, "*/*"):
+            continue
+        want = m.params.get("transfer-syntax")
+        if want is None or want == "*":
+            return None
+        found.add(want)
+    return frozenset(found) or None
 
 
 class _Body:
@@ -168,31 +216,49 @@ def _frame_numbers(text: str, count: int) -> list[int]:
     return numbers
 
 
-def _frame_media(request: Request, ts: str) -> tuple[str, str, bool]:
-    """(multipart type, part content type, single part) for the stored syntax,
-    or 406. ``type="*/*"``, unquoted types and ``transfer-syntax=*`` are accepted."""
+def _frame_media(request: Request, ts: str) -> tuple[str, str, bool, bool]:
+    """(multipart type, part content type, single part, decompress) for the stored
+    syntax, or 406. ``type="*/*"``, unquoted types and ``transfer-syntax=*`` are
+    accepted. ``application/octet-stream`` means Explicit VR Little Endian unless a
+    ``transfer-syntax`` says otherwise (PS3.18 8.7.3.5.2): a compressed instance is
+    then decompressed (dicomweb/transcode.py)."""
     native = ts in KNOWN_NATIVE
     stored = OCTET if native else MEDIA.get(ts, OCTET)
+    as_stored = f"{stored}; transfer-syntax={_ts(ts)}"
+    octet_stored = f"{OCTET}; transfer-syntax={_ts(ts)}"
+    decoded = f"{OCTET}; transfer-syntax={EXPLICIT_LE}"
+    asked: str | None = None
     for m in accept_list(request):
+        want = m.params.get("transfer-syntax")
+        asked = asked or (want if want != "*" else None)
         if m.type in ("*/*", "multipart/*"):
-            return stored, f"{stored}; transfer-syntax={_ts(ts)}", False
+            return stored, as_stored, False, False
         if m.type == OCTET:
-            if native or m.params.get("transfer-syntax") == "*":
-                return OCTET, f"{OCTET}; transfer-syntax={_ts(ts)}", True
+            if want == "*":
+                return OCTET, octet_stored, True, False
+            how = wanted_native(want or EXPLICIT_LE, ts)
+            if how is not None:
+                return OCTET, decoded if how else octet_stored, True, how
             continue
         if m.type != "multipart/related":
             continue
         inner = m.params.get("type", "*/*").lower()
-        want = m.params.get("transfer-syntax")
         if inner in ("*/*", stored) and want in (None, "*", ts, _ts(ts)):
-            return stored, f"{stored}; transfer-syntax={_ts(ts)}", False
-        if inner == OCTET and (want == "*" or (native and want in (None, EXPLICIT_LE))):
-            return OCTET, f"{OCTET}; transfer-syntax={_ts(ts)}", False
+            return stored, as_stored, False, False
+        if inner == OCTET and want == "*":
+            return OCTET, octet_stored, False, False
+        if inner in (OCTET, "*/*"):
+            how = wanted_native(want or EXPLICIT_LE, ts)
+            if how is not None:
+                return OCTET, decoded if how else octet_stored, False, how
+    if asked is not None:
+        raise not_acceptable(asked, ts)
     raise DicomwebError(
         406,
         "not_acceptable",
         f"frames are stored as {stored} (transfer syntax {ts}); ask for "
-        f'multipart/related; type="{stored}" or transfer-syntax=*',
+        f'multipart/related; type="{stored}", transfer-syntax=* or '
+        f'type="{OCTET}" (decompressed)',
     )
 
 
@@ -207,14 +273,19 @@ async def frames(request: Request, ctx: Context) -> Response:
         raise DicomwebError(404, "not_found", "this instance has no addressable frames")
     ranges = row.frames
     numbers = _frame_numbers(request.path_params["frames"], len(ranges))
-    inner, part_type, single = _frame_media(request, row.transfer_syntax_uid)
-    wanted = [ranges[n - 1] for n in numbers]
-    total = sum(length for frame in wanted for _, length in frame)
+    inner, part_type, single, decode = _frame_media(request, row.transfer_syntax_uid)
     path = ctx.storage.absolute(row.path)
-    if total <= 2 * 1024 * 1024:
-        blobs = _read_ranges(path, wanted)
+    if decode:
+        blobs = await anyio.to_thread.run_sync(
+            native_frames, path, numbers, row.transfer_syntax_uid
+        )
     else:
-        blobs = await anyio.to_thread.run_sync(_read_ranges, path, wanted)
+        wanted = [ranges[n - 1] for n in numbers]
+        total = sum(length for frame in wanted for _, length in frame)
+        if total <= 2 * 1024 * 1024:
+            blobs = _read_ranges(path, wanted)
+        else:
+            blobs = await anyio.to_thread.run_sync(_read_ranges, path, wanted)
     if single and len(blobs) == 1:
         return Response(blobs[0], media_type=part_type)
     boundary = new_boundary()
@@ -241,21 +312,40 @@ async def bulkdata(request: Request, ctx: Context) -> Response:
     tag = request.path_params["tag"].upper()
     path = ctx.storage.absolute(row.path)
     boundary = new_boundary()
+    ts = row.transfer_syntax_uid
+    ctype = ""
     if tag == "7FE00010" and row.frames is not None:
         ranges = json.loads(row.frames)
-        blobs = await anyio.to_thread.run_sync(_read_ranges, path, ranges)
-        native = row.transfer_syntax_uid in KNOWN_NATIVE
-        if native:
-            blobs = [b"".join(blobs)]
-        inner = OCTET if native else MEDIA.get(row.transfer_syntax_uid, OCTET)
+        if _asks_decompressed(request, ts):
+            numbers = list(range(1, len(ranges) + 1))
+            frames = await anyio.to_thread.run_sync(native_frames, path, numbers, ts)
+            blobs = [b"".join(frames)]
+            inner, ctype = OCTET, f"{OCTET}; transfer-syntax={EXPLICIT_LE}"
+        else:
+            blobs = await anyio.to_thread.run_sync(_read_ranges, path, ranges)
+            native = ts in KNOWN_NATIVE
+            if native:
+                blobs = [b"".join(blobs)]
+            inner = OCTET if native else MEDIA.get(ts, OCTET)
     else:
         blobs = [await anyio.to_thread.run_sync(_element_bytes, path, tag)]
         inner = OCTET
-    ctype = f"{inner}; transfer-syntax={_ts(row.transfer_syntax_uid)}"
+    ctype = ctype or f"{inner}; transfer-syntax={_ts(ts)}"
     body = b"".join(part_head(boundary, ctype) + b + b"\r\n" for b in blobs)
     return Response(
         body + f"--{boundary}--\r\n".encode(), media_type=multipart_type(inner, boundary)
     )
+
+
+def _asks_decompressed(request: Request, ts: str) -> bool:
+    """Bulk data of a compressed PixelData is served as stored unless the Accept
+    names ``application/octet-stream`` with a little endian ``transfer-syntax``."""
+    for m in accept_list(request):
+        inner = m.params.get("type", "").lower() if m.type == "multipart/related" else m.type
+        want = m.params.get("transfer-syntax")
+        if inner == OCTET and want is not None and want != "*":
+            return bool(wanted_native(want, ts))
+    return False
 
 
 def _element_bytes(path: Any, tag: str) -> bytes:
