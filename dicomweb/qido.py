@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb import tables as t
+from dicomweb.dicomxml import DICOM_XML, multipart_xml
 from dicomweb.header import BASE
-from dicomweb.http import accept_list, base_of, dicom_json
+from dicomweb.http import accept_list, base_of, dicom_json, multipart_type, new_boundary
 from dicomweb.matching import ATTRS, TABLES, Attr, Level, Query, base_select, parse
 from dicomweb.types import Access, DicomwebError
 
@@ -49,8 +50,7 @@ async def search(
 ) -> Response:
     """PS3.18 10.6.1 Search Transaction, at ``level``, scoped by the path's UIDs."""
     principal = await access.authenticate(request)
-    if not any(m.type in ACCEPTABLE for m in accept_list(request)):
-        raise DicomwebError(406, "not_acceptable", "QIDO-RS answers application/dicom+json")
+    xml = _wants_xml(request)
     study = request.path_params.get("study")
     series = request.path_params.get("series")
     if "\x00" in (study or "") + (series or ""):
@@ -67,8 +67,29 @@ async def search(
     rows = await _fetch(db, q, conditions)
     base = base_of(request, public_url)
     body = [_dataset(q, row, base) for row in rows]
+    if xml:
+        boundary = new_boundary()
+        payload = multipart_xml(body, boundary).replace(BASE.encode(), base.encode())
+        return Response(payload, media_type=multipart_type(DICOM_XML, boundary))
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return dicom_json(text, base=base)
+
+
+def _wants_xml(request: Request) -> bool:
+    """PS3.18 10.6.3.3: DICOM JSON (the default) or, when the Accept prefers it,
+    ``multipart/related; type="application/dicom+xml"``; anything else is 406."""
+    for m in accept_list(request):
+        if m.type in ACCEPTABLE:
+            return False
+        if m.type == DICOM_XML:
+            return True
+        if m.type == "multipart/related" and m.params.get("type", "").lower() == DICOM_XML:
+            return True
+    raise DicomwebError(
+        406,
+        "not_acceptable",
+        'QIDO-RS answers application/dicom+json or multipart/related; type="application/dicom+xml"',
+    )
 
 
 def _sources(q: Query) -> list[Level]:

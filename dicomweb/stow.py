@@ -24,7 +24,8 @@ from python_multipart.multipart import MultipartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from dicomweb.http import base_of, dicom_json, dumps, parse_media
+from dicomweb.dicomxml import DICOM_XML, public_only, to_xml
+from dicomweb.http import DICOM_JSON, accept_list, base_of, dicom_json, dumps, parse_media
 from dicomweb.ingest import Ingestor, discard_staged
 from dicomweb.outcome import failed_item, referenced_item
 from dicomweb.staging import Staged
@@ -268,7 +269,8 @@ async def stow(request: Request, ingestor: Ingestor, max_bytes: int) -> Response
         results.append(Failure(CANNOT_UNDERSTAND, "the last part is truncated"))
     if parts.count == 0:
         raise DicomwebError(400, "bad_multipart", "no complete part in the multipart body")
-    return _response(results, study, base_of(request, ingestor.config.public_base_url))
+    xml = _wants_xml(request)
+    return _response(results, study, base_of(request, ingestor.config.public_base_url), xml)
 
 
 async def _stop(consumer: asyncio.Task[None], parts: _Parts) -> None:
@@ -281,8 +283,22 @@ async def _stop(consumer: asyncio.Task[None], parts: _Parts) -> None:
     parts.drop_pending()
 
 
+def _wants_xml(request: Request) -> bool:
+    """PS3.18 10.5.3: the response is DICOM JSON unless the Accept prefers
+    ``application/dicom+xml`` (PS3.19 Native DICOM Model)."""
+    for m in accept_list(request):
+        if m.type in (DICOM_JSON, "application/json", "*/*", "application/*"):
+            return False
+        if m.type == DICOM_XML:
+            return True
+    return False
+
+
 def _response(
-    results: list[StoredInstance | KeptAside | Failure], study: str | None, base: str
+    results: list[StoredInstance | KeptAside | Failure],
+    study: str | None,
+    base: str,
+    xml: bool = False,
 ) -> Response:
     """PS3.18 Table 10.5.3-3; instances kept aside are referenced with a warning
     (dicomweb/outcome.py), so a response with any is 202 like one with failures."""
@@ -306,4 +322,8 @@ def _response(
     if referenced:
         body["00081199"] = {"vr": "SQ", "Value": referenced}
     status = 200 if not (failed or warned) else (202 if referenced else 409)
+    if xml:
+        # The private outcome block is for the room's upload, which reads JSON;
+        # generic XML readers (dicomweb-client's) expect public keywords only.
+        return Response(to_xml(public_only(body)), status_code=status, media_type=DICOM_XML)
     return dicom_json(dumps(body), status=status)
