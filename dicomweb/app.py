@@ -74,6 +74,8 @@ def create_dicomweb_app(
         Route(instance + "/metadata", bind(wado.metadata), methods=["GET"]),
         Route(instance + "/frames/{frames}", bind(wado.frames), methods=["GET"]),
         Route(instance + "/bulkdata/{tag}", bind(wado.bulkdata), methods=["GET"]),
+        Route(study + "/rendered", bind(render.rendered_many), methods=["GET"]),
+        Route(series + "/rendered", bind(render.rendered_many), methods=["GET"]),
         Route(instance + "/rendered", bind(render.rendered), methods=["GET"]),
         Route(instance + "/frames/{frames}/rendered", bind(render.rendered), methods=["GET"]),
         Route(study + "/thumbnail", bind(render.thumbnail), methods=["GET"]),

@@ -10,7 +10,9 @@ first request, off the event loop, and cached on disk.
 from __future__ import annotations
 
 import io
+import logging
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,14 @@ from PIL import Image
 from pydicom import dcmread
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from dicomweb import tables as t
 from dicomweb.context import Context
-from dicomweb.http import accept_list
+from dicomweb.http import accept_list, multipart_type, new_boundary, part_head
 from dicomweb.types import DicomwebError
 
+log = logging.getLogger("dicomweb.render")
 FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
 
 
@@ -155,6 +158,85 @@ async def rendered(request: Request, ctx: Context) -> Response:
         render_file, ctx.storage.absolute(row.path), frame - 1, opts, fmt
     )
     return Response(body, media_type=fmt, headers={"cache-control": "private, max-age=3600"})
+
+
+def pick_many_format(request: Request) -> tuple[str, bool]:
+    """(image type, multipart) for a rendered study or series: every instance as
+    ``multipart/related; type="image/..."`` when the Accept asks for that, else one
+    image (a bare ``image/jpeg``, ``image/*`` or ``*/*``, what dicomweb-client's
+    ``retrieve_series_rendered`` and an ``<img>`` ask for)."""
+    for m in accept_list(request):
+        if m.type == "multipart/related":
+            inner = m.params.get("type", "*/*").lower()
+            if inner in FORMATS:
+                return inner, True
+            if inner in ("*/*", "image/*"):
+                return "image/jpeg", True
+            continue
+        if m.type in FORMATS:
+            return m.type, False
+        if m.type in ("*/*", "image/*"):
+            return "image/jpeg", False
+    raise DicomwebError(
+        406,
+        "not_acceptable",
+        "rendered media types: image/jpeg, image/png, image/gif, alone or as "
+        'multipart/related; type="image/jpeg" (one part per instance)',
+    )
+
+
+async def rendered_many(request: Request, ctx: Context) -> Response:
+    """PS3.18 10.4.1.1.3, rendered study and series (docs/dicomweb.md "Rendered
+    study and series"). Asked as ``multipart/related; type=<image type>``: every
+    image instance of the resource rendered (its first frame, with the options of
+    an instance), one part each with the instance's rendered URL as
+    Content-Location, in series then instance order, rendered one after the other
+    in a worker thread as the response is sent. Asked as a single image type: the
+    first image instance of the resource, rendered. Instances without pixel data
+    (reports, presentation states) are left out."""
+    fmt, many = pick_many_format(request)
+    opts = parse_options(request)
+    _, rows = await ctx.scoped_instances(
+        request,
+        t.instances.c.path,
+        t.instances.c.frames,
+        t.studies.c.study_uid,
+        t.series.c.series_uid,
+        t.instances.c.sop_uid,
+    )
+    images = [r for r in rows if r.frames is not None]
+    if not images:
+        raise DicomwebError(422, "cannot_render", "no instance of it holds an image")
+    first = await anyio.to_thread.run_sync(
+        render_file, ctx.storage.absolute(images[0].path), 0, opts, fmt
+    )
+    cache = {"cache-control": "private, max-age=3600"}
+    if not many:
+        return Response(first, media_type=fmt, headers=cache)
+    base = ctx.base(request)
+    boundary = new_boundary()
+
+    def part(row: Any, body: bytes) -> bytes:
+        location = (
+            f"{base}/studies/{row.study_uid}/series/{row.series_uid}"
+            f"/instances/{row.sop_uid}/rendered"
+        )
+        return part_head(boundary, fmt, location) + body + b"\r\n"
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield part(images[0], first)
+        for row in images[1:]:
+            try:
+                body = await anyio.to_thread.run_sync(
+                    render_file, ctx.storage.absolute(row.path), 0, opts, fmt
+                )
+            except Exception:  # already answering 200: this one is left out, not the rest
+                log.warning("instance %s not rendered", row.sop_uid, exc_info=True)
+                continue
+            yield part(row, body)
+        yield f"--{boundary}--\r\n".encode()
+
+    return StreamingResponse(stream(), media_type=multipart_type(fmt, boundary), headers=cache)
 
 
 async def thumbnail(request: Request, ctx: Context) -> Response:
