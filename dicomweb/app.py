@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dicomweb import qido, render, stow, wado
+from dicomweb import qido, render, stow, wado, wadouri
 from dicomweb.context import Context
 from dicomweb.http import CORSMiddleware, error_response
 from dicomweb.ingest import Ingestor
@@ -81,6 +81,8 @@ def create_dicomweb_app(
         Route(study + "/thumbnail", bind(render.thumbnail), methods=["GET"]),
         Route(series + "/thumbnail", bind(render.thumbnail), methods=["GET"]),
         Route(instance + "/thumbnail", bind(render.thumbnail), methods=["GET"]),
+        # WADO-URI (PS3.18 chapter 9): the instance is named in the query.
+        Route("/wado", bind(wadouri.wado), methods=["GET"]),
     ]
 
     async def on_error(request: Request, exc: Exception) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,16 +96,18 @@ class Context:
         return base_of(request, self.config.public_base_url)
 
     async def scoped_instances(
-        self, request: Request, *columns: Any
+        self, request: Request, *columns: Any, uids: Mapping[str, str] | None = None
     ) -> tuple[Principal, list[Any]]:
-        """Instances under the path's study/series/instance UIDs the caller may see,
-        in series then instance order; 404 when there are none."""
+        """Instances under the path's study/series/instance UIDs (or ``uids``, with
+        the same keys, for WADO-URI's query) the caller may see, in series then
+        instance order; 404 when there are none."""
         principal = await self.access.authenticate(request)
-        stmt = self.scope(request, principal, columns)
+        params = request.path_params if uids is None else uids
+        stmt = self.scope(params, principal, columns)
         async with self.db() as session:
             rows = list((await session.execute(stmt)).all())
         if not rows:
-            raise DicomwebError(404, "not_found", _what(request) + " not found")
+            raise DicomwebError(404, "not_found", _what(params) + " not found")
         return principal, rows
 
     async def frame_source(self, request: Request) -> FrameSource:
@@ -137,7 +139,7 @@ class Context:
         async with self.db() as session:
             rows = {r.sop_uid: r for r in await session.execute(stmt)}
         if p["instance"] not in rows:
-            raise DicomwebError(404, "not_found", _what(request) + " not found")
+            raise DicomwebError(404, "not_found", _what(request.path_params) + " not found")
         wanted = None
         for sop, row in rows.items():
             source = FrameSource(
@@ -153,8 +155,7 @@ class Context:
         assert wanted is not None
         return wanted
 
-    def scope(self, request: Request, principal: Principal, columns: Any) -> Select[Any]:
-        p = request.path_params
+    def scope(self, p: Mapping[str, str], principal: Principal, columns: Any) -> Select[Any]:
         conds: list[ColumnElement[bool]] = [t.studies.c.study_uid == p["study"]]
         if "series" in p:
             conds.append(t.series.c.series_uid == p["series"])
@@ -176,8 +177,7 @@ class Context:
         )
 
 
-def _what(request: Request) -> str:
-    p = request.path_params
+def _what(p: Mapping[str, str]) -> str:
     if "instance" in p:
         return f"instance {p['instance']}"
     if "series" in p:

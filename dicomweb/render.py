@@ -39,6 +39,8 @@ class Options:
     window: tuple[float, float, str] | None = None
     viewport: tuple[int, int] | None = None
     quality: int = 90
+    #: WADO-URI ``region``: left, top, right, bottom as fractions of the image.
+    region: tuple[float, float, float, float] | None = None
 
 
 def parse_options(request: Request) -> Options:
@@ -128,6 +130,10 @@ def render_file(path: Path, index: int, opts: Options, fmt: str) -> bytes:
             f"cannot decode pixel data ({ds.file_meta.get('TransferSyntaxUID', '?')}): {exc}",
         ) from exc
     img = to_image(ds, arr, opts.window)
+    if opts.region:
+        left, top, right, bottom = opts.region
+        w, h = img.size
+        img = img.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
     if opts.viewport:
         img.thumbnail(opts.viewport, Image.Resampling.LANCZOS)
     buf = io.BytesIO()
