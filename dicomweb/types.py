@@ -43,9 +43,8 @@ class DicomwebConfig:
 
     ``public_base_url``: the absolute URL the archive is reachable at (e.g.
     ``https://pacs.example.org/dicomweb``). When None, URLs in responses
-    (RetrieveURL, BulkDataURI, thumbnails) are root-relative, built from the
-    mount path, never from the Host header, which dicomweb-client sends without
-    the port (docs/dicomweb.md "Decisions").
+    (RetrieveURL, BulkDataURI, Content-Location) are built from the request's
+    scheme and host (docs/dicomweb.md "URLs").
     ``mount_path``: where the server mounts the app, used for URLs made outside a
     request (ingest hooks for C-STORE) when there is no public base URL.
     """
