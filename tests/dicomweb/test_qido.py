@@ -120,7 +120,9 @@ async def test_dicomweb_client_search(archive: Archive, seeded: dict[str, str]) 
     assert len(client.search_for_instances()) == 3
 
 
-async def test_ohif_pattern(seeded: dict[str, str], http: httpx.AsyncClient) -> None:
+async def test_ohif_pattern(
+    archive: Archive, seeded: dict[str, str], http: httpx.AsyncClient
+) -> None:
     resp = await http.get(
         "/studies?limit=101&offset=0&fuzzymatching=false&includefield=00081030%2C00080060"
     )
@@ -130,7 +132,7 @@ async def test_ohif_pattern(seeded: dict[str, str], http: httpx.AsyncClient) -> 
     assert s["00100010"]["Value"] == [{"Alphabetic": "Smith^John"}]
     assert s["00080061"]["Value"] == ["CT"]
     assert s["00201206"]["Value"] == [1] and s["00201208"]["Value"] == [1]
-    assert s["00081190"]["Value"] == [f"/dicomweb/studies/{seeded['P1']}"]
+    assert s["00081190"]["Value"] == [f"{archive.url}/studies/{seeded['P1']}"]
     resp = await http.get(
         f"/studies/{seeded['P1']}/series",
         params={"includefield": "00080021,00080031,0008103E,00200011"},
@@ -141,13 +143,15 @@ async def test_ohif_pattern(seeded: dict[str, str], http: httpx.AsyncClient) -> 
 
 
 async def test_includefield_all_and_keywords(
-    seeded: dict[str, str], http: httpx.AsyncClient
+    archive: Archive, seeded: dict[str, str], http: httpx.AsyncClient
 ) -> None:
     body = (
         await http.get("/instances", params=[("PatientID", "P1"), ("includefield", "all")])
     ).json()
     assert body[0]["00280010"]["Value"] == [128]  # Rows from the stored metadata
-    assert "7FE00010" in body[0] and body[0]["7FE00010"]["BulkDataURI"].startswith("/dicomweb/")
+    assert "7FE00010" in body[0] and body[0]["7FE00010"]["BulkDataURI"].startswith(
+        archive.url + "/"
+    )
     body = (
         await http.get(
             "/studies", params=[("includefield", "PatientAge"), ("includefield", "00101010")]

@@ -43,7 +43,7 @@ def test_store_with_dicomweb_client(archive: Archive) -> None:
     result = client.store_instances(datasets)
     refs = result.ReferencedSOPSequence
     assert {r.ReferencedSOPInstanceUID for r in refs} == {d.SOPInstanceUID for d in datasets}
-    assert refs[0].RetrieveURL.startswith("/dicomweb/studies/")
+    assert refs[0].RetrieveURL.startswith(archive.url + "/studies/")
     assert len(stored_files(archive)) == 2
     assert len(archive.hooks.stored) == 2
     stored = archive.hooks.stored[0][1]
@@ -97,7 +97,7 @@ async def test_store_into_named_study(archive: Archive, http: httpx.AsyncClient)
     body, ctype = multipart([instance(study=study), instance(study=study)])
     resp = await http.post(f"/studies/{study}", content=body, headers={"content-type": ctype})
     assert resp.status_code == 200
-    assert resp.json()["00081190"]["Value"] == [f"/dicomweb/studies/{study}"]
+    assert resp.json()["00081190"]["Value"] == [f"{archive.url}/studies/{study}"]
 
 
 async def test_missing_and_invalid_uids(archive: Archive, http: httpx.AsyncClient) -> None:
