@@ -18,6 +18,7 @@ and attributes. The correspondence, per attribute:
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +29,9 @@ NAMESPACE = "http://dicom.nema.org/PS3.19/models/NativeDICOM"
 DICOM_XML = "application/dicom+xml"
 PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 PN_PARTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
+# Characters XML 1.0 cannot carry (C0 controls but tab, LF, CR; lone surrogates;
+# U+FFFE, U+FFFF): a text value holding one gets U+FFFD in their place.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _creator(dataset: dict[str, Any], tag: str) -> str | None:
@@ -48,7 +52,7 @@ def _person_name(parent: ET.Element, number: int, value: dict[str, str] | None) 
         node = ET.SubElement(name, group)
         for part, component in zip(PN_PARTS, text.split("^"), strict=False):
             if component:
-                ET.SubElement(node, part).text = component
+                ET.SubElement(node, part).text = _clean(component)
 
 
 def _attributes(parent: ET.Element, dataset: dict[str, Any]) -> None:
@@ -61,7 +65,7 @@ def _attributes(parent: ET.Element, dataset: dict[str, Any]) -> None:
             node.set("keyword", keyword)
         creator = _creator(dataset, tag)
         if creator is not None:
-            node.set("privateCreator", creator)
+            node.set("privateCreator", _clean(creator))
         if "BulkDataURI" in attr:
             ET.SubElement(node, "BulkData", uri=attr["BulkDataURI"])
         elif "InlineBinary" in attr:
@@ -81,7 +85,11 @@ def _attributes(parent: ET.Element, dataset: dict[str, Any]) -> None:
 def _text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    return _clean(str(value))
+
+
+def _clean(text: str) -> str:
+    return NOT_XML.sub("\ufffd", text)
 
 
 def public_only(dataset: dict[str, Any]) -> dict[str, Any]:

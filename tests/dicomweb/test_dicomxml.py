@@ -166,3 +166,38 @@ def test_dicomweb_client_reads_the_xml_store_response(archive: Archive) -> None:
     sop = dcmread(io.BytesIO(data), stop_before_pixels=True).SOPInstanceUID
     assert result.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == sop
     assert result.ReferencedSOPSequence[0].RetrieveURL.startswith(archive.url)
+
+
+def test_native_model_of_values() -> None:
+    """The mapping itself, on values: private creator, empty values, person name
+    groups, sequences, inline binary, characters XML cannot carry."""
+    from dicomweb.dicomxml import to_xml
+
+    dataset = {
+        "00100010": {
+            "vr": "PN",
+            "Value": [{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"}],
+        },
+        "00180050": {"vr": "DS", "Value": [2.5, None, 3]},
+        "00081199": {
+            "vr": "SQ",
+            "Value": [{"00081155": {"vr": "UI", "Value": ["1.2.3"]}}, {}],
+        },
+        "00091010": {"vr": "LO", "Value": ["secret\x01value"]},
+        "00090010": {"vr": "LO", "Value": ["ACME 1"]},
+        "00420011": {"vr": "OB", "InlineBinary": "AAEC"},
+        "00081030": {"vr": "LO"},
+    }
+    root = xml_root(to_xml(dataset))
+    back = parse(root)
+    assert back["00100010"]["Value"] == [{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"}]
+    assert back["00180050"]["Value"] == [2.5, None, 3.0]
+    assert back["00081199"]["Value"] == [{"00081155": {"vr": "UI", "Value": ["1.2.3"]}}, {}]
+    assert back["00091010"]["Value"] == ["secret\ufffdvalue"]
+    assert back["00420011"] == {"vr": "OB", "InlineBinary": "AAEC"}
+    assert back["00081030"] == {"vr": "LO"}
+    private = root.find(f"{NS}DicomAttribute[@tag='00091010']")
+    assert private is not None and private.get("privateCreator") == "ACME 1"
+    assert private.get("keyword") is None
+    family = root.find(f".//{NS}PersonName/{NS}Alphabetic/{NS}FamilyName")
+    assert family is not None and family.text == "Yamada"
