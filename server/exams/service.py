@@ -79,8 +79,15 @@ async def create_exam(
     req: ExamRequest,
     now: datetime,
     assigned_radiologist_id: int | None = None,
+    *,
+    identity_id: int | None = None,
+    placer_order_number: str | None = None,
 ) -> tuple[Exam, ExamEvent]:
-    """Insert the exam and its ``exam.requested`` event (seq 1) in one transaction."""
+    """Insert the exam and its ``exam.requested`` event (seq 1) in one transaction.
+
+    ``identity_id`` links it to the identity received from the hospital (docs/patients.md)
+    and ``placer_order_number`` keeps the number of the order it came from (docs/hl7.md).
+    """
     assert requester.establishment_id is not None
     for _attempt in range(5):
         exam = Exam(
@@ -100,6 +107,8 @@ async def create_exam(
             urgency=req.urgency,
             contraindications=req.contraindications or None,
             consent=req.consent,
+            patient_identity_id=identity_id,
+            placer_order_number=placer_order_number,
             created_at=now,
             updated_at=now,
             last_seq=1,
@@ -121,6 +130,7 @@ async def create_exam(
                 "body_part": exam.body_part,
                 "urgency": exam.urgency,
                 "accession_number": exam.accession_number,
+                **({"placer_order_number": placer_order_number} if placer_order_number else {}),
             },
         )
         db.add(event)
