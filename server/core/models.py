@@ -206,6 +206,7 @@ class Exam(Base):
     assigned_radiologist: Mapped[User | None] = relationship(
         foreign_keys=[assigned_radiologist_id], lazy="joined"
     )
+    patient_identity: Mapped[PatientIdentity | None] = relationship(lazy="joined")
 
 
 class ExamEvent(Base):

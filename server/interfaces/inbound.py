@@ -142,6 +142,21 @@ class Inbound:
         stored = await self._stored(sender, head.control_id)
         if stored is not None:
             return stored
+        try:
+            text, effects = await self._apply_once(msg, head, peer, sender)
+        except IntegrityError:
+            # The same message on another connection, applied just before this one.
+            again = await self._stored(sender, head.control_id)
+            if again is None:
+                raise
+            return again
+        await self._publish(effects)
+        return text
+
+    async def _apply_once(
+        self, msg: hl7.Message, head: Header, peer: Peer, sender: Sender
+    ) -> tuple[str, Effects]:
+        """Apply in a savepoint, store the ACK, audit, commit: one transaction."""
         now = self.app.now()
         effects = Effects()
         error: Hl7Error | None = None
@@ -183,18 +198,10 @@ class Inbound:
                 at=now,
                 detail=detail,
             )
-            try:
-                await db.commit()
-            except IntegrityError:  # the same message on another connection, just now
-                await db.rollback()
-                again = await self._stored(sender, head.control_id)
-                if again is None:
-                    raise
-                return again
+            await db.commit()
             for exam, _choice in effects.routed:
                 await db.refresh(exam)
-        await self._publish(effects)
-        return text
+        return text, effects
 
     async def _stored(self, sender: Sender, control_id: str) -> str | None:
         async with self.app.read() as db:
