@@ -67,7 +67,7 @@ def adt(trigger: str, control: str, *segments: str, **header: str) -> str:
     structure = {"A28": "ADT_A05", "A31": "ADT_A05", "A40": "ADT_A39", "A47": "ADT_A30"}.get(
         trigger, "ADT_A01"
     )
-    body = [msh(f"ADT^{trigger}^{structure}", control, **header), f"EVN||20261206101500"]
+    body = [msh(f"ADT^{trigger}^{structure}", control, **header), "EVN||20261206101500"]
     return "\r".join([*body, *segments]) + "\r"
 
 
