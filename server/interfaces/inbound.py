@@ -242,12 +242,15 @@ class Inbound:
         """Create or update the identity of PID; the exams showing it hear of it."""
         traits = _checked(traits, now)
         try:
-            row, created, exams = await patients.upsert(db, sender.establishment_id, traits, now)
+            row, outcome, exams = await patients.upsert(db, sender.establishment_id, traits, now)
         except PatientError as exc:
             raise _trait_error(exc) from None
+        e.detail["ipp"] = row.ipp
+        if outcome == "unchanged":
+            return row
         await audit.record(
             db,
-            action="patient.created" if created else "patient.updated",
+            action=f"patient.{outcome}",
             username=_who(sender),
             at=now,
             detail={"ipp": row.ipp, "status": row.identity_status, "exams": exams},
@@ -302,6 +305,10 @@ class Inbound:
                 detail={"from": old, "to": row.ipp, "exams": exams},
             )
             e.detail["from_ipp"] = old
+            for exam_id in exams:
+                await self._event(
+                    db, sender, exam_id, EventKind.PATIENT_UPDATED, row, now, e, previous_ipp=old
+                )
             # The traits sent with the new identifier apply too.
             await self._identity(db, sender, traits, now, e)
             return

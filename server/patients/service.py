@@ -161,25 +161,42 @@ async def surviving(db: AsyncSession, identity: PatientIdentity) -> PatientIdent
     return identity
 
 
+def _traits_of(row: PatientIdentity) -> Traits:
+    return Traits(
+        ipp=row.ipp,
+        birth_name=row.birth_name,
+        first_names=row.first_names,
+        sex=row.sex,
+        birth_date=row.birth_date,
+        status=IdentityStatus(row.identity_status),
+        ins=row.ins,
+        ins_oid=row.ins_oid,
+        used_name=row.used_name,
+        used_first_name=row.used_first_name,
+        birthplace_code=row.birthplace_code,
+    )
+
+
 async def upsert(
     db: AsyncSession, establishment_id: int, traits: Traits, now: datetime
-) -> tuple[PatientIdentity, bool, list[str]]:
-    """Create the identity, or update the one with that IPP: ``(row, created,
-    exam ids whose shown identity changed)``. The traits must have passed
-    :func:`check`. The exams linked to it show the new strict traits."""
+) -> tuple[PatientIdentity, str, list[str]]:
+    """Create the identity, or update the one with that IPP: ``(row, "created" |
+    "updated" | "unchanged", exam ids whose shown identity changed)``. The traits
+    must have passed :func:`check`. The exams linked to it show the new strict traits."""
     row = await find(db, establishment_id, traits.ipp)
-    created = row is None
     if row is None:
         row = PatientIdentity(establishment_id=establishment_id, created_at=now)
         _apply(row, traits, now)
         db.add(row)
         await db.flush()
-        return row, True, []
+        return row, "created", []
     if row.merged_into_id is not None:
         raise PatientError("ipp", "this identifier was merged into another patient")
+    if _traits_of(row) == traits:
+        return row, "unchanged", []
     _apply(row, traits, now)
     await db.flush()
-    return row, created, await _refresh_exams(db, row, now)
+    return row, "updated", await _refresh_exams(db, row, now)
 
 
 async def _refresh_exams(db: AsyncSession, row: PatientIdentity, now: datetime) -> list[str]:
