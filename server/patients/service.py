@@ -79,6 +79,8 @@ def nir_key_ok(matricule: str) -> bool:
     """The two last digits of a NIR/NIA are 97 minus the first 13 modulo 97 (Corsica:
     2A counts as 19, 2B as 18)."""
     body = matricule[:13].replace("2A", "19").replace("2B", "18")
+    if not (body.isdigit() and matricule[13:].isdigit()):
+        return False
     return 97 - int(body) % 97 == int(matricule[13:])
 
 
