@@ -153,6 +153,7 @@ class Exam(Base):
     __table_args__ = (
         Index("ix_exams_establishment_status", "establishment_id", "status"),
         Index("ix_exams_radiologist_status", "assigned_radiologist_id", "status"),
+        Index("ix_exams_establishment_placer", "establishment_id", "placer_order_number"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

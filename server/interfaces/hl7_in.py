@@ -144,20 +144,18 @@ def decode(block: bytes) -> tuple[hl7.Message, str]:
     if not raw.startswith(b"MSH") or len(raw) < 8:
         raise _rejected(SEGMENT_SEQUENCE_ERROR, "the message does not start with MSH", "MSH")
     try:
-        first = hl7.parse(raw.decode("latin-1"))
-        declared = str(first.segment("MSH")(18)).strip().upper() if len(first[0]) > 18 else ""
+        msh = hl7.parse(raw.split(b"\r", 1)[0].decode("latin-1")).segment("MSH")
+        declared = str(msh(18)).strip().upper() if len(msh) > 18 else ""
     except Exception:
         raise _rejected(SEGMENT_SEQUENCE_ERROR, "MSH cannot be read", "MSH") from None
     if not declared:
         try:
             return hl7.parse(raw.decode("utf-8")), "utf-8"
         except UnicodeDecodeError:
-            return first, "latin-1"
+            return hl7.parse(raw.decode("latin-1")), "latin-1"
     codec = CHARSETS.get(declared)
     if codec is None:
         raise _rejected(TABLE_VALUE_NOT_FOUND, f"character set {declared} not supported", "MSH", 18)
-    if codec == "latin-1":
-        return first, codec
     try:
         return hl7.parse(raw.decode(codec)), codec
     except UnicodeDecodeError:

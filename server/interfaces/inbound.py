@@ -13,21 +13,25 @@ writer's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import hl7
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import EventKind, ExamStatus, Role
 from server.core import audit
+from server.core.audit import AuditEntry
 from server.core.context import AppContext
+from server.core.db import is_sqlite
 from server.core.models import Exam, ExamEvent, PatientIdentity, User
 from server.exams import routing
 from server.exams.publish import publish_events
@@ -40,6 +44,8 @@ from server.patients import service as patients
 from server.patients.service import PatientError
 
 log = logging.getLogger("teleimagerie.hl7")
+#: How long a sender's registration is kept in memory by a running listener.
+SENDER_TTL_S = 5.0
 
 #: Where each trait of an identity is read from, to name it in ERR-2.
 TRAIT_FIELDS = {
@@ -73,6 +79,11 @@ class Effects:
     routed: list[tuple[Exam, routing.Choice]] = field(default_factory=list)
     warnings: list[tuple[str, str, str]] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
+    audits: list[AuditEntry] = field(default_factory=list)
+
+    def audit(self, **fields: Any) -> None:
+        """An audit row of this message's transaction (written with the others)."""
+        self.audits.append(audit.make_entry(**fields))
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,12 @@ class Inbound:
 
     def __init__(self, app: AppContext) -> None:
         self.app = app
+        self._senders: dict[tuple[str, str], tuple[float, Sender | str]] = {}
+        # SQLite has one writer at a time: messages queue here, in order, rather
+        # than in SQLite's busy handler, which sleeps between its retries.
+        self._write_lock: asyncio.Lock | None = (
+            asyncio.Lock() if is_sqlite(app.settings.database_url) else None
+        )
 
     async def handle(self, block: bytes, peer: Peer) -> bytes:
         try:
@@ -129,9 +146,23 @@ class Inbound:
             detail=detail,
         )
 
+    async def _sender(self, head: Header) -> Sender | str:
+        """The registered sender, kept for SENDER_TTL_S: a registration or a contract
+        change reaches a running listener within that delay."""
+        key = (head.application, head.facility)
+        now = time.monotonic()
+        cached = self._senders.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self.app.read() as db:
+            found = await recognise(db, head.application, head.facility)
+        if len(self._senders) > 1000:
+            self._senders.clear()
+        self._senders[key] = (now + SENDER_TTL_S, found)
+        return found
+
     async def _handle(self, msg: hl7.Message, head: Header, peer: Peer) -> str:
-        async with self.app.db() as db:
-            sender = await recognise(db, head.application, head.facility)
+        sender = await self._sender(head)
         if isinstance(sender, str) or (
             sender.cert_subject is not None and sender.cert_subject != peer.cert_subject
         ):
@@ -139,13 +170,14 @@ class Inbound:
             exc = Hl7Error("AR", hl7_in.UNKNOWN_KEY_IDENTIFIER, reason, "MSH", 4)
             await self._refused(peer, head, exc, {"reason": reason})
             return hl7_in.ack(msg, "AR", exc)
-        stored = await self._stored(sender, head.control_id)
-        if stored is not None:
-            return stored
         try:
-            text, effects = await self._apply_once(msg, head, peer, sender)
+            if self._write_lock is None:
+                text, effects = await self._apply_once(msg, head, peer, sender)
+            else:
+                async with self._write_lock:
+                    text, effects = await self._apply_once(msg, head, peer, sender)
         except IntegrityError:
-            # The same message on another connection, applied just before this one.
+            # The same message on another connection (or process), applied just before.
             again = await self._stored(sender, head.control_id)
             if again is None:
                 raise
@@ -156,16 +188,21 @@ class Inbound:
     async def _apply_once(
         self, msg: hl7.Message, head: Header, peer: Peer, sender: Sender
     ) -> tuple[str, Effects]:
-        """Apply in a savepoint, store the ACK, audit, commit: one transaction."""
+        """One transaction: the duplicate check, the changes, the stored ACK and the
+        audit rows. A message refused midway is rolled back whole, and its AE stored
+        and audited in a transaction of its own."""
         now = self.app.now()
         effects = Effects()
         error: Hl7Error | None = None
         async with self.app.db() as db:
+            # A control ID this sender used before is caught by the unique key of
+            # hl7_messages at the commit (the caller then answers with the stored ACK):
+            # no read before every message for what seldom happens.
             try:
-                async with db.begin_nested():
-                    hl7_in.supported(head)
-                    await self._apply(db, sender, head, msg, now, effects)
+                hl7_in.supported(head)
+                await self._apply(db, sender, head, msg, now, effects)
             except Hl7Error as exc:
+                await db.rollback()
                 error, effects = exc, Effects()
             code = "AA" if error is None else error.ack_code
             text = hl7_in.ack(msg, code, error, effects.warnings)
@@ -189,8 +226,7 @@ class Inbound:
             }
             if error is not None:
                 detail.update(error=error.error, where=error.where, reason=error.message)
-            await audit.record(
-                db,
+            effects.audit(
                 action="hl7.message",
                 outcome="ok" if error is None else "failed",
                 addr=peer.addr,
@@ -198,18 +234,15 @@ class Inbound:
                 at=now,
                 detail=detail,
             )
+            await audit.record_many(db, effects.audits)
             await db.commit()
-            for exam, _choice in effects.routed:
+            for exam, _choice in effects.routed:  # its JSON names the site and the people
                 await db.refresh(exam)
         return text, effects
 
     async def _stored(self, sender: Sender, control_id: str) -> str | None:
         async with self.app.read() as db:
-            return await db.scalar(
-                select(Hl7Message.ack).where(
-                    Hl7Message.sender_id == sender.id, Hl7Message.control_id == control_id
-                )
-            )
+            return await db.scalar(_stored_ack(sender, control_id))
 
     async def _publish(self, effects: Effects) -> None:
         by_exam: dict[str, list[ExamEvent]] = {}
@@ -248,8 +281,7 @@ class Inbound:
         e.detail["ipp"] = row.ipp
         if outcome == "unchanged":
             return row
-        await audit.record(
-            db,
+        e.audit(
             action=f"patient.{outcome}",
             username=_who(sender),
             at=now,
@@ -297,8 +329,7 @@ class Inbound:
                 ) from None
             except PatientError as exc:
                 raise _trait_error(exc) from None
-            await audit.record(
-                db,
+            e.audit(
                 action="patient.identifier_changed",
                 username=_who(sender),
                 at=now,
@@ -324,8 +355,7 @@ class Inbound:
             ) from None
         except PatientError as exc:
             raise _trait_error(exc) from None
-        await audit.record(
-            db,
+        e.audit(
             action="patient.merged",
             username=_who(sender),
             at=now,
@@ -381,8 +411,7 @@ class Inbound:
             )
             db.add(draft)
             await db.flush()
-            await audit.record(
-                db,
+            e.audit(
                 action="order.draft",
                 username=_who(sender),
                 at=now,
@@ -439,8 +468,7 @@ class Inbound:
             identity_id=identity.id,
             placer_order_number=request.placer_number,
         )
-        await audit.record(
-            db,
+        e.audit(
             action="exam.request",
             username=_who(sender),
             exam_id=exam.id,
@@ -478,8 +506,7 @@ class Inbound:
                 from_status=sources(Command.CANCEL, move.new_status),
                 changes={"status": move.new_status, "cancelled_at": now, "cancel_reason": reason},
             )
-            await audit.record(
-                db,
+            e.audit(
                 action="command.cancel",
                 username=_who(sender),
                 exam_id=exam.id,
@@ -500,14 +527,19 @@ class Inbound:
             raise Hl7Error("AE", hl7_in.UNKNOWN_KEY_IDENTIFIER, f"no order {placer}", "ORC", 2)
         draft.status = "cancelled"
         draft.updated_at = now
-        await audit.record(
-            db,
+        e.audit(
             action="order.draft.cancel",
             username=_who(sender),
             at=now,
             detail={"draft": draft.id, "placer": placer},
         )
         e.detail["draft"] = draft.id
+
+
+def _stored_ack(sender: Sender, control_id: str) -> Select[Any]:
+    return select(Hl7Message.ack).where(
+        Hl7Message.sender_id == sender.id, Hl7Message.control_id == control_id
+    )
 
 
 def _who(sender: Sender) -> str:
@@ -538,21 +570,15 @@ def _trait_error(exc: PatientError) -> Hl7Error:
 
 async def _placed(db: AsyncSession, establishment_id: int, placer: str) -> bool:
     """Whether an order with this placer number became an exam or waits as a draft."""
-    exam = await db.scalar(
-        select(Exam.id).where(
-            Exam.establishment_id == establishment_id, Exam.placer_order_number == placer
-        )
+    exam = select(Exam.id).where(
+        Exam.establishment_id == establishment_id, Exam.placer_order_number == placer
     )
-    if exam is not None:
-        return True
-    draft = await db.scalar(
-        select(OrderDraft.id).where(
-            OrderDraft.establishment_id == establishment_id,
-            OrderDraft.placer_order_number == placer,
-            OrderDraft.status != "cancelled",
-        )
+    draft = select(OrderDraft.id).where(
+        OrderDraft.establishment_id == establishment_id,
+        OrderDraft.placer_order_number == placer,
+        OrderDraft.status != "cancelled",
     )
-    return draft is not None
+    return bool(await db.scalar(select(or_(exists(exam), exists(draft)))))
 
 
 async def _requester(db: AsyncSession, sender: Sender, provider: str | None) -> User:

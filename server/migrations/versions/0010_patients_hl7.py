@@ -165,9 +165,13 @@ def upgrade() -> None:
         )
     op.add_column("exams", sa.Column("placer_order_number", sa.String(length=64), nullable=True))
     op.create_index("ix_exams_patient_identity_id", "exams", ["patient_identity_id"])
+    op.create_index(
+        "ix_exams_establishment_placer", "exams", ["establishment_id", "placer_order_number"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_exams_establishment_placer", table_name="exams")
     op.drop_index("ix_exams_patient_identity_id", table_name="exams")
     if op.get_bind().dialect.name == "sqlite":
         op.execute("ALTER TABLE exams DROP COLUMN placer_order_number")
