@@ -338,7 +338,12 @@ def cmd_hl7_serve(args: argparse.Namespace, settings: Settings) -> int:
         async with core_context(settings) as app:
             await serve(app, args.host, args.port)
 
-    asyncio.run(main())
+    try:  # the loop uvicorn runs the web process on, where it is installed
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
     return 0
 
 
