@@ -87,3 +87,28 @@ async def test_an_order_appears_live_with_its_qualified_identity(
     await expect(urg.locator("#patient_id")).to_have_value("IPP-BR1")
     await expect(urg.locator("#patient_id")).to_be_disabled()
     await shot(urg, "request-form-identity-linked")
+
+    # An order without the patient's consent waits as a draft the urgentist completes.
+    reader, writer = await open_hl7_connection("127.0.0.1", port)
+    text = m.order(m.control_id(), "CMD-BR2", m.pid("IPP-BR1"), consent=None)
+    writer.writeblock(text.encode())
+    await writer.drain()
+    ack = await reader.readmessage()
+    writer.close()
+    await writer.wait_closed()
+    assert str(ack.segment("MSA")(1)) == "AA"
+    await urg.goto(f"{base}/#/worklist")
+    await urg.click("#new-request")
+    draft = urg.locator(".order-draft", has_text="CMD-BR2")
+    await expect(draft).to_contain_text("consent")
+    await shot(urg, "request-form-draft-from-order")
+    await draft.locator(".draft-use").click()
+    await expect(urg.locator("#clinical_question")).to_have_value(
+        "Céphalée brutale, suspicion d'hémorragie méningée"
+    )
+    await urg.check("#consent")
+    await urg.click("#request-submit")
+    await expect(urg.locator("#room-identity")).to_contain_text("Identité qualifiée")
+    async with listener.app.read() as db:
+        placed = await db.scalar(select(Exam.id).where(Exam.placer_order_number == "CMD-BR2"))
+    assert placed is not None and urg.url.endswith(placed)
