@@ -428,9 +428,7 @@ def ack(
     """The acknowledgement (HL7 v2.5 2.9.2, original mode): MSA-1 ``code``, MSA-2 the
     received MSH-10, and an ERR segment per problem: ERR-2 where, ERR-3 the code of
     table 0357, ERR-4 the severity (E, or W for ``warnings``), ERR-8 the text."""
-    if msg is None:  # no MSH to answer to: the control ID stays empty
-        msg = hl7.parse("MSH|^~\\&|||||||ACK^^ACK||P|2.5\r")
-    reply = msg.create_ack(code, message_id=generate_message_control_id())
+    reply = _answering(msg).create_ack(code, message_id=generate_message_control_id())
     msh = reply.segment("MSH")
     if len(msh) <= 12:
         msh.append(reply.create_field([""]))
@@ -453,6 +451,28 @@ def ack(
         segment, _, f = where.partition("-")
         reply.append(_err(reply, segment, 1, int(f) if f else None, None, err_code, "W", text))
     return _text(reply)
+
+
+def _answering(msg: hl7.Message | None) -> hl7.Message:
+    """The MSH an ACK answers, complete: python-hl7's ``create_ack`` reads MSH-3 to
+    MSH-12 and MSH-9's trigger, which a malformed message may lack. Without an MSH at
+    all the control ID stays empty."""
+    values = [""] * 12
+    if msg is not None:
+        try:
+            msh = msg.segment("MSH")
+        except KeyError:
+            msh = None
+        if msh is not None:
+            for n in (3, 4, 5, 6, 10, 11):
+                raw = str(msh[n]) if len(msh) > n else ""
+                values[n - 1] = _clean(raw) if msg.separators[1:] != "|~^&" else raw
+            values[8] = f"ACK^{_clean(_get(msh, 9, 1, 2))}"
+    values[0], values[1] = "MSH", "^~\\&"
+    values[8] = values[8] or "ACK^"
+    values[10] = values[10] or "P"
+    values[11] = "2.5"
+    return hl7.parse("|".join(values) + "\r")
 
 
 def _err(

@@ -211,3 +211,16 @@ async def test_connection_closed_inside_a_block_applies_nothing(
         await asyncio.sleep(0.01)
     assert await hl7_listener.count(AuditEntry, AuditEntry.action == "hl7.frame") == 1
     assert await identity(hl7_listener, "IPP115") is None
+
+
+async def test_short_msh_is_answered(hl7_listener: Hl7Listener) -> None:
+    [no_trigger, no_control] = await hl7_listener.send(
+        "MSH|^~\\&|DPI^1.2.250.1.999^ISO|CHU_A|||2026||ADT|C1|P|2.5\rPID|1\r",
+        "MSH|^~\\&|DPI|CHU_A\r",
+    )
+    assert ack_code(no_trigger) == "AR"
+    assert str(no_trigger.segment("MSH")(5)) == "DPI^1.2.250.1.999^ISO"
+    assert str(no_trigger.segment("MSA")(2)) == "C1"
+    assert ack_code(no_control) == "AR"
+    assert err(no_control) == ("MSH^1^10", "101")
+    assert await hl7_listener.count(PatientIdentity) == 0
