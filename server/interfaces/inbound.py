@@ -3,12 +3,13 @@ transaction, one acknowledgement.
 
 :meth:`Inbound.handle` takes the bytes of one MLLP block and returns the bytes of
 its ACK. The sender must be registered (server/interfaces/senders.py), else AR.
-A message whose control ID this sender used before gets the stored ACK again and
-changes nothing. Otherwise the message is applied inside a savepoint: when
-anything in it is wrong the savepoint rolls back, so nothing is half-applied, and
-the AE that says why is stored and committed with the audit row. Exam events are
-published after the commit, through server/exams/publish.py like every other
-writer's.
+Its changes, its stored ACK and its audit rows are one transaction: when anything
+in the message is wrong the transaction is rolled back whole, so nothing is
+half-applied, and the AE that says why is stored and audited in a transaction of
+its own. A message whose control ID this sender used before meets the unique key of
+``hl7_messages`` at the commit, and gets the stored ACK again, having changed
+nothing. Exam events are published after the commit, through
+server/exams/publish.py like every other writer's.
 """
 
 from __future__ import annotations
@@ -289,7 +290,6 @@ class Inbound:
         )
         for exam_id in exams:
             await self._event(db, sender, exam_id, EventKind.PATIENT_UPDATED, row, now, e)
-        e.detail["ipp"] = row.ipp
         return row
 
     async def _event(
