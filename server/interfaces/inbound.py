@@ -107,23 +107,41 @@ class Inbound:
             asyncio.Lock() if is_sqlite(app.settings.database_url) else None
         )
 
-    async def handle(self, block: bytes, peer: Peer) -> bytes:
+    async def handle(self, block: bytes, peer: Peer) -> tuple[bytes, Effects | None]:
+        """The ACK of one block, and what to publish once it is sent (:meth:`publish`):
+        the message is committed by then, so the sender need not wait for the rooms."""
         try:
             msg, codec = hl7_in.decode(block)
             head = hl7_in.header(msg, codec)
         except Hl7Error as exc:
             known = _parsed_or_none(block)
             await self._refused(peer, None, exc, {"reason": exc.message})
-            return hl7_in.ack(known, exc.ack_code, exc).encode("latin-1", "replace")
+            return hl7_in.ack(known, exc.ack_code, exc).encode("latin-1", "replace"), None
+        effects: Effects | None = None
         try:
-            text = await self._handle(msg, head, peer)
+            text, effects = await self._handle(msg, head, peer)
         except Exception:
             log.exception("an inbound HL7 message could not be applied")
             failure = Hl7Error(
                 "AR", hl7_in.APPLICATION_INTERNAL_ERROR, "internal error, send again"
             )
             text = hl7_in.ack(msg, "AR", failure)
-        return text.encode(codec, "replace")
+        return text.encode(codec, "replace"), effects
+
+    async def publish(self, effects: Effects | None) -> None:
+        """After the ACK: the committed exam events to the rooms (re-planning their
+        escalation timers), the new requests to the radiologists and coordinators.
+        Exam events are never lost: a room replays from SQL, the worker's rebuild
+        re-plans timers (docs/architecture.md "Events leave a transaction in one place")."""
+        if effects is None:
+            return
+        by_exam: dict[str, list[ExamEvent]] = {}
+        for exam_id, event in effects.events:
+            by_exam.setdefault(exam_id, []).append(event)
+        for exam_id, events in by_exam.items():
+            await publish_events(self.app, exam_id, events)
+        for exam, choice in effects.routed:
+            await routing.announce(self.app, exam, choice)
 
     async def _refused(
         self, peer: Peer, head: Header | None, exc: Hl7Error, extra: dict[str, Any]
@@ -162,7 +180,9 @@ class Inbound:
         self._senders[key] = (now + SENDER_TTL_S, found)
         return found
 
-    async def _handle(self, msg: hl7.Message, head: Header, peer: Peer) -> str:
+    async def _handle(
+        self, msg: hl7.Message, head: Header, peer: Peer
+    ) -> tuple[str, Effects | None]:
         sender = await self._sender(head)
         if isinstance(sender, str) or (
             sender.cert_subject is not None and sender.cert_subject != peer.cert_subject
@@ -170,7 +190,7 @@ class Inbound:
             reason = sender if isinstance(sender, str) else "client certificate does not match"
             exc = Hl7Error("AR", hl7_in.UNKNOWN_KEY_IDENTIFIER, reason, "MSH", 4)
             await self._refused(peer, head, exc, {"reason": reason})
-            return hl7_in.ack(msg, "AR", exc)
+            return hl7_in.ack(msg, "AR", exc), None
         try:
             if self._write_lock is None:
                 text, effects = await self._apply_once(msg, head, peer, sender)
@@ -182,9 +202,8 @@ class Inbound:
             again = await self._stored(sender, head.control_id)
             if again is None:
                 raise
-            return again
-        await self._publish(effects)
-        return text
+            return again, None
+        return text, effects
 
     async def _apply_once(
         self, msg: hl7.Message, head: Header, peer: Peer, sender: Sender
@@ -244,15 +263,6 @@ class Inbound:
     async def _stored(self, sender: Sender, control_id: str) -> str | None:
         async with self.app.read() as db:
             return await db.scalar(_stored_ack(sender, control_id))
-
-    async def _publish(self, effects: Effects) -> None:
-        by_exam: dict[str, list[ExamEvent]] = {}
-        for exam_id, event in effects.events:
-            by_exam.setdefault(exam_id, []).append(event)
-        for exam_id, events in by_exam.items():
-            await publish_events(self.app, exam_id, events)
-        for exam, choice in effects.routed:
-            await routing.announce(self.app, exam, choice)
 
     # -- applying ---------------------------------------------------------
 

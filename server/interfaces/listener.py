@@ -123,9 +123,15 @@ class Listener:
                 if START_BLOCK in block:
                     await self._dropped(peer, "truncated block followed by a new one")
                     block = block[block.rindex(START_BLOCK) + 1 :]
-                reply = await self.inbound.handle(block, peer)
+                reply, effects = await self.inbound.handle(block, peer)
                 writer.writeblock(reply)
                 await writer.drain()
+                # Committed and acknowledged: now the rooms, before the next message,
+                # so that a connection's events are published in its messages' order.
+                try:
+                    await self.inbound.publish(effects)
+                except Exception:
+                    log.exception("publishing an HL7 message's events failed")
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
