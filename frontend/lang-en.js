@@ -118,6 +118,7 @@ export const en = {
   "upload.per_file": "Details per file", "upload.filed": "filed into this exam",
   "upload.kept_aside": "kept aside for review: {why}", "upload.refused": "refused: {why}",
   "images.late": "Late series (after the report)", "nav.reconciliation": "Images to reconcile",
+  "notify.order.draft": "Order from the hospital to complete",
   "notify.reconciliation.added": "Images kept aside for review", "notify.reconciliation.resolved": "Images reconciled",
   "reconciliation.title": "Images to reconcile",
   "reconciliation.intro": "These images did not match an exam and were not filed. File each series into the right exam, or discard it.",

@@ -119,7 +119,7 @@ export const fr = {
   "upload.per_file": "Détail par fichier", "upload.filed": "classée dans cet examen",
   "upload.kept_aside": "mise de côté pour vérification : {why}", "upload.refused": "refusée : {why}",
   "images.late": "Série tardive (après le compte rendu)", "nav.reconciliation": "Images à rapprocher",
-  "notify.reconciliation.added": "Images mises de côté à vérifier", "notify.reconciliation.resolved": "Images rapprochées",
+  "notify.order.draft": "Demande reçue de l'hôpital, à compléter", "notify.reconciliation.added": "Images mises de côté à vérifier", "notify.reconciliation.resolved": "Images rapprochées",
   "reconciliation.title": "Images à rapprocher",
   "reconciliation.intro": "Ces images ne correspondaient à aucun examen et n'ont pas été classées. Classez chaque série dans le bon examen, ou écartez-la.",
   "reconciliation.empty": "Rien à rapprocher.", "reconciliation.loading": "Chargement…",

@@ -31,6 +31,7 @@ from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import EventKind, ExamStatus, Role
 from server.core import audit
 from server.core.audit import AuditEntry
+from server.core.channels import notify
 from server.core.context import AppContext
 from server.core.db import is_sqlite
 from server.core.models import Exam, ExamEvent, PatientIdentity, User
@@ -81,6 +82,8 @@ class Effects:
     warnings: list[tuple[str, str, str]] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
     audits: list[AuditEntry] = field(default_factory=list)
+    # (user ids, body) of the drafts to announce to the establishment's urgentists.
+    drafts: list[tuple[list[int], dict[str, Any]]] = field(default_factory=list)
 
     def audit(self, **fields: Any) -> None:
         """An audit row of this message's transaction (written with the others)."""
@@ -142,6 +145,8 @@ class Inbound:
             await publish_events(self.app, exam_id, events)
         for exam, choice in effects.routed:
             await routing.announce(self.app, exam, choice)
+        for users, body in effects.drafts:
+            await notify(self.app, "order.draft", None, body, users=users)
 
     async def _refused(
         self, peer: Peer, head: Header | None, exc: Hl7Error, extra: dict[str, Any]
@@ -432,6 +437,19 @@ class Inbound:
                 },
             )
             e.detail["draft"] = draft.id
+            urgentists = await db.scalars(
+                select(User.id).where(
+                    User.establishment_id == sender.establishment_id,
+                    User.role == Role.URGENTIST,
+                    User.active.is_(True),
+                )
+            )
+            body = {
+                "draft": draft.id,
+                "placer_order_number": request.placer_number,
+                "missing": request.missing,
+            }
+            e.drafts.append((list(urgentists), body))
             for name in request.missing:
                 seg, f = REQUEST_FIELDS[name]
                 e.warnings.append(

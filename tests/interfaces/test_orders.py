@@ -4,6 +4,7 @@ as the form, and the database is what the acknowledgement says."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from rooms.types import EventKind
 from server.core.audit import AuditEntry
+from server.core.channels import user_channel
 from server.core.models import Exam, ExamEvent, PatientIdentity, User
 from server.interfaces.drafts import OrderDraft
 from tests.interfaces import messages as m
@@ -102,6 +104,13 @@ async def test_omi_o23_is_read_too(hl7_listener: Hl7Listener) -> None:
 async def test_order_without_consent_waits_as_a_draft_the_urgentist_completes(
     hl7_listener: Hl7Listener, api_for: ApiFor
 ) -> None:
+    async with hl7_listener.app.read() as db:
+        urg_a = await db.scalar(select(User.id).where(User.username == "urg_a"))
+        urg_b = await db.scalar(select(User.id).where(User.username == "urg_b"))
+    assert urg_a is not None and urg_b is not None
+    heard: dict[int, list[dict[str, object]]] = {urg_a: [], urg_b: []}
+    for user_id, inbox in heard.items():
+        await hl7_listener.app.bus.subscribe(user_channel(user_id), inbox.append)
     [ack] = await hl7_listener.send(
         m.order(m.control_id(), "CMD-4", m.pid("IPP203"), consent=None, question=None)
     )
@@ -114,6 +123,13 @@ async def test_order_without_consent_waits_as_a_draft_the_urgentist_completes(
     assert draft["placer_order_number"] == "CMD-4"
     assert draft["missing"] == ["clinical_question", "consent"]
     assert draft["patient"]["ipp"] == "IPP203"
+    # Its establishment's urgentists were told (just after the ACK), nobody else.
+    for _ in range(500):
+        if heard[urg_a]:
+            break
+        await asyncio.sleep(0.01)
+    assert [(n["kind"], n["body"]["draft"]) for n in heard[urg_a]] == [("order.draft", draft["id"])]
+    assert heard[urg_b] == []
     # Not another establishment's.
     assert (await (await api_for("urg_b")).get("/api/exam-drafts")).json()["drafts"] == []
     body = {
