@@ -17,77 +17,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import hl7
-from pydantic import ValidationError
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rooms.lifecycle import Command, LifecycleError, decide, sources
-from rooms.types import EventKind, ExamStatus, Role
 from server.core import audit
-from server.core.audit import AuditEntry
 from server.core.channels import notify
 from server.core.context import AppContext
 from server.core.db import is_sqlite
-from server.core.models import Exam, ExamEvent, PatientIdentity, User
+from server.core.models import ExamEvent
 from server.exams import routing
 from server.exams.publish import publish_events
-from server.exams.service import ExamRequest, append_event, create_exam
 from server.interfaces import hl7_in
-from server.interfaces.drafts import OrderDraft
+from server.interfaces.effects import Effects, who
 from server.interfaces.hl7_in import Header, Hl7Error
+from server.interfaces.identities import apply_adt
+from server.interfaces.orders import apply_order
 from server.interfaces.senders import Hl7Message, Sender, recognise
-from server.patients import service as patients
-from server.patients.service import PatientError
 
 log = logging.getLogger("teleimagerie.hl7")
 #: How long a sender's registration is kept in memory by a running listener.
 SENDER_TTL_S = 5.0
-
-#: Where each trait of an identity is read from, to name it in ERR-2.
-TRAIT_FIELDS = {
-    "ipp": ("PID", 3),
-    "ins": ("PID", 3),
-    "ins_oid": ("PID", 3),
-    "birth_name": ("PID", 5),
-    "first_names": ("PID", 5),
-    "sex": ("PID", 8),
-    "birth_date": ("PID", 7),
-    "birthplace_code": ("PID", 11),
-    "mrg_ipp": ("MRG", 1),
-}
-#: Where each field of an exam request comes from in an order.
-REQUEST_FIELDS = {
-    "modality": ("OBR", 24),
-    "body_part": ("OBR", 4),
-    "clinical_question": ("OBR", 31),
-    "urgency": ("TQ1", 9),
-    "consent": ("OBX", 5),
-    "contraindications": ("OBX", 5),
-    "patient": ("PID", 3),
-}
-
-
-@dataclass
-class Effects:
-    """What a message did, to publish and audit once committed."""
-
-    events: list[tuple[str, ExamEvent]] = field(default_factory=list)
-    routed: list[tuple[Exam, routing.Choice]] = field(default_factory=list)
-    warnings: list[tuple[str, str, str]] = field(default_factory=list)
-    detail: dict[str, Any] = field(default_factory=dict)
-    audits: list[AuditEntry] = field(default_factory=list)
-    # (user ids, body) of the drafts to announce to the establishment's urgentists.
-    drafts: list[tuple[list[int], dict[str, Any]]] = field(default_factory=list)
-
-    def audit(self, **fields: Any) -> None:
-        """An audit row of this message's transaction (written with the others)."""
-        self.audits.append(audit.make_entry(**fields))
 
 
 @dataclass(frozen=True)
@@ -255,7 +210,7 @@ class Inbound:
                 action="hl7.message",
                 outcome="ok" if error is None else "failed",
                 addr=peer.addr,
-                username=_who(sender),
+                username=who(sender),
                 at=now,
                 detail=detail,
             )
@@ -281,297 +236,15 @@ class Inbound:
         effects: Effects,
     ) -> None:
         if head.message_code == "ADT":
-            await self._adt(db, sender, head.trigger, msg, now, effects)
+            await apply_adt(db, sender, head.trigger, msg, now, effects)
         else:
-            await self._order(db, sender, msg, now, effects)
-
-    async def _identity(
-        self, db: AsyncSession, sender: Sender, traits: patients.Traits, now: datetime, e: Effects
-    ) -> PatientIdentity:
-        """Create or update the identity of PID; the exams showing it hear of it."""
-        traits = _checked(traits, now)
-        try:
-            row, outcome, exams = await patients.upsert(db, sender.establishment_id, traits, now)
-        except PatientError as exc:
-            raise _trait_error(exc) from None
-        e.detail["ipp"] = row.ipp
-        if outcome == "unchanged":
-            return row
-        e.audit(
-            action=f"patient.{outcome}",
-            username=_who(sender),
-            at=now,
-            detail={"ipp": row.ipp, "status": row.identity_status, "exams": exams},
-        )
-        for exam_id in exams:
-            await self._event(db, sender, exam_id, EventKind.PATIENT_UPDATED, row, now, e)
-        return row
-
-    async def _event(
-        self,
-        db: AsyncSession,
-        sender: Sender,
-        exam_id: str,
-        kind: EventKind,
-        row: PatientIdentity,
-        now: datetime,
-        e: Effects,
-        **extra: Any,
-    ) -> None:
-        body = {"ipp": row.ipp, "status": row.identity_status, "source": "hl7", **extra}
-        event = await append_event(db, exam_id, kind, sender.account_id, body, now)
-        e.events.append((exam_id, event))
-
-    async def _adt(
-        self,
-        db: AsyncSession,
-        sender: Sender,
-        trigger: str,
-        msg: hl7.Message,
-        now: datetime,
-        e: Effects,
-    ) -> None:
-        traits = hl7_in.patient(msg)
-        if trigger == "A47":
-            old = hl7_in.prior_id(msg)
-            try:
-                row, exams = await patients.change_identifier(
-                    db, sender.establishment_id, old, traits.ipp, now
-                )
-            except patients.NotFound:
-                raise Hl7Error(
-                    "AE", hl7_in.UNKNOWN_KEY_IDENTIFIER, f"no patient {old}", "MRG", 1
-                ) from None
-            except PatientError as exc:
-                raise _trait_error(exc) from None
-            e.audit(
-                action="patient.identifier_changed",
-                username=_who(sender),
-                at=now,
-                detail={"from": old, "to": row.ipp, "exams": exams},
-            )
-            e.detail["from_ipp"] = old
-            for exam_id in exams:
-                await self._event(
-                    db, sender, exam_id, EventKind.PATIENT_UPDATED, row, now, e, previous_ipp=old
-                )
-            # The traits sent with the new identifier apply too.
-            await self._identity(db, sender, traits, now, e)
-            return
-        survivor = await self._identity(db, sender, traits, now, e)
-        if trigger != "A40":
-            return
-        old = hl7_in.prior_id(msg)
-        try:
-            merged, moved = await patients.merge(db, sender.establishment_id, survivor, old, now)
-        except patients.NotFound:
-            raise Hl7Error(
-                "AE", hl7_in.UNKNOWN_KEY_IDENTIFIER, f"no patient {old}", "MRG", 1
-            ) from None
-        except PatientError as exc:
-            raise _trait_error(exc) from None
-        e.audit(
-            action="patient.merged",
-            username=_who(sender),
-            at=now,
-            detail={"merged": merged.ipp, "into": survivor.ipp, "exams": moved},
-        )
-        for exam_id in moved:
-            await self._event(
-                db,
-                sender,
-                exam_id,
-                EventKind.PATIENT_MERGED,
-                survivor,
-                now,
-                e,
-                merged_ipp=merged.ipp,
-            )
-        e.detail["merged_ipp"] = merged.ipp
-
-    async def _order(
-        self, db: AsyncSession, sender: Sender, msg: hl7.Message, now: datetime, e: Effects
-    ) -> None:
-        traits = hl7_in.patient(msg)
-        request = hl7_in.order(msg)
-        identity = await self._identity(db, sender, traits, now, e)
-        e.detail["placer_order_number"] = request.placer_number
-        if request.control == "CA":
-            await self._cancel(db, sender, request.placer_number, now, e)
-            return
-        if await _placed(db, sender.establishment_id, request.placer_number):
-            raise Hl7Error(
-                "AE",
-                hl7_in.DUPLICATE_KEY_IDENTIFIER,
-                f"order {request.placer_number} was received already",
-                "ORC",
-                2,
-            )
-        if request.missing:
-            draft = OrderDraft(
-                establishment_id=sender.establishment_id,
-                sender_id=sender.id,
-                patient_identity_id=identity.id,
-                placer_order_number=request.placer_number,
-                modality=request.modality,
-                body_part=request.body_part,
-                clinical_question=request.clinical_question,
-                urgency=request.urgency,
-                consent=request.consent,
-                contraindications=request.contraindications,
-                missing=request.missing,
-                status="pending",
-                created_at=now,
-                updated_at=now,
-            )
-            db.add(draft)
-            await db.flush()
-            e.audit(
-                action="order.draft",
-                username=_who(sender),
-                at=now,
-                detail={
-                    "draft": draft.id,
-                    "placer": request.placer_number,
-                    "missing": request.missing,
-                },
-            )
-            e.detail["draft"] = draft.id
-            urgentists = await db.scalars(
-                select(User.id).where(
-                    User.establishment_id == sender.establishment_id,
-                    User.role == Role.URGENTIST,
-                    User.active.is_(True),
-                )
-            )
-            body = {
-                "draft": draft.id,
-                "placer_order_number": request.placer_number,
-                "missing": request.missing,
-            }
-            e.drafts.append((list(urgentists), body))
-            for name in request.missing:
-                seg, f = REQUEST_FIELDS[name]
-                e.warnings.append(
-                    (
-                        f"{seg}-{f}",
-                        hl7_in.REQUIRED_FIELD_MISSING,
-                        f"{name} missing: kept as a draft",
-                    )
-                )
-            return
-        try:
-            req = ExamRequest.model_validate(
-                {
-                    "patient": {
-                        "id": identity.ipp,
-                        "name": patients.dicom_name(identity)[:200],
-                        "birth_date": identity.birth_date,
-                        "sex": identity.sex,
-                    },
-                    "modality": request.modality,
-                    "body_part": request.body_part,
-                    "clinical_question": request.clinical_question,
-                    "urgency": request.urgency,
-                    "consent": request.consent,
-                    "contraindications": request.contraindications,
-                }
-            )
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            name = str(first["loc"][0]) if first["loc"] else "patient"
-            seg, f = REQUEST_FIELDS.get(name, ("OBR", 4))
-            raise Hl7Error(
-                "AE", hl7_in.DATA_TYPE_ERROR, f"{name}: {first['msg']}", seg, f
-            ) from None
-        requester = await _requester(db, sender, request.ordering_provider)
-        choice = await routing.route(db, sender.establishment_id, now)
-        exam, event = await create_exam(
-            db,
-            self.app.settings,
-            requester,
-            req,
-            now,
-            choice.radiologist_id,
-            identity_id=identity.id,
-            placer_order_number=request.placer_number,
-        )
-        e.audit(
-            action="exam.request",
-            username=_who(sender),
-            exam_id=exam.id,
-            at=now,
-            detail={"via": "hl7", "placer": request.placer_number, "requester": requester.id},
-        )
-        e.events.append((exam.id, event))
-        e.routed.append((exam, choice))
-        e.detail["exam"] = exam.id
-
-    async def _cancel(
-        self, db: AsyncSession, sender: Sender, placer: str, now: datetime, e: Effects
-    ) -> None:
-        est = sender.establishment_id
-        exam = await db.scalar(
-            select(Exam)
-            .where(Exam.establishment_id == est, Exam.placer_order_number == placer)
-            .order_by(Exam.created_at.desc())
-        )
-        if exam is not None:
-            try:
-                move = decide(ExamStatus(exam.status), Command.CANCEL, Role.URGENTIST)
-            except LifecycleError as exc:
-                raise Hl7Error(
-                    "AE", hl7_in.APPLICATION_INTERNAL_ERROR, str(exc), "ORC", 1
-                ) from None
-            reason = "cancelled by the hospital's order (ORC-1 CA)"
-            event = await append_event(
-                db,
-                exam.id,
-                move.event_kind,
-                sender.account_id,
-                {"reason": reason, "previous_status": exam.status},
-                now,
-                from_status=sources(Command.CANCEL, move.new_status),
-                changes={"status": move.new_status, "cancelled_at": now, "cancel_reason": reason},
-            )
-            e.audit(
-                action="command.cancel",
-                username=_who(sender),
-                exam_id=exam.id,
-                at=now,
-                detail={"via": "hl7", "placer": placer},
-            )
-            e.events.append((exam.id, event))
-            e.detail["exam"] = exam.id
-            return
-        draft = await db.scalar(
-            select(OrderDraft).where(
-                OrderDraft.establishment_id == est,
-                OrderDraft.placer_order_number == placer,
-                OrderDraft.status == "pending",
-            )
-        )
-        if draft is None:
-            raise Hl7Error("AE", hl7_in.UNKNOWN_KEY_IDENTIFIER, f"no order {placer}", "ORC", 2)
-        draft.status = "cancelled"
-        draft.updated_at = now
-        e.audit(
-            action="order.draft.cancel",
-            username=_who(sender),
-            at=now,
-            detail={"draft": draft.id, "placer": placer},
-        )
-        e.detail["draft"] = draft.id
+            await apply_order(self.app.settings, db, sender, msg, now, effects)
 
 
 def _stored_ack(sender: Sender, control_id: str) -> Select[Any]:
     return select(Hl7Message.ack).where(
         Hl7Message.sender_id == sender.id, Hl7Message.control_id == control_id
     )
-
-
-def _who(sender: Sender) -> str:
-    return f"hl7:{sender.application}/{sender.facility}"[:64]
 
 
 def _parsed_or_none(block: bytes) -> hl7.Message | None:
@@ -582,45 +255,3 @@ def _parsed_or_none(block: bytes) -> hl7.Message | None:
         return msg
     except Exception:
         return None
-
-
-def _checked(traits: patients.Traits, now: datetime) -> patients.Traits:
-    try:
-        return patients.check(traits, now.date())
-    except PatientError as exc:
-        raise _trait_error(exc) from None
-
-
-def _trait_error(exc: PatientError) -> Hl7Error:
-    seg, f = TRAIT_FIELDS.get(exc.field, ("PID", 3))
-    return Hl7Error("AE", hl7_in.DATA_TYPE_ERROR, exc.message, seg, f)
-
-
-async def _placed(db: AsyncSession, establishment_id: int, placer: str) -> bool:
-    """Whether an order with this placer number became an exam or waits as a draft."""
-    exam = select(Exam.id).where(
-        Exam.establishment_id == establishment_id, Exam.placer_order_number == placer
-    )
-    draft = select(OrderDraft.id).where(
-        OrderDraft.establishment_id == establishment_id,
-        OrderDraft.placer_order_number == placer,
-        OrderDraft.status != "cancelled",
-    )
-    return bool(await db.scalar(select(or_(exists(exam), exists(draft)))))
-
-
-async def _requester(db: AsyncSession, sender: Sender, provider: str | None) -> User:
-    """The urgentist of the establishment whose RPPS the order names (ORC-12), else the
-    sender's interface account."""
-    if provider:
-        user = await db.scalar(
-            select(User).where(
-                User.professional_id == provider,
-                User.establishment_id == sender.establishment_id,
-                User.role == Role.URGENTIST,
-                User.active.is_(True),
-            )
-        )
-        if user is not None:
-            return user
-    return await db.get_one(User, sender.account_id)
