@@ -65,6 +65,9 @@ export const api = {
   exam: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}`),
   events: (id, since = 0) => request("GET", `/api/exams/${encodeURIComponent(id)}/events?since=${since}`),
   createExam: (body) => request("POST", "/api/exams", body),
+  patients: (q) => request("GET", `/api/patients?${new URLSearchParams({ q })}`),
+  drafts: () => request("GET", "/api/exam-drafts"),
+  completeDraft: (id, body) => request("POST", `/api/exam-drafts/${encodeURIComponent(id)}`, body),
   command: (id, name, body) =>
     request("POST", `/api/exams/${encodeURIComponent(id)}/${name}`, body ?? undefined),
   protocols: (modality, bodyPart) => {

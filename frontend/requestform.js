@@ -1,7 +1,7 @@
 // The urgentist's exam request (docs/api.md POST /api/exams): the fields a French
 // teleradiology request needs, validated here for clear messages and by the server.
 import { api } from "./api.js";
-import { h, toast } from "./dom.js";
+import { clear, debounce, h, toast } from "./dom.js";
 import { t } from "./i18n.js";
 
 const BODY_PARTS = ["HEAD", "NECK", "CSPINE", "CHEST", "ABDOMEN", "PELVIS", "CAP", "WHOLEBODY", "SPINE", "EXTREMITY"];
@@ -28,7 +28,15 @@ function select(name, options, required = true) {
     ...options.map(([value, label]) => h("option", { value }, label)));
 }
 
+/** An identity received from the hospital, as identity-vigilance asks: the strict
+ * traits (birth name, first names, sex, birth date) and the status (docs/patients.md). */
+export function identityLine(p) {
+  return `${p.birth_name} ${p.first_names} · ${p.sex} · ${p.birth_date} · ${p.ipp} · ${t(`identity.${p.status}`)}`;
+}
+
 export function mountRequestForm(main, app) {
+  let identityId = null;
+  let draftId = null;
   const c = {
     patient_id: h("input", { name: "patient_id", required: true, maxlength: 64, autocomplete: "off" }),
     patient_name: h("input", { name: "patient_name", required: true, maxlength: 200, autocomplete: "off" }),
@@ -42,6 +50,69 @@ export function mountRequestForm(main, app) {
     consent: h("input", { name: "consent", type: "checkbox", required: true }),
   };
   const summary = h("div", { class: "form-summary", id: "form-summary", role: "alert", tabindex: "-1" });
+  const search = h("input", { id: "patient-search", type: "search", maxlength: 100, autocomplete: "off",
+    "aria-describedby": "patient-search-hint", "aria-controls": "patient-results" });
+  const results = h("ul", { id: "patient-results", class: "patient-results", "aria-live": "polite" });
+  const linked = h("p", { id: "identity-linked", class: "identity-linked", hidden: true });
+  const drafts = h("div", { id: "order-drafts", class: "order-drafts" });
+  const traits = ["patient_id", "patient_name", "birth_date", "sex"];
+
+  function link(p) {
+    identityId = p.id;
+    c.patient_id.value = p.ipp;
+    c.patient_name.value = `${p.birth_name} ${p.first_names}`;
+    c.birth_date.value = p.birth_date;
+    c.sex.value = p.sex;
+    for (const name of traits) c[name].disabled = true;
+    clear(linked, h("strong", {}, `${t("form.identity_linked")} : `), identityLine(p), " ",
+      h("button", { type: "button", class: "btn btn-ghost", id: "identity-clear", onclick: unlink }, t("form.identity_clear")));
+    linked.hidden = false;
+    clear(results);
+  }
+
+  function unlink() {
+    identityId = null;
+    draftId = null;
+    for (const name of traits) { c[name].disabled = false; c[name].value = ""; }
+    linked.hidden = true;
+    c.patient_id.focus();
+  }
+
+  const find = debounce(async () => {
+    const q = search.value.trim();
+    if (q.length < 2) { clear(results); return; }
+    try {
+      const { patients } = await api.patients(q);
+      clear(results, ...(patients.length
+        ? patients.map((p) => h("li", {}, h("button", { type: "button", class: "btn btn-ghost patient-pick", onclick: () => link(p) }, identityLine(p))))
+        : [h("li", { class: "muted" }, t("form.search_none"))]));
+    } catch (err) {
+      clear(results, h("li", { class: "muted" }, err.message));
+    }
+  }, 250);
+  search.addEventListener("input", find);
+
+  function useDraft(d) {
+    draftId = d.id;
+    link(d.patient);
+    if (d.modality) c.modality.value = d.modality;
+    if (d.body_part) {
+      if (![...c.body_part.options].some((o) => o.value === d.body_part)) c.body_part.append(h("option", { value: d.body_part }, d.body_part));
+      c.body_part.value = d.body_part;
+    }
+    if (d.urgency) c.urgency.value = d.urgency;
+    c.clinical_question.value = d.clinical_question || "";
+    c.contraindications.value = d.contraindications || "";
+    c.consent.checked = Boolean(d.consent);
+    (d.clinical_question ? c.consent : c.clinical_question).focus();
+  }
+
+  api.drafts().then(({ drafts: list }) => {
+    if (!list.length) return;
+    clear(drafts, h("h2", {}, t("form.drafts")), h("ul", {}, list.map((d) => h("li", { class: "order-draft" },
+      `${identityLine(d.patient)} — ${d.placer_order_number} ${d.modality || ""} ${d.body_part || ""} (${t("form.draft_missing", { fields: d.missing.join(", ") })}) `,
+      h("button", { type: "button", class: "btn btn-primary draft-use", onclick: () => useDraft(d) }, t("form.draft_use"))))));
+  }).catch(() => {});
   const submit = h("button", { type: "submit", class: "btn btn-primary", id: "request-submit" }, t("form.submit"));
   const consentField = h("div", { class: "field field-check", dataset: { field: "consent" } },
     c.consent, h("label", { for: "consent" }, t("form.consent"), h("span", { class: "req", "aria-hidden": "true" }, " *")),
@@ -52,7 +123,13 @@ export function mountRequestForm(main, app) {
     h("h1", { id: "rf-title" }, t("form.title")),
     h("p", { class: "muted" }, t("form.required_note")),
     summary,
+    drafts,
     h("fieldset", {}, h("legend", {}, t("form.patient")),
+      h("div", { class: "field" },
+        h("label", { for: "patient-search" }, t("form.search")),
+        h("p", { class: "hint", id: "patient-search-hint" }, t("form.search_hint")),
+        search, results),
+      linked,
       h("div", { class: "grid-2" },
         field("patient_id", t("form.patient_id"), c.patient_id, t("form.patient_id_hint")),
         field("patient_name", t("form.patient_name"), c.patient_name, t("form.patient_name_hint")),
@@ -117,9 +194,10 @@ export function mountRequestForm(main, app) {
       consent: true,
     };
     if (c.contraindications.value.trim()) body.contraindications = c.contraindications.value.trim();
+    if (identityId !== null) body.patient.identity_id = identityId;
     submit.disabled = true;
     try {
-      const exam = await api.createExam(body);
+      const exam = draftId ? await api.completeDraft(draftId, body) : await api.createExam(body);
       toast(t("form.created", { acc: exam.accession_number }), "ok");
       app.navigate(`#/exam/${encodeURIComponent(exam.id)}`);
     } catch (err) {

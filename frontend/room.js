@@ -16,7 +16,19 @@ import { createCallControls } from "./call.js";
 const STATUS_KINDS = new Set([
   "exam.accepted", "protocol.proposed", "protocol.acknowledged", "exam.images_complete",
   "report.signed", "exam.delivered", "exam.cancelled", "escalation.raised",
+  "patient.updated", "patient.merged",
 ]);
+
+/** The identity received from the hospital, its strict traits first (docs/patients.md). */
+function identityBlock(p) {
+  return h("p", { class: `identity identity-${p.status}`, id: "room-identity" },
+    h("span", { class: "badge identity-status" }, t(`identity.${p.status}`)),
+    ` ${t("identity.birth_name")} : `, h("strong", {}, p.birth_name),
+    ` · ${t("identity.first_names")} : ${p.first_names} · ${p.sex} · ${formatDate(p.birth_date)}`,
+    p.birthplace_code ? ` · ${t("identity.birthplace")} ${p.birthplace_code}` : null,
+    p.used_name ? ` · ${t("identity.used_name")} : ${p.used_name}` : null,
+    p.ins ? ` · ${t("identity.ins")} ${p.ins}` : null);
+}
 
 export function mountRoom(main, app, examId) {
   const me = app.me;
@@ -50,6 +62,7 @@ export function mountRoom(main, app, examId) {
         h("div", {},
           h("h1", { id: "room-patient" }, patientName(e),
             h("span", { class: "muted patient-meta" }, ` ${e.patient.sex} · ${age(e.patient.birth_date)} ${t("unit.years")} · ${formatDate(e.patient.birth_date)} · ${e.patient.id}`)),
+          e.patient.identity ? identityBlock(e.patient.identity) : null,
           h("p", { class: "exam-line" }, urgencyBadge(e.urgency), " ", statusBadge(e.status),
             h("strong", {}, ` ${e.modality} ${e.body_part}`),
             h("span", { class: "muted" }, ` · ${e.establishment?.name || ""} · ${t("room.accession")} ${e.accession_number}`)),

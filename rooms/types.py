@@ -54,6 +54,8 @@ class EventKind(StrEnum):
     CHAT_MESSAGE = "chat.message"
     CALL_STARTED = "call.started"
     CALL_ENDED = "call.ended"
+    PATIENT_UPDATED = "patient.updated"
+    PATIENT_MERGED = "patient.merged"
 
 
 class ClientFrameType(StrEnum):

@@ -326,6 +326,93 @@ def cmd_ae_list(_args: argparse.Namespace, settings: Settings) -> int:
     return _run(settings, job)
 
 
+# -- hl7: the inbound MLLP listener and its senders (docs/hl7.md "Inbound") --
+
+
+def cmd_hl7_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from server.core.logs import configure_logging
+    from server.interfaces.listener import serve
+
+    async def main() -> None:
+        configure_logging(settings.log_level)
+        async with core_context(settings) as app:
+            await serve(app, args.host, args.port)
+
+    try:  # the loop uvicorn runs the web process on, where it is installed
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+    return 0
+
+
+def cmd_hl7_add_sender(args: argparse.Namespace, settings: Settings) -> int:
+    from server.core import audit
+    from server.interfaces.senders import add_sender
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            sender = await add_sender(
+                app, db, args.application, args.facility, args.establishment, args.cert_subject
+            )
+            await audit.record(
+                db,
+                action="hl7.sender.add",
+                username="cli",
+                at=app.now(),
+                detail={
+                    "application": sender.application,
+                    "facility": sender.facility,
+                    "establishment": args.establishment.upper(),
+                    "via": "cli",
+                },
+            )
+            await db.commit()
+            print(
+                f"HL7 sender {sender.application}/{sender.facility} registered for "
+                f"{args.establishment.upper()}"
+            )
+        return 0
+
+    return _run(settings, job)
+
+
+def cmd_hl7_list_senders(_args: argparse.Namespace, settings: Settings) -> int:
+    from server.interfaces.senders import list_senders
+
+    async def job(app: AppContext) -> int:
+        async with app.read() as db:
+            for sender, code in await list_senders(db):
+                print(
+                    f"{sender.application:<20} {sender.facility:<20} {code:<12} "
+                    f"{sender.cert_subject or ''}"
+                )
+        return 0
+
+    return _run(settings, job)
+
+
+def add_hl7_in_commands(
+    hl7: argparse.ArgumentParser, actions: argparse._SubParsersAction[argparse.ArgumentParser]
+) -> None:
+    hl7.add_argument("--host", default="0.0.0.0")  # noqa: S104 - the hospital network
+    hl7.add_argument("--port", type=int, default=None, help="default: HL7_PORT")
+    hl7.set_defaults(func=cmd_hl7_serve)
+    add = actions.add_parser("add-sender", help="register a sending application/facility")
+    add.add_argument("--application", required=True, help="MSH-3")
+    add.add_argument("--facility", required=True, help="MSH-4")
+    add.add_argument("--establishment", required=True)
+    add.add_argument("--cert-subject", default=None, help="CN of its TLS client certificate")
+    add.set_defaults(func=cmd_hl7_add_sender)
+    actions.add_parser("list-senders", help="the registered senders").set_defaults(
+        func=cmd_hl7_list_senders
+    )
+
+
+# -- end of hl7 in --
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="teleimagerie", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -374,6 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     ae_add.add_argument("--description", default=None)
     ae_add.set_defaults(func=cmd_ae_add)
     ae.add_parser("list", help="the registered AE titles").set_defaults(func=cmd_ae_list)
+
+    hl7 = sub.add_parser("hl7", help="the MLLP listener for HL7 v2 (identities, orders)")
+    hl7_actions = hl7.add_subparsers(dest="action", required=False)
+    add_hl7_in_commands(hl7, hl7_actions)
 
     aud = sub.add_parser("audit", help="the audit trail").add_subparsers(
         dest="action", required=True

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.accounts.service import add_establishment, add_user
 from server.core.context import AppContext
 from server.core.models import Establishment, User
+from server.interfaces.senders import Hl7Sender, add_sender
 from server.roster.service import load_demo_roster
 
 ESTABLISHMENTS = [
@@ -43,6 +44,13 @@ async def load_demo(app: AppContext, db: AsyncSession) -> list[tuple[str, str, s
     for code, name, finess in ESTABLISHMENTS:
         if not await db.scalar(select(Establishment).where(Establishment.code == code)):
             await add_establishment(app, db, code, name, finess)
+    # Each site's patient record system may send over HL7 as DPI/<site code> (docs/hl7.md).
+    for code, _name, _finess in ESTABLISHMENTS:
+        sender = select(Hl7Sender.id).where(
+            Hl7Sender.application == "DPI", Hl7Sender.facility == code
+        )
+        if not await db.scalar(sender):
+            await add_sender(app, db, "DPI", code, code)
     logins = []
     for username, role, est, display, rpps in USERS:
         password = demo_password(username)

@@ -18,6 +18,7 @@ from server.calls import recording  # noqa: F401  (call_recordings)
 from server.core import audit  # noqa: F401
 from server.core.models import Base
 from server.gateway import aes  # noqa: F401  (modality_aes)
+from server.interfaces import drafts, senders  # noqa: F401  (hl7_senders, hl7_messages, order_drafts)
 from server.reports import billing  # noqa: F401
 from server.reports import service as reports  # noqa: F401  (their tables)
 

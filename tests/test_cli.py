@@ -117,7 +117,13 @@ def test_demo_is_idempotent_and_prints_logins(
         "coordinator",
         "admin",
     }
-    assert len(users) == 10
+    # Ten people, and the inactive interface account of each site's HL7 sender.
+    assert len([u for u in users.values() if u.active]) == 10
+    assert sorted(u.display_name for u in users.values() if not u.active) == [
+        "DPI (CHATEAUBRIANT)",
+        "DPI (CHOLET)",
+        "DPI (SAUMUR)",
+    ]
 
 
 def test_migrations_have_one_head() -> None:

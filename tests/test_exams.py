@@ -42,7 +42,8 @@ async def test_urgentist_requests_an_exam(api_for: ClientFor, settings: Settings
     assert re.fullmatch(r"TI\d{14}", exam["accession_number"])
     assert re.fullmatch(r"2\.25\.\d+", exam["study_instance_uid"])
     assert len(exam["study_instance_uid"]) <= 64
-    assert exam["patient"] == exam_payload()["patient"]
+    assert exam["patient"] == {**exam_payload()["patient"], "identity": None}
+    assert exam["placer_order_number"] is None
     assert exam["consent"] is True
     assert exam["deadlines"]["accept_by"] is not None
     assert exam["last_seq"] == 1

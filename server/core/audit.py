@@ -139,6 +139,41 @@ class Audited(Protocol):
     def now(self) -> datetime: ...
 
 
+def make_entry(
+    *,
+    action: str,
+    who: Principal | None = None,
+    outcome: str = "ok",
+    exam_id: str | None = None,
+    study_uid: str | None = None,
+    addr: str | None = None,
+    detail: dict[str, Any] | None = None,
+    username: str | None = None,
+    at: datetime | None = None,
+) -> AuditEntry:
+    """A row not yet chained: :func:`record_many` appends several in one go."""
+    user = who.user if who else None
+    return AuditEntry(
+        at=at or datetime.now(UTC),
+        user_id=user.id if user else None,
+        username=user.username if user else username,
+        role=user.role if user else None,
+        action=action,
+        exam_id=exam_id,
+        study_uid=study_uid,
+        addr=addr,
+        outcome=outcome,
+        detail=detail or {},
+    )
+
+
+async def record_many(db: AsyncSession, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
+    """Append rows of :func:`make_entry`, in order, in the caller's transaction: one
+    read of the chain's head and one insert for all of them (a message of the
+    hospitals' interfaces audits each of its changes, docs/hl7.md)."""
+    return await _append(db, entries)
+
+
 async def record(
     target: Audited | AsyncSession,
     *,
@@ -160,18 +195,16 @@ async def record(
     ``action`` is a dotted verb (``login``, ``exam.read``, ``report.sign``,
     ``dicom.read``...); ``outcome`` is ``ok``, ``denied`` or ``failed``.
     """
-    user = who.user if who else None
-    entry = AuditEntry(
-        at=at or datetime.now(UTC),
-        user_id=user.id if user else None,
-        username=user.username if user else username,
-        role=user.role if user else None,
+    entry = make_entry(
         action=action,
+        who=who,
+        outcome=outcome,
         exam_id=exam_id,
         study_uid=study_uid,
         addr=addr,
-        outcome=outcome,
-        detail=detail or {},
+        detail=detail,
+        username=username,
+        at=at,
     )
     if isinstance(target, AsyncSession):
         await _append(target, [entry])

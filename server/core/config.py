@@ -90,6 +90,12 @@ class Settings:
     session_recheck_s: float = 5.0
     dicom_port: int = 11112
     dicom_ae_title: str = "TELEIMAGERIE"
+    # The MLLP listener for the hospitals' HL7 v2 (docs/hl7.md "Inbound"): TLS when a
+    # certificate is given, client certificates required when a CA is given too.
+    hl7_port: int = 2575
+    hl7_tls_cert: str | None = None
+    hl7_tls_key: str | None = None
+    hl7_tls_client_ca: str | None = None
     log_level: str = "INFO"
     # WebRTC consults (docs/calls.md): no STUN/TURN unless configured, never a public default.
     ice_servers: tuple[IceServer, ...] = ()
@@ -146,6 +152,10 @@ class Settings:
             login_backoff_max_s=_int(e, "LOGIN_BACKOFF_MAX_S", int(d.login_backoff_max_s)),
             dicom_port=_int(e, "DICOM_PORT", d.dicom_port),
             dicom_ae_title=e.get("DICOM_AE_TITLE") or d.dicom_ae_title,
+            hl7_port=_int(e, "HL7_PORT", d.hl7_port),
+            hl7_tls_cert=e.get("HL7_TLS_CERT") or None,
+            hl7_tls_key=e.get("HL7_TLS_KEY") or None,
+            hl7_tls_client_ca=e.get("HL7_TLS_CLIENT_CA") or None,
             log_level=e.get("LOG_LEVEL") or d.log_level,
             ice_servers=tuple(json.loads(e.get("ICE_SERVERS") or "[]")),
             call_max_participants=_int(e, "CALL_MAX_PARTICIPANTS", d.call_max_participants),

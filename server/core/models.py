@@ -116,11 +116,44 @@ class UserSession(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class PatientIdentity(Base):
+    """A patient as an establishment's patient record system knows them
+    (docs/hl7.md "Inbound", docs/patients.md): the local identifier (IPP), the
+    national health identifier (INS) with its OID, how far the identity was
+    checked, and the strict traits the identity-vigilance rules ask to show, kept
+    apart from the used names. ``merged_into_id``: merged into that identity (A40)."""
+
+    __tablename__ = "patient_identities"
+    __table_args__ = (
+        UniqueConstraint("establishment_id", "ipp"),
+        Index("ix_patient_identities_establishment_ins", "establishment_id", "ins"),
+        Index("ix_patient_identities_establishment_birth_name", "establishment_id", "birth_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    establishment_id: Mapped[int] = mapped_column(ForeignKey("establishments.id"))
+    ipp: Mapped[str] = mapped_column(String(64))
+    ins: Mapped[str | None] = mapped_column(String(15))
+    ins_oid: Mapped[str | None] = mapped_column(String(64))
+    identity_status: Mapped[str] = mapped_column(String(16))
+    birth_name: Mapped[str] = mapped_column(String(100))
+    first_names: Mapped[str] = mapped_column(String(200))
+    used_name: Mapped[str | None] = mapped_column(String(100))
+    used_first_name: Mapped[str | None] = mapped_column(String(100))
+    sex: Mapped[str] = mapped_column(String(1))
+    birth_date: Mapped[date] = mapped_column(Date)
+    birthplace_code: Mapped[str | None] = mapped_column(String(5))
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient_identities.id"))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
 class Exam(Base):
     __tablename__ = "exams"
     __table_args__ = (
         Index("ix_exams_establishment_status", "establishment_id", "status"),
         Index("ix_exams_radiologist_status", "assigned_radiologist_id", "status"),
+        Index("ix_exams_establishment_placer", "establishment_id", "placer_order_number"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -135,6 +168,14 @@ class Exam(Base):
     patient_name: Mapped[str] = mapped_column(String(200))
     patient_birth_date: Mapped[date] = mapped_column(Date)
     patient_sex: Mapped[str] = mapped_column(String(1))
+    # The identity received from the hospital's patient record (docs/hl7.md "Inbound"),
+    # when the request came over HL7 or the form picked a received identity; the four
+    # columns above keep what the request showed, updated on a merge.
+    patient_identity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patient_identities.id"), index=True
+    )
+    # ORC-2 of an order received over HL7: the placer's own number for it.
+    placer_order_number: Mapped[str | None] = mapped_column(String(64))
 
     modality: Mapped[str] = mapped_column(String(4))
     body_part: Mapped[str] = mapped_column(String(64))
@@ -166,6 +207,7 @@ class Exam(Base):
     assigned_radiologist: Mapped[User | None] = relationship(
         foreign_keys=[assigned_radiologist_id], lazy="joined"
     )
+    patient_identity: Mapped[PatientIdentity | None] = relationship(lazy="joined")
 
 
 class ExamEvent(Base):

@@ -36,6 +36,8 @@ NO_DEADLINE_CHANGE = frozenset(
         EventKind.ESCALATION_RAISED,
         EventKind.CALL_STARTED,
         EventKind.CALL_ENDED,
+        EventKind.PATIENT_UPDATED,
+        EventKind.PATIENT_MERGED,
     }
 )
 

@@ -17,9 +17,10 @@ from rooms.escalation import ExamSnapshot, Policy
 from rooms.permissions import commands_for
 from rooms.types import EventKind, ExamStatus, Role
 from server.core.config import Settings
-from server.core.errors import conflict
+from server.core.errors import ApiError, conflict
 from server.core.identity import Person
-from server.core.models import Exam, ExamEvent, User
+from server.core.models import Exam, ExamEvent, PatientIdentity, User
+from server.patients.service import dicom_name, identity_json
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -31,6 +32,9 @@ class Patient(BaseModel):
     name: Annotated[Text, StringConstraints(max_length=200)]
     birth_date: date
     sex: Literal["F", "M", "O", "U"]
+    # An identity received from the hospital (GET /api/patients): the exam is linked
+    # to it and shows its strict traits (docs/patients.md).
+    identity_id: int | None = None
 
     @field_validator("birth_date")
     @classmethod
@@ -72,6 +76,34 @@ def new_study_uid(root: str) -> str:
     return str(generate_uid(prefix=None if root == "2.25" else root.rstrip(".") + "."))
 
 
+async def linked_request(
+    db: AsyncSession, establishment_id: int, req: ExamRequest
+) -> tuple[ExamRequest, int | None]:
+    """A request naming a received identity (``patient.identity_id``) shows that
+    identity's strict traits, whatever was typed: the identity must be one of the
+    requester's establishment and not merged away (docs/patients.md)."""
+    wanted = req.patient.identity_id
+    if wanted is None:
+        return req, None
+    row = await db.get(PatientIdentity, wanted)
+    if row is None or row.establishment_id != establishment_id or row.merged_into_id is not None:
+        raise ApiError(
+            422,
+            "invalid_fields",
+            "unknown patient identity",
+            fields=[{"field": "patient.identity_id", "message": "no such identity here"}],
+        )
+    patient = req.patient.model_copy(
+        update={
+            "id": row.ipp,
+            "name": dicom_name(row)[:200],
+            "birth_date": row.birth_date,
+            "sex": row.sex,
+        }
+    )
+    return req.model_copy(update={"patient": patient}), row.id
+
+
 async def create_exam(
     db: AsyncSession,
     settings: Settings,
@@ -79,8 +111,15 @@ async def create_exam(
     req: ExamRequest,
     now: datetime,
     assigned_radiologist_id: int | None = None,
+    *,
+    identity_id: int | None = None,
+    placer_order_number: str | None = None,
 ) -> tuple[Exam, ExamEvent]:
-    """Insert the exam and its ``exam.requested`` event (seq 1) in one transaction."""
+    """Insert the exam and its ``exam.requested`` event (seq 1) in one transaction.
+
+    ``identity_id`` links it to the identity received from the hospital (docs/patients.md)
+    and ``placer_order_number`` keeps the number of the order it came from (docs/hl7.md).
+    """
     assert requester.establishment_id is not None
     for _attempt in range(5):
         exam = Exam(
@@ -100,6 +139,8 @@ async def create_exam(
             urgency=req.urgency,
             contraindications=req.contraindications or None,
             consent=req.consent,
+            patient_identity_id=identity_id,
+            placer_order_number=placer_order_number,
             created_at=now,
             updated_at=now,
             last_seq=1,
@@ -121,6 +162,7 @@ async def create_exam(
                 "body_part": exam.body_part,
                 "urgency": exam.urgency,
                 "accession_number": exam.accession_number,
+                **({"placer_order_number": placer_order_number} if placer_order_number else {}),
             },
         )
         db.add(event)
@@ -255,7 +297,9 @@ def exam_json(exam: Exam, settings: Settings, viewer: Role | str | None = None) 
             "name": exam.patient_name,
             "birth_date": exam.patient_birth_date.isoformat(),
             "sex": exam.patient_sex,
+            "identity": identity_json(exam.patient_identity) if exam.patient_identity else None,
         },
+        "placer_order_number": exam.placer_order_number,
         "modality": exam.modality,
         "body_part": exam.body_part,
         "clinical_question": exam.clinical_question,

@@ -28,6 +28,7 @@ from server.web.api import billing as billing_api
 from server.web.api import calls as calls_api
 from server.web.api import commands as commands_api
 from server.web.api import exams as exams_api
+from server.web.api import patients as patients_api
 from server.web.api import protocols, turnaround
 from server.web.api import reconciliation as reconciliation_api
 from server.web.api import reports as reports_api
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> App:
     api_routes = [
         *session_api.routes,
         *exams_api.routes,
+        *patients_api.routes,
         *commands_api.routes,
         *protocols.routes,
         *reports_api.routes,

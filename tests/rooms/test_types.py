@@ -18,6 +18,8 @@ def test_event_kinds_are_exactly_the_persisted_kinds_of_the_api() -> None:
         "chat.message",
         "call.started",
         "call.ended",
+        "patient.updated",
+        "patient.merged",
     ]
 
 

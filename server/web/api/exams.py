@@ -17,7 +17,7 @@ from server.core.models import Establishment, Exam, ExamEvent, User
 from server.exams import routing
 from server.exams.authz import exam_scope, load_exam, require_role
 from server.exams.publish import publish_events
-from server.exams.service import ExamRequest, create_exam, event_json, exam_json
+from server.exams.service import ExamRequest, create_exam, event_json, exam_json, linked_request
 from server.web.http import parse
 
 
@@ -43,8 +43,11 @@ async def request_exam(request: Request) -> Response:
     async with app.db() as db:
         user = await db.get_one(User, principal.user.id)
         assert user.establishment_id is not None
+        req, identity = await linked_request(db, user.establishment_id, req)
         choice = await routing.route(db, user.establishment_id, now)
-        exam, event = await create_exam(db, app.settings, user, req, now, choice.radiologist_id)
+        exam, event = await create_exam(
+            db, app.settings, user, req, now, choice.radiologist_id, identity_id=identity
+        )
         await audit.record_request(request, "exam.request", principal, db, exam_id=exam.id)
         await db.commit()
         await db.refresh(exam)

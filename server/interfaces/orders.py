@@ -1,0 +1,242 @@
+"""Imaging orders in (docs/hl7.md "Orders"): ORM^O01 and OMI^O23, ``NW`` requests the
+exam through the form's service or keeps a draft, ``CA`` cancels."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import hl7
+from pydantic import ValidationError
+from sqlalchemy import exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rooms.lifecycle import Command, LifecycleError, decide, sources
+from rooms.types import ExamStatus, Role
+from server.core.config import Settings
+from server.core.models import Exam, User
+from server.exams import routing
+from server.exams.service import ExamRequest, append_event, create_exam
+from server.interfaces import hl7_in
+from server.interfaces.drafts import OrderDraft
+from server.interfaces.effects import Effects, who
+from server.interfaces.hl7_in import Hl7Error
+from server.interfaces.identities import upsert_identity
+from server.interfaces.senders import Sender
+from server.patients import service as patients
+
+#: Where each field of an exam request comes from in an order.
+REQUEST_FIELDS = {
+    "modality": ("OBR", 24),
+    "body_part": ("OBR", 4),
+    "clinical_question": ("OBR", 31),
+    "urgency": ("TQ1", 9),
+    "consent": ("OBX", 5),
+    "contraindications": ("OBX", 5),
+    "patient": ("PID", 3),
+}
+
+
+async def apply_order(
+    settings: Settings,
+    db: AsyncSession,
+    sender: Sender,
+    msg: hl7.Message,
+    now: datetime,
+    e: Effects,
+) -> None:
+    """An order: its patient first (as A31), then ``NW`` or ``CA``."""
+    traits = hl7_in.patient(msg)
+    request = hl7_in.order(msg)
+    patient = await upsert_identity(db, sender, traits, now, e)
+    e.detail["placer_order_number"] = request.placer_number
+    if request.control == "CA":
+        await cancel(db, sender, request.placer_number, now, e)
+        return
+    if await placed(db, sender.establishment_id, request.placer_number):
+        raise Hl7Error(
+            "AE",
+            hl7_in.DUPLICATE_KEY_IDENTIFIER,
+            f"order {request.placer_number} was received already",
+            "ORC",
+            2,
+        )
+    if request.missing:
+        draft = OrderDraft(
+            establishment_id=sender.establishment_id,
+            sender_id=sender.id,
+            patient_identity_id=patient.id,
+            placer_order_number=request.placer_number,
+            modality=request.modality,
+            body_part=request.body_part,
+            clinical_question=request.clinical_question,
+            urgency=request.urgency,
+            consent=request.consent,
+            contraindications=request.contraindications,
+            missing=request.missing,
+            status="pending",
+            created_at=now,
+            updated_at=now,
+        )
+        db.add(draft)
+        await db.flush()
+        e.audit(
+            action="order.draft",
+            username=who(sender),
+            at=now,
+            detail={
+                "draft": draft.id,
+                "placer": request.placer_number,
+                "missing": request.missing,
+            },
+        )
+        e.detail["draft"] = draft.id
+        urgentists = await db.scalars(
+            select(User.id).where(
+                User.establishment_id == sender.establishment_id,
+                User.role == Role.URGENTIST,
+                User.active.is_(True),
+            )
+        )
+        body = {
+            "draft": draft.id,
+            "placer_order_number": request.placer_number,
+            "missing": request.missing,
+        }
+        e.drafts.append((list(urgentists), body))
+        for name in request.missing:
+            seg, f = REQUEST_FIELDS[name]
+            e.warnings.append(
+                (
+                    f"{seg}-{f}",
+                    hl7_in.REQUIRED_FIELD_MISSING,
+                    f"{name} missing: kept as a draft",
+                )
+            )
+        return
+    try:
+        req = ExamRequest.model_validate(
+            {
+                "patient": {
+                    "id": patient.ipp,
+                    "name": patients.dicom_name(patient)[:200],
+                    "birth_date": patient.birth_date,
+                    "sex": patient.sex,
+                },
+                "modality": request.modality,
+                "body_part": request.body_part,
+                "clinical_question": request.clinical_question,
+                "urgency": request.urgency,
+                "consent": request.consent,
+                "contraindications": request.contraindications,
+            }
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "patient"
+        seg, f = REQUEST_FIELDS.get(name, ("OBR", 4))
+        raise Hl7Error("AE", hl7_in.DATA_TYPE_ERROR, f"{name}: {first['msg']}", seg, f) from None
+    requester = await requester_for(db, sender, request.ordering_provider)
+    choice = await routing.route(db, sender.establishment_id, now)
+    exam, event = await create_exam(
+        db,
+        settings,
+        requester,
+        req,
+        now,
+        choice.radiologist_id,
+        identity_id=patient.id,
+        placer_order_number=request.placer_number,
+    )
+    e.audit(
+        action="exam.request",
+        username=who(sender),
+        exam_id=exam.id,
+        at=now,
+        detail={"via": "hl7", "placer": request.placer_number, "requester": requester.id},
+    )
+    e.events.append((exam.id, event))
+    e.routed.append((exam, choice))
+    e.detail["exam"] = exam.id
+
+
+async def cancel(db: AsyncSession, sender: Sender, placer: str, now: datetime, e: Effects) -> None:
+    est = sender.establishment_id
+    exam = await db.scalar(
+        select(Exam)
+        .where(Exam.establishment_id == est, Exam.placer_order_number == placer)
+        .order_by(Exam.created_at.desc())
+    )
+    if exam is not None:
+        try:
+            move = decide(ExamStatus(exam.status), Command.CANCEL, Role.URGENTIST)
+        except LifecycleError as exc:
+            raise Hl7Error("AE", hl7_in.APPLICATION_INTERNAL_ERROR, str(exc), "ORC", 1) from None
+        reason = "cancelled by the hospital's order (ORC-1 CA)"
+        event = await append_event(
+            db,
+            exam.id,
+            move.event_kind,
+            sender.account_id,
+            {"reason": reason, "previous_status": exam.status},
+            now,
+            from_status=sources(Command.CANCEL, move.new_status),
+            changes={"status": move.new_status, "cancelled_at": now, "cancel_reason": reason},
+        )
+        e.audit(
+            action="command.cancel",
+            username=who(sender),
+            exam_id=exam.id,
+            at=now,
+            detail={"via": "hl7", "placer": placer},
+        )
+        e.events.append((exam.id, event))
+        e.detail["exam"] = exam.id
+        return
+    draft = await db.scalar(
+        select(OrderDraft).where(
+            OrderDraft.establishment_id == est,
+            OrderDraft.placer_order_number == placer,
+            OrderDraft.status == "pending",
+        )
+    )
+    if draft is None:
+        raise Hl7Error("AE", hl7_in.UNKNOWN_KEY_IDENTIFIER, f"no order {placer}", "ORC", 2)
+    draft.status = "cancelled"
+    draft.updated_at = now
+    e.audit(
+        action="order.draft.cancel",
+        username=who(sender),
+        at=now,
+        detail={"draft": draft.id, "placer": placer},
+    )
+    e.detail["draft"] = draft.id
+
+
+async def placed(db: AsyncSession, establishment_id: int, placer: str) -> bool:
+    """Whether an order with this placer number became an exam or waits as a draft."""
+    exam = select(Exam.id).where(
+        Exam.establishment_id == establishment_id, Exam.placer_order_number == placer
+    )
+    draft = select(OrderDraft.id).where(
+        OrderDraft.establishment_id == establishment_id,
+        OrderDraft.placer_order_number == placer,
+        OrderDraft.status != "cancelled",
+    )
+    return bool(await db.scalar(select(or_(exists(exam), exists(draft)))))
+
+
+async def requester_for(db: AsyncSession, sender: Sender, provider: str | None) -> User:
+    """The urgentist of the establishment whose RPPS the order names (ORC-12), else the
+    sender's interface account."""
+    if provider:
+        user = await db.scalar(
+            select(User).where(
+                User.professional_id == provider,
+                User.establishment_id == sender.establishment_id,
+                User.role == Role.URGENTIST,
+                User.active.is_(True),
+            )
+        )
+        if user is not None:
+            return user
+    return await db.get_one(User, sender.account_id)
