@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +114,16 @@ class Reader:
                 return self._fixed(sock, rest, int(fields[b"content-length"]))
             return self._until_close(sock, rest, fields.get(b"transfer-encoding") == b"chunked")
 
+    def reserve(self, size: int) -> None:
+        """A buffer of ``size`` bytes with every page touched: a viewer's buffers
+        are warm, and this VM charges ~1-2 ms per MB a process touches first
+        (docs/benchmarks.md), which would be counted against the server."""
+        if len(self.buffer) < size:
+            self.buffer = bytearray(size)
+        view = memoryview(self.buffer)
+        for offset in range(0, size, 4096):
+            view[offset] = 1
+
     def _fixed(self, sock: socket.socket, rest: bytes, length: int) -> int:
         if len(self.buffer) < length:
             self.buffer = bytearray(length)
@@ -165,6 +175,7 @@ class Target:
     called_ae: str
     new_study: Callable[[], dict[str, str]]  # attributes a series needs to be filed
     figures: dict[str, float] = field(default_factory=dict)
+    stows: list[float] = field(default_factory=list)
 
     def client(self, headers: dict[str, str]) -> Client:
         c = Client(self.base, None)
@@ -200,24 +211,26 @@ def stow(target: Target, client: Client, parts: list[bytes]) -> tuple[float, int
     return elapsed, len(body), [p.removeprefix(prefix) for p in paths]
 
 
-def workload(target: Target, slices: int, workdir: Path) -> None:
-    """Everything measured on one archive; the figures go to ``target.figures``."""
+def workload(target: Target, slices: int, workdir: Path) -> Iterator[None]:
+    """Everything measured on one archive, one step at a time (the caller runs
+    the archives' steps in turn, so that each measure of each archive meets
+    the same state of the host); the figures go to ``target.figures``."""
     f = target.figures
     writer = target.client(target.writer)
     reader = target.client(target.reader)
     big = Reader(target.base, target.reader)
     stows: list[float] = []
-    sizes: list[int] = []
     instances: list[list[str]] = []
-    for _ in range(4):
+    for i in range(1, 5):
         study = target.new_study()
-        elapsed, size, paths = stow(target, writer, series(target, slices, study))
+        parts = series(target, slices, study)
+        yield  # the series is made outside the step
+        elapsed, size, paths = stow(target, writer, parts)
         stows.append(size / elapsed / 1e6)
-        sizes.append(size)
         instances.append(paths)
-        i = len(instances)
         series_path = paths[0].rsplit("/instances/", 1)[0]
         if i == 1:  # first read of a whole series
+            big.reserve(len(parts) * len(parts[0]) + (1 << 20))
             t0 = time.perf_counter()
             got = big.get(series_path, DICOM_ACCEPT)
             f["series_first"] = got / (time.perf_counter() - t0) / 1e6
@@ -242,24 +255,28 @@ def workload(target: Target, slices: int, workdir: Path) -> None:
             ok = _get(reader, series_path + "/thumbnail", "image/jpeg", allow_missing=True)
             f["thumbnail_first"] = time.perf_counter() - t0 if ok else float("nan")
     f["stow"] = statistics.median(stows)
-    f["stow_all"] = stows  # type: ignore[assignment]
-    # Warm reads.
+    target.stows = stows
+    yield
     series1 = instances[0][0].rsplit("/instances/", 1)[0]
     rates = []
     for _ in range(5):
+        big.reserve(len(big.buffer))
         t0 = time.perf_counter()
         got = big.get(series1, DICOM_ACCEPT)
         rates.append(got / (time.perf_counter() - t0) / 1e6)
     f["series_warm"] = statistics.median(rates)
+    yield
     t0 = time.perf_counter()
     for p in instances[1]:
         _get(reader, p + "/frames/1", FRAMES_ACCEPT)
     f["frames_warm"] = time.perf_counter() - t0
+    yield
     f["frames_conc_warm"] = _concurrent_frames(target, instances[2], 4)
     series2 = instances[1][0].rsplit("/instances/", 1)[0]
     t0 = time.perf_counter()
     _get(reader, series2 + "/metadata", "application/dicom+json")
     f["metadata_warm"] = time.perf_counter() - t0
+    yield
     f["dwc_series_warm"] = _dicomweb_client(target, series1)
     # DIMSE C-STORE of another series, from files, one association.
     study = target.new_study()
@@ -270,6 +287,7 @@ def workload(target: Target, slices: int, workdir: Path) -> None:
         path = folder / f"{n:04d}.dcm"
         path.write_bytes(data)
         files.append(str(path))
+    yield
     t0 = time.perf_counter()
     out = subprocess.run(
         ["storescu", "-aet", "CT_BENCH", "-aec", target.called_ae,
@@ -280,6 +298,19 @@ def workload(target: Target, slices: int, workdir: Path) -> None:
     if out.returncode != 0 or "Warning" in out.stdout + out.stderr:
         raise SystemExit(f"{target.name}: storescu {out.returncode}\n{out.stderr[-2000:]}")
     shutil.rmtree(folder)
+
+
+def interleave(steps: list[Iterator[None]]) -> None:
+    """Run the archives' steps in turn, the order reversed at every step."""
+    live = list(steps)
+    flip = False
+    while live:
+        for step in reversed(live) if flip else list(live):
+            try:
+                next(step)
+            except StopIteration:
+                live.remove(step)
+        flip = not flip
 
 
 def _get(client: Client, path: str, accept: str, allow_missing: bool = False) -> bool:
@@ -324,25 +355,26 @@ def _dicomweb_client(target: Target, series_path: str) -> float:
 class Ours:
     """``teleimagerie serve`` and ``teleimagerie dicom`` on a fresh database."""
 
-    def __init__(self, database: str, workdir: Path) -> None:
+    def __init__(self, database: str, workdir: Path, root: Path = ROOT, name: str = "ours") -> None:
         from server.core.config import normalise_database_url
         from server.core.migrate import upgrade
 
-        self.workdir = workdir
+        self.workdir, self.root, self.name = workdir, root, name
         self.pg_name: str | None = None
         if database == "postgresql":
-            self.pg_name = f"served_bench_{os.getpid()}"
+            self.pg_name = f"served_bench_{os.getpid()}_{name}"
             _psql(f'DROP DATABASE IF EXISTS "{self.pg_name}"')
             _psql(f'CREATE DATABASE "{self.pg_name}"')
             url = f"postgresql://postgres@127.0.0.1:5432/{self.pg_name}"
         else:
-            url = f"sqlite:///{workdir}/served.db"
+            url = f"sqlite:///{workdir}/{name}.db"
         self.url = normalise_database_url(url)
         upgrade(self.url)
         self.env = {
             **os.environ,
             "DATABASE_URL": self.url,
-            "DICOM_STORAGE": str(workdir / "dicom"),
+            "DICOM_STORAGE": str(workdir / f"dicom-{name}"),
+            "PYTHONPATH": str(root),
             "LOG_LEVEL": "WARNING",
         }
         self.env.pop("REDIS_URL", None)
@@ -350,11 +382,11 @@ class Ours:
         self.port, self.dimse_port = free_port(), free_port()
         cmd = [sys.executable, "-m", "server.cli"]
         self.procs = [
-            subprocess.Popen([*cmd, "serve", "--port", str(self.port)], env=self.env, cwd=ROOT),
+            subprocess.Popen([*cmd, "serve", "--port", str(self.port)], env=self.env, cwd=root),
             subprocess.Popen(
                 [*cmd, "dicom", "--host", "127.0.0.1", "--port", str(self.dimse_port)],
                 env=self.env,
-                cwd=ROOT,
+                cwd=root,
             ),
         ]
         _wait_port(self.port, self.procs[0])
@@ -423,7 +455,7 @@ class Ours:
 
     def target(self) -> Target:
         return Target(
-            name="ours",
+            name=self.name,
             base=f"http://127.0.0.1:{self.port}/dicomweb",
             reader={"Authorization": f"Bearer {self.tokens['rad']}"},
             writer={"Authorization": f"Bearer {self.tokens['man']}"},
@@ -543,15 +575,20 @@ MEASURES = [
 ]
 
 
-def table(ours: dict[str, float], theirs: dict[str, float] | None) -> str:
-    lines = ["| measure | ours | Orthanc | ratio |", "| --- | --- | --- | --- |"]
+def table(targets: list[Target]) -> str:
+    """One column per archive, then ours / each other (how many times better)."""
+    others = targets[1:]
+    head = ["measure"] + [t.name for t in targets] + [f"ours / {t.name}" for t in others]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for key, label, kind in MEASURES:
-        a = ours.get(key, float("nan"))
-        b = theirs.get(key, float("nan")) if theirs else float("nan")
-        ratio = a / b if kind == "rate" else b / a
+        values = [t.figures.get(key, float("nan")) for t in targets]
         fmt = "{:.0f}" if kind == "rate" else "{:.3f}"
-        cells = [fmt.format(a), fmt.format(b) if b == b else "n/a"]
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} | {ratio:.2f} |")
+        cells = [fmt.format(v) if v == v else "n/a" for v in values]
+        a = values[0]
+        for b in values[1:]:
+            ratio = a / b if kind == "rate" else b / a
+            cells.append(f"{ratio:.2f}" if ratio == ratio else "n/a")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -560,17 +597,21 @@ def io_floor(workdir: Path) -> float:
         return statistics.median(stow_like(workdir, pool) for _ in range(3))
 
 
-def one_run(database: str, slices: int, with_orthanc: bool, storage: Path) -> None:
+def one_run(
+    database: str, slices: int, with_orthanc: bool, storage: Path, baseline: Path | None
+) -> None:
     storage.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="served-", dir=storage))
-    ours = orthanc = None
+    servers: list[Ours | Orthanc] = []
     try:
         load = os.getloadavg()[0]
-        ours = Ours(database, workdir)
-        orthanc = Orthanc(workdir) if with_orthanc else None
-        targets = [ours.target()] + ([orthanc.target()] if orthanc else [])
-        for target in targets:
-            workload(target, slices, workdir)
+        servers.append(Ours(database, workdir))
+        if baseline is not None:
+            servers.append(Ours(database, workdir, root=baseline.resolve(), name="before"))
+        if with_orthanc:
+            servers.append(Orthanc(workdir))
+        targets = [server.target() for server in servers]
+        interleave([workload(target, slices, workdir) for target in targets])
         floor = io_floor(workdir)
         mb = targets[0].figures["series_bytes"] / 1e6
         print(
@@ -578,20 +619,19 @@ def one_run(database: str, slices: int, with_orthanc: bool, storage: Path) -> No
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average "
             f"{load:.1f} before, {os.getloadavg()[0]:.1f} after\n"
         )
-        print(table(targets[0].figures, targets[1].figures if orthanc else None))
+        print(table(targets))
         for target in targets:
-            stows = ", ".join(f"{r:.0f}" for r in target.figures["stow_all"])  # type: ignore[attr-defined]
+            stows = ", ".join(f"{r:.0f}" for r in target.stows)
             print(f"{target.name}: the 4 STOWs {stows} MB/s")
         warm = targets[0].figures["series_warm"]
         print(
             f"warm series, ours: {warm:.0f} MB/s = {warm / floor:.0%} of bench/io_floor.py's "
-            f"receive + write limit in the same run ({floor:.0f} MB/s)"
+            f"receive + write limit in the same run ({floor:.0f} MB/s)",
+            flush=True,
         )
     finally:
-        if orthanc:
-            orthanc.close()
-        if ours:
-            ours.close()
+        for server in servers:
+            server.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -600,7 +640,12 @@ def main() -> None:
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--slices", type=int, default=200)
-    parser.add_argument("--no-orthanc", action="store_true", help="our server alone")
+    parser.add_argument("--no-orthanc", action="store_true", help="leave Orthanc out")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of this repository, measured as 'before' in the same run",
+    )
     parser.add_argument(
         "--storage", type=Path, default=ROOT / "var" / "bench", help="where the temp dirs go"
     )
@@ -610,7 +655,7 @@ def main() -> None:
     databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     for _ in range(args.runs):
         for database in databases:
-            one_run(database, args.slices, not args.no_orthanc, args.storage)
+            one_run(database, args.slices, not args.no_orthanc, args.storage, args.baseline)
 
 
 if __name__ == "__main__":
