@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8000
 PYTHON_PATHS := server rooms dicomweb tests bench
 
-.PHONY: install run test test-sqlite test-postgresql services lint clean
+.PHONY: install run test test-sqlite test-postgresql services lint clean bench-served
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ run: install
 
 services:
 	@bash scripts/services.sh
+
+# The served path beside Orthanc, SQLite then PostgreSQL (docs/benchmarks.md "Served path").
+# ARGS="--runs 3", "--database sqlite", "--baseline ../other-checkout" ...
+bench-served: install
+	@bash scripts/services.sh --bench
+	$(BIN)/python bench/served.py $(ARGS)
 
 # The whole suite runs twice: on the embedded SQLite default and on PostgreSQL.
 test: lint services

@@ -35,7 +35,7 @@ def create_dicomweb_app(
     hooks: IngestHooks | None = None,
 ) -> Starlette:
     """Build the archive. ``db`` must reach a schema with ``dicomweb.tables``."""
-    storage = Storage(config.storage_root)
+    storage = Storage(config.storage_root, config.keep_cached)
     ingestor = Ingestor(config, db, access, hooks, storage)
     ctx = Context(config, db, access, storage, ingestor)
 

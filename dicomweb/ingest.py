@@ -83,7 +83,7 @@ class Ingestor:
         self.db = db
         self.access = access
         self.hooks = hooks
-        self.storage = storage or Storage(config.storage_root)
+        self.storage = storage or Storage(config.storage_root, config.keep_cached)
         self.reconciling: asyncio.Task[Reconciled | None] | None = None
 
     def warm_up(self) -> Future[None]:

@@ -65,8 +65,7 @@ class Staged:
 
 def read_staged(temp: Path) -> Staged | Failure:
     """Read and check the header of a written (and fsynced) temp file, make its
-    DICOM JSON, then drop the file's pages from the page cache. Blocking; the CPU
-    of staging. On failure the temp file is gone."""
+    DICOM JSON. Blocking; the CPU of staging. On failure the temp file is gone."""
     try:
         header = read_path(temp)
         try:
@@ -75,7 +74,6 @@ def read_staged(temp: Path) -> Staged | Failure:
             Storage.discard(temp)
             return fail(header, CANNOT_UNDERSTAND, f"cannot make DICOM JSON: {exc}")
         size = temp.stat().st_size
-        Storage.uncache(temp)
     except HeaderError as exc:
         Storage.discard(temp)
         return Failure(exc.reason, exc.message)

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,6 +82,8 @@ _STORED = re.compile(r"^([0-9a-f]{2})/\1[0-9a-f]{22}/[0-9a-f]{24}/[0-9a-f]{40}\.
 
 #: Where instances kept aside wait (relative to the root; not a hash directory).
 QUARANTINE = "quarantine"
+#: Bytes of newly placed files whose pages stay in the page cache (``Storage.placed``).
+KEEP_CACHED = 1024 * 1024 * 1024
 
 
 class Storage:
@@ -92,8 +95,12 @@ class Storage:
     ``quarantine/``, under random names: never indexed, never served.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keep_cached: int = KEEP_CACHED) -> None:
         self.root = root.resolve()
+        self.keep_cached = keep_cached
+        self._recent: deque[tuple[Path, int]] = deque()  # placed files still cached
+        self._recent_bytes = 0
+        self._recent_lock = threading.Lock()
         self.tmp = self.root / "tmp"
         self.thumbs = self.root / "thumbnails"
         self.quarantine = self.root / QUARANTINE
@@ -187,17 +194,36 @@ class Storage:
 
     @staticmethod
     def uncache(path: Path) -> None:
-        """Drop a written, fsynced file's pages from the page cache. The archive
-        writes each file once and reads it later, if ever: its pages are freed at
-        once for the next files instead of growing the cache by every byte
-        received (which costs ingest a first touch of new memory per page on a VM
-        that hands idle memory back to its host; docs/benchmarks.md), and they
-        do not push out what viewers are reading. Blocking."""
-        fd = os.open(path, os.O_RDONLY)
+        """Drop a written, fsynced file's pages from the page cache. Blocking."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+
+    def placed(self, path: Path, size: int) -> None:
+        """Note a file just placed. The newest ``keep_cached`` bytes of files stay
+        in the page cache, where the radiologist's first read finds them seconds
+        later; older ones are dropped from it, so that ingest reuses the pages it
+        frees instead of growing the cache by every byte received (on a VM that
+        hands idle memory back to its host, each new page costs a first touch:
+        docs/benchmarks.md "Served path"). Blocking."""
+        if self.keep_cached <= 0:
+            self.uncache(path)
+            return
+        old: list[Path] = []
+        with self._recent_lock:
+            self._recent.append((path, size))
+            self._recent_bytes += size
+            while self._recent_bytes > self.keep_cached and len(self._recent) > 1:
+                gone, n = self._recent.popleft()
+                self._recent_bytes -= n
+                old.append(gone)
+        for gone in old:
+            self.uncache(gone)
 
     def place_many(self, items: list[tuple[Path, str]]) -> list[Path | OSError]:
         """Move temp files (fsynced already) to their relative paths atomically,
@@ -220,6 +246,10 @@ class Storage:
                 continue
             dirs.add(final.parent)
             results.append(final)
+            try:
+                self.placed(final, final.stat().st_size)
+            except OSError:
+                pass  # only the page cache is at stake
         for d in dirs:
             dfd = os.open(d, os.O_RDONLY)
             try:

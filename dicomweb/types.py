@@ -47,6 +47,8 @@ class DicomwebConfig:
     scheme and host (docs/dicomweb.md "URLs").
     ``mount_path``: where the server mounts the app, used for URLs made outside a
     request (ingest hooks for C-STORE) when there is no public base URL.
+    ``keep_cached``: how many bytes of the newest stored files stay in the page
+    cache for their first read (``Storage.placed``); 0 drops each file at once.
     """
 
     storage_root: Path
@@ -55,6 +57,8 @@ class DicomwebConfig:
     allowed_origins: tuple[str, ...] = ()
     mount_path: str = "/dicomweb"
     thumbnail_size: int = 128
+    #: Bytes of the newest stored files kept in the page cache (``Storage.placed``).
+    keep_cached: int = 1024 * 1024 * 1024
 
     def base_url(self, root_path: str | None = None) -> str:
         if self.public_base_url:

@@ -94,8 +94,10 @@ async def resolve(app: AppContext, db: AsyncSession, token: str) -> Principal | 
     )
 
 
-async def authenticate(conn: HTTPConnection) -> Principal:
-    """The caller of an HTTP request or WebSocket, or 401."""
+async def authenticate(conn: HTTPConnection, reuse: bool = False) -> Principal:
+    """The caller of an HTTP request or WebSocket, or 401. ``reuse``: a session
+    checked in SQL under ``SESSION_CACHE_S`` ago in this process is taken as it
+    was (``SessionWatch.recall``: the archive's bursts of frame requests)."""
     cached: Principal | None = conn.scope.get("ti.principal")
     if cached is not None:
         return cached
@@ -103,6 +105,13 @@ async def authenticate(conn: HTTPConnection) -> Principal:
     if not token:
         raise unauthenticated()
     app = ctx(conn)
+    key = hash_token(token) if reuse else ""
+    if reuse:
+        recalled = app.access.recall(key)
+        if recalled is not None:
+            conn.scope["ti.principal"] = recalled
+            return recalled
+    epoch = app.access.epoch
     async with app.read() as db:
         principal = await resolve(app, db, token)
     if principal is None:
@@ -119,6 +128,8 @@ async def authenticate(conn: HTTPConnection) -> Principal:
             await db.commit()
         if expires_at is not None:
             principal.deadline = deadline_of(now, expires_at, app.settings.session_idle_s)
+    if reuse:
+        await app.access.remember(key, principal, epoch)
     conn.scope["ti.principal"] = principal
     return principal
 

@@ -48,7 +48,7 @@ class ServerAccess:
 
     async def authenticate(self, request: HTTPConnection) -> Principal:
         try:
-            return await authenticate(request)
+            return await authenticate(request, reuse=True)
         except ApiError as exc:
             raise DicomwebError(exc.status, exc.code, exc.message) from None
 
@@ -188,6 +188,7 @@ def build(app: AppContext) -> ArchiveContext:
         public_base_url=f"{settings.public_url}/dicomweb" if settings.public_url else None,
         allowed_origins=settings.allowed_origins,
         mount_path="/dicomweb",
+        keep_cached=settings.dicom_cache_recent_mb * 1024 * 1024,
     )
     images = ImageEvents(app)
     archive = create_dicomweb_app(config, app.db, ServerAccess(app), images)

@@ -18,12 +18,20 @@ is closed with ``CloseCode.SESSION_ENDED`` (4401) as soon as the session ends:
 
 Frames are checked as well (:meth:`SessionWatch.confirm`): a frame from a socket
 whose session has ended is dropped, never stored nor acknowledged.
+
+HTTP requests of the DICOMweb archive come in bursts (a viewer asks for each
+frame of a series): :meth:`SessionWatch.recall` gives back a session checked in
+SQL less than ``SESSION_CACHE_S`` ago in this process, and never past its
+deadline. The announcements that close sockets drop those entries too, here at
+once and in the other processes as the message arrives; a change nobody announces
+is seen within ``SESSION_CACHE_S`` (docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -47,6 +55,7 @@ log = logging.getLogger("teleimagerie.access")
 
 CHANNEL = "access"
 CHUNK = 500  # session ids per query
+CACHED_MAX = 10_000  # sessions remembered for HTTP (``recall``) at most
 
 Ender = Callable[[int, str], None]
 """Closes one socket with (code, reason); must not block (it schedules the close)."""
@@ -95,6 +104,9 @@ class SessionWatch:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._checked_all_at = 0.0
+        # Sessions checked in SQL for HTTP: token hash -> (valid until, principal).
+        self.checked: dict[str, tuple[float, Principal]] = {}
+        self.epoch = 0  # bumped by every end of sessions (``remember`` compares)
 
     # -- holding ------------------------------------------------------------
 
@@ -135,6 +147,39 @@ class SessionWatch:
         await self.check([hold.session_id])
         return not hold.ended
 
+    # -- HTTP: sessions checked a moment ago ------------------------------------
+
+    def recall(self, key: str) -> Principal | None:
+        """The caller a token hash named when SQL was last asked, if that was
+        under ``session_cache_s`` ago and its deadline is ahead; else None."""
+        entry = self.checked.get(key)
+        if entry is None:
+            return None
+        until, principal = entry
+        if time.time() >= until:
+            del self.checked[key]
+            return None
+        return dataclasses.replace(principal, stale=False)
+
+    async def remember(self, key: str, principal: Principal, epoch: int) -> None:
+        """Keep a session SQL has just said is live, unless sessions were ended
+        since ``epoch`` (read before the query: the answer may predate the end)."""
+        ttl = self.settings.session_cache_s
+        if ttl <= 0:
+            return
+        await self._start()  # from now on, the announcements reach ``checked``
+        if epoch != self.epoch:
+            return
+        until = time.time() + ttl
+        if principal.deadline is not None:
+            until = min(until, principal.deadline.timestamp())
+        if len(self.checked) >= CACHED_MAX:
+            now = time.time()
+            self.checked = {k: v for k, v in self.checked.items() if v[0] > now}
+            if len(self.checked) >= CACHED_MAX:
+                self.checked.clear()
+        self.checked[key] = (until, principal.detached())
+
     # -- ending ---------------------------------------------------------------
 
     async def end(
@@ -162,7 +207,14 @@ class SessionWatch:
             reason = str(message.get("reason") or "session ended")
         except (KeyError, TypeError, ValueError):
             log.error("ignored a malformed access message")
+            self.epoch += 1
+            self.checked.clear()
             return
+        self.epoch += 1
+        for key, (_, p) in list(self.checked.items()):
+            sid = p.session_id
+            if p.user.id == user_id and sid != keep and (named is None or sid in named):
+                del self.checked[key]
         for sid in list(self.by_user.get(user_id, ())):
             if sid == keep or (named is not None and sid not in named):
                 continue

@@ -65,6 +65,8 @@ class Settings:
     secure_cookies: bool | None = None  # None: Secure when the request came over HTTPS
     max_body_bytes: int = 1024 * 1024
     max_dicom_body_bytes: int = 2 * 1024 * 1024 * 1024
+    # The newest stored images kept in the page cache for their first read, in MB.
+    dicom_cache_recent_mb: int = 1024
     max_ws_frame_bytes: int = 64 * 1024
     # A member of a killed process leaves presence at most ttl + interval after
     # its last heartbeat (server/live/roomhub.py presence_lag_s; docs/rooms.md).
@@ -88,6 +90,8 @@ class Settings:
     # how often every session is checked again in the database (server/core/access.py).
     session_check_s: float = 0.5
     session_recheck_s: float = 5.0
+    # DICOMweb requests reuse a session checked in SQL this long ago (0: never).
+    session_cache_s: float = 1.0
     dicom_port: int = 11112
     dicom_ae_title: str = "TELEIMAGERIE"
     # The MLLP listener for the hospitals' HL7 v2 (docs/hl7.md "Inbound"): TLS when a
@@ -137,11 +141,13 @@ class Settings:
             critical_ack_timeout_s=_int(e, "CRITICAL_ACK_TIMEOUT_S", d.critical_ack_timeout_s),
             session_idle_s=_int(e, "SESSION_IDLE_S", d.session_idle_s),
             session_absolute_s=_int(e, "SESSION_ABSOLUTE_S", d.session_absolute_s),
+            session_cache_s=_float(e, "SESSION_CACHE_S", d.session_cache_s),
             secure_cookies=(
                 None if e.get("SECURE_COOKIES") in (None, "") else _bool(e, "SECURE_COOKIES", False)
             ),
             max_body_bytes=_int(e, "MAX_BODY_BYTES", d.max_body_bytes),
             max_dicom_body_bytes=_int(e, "MAX_DICOM_BODY_BYTES", d.max_dicom_body_bytes),
+            dicom_cache_recent_mb=_int(e, "DICOM_CACHE_RECENT_MB", d.dicom_cache_recent_mb),
             max_ws_frame_bytes=_int(e, "MAX_WS_FRAME_BYTES", d.max_ws_frame_bytes),
             presence_ttl_s=_int(e, "PRESENCE_TTL_S", d.presence_ttl_s),
             gc_freeze=_bool(e, "GC_FREEZE", True),
