@@ -27,6 +27,7 @@ from server.web.api import audit as audit_api
 from server.web.api import billing as billing_api
 from server.web.api import calls as calls_api
 from server.web.api import commands as commands_api
+from server.web.api import deliveries as deliveries_api
 from server.web.api import exams as exams_api
 from server.web.api import protocols, turnaround
 from server.web.api import reconciliation as reconciliation_api
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> App:
         *turnaround.routes,
         *calls_api.routes,
         *reconciliation_api.routes,
+        *deliveries_api.routes,
     ]
     sockets = [*room.routes, *notifications.routes]
     routes = [

@@ -1,0 +1,641 @@
+"""The outbox: reports owed to the hospitals' systems, sent until acknowledged
+(docs/hl7.md "Outbound").
+
+A signature, an addendum or a cancellation writes one row per message owed to each
+active destination of the exam's establishment (:func:`enqueue`), in the
+transaction of that change: the change and what it owes commit together or not at
+all. The worker (:func:`deliver_due`) claims due rows, renders each message from
+the frozen report (the same bytes every time: same MSH-10, same MSH-7), sends it
+over MLLP with python-hl7's client and waits for the original-mode acknowledgement
+(HL7 v2.5 2.9.2):
+
+- ``AA``: acknowledged, done;
+- ``AE``/``AR``: failed; an escalation goes to the coordinators, who may resend;
+- no answer, a closed connection, a refused one: tried again later, with a
+  growing delay; still not acknowledged ``outbox_escalate_after_s`` after it was
+  written, it escalates too (once) and goes on being tried.
+
+A claim moves ``next_attempt_at`` past the answer's time-out: that is the lease. A
+worker killed between send and acknowledgement leaves the row due again once the
+lease ends, and the next attempt carries the same control id, so the receiver can
+tell a repeat from a new message. Per destination the rows go in the order they
+were written (the original before its correction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import hl7
+from hl7.mllp import open_hl7_connection
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rooms.types import EventKind, Role
+from server.core import audit
+from server.core.channels import notify, room_channel
+from server.core.context import AppContext
+from server.core.errors import ApiError
+from server.core.models import Establishment, Exam, Hl7Destination, OutboxMessage
+from server.exams.publish import publish_events
+from server.exams.service import append_event, exam_json
+from server.interfaces import cda, hl7_out
+from server.interfaces.identity import document_patient
+from server.reports import billing
+from server.reports.delivery import load_addenda, load_report
+from server.reports.formats import render_pdf
+from server.reports.service import Report
+
+log = logging.getLogger("teleimagerie.outbox")
+
+ORU = "ORU^R01"
+MDM = "MDM^T02"
+KINDS = {"oru": ORU, "mdm": MDM}
+PENDING, ACKNOWLEDGED, FAILED = "pending", "acknowledged", "failed"
+# What each change owes: a report or its new version goes as results and as a
+# document; a cancellation has no document, only the results' cancellation.
+OWED = {
+    EventKind.REPORT_SIGNED: (ORU, MDM),
+    EventKind.REPORT_ADDENDUM: (ORU, MDM),
+    EventKind.EXAM_CANCELLED: (ORU,),
+}
+BATCH = 200
+
+
+class DestinationError(ValueError):
+    """A destination that cannot be registered as given."""
+
+
+def parse_kinds(raw: str) -> str:
+    kinds = [k.strip().lower() for k in raw.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if not kinds or unknown:
+        raise DestinationError(f"kinds are oru, mdm or both; got {raw!r}")
+    return ",".join(dict.fromkeys(kinds))
+
+
+async def add_destination(
+    db: AsyncSession,
+    *,
+    establishment: str,
+    name: str,
+    host: str,
+    port: int,
+    kinds: str,
+    now: datetime,
+    receiving_application: str | None = None,
+    receiving_facility: str | None = None,
+    tls: bool = False,
+    tls_ca_file: str | None = None,
+    tls_cert_file: str | None = None,
+    tls_key_file: str | None = None,
+) -> Hl7Destination:
+    est = await db.scalar(select(Establishment).where(Establishment.code == establishment.upper()))
+    if est is None:
+        raise DestinationError(f"no establishment {establishment!r}")
+    if not 0 < port < 65536:
+        raise DestinationError("the port is 1 to 65535")
+    name = name.strip()
+    if not name or len(name) > 64:
+        raise DestinationError("a destination name is 1 to 64 characters")
+    if await db.scalar(
+        select(Hl7Destination.id).where(
+            Hl7Destination.establishment_id == est.id, Hl7Destination.name == name
+        )
+    ):
+        raise DestinationError(f"{est.code} already has a destination {name!r}")
+    if (tls_cert_file is None) != (tls_key_file is None):
+        raise DestinationError("a client certificate needs its key, and the reverse")
+    dest = Hl7Destination(
+        establishment_id=est.id,
+        name=name,
+        host=host,
+        port=port,
+        kinds=parse_kinds(kinds),
+        receiving_application=receiving_application or name,
+        receiving_facility=receiving_facility or est.code,
+        tls=tls or bool(tls_ca_file or tls_cert_file),
+        tls_ca_file=tls_ca_file,
+        tls_cert_file=tls_cert_file,
+        tls_key_file=tls_key_file,
+        active=True,
+        created_at=now,
+    )
+    db.add(dest)
+    await db.flush()
+    return dest
+
+
+def new_control_id() -> str:
+    """MSH-10 (ST, at most 20 characters): drawn once per message, unique."""
+    return "TI" + secrets.token_hex(9).upper()
+
+
+async def enqueue(
+    db: AsyncSession, exam: Exam, event: str, now: datetime, version: int = 0
+) -> list[OutboxMessage]:
+    """Write the messages ``event`` owes to the exam's establishment's destinations,
+    in the caller's transaction."""
+    owed = OWED.get(EventKind(event))
+    if not owed:
+        return []
+    dests = (
+        await db.scalars(
+            select(Hl7Destination)
+            .where(
+                Hl7Destination.establishment_id == exam.establishment_id,
+                Hl7Destination.active.is_(True),
+            )
+            .order_by(Hl7Destination.id)
+        )
+    ).all()
+    rows = [
+        OutboxMessage(
+            control_id=new_control_id(),
+            destination_id=dest.id,
+            establishment_id=exam.establishment_id,
+            exam_id=exam.id,
+            event=str(event),
+            version=version,
+            message_type=message_type,
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        for dest in dests
+        for message_type in owed
+        if any(KINDS[k] == message_type for k in dest.kinds.split(","))
+    ]
+    db.add_all(rows)
+    await db.flush()
+    return rows
+
+
+# -- rendering ------------------------------------------------------------------
+
+
+def _order(exam: Exam) -> hl7_out.Order:
+    return hl7_out.Order(
+        accession_number=exam.accession_number,
+        placer_order_number=getattr(exam, "placer_order_number", None),
+        study_instance_uid=exam.study_instance_uid,
+        modality=exam.modality,
+        body_part=exam.body_part,
+        requested_at=exam.created_at.isoformat(),
+        establishment_code=exam.establishment.code,
+        requester_name=exam.requester.display_name,
+        requester_rpps=exam.requester.professional_id,
+        cancel_reason=exam.cancel_reason,
+    )
+
+
+def _ccam(exam_content: dict[str, Any]) -> tuple[str, str] | None:
+    try:
+        entry = billing.tariff_for(
+            exam_content["modality"], exam_content["body_part"], billing.load_tariffs()
+        )
+    except LookupError:
+        return None
+    return str(entry["ccam"]), str(entry["label"])
+
+
+def render(
+    row: OutboxMessage,
+    dest: Hl7Destination,
+    exam: Exam,
+    report: Report | None,
+    addenda: Sequence[dict[str, Any]],
+) -> hl7.Message:
+    """The message of one outbox row (pure: the same row gives the same text)."""
+    import json
+
+    header = hl7_out.Header(
+        control_id=row.control_id,
+        at=row.created_at,
+        sending_facility=hl7_out.SENDING_APPLICATION,
+        receiving_application=dest.receiving_application,
+        receiving_facility=dest.receiving_facility,
+    )
+    patient = document_patient(exam)
+    order = _order(exam)
+    if row.event == EventKind.EXAM_CANCELLED:
+        return hl7_out.oru_r01(header, patient, order, None)
+    assert report is not None and report.canonical is not None and report.sha256 is not None
+    content = json.loads(report.canonical)
+    upto = list(addenda[: row.version])
+    pdf = render_pdf(content, report.sha256, upto)
+    if row.message_type == ORU:
+        signed = hl7_out.SignedReport(content=content, sha256=report.sha256, addenda=upto, pdf=pdf)
+        return hl7_out.oru_r01(header, patient, order, signed)
+    est = exam.establishment
+    document = cda.build(
+        content=content,
+        sha256=report.sha256,
+        addenda=upto,
+        pdf=pdf,
+        patient=patient,
+        establishment=cda.Establishment(est.code, est.name, est.finess),
+        ccam=_ccam(content["exam"]),
+    )
+    _set, doc_id, parent = cda.document_ids(report.sha256, len(upto))
+    latest = upto[-1]["content"] if upto else content
+    return hl7_out.mdm(
+        header,
+        patient,
+        order,
+        hl7_out.Document(
+            document_id=doc_id,
+            parent_id=parent,
+            cda=document,
+            signed_at=latest["signed_at"],
+            signer=latest["signer"],
+        ),
+    )
+
+
+async def render_row(app: AppContext, row: OutboxMessage) -> tuple[Hl7Destination, str]:
+    import json
+
+    async with app.read() as db:
+        dest = await db.get_one(Hl7Destination, row.destination_id)
+        exam = await db.get_one(Exam, row.exam_id)
+        report = await load_report(db, row.exam_id)
+        addenda = [
+            {"content": json.loads(a.canonical), "sha256": a.sha256}
+            for a in await load_addenda(db, row.exam_id)
+        ]
+    message = await asyncio.to_thread(render, row, dest, exam, report, addenda)
+    return dest, str(message)
+
+
+# -- sending ---------------------------------------------------------------------
+
+
+def tls_context(dest: Hl7Destination) -> ssl.SSLContext | None:
+    if not dest.tls:
+        return None
+    context = ssl.create_default_context(cafile=dest.tls_ca_file)
+    if dest.tls_cert_file:
+        context.load_cert_chain(dest.tls_cert_file, dest.tls_key_file)
+    return context
+
+
+class Link:
+    """One open MLLP connection to a destination, reused while it works."""
+
+    def __init__(self, dest: Hl7Destination) -> None:
+        self.dest = dest
+        self.reader: Any = None
+        self.writer: Any = None
+
+    async def send(self, text: str, timeout: float) -> hl7.Message:
+        """Send one message and wait for its acknowledgement (original mode)."""
+        if self.writer is None:
+            context = tls_context(self.dest)
+            self.reader, self.writer = await asyncio.wait_for(
+                open_hl7_connection(
+                    self.dest.host,
+                    self.dest.port,
+                    encoding="utf-8",
+                    ssl=context,
+                    server_hostname=self.dest.host if context else None,
+                ),
+                timeout,
+            )
+        self.writer.writemessage(hl7.parse(text))
+        await self.writer.drain()
+        return await asyncio.wait_for(self.reader.readmessage(), timeout)
+
+    async def close(self) -> None:
+        writer, self.writer, self.reader = self.writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+def backoff_s(attempts: int, base: float, cap: float) -> float:
+    """The wait after the ``attempts``-th failed try: doubling, capped."""
+    return float(min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+@dataclass
+class Outcome:
+    row_id: int
+    status: str  # acknowledged | failed | retry
+    ack_code: str | None = None
+    error: str | None = None
+
+
+async def claim(app: AppContext, now: datetime, limit: int = BATCH) -> list[OutboxMessage]:
+    """Take the due rows (their lease: the answer's time-out and some margin).
+    Two workers never get the same row: the UPDATE re-checks that it is still due."""
+    lease = now + timedelta(seconds=app.settings.outbox_ack_timeout_s * 2 + 5)
+    async with app.read() as db:  # most polls find nothing: no write lock for them
+        ids = (
+            await db.scalars(
+                select(OutboxMessage.id)
+                .where(OutboxMessage.status == PENDING, OutboxMessage.next_attempt_at <= now)
+                .order_by(OutboxMessage.id)
+                .limit(limit)
+            )
+        ).all()
+    if not ids:
+        return []
+    async with app.db() as db:
+        taken = (
+            await db.scalars(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id.in_(ids),
+                    OutboxMessage.status == PENDING,
+                    OutboxMessage.next_attempt_at <= now,
+                )
+                .values(
+                    next_attempt_at=lease,
+                    attempts=OutboxMessage.attempts + 1,
+                    last_attempt_at=now,
+                )
+                .returning(OutboxMessage)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        await db.commit()
+    return sorted(taken, key=lambda r: r.id)
+
+
+async def _send_all(
+    app: AppContext, rows: list[OutboxMessage], links: dict[int, Link]
+) -> list[Outcome]:
+    """Send one destination's rows in order; after a transport failure the rest wait."""
+    timeout = app.settings.outbox_ack_timeout_s
+    outcomes: list[Outcome] = []
+    for i, row in enumerate(rows):
+        try:
+            dest, text = await render_row(app, row)
+        except Exception as exc:
+            log.exception("outbox row %s could not be rendered", row.id)
+            outcomes.append(Outcome(row.id, FAILED, None, f"not rendered: {exc}"))
+            continue
+        link = links.get(dest.id)
+        if link is None:
+            link = links[dest.id] = Link(dest)
+        try:
+            ack = await link.send(text, timeout)
+            code, acked, why = hl7_out.acknowledgement(ack)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, KeyError) as exc:
+            await link.close()
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            outcomes += [Outcome(r.id, "retry", None, error) for r in rows[i:]]
+            break
+        if acked != row.control_id:
+            # Not the answer to this message (a stale answer on a reused link): start over.
+            await link.close()
+            outcomes += [Outcome(r.id, "retry", None, f"ACK for {acked!r}") for r in rows[i:]]
+            break
+        if code in ("AA", "CA"):
+            outcomes.append(Outcome(row.id, ACKNOWLEDGED, code))
+        else:
+            outcomes.append(Outcome(row.id, FAILED, code, why or f"answered {code}"))
+    return outcomes
+
+
+async def deliver_due(app: AppContext, links: dict[int, Link] | None = None) -> int:
+    """Claim, send and record one batch; returns how many rows were claimed."""
+    now = app.now()
+    rows = await claim(app, now)
+    if not rows:
+        return 0
+    own = links is None
+    links = {} if links is None else links
+    by_dest: dict[int, list[OutboxMessage]] = {}
+    for row in rows:
+        by_dest.setdefault(row.destination_id, []).append(row)
+    try:
+        results = await asyncio.gather(*(_send_all(app, rs, links) for rs in by_dest.values()))
+    finally:
+        if own:
+            for link in links.values():
+                await link.close()
+    outcomes = [o for group in results for o in group]
+    await record(app, {r.id: r for r in rows}, outcomes)
+    return len(rows)
+
+
+async def record(app: AppContext, rows: dict[int, OutboxMessage], outcomes: list[Outcome]) -> None:
+    """Write what each attempt gave; escalate refusals and long silences."""
+    now = app.now()
+    escalate: list[tuple[OutboxMessage, str, str]] = []
+    silence = timedelta(seconds=app.settings.outbox_escalate_after_s)
+    async with app.db() as db:
+        for out in outcomes:
+            row = rows[out.row_id]
+            if out.status == ACKNOWLEDGED:
+                await db.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id, OutboxMessage.status == PENDING)
+                    .values(
+                        status=ACKNOWLEDGED,
+                        ack_code=out.ack_code,
+                        acknowledged_at=now,
+                        last_error=None,
+                    )
+                )
+            elif out.status == FAILED:
+                await db.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == row.id)
+                    .values(
+                        status=FAILED, ack_code=out.ack_code, last_error=out.error, escalated_at=now
+                    )
+                )
+                escalate.append((row, "delivery_refused", out.error or ""))
+            else:
+                wait = backoff_s(
+                    row.attempts, app.settings.outbox_retry_base_s, app.settings.outbox_retry_max_s
+                )
+                values: dict[str, Any] = {
+                    "next_attempt_at": now + timedelta(seconds=wait),
+                    "last_error": out.error,
+                }
+                if row.escalated_at is None and now - row.created_at >= silence:
+                    values["escalated_at"] = now
+                    escalate.append((row, "delivery_silent", out.error or ""))
+                await db.execute(
+                    update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values)
+                )
+        await db.commit()
+    for out in outcomes:
+        row = rows[out.row_id]
+        if out.status != "retry":
+            await audit.record(
+                app,
+                action=f"hl7.{out.status}",
+                exam_id=row.exam_id,
+                outcome="ok" if out.status == ACKNOWLEDGED else "failed",
+                detail={
+                    "control_id": row.control_id,
+                    "message_type": row.message_type,
+                    "destination_id": row.destination_id,
+                    "ack_code": out.ack_code,
+                    "error": out.error,
+                },
+                at=now,
+            )
+    for row, reason, why in escalate:
+        try:
+            await raise_escalation(app, row, reason, why, now)
+        except Exception:
+            log.exception("escalating delivery %s failed", row.id)
+    for exam_id in dict.fromkeys(rows[o.row_id].exam_id for o in outcomes):
+        await announce(app, exam_id)
+
+
+async def raise_escalation(
+    app: AppContext, row: OutboxMessage, reason: str, why: str, now: datetime
+) -> None:
+    """An escalation in the exam's room, to the coordinators (docs/roster.md
+    "Escalations"): once per row and attempt, however many workers see it."""
+    async with app.read() as db:
+        dest = await db.get_one(Hl7Destination, row.destination_id)
+    body = {
+        "level": 3,
+        "reason": reason,
+        "notified": [str(Role.COORDINATOR)],
+        "deadline": None,
+        "delivery": {
+            "id": row.id,
+            "control_id": row.control_id,
+            "message_type": row.message_type,
+            "destination": dest.name,
+            "error": why,
+        },
+    }
+    async with app.db() as db:
+        try:
+            event = await append_event(
+                db,
+                row.exam_id,
+                EventKind.ESCALATION_RAISED,
+                None,
+                body,
+                now,
+                client_id=f"delivery:{row.id}:{row.attempts}",
+            )
+            await db.commit()
+        except (IntegrityError, ApiError):
+            await db.rollback()
+            return
+        exam = await db.get_one(Exam, row.exam_id, populate_existing=True)
+        exam_body = exam_json(exam, app.settings)
+    await publish_events(app, exam, [event])
+    await notify(app, "escalation.raised", exam_body, body, roles=[Role.COORDINATOR])
+
+
+# -- state for people --------------------------------------------------------------
+
+
+def delivery_json(row: OutboxMessage, dest: Hl7Destination | None = None) -> dict[str, Any]:
+    def ts(value: datetime | None) -> str | None:
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    if row.status == PENDING:
+        state = (
+            "retrying"
+            if row.attempts > 1 or row.last_error
+            else ("sent" if row.attempts else "pending")
+        )
+    else:
+        state = row.status
+    return {
+        "id": row.id,
+        "exam_id": row.exam_id,
+        "destination": {"id": row.destination_id, "name": dest.name if dest else None},
+        "message_type": row.message_type,
+        "event": row.event,
+        "version": row.version,
+        "control_id": row.control_id,
+        "state": state,
+        "attempts": row.attempts,
+        "ack_code": row.ack_code,
+        "last_error": row.last_error,
+        "created_at": ts(row.created_at),
+        "last_attempt_at": ts(row.last_attempt_at),
+        "next_attempt_at": ts(row.next_attempt_at) if row.status == PENDING else None,
+        "acknowledged_at": ts(row.acknowledged_at),
+        "escalated_at": ts(row.escalated_at),
+    }
+
+
+async def deliveries(
+    db: AsyncSession, *, exam_id: str | None = None, open_only: bool = False, limit: int = 500
+) -> list[dict[str, Any]]:
+    stmt = select(OutboxMessage, Hl7Destination).join(
+        Hl7Destination, Hl7Destination.id == OutboxMessage.destination_id
+    )
+    if exam_id is not None:
+        stmt = stmt.where(OutboxMessage.exam_id == exam_id)
+    if open_only:
+        stmt = stmt.where(OutboxMessage.status != ACKNOWLEDGED)
+    rows = await db.execute(stmt.order_by(OutboxMessage.id).limit(limit))
+    return [delivery_json(row, dest) for row, dest in rows]
+
+
+async def announce(app: AppContext, exam_id: str) -> None:
+    """The exam's deliveries to its room (frame ``delivery``, docs/api.md)."""
+    async with app.read() as db:
+        items = await deliveries(db, exam_id=exam_id)
+    await app.bus.publish(
+        room_channel(exam_id), {"type": "delivery", "exam_id": exam_id, "deliveries": items}
+    )
+
+
+async def resend(db: AsyncSession, delivery_id: int, now: datetime) -> OutboxMessage:
+    """A failed (or waiting) delivery due again now, under its own control id."""
+    row = await db.get(OutboxMessage, delivery_id)
+    if row is None:
+        raise ApiError(404, "not_found", "no such delivery")
+    if row.status == ACKNOWLEDGED:
+        raise ApiError(409, "already_acknowledged", "the destination has acknowledged it")
+    await db.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row.id, OutboxMessage.status != ACKNOWLEDGED)
+        .values(status=PENDING, next_attempt_at=now, escalated_at=None)
+    )
+    await db.flush()
+    await db.refresh(row)
+    return row
+
+
+# -- the loop ---------------------------------------------------------------------------
+
+
+async def outbox_loop(app: AppContext, stop: asyncio.Event) -> None:
+    """Send what is due until ``stop`` is set (the worker; the web process with the
+    memory engine). Connections stay open between batches."""
+    links: dict[int, Link] = {}
+    poll = app.settings.outbox_poll_s
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                if await deliver_due(app, links) == BATCH:
+                    continue
+            except Exception:
+                log.exception("outbox iteration failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, poll - (time.monotonic() - started)))
+    finally:
+        for link in links.values():
+            await link.close()
