@@ -341,7 +341,7 @@ class Outcome:
 async def claim(app: AppContext, now: datetime, limit: int = BATCH) -> list[OutboxMessage]:
     """Take the due rows (their lease: the answer's time-out and some margin).
     Two workers never get the same row: the UPDATE re-checks that it is still due."""
-    lease = now + timedelta(seconds=app.settings.outbox_ack_timeout_s * 2 + 5)
+    lease = now + timedelta(seconds=app.settings.outbox_ack_timeout_s * 2 + 1)
     async with app.read() as db:  # most polls find nothing: no write lock for them
         ids = (
             await db.scalars(
