@@ -22,7 +22,7 @@ from server.core.config import Settings
 from server.core.errors import ApiError
 from server.core.logs import configure_logging
 from server.live import room
-from server.web import constants, notifications
+from server.web import constants, fhir, notifications
 from server.web.api import audit as audit_api
 from server.web.api import billing as billing_api
 from server.web.api import calls as calls_api
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> App:
     sockets = [*room.routes, *notifications.routes]
     routes = [
         Mount("/api", routes=api_routes),
+        Mount("/fhir", routes=fhir.routes),
         Mount("/dicomweb", app=archive.mount),
         *sockets,
         *constants.routes,  # before the static files: rendered, not a file
