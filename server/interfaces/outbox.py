@@ -38,7 +38,6 @@ from typing import Any
 import hl7
 from hl7.mllp import open_hl7_connection
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.types import EventKind, Role
@@ -46,7 +45,7 @@ from server.core import audit
 from server.core.channels import notify, room_channel
 from server.core.context import AppContext
 from server.core.errors import ApiError
-from server.core.models import Establishment, Exam, Hl7Destination, OutboxMessage
+from server.core.models import Establishment, Exam, ExamEvent, Hl7Destination, OutboxMessage
 from server.exams.publish import publish_events
 from server.exams.service import append_event, exam_json
 from server.interfaces import cda, hl7_out
@@ -434,81 +433,84 @@ async def deliver_due(app: AppContext, links: dict[int, Link] | None = None) -> 
 
 
 async def record(app: AppContext, rows: dict[int, OutboxMessage], outcomes: list[Outcome]) -> None:
-    """Write what each attempt gave; escalate refusals and long silences."""
+    """Write what each attempt gave, in one transaction with its audit rows and the
+    escalations it raises (refusals, long silences): a row is never marked failed
+    without the coordinators' escalation committed with it."""
     now = app.now()
-    escalate: list[tuple[OutboxMessage, str, str]] = []
     silence = timedelta(seconds=app.settings.outbox_escalate_after_s)
+    raised: list[tuple[ExamEvent, dict[str, Any]]] = []
     async with app.db() as db:
         for out in outcomes:
             row = rows[out.row_id]
+            reason = None
             if out.status == ACKNOWLEDGED:
-                await db.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == row.id, OutboxMessage.status == PENDING)
-                    .values(
-                        status=ACKNOWLEDGED,
-                        ack_code=out.ack_code,
-                        acknowledged_at=now,
-                        last_error=None,
-                    )
-                )
+                values: dict[str, Any] = {
+                    "status": ACKNOWLEDGED,
+                    "ack_code": out.ack_code,
+                    "acknowledged_at": now,
+                    "last_error": None,
+                }
             elif out.status == FAILED:
-                await db.execute(
-                    update(OutboxMessage)
-                    .where(OutboxMessage.id == row.id)
-                    .values(
-                        status=FAILED, ack_code=out.ack_code, last_error=out.error, escalated_at=now
-                    )
-                )
-                escalate.append((row, "delivery_refused", out.error or ""))
+                values = {
+                    "status": FAILED,
+                    "ack_code": out.ack_code,
+                    "last_error": out.error,
+                    "escalated_at": now,
+                }
+                reason = "delivery_refused"
             else:
                 wait = backoff_s(
                     row.attempts, app.settings.outbox_retry_base_s, app.settings.outbox_retry_max_s
                 )
-                values: dict[str, Any] = {
-                    "next_attempt_at": now + timedelta(seconds=wait),
-                    "last_error": out.error,
-                }
+                values = {"next_attempt_at": now + timedelta(seconds=wait), "last_error": out.error}
                 if row.escalated_at is None and now - row.created_at >= silence:
                     values["escalated_at"] = now
-                    escalate.append((row, "delivery_silent", out.error or ""))
-                await db.execute(
-                    update(OutboxMessage).where(OutboxMessage.id == row.id).values(**values)
-                )
-        await db.commit()
-    for out in outcomes:
-        row = rows[out.row_id]
-        if out.status != "retry":
-            await audit.record(
-                app,
-                action=f"hl7.{out.status}",
-                exam_id=row.exam_id,
-                outcome="ok" if out.status == ACKNOWLEDGED else "failed",
-                detail={
-                    "control_id": row.control_id,
-                    "message_type": row.message_type,
-                    "destination_id": row.destination_id,
-                    "ack_code": out.ack_code,
-                    "error": out.error,
-                },
-                at=now,
+                    reason = "delivery_silent"
+            done = await db.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id, OutboxMessage.status == PENDING)
+                .values(**values)
             )
-    for row, reason, why in escalate:
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                continue  # acknowledged meanwhile (another worker after a lease ran out)
+            if out.status != "retry":
+                await audit.record(
+                    db,
+                    action=f"hl7.{out.status}",
+                    exam_id=row.exam_id,
+                    outcome="ok" if out.status == ACKNOWLEDGED else "failed",
+                    detail={
+                        "control_id": row.control_id,
+                        "message_type": row.message_type,
+                        "destination_id": row.destination_id,
+                        "ack_code": out.ack_code,
+                        "error": out.error,
+                    },
+                    at=now,
+                )
+            if reason is not None:
+                raised.append(await escalation(db, row, reason, out.error or "", now))
+        await db.commit()
+    for event, body in raised:
         try:
-            await raise_escalation(app, row, reason, why, now)
-        except Exception:
-            log.exception("escalating delivery %s failed", row.id)
+            async with app.read() as db:
+                exam = await db.get_one(Exam, event.exam_id)
+                exam_body = exam_json(exam, app.settings)
+            await publish_events(app, exam, [event])
+            await notify(app, "escalation.raised", exam_body, body, roles=[Role.COORDINATOR])
+        except Exception:  # committed: the room and the worklists catch up on reload
+            log.exception("announcing the escalation of exam %s failed", event.exam_id)
     for exam_id in dict.fromkeys(rows[o.row_id].exam_id for o in outcomes):
         await announce(app, exam_id)
 
 
-async def raise_escalation(
-    app: AppContext, row: OutboxMessage, reason: str, why: str, now: datetime
-) -> None:
-    """An escalation in the exam's room, to the coordinators (docs/roster.md
-    "Escalations"): once per row and attempt, however many workers see it."""
-    async with app.read() as db:
-        dest = await db.get_one(Hl7Destination, row.destination_id)
+async def escalation(
+    db: AsyncSession, row: OutboxMessage, reason: str, why: str, now: datetime
+) -> tuple[ExamEvent, dict[str, Any]]:
+    """An escalation in the exam's room for the coordinators (docs/hl7.md
+    "Outbound"), in the caller's transaction; keyed by row and attempt, so that it
+    is written once however many times the attempt is recorded."""
+    dest = await db.get_one(Hl7Destination, row.destination_id)
     body = {
         "level": 3,
         "reason": reason,
@@ -522,25 +524,16 @@ async def raise_escalation(
             "error": why,
         },
     }
-    async with app.db() as db:
-        try:
-            event = await append_event(
-                db,
-                row.exam_id,
-                EventKind.ESCALATION_RAISED,
-                None,
-                body,
-                now,
-                client_id=f"delivery:{row.id}:{row.attempts}",
-            )
-            await db.commit()
-        except (IntegrityError, ApiError):
-            await db.rollback()
-            return
-        exam = await db.get_one(Exam, row.exam_id, populate_existing=True)
-        exam_body = exam_json(exam, app.settings)
-    await publish_events(app, exam, [event])
-    await notify(app, "escalation.raised", exam_body, body, roles=[Role.COORDINATOR])
+    event = await append_event(
+        db,
+        row.exam_id,
+        EventKind.ESCALATION_RAISED,
+        None,
+        body,
+        now,
+        client_id=f"delivery:{row.id}:{row.attempts}",
+    )
+    return event, body
 
 
 # -- state for people --------------------------------------------------------------
