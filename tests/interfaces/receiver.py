@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import Any
 
 import hl7
@@ -16,8 +17,11 @@ from server.testing import free_port
 class Receiver:
     """``answer``: ``AA``, ``AE``, ``AR``, or ``None`` (read and stay silent)."""
 
-    def __init__(self, port: int | None = None, answer: str | None = "AA") -> None:
+    def __init__(
+        self, port: int | None = None, answer: str | None = "AA", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.port = port or free_port()
+        self.tls = tls
         self.answer = answer
         self.received: list[hl7.Message] = []
         self.arrived = asyncio.Event()
@@ -36,14 +40,16 @@ class Receiver:
                 if self.answer is not None:
                     writer.writemessage(message.create_ack(self.answer))
                     await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
             self._clients.discard(task)
             writer.close()
 
     async def start(self) -> Receiver:
-        self.server = await start_hl7_server(self._client, "127.0.0.1", self.port, encoding="utf-8")
+        self.server = await start_hl7_server(
+            self._client, "127.0.0.1", self.port, encoding="utf-8", ssl=self.tls
+        )
         return self
 
     async def stop(self) -> None:

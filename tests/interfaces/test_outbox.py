@@ -15,7 +15,7 @@ from server.core.models import ExamEvent, OutboxMessage
 from tests.helpers import PASSWORD, exam_payload
 from tests.interfaces.helpers import destination, settled, signed_exam
 from tests.interfaces.receiver import Receiver
-from tests.reports.helpers import ClientFor, ok
+from tests.reports.helpers import DRAFT, ClientFor, exam_images_complete, ok
 
 
 def control_ids(messages: list) -> list[str]:
@@ -178,3 +178,25 @@ async def test_bad_destination_kinds_refused(settings: Settings, accounts, kinds
         await destination(settings, 2575, kinds=kinds)
     async with core_context(settings) as app, app.read() as db:
         assert (await db.scalars(select(OutboxMessage))).all() == []
+
+
+async def test_refused_signature_owes_nothing_and_other_sites_get_nothing(
+    api_for: ClientFor, settings: Settings
+) -> None:
+    receiver = await Receiver().start()
+    try:
+        await destination(settings, receiver.port, establishment="HOPB")
+        urg, rad, man = [await api_for(u) for u in ("urg_a", "rad", "man_a")]
+        exam = await exam_images_complete(urg, rad, man)
+        base = f"/api/exams/{exam['id']}"
+        await ok(await rad.put(f"{base}/report", json={**DRAFT, "conclusion": ""}))
+        refused = await rad.post(f"{base}/report/sign", json={"password": PASSWORD})
+        assert refused.status_code == 422
+        await ok(await rad.put(f"{base}/report", json=DRAFT))
+        await ok(await rad.post(f"{base}/report/sign", json={"password": PASSWORD}))
+        # HOPA has no destination: HOPB's receives nothing of HOPA's patient.
+        async with core_context(settings) as app, app.read() as db:
+            assert (await db.scalars(select(OutboxMessage))).all() == []
+        assert receiver.received == []
+    finally:
+        await receiver.stop()
