@@ -574,15 +574,19 @@ def delivery_json(row: OutboxMessage, dest: Hl7Destination | None = None) -> dic
 async def deliveries(
     db: AsyncSession, *, exam_id: str | None = None, open_only: bool = False, limit: int = 500
 ) -> list[dict[str, Any]]:
-    stmt = select(OutboxMessage, Hl7Destination).join(
-        Hl7Destination, Hl7Destination.id == OutboxMessage.destination_id
+    stmt = (
+        select(OutboxMessage, Hl7Destination, Exam.accession_number)
+        .join(Hl7Destination, Hl7Destination.id == OutboxMessage.destination_id)
+        .join(Exam, Exam.id == OutboxMessage.exam_id)
     )
     if exam_id is not None:
         stmt = stmt.where(OutboxMessage.exam_id == exam_id)
     if open_only:
         stmt = stmt.where(OutboxMessage.status != ACKNOWLEDGED)
     rows = await db.execute(stmt.order_by(OutboxMessage.id).limit(limit))
-    return [delivery_json(row, dest) for row, dest in rows]
+    return [
+        {**delivery_json(row, dest), "accession_number": accession} for row, dest, accession in rows
+    ]
 
 
 async def announce(app: AppContext, exam_id: str) -> None:
