@@ -262,9 +262,10 @@ class Hl7Destination(Base):
 class OutboxMessage(Base):
     """One message owed to one destination, written in the transaction of the
     change it reports (signature, addendum, cancellation) and sent by the worker
-    until the destination acknowledges it. ``control_id`` (MSH-10) is drawn once:
-    every attempt carries it. ``next_attempt_at`` is also the lease of the
-    worker sending it: a worker killed mid-send leaves a row that comes due again.
+    until the destination acknowledges it. ``control_id`` (MSH-10) is drawn once and
+    the text (``payload``) rendered once: every attempt sends the same bytes.
+    ``next_attempt_at`` is also the lease of the worker sending it: a worker killed
+    mid-send leaves a row that comes due again.
     """
 
     __tablename__ = "outbox"
@@ -293,3 +294,6 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     escalated_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    # The message's text, rendered once before its first attempt: every attempt
+    # sends these bytes.
+    payload: Mapped[str | None] = mapped_column(Text)

@@ -209,14 +209,20 @@ def _ccam(exam_content: dict[str, Any]) -> tuple[str, str] | None:
     return str(entry["ccam"]), str(entry["label"])
 
 
+PdfCache = dict[tuple[str, int], bytes]
+
+
 def render(
     row: OutboxMessage,
     dest: Hl7Destination,
     exam: Exam,
     report: Report | None,
     addenda: Sequence[dict[str, Any]],
+    pdfs: PdfCache | None = None,
 ) -> hl7.Message:
-    """The message of one outbox row (pure: the same row gives the same text)."""
+    """The message of one outbox row (pure: the same row gives the same text).
+    ``pdfs`` keeps the signed PDF of each report version rendered in a batch: the
+    ORU and the MDM of one version carry the same bytes, rendered once."""
     import json
 
     header = hl7_out.Header(
@@ -233,7 +239,11 @@ def render(
     assert report is not None and report.canonical is not None and report.sha256 is not None
     content = json.loads(report.canonical)
     upto = list(addenda[: row.version])
-    pdf = render_pdf(content, report.sha256, upto)
+    pdfs = {} if pdfs is None else pdfs
+    key = (report.sha256, len(upto))
+    if key not in pdfs:
+        pdfs[key] = render_pdf(content, report.sha256, upto)
+    pdf = pdfs[key]
     if row.message_type == ORU:
         signed = hl7_out.SignedReport(content=content, sha256=report.sha256, addenda=upto, pdf=pdf)
         return hl7_out.oru_r01(header, patient, order, signed)
@@ -263,19 +273,45 @@ def render(
     )
 
 
-async def render_row(app: AppContext, row: OutboxMessage) -> tuple[Hl7Destination, str]:
+async def prepare(app: AppContext, rows: list[OutboxMessage]) -> dict[int, str]:
+    """Render the rows that have no payload yet and store their text before any of
+    them is sent: every later attempt sends these stored bytes, whatever code runs
+    then. Returns why each row that could not be rendered failed."""
     import json
 
+    todo = [r for r in rows if r.payload is None]
+    failed: dict[int, str] = {}
+    if not todo:
+        return failed
+    pdfs: PdfCache = {}
+    texts: dict[int, str] = {}
     async with app.read() as db:
-        dest = await db.get_one(Hl7Destination, row.destination_id)
-        exam = await db.get_one(Exam, row.exam_id)
-        report = await load_report(db, row.exam_id)
-        addenda = [
-            {"content": json.loads(a.canonical), "sha256": a.sha256}
-            for a in await load_addenda(db, row.exam_id)
-        ]
-    message = await asyncio.to_thread(render, row, dest, exam, report, addenda)
-    return dest, str(message)
+        for row in todo:
+            try:
+                dest = await db.get_one(Hl7Destination, row.destination_id)
+                exam = await db.get_one(Exam, row.exam_id)
+                report = await load_report(db, row.exam_id)
+                addenda = [
+                    {"content": json.loads(a.canonical), "sha256": a.sha256}
+                    for a in await load_addenda(db, row.exam_id)
+                ]
+                message = await asyncio.to_thread(render, row, dest, exam, report, addenda, pdfs)
+                texts[row.id] = str(message)
+            except Exception as exc:
+                log.exception("outbox row %s could not be rendered", row.id)
+                failed[row.id] = f"not rendered: {type(exc).__name__}: {exc}"
+    async with app.db() as db:
+        for row_id, text in texts.items():
+            await db.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row_id, OutboxMessage.payload.is_(None))
+                .values(payload=text)
+            )
+        await db.commit()
+    for row in todo:
+        if row.id in texts:
+            row.payload = texts[row.id]
+    return failed
 
 
 # -- sending ---------------------------------------------------------------------
@@ -381,17 +417,15 @@ async def _send_all(
     timeout = app.settings.outbox_ack_timeout_s
     outcomes: list[Outcome] = []
     for i, row in enumerate(rows):
-        try:
-            dest, text = await render_row(app, row)
-        except Exception as exc:
-            log.exception("outbox row %s could not be rendered", row.id)
-            outcomes.append(Outcome(row.id, FAILED, None, f"not rendered: {exc}"))
-            continue
-        link = links.get(dest.id)
+        if row.payload is None:
+            continue  # not rendered: its outcome is written by deliver_due
+        link = links.get(row.destination_id)
         if link is None:
-            link = links[dest.id] = Link(dest)
+            async with app.read() as db:
+                dest = await db.get_one(Hl7Destination, row.destination_id)
+            link = links[row.destination_id] = Link(dest)
         try:
-            ack = await link.send(text, timeout)
+            ack = await link.send(row.payload, timeout)
             code, acked, why = hl7_out.acknowledgement(ack)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, KeyError) as exc:
             await link.close()
@@ -418,6 +452,7 @@ async def deliver_due(app: AppContext, links: dict[int, Link] | None = None) -> 
         return 0
     own = links is None
     links = {} if links is None else links
+    unrendered = await prepare(app, rows)
     by_dest: dict[int, list[OutboxMessage]] = {}
     for row in rows:
         by_dest.setdefault(row.destination_id, []).append(row)
@@ -428,6 +463,7 @@ async def deliver_due(app: AppContext, links: dict[int, Link] | None = None) -> 
             for link in links.values():
                 await link.close()
     outcomes = [o for group in results for o in group]
+    outcomes += [Outcome(row_id, FAILED, None, why) for row_id, why in unrendered.items()]
     await record(app, {r.id: r for r in rows}, outcomes)
     return len(rows)
 

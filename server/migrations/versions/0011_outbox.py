@@ -63,6 +63,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("escalated_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["destination_id"],
             ["hl7_destinations.id"],
