@@ -273,7 +273,9 @@ def render(
     )
 
 
-async def prepare(app: AppContext, rows: list[OutboxMessage]) -> dict[int, str]:
+async def prepare(
+    app: AppContext, rows: list[OutboxMessage], pdfs: PdfCache | None = None
+) -> dict[int, str]:
     """Render the rows that have no payload yet and store their text before any of
     them is sent: every later attempt sends these stored bytes, whatever code runs
     then. Returns why each row that could not be rendered failed."""
@@ -283,18 +285,27 @@ async def prepare(app: AppContext, rows: list[OutboxMessage]) -> dict[int, str]:
     failed: dict[int, str] = {}
     if not todo:
         return failed
-    pdfs: PdfCache = {}
+    pdfs = {} if pdfs is None else pdfs
     texts: dict[int, str] = {}
+    loaded: dict[str, tuple[Exam, Report | None, list[dict[str, Any]]]] = {}
+    dests: dict[int, Hl7Destination] = {}
     async with app.read() as db:
         for row in todo:
             try:
-                dest = await db.get_one(Hl7Destination, row.destination_id)
-                exam = await db.get_one(Exam, row.exam_id)
-                report = await load_report(db, row.exam_id)
-                addenda = [
-                    {"content": json.loads(a.canonical), "sha256": a.sha256}
-                    for a in await load_addenda(db, row.exam_id)
-                ]
+                if row.destination_id not in dests:
+                    dests[row.destination_id] = await db.get_one(Hl7Destination, row.destination_id)
+                if row.exam_id not in loaded:  # the ORU and the MDM of an exam: read once
+                    addenda = [
+                        {"content": json.loads(a.canonical), "sha256": a.sha256}
+                        for a in await load_addenda(db, row.exam_id)
+                    ]
+                    loaded[row.exam_id] = (
+                        await db.get_one(Exam, row.exam_id),
+                        await load_report(db, row.exam_id),
+                        addenda,
+                    )
+                exam, report, addenda = loaded[row.exam_id]
+                dest = dests[row.destination_id]
                 message = await asyncio.to_thread(render, row, dest, exam, report, addenda, pdfs)
                 texts[row.id] = str(message)
             except Exception as exc:
@@ -307,11 +318,41 @@ async def prepare(app: AppContext, rows: list[OutboxMessage]) -> dict[int, str]:
                 .where(OutboxMessage.id == row_id, OutboxMessage.payload.is_(None))
                 .values(payload=text)
             )
+        # What is stored is what goes: another process may have stored it first.
+        result = await db.execute(
+            select(OutboxMessage.id, OutboxMessage.payload).where(OutboxMessage.id.in_(list(texts)))
+        )
+        stored: dict[int, str | None] = {row_id: payload for row_id, payload in result}
         await db.commit()
     for row in todo:
-        if row.id in texts:
-            row.payload = texts[row.id]
+        if stored.get(row.id) is not None:
+            row.payload = stored[row.id]
     return failed
+
+
+async def prerender(app: AppContext, exam_id: str, pdf: bytes) -> None:
+    """Render the messages a signature or an addendum just owed, in the web process
+    that has the signed PDF in hand, so that the sender only sends. Best effort: the
+    change is committed, and a row left without its text is rendered by the sender."""
+    try:
+        async with app.read() as db:
+            rows = list(
+                (
+                    await db.scalars(
+                        select(OutboxMessage).where(
+                            OutboxMessage.exam_id == exam_id,
+                            OutboxMessage.status == PENDING,
+                            OutboxMessage.payload.is_(None),
+                        )
+                    )
+                ).all()
+            )
+            report = await load_report(db, exam_id)
+            versions = len(await load_addenda(db, exam_id))
+        if rows and report is not None and report.sha256 is not None:
+            await prepare(app, rows, {(report.sha256, versions): pdf})
+    except Exception:
+        log.exception("pre-rendering the messages of exam %s failed", exam_id)
 
 
 # -- sending ---------------------------------------------------------------------
@@ -468,6 +509,22 @@ async def deliver_due(app: AppContext, links: dict[int, Link] | None = None) -> 
     return len(rows)
 
 
+def _audit_entry(row: OutboxMessage, out: Outcome, now: datetime) -> audit.AuditEntry:
+    return audit.AuditEntry(
+        at=now,
+        action=f"hl7.{out.status}",
+        exam_id=row.exam_id,
+        outcome="ok" if out.status == ACKNOWLEDGED else "failed",
+        detail={
+            "control_id": row.control_id,
+            "message_type": row.message_type,
+            "destination_id": row.destination_id,
+            "ack_code": out.ack_code,
+            "error": out.error,
+        },
+    )
+
+
 async def record(app: AppContext, rows: dict[int, OutboxMessage], outcomes: list[Outcome]) -> None:
     """Write what each attempt gave, in one transaction with its audit rows and the
     escalations it raises (refusals, long silences): a row is never marked failed
@@ -475,19 +532,30 @@ async def record(app: AppContext, rows: dict[int, OutboxMessage], outcomes: list
     now = app.now()
     silence = timedelta(seconds=app.settings.outbox_escalate_after_s)
     raised: list[tuple[ExamEvent, dict[str, Any]]] = []
+    entries: list[audit.AuditEntry] = []
+    acked = [o for o in outcomes if o.status == ACKNOWLEDGED]
     async with app.db() as db:
+        done: set[int] = set()
+        for code in sorted({str(o.ack_code) for o in acked}):  # the common case: one statement
+            ids = [o.row_id for o in acked if o.ack_code == code]
+            updated = await db.scalars(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids), OutboxMessage.status == PENDING)
+                .values(status=ACKNOWLEDGED, ack_code=code, acknowledged_at=now, last_error=None)
+                .returning(OutboxMessage.id)
+                .execution_options(synchronize_session=False)
+            )
+            done.update(updated.all())
+        # A row not updated was acknowledged meanwhile by another worker (after a lease
+        # ran out): its audit row is theirs.
+        entries += [_audit_entry(rows[o.row_id], o, now) for o in acked if o.row_id in done]
         for out in outcomes:
+            if out.status == ACKNOWLEDGED:
+                continue
             row = rows[out.row_id]
             reason = None
-            if out.status == ACKNOWLEDGED:
+            if out.status == FAILED:
                 values: dict[str, Any] = {
-                    "status": ACKNOWLEDGED,
-                    "ack_code": out.ack_code,
-                    "acknowledged_at": now,
-                    "last_error": None,
-                }
-            elif out.status == FAILED:
-                values = {
                     "status": FAILED,
                     "ack_code": out.ack_code,
                     "last_error": out.error,
@@ -502,30 +570,18 @@ async def record(app: AppContext, rows: dict[int, OutboxMessage], outcomes: list
                 if row.escalated_at is None and now - row.created_at >= silence:
                     values["escalated_at"] = now
                     reason = "delivery_silent"
-            done = await db.execute(
+            changed = await db.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.id == row.id, OutboxMessage.status == PENDING)
                 .values(**values)
             )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                continue  # acknowledged meanwhile (another worker after a lease ran out)
-            if out.status != "retry":
-                await audit.record(
-                    db,
-                    action=f"hl7.{out.status}",
-                    exam_id=row.exam_id,
-                    outcome="ok" if out.status == ACKNOWLEDGED else "failed",
-                    detail={
-                        "control_id": row.control_id,
-                        "message_type": row.message_type,
-                        "destination_id": row.destination_id,
-                        "ack_code": out.ack_code,
-                        "error": out.error,
-                    },
-                    at=now,
-                )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                continue
+            if out.status == FAILED:
+                entries.append(_audit_entry(row, out, now))
             if reason is not None:
                 raised.append(await escalation(db, row, reason, out.error or "", now))
+        await audit.record_all(db, entries)
         await db.commit()
     for event, body in raised:
         try:
@@ -536,8 +592,7 @@ async def record(app: AppContext, rows: dict[int, OutboxMessage], outcomes: list
             await notify(app, "escalation.raised", exam_body, body, roles=[Role.COORDINATOR])
         except Exception:  # committed: the room and the worklists catch up on reload
             log.exception("announcing the escalation of exam %s failed", event.exam_id)
-    for exam_id in dict.fromkeys(rows[o.row_id].exam_id for o in outcomes):
-        await announce(app, exam_id)
+    await announce(app, *dict.fromkeys(rows[o.row_id].exam_id for o in outcomes))
 
 
 async def escalation(
@@ -608,7 +663,12 @@ def delivery_json(row: OutboxMessage, dest: Hl7Destination | None = None) -> dic
 
 
 async def deliveries(
-    db: AsyncSession, *, exam_id: str | None = None, open_only: bool = False, limit: int = 500
+    db: AsyncSession,
+    *,
+    exam_id: str | None = None,
+    exam_ids: list[str] | None = None,
+    open_only: bool = False,
+    limit: int = 500,
 ) -> list[dict[str, Any]]:
     stmt = (
         select(OutboxMessage, Hl7Destination, Exam.accession_number)
@@ -617,6 +677,8 @@ async def deliveries(
     )
     if exam_id is not None:
         stmt = stmt.where(OutboxMessage.exam_id == exam_id)
+    if exam_ids is not None:
+        stmt = stmt.where(OutboxMessage.exam_id.in_(exam_ids))
     if open_only:
         stmt = stmt.where(OutboxMessage.status != ACKNOWLEDGED)
     rows = await db.execute(stmt.order_by(OutboxMessage.id).limit(limit))
@@ -625,12 +687,20 @@ async def deliveries(
     ]
 
 
-async def announce(app: AppContext, exam_id: str) -> None:
-    """The exam's deliveries to its room (frame ``delivery``, docs/api.md)."""
+async def announce(app: AppContext, *exam_ids: str) -> None:
+    """Each exam's deliveries to its room (frame ``delivery``, docs/api.md)."""
+    if not exam_ids:
+        return
     async with app.read() as db:
-        items = await deliveries(db, exam_id=exam_id)
-    await app.bus.publish(
-        room_channel(exam_id), {"type": "delivery", "exam_id": exam_id, "deliveries": items}
+        items = await deliveries(db, exam_ids=list(exam_ids), limit=100 * len(exam_ids))
+    by_exam: dict[str, list[dict[str, Any]]] = {exam_id: [] for exam_id in exam_ids}
+    for item in items:
+        by_exam[item["exam_id"]].append(item)
+    await app.bus.publish_many(
+        [
+            (room_channel(exam_id), {"type": "delivery", "exam_id": exam_id, "deliveries": found})
+            for exam_id, found in by_exam.items()
+        ]
     )
 
 
