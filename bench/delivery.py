@@ -38,7 +38,7 @@ from sqlalchemy import select, update
 from bench.common import percentile
 from server.accounts.service import add_establishment, add_user
 from server.composition import core_context
-from server.core.config import Settings
+from server.core.config import Settings, normalise_database_url
 from server.core.migrate import upgrade
 from server.core.models import Exam, OutboxMessage, User
 from server.exams.service import new_accession, new_study_uid
@@ -81,7 +81,9 @@ class Receiver:
 
 
 def make_settings(tmp: Path) -> Settings:
-    url = os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+    url = normalise_database_url(
+        os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+    )
     return Settings(
         database_url=url,
         dicom_storage=tmp / "dicom",
