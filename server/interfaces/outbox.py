@@ -417,7 +417,7 @@ class Outcome:
 async def claim(app: AppContext, now: datetime, limit: int = BATCH) -> list[OutboxMessage]:
     """Take the due rows (their lease: the answer's time-out and some margin).
     Two workers never get the same row: the UPDATE re-checks that it is still due."""
-    lease = now + timedelta(seconds=app.settings.outbox_ack_timeout_s * 2 + 1)
+    lease = now + timedelta(seconds=lease_s(app.settings))
     async with app.read() as db:  # most polls find nothing: no write lock for them
         ids = (
             await db.scalars(
@@ -704,18 +704,41 @@ async def announce(app: AppContext, *exam_ids: str) -> None:
     )
 
 
-async def resend(db: AsyncSession, delivery_id: int, now: datetime) -> OutboxMessage:
-    """A failed (or waiting) delivery due again now, under its own control id."""
+def lease_s(settings: Any) -> float:
+    """How long a claimed row is left to the worker that claimed it."""
+    return float(settings.outbox_ack_timeout_s * 2 + 1)
+
+
+async def resend(db: AsyncSession, delivery_id: int, now: datetime, settings: Any) -> OutboxMessage:
+    """A failed (or waiting) delivery due again now, under its own control id. Not
+    while an attempt may be in flight (within the lease of its last attempt): the
+    resend would race it."""
     row = await db.get(OutboxMessage, delivery_id)
     if row is None:
         raise ApiError(404, "not_found", "no such delivery")
     if row.status == ACKNOWLEDGED:
         raise ApiError(409, "already_acknowledged", "the destination has acknowledged it")
-    await db.execute(
+    last = row.last_attempt_at
+    if (
+        row.status == PENDING
+        and last is not None
+        and now < last + timedelta(seconds=lease_s(settings))
+    ):
+        raise ApiError(
+            409, "delivery_in_flight", "an attempt is under way; try again in a few seconds"
+        )
+    same_attempt = (
+        OutboxMessage.last_attempt_at.is_(None)
+        if last is None
+        else OutboxMessage.last_attempt_at == last
+    )
+    done = await db.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == row.id, OutboxMessage.status != ACKNOWLEDGED)
+        .where(OutboxMessage.id == row.id, OutboxMessage.status != ACKNOWLEDGED, same_attempt)
         .values(status=PENDING, next_attempt_at=now, escalated_at=None)
     )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise ApiError(409, "delivery_in_flight", "an attempt started meanwhile; try again")
     await db.flush()
     await db.refresh(row)
     return row

@@ -111,6 +111,10 @@ async def test_receiver_down_then_up_delivers_once(
                 break
             await asyncio.sleep(0.05)
     assert item["last_error"]
+    # Attempts are under way: a resend would race them.
+    coord = await api_for("coord")
+    raced = await coord.post(f"/api/deliveries/{item['id']}/resend")
+    assert raced.status_code == 409 and raced.json()["error"]["code"] == "delivery_in_flight"
     await receiver.start()
     try:
         (done,) = await settled(rad, exam["id"])

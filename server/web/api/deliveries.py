@@ -46,7 +46,7 @@ async def resend(request: Request) -> Response:
         raise ApiError(404, "not_found", "no such delivery")
     app = ctx(request)
     async with app.db() as db:
-        row = await outbox.resend(db, int(raw), app.now())
+        row = await outbox.resend(db, int(raw), app.now(), app.settings)
         await audit.record_request(
             request,
             "hl7.resend",
