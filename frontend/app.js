@@ -10,6 +10,7 @@ import { mountRequestForm } from "./requestform.js";
 import { mountRoom } from "./room.js";
 import { passwordDialog, logoutEverywhere } from "./account.js";
 import { mountReconciliation } from "./reconciliation.js";
+import { mountDeliveries } from "./deliveries.js";
 
 // Who reconciles images kept aside (docs/dicomweb.md "Filing and reconciliation").
 const RECONCILERS = ["manipulator", "coordinator"];
@@ -56,6 +57,9 @@ function renderChrome() {
   if (RECONCILERS.includes(app.me.role)) {
     nav.append(h("a", { href: "#/reconciliation", class: "navlink", id: "nav-reconciliation" }, t("nav.reconciliation")));
   }
+  if (app.me.role === "coordinator") {
+    nav.append(h("a", { href: "#/deliveries", class: "navlink", id: "nav-deliveries" }, t("nav.deliveries")));
+  }
 }
 
 async function route() {
@@ -76,6 +80,8 @@ async function route() {
     cleanup = mountRoom(main, app, decodeURIComponent(arg));
   } else if (view === "reconciliation" && RECONCILERS.includes(app.me.role)) {
     cleanup = mountReconciliation(main, app);
+  } else if (view === "deliveries" && app.me.role === "coordinator") {
+    cleanup = mountDeliveries(main, app);
   } else if (view === "new" && app.me.role === "urgentist") {
     cleanup = mountRequestForm(main, app);
   } else {

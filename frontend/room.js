@@ -1,5 +1,6 @@
 // The exam room: header (patient, exam, timeline, deadlines, actions), presence,
 // banners, and the panels (chat, protocol, images, report). One RoomClient feeds them.
+import { deliveryState } from "./deliveries.js";
 import { api } from "./api.js";
 import { CLOSE } from "./constants.js";
 import { h, clear, toast, debounce } from "./dom.js";
@@ -35,6 +36,8 @@ export function mountRoom(main, app, examId) {
   const room = { app, me, examId, exam: null, client: new RoomClient(examId) };
   const head = h("header", { class: "room-head card", id: "room-head", "aria-live": "polite" });
   const banners = h("div", { class: "banners", id: "room-banners", "aria-live": "assertive" });
+  // Where the signed report stands in the hospital's systems (docs/hl7.md "Outbound").
+  const deliveries = h("p", { class: "deliveries-line small", id: "room-deliveries", role: "status", hidden: true });
   const presence = h("ul", { class: "presence", id: "presence", "aria-label": t("room.present") });
   const conn = h("span", { class: "conn-state", id: "room-conn", role: "status" });
   room.chat = new ChatPanel(room);
@@ -50,7 +53,23 @@ export function mountRoom(main, app, examId) {
       h("div", { class: "card-head" }, h("h2", { id: "presence-title" }, t("room.present")), conn), presence),
     room.protocol.el, callCard, room.chat.el);
   const layout = h("div", { class: `room-grid role-${me.role}` }, side, room.images.el, room.report.el);
-  main.append(h("section", { class: "view room-view", "aria-label": t("room.title") }, head, banners, layout));
+  main.append(h("section", { class: "view room-view", "aria-label": t("room.title") }, head, banners, deliveries, layout));
+
+  function renderDeliveries(items) {
+    deliveries.hidden = !items.length;
+    clear(deliveries, h("span", { class: "muted" }, `${t("room.deliveries")} : `),
+      ...items.map((d, i) => h("span", { class: `delivery state-${d.state}`, dataset: { state: d.state } },
+        `${i ? " · " : ""}${d.destination?.name || "?"} ${d.message_type.split("^")[0]} ${deliveryState(d)}`)));
+  }
+  async function loadDeliveries() {
+    try {
+      const resp = await fetch(`/api/exams/${encodeURIComponent(examId)}/deliveries`,
+        { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (resp.ok) renderDeliveries((await resp.json()).deliveries);
+    } catch {
+      /* the next delivery frame brings them */
+    }
+  }
 
   function renderHead() {
     const e = room.exam;
@@ -123,6 +142,7 @@ export function mountRoom(main, app, examId) {
     room.exam = w.exam;
     renderAll();
     renderPresence(w.presence);
+    loadDeliveries();
     replayUntil = w.resumed ? w.last_seq : 0;
     missed = 0;
     if (w.resumed && w.last_seq > w.since) room.chat.markMissedStart();
@@ -146,6 +166,7 @@ export function mountRoom(main, app, examId) {
     if (STATUS_KINDS.has(e.kind) && room.exam && e.seq > (room.exam.last_seq || 0)) room.refresh();
   });
   client.addEventListener("ack", (ev) => room.chat.onAck(ev.detail));
+  client.addEventListener("delivery", (ev) => renderDeliveries(ev.detail.deliveries || []));
   client.addEventListener("presence", (ev) => renderPresence(ev.detail.presence));
   client.addEventListener("typing", (ev) => room.chat.onTyping(ev.detail.user));
   client.addEventListener("error", (ev) => {

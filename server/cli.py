@@ -413,6 +413,84 @@ def add_hl7_in_commands(
 # -- end of hl7 in --
 
 
+# -- hl7 destinations (docs/hl7.md "Outbound") ---------------------------------------
+
+
+def cmd_hl7_add_destination(args: argparse.Namespace, settings: Settings) -> int:
+    from server.interfaces.outbox import DestinationError, add_destination
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            try:
+                dest = await add_destination(
+                    db,
+                    establishment=args.establishment,
+                    name=args.name,
+                    host=args.host,
+                    port=args.port,
+                    kinds=args.kinds,
+                    now=app.now(),
+                    receiving_application=args.receiving_application,
+                    receiving_facility=args.receiving_facility,
+                    tls=args.tls,
+                    tls_ca_file=args.tls_ca,
+                    tls_cert_file=args.tls_cert,
+                    tls_key_file=args.tls_key,
+                )
+            except DestinationError as exc:
+                print(f"teleimagerie: {exc}", file=sys.stderr)
+                return 2
+            await db.commit()
+        tls = " over TLS" if dest.tls else ""
+        print(f"destination {dest.name} ({dest.kinds}) at {dest.host}:{dest.port}{tls}")
+        return 0
+
+    return _run(settings, job)
+
+
+def cmd_hl7_list_destinations(_args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from server.core.models import Establishment, Hl7Destination
+
+    async def job(app: AppContext) -> int:
+        async with app.read() as db:
+            rows = await db.execute(
+                select(Hl7Destination, Establishment.code)
+                .join(Establishment, Establishment.id == Hl7Destination.establishment_id)
+                .order_by(Establishment.code, Hl7Destination.name)
+            )
+            for dest, code in rows:
+                tls = "tls" if dest.tls else "plain"
+                state = "" if dest.active else " (inactive)"
+                print(
+                    f"{code:<12} {dest.name:<16} {dest.host}:{dest.port:<6} {tls:<5} "
+                    f"{dest.kinds}{state}"
+                )
+        return 0
+
+    return _run(settings, job)
+
+
+def add_hl7_destination_commands(hl7: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    add = hl7.add_parser("add-destination", help="a hospital system that receives our reports")
+    add.add_argument("--establishment", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--host", required=True)
+    add.add_argument("--port", type=int, required=True)
+    add.add_argument("--kinds", default="oru,mdm", help="oru, mdm or both (comma-separated)")
+    add.add_argument("--receiving-application", default=None, help="MSH-5 (default: the name)")
+    add.add_argument("--receiving-facility", default=None, help="MSH-6 (default: the site code)")
+    add.add_argument("--tls", action="store_true", help="MLLP over TLS")
+    add.add_argument("--tls-ca", default=None, help="CA file that signs the destination")
+    add.add_argument("--tls-cert", default=None, help="our client certificate, if asked")
+    add.add_argument("--tls-key", default=None, help="its private key")
+    add.set_defaults(func=cmd_hl7_add_destination)
+    hl7.add_parser("list-destinations", help="the registered destinations").set_defaults(
+        func=cmd_hl7_list_destinations
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="teleimagerie", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -462,9 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     ae_add.set_defaults(func=cmd_ae_add)
     ae.add_parser("list", help="the registered AE titles").set_defaults(func=cmd_ae_list)
 
-    hl7 = sub.add_parser("hl7", help="the MLLP listener for HL7 v2 (identities, orders)")
+    hl7 = sub.add_parser("hl7", help="HL7 v2: the MLLP listener (identities, orders), senders and destinations")
     hl7_actions = hl7.add_subparsers(dest="action", required=False)
     add_hl7_in_commands(hl7, hl7_actions)
+    add_hl7_destination_commands(hl7_actions)
 
     aud = sub.add_parser("audit", help="the audit trail").add_subparsers(
         dest="action", required=True

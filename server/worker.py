@@ -1,4 +1,5 @@
-"""``teleimagerie worker``: fires escalation and SLA timers (docs/roster.md "Timers").
+"""``teleimagerie worker``: fires escalation and SLA timers (docs/roster.md "Timers"),
+and sends the outbox to the hospitals (docs/hl7.md "Outbound").
 
 At start it rebuilds every pending timer from SQL (the engine may have been flushed,
 or a worker killed after claiming a timer), then claims due timers in a loop. Claims
@@ -122,10 +123,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     if not settings.redis_url:
         log.warning("no REDIS_URL: with the memory engine the web process runs the timers")
     from server.core.audit_anchor import checkpoint_loop
+    from server.interfaces.outbox import outbox_loop
 
     async with core_context(settings) as app:
         log.info("worker started")
-        await asyncio.gather(timer_loop(app, stop), checkpoint_loop(app, stop))
+        await asyncio.gather(
+            timer_loop(app, stop), checkpoint_loop(app, stop), outbox_loop(app, stop)
+        )
     log.info("worker stopped")
 
 
@@ -135,15 +139,17 @@ class TimerTask:
 
     def __init__(self, app: AppContext) -> None:
         from server.core.audit_anchor import checkpoint_loop
+        from server.interfaces.outbox import outbox_loop
 
         self.stop_event = asyncio.Event()
         loop = asyncio.get_running_loop()
         self.task = loop.create_task(timer_loop(app, self.stop_event))
         self.checkpoints = loop.create_task(checkpoint_loop(app, self.stop_event))
+        self.outbox = loop.create_task(outbox_loop(app, self.stop_event))
 
     async def stop(self) -> None:
         self.stop_event.set()
-        for task in (self.task, self.checkpoints):
+        for task in (self.task, self.checkpoints, self.outbox):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -48,7 +48,7 @@ def _registered() -> set[str]:
 
 
 def _documented() -> set[str]:
-    spans = re.findall(r"`(GET|POST|PUT|DELETE|WS) (/(?:api|ws)/[^`\s?]*|/constants\.js)", DOC)
+    spans = re.findall(r"`(GET|POST|PUT|DELETE|WS) (/(?:api|ws|fhir)/[^`\s?]*|/constants\.js)", DOC)
     return {f"{method} {_shape(path)}" for method, path in spans}
 
 

@@ -212,6 +212,14 @@ async def record(
     return await target.audit.append(entry)
 
 
+async def record_all(db: AsyncSession, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
+    """Several rows in the caller's transaction, chained in their order with one look
+    at the chain's head (a worker recording a batch of deliveries)."""
+    if not entries:
+        return entries
+    return await _append(db, entries)
+
+
 async def record_request(
     request: HTTPConnection,
     action: str,

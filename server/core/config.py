@@ -117,6 +117,15 @@ class Settings:
     # A request (headers or body) from which nothing arrives for this long gets 408 and
     # its connection is closed (server/web/httpserver.py, docs/configuration.md).
     body_timeout_s: float = 60.0
+    # The outbox (server/interfaces/outbox.py, docs/hl7.md "Outbound"): how long an
+    # acknowledgement is awaited, the retry delays (doubling from base to max), how
+    # long a message may stay unacknowledged before the coordinators hear of it, and
+    # how often the sender looks for due messages.
+    outbox_ack_timeout_s: float = 10.0
+    outbox_retry_base_s: float = 1.0
+    outbox_retry_max_s: float = 300.0
+    outbox_escalate_after_s: float = 300.0
+    outbox_poll_s: float = 0.1
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -173,6 +182,11 @@ class Settings:
             argon2_parallelism=_int(e, "ARGON2_PARALLELISM", d.argon2_parallelism),
             **_audit_checkpoint_settings(e, d),
             body_timeout_s=_float(e, "BODY_TIMEOUT_S", d.body_timeout_s),
+            outbox_ack_timeout_s=_float(e, "OUTBOX_ACK_TIMEOUT_S", d.outbox_ack_timeout_s),
+            outbox_retry_base_s=_float(e, "OUTBOX_RETRY_BASE_S", d.outbox_retry_base_s),
+            outbox_retry_max_s=_float(e, "OUTBOX_RETRY_MAX_S", d.outbox_retry_max_s),
+            outbox_escalate_after_s=_float(e, "OUTBOX_ESCALATE_AFTER_S", d.outbox_escalate_after_s),
+            outbox_poll_s=_float(e, "OUTBOX_POLL_S", d.outbox_poll_s),
         )
 
     def with_(self, **changes: object) -> Settings:

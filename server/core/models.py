@@ -269,3 +269,73 @@ class ReconciliationItem(Base):
     resolved_at: Mapped[datetime | None]
     filed_exam_id: Mapped[str | None] = mapped_column(ForeignKey("exams.id"))
     discard_reason: Mapped[str | None] = mapped_column(Text)
+
+
+# -- Outbound interfaces (docs/hl7.md "Outbound") ------------------------------
+
+
+class Hl7Destination(Base):
+    """A hospital system that receives our reports over MLLP (its DPI, its
+    intermediation platform): where, how, and which messages (``kinds``: ``oru``,
+    ``mdm`` or both, comma-separated)."""
+
+    __tablename__ = "hl7_destinations"
+    __table_args__ = (UniqueConstraint("establishment_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    establishment_id: Mapped[int] = mapped_column(ForeignKey("establishments.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    kinds: Mapped[str] = mapped_column(String(32))
+    # MSH-5 and MSH-6 of what we send: the receiving application and facility.
+    receiving_application: Mapped[str] = mapped_column(String(64))
+    receiving_facility: Mapped[str] = mapped_column(String(64))
+    # TLS: on when tls is true; a CA file to check the destination's certificate
+    # (None: the system's), a client certificate and key when it asks for one.
+    tls: Mapped[bool] = mapped_column(Boolean, default=False)
+    tls_ca_file: Mapped[str | None] = mapped_column(String(255))
+    tls_cert_file: Mapped[str | None] = mapped_column(String(255))
+    tls_key_file: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class OutboxMessage(Base):
+    """One message owed to one destination, written in the transaction of the
+    change it reports (signature, addendum, cancellation) and sent by the worker
+    until the destination acknowledges it. ``control_id`` (MSH-10) is drawn once and
+    the text (``payload``) rendered once: every attempt sends the same bytes.
+    ``next_attempt_at`` is also the lease of the worker sending it: a worker killed
+    mid-send leaves a row that comes due again.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("destination_id", "exam_id", "event", "version", "message_type"),
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_exam_id", "exam_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    control_id: Mapped[str] = mapped_column(String(20), unique=True)
+    destination_id: Mapped[int] = mapped_column(ForeignKey("hl7_destinations.id"))
+    establishment_id: Mapped[int] = mapped_column(ForeignKey("establishments.id"))
+    exam_id: Mapped[str] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"))
+    # report.signed | report.addendum | exam.cancelled; version: 0, or the addendum number.
+    event: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    message_type: Mapped[str] = mapped_column(String(16))  # ORU^R01 | MDM^T02
+    # pending -> acknowledged, or failed (AE/AR; a coordinator may resend it).
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_attempt_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    ack_code: Mapped[str | None] = mapped_column(String(2))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    escalated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    # The message's text, rendered once before its first attempt: every attempt
+    # sends these bytes.
+    payload: Mapped[str | None] = mapped_column(Text)

@@ -80,10 +80,13 @@ async def store_report_in_archive(app: ArchiveContext, exam: Exam, part10: bytes
     return True
 
 
-async def archive_latest(app: ArchiveContext, exam: Exam) -> None:
+async def archive_latest(app: ArchiveContext, exam: Exam) -> bytes:
+    """Store the latest version in the archive; returns its PDF (the outbox's
+    messages carry the same bytes, docs/hl7.md "Outbound")."""
     async with app.db() as db:
         report = await load_report(db, exam.id)
         assert report is not None
         addenda = await load_addenda(db, exam.id)
-    _pdf, _fhir, part10 = await asyncio.to_thread(rendered, report, addenda)
+    pdf, _fhir, part10 = await asyncio.to_thread(rendered, report, addenda)
     await store_report_in_archive(app, exam, part10)
+    return pdf

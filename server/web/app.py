@@ -22,11 +22,12 @@ from server.core.config import Settings
 from server.core.errors import ApiError
 from server.core.logs import configure_logging
 from server.live import room
-from server.web import constants, notifications
+from server.web import constants, fhir, notifications
 from server.web.api import audit as audit_api
 from server.web.api import billing as billing_api
 from server.web.api import calls as calls_api
 from server.web.api import commands as commands_api
+from server.web.api import deliveries as deliveries_api
 from server.web.api import exams as exams_api
 from server.web.api import patients as patients_api
 from server.web.api import protocols, turnaround
@@ -104,10 +105,12 @@ def create_app(settings: Settings | None = None) -> App:
         *turnaround.routes,
         *calls_api.routes,
         *reconciliation_api.routes,
+        *deliveries_api.routes,
     ]
     sockets = [*room.routes, *notifications.routes]
     routes = [
         Mount("/api", routes=api_routes),
+        Mount("/fhir", routes=fhir.routes),
         Mount("/dicomweb", app=archive.mount),
         *sockets,
         *constants.routes,  # before the static files: rendered, not a file

@@ -32,6 +32,7 @@ from server.exams import protocols
 from server.exams.authz import load_exam
 from server.exams.publish import publish_events
 from server.exams.service import append_event, exam_json
+from server.interfaces import outbox
 from server.web.http import parse
 
 
@@ -140,6 +141,10 @@ async def execute(
             now,
             from_status=sources(command, transition.new_status),
             changes=changes,
+        )
+        # What the change owes the hospital's systems commits with it (docs/hl7.md).
+        await outbox.enqueue(
+            db, exam, transition.event_kind, now, version=int(event_body.get("number", 0))
         )
         await audit.record_request(
             request, f"command.{command.value}", principal, db, exam_id=exam.id

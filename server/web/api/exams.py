@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,6 +15,7 @@ from server.accounts.auth import authenticate
 from server.core import audit
 from server.core.context import ctx
 from server.core.errors import ApiError
+from server.core.identity import Principal
 from server.core.models import Establishment, Exam, ExamEvent, User
 from server.exams import routing
 from server.exams.authz import exam_scope, load_exam, require_role
@@ -38,6 +41,14 @@ async def request_exam(request: Request) -> Response:
     principal = await authenticate(request)
     require_role(principal, Role.URGENTIST)
     req = await parse(request, ExamRequest)
+    exam, body = await create_requested(request, principal, req)
+    return JSONResponse(body, status_code=201, headers={"Location": f"/api/exams/{exam.id}"})
+
+
+async def create_requested(
+    request: Request, principal: Principal, req: ExamRequest
+) -> tuple[Exam, dict[str, Any]]:
+    """Create, route and announce an urgentist's request (also ``POST /fhir/ServiceRequest``)."""
     app = ctx(request)
     now = app.now()
     async with app.db() as db:
@@ -54,7 +65,7 @@ async def request_exam(request: Request) -> Response:
         body = exam_json(exam, app.settings, principal.role)
     await publish_events(app, exam, [event])
     await routing.announce(app, exam, choice)
-    return JSONResponse(body, status_code=201, headers={"Location": f"/api/exams/{exam.id}"})
+    return exam, body
 
 
 async def list_exams(request: Request) -> Response:

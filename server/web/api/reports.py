@@ -30,6 +30,7 @@ from server.core.errors import ApiError, conflict
 from server.core.identity import Principal
 from server.core.models import Exam, User
 from server.exams.authz import load_exam
+from server.interfaces import outbox
 from server.reports import billing
 from server.reports.delivery import archive_latest, load_addenda, load_report
 from server.reports.service import (
@@ -240,7 +241,8 @@ async def sign(request: Request) -> Response:
         }
 
     exam, _event, result = await execute(request, who, Command.REPORT_SIGN, effect)
-    await archive_latest(archive_ctx(request), exam)
+    pdf = await archive_latest(archive_ctx(request), exam)
+    await outbox.prerender(ctx(request), exam.id, pdf)
     return JSONResponse({**out, "exam": result})
 
 
@@ -294,7 +296,8 @@ async def add_addendum(request: Request) -> Response:
         }
 
     exam, _event, result = await execute(request, who, Command.ADDENDUM, effect)
-    await archive_latest(archive_ctx(request), exam)
+    pdf = await archive_latest(archive_ctx(request), exam)
+    await outbox.prerender(ctx(request), exam.id, pdf)
     return JSONResponse({**out, "exam": result}, status_code=201)
 
 
