@@ -540,7 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     ae_add.set_defaults(func=cmd_ae_add)
     ae.add_parser("list", help="the registered AE titles").set_defaults(func=cmd_ae_list)
 
-    hl7 = sub.add_parser("hl7", help="HL7 v2: the MLLP listener (identities, orders), senders and destinations")
+    hl7 = sub.add_parser(
+        "hl7", help="HL7 v2: the MLLP listener (identities, orders), senders and destinations"
+    )
     hl7_actions = hl7.add_subparsers(dest="action", required=False)
     add_hl7_in_commands(hl7, hl7_actions)
     add_hl7_destination_commands(hl7_actions)

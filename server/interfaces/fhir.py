@@ -87,7 +87,7 @@ def patient(exam: Exam) -> dict[str, Any]:
 
 def _subject(exam: Exam) -> dict[str, Any]:
     return {
-        "reference": f"Patient/{patient_id(exam.establishment_id, exam.patient_id)}",
+        "reference": f"Patient/{patient_id(exam.establishment_id, document_patient(exam).ipp)}",
         "display": exam.patient_name.replace("^", " "),
     }
 
