@@ -124,12 +124,29 @@ def test_an_upward_import_for_type_checking_only_breaks_the_build(tmp_path: Path
 
 
 @pytest.mark.slow
+def test_starlette_outside_the_web_layer_breaks_the_build(tmp_path: Path) -> None:
+    """Only ``server.web`` speaks Starlette: the rooms work on a transport, the
+    accounts on a token, and a module below the web layer that imports the
+    framework, even inside a function, fails the build."""
+    code = copy_of_the_code(tmp_path)
+    room = code / "server" / "live" / "room.py"
+    room.write_text(
+        room.read_text()
+        + "\n\ndef _socket() -> None:\n    from starlette.websockets import WebSocket  # noqa\n"
+    )
+    result = lint_imports(code)
+    assert result.returncode == 1, result.stdout
+    assert "only the web layer imports Starlette and uvicorn" in result.stdout
+    assert "server.live.room -> starlette" in result.stdout
+
+
+@pytest.mark.slow
 def test_the_cycle_check_sees_a_cycle_made_by_a_function_level_import(tmp_path: Path) -> None:
     code = copy_of_the_code(tmp_path)
     audit = code / "server" / "core" / "audit.py"  # the context imports the audit writer
     audit.write_text(
         audit.read_text()
-        + "\n\ndef _back() -> None:\n    from server.core.context import ctx  # noqa\n"
+        + "\n\ndef _back() -> None:\n    from server.core.context import AppContext  # noqa\n"
     )
     script = "from tests.test_layers import cycles; print(cycles('server'))"
     env = dict(os.environ, PYTHONPATH=f"{code}{os.pathsep}{ROOT}")

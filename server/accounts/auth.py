@@ -14,16 +14,18 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import HTTPConnection
 
 from server.accounts import throttle
 from server.core.access import deadline_of
-from server.core.context import AppContext, ctx
+from server.core.context import AppContext
 from server.core.errors import ApiError, unauthenticated
 from server.core.identity import Principal
 from server.core.models import User, UserSession
 
 COOKIE = "ti_session"
+# Where an HTTP request or a socket keeps its caller once authenticated (the
+# ASGI scope): asked of SQL once per connection, read by the access log.
+SCOPE_KEY = "ti.principal"
 # Sessions are touched at most this often, so that reads do not all write.
 TOUCH_EVERY = timedelta(seconds=60)
 
@@ -32,12 +34,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def bearer_or_cookie(conn: HTTPConnection) -> str | None:
-    header = conn.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+def session_token(authorization: str | None, cookie: str | None) -> str | None:
+    """The token of a request: its ``Authorization: Bearer`` header, else the
+    value of its ``ti_session`` cookie (docs/api.md "Conventions")."""
+    scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return conn.cookies.get(COOKIE)
+    return cookie
 
 
 async def login(
@@ -94,15 +97,11 @@ async def resolve(app: AppContext, db: AsyncSession, token: str) -> Principal | 
     )
 
 
-async def authenticate(conn: HTTPConnection) -> Principal:
-    """The caller of an HTTP request or WebSocket, or 401."""
-    cached: Principal | None = conn.scope.get("ti.principal")
-    if cached is not None:
-        return cached
-    token = bearer_or_cookie(conn)
+async def authenticate(app: AppContext, token: str | None) -> Principal:
+    """The caller holding ``token`` (:func:`session_token`), or 401. A session
+    last used more than ``TOUCH_EVERY`` ago is touched (its idle clock restarts)."""
     if not token:
         raise unauthenticated()
-    app = ctx(conn)
     async with app.read() as db:
         principal = await resolve(app, db, token)
     if principal is None:
@@ -119,7 +118,6 @@ async def authenticate(conn: HTTPConnection) -> Principal:
             await db.commit()
         if expires_at is not None:
             principal.deadline = deadline_of(now, expires_at, app.settings.session_idle_s)
-    conn.scope["ti.principal"] = principal
     return principal
 
 

@@ -16,13 +16,12 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from dicomweb.outage import DATABASE_ERRORS, database_error_handler
-from server.archive import service as archive
+from server.archive.context import ArchiveContext
 from server.composition import app_context
 from server.core.config import Settings
 from server.core.errors import ApiError
 from server.core.logs import configure_logging
-from server.live import room
-from server.web import constants, notifications
+from server.web import constants
 from server.web.api import audit as audit_api
 from server.web.api import billing as billing_api
 from server.web.api import calls as calls_api
@@ -44,6 +43,7 @@ from server.web.middleware import (
     SecurityHeaders,
     has_nul,
 )
+from server.web.ws import notifications, room
 from server.worker import start_timer_loop
 
 FRONTEND = Path(__file__).resolve().parent.parent.parent / "frontend"
@@ -69,6 +69,12 @@ class App(Starlette):
                     await route.endpoint(WebSocket(scope, receive, send))
                     return
         await super().__call__(scope, receive, send)
+
+
+async def archive_mount(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/dicomweb``: the archive built at start-up for this process."""
+    context: ArchiveContext = scope["app"].state.ctx
+    await context.archive(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> App:
@@ -106,7 +112,7 @@ def create_app(settings: Settings | None = None) -> App:
     sockets = [*room.routes, *notifications.routes]
     routes = [
         Mount("/api", routes=api_routes),
-        Mount("/dicomweb", app=archive.mount),
+        Mount("/dicomweb", app=archive_mount),
         *sockets,
         *constants.routes,  # before the static files: rendered, not a file
         Mount("/", app=StaticFiles(directory=FRONTEND, html=True), name="frontend"),

@@ -21,10 +21,7 @@ from starlette.routing import Route
 
 from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import ExamStatus, Role
-from server.accounts.auth import authenticate
-from server.core import audit
 from server.core.channels import notify
-from server.core.context import ctx
 from server.core.errors import ApiError
 from server.core.identity import Principal
 from server.core.models import Exam, ExamEvent
@@ -33,6 +30,7 @@ from server.exams.authz import load_exam
 from server.exams.publish import publish_events
 from server.exams.service import append_event, exam_json
 from server.web.http import parse
+from server.web.request import authenticate, ctx, record_request
 
 
 class ProtocolBody(BaseModel):
@@ -141,9 +139,7 @@ async def execute(
             from_status=sources(command, transition.new_status),
             changes=changes,
         )
-        await audit.record_request(
-            request, f"command.{command.value}", principal, db, exam_id=exam.id
-        )
+        await record_request(request, f"command.{command.value}", principal, db, exam_id=exam.id)
         await db.commit()
         await db.refresh(exam)
         result = exam_json(exam, app.settings, principal.role)

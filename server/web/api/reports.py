@@ -22,10 +22,6 @@ from starlette.routing import Route
 
 from rooms.lifecycle import Command, LifecycleError, decide
 from rooms.types import ExamStatus, Role
-from server.accounts.auth import authenticate
-from server.archive.context import archive_ctx
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError, conflict
 from server.core.identity import Principal
 from server.core.models import Exam, User
@@ -53,6 +49,7 @@ from server.reports.service import (
 from server.web.api import report_files
 from server.web.api.commands import Changes, execute, lifecycle_error
 from server.web.http import parse
+from server.web.request import archive_ctx, authenticate, ctx, record_request
 
 log = logging.getLogger("teleimagerie.reports")
 READERS_OF_DRAFTS = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
@@ -72,7 +69,7 @@ async def _check_password(request: Request, who: Principal, password: str, actio
         stored = (await db.get_one(User, who.user.id)).password_hash
     key = f"sign:user:{who.user.id}"
     if await app.bus.peek(key) >= app.settings.login_max_failures_user:
-        await audit.record_request(
+        await record_request(
             request,
             action,
             who,
@@ -88,7 +85,7 @@ async def _check_password(request: Request, who: Principal, password: str, actio
         )
     if not await app.passwords.verify_async(stored, password):
         await app.bus.hit(key, app.settings.login_window_s)
-        await audit.record_request(
+        await record_request(
             request,
             action,
             who,
@@ -154,7 +151,7 @@ async def get_report(request: Request) -> Response:
         exam = await load_exam(db, who, request.path_params["exam_id"])
         report = await load_report(db, exam.id)
         addenda = await load_addenda(db, exam.id)
-        await audit.record_request(request, "report.read", who, db, exam_id=exam.id)
+        await record_request(request, "report.read", who, db, exam_id=exam.id)
         await db.commit()
     drafts_ok = who.role in READERS_OF_DRAFTS
     if report is None:
