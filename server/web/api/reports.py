@@ -1,10 +1,10 @@
 """Report routes: templates, draft, signature, addenda, acknowledgement.
 
-The state changes go through ``commands.execute`` (lifecycle check, event,
-audit row, one transaction). Signing and addenda ask for the password again;
-the Argon2 check runs before the transaction so that no write lock is held
-while it computes, and the exam is checked first so that a caller learns
-nothing about an exam outside their scope.
+The state changes go through ``server.exams.commands.execute`` (lifecycle
+check, event, audit row, one transaction). Signing and addenda ask for the
+password again; the Argon2 check runs before the transaction so that no write
+lock is held while it computes, and the exam is checked first so that a caller
+learns nothing about an exam outside their scope.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from rooms.lifecycle import Command, LifecycleError, decide
 from rooms.types import ExamStatus, Role
 from server.core.errors import ApiError, conflict
 from server.core.identity import Principal
-from server.core.models import Exam, User
+from server.core.models import Exam, ExamEvent, User
 from server.exams.authz import load_exam
+from server.exams.commands import AsyncEffect, Changes, execute, lifecycle_error
 from server.reports import billing
 from server.reports.delivery import archive_latest, load_addenda, load_report
 from server.reports.service import (
@@ -47,9 +48,8 @@ from server.reports.service import (
     ts,
 )
 from server.web.api import report_files
-from server.web.api.commands import Changes, execute, lifecycle_error
 from server.web.http import parse
-from server.web.request import archive_ctx, authenticate, ctx, record_request
+from server.web.request import archive_ctx, authenticate, client_addr, ctx, record_request
 
 log = logging.getLogger("teleimagerie.reports")
 READERS_OF_DRAFTS = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
@@ -95,6 +95,14 @@ async def _check_password(request: Request, who: Principal, password: str, actio
         )
         raise ApiError(403, "wrong_password", "the password is not correct; nothing was signed")
     await app.bus.reset(key)
+
+
+async def _execute(
+    request: Request, who: Principal, command: Command, effect: AsyncEffect
+) -> tuple[Exam, ExamEvent, dict[str, Any]]:
+    """``server.exams.commands.execute`` on the request's exam, audited with its address."""
+    exam_id = request.path_params["exam_id"]
+    return await execute(ctx(request), who, exam_id, command, effect, addr=client_addr(request))
 
 
 def _report_json(report: Report, addenda: list[Addendum]) -> dict[str, Any]:
@@ -195,7 +203,7 @@ async def put_draft(request: Request) -> Response:
                 raise conflict("the report is signed; add an addendum instead", "report_signed")
         return {}, {**fields, "author": person(who.user)}
 
-    _exam, event, result = await execute(request, who, Command.REPORT_DRAFT, effect)
+    _exam, event, result = await _execute(request, who, Command.REPORT_DRAFT, effect)
     return JSONResponse({"exam": result, "seq": event.seq})
 
 
@@ -236,7 +244,7 @@ async def sign(request: Request) -> Response:
             "signer": person(signer),
         }
 
-    exam, _event, result = await execute(request, who, Command.REPORT_SIGN, effect)
+    exam, _event, result = await _execute(request, who, Command.REPORT_SIGN, effect)
     await archive_latest(archive_ctx(request), exam)
     return JSONResponse({**out, "exam": result})
 
@@ -290,7 +298,7 @@ async def add_addendum(request: Request) -> Response:
             "signer": person(signer),
         }
 
-    exam, _event, result = await execute(request, who, Command.ADDENDUM, effect)
+    exam, _event, result = await _execute(request, who, Command.ADDENDUM, effect)
     await archive_latest(archive_ctx(request), exam)
     return JSONResponse({**out, "exam": result}, status_code=201)
 
@@ -324,7 +332,7 @@ async def acknowledge(request: Request) -> Response:
             "critical_acknowledged": report.critical and ack.critical_acknowledged,
         }
 
-    _exam, _event, result = await execute(request, who, Command.ACKNOWLEDGE, effect)
+    _exam, _event, result = await _execute(request, who, Command.ACKNOWLEDGE, effect)
     return JSONResponse(result)
 
 
