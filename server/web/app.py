@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,10 @@ from server.web.ws import notifications, room
 from server.worker import start_timer_loop
 
 FRONTEND = Path(__file__).resolve().parent.parent.parent / "frontend"
+# How long a stopping app waits for the storage's start-up reconciliation.
+RECONCILE_GRACE_S = 10.0
+
+log = logging.getLogger("teleimagerie.app")
 
 
 class App(Starlette):
@@ -77,6 +83,21 @@ async def archive_mount(scope: Scope, receive: Receive, send: Send) -> None:
     await context.archive(scope, receive, send)
 
 
+async def _reconciled(task: asyncio.Task[Any] | None) -> None:
+    """Let the start-up reconciliation of the storage (docs/dicomweb.md "Start-up
+    reconciliation") finish before the database closes; one that takes longer
+    than ``RECONCILE_GRACE_S`` is cancelled (the next start-up does it again)."""
+    if task is None or task.done():
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(task), RECONCILE_GRACE_S)
+    except TimeoutError:
+        log.warning("stopping: the storage reconciliation is cut short")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(settings: Settings | None = None) -> App:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
@@ -95,6 +116,7 @@ def create_app(settings: Settings | None = None) -> App:
                 if timers is not None:
                     await timers.stop()
                 await context.rooms.close()
+                await _reconciled(context.ingestor.reconciling)
 
     api_routes = [
         *session_api.routes,
