@@ -199,7 +199,7 @@ async def put_draft(request: Request) -> Response:
                 .where(Report.exam_id == exam.id, Report.signed_at.is_(None))
                 .values(updated_at=now, **fields)
             )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
+            if done.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE: a CursorResult
                 raise conflict("the report is signed; add an addendum instead", "report_signed")
         return {}, {**fields, "author": person(who.user)}
 
@@ -234,7 +234,7 @@ async def sign(request: Request) -> Response:
             .where(Report.exam_id == exam.id, Report.signed_at.is_(None))
             .values(signed_at=now, signer_id=signer.id, canonical=raw.decode(), sha256=digest)
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
+        if done.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE: a CursorResult
             raise conflict("the report is already signed", "report_signed")
         await billing.create_acts(db, exam, signer.id, now)
         out.update(sha256=digest, signed_at=ts(now))
