@@ -20,7 +20,7 @@ import pytest
 
 from server.core.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -148,7 +148,7 @@ def test_the_cycle_check_sees_a_cycle_made_by_a_function_level_import(tmp_path: 
         audit.read_text()
         + "\n\ndef _back() -> None:\n    from server.core.context import AppContext  # noqa\n"
     )
-    script = "from tests.test_layers import cycles; print(cycles('server'))"
+    script = "from tests.architecture.test_layers import cycles; print(cycles('server'))"
     env = dict(os.environ, PYTHONPATH=f"{code}{os.pathsep}{ROOT}")
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=code, env=env, capture_output=True, text=True
@@ -179,7 +179,7 @@ def test_ae_list_imports_neither_aiortc_nor_the_room_hub(settings: Settings) -> 
 
 def test_the_architecture_graph_is_the_codes() -> None:
     """docs/architecture-graph.md is generated; a change of imports regenerates it."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "scripts/architecture.py"],
         cwd=root,
