@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from rooms.types import CloseCode
@@ -16,16 +17,29 @@ SEND_QUEUE = 256  # frames waiting for one socket before it is closed as slow
 
 
 class Transport(Protocol):
-    """One open WebSocket, as the rooms use it: text out, a client frame in, a
-    close. The web layer wraps each socket it accepts in one."""
+    """One open WebSocket, as the rooms use it: text out, the client's next
+    event in, a close. Events are those of the ASGI specification's WebSocket
+    protocol (``{"type": "websocket.receive", "text" or "bytes": ...}``, then
+    ``{"type": "websocket.disconnect"}``; :func:`client_frame` reads them). The
+    web layer's WebSocket is one as it is: no wrapper, and no coroutine of ours
+    waiting between the socket and the room for the hours a socket sits idle."""
 
     async def send_text(self, data: str) -> None: ...
 
-    async def receive(self) -> str | bytes | None:
-        """The next frame the client sent (text or binary), or None once it has gone."""
-        ...
+    async def receive(self) -> Mapping[str, Any]: ...
 
     async def close(self, code: int, reason: str) -> None: ...
+
+
+def client_frame(event: Mapping[str, Any]) -> str | bytes | None:
+    """The frame a client sent (text or binary), or None once it has gone."""
+    if event["type"] == "websocket.disconnect":
+        return None
+    text: str | None = event.get("text")
+    if text is not None:
+        return text
+    data: bytes = event.get("bytes") or b""
+    return data
 
 
 class Outbox:

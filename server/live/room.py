@@ -46,7 +46,7 @@ from server.exams.authz import load_exam
 from server.exams.service import event_json, exam_json
 from server.live.chatlog import Chat
 from server.live.context import LiveContext
-from server.live.outbox import Outbox, Transport
+from server.live.outbox import Outbox, Transport, client_frame
 from server.live.roomhub import public_presence
 
 log = logging.getLogger("teleimagerie.room")
@@ -369,7 +369,7 @@ async def enter(
         await conn.fill_gap()
         await broadcast_presence(app, exam_id)
         while True:
-            raw = await transport.receive()
+            raw = client_frame(await transport.receive())
             if raw is None:
                 break
             await handle_frame(conn, raw)

@@ -29,18 +29,22 @@ from tests.roster.conftest import new_exam
 class QueueTransport:
     """A ``Transport`` (server/live/outbox.py) with a client at the other end of
     two queues: what the room sends lands in ``sent``; what the test puts in
-    ``inbox`` is the client's next frame (None: the client has gone)."""
+    ``inbox`` is the client's next frame (None: the client has gone), handed to
+    the room as the ASGI WebSocket event a server would give."""
 
     def __init__(self) -> None:
         self.sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self.inbox: asyncio.Queue[str | None] = asyncio.Queue()
         self.closed: tuple[int, str] | None = None
 
     async def send_text(self, data: str) -> None:
         self.sent.put_nowait(json.loads(data))
 
-    async def receive(self) -> str | bytes | None:
-        return await self.inbox.get()
+    async def receive(self) -> dict[str, Any]:
+        text = await self.inbox.get()
+        if text is None:
+            return {"type": "websocket.disconnect", "code": 1000}
+        return {"type": "websocket.receive", "text": text}
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)

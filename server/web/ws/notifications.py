@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rooms.types import Role
 from server.core.channels import role_channel, user_channel
 from server.live.outbox import Outbox
 from server.web.request import ctx
-from server.web.ws.sockets import WebSocketTransport, accept_caller
+from server.web.ws.sockets import accept_caller
 
 ROLE_CHANNELS = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
 
@@ -46,8 +46,7 @@ async def notifications_endpoint(ws: WebSocket) -> None:
     if principal is None:
         return
     # A client that does not read is closed; it resyncs its worklist over HTTP.
-    transport = WebSocketTransport(ws)
-    outbox = Outbox(transport, "slow consumer: reconnect and reload")
+    outbox = Outbox(ws, "slow consumer: reconnect and reload")
     hold = await app.access.hold(principal, outbox.finish)
     channels = [user_channel(principal.user.id)]
     if principal.role in ROLE_CHANNELS:
@@ -59,11 +58,13 @@ async def notifications_endpoint(ws: WebSocket) -> None:
         for channel in channels:
             subscriptions.append(await app.bus.subscribe(channel, outbox.push))
         while not outbox.closed:
-            raw = await transport.receive()
-            if raw is None:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
                 break
-            if isinstance(raw, str) and _is_ping(raw) and await app.access.confirm(hold):
+            if _is_ping(message.get("text")) and await app.access.confirm(hold):
                 outbox.push({"type": "pong"})
+    except WebSocketDisconnect:
+        pass
     finally:
         app.access.release(hold)
         for subscription in subscriptions:

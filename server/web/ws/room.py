@@ -5,11 +5,11 @@ room"). It opens the socket and reads the request; the room itself is
 from __future__ import annotations
 
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.live import room
 from server.web.request import client_addr, live_ctx
-from server.web.ws.sockets import WebSocketTransport, accept_caller, refuse
+from server.web.ws.sockets import accept_caller, refuse
 
 
 def since_param(ws: WebSocket) -> int:
@@ -23,14 +23,17 @@ async def room_endpoint(ws: WebSocket) -> None:
     principal = await accept_caller(ws)
     if principal is None:
         return
-    refusal = await room.enter(
-        live_ctx(ws),
-        WebSocketTransport(ws),
-        principal,
-        ws.path_params["exam_id"],
-        since_param(ws),
-        client_addr(ws),
-    )
+    try:
+        refusal = await room.enter(
+            live_ctx(ws),
+            ws,  # the room's Transport as it is
+            principal,
+            ws.path_params["exam_id"],
+            since_param(ws),
+            client_addr(ws),
+        )
+    except WebSocketDisconnect:
+        return
     if refusal is not None:
         await refuse(ws, principal, refusal.audit_code)
         await ws.close(refusal.close_code, refusal.reason)

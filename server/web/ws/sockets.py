@@ -1,10 +1,10 @@
 """The opening of every WebSocket of the server (rooms, notifications): the
-Origin check, the caller's session, the audit of a refusal, and the
-:class:`~server.live.outbox.Transport` the live services use afterwards."""
+Origin check, the caller's session, the audit of a refusal. Once open, the
+socket is the ``Transport`` of the live services (server/live/outbox.py)."""
 
 from __future__ import annotations
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from rooms.types import CloseCode
 from server.accounts.auth import SCOPE_KEY
@@ -14,35 +14,6 @@ from server.web.request import authenticate, ctx, record_request
 from server.web.ws.origins import origin_allowed
 
 CLOSE_NOT_AUTHENTICATED = CloseCode.SESSION_ENDED
-
-
-class WebSocketTransport:
-    """A Starlette WebSocket as the live services use it (text out, a frame in,
-    a close); one per open socket, so it holds nothing else."""
-
-    __slots__ = ("ws",)
-
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-
-    async def send_text(self, data: str) -> None:
-        await self.ws.send_text(data)
-
-    async def receive(self) -> str | bytes | None:
-        try:
-            message = await self.ws.receive()
-        except WebSocketDisconnect:
-            return None
-        if message["type"] == "websocket.disconnect":
-            return None
-        text: str | None = message.get("text")
-        if text is not None:
-            return text
-        data: bytes = message.get("bytes") or b""
-        return data
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.ws.close(code, reason)
 
 
 async def refuse(ws: WebSocket, who: Principal | None, code: str) -> None:
