@@ -41,6 +41,7 @@ from server.composition import core_context
 from server.core.config import Settings, normalise_database_url
 from server.core.migrate import upgrade
 from server.core.models import Exam, OutboxMessage, User
+from server.exams import owed
 from server.exams.service import new_accession, new_study_uid
 from server.interfaces import outbox
 from server.reports.service import Report, canonical_bytes, sha256_hex, signed_content
@@ -155,7 +156,7 @@ async def seed(settings: Settings, reports: int, port: int, signed: bool) -> lis
             db.add(report)
             await db.flush()
             if signed:
-                await outbox.enqueue(db, exam, "report.signed", now)
+                await owed.enqueue(db, exam, "report.signed", now)
             ids.append(exam.id)
         await db.commit()
     return ids
@@ -201,7 +202,7 @@ async def latency(reports: int, interval: float) -> None:
         f"latency: {reports} signatures, one every {interval} s;"
         f" {len(done)}/{len(rows)} acknowledged"
     )
-    for kind in (outbox.ORU, outbox.MDM):
+    for kind in (owed.ORU, owed.MDM):
         values = [
             (r.acknowledged_at - r.created_at).total_seconds() * 1000
             for r in done

@@ -163,7 +163,7 @@ def _raw(
     bulk: BulkHandler,
 ) -> dict[str, Any]:
     vr = elem.VR or _vr(elem.tag)
-    value: bytes = elem.value  # type: ignore[assignment]
+    value: bytes = elem.value or b""  # a raw element: its bytes, or None when empty
     if vr == "SQ" or vr is None or (elem.tag >> 16) == 0x0002:
         raise _Fallback
     if not value:

@@ -301,7 +301,7 @@ class Ingestor:
             done = results[first]
             results[i] = _same(done) if isinstance(done, StoredInstance) else done
         assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+        return results  # type: ignore[return-value]  # no None left: asserted above
 
     async def _keep_aside(
         self,

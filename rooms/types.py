@@ -58,6 +58,44 @@ class EventKind(StrEnum):
     PATIENT_MERGED = "patient.merged"
 
 
+# Whether an event of each kind can move the exam's escalation deadlines: whether
+# it changes what `rooms.escalation.deadlines` reads (the exam's status and times,
+# the signed report's critical flag). Declared for every kind, here with the kinds;
+# after an event that may move them the server re-plans the exam's timers from SQL.
+# A kind missing here, or one said not to move a deadline whose command does, fails
+# the tests (tests/rooms/test_types.py, tests/exams/test_replan.py).
+MOVES_DEADLINES: dict[EventKind, bool] = {
+    EventKind.EXAM_REQUESTED: True,  # the accept deadlines start
+    EventKind.EXAM_ACCEPTED: True,
+    EventKind.PROTOCOL_PROPOSED: True,  # a revision restarts the acknowledgement clock
+    EventKind.PROTOCOL_ACKNOWLEDGED: True,
+    EventKind.IMAGES_RECEIVED: False,  # the status waits for images_complete
+    EventKind.EXAM_IMAGES_COMPLETE: True,
+    EventKind.REPORT_DRAFT: False,  # the status stays, no time is set
+    EventKind.REPORT_SIGNED: True,
+    EventKind.REPORT_ADDENDUM: False,  # the signed report's time and flag stay
+    EventKind.EXAM_DELIVERED: True,
+    EventKind.EXAM_CANCELLED: True,
+    # Raised when its timer was claimed from the engine; the next level is scheduled.
+    EventKind.ESCALATION_RAISED: False,
+    EventKind.CHAT_MESSAGE: False,
+    EventKind.CALL_STARTED: False,
+    EventKind.CALL_ENDED: False,
+    # The patient's identity changed or was merged: the exam's times stay.
+    EventKind.PATIENT_UPDATED: False,
+    EventKind.PATIENT_MERGED: False,
+}
+
+
+def moves_deadlines(kind: str) -> bool:
+    """Whether an event of ``kind`` may move its exam's escalation deadlines; a
+    kind this module does not know may (re-planning costs a query, never a timer)."""
+    try:
+        return MOVES_DEADLINES.get(EventKind(kind), True)
+    except ValueError:
+        return True
+
+
 class ClientFrameType(StrEnum):
     """The `type` of the frames a client may send in a room."""
 

@@ -29,19 +29,9 @@ def _run(settings: Settings, job: Callable[[AppContext], Awaitable[int]]) -> int
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from server.web.serve import serve
 
-    from server.web.app import create_app
-    from server.web.httpserver import uvicorn_options
-
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        proxy_headers=True,
-        **uvicorn_options(settings),
-    )
+    serve(settings, args.host, args.port)
     return 0
 
 

@@ -98,8 +98,6 @@ async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
             chat=ChatLog(core),
             calls=CallManager(settings),
         )
-        # The archive's own requests read the process's context: this one.
-        archive.archive.state.ctx = context
         try:
             yield context
         finally:

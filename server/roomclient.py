@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
 
 
 class RoomClient:
@@ -47,7 +48,7 @@ class RoomClient:
         self.ws = await connect(
             self.url,
             additional_headers={"Authorization": f"Bearer {self.token}"},
-            origin=self.origin,  # type: ignore[arg-type]
+            origin=Origin(self.origin) if self.origin is not None else None,
             **{
                 "max_size": 4 * 1024 * 1024,
                 # Unbounded: a client that stops reading would otherwise pause the

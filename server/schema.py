@@ -2,7 +2,7 @@
 
 Alembic's autogenerate compares the database with ``target_metadata`` only, so a
 model whose module is not imported here looks like a table to drop. Every module
-that maps a table is imported below; ``tests/test_migrations.py`` imports every
+that maps a table is imported below; ``tests/core/test_migrations.py`` imports every
 module of the project and fails when one is missing (see docs/deployment.md,
 "Schema migrations").
 """

@@ -83,7 +83,7 @@ async def timer_loop(
             # The rebuild runs beside the claims: a worker restarted with thousands of
             # pending timers fires the first ones it restores without waiting for the rest.
             if time.monotonic() >= next_resync and (rebuilding is None or rebuilding.done()):
-                rebuilding = asyncio.get_running_loop().create_task(_rebuild(app))
+                rebuilding = asyncio.get_running_loop().create_task(_rebuild(app, stop))
                 next_resync = time.monotonic() + resync_every_s
             try:
                 if await fire_due(app, fire=fire) == BATCH:
@@ -93,17 +93,17 @@ async def timer_loop(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), poll_s)
     finally:
-        if rebuilding is not None and not rebuilding.done():
-            rebuilding.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await rebuilding
+        # Stopped: the rebuild ends after its batch under way (``stop`` is set); wait
+        # for it rather than cancel it, which would cut its query off midway.
+        if rebuilding is not None:
+            await rebuilding
 
 
-async def _rebuild(app: AppContext) -> int:
+async def _rebuild(app: AppContext, stop: asyncio.Event) -> int:
     from server.exams.escalation import rebuild
 
     try:
-        count = await rebuild(app)
+        count = await rebuild(app, stop=stop)
     except Exception:
         log.exception("rebuilding the timers from SQL failed; retrying at the next resync")
         return 0
@@ -148,6 +148,8 @@ class TimerTask:
         self.outbox = loop.create_task(outbox_loop(app, self.stop_event))
 
     async def stop(self) -> None:
+        """Stop both loops and return once they have ended, the timers' rebuild
+        included (it finishes its batch under way, ``timer_loop``)."""
         self.stop_event.set()
         for task in (self.task, self.checkpoints, self.outbox):
             with contextlib.suppress(asyncio.CancelledError):

@@ -173,29 +173,8 @@ async def asgi_app(settings: Settings) -> AsyncIterator[App]:
     """The app of ``create_app(settings)`` with its lifespan run (started before the
     test, shut down after), called in process: no socket, no uvicorn."""
     app = create_app(settings)
-    async with running(app):
+    async with running(app):  # its shutdown waits for its start-up work (tests/web)
         yield app
-        await _start_up_work_done(app)
-
-
-async def _start_up_work_done(app: App) -> None:
-    """Wait for what the app starts in the background at start-up: the storage's
-    reconciliation with the index (docs/dicomweb.md "Start-up reconciliation") and
-    the rebuild of the timers from SQL.
-
-    Stopping the app with either under way leaves a query cut off midway, and its
-    database connection to the garbage collector: a ResourceWarning, which this
-    suite makes an error. A test in process can stop the app a few milliseconds
-    after it started; a server under uvicorn is not stopped that soon.
-    """
-    await asyncio.sleep(0)  # the timer loop's first turn, which starts the rebuild
-    reconciling = app.state.ctx.ingestor.reconciling
-    rebuilds = [
-        task
-        for task in asyncio.all_tasks()
-        if getattr(task.get_coro(), "__qualname__", "") == "_rebuild" and not task.done()
-    ]
-    await asyncio.gather(*rebuilds, *([reconciling] if reconciling is not None else []))
 
 
 def _in_process(app: App) -> httpx.AsyncClient:

@@ -14,16 +14,18 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import HTTPConnection
 
 from server.accounts import throttle
 from server.core.access import deadline_of
-from server.core.context import AppContext, ctx
+from server.core.context import AppContext
 from server.core.errors import ApiError, unauthenticated
 from server.core.identity import Principal
 from server.core.models import User, UserSession
 
 COOKIE = "ti_session"
+# Where an HTTP request or a socket keeps its caller once authenticated (the
+# ASGI scope): asked of SQL once per connection, read by the access log.
+SCOPE_KEY = "ti.principal"
 # Sessions are touched at most this often, so that reads do not all write.
 TOUCH_EVERY = timedelta(seconds=60)
 
@@ -32,12 +34,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def bearer_or_cookie(conn: HTTPConnection) -> str | None:
-    header = conn.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+def session_token(authorization: str | None, cookie: str | None) -> str | None:
+    """The token of a request: its ``Authorization: Bearer`` header, else the
+    value of its ``ti_session`` cookie (docs/api.md "Conventions")."""
+    scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return conn.cookies.get(COOKIE)
+    return cookie
 
 
 async def login(
@@ -94,22 +97,18 @@ async def resolve(app: AppContext, db: AsyncSession, token: str) -> Principal | 
     )
 
 
-async def authenticate(conn: HTTPConnection, reuse: bool = False) -> Principal:
-    """The caller of an HTTP request or WebSocket, or 401. ``reuse``: a session
-    checked in SQL under ``SESSION_CACHE_S`` ago in this process is taken as it
-    was (``SessionWatch.recall``: the archive's bursts of frame requests)."""
-    cached: Principal | None = conn.scope.get("ti.principal")
-    if cached is not None:
-        return cached
-    token = bearer_or_cookie(conn)
+async def authenticate(app: AppContext, token: str | None, reuse: bool = False) -> Principal:
+    """The caller holding ``token`` (:func:`session_token`), or 401. A session
+    last used more than ``TOUCH_EVERY`` ago is touched (its idle clock restarts).
+    ``reuse``: a session checked in SQL under ``SESSION_CACHE_S`` ago in this
+    process is taken as it was (``SessionWatch.recall``: the archive's bursts of
+    frame requests)."""
     if not token:
         raise unauthenticated()
-    app = ctx(conn)
     key = hash_token(token) if reuse else ""
     if reuse:
         recalled = app.access.recall(key)
         if recalled is not None:
-            conn.scope["ti.principal"] = recalled
             return recalled
     epoch = app.access.epoch
     async with app.read() as db:
@@ -130,7 +129,6 @@ async def authenticate(conn: HTTPConnection, reuse: bool = False) -> Principal:
             principal.deadline = deadline_of(now, expires_at, app.settings.session_idle_s)
     if reuse:
         await app.access.remember(key, principal, epoch)
-    conn.scope["ti.principal"] = principal
     return principal
 
 

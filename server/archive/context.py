@@ -3,16 +3,16 @@ gateway): the core services, and the archive built over them (server/archive/ser
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from dicomweb.ingest import Ingestor
 from server.archive.images import ImageEvents
 from server.core.context import AppContext
 
-if TYPE_CHECKING:
-    from starlette.applications import Starlette
-    from starlette.requests import HTTPConnection
+# An ASGI application: scope, receive, send (the web layer mounts it).
+Asgi = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
 @dataclass
@@ -20,12 +20,6 @@ class ArchiveContext(AppContext):
     # The DICOMweb archive (mounted at /dicomweb), its ingest path (STOW-RS, the
     # gateway's C-STORE, signed reports, filing from the queue), and the hook that
     # announces stored images in exam rooms.
-    archive: Starlette
+    archive: Asgi
     ingestor: Ingestor
     images: ImageEvents
-
-
-def archive_ctx(conn: HTTPConnection) -> ArchiveContext:
-    """The context of the process serving this request: one that runs the archive."""
-    context: ArchiveContext = conn.app.state.ctx
-    return context

@@ -11,11 +11,10 @@ instances to their exam's room. Which exam an instance is filed into is
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, MutableMapping
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, or_, select, true
-from starlette.requests import HTTPConnection
-from starlette.types import Receive, Scope, Send
 
 from dicomweb.app import create_dicomweb_app
 from dicomweb.tables import studies
@@ -28,7 +27,7 @@ from dicomweb.types import (
     StoreTarget,
 )
 from rooms.types import Role
-from server.accounts.auth import authenticate
+from server.accounts import auth
 from server.archive import reconciliation
 from server.archive.context import ArchiveContext
 from server.archive.filing import Aside, ExamFacts, Patient, Seen, decide
@@ -42,15 +41,39 @@ from server.exams.authz import exam_scope, scope_of
 log = logging.getLogger("teleimagerie.archive")
 
 
+class Caller(Protocol):
+    """What the archive reads of a request to know its caller: the archive's
+    requests come as the web framework's, which have these."""
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def cookies(self) -> Mapping[str, str]: ...
+
+    @property
+    def scope(self) -> MutableMapping[str, Any]: ...
+
+
 class ServerAccess:
     def __init__(self, app: AppContext) -> None:
         self.app = app
 
-    async def authenticate(self, request: HTTPConnection) -> Principal:
+    async def authenticate(self, request: Caller) -> Principal:
+        """The caller, by the session token every route accepts (docs/api.md
+        "Conventions")."""
+        cached: Principal | None = request.scope.get(auth.SCOPE_KEY)
+        if cached is not None:
+            return cached
+        token = auth.session_token(
+            request.headers.get("authorization"), request.cookies.get(auth.COOKIE)
+        )
         try:
-            return await authenticate(request, reuse=True)
+            principal = await auth.authenticate(self.app, token, reuse=True)
         except ApiError as exc:
             raise DicomwebError(exc.status, exc.code, exc.message) from None
+        request.scope[auth.SCOPE_KEY] = principal
+        return principal
 
     def cache_key(self, principal: Principal | SystemPrincipal) -> Hashable | None:
         """What ``study_filter`` depends on, for the archive's frames cache (an
@@ -198,11 +221,4 @@ def build(app: AppContext) -> ArchiveContext:
         ingestor=archive.state.dicomweb.ingestor,
         images=images,
     )
-    archive.state.ctx = context  # its requests authenticate like the rest of the server
     return context
-
-
-async def mount(scope: Scope, receive: Receive, send: Send) -> None:
-    """``/dicomweb``: the archive built at start-up for this process."""
-    archive = scope["app"].state.ctx.archive
-    await archive(scope, receive, send)

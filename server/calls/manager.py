@@ -177,7 +177,7 @@ def restrict_host_addresses(addresses: tuple[str, ...]) -> None:
     it, so the module function aioice calls is replaced.
     """
     chosen = list(addresses)
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [  # type: ignore[assignment]
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [
         a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)
     ]
 
@@ -201,7 +201,7 @@ def patch_aiortc() -> None:
 
     Done where calls are built, not at import: only a process that runs calls
     pays for it, and importing this module changes nothing."""
-    aiortc.rtp.compute_audio_level_dbov = audio_level_dbov  # type: ignore[assignment]
+    aiortc.rtp.compute_audio_level_dbov = audio_level_dbov
 
 
 @dataclass(eq=False)

@@ -22,18 +22,15 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import JSON, BigInteger, Integer, String, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.core.batching import Batcher
-from server.core.identity import Principal, client_addr
+from server.core.identity import Principal
 from server.core.models import Base
-
-if TYPE_CHECKING:
-    from starlette.requests import HTTPConnection
 
 log = logging.getLogger("teleimagerie.audit")
 
@@ -218,25 +215,6 @@ async def record_all(db: AsyncSession, entries: Sequence[AuditEntry]) -> Sequenc
     if not entries:
         return entries
     return await _append(db, entries)
-
-
-async def record_request(
-    request: HTTPConnection,
-    action: str,
-    who: Principal | None,
-    db: AsyncSession | None = None,
-    **fields: Any,
-) -> AuditEntry:
-    """:func:`record` with the caller's address taken from the request."""
-    app: Audited = request.app.state.ctx
-    return await record(
-        db if db is not None else app,
-        action=action,
-        who=who,
-        addr=client_addr(request),
-        at=app.now(),
-        **fields,
-    )
 
 
 @dataclass

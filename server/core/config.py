@@ -190,7 +190,7 @@ class Settings:
         )
 
     def with_(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)  # type: ignore[arg-type]  # fields checked at run time
 
 
 class _AuditCheckpointSettings(TypedDict):

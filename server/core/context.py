@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -20,9 +20,6 @@ from server.core.access import SessionWatch
 from server.core.audit import AuditWriter
 from server.core.config import Settings
 from server.core.passwords import Passwords
-
-if TYPE_CHECKING:
-    from starlette.requests import HTTPConnection
 
 
 @dataclass
@@ -48,9 +45,3 @@ class AppContext:
 def core_fields(core: AppContext) -> dict[str, Any]:
     """The core services of ``core``, to build a larger context around them."""
     return {f.name: getattr(core, f.name) for f in fields(AppContext)}
-
-
-def ctx(conn: HTTPConnection) -> AppContext:
-    """The context of the process serving this request or socket."""
-    context: AppContext = conn.app.state.ctx
-    return context

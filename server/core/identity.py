@@ -10,16 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.core.models import User
-
-if TYPE_CHECKING:
-    from starlette.requests import HTTPConnection
-
-
-def client_addr(conn: HTTPConnection) -> str:
-    return conn.client.host if conn.client else "unknown"
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,12 +84,14 @@ async def sync_timers(app: AppContext, exam: Exam | str) -> None:
     )
 
 
-async def rebuild(app: AppContext, batch: int = 500) -> int:
+async def rebuild(app: AppContext, batch: int = 500, stop: asyncio.Event | None = None) -> int:
     """Schedule every pending, not yet raised deadline of every open exam; returns the
     number scheduled. Stale timers left in the engine fire as no-ops, so none is
-    cancelled here (that would cost a round trip per key)."""
+    cancelled here (that would cost a round trip per key). Once ``stop`` is set it
+    ends after the batch under way (the next rebuild does the rest), so a process
+    stopping waits for one batch at most and never cuts a query midway."""
     count, last_id = 0, ""
-    while True:
+    while stop is None or not stop.is_set():
         async with app.read() as db:
             exams = (
                 await db.scalars(
@@ -112,3 +114,4 @@ async def rebuild(app: AppContext, batch: int = 500) -> int:
         if len(exams) < batch:
             return count
         last_id = exams[-1].id
+    return count

@@ -4,8 +4,8 @@ docs/rooms.md).
 Every writer of exam events (commands, escalations, stored images, calls, chat)
 commits first, then hands the events here: a room never hears of a change that
 could still roll back, and a subscriber that misses a frame replays it from SQL.
-After a change that may move a deadline, the exam's escalation timers are
-re-planned from SQL.
+After an event whose kind may move a deadline (``rooms.types.MOVES_DEADLINES``,
+declared with the kinds), the exam's escalation timers are re-planned from SQL.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rooms.types import EventKind
+from rooms.types import moves_deadlines
 from server.core.channels import room_channel
 from server.core.context import AppContext
 from server.core.models import Exam, ExamEvent
@@ -24,22 +24,6 @@ from server.exams.service import event_json
 log = logging.getLogger("teleimagerie.publish")
 
 EventJson = dict[str, Any]
-
-# Kinds that never move a deadline: no need to re-plan the timers after them. (An
-# escalation was claimed from the engine to be raised; its next level is scheduled.)
-# A kind missing here costs one re-plan, never a wrong timer.
-NO_DEADLINE_CHANGE = frozenset(
-    {
-        EventKind.CHAT_MESSAGE,
-        EventKind.IMAGES_RECEIVED,
-        EventKind.REPORT_DRAFT,
-        EventKind.ESCALATION_RAISED,
-        EventKind.CALL_STARTED,
-        EventKind.CALL_ENDED,
-        EventKind.PATIENT_UPDATED,
-        EventKind.PATIENT_MERGED,
-    }
-)
 
 
 def _frame(event: EventJson) -> dict[str, Any]:
@@ -56,7 +40,7 @@ async def publish_events(
     rendered = [event_json(e) if isinstance(e, ExamEvent) else e for e in events]
     for event in rendered:
         await app.bus.publish(room_channel(exam_id), _frame(event))
-    if any(e["kind"] not in NO_DEADLINE_CHANGE for e in rendered):
+    if any(moves_deadlines(e["kind"]) for e in rendered):
         # Every committed state change re-plans the exam's escalation timers. The change
         # is committed whatever happens here; the worker's periodic rebuild repairs a
         # failed re-plan, so it must not turn a done command into an error.
@@ -70,7 +54,7 @@ async def publish_batch(app: AppContext, events: Sequence[tuple[str, EventJson]]
     """Publish committed events of many exams in one round trip (the chat log's
     groups), then re-plan the timers of the exams whose deadlines may have moved."""
     await app.bus.publish_many([(room_channel(exam_id), _frame(e)) for exam_id, e in events])
-    moved = dict.fromkeys(x for x, e in events if e["kind"] not in NO_DEADLINE_CHANGE)
+    moved = dict.fromkeys(x for x, e in events if moves_deadlines(e["kind"]))
     for exam_id in moved:
         try:
             await sync_timers(app, exam_id)

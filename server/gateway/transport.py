@@ -37,4 +37,4 @@ def quick_acks(event: evt.Event) -> None:
     """EVT_CONN_OPEN handler: wrap the new association's socket."""
     sock = event.assoc.dul.socket
     if QUICKACK is not None and sock is not None and isinstance(sock.socket, socket.socket):
-        sock.socket = QuickAckSocket(sock.socket, QUICKACK)  # type: ignore[assignment]
+        sock.socket = QuickAckSocket(sock.socket, QUICKACK)  # type: ignore[assignment]  # a proxy

@@ -14,7 +14,7 @@ from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import ExamStatus, Role
 from server.core.config import Settings
 from server.core.models import Exam, User
-from server.exams import routing
+from server.exams import owed, routing
 from server.exams.service import ExamRequest, append_event, create_exam
 from server.interfaces import hl7_in
 from server.interfaces.drafts import OrderDraft
@@ -182,6 +182,8 @@ async def cancel(db: AsyncSession, sender: Sender, placer: str, now: datetime, e
             from_status=sources(Command.CANCEL, move.new_status),
             changes={"status": move.new_status, "cancelled_at": now, "cancel_reason": reason},
         )
+        # The results' cancellation goes to the destinations too (docs/hl7.md "Outbound").
+        await owed.enqueue(db, exam, move.event_kind, now)
         e.audit(
             action="command.cancel",
             username=who(sender),

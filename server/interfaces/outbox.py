@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import ssl
 import time
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from server.core.channels import notify, room_channel
 from server.core.context import AppContext
 from server.core.errors import ApiError
 from server.core.models import Establishment, Exam, ExamEvent, Hl7Destination, OutboxMessage
+from server.exams.owed import KINDS, ORU, PENDING
 from server.exams.publish import publish_events
 from server.exams.service import append_event, exam_json
 from server.interfaces import cda, hl7_out
@@ -57,17 +57,7 @@ from server.reports.service import Report
 
 log = logging.getLogger("teleimagerie.outbox")
 
-ORU = "ORU^R01"
-MDM = "MDM^T02"
-KINDS = {"oru": ORU, "mdm": MDM}
-PENDING, ACKNOWLEDGED, FAILED = "pending", "acknowledged", "failed"
-# What each change owes: a report or its new version goes as results and as a
-# document; a cancellation has no document, only the results' cancellation.
-OWED = {
-    EventKind.REPORT_SIGNED: (ORU, MDM),
-    EventKind.REPORT_ADDENDUM: (ORU, MDM),
-    EventKind.EXAM_CANCELLED: (ORU,),
-}
+ACKNOWLEDGED, FAILED = "acknowledged", "failed"
 BATCH = 200
 
 
@@ -133,52 +123,6 @@ async def add_destination(
     db.add(dest)
     await db.flush()
     return dest
-
-
-def new_control_id() -> str:
-    """MSH-10 (ST, at most 20 characters): drawn once per message, unique."""
-    return "TI" + secrets.token_hex(9).upper()
-
-
-async def enqueue(
-    db: AsyncSession, exam: Exam, event: str, now: datetime, version: int = 0
-) -> list[OutboxMessage]:
-    """Write the messages ``event`` owes to the exam's establishment's destinations,
-    in the caller's transaction."""
-    owed = OWED.get(EventKind(event))
-    if not owed:
-        return []
-    dests = (
-        await db.scalars(
-            select(Hl7Destination)
-            .where(
-                Hl7Destination.establishment_id == exam.establishment_id,
-                Hl7Destination.active.is_(True),
-            )
-            .order_by(Hl7Destination.id)
-        )
-    ).all()
-    rows = [
-        OutboxMessage(
-            control_id=new_control_id(),
-            destination_id=dest.id,
-            establishment_id=exam.establishment_id,
-            exam_id=exam.id,
-            event=str(event),
-            version=version,
-            message_type=message_type,
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        for dest in dests
-        for message_type in owed
-        if any(KINDS[k] == message_type for k in dest.kinds.split(","))
-    ]
-    db.add_all(rows)
-    await db.flush()
-    return rows
 
 
 # -- rendering ------------------------------------------------------------------

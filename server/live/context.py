@@ -5,15 +5,11 @@ calls (server/calls/manager.py). Only ``teleimagerie serve`` builds one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from server.archive.context import ArchiveContext
 from server.calls.manager import CallManager
 from server.live.chatlog import ChatLog
 from server.live.roomhub import RoomHub
-
-if TYPE_CHECKING:
-    from starlette.requests import HTTPConnection
 
 
 @dataclass
@@ -22,9 +18,3 @@ class LiveContext(ArchiveContext):
     # Chat messages, written in groups (server/core/batching.py).
     chat: ChatLog
     calls: CallManager
-
-
-def live_ctx(conn: HTTPConnection) -> LiveContext:
-    """The context of the process serving this socket: one that runs the rooms."""
-    context: LiveContext = conn.app.state.ctx
-    return context

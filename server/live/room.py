@@ -1,9 +1,11 @@
-"""The exam room: ``WS /ws/exams/{id}?since=N`` (docs/api.md "Exam room", docs/rooms.md).
+"""The exam room: what one member's socket does once the web layer has opened
+it (``WS /ws/exams/{id}?since=N``, docs/api.md "Exam room", docs/rooms.md).
 
-One connection = one reader (this coroutine) and an outbox of bounded size
-(``sockets.Outbox``). The connection subscribes to the room's channel *before* it
-replays missed events from SQL, and drops anything at or below the highest seq
-it has passed on, so a client sees every event once and in order. A live event
+One connection = one reader (:func:`enter`'s coroutine) and an outbox of
+bounded size (``server.live.outbox.Outbox``) over the socket's ``Transport``.
+The connection subscribes to the room's channel *before* it replays missed
+events from SQL, and drops anything at or below the highest seq it has passed
+on, so a client sees every event once and in order. A live event
 that skips a seq makes the connection fetch the gap from SQL (a message lost
 between processes costs a query, never an event). A client that cannot keep up
 is closed with ``CLOSE_SLOW_CONSUMER``; it resumes with ``since``.
@@ -24,11 +26,10 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rooms.frames import ChatFrame, FrameError, PingFrame, TypingFrame, parse_client_frame
 from rooms.limits import TokenBucket
@@ -44,9 +45,9 @@ from server.core.models import ExamEvent, User
 from server.exams.authz import load_exam
 from server.exams.service import event_json, exam_json
 from server.live.chatlog import Chat
-from server.live.context import LiveContext, live_ctx
+from server.live.context import LiveContext
+from server.live.outbox import Outbox, Transport, client_frame
 from server.live.roomhub import public_presence
-from server.live.sockets import Outbox, accept_caller, refuse
 
 log = logging.getLogger("teleimagerie.room")
 
@@ -69,7 +70,6 @@ class Connection:
     """
 
     __slots__ = (
-        "ws",
         "app",
         "principal",
         "role",
@@ -86,15 +86,16 @@ class Connection:
         "__weakref__",
     )
 
-    def __init__(self, ws: WebSocket, app: LiveContext, principal: Principal, exam_id: str) -> None:
-        self.ws = ws
+    def __init__(
+        self, transport: Transport, app: LiveContext, principal: Principal, exam_id: str
+    ) -> None:
         self.app = app
         self.principal = principal.detached()
         self.role = Role(principal.role)
         self.exam_id = exam_id
         self.conn_id = uuid.uuid4().hex
         self.since = app.now().isoformat().replace("+00:00", "Z")
-        self.outbox = Outbox(ws, "slow consumer: reconnect with since")
+        self.outbox = Outbox(transport, "slow consumer: reconnect with since")
         self.sent_seq = 0  # highest seq passed on (or skipped as invisible)
         self.held: list[dict[str, Any]] | None = []
         self.bucket = TokenBucket(RATE, BURST)
@@ -276,48 +277,65 @@ async def handle_frame(conn: Connection, raw: str | bytes) -> None:
         await conn.app.calls.handle(conn, frame)
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a caller may not enter a room: the close code and reason their socket
+    gets (docs/api.md "Exam room"), and the code the audit trail records."""
+
+    close_code: int
+    reason: str
+    audit_code: str
+
+
+NOT_PARTICIPANT = Refusal(CLOSE_NOT_PARTICIPANT, "not a participant", "not_participant")
+NO_SUCH_EXAM = Refusal(CLOSE_NO_SUCH_EXAM, "no such exam", "not_found")
+
+
 async def join(
-    ws: WebSocket, principal: Principal, since: int
-) -> tuple[str, dict[str, Any]] | None:
+    app: LiveContext, principal: Principal, exam_id: str, since: int, addr: str
+) -> tuple[str, dict[str, Any]] | Refusal:
     """Check the caller may enter this exam's room and record that they did:
-    the exam's id and JSON, or None once the socket is refused and closed.
-    Kept out of the endpoint so that no session or ORM row outlives the join."""
-    app = live_ctx(ws)
+    the exam's id and JSON, or why not. Kept apart from :func:`enter` so that no
+    session or ORM row outlives the join."""
     if not is_participant_role(Role(principal.role)):
-        await refuse(ws, principal, "not_participant")
-        await ws.close(CLOSE_NOT_PARTICIPANT, "not a participant")
-        return None
+        return NOT_PARTICIPANT
     try:
         async with app.read() as db:
-            exam = await load_exam(db, principal, ws.path_params["exam_id"])
+            exam = await load_exam(db, principal, exam_id)
             body = exam_json(exam, app.settings, principal.role)
     except ApiError:
-        await refuse(ws, principal, "not_found")
-        await ws.close(CLOSE_NO_SUCH_EXAM, "no such exam")
-        return None
-    await audit.record_request(ws, "room.join", principal, exam_id=exam.id, detail={"since": since})
+        return NO_SUCH_EXAM
+    await audit.record(
+        app,
+        action="room.join",
+        who=principal,
+        exam_id=exam.id,
+        addr=addr,
+        at=app.now(),
+        detail={"since": since},
+    )
     return exam.id, body
 
 
-def since_param(ws: WebSocket) -> int:
-    try:
-        return max(0, int(ws.query_params.get("since", "0")))
-    except ValueError:
-        return 0
-
-
-async def room_endpoint(ws: WebSocket) -> None:
-    app = live_ctx(ws)
-    principal = await accept_caller(ws)
-    if principal is None:
-        return
-    since = since_param(ws)
-    joined = await join(ws, principal, since)
-    if joined is None:
-        return
+async def enter(
+    app: LiveContext,
+    transport: Transport,
+    principal: Principal,
+    exam_id: str,
+    since: int,
+    addr: str,
+) -> Refusal | None:
+    """Serve one authenticated caller in an exam's room until they leave:
+    join, welcome, replay from ``since``, then their frames. A refused caller
+    gets the :class:`Refusal` back before anything is sent (the web layer audits
+    it with the request and closes the socket); else None once they have left.
+    ``addr``: the caller's address, for the audit trail."""
+    joined = await join(app, principal, exam_id, since, addr)
+    if isinstance(joined, Refusal):
+        return joined
     exam_id, exam_body = joined
     del joined
-    conn = Connection(ws, app, principal, exam_id)
+    conn = Connection(transport, app, principal, exam_id)
     conn.hold = await app.access.hold(principal, conn.end)
     del principal
     last_seq = exam_body["last_seq"]
@@ -351,13 +369,10 @@ async def room_endpoint(ws: WebSocket) -> None:
         await conn.fill_gap()
         await broadcast_presence(app, exam_id)
         while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
+            raw = client_frame(await transport.receive())
+            if raw is None:
                 break
-            raw = message.get("text")
-            await handle_frame(conn, raw if raw is not None else message.get("bytes") or b"")
-    except WebSocketDisconnect:
-        pass
+            await handle_frame(conn, raw)
     finally:
         with contextlib.suppress(Exception):
             await app.calls.leave(conn)  # frees the peer connection, tells the others
@@ -368,6 +383,4 @@ async def room_endpoint(ws: WebSocket) -> None:
         with contextlib.suppress(Exception):
             await app.bus.presence_leave(channel, conn.conn_id)
             await broadcast_presence(app, exam_id)
-
-
-routes = [WebSocketRoute("/ws/exams/{exam_id}", room_endpoint)]
+    return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,12 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from dicomweb.outage import DATABASE_ERRORS, database_error_handler
-from server.archive import service as archive
+from server.archive.context import ArchiveContext
 from server.composition import app_context
 from server.core.config import Settings
 from server.core.errors import ApiError
 from server.core.logs import configure_logging
-from server.live import room
-from server.web import constants, fhir, notifications
+from server.web import constants, fhir
 from server.web.api import audit as audit_api
 from server.web.api import billing as billing_api
 from server.web.api import calls as calls_api
@@ -46,9 +47,14 @@ from server.web.middleware import (
     SecurityHeaders,
     has_nul,
 )
+from server.web.ws import notifications, room
 from server.worker import start_timer_loop
 
 FRONTEND = Path(__file__).resolve().parent.parent.parent / "frontend"
+# How long a stopping app waits for the storage's start-up reconciliation.
+RECONCILE_GRACE_S = 10.0
+
+log = logging.getLogger("teleimagerie.app")
 
 
 class App(Starlette):
@@ -73,6 +79,27 @@ class App(Starlette):
         await super().__call__(scope, receive, send)
 
 
+async def archive_mount(scope: Scope, receive: Receive, send: Send) -> None:
+    """``/dicomweb``: the archive built at start-up for this process."""
+    context: ArchiveContext = scope["app"].state.ctx
+    await context.archive(scope, receive, send)
+
+
+async def _reconciled(task: asyncio.Task[Any] | None) -> None:
+    """Let the start-up reconciliation of the storage (docs/dicomweb.md "Start-up
+    reconciliation") finish before the database closes; one that takes longer
+    than ``RECONCILE_GRACE_S`` is cancelled (the next start-up does it again)."""
+    if task is None or task.done():
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(task), RECONCILE_GRACE_S)
+    except TimeoutError:
+        log.warning("stopping: the storage reconciliation is cut short")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(settings: Settings | None = None) -> App:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
@@ -91,6 +118,7 @@ def create_app(settings: Settings | None = None) -> App:
                 if timers is not None:
                     await timers.stop()
                 await context.rooms.close()
+                await _reconciled(context.ingestor.reconciling)
 
     api_routes = [
         *session_api.routes,
@@ -111,7 +139,7 @@ def create_app(settings: Settings | None = None) -> App:
     routes = [
         Mount("/api", routes=api_routes),
         Mount("/fhir", routes=fhir.routes),
-        Mount("/dicomweb", app=archive.mount),
+        Mount("/dicomweb", app=archive_mount),
         *sockets,
         *constants.routes,  # before the static files: rendered, not a file
         Mount("/", app=StaticFiles(directory=FRONTEND, html=True), name="frontend"),

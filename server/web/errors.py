@@ -9,8 +9,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.core.audit import record_request
+from server.accounts.auth import SCOPE_KEY
 from server.core.errors import ApiError
+from server.web.request import record_request
 
 log = logging.getLogger("teleimagerie.audit")
 
@@ -59,7 +60,7 @@ async def audited_api_error_handler(request: Request, exc: Exception) -> Respons
             await record_request(
                 request,
                 "access.denied",
-                request.scope.get("ti.principal"),
+                request.scope.get(SCOPE_KEY),
                 outcome="denied",
                 exam_id=request.path_params.get("exam_id"),
                 detail={"method": request.method, "path": request.url.path[:200], "code": exc.code},

@@ -16,9 +16,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from rooms.types import Role
-from server.accounts.auth import authenticate
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError
 from server.core.identity import Principal
 from server.core.models import Exam
@@ -28,6 +25,7 @@ from server.interfaces import fhir
 from server.reports.delivery import load_addenda, load_report, rendered
 from server.web.api.exams import create_requested
 from server.web.http import read_body, validation_error
+from server.web.request import authenticate, ctx, record_request
 
 Handler = Callable[[Request], Awaitable[Response]]
 SEARCH_LIMIT = 200
@@ -81,7 +79,7 @@ async def _exams(request: Request, who: Principal, stmt: Select[Any]) -> list[Ex
 
 
 async def _audit(request: Request, who: Principal, kind: str, exams: list[Exam]) -> None:
-    await audit.record_request(
+    await record_request(
         request,
         "fhir.read",
         who,

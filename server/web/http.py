@@ -13,8 +13,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from rooms import strictjson
-from server.core.context import ctx
 from server.core.errors import ApiError
+from server.web.request import ctx
 
 M = TypeVar("M", bound=BaseModel)
 

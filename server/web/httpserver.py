@@ -111,7 +111,7 @@ class LeanHttpProtocol(HttpToolsProtocol):
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
         # ``receive`` sends ``bytes(cycle.body)`` and starts a new bytearray.
-        cycle.body = body  # type: ignore[assignment]
+        cycle.body = body  # type: ignore[assignment]  # bytes() of bytes: no copy
         if len(body) > HIGH_WATER_LIMIT:
             self.flow.pause_reading()
         cycle.message_event.set()

@@ -17,6 +17,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
+from server.accounts.auth import SCOPE_KEY
+
 log = logging.getLogger("teleimagerie.http")
 
 CSP = (
@@ -114,7 +116,7 @@ class AccessLog:
             await self.app(scope, receive, capture)
         finally:
             if log.isEnabledFor(logging.INFO):
-                principal = scope.get("ti.principal")
+                principal = scope.get(SCOPE_KEY)
                 entry: dict[str, Any] = {
                     "event": "http",
                     "method": scope["method"],

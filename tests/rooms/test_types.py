@@ -1,4 +1,13 @@
-from rooms.types import ErrorCode, EventKind, ExamStatus, Role, error_frame
+from rooms.lifecycle import RULES
+from rooms.types import (
+    MOVES_DEADLINES,
+    ErrorCode,
+    EventKind,
+    ExamStatus,
+    Role,
+    error_frame,
+    moves_deadlines,
+)
 
 
 def test_event_kinds_are_exactly_the_persisted_kinds_of_the_api() -> None:
@@ -50,3 +59,16 @@ def test_error_frame_leaves_out_a_missing_id() -> None:
         "message": "nope",
     }
     assert error_frame(ErrorCode.TEXT_TOO_LONG, "long", "c1")["id"] == "c1"
+
+
+def test_every_event_kind_says_whether_it_moves_deadlines() -> None:
+    """A new kind cannot be added without saying whether it re-plans the timers."""
+    assert list(MOVES_DEADLINES) == list(EventKind)
+
+
+def test_a_kind_whose_command_changes_the_status_moves_deadlines() -> None:
+    """The escalation policy reads the status: a command that changes it re-plans."""
+    for command, rule in RULES.items():
+        if any(before != after for before, after in rule.moves.items()):
+            assert MOVES_DEADLINES[rule.event_kind], command
+    assert moves_deadlines("some.future.kind")  # unknown: re-plan, never skip

@@ -8,12 +8,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.types import Role
-from server.accounts.auth import authenticate
 from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError
 from server.core.models import User
 from server.exams.authz import require_role
+from server.web.request import authenticate, ctx, record_request
 
 
 def _int(raw: str | None, name: str, default: int, hi: int) -> int:
@@ -49,7 +48,7 @@ async def get_audit(request: Request) -> Response:
                 )
         rows = (await db.scalars(stmt.order_by(audit.AuditEntry.id.desc()).limit(limit))).all()
         entries = [audit.entry_json(r) for r in rows]
-        await audit.record_request(
+        await record_request(
             request, "audit.read", who, db, detail={"exam": q.get("exam"), "user": q.get("user")}
         )
         await db.commit()

@@ -10,13 +10,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.types import Role
-from server.accounts.auth import authenticate
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError
 from server.core.models import Establishment, User
 from server.exams.authz import require_role
 from server.reports import billing
+from server.web.request import authenticate, ctx, record_request
 
 
 def _bad(message: str) -> ApiError:
@@ -51,7 +49,7 @@ async def get_statement(request: Request) -> Response:
                 raise _bad(f"unknown radiologist {raw!r}")
             rad_id = rad.id
         doc = await billing.statement(db, month, est, rad_id)
-        await audit.record_request(
+        await record_request(
             request,
             "billing.read",
             who,

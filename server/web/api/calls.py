@@ -14,12 +14,10 @@ from starlette.routing import Route
 
 from rooms.permissions import is_participant_role
 from rooms.types import Role
-from server.accounts.auth import authenticate
-from server.core.context import ctx
 from server.core.errors import ApiError, not_found
 from server.exams.authz import load_exam
-from server.live.context import live_ctx
 from server.web.api.recordings import routes as recording_routes
+from server.web.request import authenticate, ctx, live_ctx
 
 
 async def call_config(request: Request) -> JSONResponse:

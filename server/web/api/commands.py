@@ -1,187 +1,35 @@
-"""Commands that move an exam through its lifecycle (docs/api.md "Exams and commands",
-docs/rooms.md "Exam lifecycle").
-
-Each command is checked by ``rooms.lifecycle.decide`` and then written as one
-``UPDATE ... RETURNING`` of the exam row plus its event, in one transaction;
-the event is published once committed. A command that does not fit the
-exam's state answers 409 and writes nothing.
-"""
+"""``POST /api/exams/{id}/<command>``: the routes of the exam's lifecycle commands
+(docs/api.md "Exams and commands"). Each parses its body and answers the exam's
+JSON; the command itself is ``server.exams.commands``."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rooms.lifecycle import Command, LifecycleError, decide, sources
-from rooms.types import ExamStatus, Role
-from server.accounts.auth import authenticate
-from server.core import audit
-from server.core.channels import notify
-from server.core.context import ctx
-from server.core.errors import ApiError
-from server.core.identity import Principal
-from server.core.models import Exam, ExamEvent
-from server.exams import protocols
-from server.exams.authz import load_exam
-from server.exams.publish import publish_events
-from server.exams.service import append_event, exam_json
-from server.interfaces import outbox
+from rooms.lifecycle import Command
+from server.exams import commands
 from server.web.http import parse
+from server.web.request import authenticate, client_addr, ctx
 
 
-class ProtocolBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def command_route(command: Command) -> Callable[[Request], Awaitable[Response]]:
+    body_model = commands.SIMPLE[command].body
 
-    protocol_id: Annotated[str, StringConstraints(max_length=64)] | None = None
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
-
-
-class CancelBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-
-
-# Given the exam, the parsed body (or None), the caller and the time, return
-# the columns to change beside the status, and the event body.
-Changes = tuple[dict[str, Any], dict[str, Any]]
-Effect = Callable[[Exam, Any, Principal, datetime], Changes]
-
-
-def _accept(exam: Exam, _b: None, who: Principal, now: datetime) -> Changes:
-    return {"accepted_at": now, "assigned_radiologist_id": who.user.id}, {
-        "radiologist": {"id": who.user.id, "display_name": who.user.display_name}
-    }
-
-
-def _protocol(exam: Exam, body: ProtocolBody, _w: Principal, now: datetime) -> Changes:
-    version = None
-    if body.protocol_id is not None:
-        entry = protocols.find(body.protocol_id)
-        if entry is None:
-            raise ApiError(
-                422,
-                "invalid_fields",
-                "unknown protocol_id",
-                fields=[{"field": "protocol_id", "message": "not in the catalogue"}],
-            )
-        version = entry["version"]
-    return (
-        {
-            "protocoled_at": now,
-            "protocol_id": body.protocol_id,
-            "protocol_text": body.text,
-            "protocol_ack_at": None,
-        },
-        {
-            "protocol_id": body.protocol_id,
-            "protocol_version": version,
-            "text": body.text,
-            "replaces_previous": exam.protocol_text is not None,
-        },
-    )
-
-
-def _protocol_ack(exam: Exam, _b: None, _w: Principal, now: datetime) -> Changes:
-    return {"protocol_ack_at": now}, {"protocol_id": exam.protocol_id}
-
-
-def _images_complete(exam: Exam, _b: None, _w: Principal, now: datetime) -> Changes:
-    return {"images_complete_at": now}, {}
-
-
-def _cancel(exam: Exam, body: CancelBody, _w: Principal, now: datetime) -> Changes:
-    return {"cancelled_at": now, "cancel_reason": body.reason}, {
-        "reason": body.reason,
-        "previous_status": exam.status,
-    }
-
-
-def lifecycle_error(exc: LifecycleError) -> ApiError:
-    code = "wrong_state" if exc.http_status == 409 else "forbidden"
-    return ApiError(exc.http_status, code, str(exc))
-
-
-AsyncEffect = Callable[[AsyncSession, Exam, Principal, datetime], Awaitable[Changes]]
-
-
-async def execute(
-    request: Request, principal: Principal, command: Command, effect: AsyncEffect
-) -> tuple[Exam, ExamEvent, dict[str, Any]]:
-    """Check ``command`` against the lifecycle and apply it in one transaction.
-
-    ``effect`` may write its own rows (a report, billing acts) in the same
-    transaction before the event is appended; the audit row goes in last.
-    The event is published once committed. Returns the exam, the event and
-    the exam's JSON.
-    """
-    app = ctx(request)
-    now = app.now()
-    async with app.db() as db:
-        exam = await load_exam(db, principal, request.path_params["exam_id"])
-        try:
-            transition = decide(ExamStatus(exam.status), command, Role(principal.role))
-        except LifecycleError as exc:
-            raise lifecycle_error(exc) from None
-        changes, event_body = await effect(db, exam, principal, now)
-        changes["status"] = transition.new_status
-        event = await append_event(
-            db,
-            exam.id,
-            transition.event_kind,
-            principal.user.id,
-            event_body,
-            now,
-            from_status=sources(command, transition.new_status),
-            changes=changes,
-        )
-        # What the change owes the hospital's systems commits with it (docs/hl7.md).
-        await outbox.enqueue(
-            db, exam, transition.event_kind, now, version=int(event_body.get("number", 0))
-        )
-        await audit.record_request(
-            request, f"command.{command.value}", principal, db, exam_id=exam.id
-        )
-        await db.commit()
-        await db.refresh(exam)
-        result = exam_json(exam, app.settings, principal.role)
-    await publish_events(app, exam, [event])
-    return exam, event, result
-
-
-async def announce_taken(request: Request, exam: Exam, taker: Principal) -> None:
-    """Tell every radiologist who took the request (their worklists drop it; those
-    in its room are closed with the same news, server/live/room.py). Only the exam's
-    identifiers: the others may no longer see it."""
-    await notify(
-        ctx(request),
-        "exam.taken",
-        {"id": exam.id, "accession_number": exam.accession_number},
-        {"radiologist": {"id": taker.user.id, "display_name": taker.user.display_name}},
-        roles=[Role.RADIOLOGIST],
-    )
-
-
-def command_route(
-    command: Command, effect: Effect, body_model: type[BaseModel] | None = None
-) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         principal = await authenticate(request)
         body = await parse(request, body_model) if body_model else None
-
-        async def apply(_db: AsyncSession, exam: Exam, who: Principal, now: datetime) -> Changes:
-            return effect(exam, body, who, now)
-
-        exam, _event, result = await execute(request, principal, command, apply)
-        if command is Command.ACCEPT:
-            await announce_taken(request, exam, principal)
+        result = await commands.run(
+            ctx(request),
+            principal,
+            request.path_params["exam_id"],
+            command,
+            body,
+            addr=client_addr(request),
+        )
         return JSONResponse(result)
 
     endpoint.__name__ = f"command_{command.value}"
@@ -189,25 +37,13 @@ def command_route(
 
 
 routes = [
-    Route("/exams/{exam_id}/accept", command_route(Command.ACCEPT, _accept), methods=["POST"]),
-    Route(
-        "/exams/{exam_id}/protocol",
-        command_route(Command.PROTOCOL, _protocol, ProtocolBody),
-        methods=["POST"],
-    ),
-    Route(
-        "/exams/{exam_id}/protocol/ack",
-        command_route(Command.PROTOCOL_ACK, _protocol_ack),
-        methods=["POST"],
-    ),
+    Route("/exams/{exam_id}/accept", command_route(Command.ACCEPT), methods=["POST"]),
+    Route("/exams/{exam_id}/protocol", command_route(Command.PROTOCOL), methods=["POST"]),
+    Route("/exams/{exam_id}/protocol/ack", command_route(Command.PROTOCOL_ACK), methods=["POST"]),
     Route(
         "/exams/{exam_id}/images-complete",
-        command_route(Command.IMAGES_COMPLETE, _images_complete),
+        command_route(Command.IMAGES_COMPLETE),
         methods=["POST"],
     ),
-    Route(
-        "/exams/{exam_id}/cancel",
-        command_route(Command.CANCEL, _cancel, CancelBody),
-        methods=["POST"],
-    ),
+    Route("/exams/{exam_id}/cancel", command_route(Command.CANCEL), methods=["POST"]),
 ]

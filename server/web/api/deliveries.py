@@ -9,12 +9,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.types import Role
-from server.accounts.auth import authenticate
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError
 from server.exams.authz import load_exam, require_role
 from server.interfaces import outbox
+from server.web.request import authenticate, ctx, record_request
 
 
 async def exam_deliveries(request: Request) -> Response:
@@ -47,7 +45,7 @@ async def resend(request: Request) -> Response:
     app = ctx(request)
     async with app.db() as db:
         row = await outbox.resend(db, int(raw), app.now(), app.settings)
-        await audit.record_request(
+        await record_request(
             request,
             "hl7.resend",
             who,

@@ -11,9 +11,6 @@ from starlette.routing import Route
 
 from rooms.permissions import visible
 from rooms.types import EventKind, ExamStatus, Role
-from server.accounts.auth import authenticate
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError
 from server.core.identity import Principal
 from server.core.models import Establishment, Exam, ExamEvent, User
@@ -22,6 +19,7 @@ from server.exams.authz import exam_scope, load_exam, require_role
 from server.exams.publish import publish_events
 from server.exams.service import ExamRequest, create_exam, event_json, exam_json, linked_request
 from server.web.http import parse
+from server.web.request import authenticate, ctx, record_request
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -59,7 +57,7 @@ async def create_requested(
         exam, event = await create_exam(
             db, app.settings, user, req, now, choice.radiologist_id, identity_id=identity
         )
-        await audit.record_request(request, "exam.request", principal, db, exam_id=exam.id)
+        await record_request(request, "exam.request", principal, db, exam_id=exam.id)
         await db.commit()
         await db.refresh(exam)
         body = exam_json(exam, app.settings, principal.role)
@@ -89,7 +87,7 @@ async def list_exams(request: Request) -> Response:
     async with app.db() as db:
         exams = (await db.scalars(stmt)).unique().all()
         items = [exam_json(e, app.settings, principal.role) for e in exams]
-        await audit.record_request(
+        await record_request(
             request, "exam.list", principal, db, detail={"count": len(items), "status": status}
         )
         await db.commit()
@@ -102,7 +100,7 @@ async def get_exam(request: Request) -> Response:
     async with app.db() as db:
         exam = await load_exam(db, principal, request.path_params["exam_id"])
         body = exam_json(exam, app.settings, principal.role)
-        await audit.record_request(request, "exam.read", principal, db, exam_id=exam.id)
+        await record_request(request, "exam.read", principal, db, exam_id=exam.id)
         await db.commit()
         return JSONResponse(body)
 
@@ -125,7 +123,7 @@ async def list_events(request: Request) -> Response:
         events = [
             event_json(ev, author) for ev, author in rows if visible(EventKind(ev.kind), role)
         ]
-        await audit.record_request(
+        await record_request(
             request, "exam.events.read", principal, db, exam_id=exam.id, detail={"since": since}
         )
         await db.commit()

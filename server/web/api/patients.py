@@ -15,9 +15,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.types import Role
-from server.accounts.auth import authenticate
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError, not_found
 from server.core.identity import Principal
 from server.core.models import PatientIdentity, User
@@ -28,6 +25,7 @@ from server.exams.service import ExamRequest, create_exam, exam_json
 from server.interfaces.drafts import OrderDraft, draft_json, pending
 from server.patients import service as patients
 from server.web.http import parse
+from server.web.request import authenticate, ctx, record_request
 
 
 def _site(principal: Principal) -> int:
@@ -56,9 +54,7 @@ async def search_patients(request: Request) -> Response:
     async with app.db() as db:
         rows = await patients.search(db, establishment, q=q, birth_date=birth)
         items = [patients.identity_json(r) for r in rows]
-        await audit.record_request(
-            request, "patient.search", principal, db, detail={"count": len(items)}
-        )
+        await record_request(request, "patient.search", principal, db, detail={"count": len(items)})
         await db.commit()
     return JSONResponse({"patients": items})
 
@@ -70,7 +66,7 @@ async def list_drafts(request: Request) -> Response:
     async with app.db() as db:
         rows = await pending(db, establishment)
         items = [draft_json(d, i, patients.identity_json(i)) for d, i in rows]
-        await audit.record_request(
+        await record_request(
             request, "order.draft.list", principal, db, detail={"count": len(items)}
         )
         await db.commit()
@@ -132,7 +128,7 @@ async def complete_draft(request: Request) -> Response:
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             await db.rollback()
             raise ApiError(409, "wrong_state", "this order was completed meanwhile")
-        await audit.record_request(
+        await record_request(
             request,
             "exam.request",
             principal,

@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.accounts.auth import authenticate
 from server.exams.protocols import catalogue
+from server.web.request import authenticate
 
 
 async def list_protocols(request: Request) -> Response:

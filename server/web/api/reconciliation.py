@@ -21,13 +21,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.types import Role
-from server.accounts.auth import authenticate
 from server.archive import reconciliation as queue
-from server.archive.context import archive_ctx
-from server.core.context import ctx
 from server.core.errors import ApiError
 from server.core.models import Exam, ReconciliationItem, User
 from server.web.http import parse
+from server.web.request import archive_ctx, authenticate, ctx
 
 
 class FileBody(BaseModel):

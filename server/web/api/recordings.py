@@ -9,12 +9,10 @@ from starlette.routing import Route
 
 from rooms.permissions import is_participant_role
 from rooms.types import Role
-from server.accounts.auth import authenticate
 from server.calls.recording import CallRecording, recording_json, recordings_dir
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import not_found
 from server.exams.authz import load_exam
+from server.web.request import authenticate, ctx, record_request
 
 
 async def list_recordings(request: Request) -> JSONResponse:
@@ -42,7 +40,7 @@ async def get_recording(request: Request) -> FileResponse:
         if row is None or row.ended_at is None:
             raise not_found("recording")
         await load_exam(db, principal, row.exam_id)  # 404 outside the caller's scope
-        await audit.record_request(
+        await record_request(
             request,
             "call_recording.read",
             principal,

@@ -11,12 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.accounts.auth import authenticate
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError
 from server.exams.authz import load_exam
 from server.reports.delivery import load_addenda, load_report, rendered
+from server.web.request import authenticate, ctx, record_request
 
 
 def _format_route(fmt: str) -> Any:
@@ -29,7 +27,7 @@ def _format_route(fmt: str) -> Any:
             if report is None or report.signed_at is None:
                 raise ApiError(404, "report_not_signed", "this exam has no signed report yet")
             addenda = await load_addenda(db, exam.id)
-            await audit.record_request(
+            await record_request(
                 request,
                 "report.read",
                 who,

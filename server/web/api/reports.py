@@ -1,10 +1,10 @@
 """Report routes: templates, draft, signature, addenda, acknowledgement.
 
-The state changes go through ``commands.execute`` (lifecycle check, event,
-audit row, one transaction). Signing and addenda ask for the password again;
-the Argon2 check runs before the transaction so that no write lock is held
-while it computes, and the exam is checked first so that a caller learns
-nothing about an exam outside their scope.
+The state changes go through ``server.exams.commands.execute`` (lifecycle
+check, event, audit row, one transaction). Signing and addenda ask for the
+password again; the Argon2 check runs before the transaction so that no write
+lock is held while it computes, and the exam is checked first so that a caller
+learns nothing about an exam outside their scope.
 """
 
 from __future__ import annotations
@@ -22,14 +22,11 @@ from starlette.routing import Route
 
 from rooms.lifecycle import Command, LifecycleError, decide
 from rooms.types import ExamStatus, Role
-from server.accounts.auth import authenticate
-from server.archive.context import archive_ctx
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError, conflict
 from server.core.identity import Principal
-from server.core.models import Exam, User
+from server.core.models import Exam, ExamEvent, User
 from server.exams.authz import load_exam
+from server.exams.commands import AsyncEffect, Changes, execute, lifecycle_error
 from server.interfaces import outbox
 from server.reports import billing
 from server.reports.delivery import archive_latest, load_addenda, load_report
@@ -52,8 +49,8 @@ from server.reports.service import (
     ts,
 )
 from server.web.api import report_files
-from server.web.api.commands import Changes, execute, lifecycle_error
 from server.web.http import parse
+from server.web.request import archive_ctx, authenticate, client_addr, ctx, record_request
 
 log = logging.getLogger("teleimagerie.reports")
 READERS_OF_DRAFTS = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
@@ -73,7 +70,7 @@ async def _check_password(request: Request, who: Principal, password: str, actio
         stored = (await db.get_one(User, who.user.id)).password_hash
     key = f"sign:user:{who.user.id}"
     if await app.bus.peek(key) >= app.settings.login_max_failures_user:
-        await audit.record_request(
+        await record_request(
             request,
             action,
             who,
@@ -89,7 +86,7 @@ async def _check_password(request: Request, who: Principal, password: str, actio
         )
     if not await app.passwords.verify_async(stored, password):
         await app.bus.hit(key, app.settings.login_window_s)
-        await audit.record_request(
+        await record_request(
             request,
             action,
             who,
@@ -99,6 +96,14 @@ async def _check_password(request: Request, who: Principal, password: str, actio
         )
         raise ApiError(403, "wrong_password", "the password is not correct; nothing was signed")
     await app.bus.reset(key)
+
+
+async def _execute(
+    request: Request, who: Principal, command: Command, effect: AsyncEffect
+) -> tuple[Exam, ExamEvent, dict[str, Any]]:
+    """``server.exams.commands.execute`` on the request's exam, audited with its address."""
+    exam_id = request.path_params["exam_id"]
+    return await execute(ctx(request), who, exam_id, command, effect, addr=client_addr(request))
 
 
 def _report_json(report: Report, addenda: list[Addendum]) -> dict[str, Any]:
@@ -155,7 +160,7 @@ async def get_report(request: Request) -> Response:
         exam = await load_exam(db, who, request.path_params["exam_id"])
         report = await load_report(db, exam.id)
         addenda = await load_addenda(db, exam.id)
-        await audit.record_request(request, "report.read", who, db, exam_id=exam.id)
+        await record_request(request, "report.read", who, db, exam_id=exam.id)
         await db.commit()
     drafts_ok = who.role in READERS_OF_DRAFTS
     if report is None:
@@ -195,11 +200,11 @@ async def put_draft(request: Request) -> Response:
                 .where(Report.exam_id == exam.id, Report.signed_at.is_(None))
                 .values(updated_at=now, **fields)
             )
-            if done.rowcount != 1:  # type: ignore[attr-defined]
+            if done.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE: a CursorResult
                 raise conflict("the report is signed; add an addendum instead", "report_signed")
         return {}, {**fields, "author": person(who.user)}
 
-    _exam, event, result = await execute(request, who, Command.REPORT_DRAFT, effect)
+    _exam, event, result = await _execute(request, who, Command.REPORT_DRAFT, effect)
     return JSONResponse({"exam": result, "seq": event.seq})
 
 
@@ -230,7 +235,7 @@ async def sign(request: Request) -> Response:
             .where(Report.exam_id == exam.id, Report.signed_at.is_(None))
             .values(signed_at=now, signer_id=signer.id, canonical=raw.decode(), sha256=digest)
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
+        if done.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE: a CursorResult
             raise conflict("the report is already signed", "report_signed")
         await billing.create_acts(db, exam, signer.id, now)
         out.update(sha256=digest, signed_at=ts(now))
@@ -240,7 +245,7 @@ async def sign(request: Request) -> Response:
             "signer": person(signer),
         }
 
-    exam, _event, result = await execute(request, who, Command.REPORT_SIGN, effect)
+    exam, _event, result = await _execute(request, who, Command.REPORT_SIGN, effect)
     pdf = await archive_latest(archive_ctx(request), exam)
     await outbox.prerender(ctx(request), exam.id, pdf)
     return JSONResponse({**out, "exam": result})
@@ -295,7 +300,7 @@ async def add_addendum(request: Request) -> Response:
             "signer": person(signer),
         }
 
-    exam, _event, result = await execute(request, who, Command.ADDENDUM, effect)
+    exam, _event, result = await _execute(request, who, Command.ADDENDUM, effect)
     pdf = await archive_latest(archive_ctx(request), exam)
     await outbox.prerender(ctx(request), exam.id, pdf)
     return JSONResponse({**out, "exam": result}, status_code=201)
@@ -330,7 +335,7 @@ async def acknowledge(request: Request) -> Response:
             "critical_acknowledged": report.critical and ack.critical_acknowledged,
         }
 
-    _exam, _event, result = await execute(request, who, Command.ACKNOWLEDGE, effect)
+    _exam, _event, result = await _execute(request, who, Command.ACKNOWLEDGE, effect)
     return JSONResponse(result)
 
 

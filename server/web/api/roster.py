@@ -24,8 +24,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.types import Role
-from server.accounts.auth import authenticate
-from server.core.context import ctx
 from server.core.errors import ApiError, not_found
 from server.core.identity import Principal
 from server.core.models import Establishment, User
@@ -42,6 +40,7 @@ from server.roster.service import (
     roster_for,
 )
 from server.web.http import parse
+from server.web.request import authenticate, ctx
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]

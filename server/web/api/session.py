@@ -11,11 +11,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.accounts import auth
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError
-from server.core.identity import Principal, client_addr, user_json
+from server.core.identity import Principal, user_json
 from server.web.http import parse
+from server.web.request import authenticate, client_addr, ctx, record_request, session_token
 
 
 class Credentials(BaseModel):
@@ -40,7 +39,7 @@ async def create_session(request: Request) -> Response:
             )
         except ApiError as exc:
             await db.rollback()
-            await audit.record_request(
+            await record_request(
                 request,
                 "login",
                 None,
@@ -49,7 +48,7 @@ async def create_session(request: Request) -> Response:
                 detail={"code": exc.code},
             )
             raise
-        await audit.record_request(
+        await record_request(
             request, "login", Principal(user, 0), db, detail={"username": user.username}
         )
         await db.commit()
@@ -68,13 +67,13 @@ async def create_session(request: Request) -> Response:
 
 
 async def delete_session(request: Request) -> Response:
-    principal = await auth.authenticate(request)
-    token = auth.bearer_or_cookie(request)
+    principal = await authenticate(request)
+    token = session_token(request)
     app = ctx(request)
     assert token is not None
     async with app.db() as db:
         await auth.logout(app, db, token, app.now())
-        await audit.record_request(request, "logout", principal, db)
+        await record_request(request, "logout", principal, db)
         await db.commit()
     # This session's sockets (rooms, notifications, calls) close, in every process.
     await app.access.end(principal.user.id, [principal.session_id], reason="logged out")
@@ -84,7 +83,7 @@ async def delete_session(request: Request) -> Response:
 
 
 async def me(request: Request) -> Response:
-    principal = await auth.authenticate(request)
+    principal = await authenticate(request)
     return JSONResponse(user_json(principal.user))
 
 

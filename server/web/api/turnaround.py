@@ -13,12 +13,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.types import Role
-from server.accounts.auth import authenticate
-from server.core.context import ctx
 from server.core.errors import ApiError
 from server.core.models import Establishment, Exam
 from server.exams.authz import load_exam, require_role
 from server.exams.turnaround import figures, milestones, summarise
+from server.web.request import authenticate, ctx
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -27,13 +27,11 @@ from server.accounts.service import (
     set_password,
     set_role,
 )
-from server.core import audit
-from server.core.context import ctx
 from server.core.errors import ApiError, not_found
-from server.core.identity import client_addr
 from server.core.models import User
 from server.exams.authz import require_role
 from server.web.http import parse
+from server.web.request import authenticate, client_addr, ctx, record_request
 
 # Applies an administrator's change to a user in the transaction: how many
 # sessions it ended, and what to add to the answer and the audit row.
@@ -71,7 +69,7 @@ def invalid(exc: AccountError) -> ApiError:
 async def change_own_password(request: Request) -> Response:
     """``POST /api/me/password {current, new}``: the current password is asked
     (throttled like a login); the caller's other sessions end, this one stays."""
-    principal = await auth.authenticate(request)
+    principal = await authenticate(request)
     body = await parse(request, PasswordChange)
     app = ctx(request)
     addr = client_addr(request)
@@ -83,7 +81,7 @@ async def change_own_password(request: Request) -> Response:
         if not await app.passwords.verify_async(user.password_hash, body.current):
             await db.rollback()
             await throttle.failed(app, username, addr)
-            await audit.record_request(
+            await record_request(
                 request,
                 "account.password",
                 principal,
@@ -95,7 +93,7 @@ async def change_own_password(request: Request) -> Response:
             ended = await set_password(app, db, user, body.new, keep=principal.session_id)
         except AccountError as exc:
             raise invalid(exc) from None
-        await audit.record_request(
+        await record_request(
             request, "account.password", principal, db, detail={"sessions_ended": ended}
         )
         await db.commit()
@@ -106,11 +104,11 @@ async def change_own_password(request: Request) -> Response:
 
 async def logout_everywhere(request: Request) -> Response:
     """``DELETE /api/me/sessions``: every session of the caller ends, this one too."""
-    principal = await auth.authenticate(request)
+    principal = await authenticate(request)
     app = ctx(request)
     async with app.db() as db:
         ended = await revoke_sessions(app, db, principal.user.id)
-        await audit.record_request(
+        await record_request(
             request, "account.logout_all", principal, db, detail={"sessions_ended": ended}
         )
         await db.commit()
@@ -121,7 +119,7 @@ async def logout_everywhere(request: Request) -> Response:
 
 
 async def _admin_change(request: Request, action: str, change: Change) -> Response:
-    principal = await auth.authenticate(request)
+    principal = await authenticate(request)
     require_role(principal, Role.ADMIN)
     app = ctx(request)
     username = request.path_params["username"]
@@ -135,7 +133,7 @@ async def _admin_change(request: Request, action: str, change: Change) -> Respon
             ended, detail = await change(db, user)
         except AccountError as exc:
             raise invalid(exc) from None
-        await audit.record_request(
+        await record_request(
             request,
             action,
             principal,

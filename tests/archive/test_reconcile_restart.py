@@ -23,8 +23,8 @@ import pytest
 from dicomweb.samples import ct_series, multipart
 from server.core.config import Settings
 from server.testing import free_port
+from tests.archive.test_archive import exam_in_acquisition
 from tests.helpers import login, of_exam
-from tests.test_archive import exam_in_acquisition
 
 pytestmark = pytest.mark.slow
 

@@ -71,7 +71,7 @@ async def test_wrong_password_and_unknown_user_look_the_same(http: httpx.AsyncCl
 async def test_failures_from_one_address_make_it_wait_not_the_others(
     http: httpx.AsyncClient,
 ) -> None:
-    """Throttling is per (username, address): tests/test_accounts.py has the rest."""
+    """Throttling is per (username, address): tests/accounts/test_accounts.py has the rest."""
     statuses = []
     for _ in range(20):
         resp = await http.post("/api/session", json={"username": "man_a", "password": "nope" * 4})

@@ -19,7 +19,7 @@ from server.core.config import Settings
 from server.roomclient import RoomClient
 from server.testing import LiveServer
 from tests.helpers import exam_payload, login
-from tests.test_room import count_chat, new_exam, token_of
+from tests.live.test_room import count_chat, new_exam, token_of
 
 ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]
 

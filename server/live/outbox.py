@@ -1,4 +1,5 @@
-"""The opening of every WebSocket of the server (rooms, notifications)."""
+"""What a live socket (an exam room member, a personal channel) has yet to send,
+over the :class:`Transport` the web layer gives for each WebSocket."""
 
 from __future__ import annotations
 
@@ -6,21 +7,39 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from typing import Any
-
-from starlette.websockets import WebSocket
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from rooms.types import CloseCode
-from server.accounts.auth import authenticate
-from server.core import audit
-from server.core.context import ctx
-from server.core.errors import ApiError
-from server.core.identity import Principal
-from server.live.origins import origin_allowed
 
-CLOSE_NOT_AUTHENTICATED = CloseCode.SESSION_ENDED
 CLOSE_SLOW_CONSUMER = CloseCode.SLOW_CONSUMER
 SEND_QUEUE = 256  # frames waiting for one socket before it is closed as slow
+
+
+class Transport(Protocol):
+    """One open WebSocket, as the rooms use it: text out, the client's next
+    event in, a close. Events are those of the ASGI specification's WebSocket
+    protocol (``{"type": "websocket.receive", "text" or "bytes": ...}``, then
+    ``{"type": "websocket.disconnect"}``; :func:`client_frame` reads them). The
+    web layer's WebSocket is one as it is: no wrapper, and no coroutine of ours
+    waiting between the socket and the room for the hours a socket sits idle."""
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def receive(self) -> Mapping[str, Any]: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+def client_frame(event: Mapping[str, Any]) -> str | bytes | None:
+    """The frame a client sent (text or binary), or None once it has gone."""
+    if event["type"] == "websocket.disconnect":
+        return None
+    text: str | None = event.get("text")
+    if text is not None:
+        return text
+    data: bytes = event.get("bytes") or b""
+    return data
 
 
 class Outbox:
@@ -33,10 +52,10 @@ class Outbox:
     the socket is closed with ``CLOSE_SLOW_CONSUMER``; the client reconnects and
     catches up (``reason`` tells it how)."""
 
-    __slots__ = ("ws", "reason", "frames", "task", "closed", "closer")
+    __slots__ = ("transport", "reason", "frames", "task", "closed", "closer")
 
-    def __init__(self, ws: WebSocket, reason: str) -> None:
-        self.ws = ws
+    def __init__(self, transport: Transport, reason: str) -> None:
+        self.transport = transport
         self.reason = reason
         self.frames: deque[dict[str, Any] | str] | None = None
         self.task: asyncio.Task[None] | None = None
@@ -63,7 +82,7 @@ class Outbox:
                 frame = self.frames.popleft()
                 if not isinstance(frame, str):
                     frame = json.dumps(frame, separators=(",", ":"))
-                await self.ws.send_text(frame)
+                await self.transport.send_text(frame)
             self.frames = None
         except Exception:  # the socket is gone: its reader sees it and cleans up
             self.closed = True
@@ -73,7 +92,7 @@ class Outbox:
 
     async def _close_slow(self) -> None:
         with contextlib.suppress(Exception):
-            await self.ws.close(CLOSE_SLOW_CONSUMER, self.reason)
+            await self.transport.close(CLOSE_SLOW_CONSUMER, self.reason)
 
     def finish(self, code: int, reason: str, last: dict[str, Any] | None = None) -> None:
         """Close the socket with ``code`` now (its access ended): what waits is
@@ -87,8 +106,8 @@ class Outbox:
     async def _finish(self, code: int, reason: str, last: dict[str, Any] | None) -> None:
         with contextlib.suppress(Exception):
             if last is not None:
-                await self.ws.send_text(json.dumps(last, separators=(",", ":")))
-            await self.ws.close(code, close_reason(reason))
+                await self.transport.send_text(json.dumps(last, separators=(",", ":")))
+            await self.transport.close(code, close_reason(reason))
 
     def stop(self) -> None:
         """Send nothing more (the socket is closing)."""
@@ -105,34 +124,3 @@ def close_reason(text: str) -> str:
     if len(data) <= 123:
         return text
     return data[:123].decode(errors="ignore")
-
-
-async def refuse(ws: WebSocket, who: Principal | None, code: str) -> None:
-    """Audit a refused socket (the caller closes it with its own code)."""
-    await audit.record_request(
-        ws,
-        "access.denied",
-        who,
-        outcome="denied",
-        exam_id=ws.path_params.get("exam_id"),
-        detail={"path": ws.url.path[:200], "code": code},
-    )
-
-
-async def accept_caller(ws: WebSocket) -> Principal | None:
-    """Refuse a foreign browser Origin at the handshake (HTTP 403), then accept and
-    authenticate; a caller without a live session is audited and closed with 4401.
-    None when the socket is closed."""
-    if not origin_allowed(ws, ctx(ws).settings):
-        await ws.close(code=1008)  # before accept: the handshake is refused with 403
-        return None
-    await ws.accept()
-    try:
-        # A socket may stay open for hours: keep plain values, not the ORM row.
-        principal = (await authenticate(ws)).detached()
-    except ApiError:
-        await refuse(ws, None, "not_authenticated")
-        await ws.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
-        return None
-    ws.scope["ti.principal"] = principal
-    return principal

@@ -33,7 +33,7 @@ from server.core.migrate import alembic_config, upgrade
 from server.schema import include_object_for, target_metadata
 from tests.conftest import BACKEND, PG_ADMIN, _pg_url
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Differences that are known and must go, each with the reason it is still here.
 # The test fails when one of them disappears, so that the entry goes with it.

@@ -18,7 +18,7 @@ from server.cli import build_parser
 from server.core.config import Settings
 from server.web.app import create_app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
 PARAM = re.compile(r"\{[^}]*\}")
 

@@ -15,7 +15,7 @@ from server.core.config import Settings
 from server.core.identity import Person
 from server.core.models import Exam, ExamEvent, User
 from server.live.chatlog import Chat, ChatLog
-from tests.test_commands import ClientFor, new_exam
+from tests.exams.test_commands import ClientFor, new_exam
 
 
 async def author(settings: Settings, username: str) -> Person:

@@ -15,7 +15,7 @@ from server.live.roomhub import RoomHub, presence_lag_s
 from server.roomclient import RoomClient
 from server.testing import LiveServer
 from tests.helpers import REDIS_URL
-from tests.test_room import new_exam, token_of
+from tests.live.test_room import new_exam, token_of
 
 ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]
 

@@ -14,9 +14,9 @@ import pytest
 from rooms.types import CloseCode
 from server.core.config import Settings
 from server.roomclient import RoomClient
+from tests.core.test_access import WITHIN, closing
 from tests.helpers import exam_payload
-from tests.test_access import WITHIN, closing
-from tests.test_room_cluster import REDIS_URL, Process, cluster, token  # noqa: F401
+from tests.live.test_room_cluster import REDIS_URL, Process, cluster, token  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

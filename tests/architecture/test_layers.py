@@ -20,7 +20,7 @@ import pytest
 
 from server.core.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -124,14 +124,31 @@ def test_an_upward_import_for_type_checking_only_breaks_the_build(tmp_path: Path
 
 
 @pytest.mark.slow
+def test_starlette_outside_the_web_layer_breaks_the_build(tmp_path: Path) -> None:
+    """Only ``server.web`` speaks Starlette: the rooms work on a transport, the
+    accounts on a token, and a module below the web layer that imports the
+    framework, even inside a function, fails the build."""
+    code = copy_of_the_code(tmp_path)
+    room = code / "server" / "live" / "room.py"
+    room.write_text(
+        room.read_text()
+        + "\n\ndef _socket() -> None:\n    from starlette.websockets import WebSocket  # noqa\n"
+    )
+    result = lint_imports(code)
+    assert result.returncode == 1, result.stdout
+    assert "only the web layer imports Starlette and uvicorn" in result.stdout
+    assert "server.live.room -> starlette" in result.stdout
+
+
+@pytest.mark.slow
 def test_the_cycle_check_sees_a_cycle_made_by_a_function_level_import(tmp_path: Path) -> None:
     code = copy_of_the_code(tmp_path)
     audit = code / "server" / "core" / "audit.py"  # the context imports the audit writer
     audit.write_text(
         audit.read_text()
-        + "\n\ndef _back() -> None:\n    from server.core.context import ctx  # noqa\n"
+        + "\n\ndef _back() -> None:\n    from server.core.context import AppContext  # noqa\n"
     )
-    script = "from tests.test_layers import cycles; print(cycles('server'))"
+    script = "from tests.architecture.test_layers import cycles; print(cycles('server'))"
     env = dict(os.environ, PYTHONPATH=f"{code}{os.pathsep}{ROOT}")
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=code, env=env, capture_output=True, text=True
@@ -162,7 +179,7 @@ def test_ae_list_imports_neither_aiortc_nor_the_room_hub(settings: Settings) -> 
 
 def test_the_architecture_graph_is_the_codes() -> None:
     """docs/architecture-graph.md is generated; a change of imports regenerates it."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "scripts/architecture.py"],
         cwd=root,

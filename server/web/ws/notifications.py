@@ -22,8 +22,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from rooms.types import Role
 from server.core.channels import role_channel, user_channel
-from server.core.context import ctx
-from server.live.sockets import Outbox, accept_caller
+from server.live.outbox import Outbox
+from server.web.request import ctx
+from server.web.ws.sockets import accept_caller
 
 ROLE_CHANNELS = frozenset({Role.RADIOLOGIST, Role.COORDINATOR})
 

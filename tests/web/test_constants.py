@@ -11,7 +11,7 @@ import httpx
 
 from rooms.types import CloseCode
 
-FRONTEND = Path(__file__).resolve().parents[1] / "frontend"
+FRONTEND = Path(__file__).resolve().parents[2] / "frontend"
 NAMES = ("SESSION_ENDED", "FORBIDDEN", "NO_SUCH_EXAM", "SLOW_CONSUMER")
 
 

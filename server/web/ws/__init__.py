@@ -1,0 +1,1 @@
+"""The WebSocket endpoints: the exam room and the personal channel (docs/api.md)."""
