@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from tests.test_access import WITHIN
-from tests.test_room_cluster import Process, cluster, token  # noqa: F401
+from tests.core.test_access import WITHIN
+from tests.live.test_room_cluster import Process, cluster, token  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
