@@ -10,6 +10,7 @@ import { mountRequestForm } from "./requestform.js";
 import { mountRoom } from "./room.js";
 import { passwordDialog, logoutEverywhere } from "./account.js";
 import { mountReconciliation } from "./reconciliation.js";
+import { StrokeAlarm, ALARMED_ROLES } from "./strokealarm.js";
 
 // Who reconciles images kept aside (docs/dicomweb.md "Filing and reconciliation").
 const RECONCILERS = ["manipulator", "coordinator"];
@@ -17,6 +18,7 @@ const RECONCILERS = ["manipulator", "coordinator"];
 const app = {
   me: null,
   notifications: new Notifications(),
+  strokeAlarm: null,
   navigate(hash) {
     if (location.hash === hash) route();
     else location.hash = hash;
@@ -26,6 +28,7 @@ const app = {
     if (!app.me) return;
     app.me = null;
     app.notifications.stop();
+    app.strokeAlarm?.stop();
     toast(t("app.session_expired"), "warn");
     route();
   },
@@ -108,6 +111,12 @@ function startNotifications() {
     if (urgent || kind === "exam.assigned") beep();
   });
   app.notifications.start();
+  app.strokeAlarm?.stop();
+  app.strokeAlarm = null;
+  if (ALARMED_ROLES.includes(app.me?.role)) {
+    app.strokeAlarm = new StrokeAlarm(app);
+    app.strokeAlarm.start();
+  }
 }
 
 async function boot() {
@@ -122,6 +131,7 @@ async function boot() {
     }
     app.me = null;
     app.notifications.stop();
+    app.strokeAlarm?.stop();
     sessionStorage.clear();
     location.hash = "#/login";
     route();
@@ -131,6 +141,7 @@ async function boot() {
     logoutEverywhere(() => {
       app.me = null;
       app.notifications.stop();
+      app.strokeAlarm?.stop();
       sessionStorage.clear();
       location.hash = "#/login";
       route();
