@@ -30,7 +30,7 @@ from server.core.errors import ApiError, conflict
 from server.core.identity import Principal
 from server.core.models import Exam, User
 from server.exams.authz import load_exam
-from server.reports import billing
+from server.reports import billing, stroke
 from server.reports.delivery import archive_latest, load_addenda, load_report
 from server.reports.service import (
     AcknowledgeBody,
@@ -170,7 +170,7 @@ async def get_report(request: Request) -> Response:
 
 async def put_draft(request: Request) -> Response:
     who = await authenticate(request)
-    draft = await parse(request, DraftBody)
+    draft = (await parse(request, DraftBody)).with_stroke_text()
     fields = draft.model_dump()
 
     async def effect(db: AsyncSession, exam: Exam, _w: Principal, now: datetime) -> Changes:
@@ -222,7 +222,8 @@ async def sign(request: Request) -> Response:
                 422, "incomplete_report", f"complete the report first: {names}", fields=missing
             )
         signer = await db.get_one(User, who.user.id)
-        raw = canonical_bytes(signed_content(report, exam, signer, now))
+        points = await stroke.time_points(db, exam, now)
+        raw = canonical_bytes(signed_content(report, exam, signer, now, points))
         digest = sha256_hex(raw)
         done = await db.execute(
             update(Report)
