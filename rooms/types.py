@@ -56,6 +56,7 @@ class EventKind(StrEnum):
     CALL_ENDED = "call.ended"
     PATIENT_UPDATED = "patient.updated"
     PATIENT_MERGED = "patient.merged"
+    CRITICAL_COMMUNICATED = "critical.communicated"
 
 
 class ClientFrameType(StrEnum):

@@ -307,10 +307,15 @@ def _epoch(value: datetime | None) -> float | None:
 
 
 def escalation_snapshot(
-    exam: Exam, signed: dict[str, Any] | None = None, signed_at: datetime | None = None
+    exam: Exam,
+    signed: dict[str, Any] | None = None,
+    signed_at: datetime | None = None,
+    communicated: bool = False,
 ) -> ExamSnapshot:
     """What the escalation policy needs of an exam. The critical flag is in the
-    ``report.signed`` event's body (`signed`), which the exam row does not hold."""
+    ``report.signed`` event's body (`signed`), which the exam row does not hold; a
+    critical result is acknowledged once delivered, or once `communicated` by a
+    logged phone call (a ``critical.communicated`` event, docs/stroke.md)."""
     critical = bool((signed or {}).get("critical"))
     return ExamSnapshot(
         exam_id=exam.id,
@@ -322,7 +327,7 @@ def escalation_snapshot(
         images_complete_at=_epoch(exam.images_complete_at),
         reported_at=_epoch(exam.reported_at or signed_at),
         critical=critical,
-        critical_acknowledged=exam.status == ExamStatus.DELIVERED,
+        critical_acknowledged=communicated or exam.status == ExamStatus.DELIVERED,
         stroke=exam.stroke_onset_kind is not None,
     )
 

@@ -31,6 +31,7 @@ from server.core.identity import Principal
 from server.core.models import Exam, User
 from server.exams.authz import load_exam
 from server.reports import billing, stroke
+from server.reports.critical import CriticalResult
 from server.reports.delivery import archive_latest, load_addenda, load_report
 from server.reports.service import (
     AcknowledgeBody,
@@ -233,6 +234,16 @@ async def sign(request: Request) -> Response:
         if done.rowcount != 1:  # type: ignore[attr-defined]
             raise conflict("the report is already signed", "report_signed")
         await billing.create_acts(db, exam, signer.id, now)
+        if report.critical:  # the critical-result record opens (docs/stroke.md)
+            db.add(
+                CriticalResult(
+                    exam_id=exam.id,
+                    finding=report.conclusion,
+                    identified_at=now,
+                    communicated_by_id=signer.id,
+                    created_at=now,
+                )
+            )
         out.update(sha256=digest, signed_at=ts(now))
         return {"reported_at": now}, {
             "sha256": digest,
@@ -322,6 +333,18 @@ async def acknowledge(request: Request) -> Response:
                 critical_acknowledged=report.critical and ack.critical_acknowledged,
             )
         )
+        if report.critical:  # received in the room, unless a call was logged first
+            await db.execute(
+                update(CriticalResult)
+                .where(CriticalResult.exam_id == exam.id, CriticalResult.received_at.is_(None))
+                .values(
+                    recipient_name=who.user.display_name,
+                    recipient_role=str(who.role),
+                    recipient_user_id=who.user.id,
+                    received_at=now,
+                    method="room",
+                )
+            )
         return {"delivered_at": now}, {
             "acknowledged_by": person(who.user),
             "critical": report.critical,
