@@ -61,20 +61,27 @@ class StrokeAlert(BaseModel):
     onset_at: AwareDatetime
     onset_kind: Literal["witnessed", "last_seen_well"]
 
-    @field_validator("onset_at")
-    @classmethod
-    def _plausible(cls, value: datetime) -> datetime:
-        now = datetime.now(UTC)
-        if value > now + STROKE_CLOCK_SKEW:
-            raise ValueError("onset is in the future")
-        if value < now - STROKE_OLDEST_ONSET:
-            raise ValueError("onset is more than 7 days ago")
-        return value.astimezone(UTC)
-
 
 # A clock a little ahead of the server's is accepted; an onset older than this is a typo.
 STROKE_CLOCK_SKEW = timedelta(minutes=2)
 STROKE_OLDEST_ONSET = timedelta(days=7)
+
+
+def check_onset(onset_at: datetime, now: datetime) -> None:
+    """A stroke alert's onset must be plausible at the time of the request: 422
+    ``invalid_fields`` on ``stroke.onset_at`` otherwise, and nothing is created."""
+    problem = None
+    if onset_at > now + STROKE_CLOCK_SKEW:
+        problem = "onset is in the future"
+    elif onset_at < now - STROKE_OLDEST_ONSET:
+        problem = "onset is more than 7 days ago"
+    if problem:
+        raise ApiError(
+            422,
+            "invalid_fields",
+            f"invalid or missing fields: stroke.onset_at ({problem})",
+            fields=[{"field": "stroke.onset_at", "message": problem}],
+        )
 
 
 class ExamRequest(BaseModel):
@@ -168,6 +175,8 @@ async def create_exam(
     and ``placer_order_number`` keeps the number of the order it came from (docs/hl7.md).
     """
     assert requester.establishment_id is not None
+    if req.stroke is not None:
+        check_onset(req.stroke.onset_at, now)
     for _attempt in range(5):
         exam = Exam(
             establishment_id=requester.establishment_id,
@@ -188,7 +197,7 @@ async def create_exam(
             consent=req.consent,
             patient_identity_id=identity_id,
             placer_order_number=placer_order_number,
-            stroke_onset_at=req.stroke.onset_at if req.stroke else None,
+            stroke_onset_at=req.stroke.onset_at.astimezone(UTC) if req.stroke else None,
             stroke_onset_kind=req.stroke.onset_kind if req.stroke else None,
             created_at=now,
             updated_at=now,

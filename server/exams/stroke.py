@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from server.exams.turnaround import percentile
+
 OnsetKind = Literal["witnessed", "last_seen_well"]
 
 # The windows counted from onset (docs/stroke.md "The clock"): intravenous thrombolysis
@@ -57,3 +59,29 @@ def stroke_json(
         "windows": {name: ts(at) for name, at in windows(onset_at).items()},
         "protocol_id": protocol_for(modality, kind, onset_at, requested_at),
     }
+
+
+# The monthly stroke figures (docs/stroke.md "Figures"): interval name -> (from, to).
+STROKE_INTERVALS = {
+    "onset_to_request": ("onset", "requested"),
+    "request_to_first_image": ("requested", "first_image"),
+    "first_image_to_report": ("first_image", "reported"),
+}
+
+
+def stroke_summary(rows: list[dict[str, datetime | None]]) -> dict[str, Any]:
+    """Pure: the number of alerts and p50/p90 (nearest rank, seconds) of each interval
+    over some alerts' time points; an interval still open is left out of its figures."""
+    out: dict[str, Any] = {"alerts": len(rows), "intervals": {}}
+    for name, (start, end) in STROKE_INTERVALS.items():
+        values = [
+            (b - a).total_seconds()
+            for r in rows
+            if (a := r.get(start)) is not None and (b := r.get(end)) is not None
+        ]
+        out["intervals"][name] = {
+            "n": len(values),
+            "p50_s": percentile(values, 50),
+            "p90_s": percentile(values, 90),
+        }
+    return out
