@@ -1,6 +1,7 @@
 // The worklist: the caller's exams with priority, a countdown to each deadline, filters,
 // and live updates (the personal channel when present, a short poll always).
 import { api } from "./api.js";
+import { strokeStatsPanel } from "./strokestats.js";
 import { h, clear, toast, beep } from "./dom.js";
 import { t, formatDateTime, age } from "./i18n.js";
 import {
@@ -44,7 +45,8 @@ export function mountWorklist(main, app) {
     h("label", { for: "filter-urgency" }, t("worklist.filter.urgency")), urgency,
     h("label", { for: "filter-q" }, t("worklist.filter.search")), search, count);
   bar.addEventListener("submit", (ev) => ev.preventDefault());
-  main.append(h("section", { class: "view worklist-view", "aria-labelledby": "wl-title" }, header, bar,
+  main.append(h("section", { class: "view worklist-view", "aria-labelledby": "wl-title" }, header,
+    role === "coordinator" ? strokeStatsPanel() : null, bar,
     h("div", { class: "table-wrap" }, table)));
   header.querySelector("h1").id = "wl-title";
 

@@ -5,6 +5,8 @@ alert is accepted; the room shows the clock from onset and preselects the protoc
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from playwright.async_api import expect
 
 from server.testing import LiveServer
@@ -90,3 +92,20 @@ async def test_a_stroke_alert_jumps_the_worklist_and_rings_until_accepted(
     # Onset unknown: the perfusion protocol is preselected for the radiologist.
     await expect(rad.locator("#protocol-pick")).to_have_value("ct-head-stroke-perfusion")
     await shot(rad, "stroke-room-clock")
+
+
+async def test_the_coordinator_sees_the_month_s_stroke_figures(
+    live_server: LiveServer, accounts, client_for, new_context, js_errors
+) -> None:
+    urg_api = await client_for("urg_a")
+    onset = datetime.now(UTC) - timedelta(minutes=45)
+    body = exam_payload(stroke={"onset_at": onset.isoformat(), "onset_kind": "witnessed"})
+    assert (await urg_api.post("/api/exams", json=body)).status_code == 201
+    coord = js_errors.watch(
+        await loop.login(await new_context(DESKTOP), live_server.url, "coord"), "coordinator"
+    )
+    await coord.click(".stroke-stats-card summary")
+    row = coord.locator("#stroke-stats tbody tr").first
+    await expect(row).to_contain_text("HOPA")
+    await expect(row.locator("td").first).to_have_text("1")
+    await expect(row).to_contain_text("45 min / 45 min")
