@@ -62,6 +62,7 @@ export const api = {
     const qs = q.toString();
     return request("GET", `/api/exams${qs ? `?${qs}` : ""}`);
   },
+  strokeStats: (month) => request("GET", `/api/stats/stroke?month=${encodeURIComponent(month)}`),
   exam: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}`),
   events: (id, since = 0) => request("GET", `/api/exams/${encodeURIComponent(id)}/events?since=${since}`),
   createExam: (body) => request("POST", "/api/exams", body),

@@ -12,12 +12,15 @@ import { passwordDialog, logoutEverywhere } from "./account.js";
 import { mountReconciliation } from "./reconciliation.js";
 import { mountDeliveries } from "./deliveries.js";
 
+import { StrokeAlarm, ALARMED_ROLES } from "./strokealarm.js";
+
 // Who reconciles images kept aside (docs/dicomweb.md "Filing and reconciliation").
 const RECONCILERS = ["manipulator", "coordinator"];
 
 const app = {
   me: null,
   notifications: new Notifications(),
+  strokeAlarm: null,
   navigate(hash) {
     if (location.hash === hash) route();
     else location.hash = hash;
@@ -27,6 +30,7 @@ const app = {
     if (!app.me) return;
     app.me = null;
     app.notifications.stop();
+    app.strokeAlarm?.stop();
     toast(t("app.session_expired"), "warn");
     route();
   },
@@ -114,6 +118,12 @@ function startNotifications() {
     if (urgent || kind === "exam.assigned") beep();
   });
   app.notifications.start();
+  app.strokeAlarm?.stop();
+  app.strokeAlarm = null;
+  if (ALARMED_ROLES.includes(app.me?.role)) {
+    app.strokeAlarm = new StrokeAlarm(app);
+    app.strokeAlarm.start();
+  }
 }
 
 async function boot() {
@@ -128,6 +138,7 @@ async function boot() {
     }
     app.me = null;
     app.notifications.stop();
+    app.strokeAlarm?.stop();
     sessionStorage.clear();
     location.hash = "#/login";
     route();
@@ -137,6 +148,7 @@ async function boot() {
     logoutEverywhere(() => {
       app.me = null;
       app.notifications.stop();
+      app.strokeAlarm?.stop();
       sessionStorage.clear();
       location.hash = "#/login";
       route();

@@ -66,6 +66,13 @@ export class ProtocolPanel {
     } else if (exam.protocol) {
       pick.value = exam.protocol.id || "";
       text.value = exam.protocol.text;
+    } else if (exam.stroke?.protocol_id) {
+      // A stroke alert preselects the stroke protocol its onset calls for (docs/stroke.md).
+      const p = this.catalogue.find((x) => x.id === exam.stroke.protocol_id);
+      if (p) {
+        pick.value = p.id;
+        text.value = p.text;
+      }
     }
     pick.addEventListener("change", () => {
       const p = this.catalogue.find((x) => x.id === pick.value);

@@ -178,6 +178,9 @@ export class ReportPanel {
   values() {
     const out = { critical: this.critical.checked };
     for (const [f, input] of Object.entries(this.inputs)) out[f] = input.value;
+    // The structured stroke report saved through the API is kept (docs/stroke.md):
+    // a draft replaces the whole report, and this editor has no form for it yet.
+    if (this.report?.stroke) out.stroke = this.report.stroke;
     return out;
   }
 

@@ -49,6 +49,31 @@ export function mountRequestForm(main, app) {
     contraindications: h("textarea", { name: "contraindications", rows: 2, maxlength: 2000 }),
     consent: h("input", { name: "consent", type: "checkbox", required: true }),
   };
+  // The stroke alert (docs/stroke.md): a flag with the time of onset or "last seen well".
+  const stroke = {
+    on: h("input", { id: "stroke-alert", type: "checkbox" }),
+    kind: h("select", { id: "stroke-kind" },
+      h("option", { value: "witnessed" }, t("stroke.kind.witnessed")),
+      h("option", { value: "last_seen_well" }, t("stroke.kind.last_seen_well"))),
+    onset: h("input", { id: "stroke_onset", type: "datetime-local", "aria-describedby": "stroke_onset-error" }),
+  };
+  const strokeDetail = h("div", { class: "grid-2 stroke-detail", hidden: true },
+    h("div", { class: "field" }, h("label", { for: "stroke-kind" }, t("stroke.kind")), stroke.kind),
+    h("div", { class: "field", dataset: { field: "stroke_onset" } },
+      h("label", { for: "stroke_onset" }, t("stroke.onset")), stroke.onset,
+      h("p", { class: "field-error", id: "stroke_onset-error", "aria-live": "polite" })));
+  stroke.on.addEventListener("change", () => {
+    strokeDetail.hidden = !stroke.on.checked;
+    if (stroke.on.checked) {
+      c.urgency.value = "emergency";
+      if (!["CT", "MR"].includes(c.modality.value)) c.modality.value = "CT";
+      if (!c.body_part.value) c.body_part.value = "HEAD";
+      if (!stroke.onset.value) {
+        const now = new Date(Date.now() - new Date().getTimezoneOffset() * 60000);
+        stroke.onset.value = now.toISOString().slice(0, 16);
+      }
+    }
+  });
   const summary = h("div", { class: "form-summary", id: "form-summary", role: "alert", tabindex: "-1" });
   const search = h("input", { id: "patient-search", type: "search", maxlength: 100, autocomplete: "off",
     "aria-describedby": "patient-search-hint", "aria-controls": "patient-results" });
@@ -135,6 +160,9 @@ export function mountRequestForm(main, app) {
         field("patient_name", t("form.patient_name"), c.patient_name, t("form.patient_name_hint")),
         field("birth_date", t("form.birth_date"), c.birth_date),
         field("sex", t("form.sex"), c.sex))),
+    h("fieldset", { class: "stroke-fieldset" }, h("legend", {}, t("stroke.title")),
+      h("div", { class: "field field-check" }, stroke.on, h("label", { for: "stroke-alert" }, t("stroke.raise"))),
+      strokeDetail),
     h("fieldset", {}, h("legend", {}, t("form.exam")),
       h("div", { class: "grid-3" },
         field("modality", t("form.modality"), c.modality),
@@ -165,7 +193,10 @@ export function mountRequestForm(main, app) {
       errors.birth_date = t("form.err.future");
     }
     if (!c.consent.checked) errors.consent = t("form.err.consent");
-    for (const name of Object.keys(c)) setError(name, errors[name]);
+    const onset = stroke.onset.value ? new Date(stroke.onset.value) : null;
+    if (stroke.on.checked && (!onset || Number.isNaN(onset.getTime()))) errors.stroke_onset = t("form.err.required");
+    else if (stroke.on.checked && onset > new Date(Date.now() + 60000)) errors.stroke_onset = t("form.err.future");
+    for (const name of [...Object.keys(c), "stroke_onset"]) setError(name, errors[name]);
     return errors;
   }
 
@@ -174,7 +205,7 @@ export function mountRequestForm(main, app) {
     summary.replaceChildren();
     if (!names.length) return;
     summary.append(h("p", {}, t("form.err.summary", { n: names.length })),
-      h("ul", {}, names.map((n) => h("li", {}, h("a", { href: `#${n}`, onclick: (ev) => { ev.preventDefault(); c[n].focus(); } },
+      h("ul", {}, names.map((n) => h("li", {}, h("a", { href: `#${n}`, onclick: (ev) => { ev.preventDefault(); (c[n] || stroke.onset).focus(); } },
         `${form.querySelector(`label[for="${n}"]`).firstChild.textContent} — ${errors[n]}`)))));
     summary.focus();
   }
@@ -195,6 +226,9 @@ export function mountRequestForm(main, app) {
     };
     if (c.contraindications.value.trim()) body.contraindications = c.contraindications.value.trim();
     if (identityId !== null) body.patient.identity_id = identityId;
+    if (stroke.on.checked) {
+      body.stroke = { onset_at: new Date(stroke.onset.value).toISOString(), onset_kind: stroke.kind.value };
+    }
     submit.disabled = true;
     try {
       const exam = draftId ? await api.completeDraft(draftId, body) : await api.createExam(body);
@@ -203,8 +237,9 @@ export function mountRequestForm(main, app) {
     } catch (err) {
       const serverErrors = {};
       for (const f of err.fields || []) {
-        const name = String(f.field || "").replace(/^patient\.(id|name)$/, "patient_$1").replace(/^patient\./, "");
-        serverErrors[c[name] ? name : "clinical_question"] = f.message;
+        const name = String(f.field || "").replace(/^patient\.(id|name)$/, "patient_$1").replace(/^patient\./, "")
+          .replace(/^stroke(\..*)?$/, "stroke_onset");
+        serverErrors[c[name] || name === "stroke_onset" ? name : "clinical_question"] = f.message;
       }
       if (!Object.keys(serverErrors).length) serverErrors.clinical_question = err.message;
       for (const [n, m] of Object.entries(serverErrors)) setError(n, m);

@@ -6,6 +6,7 @@ import { CLOSE } from "./constants.js";
 import { h, clear, toast, debounce } from "./dom.js";
 import { t, age, formatDate, getLang } from "./i18n.js";
 import { RoomClient } from "./roomclient.js";
+import { strokeClock, tickStrokeClock } from "./strokeclock.js";
 import { statusBadge, urgencyBadge, patientName, countdown, currentDeadline, timeline, tickCountdowns } from "./status.js";
 import { ChatPanel } from "./chat.js";
 import { ProtocolPanel } from "./protocol.js";
@@ -86,12 +87,14 @@ export function mountRoom(main, app, examId) {
             h("strong", {}, ` ${e.modality} ${e.body_part}`),
             h("span", { class: "muted" }, ` · ${e.establishment?.name || ""} · ${t("room.accession")} ${e.accession_number}`)),
           h("p", { class: "question" }, h("span", { class: "muted" }, `${t("room.question")} `), e.clinical_question),
-          e.contraindications ? h("p", { class: "contra" }, `⚠ ${t("room.contraindications")} ${e.contraindications}`) : null)),
+          e.contraindications ? h("p", { class: "contra" }, `⚠ ${t("room.contraindications")} ${e.contraindications}`) : null,
+          strokeClock(e))),
       currentDeadline(e)
         ? h("div", { class: "room-deadline" }, h("span", { class: "muted small" }, currentDeadline(e).label), countdown(e))
         : h("div", { class: "room-deadline" }),
       timeline(e),
       h("div", { class: "room-actions", id: "room-actions" }, actionsFor(room)));
+    tickStrokeClock(head);
   }
 
   function renderAll() {
@@ -197,7 +200,10 @@ export function mountRoom(main, app, examId) {
       h("span", { class: "dot", "aria-hidden": "true" }), m.user.display_name, h("span", { class: "muted small" }, ` · ${t(`role.${m.role}`)}`))));
   }
 
-  const tick = setInterval(() => tickCountdowns(head), 1000);
+  const tick = setInterval(() => {
+    tickCountdowns(head);
+    tickStrokeClock(head);
+  }, 1000);
   client.connect();
   return () => {
     clearInterval(tick);

@@ -1,6 +1,7 @@
 // The worklist: the caller's exams with priority, a countdown to each deadline, filters,
 // and live updates (the personal channel when present, a short poll always).
 import { api } from "./api.js";
+import { strokeStatsPanel } from "./strokestats.js";
 import { h, clear, toast, beep } from "./dom.js";
 import { t, formatDateTime, age } from "./i18n.js";
 import {
@@ -44,7 +45,8 @@ export function mountWorklist(main, app) {
     h("label", { for: "filter-urgency" }, t("worklist.filter.urgency")), urgency,
     h("label", { for: "filter-q" }, t("worklist.filter.search")), search, count);
   bar.addEventListener("submit", (ev) => ev.preventDefault());
-  main.append(h("section", { class: "view worklist-view", "aria-labelledby": "wl-title" }, header, bar,
+  main.append(h("section", { class: "view worklist-view", "aria-labelledby": "wl-title" }, header,
+    role === "coordinator" ? strokeStatsPanel() : null, bar,
     h("div", { class: "table-wrap" }, table)));
   header.querySelector("h1").id = "wl-title";
 
@@ -68,6 +70,9 @@ export function mountWorklist(main, app) {
       if (q && !`${patientName(e)} ${e.patient.id} ${e.accession_number} ${e.body_part}`.toLowerCase().includes(q)) return false;
       return true;
     }).sort((a, b) => {
+      // An open stroke alert comes first, whatever else (docs/stroke.md).
+      const sa = Number(!(a.stroke && ACTIVE.includes(a.status))) - Number(!(b.stroke && ACTIVE.includes(b.status)));
+      if (sa) return sa;
       const ua = URGENCY_RANK[a.urgency] - URGENCY_RANK[b.urgency];
       if (ua) return ua;
       const da = currentDeadline(a)?.due ?? Infinity;
@@ -80,8 +85,10 @@ export function mountWorklist(main, app) {
   function row(e) {
     const open = () => app.navigate(`#/exam/${encodeURIComponent(e.id)}`);
     const mark = fresh.get(e.id);
-    const tr = h("tr", { class: `wl-row urgency-row-${e.urgency}${mark ? ` flash flash-${mark}` : ""}`, dataset: { id: e.id, status: e.status } },
-      h("td", { class: "col-priority" }, urgencyBadge(e.urgency)),
+    const stroke = e.stroke ? " stroke-row" : "";
+    const tr = h("tr", { class: `wl-row urgency-row-${e.urgency}${stroke}${mark ? ` flash flash-${mark}` : ""}`, dataset: { id: e.id, status: e.status } },
+      h("td", { class: "col-priority" }, urgencyBadge(e.urgency),
+        e.stroke ? h("span", { class: "badge badge-stroke" }, t("stroke.badge")) : null),
       h("td", { class: "col-patient" }, h("strong", {}, patientName(e)),
         h("div", { class: "muted small" }, `${e.patient.sex} · ${age(e.patient.birth_date)} ${t("unit.years")} · ${e.patient.id}`)),
       h("td", { class: "col-exam" }, `${e.modality} ${e.body_part}`,

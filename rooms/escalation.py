@@ -13,7 +13,7 @@ Times are epoch seconds (floats); `due_at` is when the escalation must be raised
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from rooms.types import ExamStatus
@@ -41,6 +41,21 @@ class Policy:
     report_sla_s: float = 3600
     protocol_ack_timeout_s: float = 300
     critical_ack_timeout_s: float = 600
+    # A stroke alert's own delays (docs/configuration.md STROKE_*): every minute counts.
+    stroke_ack_timeout_s: float = 60
+    stroke_protocol_ack_timeout_s: float = 120
+    stroke_report_warn_s: float = 600
+    stroke_report_sla_s: float = 900
+
+    def for_stroke(self) -> Policy:
+        """The same policy with the stroke delays in place of the ordinary ones."""
+        return replace(
+            self,
+            ack_timeout_s=self.stroke_ack_timeout_s,
+            protocol_ack_timeout_s=self.stroke_protocol_ack_timeout_s,
+            report_warn_s=self.stroke_report_warn_s,
+            report_sla_s=self.stroke_report_sla_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ class ExamSnapshot:
     reported_at: float | None = None
     critical: bool = False
     critical_acknowledged: bool = False
+    stroke: bool = False  # a stroke alert: the policy's stroke delays apply
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,7 @@ def deadlines(snapshot: ExamSnapshot, policy: Policy) -> list[Deadline]:
     Pending means the awaited step has not happened, whether or not `due_at` has
     passed; a snapshot missing the timestamp its status implies raises ValueError.
     """
-    s, p = snapshot, policy
+    s, p = snapshot, (policy.for_stroke() if snapshot.stroke else policy)
 
     def make(step: str, due_at: float, level: int, reason: Reason, *notify: str) -> Deadline:
         return Deadline(f"{s.exam_id}:{step}:{level}", due_at, level, reason, notify)

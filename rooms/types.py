@@ -56,6 +56,7 @@ class EventKind(StrEnum):
     CALL_ENDED = "call.ended"
     PATIENT_UPDATED = "patient.updated"
     PATIENT_MERGED = "patient.merged"
+    CRITICAL_COMMUNICATED = "critical.communicated"
 
 
 # Whether an event of each kind can move the exam's escalation deadlines: whether
@@ -84,6 +85,8 @@ MOVES_DEADLINES: dict[EventKind, bool] = {
     # The patient's identity changed or was merged: the exam's times stay.
     EventKind.PATIENT_UPDATED: False,
     EventKind.PATIENT_MERGED: False,
+    # The critical-result record completed by a phone call: its escalation stops.
+    EventKind.CRITICAL_COMMUNICATED: True,
 }
 
 

@@ -19,7 +19,10 @@ from server.core import audit  # noqa: F401
 from server.core.models import Base
 from server.gateway import aes  # noqa: F401  (modality_aes)
 from server.interfaces import drafts, senders  # noqa: F401  (hl7_senders, hl7_messages, order_drafts)
-from server.reports import billing  # noqa: F401
+from server.reports import (
+    billing,  # noqa: F401
+    critical,  # noqa: F401  (the critical-result record)
+)
 from server.reports import service as reports  # noqa: F401  (their tables)
 
 target_metadata = [Base.metadata, dicomweb_metadata]

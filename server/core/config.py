@@ -60,6 +60,11 @@ class Settings:
     report_sla_s: int = 3600
     protocol_ack_timeout_s: int = 300
     critical_ack_timeout_s: int = 600
+    # A stroke alert's own, shorter delays (docs/stroke.md "Escalation").
+    stroke_ack_timeout_s: int = 60
+    stroke_protocol_ack_timeout_s: int = 120
+    stroke_report_warn_s: int = 600
+    stroke_report_sla_s: int = 900
     session_idle_s: int = 3600
     session_absolute_s: int = 12 * 3600
     secure_cookies: bool | None = None  # None: Secure when the request came over HTTPS
@@ -148,6 +153,12 @@ class Settings:
             report_sla_s=_int(e, "REPORT_SLA_S", d.report_sla_s),
             protocol_ack_timeout_s=_int(e, "PROTOCOL_ACK_TIMEOUT_S", d.protocol_ack_timeout_s),
             critical_ack_timeout_s=_int(e, "CRITICAL_ACK_TIMEOUT_S", d.critical_ack_timeout_s),
+            stroke_ack_timeout_s=_int(e, "STROKE_ACK_TIMEOUT_S", d.stroke_ack_timeout_s),
+            stroke_protocol_ack_timeout_s=_int(
+                e, "STROKE_PROTOCOL_ACK_TIMEOUT_S", d.stroke_protocol_ack_timeout_s
+            ),
+            stroke_report_warn_s=_int(e, "STROKE_REPORT_WARN_S", d.stroke_report_warn_s),
+            stroke_report_sla_s=_int(e, "STROKE_REPORT_SLA_S", d.stroke_report_sla_s),
             session_idle_s=_int(e, "SESSION_IDLE_S", d.session_idle_s),
             session_absolute_s=_int(e, "SESSION_ABSOLUTE_S", d.session_absolute_s),
             session_cache_s=_float(e, "SESSION_CACHE_S", d.session_cache_s),

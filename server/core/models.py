@@ -184,6 +184,11 @@ class Exam(Base):
     contraindications: Mapped[str | None] = mapped_column(Text)
     consent: Mapped[bool] = mapped_column(Boolean)
 
+    # A stroke alert (docs/stroke.md): the time of onset, or the time the patient was
+    # last seen well when onset was not witnessed ("witnessed" / "last_seen_well").
+    stroke_onset_at: Mapped[datetime | None]
+    stroke_onset_kind: Mapped[str | None] = mapped_column(String(16))
+
     protocol_id: Mapped[str | None] = mapped_column(String(64))
     protocol_text: Mapped[str | None] = mapped_column(Text)
     cancel_reason: Mapped[str | None] = mapped_column(Text)

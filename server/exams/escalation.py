@@ -42,19 +42,28 @@ async def plan(
     ids = [e.id for e in exams]
     signed: dict[str, tuple[dict[str, Any], datetime]] = {}
     raised: dict[str, set[str]] = {i: set() for i in ids}
+    communicated: set[str] = set()  # a critical result received over the phone
     if not ids:
         return {}
     rows = await db.execute(
         select(ExamEvent.exam_id, ExamEvent.kind, ExamEvent.client_id, ExamEvent.body, ExamEvent.at)
         .where(
             ExamEvent.exam_id.in_(ids),
-            ExamEvent.kind.in_((EventKind.REPORT_SIGNED, EventKind.ESCALATION_RAISED)),
+            ExamEvent.kind.in_(
+                (
+                    EventKind.REPORT_SIGNED,
+                    EventKind.ESCALATION_RAISED,
+                    EventKind.CRITICAL_COMMUNICATED,
+                )
+            ),
         )
         .order_by(ExamEvent.seq)
     )
     for exam_id, kind, client_id, body, at in rows:
         if kind == EventKind.REPORT_SIGNED:
             signed[exam_id] = (body or {}, at)  # the latest signature wins
+        elif kind == EventKind.CRITICAL_COMMUNICATED:
+            communicated.add(exam_id)
         elif client_id:
             raised[exam_id].add(client_id)
     out: dict[str, tuple[list[Deadline], set[str]]] = {}
@@ -62,7 +71,8 @@ async def plan(
     for exam in exams:
         body, at = signed.get(exam.id, (None, None))
         try:
-            pending = deadlines(escalation_snapshot(exam, body, at), p)
+            snapshot = escalation_snapshot(exam, body, at, exam.id in communicated)
+            pending = deadlines(snapshot, p)
         except ValueError as exc:  # a status without its timestamp: nothing to time
             log.error("cannot plan escalations: %s", exc)
             pending = []

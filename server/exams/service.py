@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 from pydicom.uid import generate_uid
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +27,7 @@ from server.core.config import Settings
 from server.core.errors import ApiError, conflict
 from server.core.identity import Person
 from server.core.models import Exam, ExamEvent, PatientIdentity, User
+from server.exams.stroke import stroke_json
 from server.patients.service import dicom_name, identity_json
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -44,6 +52,38 @@ class Patient(BaseModel):
         return value
 
 
+class StrokeAlert(BaseModel):
+    """A stroke alert (docs/stroke.md): the time of onset, or of the patient last seen
+    well when nobody saw it begin."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    onset_at: AwareDatetime
+    onset_kind: Literal["witnessed", "last_seen_well"]
+
+
+# A clock a little ahead of the server's is accepted; an onset older than this is a typo.
+STROKE_CLOCK_SKEW = timedelta(minutes=2)
+STROKE_OLDEST_ONSET = timedelta(days=7)
+
+
+def check_onset(onset_at: datetime, now: datetime) -> None:
+    """A stroke alert's onset must be plausible at the time of the request: 422
+    ``invalid_fields`` on ``stroke.onset_at`` otherwise, and nothing is created."""
+    problem = None
+    if onset_at > now + STROKE_CLOCK_SKEW:
+        problem = "onset is in the future"
+    elif onset_at < now - STROKE_OLDEST_ONSET:
+        problem = "onset is more than 7 days ago"
+    if problem:
+        raise ApiError(
+            422,
+            "invalid_fields",
+            f"invalid or missing fields: stroke.onset_at ({problem})",
+            fields=[{"field": "stroke.onset_at", "message": problem}],
+        )
+
+
 class ExamRequest(BaseModel):
     """The content of a French teleradiology request (G4/FNMR-SFR charter):
     identity, clinical question, exam asked for, urgency, contraindications,
@@ -58,12 +98,26 @@ class ExamRequest(BaseModel):
     urgency: Literal["emergency", "urgent", "scheduled"]
     consent: bool
     contraindications: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    stroke: StrokeAlert | None = None
 
     @field_validator("consent")
     @classmethod
     def _consent_given(cls, value: bool) -> bool:
         if value is not True:
             raise ValueError("the patient must be informed and consenting")
+        return value
+
+    @field_validator("stroke")
+    @classmethod
+    def _stroke_is_an_emergency_ct_or_mri(
+        cls, value: StrokeAlert | None, info: ValidationInfo
+    ) -> StrokeAlert | None:
+        # Declared after `modality` and `urgency`, so both are in `info.data` when valid.
+        if value is not None:
+            if info.data.get("urgency") != "emergency":
+                raise ValueError("a stroke alert is an emergency")
+            if info.data.get("modality") not in ("CT", "MR"):
+                raise ValueError("a stroke alert asks for a CT or an MRI")
         return value
 
 
@@ -121,6 +175,8 @@ async def create_exam(
     and ``placer_order_number`` keeps the number of the order it came from (docs/hl7.md).
     """
     assert requester.establishment_id is not None
+    if req.stroke is not None:
+        check_onset(req.stroke.onset_at, now)
     for _attempt in range(5):
         exam = Exam(
             establishment_id=requester.establishment_id,
@@ -141,6 +197,8 @@ async def create_exam(
             consent=req.consent,
             patient_identity_id=identity_id,
             placer_order_number=placer_order_number,
+            stroke_onset_at=req.stroke.onset_at.astimezone(UTC) if req.stroke else None,
+            stroke_onset_kind=req.stroke.onset_kind if req.stroke else None,
             created_at=now,
             updated_at=now,
             last_seq=1,
@@ -163,6 +221,15 @@ async def create_exam(
                 "urgency": exam.urgency,
                 "accession_number": exam.accession_number,
                 **({"placer_order_number": placer_order_number} if placer_order_number else {}),
+                **(
+                    {
+                        "stroke": stroke_json(
+                            exam.modality, exam.stroke_onset_kind, exam.stroke_onset_at, now
+                        )
+                    }
+                    if req.stroke
+                    else {}
+                ),
             },
         )
         db.add(event)
@@ -237,6 +304,10 @@ def escalation_policy(settings: Settings) -> Policy:
         report_sla_s=settings.report_sla_s,
         protocol_ack_timeout_s=settings.protocol_ack_timeout_s,
         critical_ack_timeout_s=settings.critical_ack_timeout_s,
+        stroke_ack_timeout_s=settings.stroke_ack_timeout_s,
+        stroke_protocol_ack_timeout_s=settings.stroke_protocol_ack_timeout_s,
+        stroke_report_warn_s=settings.stroke_report_warn_s,
+        stroke_report_sla_s=settings.stroke_report_sla_s,
     )
 
 
@@ -245,10 +316,15 @@ def _epoch(value: datetime | None) -> float | None:
 
 
 def escalation_snapshot(
-    exam: Exam, signed: dict[str, Any] | None = None, signed_at: datetime | None = None
+    exam: Exam,
+    signed: dict[str, Any] | None = None,
+    signed_at: datetime | None = None,
+    communicated: bool = False,
 ) -> ExamSnapshot:
     """What the escalation policy needs of an exam. The critical flag is in the
-    ``report.signed`` event's body (`signed`), which the exam row does not hold."""
+    ``report.signed`` event's body (`signed`), which the exam row does not hold; a
+    critical result is acknowledged once delivered, or once `communicated` by a
+    logged phone call (a ``critical.communicated`` event, docs/stroke.md)."""
     critical = bool((signed or {}).get("critical"))
     return ExamSnapshot(
         exam_id=exam.id,
@@ -260,7 +336,8 @@ def escalation_snapshot(
         images_complete_at=_epoch(exam.images_complete_at),
         reported_at=_epoch(exam.reported_at or signed_at),
         critical=critical,
-        critical_acknowledged=exam.status == ExamStatus.DELIVERED,
+        critical_acknowledged=communicated or exam.status == ExamStatus.DELIVERED,
+        stroke=exam.stroke_onset_kind is not None,
     )
 
 
@@ -306,6 +383,9 @@ def exam_json(exam: Exam, settings: Settings, viewer: Role | str | None = None) 
         "urgency": exam.urgency,
         "contraindications": exam.contraindications,
         "consent": exam.consent,
+        "stroke": stroke_json(
+            exam.modality, exam.stroke_onset_kind, exam.stroke_onset_at, exam.created_at
+        ),
         "protocol": (
             {"id": exam.protocol_id, "text": exam.protocol_text} if exam.protocol_text else None
         ),

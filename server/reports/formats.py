@@ -21,6 +21,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID, EncapsulatedPDFStorage, ExplicitVRLittleEndian
 
+from server.reports.stroke import TIME_POINTS
+
 PARIS = ZoneInfo("Europe/Paris")
 ENCAPSULATED_PDF = EncapsulatedPDFStorage  # 1.2.840.10008.5.1.4.1.1.104.1 (PS3.4 B.5)
 # A fixed namespace: UUIDv5 of (namespace, name) gives the same UID for the
@@ -115,6 +117,13 @@ def render_pdf(content: dict[str, Any], sha256: str, addenda: list[dict[str, Any
         9,
     )
     line(f"Demandé le {_local(exam['requested_at'])} par {exam['requester']['name']}", 9)
+    points = content.get("time_points")
+    if points:  # a stroke alert (docs/stroke.md "The report")
+        pdf.ln(2)
+        line("ALERTE AVC - délais de la filière", 10, "B")
+        for name, label in TIME_POINTS.items():
+            if name in points:
+                line(f"{label} : {_local(points[name]) if points[name] else '-'}", 9)
     if rep["critical"]:
         pdf.ln(2)
         line("RÉSULTAT CRITIQUE : à communiquer sans délai au médecin demandeur", 11, "B")

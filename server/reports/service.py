@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from server.core.identity import Person
 from server.core.models import Base, Exam, User
+from server.reports.stroke import StrokeFindings, conclusion_text, findings_text
 
 TEMPLATES = Path(__file__).parent.parent / "data" / "report_templates.json"
 # Modalities that deliver ionising radiation, whose report must state the dose.
@@ -52,6 +53,19 @@ class DraftBody(BaseModel):
     conclusion: Section = ""
     dose: Annotated[str, StringConstraints(max_length=2000)] | None = None
     critical: bool = False
+    # The structured stroke report (docs/stroke.md "The report"); a blank findings or
+    # conclusion sent with it is written from it.
+    stroke: StrokeFindings | None = None
+
+    def with_stroke_text(self) -> DraftBody:
+        if self.stroke is None:
+            return self
+        update = {}
+        if not self.findings.strip():
+            update["findings"] = findings_text(self.stroke)
+        if not self.conclusion.strip():
+            update["conclusion"] = conclusion_text(self.stroke)
+        return self.model_copy(update=update)
 
 
 class SignBody(BaseModel):
@@ -88,6 +102,7 @@ class Report(Base):
     conclusion: Mapped[str] = mapped_column(Text, default="")
     dose: Mapped[str | None] = mapped_column(Text)
     critical: Mapped[bool] = mapped_column(Boolean, default=False)
+    stroke: Mapped[dict[str, Any] | None]  # the structured stroke report, when filled
     template_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -134,8 +149,10 @@ def person(user: User | Person) -> dict[str, Any]:
 
 
 def report_fields(report: Report) -> dict[str, Any]:
-    """What the radiologist writes: a draft shows it, a signature seals it."""
-    return {
+    """What the radiologist writes: a draft shows it, a signature seals it. The
+    structured stroke report is there only when filled, so other reports' content
+    (and hash) is what it was."""
+    fields: dict[str, Any] = {
         "indication": report.indication,
         "technique": report.technique,
         "findings": report.findings,
@@ -143,11 +160,23 @@ def report_fields(report: Report) -> dict[str, Any]:
         "dose": report.dose,
         "critical": report.critical,
     }
+    if report.stroke is not None:
+        fields["stroke"] = report.stroke
+    return fields
 
 
-def signed_content(report: Report, exam: Exam, signer: User, at: datetime) -> dict[str, Any]:
-    """What a signature covers: enough to render every delivery format alone."""
+def signed_content(
+    report: Report,
+    exam: Exam,
+    signer: User,
+    at: datetime,
+    time_points: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a signature covers: enough to render every delivery format alone. A stroke
+    alert's ``time_points`` (server/reports/stroke.py) are sealed with it."""
+    extra = {"time_points": time_points} if time_points else {}
     return {
+        **extra,
         "version": 1,
         "exam": {
             "id": exam.id,
@@ -243,8 +272,12 @@ def find_templates(modality: str | None, body_part: str | None) -> list[dict[str
 
 
 def draft_from_template(exam: Exam) -> dict[str, Any]:
-    """The starting draft: the best template, the indication from the request."""
-    tpl = find_templates(exam.modality, exam.body_part)[0]
+    """The starting draft: the best template (the stroke one for a stroke alert,
+    docs/stroke.md), the indication from the request."""
+    found = find_templates(exam.modality, exam.body_part)
+    stroke = [t for t in found if t.get("stroke_alert")] if exam.stroke_onset_kind else []
+    ordinary = [t for t in found if not t.get("stroke_alert")] or found
+    tpl = (stroke or ordinary)[0]
     return {
         "template_id": tpl["id"],
         "indication": exam.clinical_question,

@@ -28,6 +28,7 @@ from server.web.api import audit as audit_api
 from server.web.api import billing as billing_api
 from server.web.api import calls as calls_api
 from server.web.api import commands as commands_api
+from server.web.api import critical as critical_api
 from server.web.api import deliveries as deliveries_api
 from server.web.api import exams as exams_api
 from server.web.api import patients as patients_api
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> App:
         *commands_api.routes,
         *protocols.routes,
         *reports_api.routes,
+        *critical_api.routes,
         *billing_api.routes,
         *audit_api.routes,
         *roster_api.routes,

@@ -20,8 +20,8 @@ from server.composition import app_context
 from server.core.config import Settings
 from server.core.models import UserSession
 from server.testing import LiveServer
-from tests.helpers import login, of_exam
 from tests.archive.test_archive import exam_in_acquisition, stow
+from tests.helpers import login, of_exam
 
 ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]
 FRAMES = {"accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"}

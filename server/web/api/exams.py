@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -20,6 +20,8 @@ from server.exams.publish import publish_events
 from server.exams.service import ExamRequest, create_exam, event_json, exam_json, linked_request
 from server.web.http import parse
 from server.web.request import authenticate, ctx, record_request
+
+CLOSED = (ExamStatus.DELIVERED, ExamStatus.CANCELLED)
 
 
 def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -83,7 +85,11 @@ async def list_exams(request: Request) -> Response:
         )
     limit = _int_param(request, "limit", 200, 1, 1000)
     offset = _int_param(request, "offset", 0, 0, 10**9)
-    stmt = stmt.order_by(Exam.created_at.desc()).limit(limit).offset(offset)
+    # An open stroke alert comes first in every worklist (docs/stroke.md).
+    open_stroke = case(
+        (and_(Exam.stroke_onset_kind.is_not(None), Exam.status.not_in(CLOSED)), 0), else_=1
+    )
+    stmt = stmt.order_by(open_stroke, Exam.created_at.desc()).limit(limit).offset(offset)
     async with app.db() as db:
         exams = (await db.scalars(stmt)).unique().all()
         items = [exam_json(e, app.settings, principal.role) for e in exams]

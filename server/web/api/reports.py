@@ -28,7 +28,8 @@ from server.core.models import Exam, ExamEvent, User
 from server.exams.authz import load_exam
 from server.exams.commands import AsyncEffect, Changes, execute, lifecycle_error
 from server.interfaces import outbox
-from server.reports import billing
+from server.reports import billing, stroke
+from server.reports.critical import CriticalResult
 from server.reports.delivery import archive_latest, load_addenda, load_report
 from server.reports.service import (
     AcknowledgeBody,
@@ -176,7 +177,7 @@ async def get_report(request: Request) -> Response:
 
 async def put_draft(request: Request) -> Response:
     who = await authenticate(request)
-    draft = await parse(request, DraftBody)
+    draft = (await parse(request, DraftBody)).with_stroke_text()
     fields = draft.model_dump()
 
     async def effect(db: AsyncSession, exam: Exam, _w: Principal, now: datetime) -> Changes:
@@ -228,7 +229,8 @@ async def sign(request: Request) -> Response:
                 422, "incomplete_report", f"complete the report first: {names}", fields=missing
             )
         signer = await db.get_one(User, who.user.id)
-        raw = canonical_bytes(signed_content(report, exam, signer, now))
+        points = await stroke.time_points(db, exam, now)
+        raw = canonical_bytes(signed_content(report, exam, signer, now, points))
         digest = sha256_hex(raw)
         done = await db.execute(
             update(Report)
@@ -238,6 +240,16 @@ async def sign(request: Request) -> Response:
         if done.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE: a CursorResult
             raise conflict("the report is already signed", "report_signed")
         await billing.create_acts(db, exam, signer.id, now)
+        if report.critical:  # the critical-result record opens (docs/stroke.md)
+            db.add(
+                CriticalResult(
+                    exam_id=exam.id,
+                    finding=report.conclusion,
+                    identified_at=now,
+                    communicated_by_id=signer.id,
+                    created_at=now,
+                )
+            )
         out.update(sha256=digest, signed_at=ts(now))
         return {"reported_at": now}, {
             "sha256": digest,
@@ -329,6 +341,18 @@ async def acknowledge(request: Request) -> Response:
                 critical_acknowledged=report.critical and ack.critical_acknowledged,
             )
         )
+        if report.critical:  # received in the room, unless a call was logged first
+            await db.execute(
+                update(CriticalResult)
+                .where(CriticalResult.exam_id == exam.id, CriticalResult.received_at.is_(None))
+                .values(
+                    recipient_name=who.user.display_name,
+                    recipient_role=str(who.role),
+                    recipient_user_id=who.user.id,
+                    received_at=now,
+                    method="room",
+                )
+            )
         return {"delivered_at": now}, {
             "acknowledged_by": person(who.user),
             "critical": report.critical,
