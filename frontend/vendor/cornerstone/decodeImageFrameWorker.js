@@ -1,1 +1,1 @@
-import{w as a,x as b}from"./chunk-FJVBOHDF.js";import"./chunk-AIYMQX7V.js";export{b as decodeImageFrame,a as postProcessDecodedPixels};
+import{x as a,y as b}from"./chunk-ZI4KUONM.js";import"./chunk-EX7TRSJS.js";export{b as decodeImageFrame,a as postProcessDecodedPixels};
