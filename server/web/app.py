@@ -28,6 +28,7 @@ from server.web.api import billing as billing_api
 from server.web.api import calls as calls_api
 from server.web.api import commands as commands_api
 from server.web.api import exams as exams_api
+from server.web.api import priors as priors_api
 from server.web.api import protocols, turnaround
 from server.web.api import reconciliation as reconciliation_api
 from server.web.api import reports as reports_api
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> App:
         *turnaround.routes,
         *calls_api.routes,
         *reconciliation_api.routes,
+        *priors_api.routes,
     ]
     sockets = [*room.routes, *notifications.routes]
     routes = [
