@@ -63,6 +63,7 @@ export const api = {
     return request("GET", `/api/exams${qs ? `?${qs}` : ""}`);
   },
   exam: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}`),
+  priors: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}/priors`),
   events: (id, since = 0) => request("GET", `/api/exams/${encodeURIComponent(id)}/events?since=${since}`),
   createExam: (body) => request("POST", "/api/exams", body),
   command: (id, name, body) =>

@@ -193,8 +193,9 @@ export class Viewer {
       await core.setVolumesForViewports(this.engine, [{ volumeId }], this.panes.map((p) => p.id));
       for (const p of this.panes) this.applySlab(p);
     } else {
-      await Promise.all(this.panes.map((p) => p.viewport.setStack(p.data.imageIds, 0)));
       this.linkBase = null;
+      this.echoes = new Map();
+      await Promise.all(this.panes.map((p) => p.viewport.setStack(p.data.imageIds, 0)));
     }
     for (const p of this.panes) {
       this.applyWindow(p);
@@ -403,35 +404,42 @@ export class Viewer {
     if (pane) this.overlay(pane);
   }
 
-  /** Linked scrolling: the other stack follows, keeping the offset (in mm when both have positions) it had when linked. */
+  /**
+   * Linked scrolling: the other stack follows, keeping the offset (in mm when both have
+   * positions, else in slices) it had when the two were linked. The moves the viewer
+   * makes itself are remembered so that their echo does not drive the first one back.
+   */
   follow(pane) {
     this.overlay(pane);
-    if (!this.linked || this.mode !== "stack" || this.panes.length < 2 || this.following) return;
+    if (this.mode !== "stack" || this.panes.length < 2) return;
+    const i = pane.viewport.getCurrentImageIdIndex();
+    const echoes = (this.echoes ||= new Map());
+    const mine = echoes.get(pane.index);
+    if (mine?.has(i)) {
+      mine.delete(i);
+      return;
+    }
     const other = this.panes[1 - pane.index];
     if (!other?.viewport) return;
-    const i = pane.viewport.getCurrentImageIdIndex();
     const j = other.viewport.getCurrentImageIdIndex();
     const a = pane.data;
     const b = other.data;
     const spatial = a.spatial && b.spatial;
-    if (!this.linkBase) {
-      this.linkBase = { offset: spatial ? b.positions[j] - a.positions[i] : j - i, from: pane.index };
+    if (!this.linked || !this.linkBase) {
+      // Unlinked scrolling moves one stack: the offset is taken again when linked.
+      this.linkBase = this.linked ? { offset: spatial ? b.positions[j] - a.positions[i] : j - i, from: pane.index } : null;
+      if (this.linked) return;
       return;
     }
     const sign = pane.index === this.linkBase.from ? 1 : -1;
     let target;
-    if (spatial) {
-      const want = a.positions[i] + sign * this.linkBase.offset;
-      target = nearest(b.positions, want);
-    } else {
-      target = i + sign * this.linkBase.offset;
-    }
+    if (spatial) target = nearest(b.positions, a.positions[i] + sign * this.linkBase.offset);
+    else target = i + sign * this.linkBase.offset;
     target = Math.max(0, Math.min(b.imageIds.length - 1, target));
     if (target === j) return;
-    this.following = true;
-    other.viewport.setImageIdIndex(target).finally(() => {
-      this.following = false;
-    });
+    if (!echoes.has(other.index)) echoes.set(other.index, new Set());
+    echoes.get(other.index).add(target);
+    other.viewport.setImageIdIndex(target);
   }
 
   async jump(paneIndex, index) {

@@ -13,6 +13,7 @@ needs is not merged into this branch.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,10 @@ async def test_sign_and_acknowledge(
     await expect(urg.locator("#room-head .badge.status-reported")).to_be_visible()
     await expect(urg.locator("#report-panel")).to_contain_text(loop.CONCLUSION)
     await expect(urg.locator("#report-panel .critical-flag")).to_be_visible()
+    # Who signed and when, in words (not a bare time).
+    await expect(urg.locator("#report-signed-line")).to_contain_text(
+        re.compile(r"Signé par RAD le \d{2}/\d{2}")
+    )
     await expect(urg.locator("#room-banners")).to_contain_text("Résultat critique")
     await shot(urg, "room-urgentist-report-tablet")
     await urg.click("#acknowledge-report")

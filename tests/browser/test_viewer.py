@@ -25,6 +25,7 @@ from tests.browser import loop
 from tests.browser.conftest import DESKTOP
 from tests.helpers import dicom_patient, exam_payload
 
+PHONE = {"width": 390, "height": 844}
 ROWS = COLS = 128
 SPACING = 0.5  # mm per pixel
 THICKNESS = 2.0  # mm between slices
@@ -85,8 +86,14 @@ def synthetic_ct(
     return parts
 
 
-async def exam_with_series(client_for, count: int = 40, **payload) -> tuple[dict, list[bytes]]:
-    urg, rad, man = await client_for("urg_a"), await client_for("rad"), await client_for("man_a")
+async def exam_with_series(
+    client_for, count: int = 40, radiologist: str = "rad", **payload
+) -> tuple[dict, list[bytes]]:
+    urg, rad, man = (
+        await client_for("urg_a"),
+        await client_for(radiologist),
+        await client_for("man_a"),
+    )
     exam = (await urg.post("/api/exams", json=exam_payload(**payload))).json()
     assert (await rad.post(f"/api/exams/{exam['id']}/accept")).status_code == 200
     body = {"protocol_id": "ct-head-stroke", "text": "Scanner cérébral sans injection."}
@@ -187,3 +194,69 @@ async def test_banner_markers_probe_and_length(
     await expect(coronal.locator(".ori-right")).to_have_text("G")
     await expect(coronal.locator(".ov-slice")).to_contain_text(re.compile(r"Coupe \d+/128"))
     await shot(rad, "viewer-mpr")
+
+
+async def test_prior_side_by_side_with_linked_scrolling(
+    live_server: LiveServer, accounts, client_for, new_context, shot, js_errors
+) -> None:
+    base = live_server.url
+    # The patient's earlier exam, read by another radiologist, then today's.
+    prior, _ = await exam_with_series(client_for, 20, radiologist="rad2")
+    exam, _ = await exam_with_series(client_for, 20)
+    rad = js_errors.watch(await loop.login(await new_context(DESKTOP), base, "rad"), "radiologist")
+    await open_room(rad, base, exam["id"])
+    entry = rad.locator(f"#priors li.prior[data-exam='{prior['id']}']")
+    await expect(entry).to_contain_text("Scanner (CT)")
+    await entry.locator("button.prior-open").click()
+    second = rad.locator("#viewer-canvas-1")
+    await expect(second).to_have_attribute("data-slice", "1")
+    await expect(rad.locator(".viewer-pane").nth(1).locator(".ov-banner")).to_contain_text(
+        "Antérieur du"
+    )
+    # Scrolling the current series moves the prior by as many millimetres.
+    await rad.locator("#viewer-canvas").focus()
+    for _ in range(5):
+        await rad.keyboard.press("ArrowDown")
+    await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-slice", "6")
+    await expect(second).to_have_attribute("data-slice", "6")
+    # Unlinked, the prior stays where it is.
+    await rad.locator("#viewer-link").uncheck()
+    await rad.locator("#viewer-canvas").focus()
+    await rad.keyboard.press("ArrowUp")
+    await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-slice", "5")
+    await expect(second).to_have_attribute("data-slice", "6")
+    await shot(rad, "viewer-prior-side-by-side")
+
+
+# The deepest elements that stick out on the right, to say what is too wide.
+WIDEST = """[...document.querySelectorAll('body *')]
+  .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
+    && ![...e.children].some((c) => c.getBoundingClientRect().right > document.documentElement.clientWidth + 1))
+  .slice(0, 8).map((e) => `${e.tagName}.${e.className}#${e.id} ${Math.round(e.getBoundingClientRect().right)}`)"""
+
+
+async def no_horizontal_scroll(page: Page) -> None:
+    widths = await page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    wide = await page.evaluate(WIDEST)
+    assert widths[0] <= widths[1], f"page is {widths[0]} px wide in a {widths[1]} px window: {wide}"
+
+
+async def test_phone_layout_has_no_horizontal_scroll(
+    live_server: LiveServer, accounts, client_for, new_context, shot, js_errors
+) -> None:
+    base = live_server.url
+    exam, _ = await exam_with_series(client_for, 10)
+    rad = js_errors.watch(await loop.login(await new_context(PHONE), base, "rad"), "radiologist")
+    await expect(rad.locator(f"tr.wl-row[data-id='{exam['id']}']")).to_be_visible()
+    await no_horizontal_scroll(rad)
+    await shot(rad, "phone-worklist")
+    await open_room(rad, base, exam["id"])
+    await no_horizontal_scroll(rad)
+    await shot(rad, "phone-room")
+    urg = js_errors.watch(await loop.login(await new_context(PHONE), base, "urg_a"), "urgentist")
+    await expect(urg.locator(f"tr.wl-row[data-id='{exam['id']}']")).to_be_visible()
+    await no_horizontal_scroll(urg)
+    await open_room(urg, base, exam["id"])
+    await no_horizontal_scroll(urg)
