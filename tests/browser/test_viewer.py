@@ -229,10 +229,14 @@ async def test_prior_side_by_side_with_linked_scrolling(
 
 
 # The deepest elements that stick out on the right, to say what is too wide.
-WIDEST = """[...document.querySelectorAll('body *')]
-  .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1
-    && ![...e.children].some((c) => c.getBoundingClientRect().right > document.documentElement.clientWidth + 1))
-  .slice(0, 8).map((e) => `${e.tagName}.${e.className}#${e.id} ${Math.round(e.getBoundingClientRect().right)}`)"""
+WIDEST = """(() => {
+  const edge = document.documentElement.clientWidth + 1;
+  const out = (e) => e.getBoundingClientRect().right > edge;
+  return [...document.querySelectorAll('body *')]
+    .filter((e) => out(e) && ![...e.children].some(out))
+    .slice(0, 8)
+    .map((e) => `${e.tagName}.${e.className}#${e.id} ${Math.round(e.getBoundingClientRect().right)}`);
+})()"""
 
 
 async def no_horizontal_scroll(page: Page) -> None:
