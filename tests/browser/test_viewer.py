@@ -235,7 +235,7 @@ WIDEST = """(() => {
   return [...document.querySelectorAll('body *')]
     .filter((e) => out(e) && ![...e.children].some(out))
     .slice(0, 8)
-    .map((e) => `${e.tagName}.${e.className}#${e.id} ${Math.round(e.getBoundingClientRect().right)}`);
+    .map((e) => `${e.tagName}.${e.className}#${e.id} ${e.getBoundingClientRect().right | 0}`);
 })()"""
 
 
