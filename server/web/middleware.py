@@ -19,9 +19,13 @@ from starlette.websockets import WebSocketClose
 
 log = logging.getLogger("teleimagerie.http")
 
+# 'wasm-unsafe-eval': the viewer's image decoders for JPEG 2000, JPEG-LS and JPEG
+# are WebAssembly served by us (docs/security.md "Content security policy"); it lets
+# WebAssembly compile, not eval() nor inline scripts.
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
+    "style-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
+    "object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 

@@ -17,7 +17,7 @@ import numpy as np
 import pydicom
 from playwright.async_api import Page, expect
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
 from dicomweb.samples import multipart
 from server.testing import LiveServer
@@ -33,7 +33,7 @@ AIR, TISSUE, BONE = -1000, 40, 1000
 
 
 def synthetic_ct(
-    exam: dict, count: int = 40, description: str = "Crâne synthétique"
+    exam: dict, count: int = 40, description: str = "Crâne synthétique", j2k: bool = False
 ) -> list[bytes]:
     """Axial slices (ImageOrientationPatient 1\\0\\0\\0\\1\\0): air on the patient's
     right (image left), 40 HU in the middle, 1000 HU on the left (image right);
@@ -78,6 +78,8 @@ def synthetic_ct(
         ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
         ds.WindowCenter, ds.WindowWidth = 40, 400
         ds.PixelData = stored.tobytes()
+        if j2k:  # JPEG 2000 lossless, as hospitals' PACS often send (pylibjpeg-openjpeg)
+            ds.compress(JPEG2000Lossless, stored, encoding_plugin="pylibjpeg")
         from io import BytesIO
 
         buf = BytesIO()
@@ -87,7 +89,7 @@ def synthetic_ct(
 
 
 async def exam_with_series(
-    client_for, count: int = 40, radiologist: str = "rad", **payload
+    client_for, count: int = 40, radiologist: str = "rad", j2k: bool = False, **payload
 ) -> tuple[dict, list[bytes]]:
     urg, rad, man = (
         await client_for("urg_a"),
@@ -99,7 +101,7 @@ async def exam_with_series(
     body = {"protocol_id": "ct-head-stroke", "text": "Scanner cérébral sans injection."}
     assert (await rad.post(f"/api/exams/{exam['id']}/protocol", json=body)).status_code == 200
     assert (await man.post(f"/api/exams/{exam['id']}/protocol/ack")).status_code == 200
-    parts = synthetic_ct(exam, count)
+    parts = synthetic_ct(exam, count, j2k=j2k)
     content, ctype = multipart(parts)
     resp = await man.post("/dicomweb/studies", content=content, headers={"Content-Type": ctype})
     assert resp.status_code == 200, resp.text
@@ -194,6 +196,22 @@ async def test_banner_markers_probe_and_length(
     await expect(coronal.locator(".ori-right")).to_have_text("G")
     await expect(coronal.locator(".ov-slice")).to_contain_text(re.compile(r"Coupe \d+/128"))
     await shot(rad, "viewer-mpr")
+
+
+async def test_jpeg2000_series_decoded_in_the_browser(
+    live_server: LiveServer, accounts, client_for, new_context, js_errors
+) -> None:
+    """A JPEG 2000 series is decoded by the loader's WebAssembly decoder in its worker
+    (the CSP allows WebAssembly: docs/security.md), and the probe reads its HU."""
+    base = live_server.url
+    exam, _ = await exam_with_series(client_for, 4, j2k=True)
+    rad = js_errors.watch(await loop.login(await new_context(DESKTOP), base, "rad"), "radiologist")
+    await open_room(rad, base, exam["id"])
+    await rad.get_by_role("button", name="Densité (UH)").click()
+    x, y = await image_point(rad, 110, 64)
+    await rad.mouse.click(x, y, delay=120)
+    probe = rad.locator("#viewer-measures li[data-tool=Probe]")
+    await expect(probe).to_have_attribute("data-value", str(BONE))
 
 
 async def test_prior_side_by_side_with_linked_scrolling(
