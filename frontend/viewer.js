@@ -196,6 +196,8 @@ export class Viewer {
       this.linkBase = null;
       this.echoes = new Map();
       await Promise.all(this.panes.map((p) => p.viewport.setStack(p.data.imageIds, 0)));
+      // Load the rest of each stack in the background, nearest slices first.
+      for (const p of this.panes) this.cs.tools.utilities.stackPrefetch.enable(p.element);
     }
     for (const p of this.panes) {
       this.applyWindow(p);
