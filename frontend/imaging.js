@@ -65,9 +65,9 @@ const personName = (ds, tag) => {
  * and what the banner shows.
  */
 export async function loadSeries(study, series) {
-  const { loader } = await cornerstone();
   const base = `${location.origin}/dicomweb/studies/${encodeURIComponent(study)}/series/${encodeURIComponent(series)}`;
-  const meta = await dicomJson(`${base}/metadata`);
+  // The metadata request and the library's start-up overlap.
+  const [{ loader }, meta] = await Promise.all([cornerstone(), dicomJson(`${base}/metadata`)]);
   if (!meta || !meta.length) return null;
   const first = meta[0];
   const iop = vs(first, "00200037").map(Number);

@@ -79,8 +79,7 @@ export class Viewer {
     this.el.hidden = false;
     this.expected = count;
     this.want = { study, series };
-    await this.ensure();
-    const data = await loadSeries(study, series).catch(() => null);
+    const [, data] = await Promise.all([this.ensure(), loadSeries(study, series).catch(() => null)]);
     if (!data || this.want.series !== series) {
       if (!data) this.info.textContent = t("viewer.unavailable");
       return;
@@ -125,8 +124,13 @@ export class Viewer {
     if (data.imageIds.length < (this.expected || 0)) this.relist();
   }
 
-  async ensure() {
-    if (this.cs) return;
+  /** Start Cornerstone3D and this viewer's engine and tools once, however many callers wait. */
+  ensure() {
+    if (!this.started) this.started = this.start();
+    return this.started;
+  }
+
+  async start() {
     this.cs = await cornerstone();
     const { core, tools } = this.cs;
     this.engine = new core.RenderingEngine(`engine-${this.uid}`);
