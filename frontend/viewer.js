@@ -137,6 +137,8 @@ export class Viewer {
     this.group = tools.ToolGroupManager.createToolGroup(`tools-${this.uid}`);
     for (const name of Object.values(TOOLS).concat(["StackScroll"])) this.group.addTool(tools[`${name}Tool`].toolName);
     this.bindTools();
+    this.resizer = new ResizeObserver(() => this.engine.resize(true, true));
+    this.resizer.observe(this.stage);
     this.onAnnotation = () => this.remeasure();
     for (const ev of ["ANNOTATION_COMPLETED", "ANNOTATION_MODIFIED", "ANNOTATION_REMOVED"]) {
       core.eventTarget.addEventListener(tools.Enums.Events[ev], this.onAnnotation);
@@ -203,6 +205,8 @@ export class Viewer {
       // Load the rest of each stack in the background, nearest slices first.
       for (const p of this.panes) this.cs.tools.utilities.stackPrefetch.enable(p.element);
     }
+    // Fit each image to its viewport now that the layout has its final size.
+    this.engine.resize(true, false);
     for (const p of this.panes) {
       this.applyWindow(p);
       p.viewport.render();
@@ -609,6 +613,7 @@ export class Viewer {
     for (const ev of ["ANNOTATION_COMPLETED", "ANNOTATION_MODIFIED", "ANNOTATION_REMOVED"]) {
       core.eventTarget.removeEventListener(tools.Enums.Events[ev], this.onAnnotation);
     }
+    this.resizer.disconnect();
     tools.ToolGroupManager.destroyToolGroup(this.group.id);
     this.engine.destroy();
     core.cache.purgeCache();
