@@ -2,7 +2,7 @@
 // (the current one is asked; the other sessions end) and log out everywhere.
 import { api } from "./api.js";
 import { h, toast } from "./dom.js";
-import { t } from "./i18n.js";
+import { t, errorText } from "./i18n.js";
 
 export function passwordDialog() {
   const field = (id, autocomplete) => h("input", { type: "password", id, autocomplete, required: true, minlength: 12 });
@@ -31,7 +31,7 @@ export function passwordDialog() {
       toast(t("account.password_changed"), "ok");
     } catch (e) {
       err.textContent = e.code === "wrong_password" ? t("account.wrong_password")
-        : e.status === 429 ? t("account.wait") : `${t("room.command_failed")} : ${e.message}`;
+        : e.status === 429 ? t("account.wait") : `${t("room.command_failed")} : ${errorText(e)}`;
       current.value = "";
       current.focus();
     } finally {

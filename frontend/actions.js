@@ -4,7 +4,7 @@
 // so no lifecycle rule is written here.
 import { api } from "./api.js";
 import { h, toast } from "./dom.js";
-import { t } from "./i18n.js";
+import { t, errorText } from "./i18n.js";
 
 /** Whether the server offers this user the lifecycle command `name` on the room's exam. */
 export function can(room, name) {
@@ -18,7 +18,7 @@ export async function runCommand(room, name, body, okKey) {
     room.refresh();
     return true;
   } catch (err) {
-    toast(`${t("room.command_failed")} : ${err.message}`, "danger");
+    toast(`${t("room.command_failed")} : ${errorText(err)}`, "danger");
     room.refresh();
     return false;
   }

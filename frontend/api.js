@@ -64,6 +64,7 @@ export const api = {
   },
   strokeStats: (month) => request("GET", `/api/stats/stroke?month=${encodeURIComponent(month)}`),
   exam: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}`),
+  priors: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}/priors`),
   events: (id, since = 0) => request("GET", `/api/exams/${encodeURIComponent(id)}/events?since=${since}`),
   createExam: (body) => request("POST", "/api/exams", body),
   patients: (q) => request("GET", `/api/patients?${new URLSearchParams({ q })}`),

@@ -40,6 +40,26 @@ export function t(key, params = {}) {
   return text;
 }
 
+/** A server error in words (docs/api.md "Error codes"): never the raw code or English message. */
+export function errorText(err) {
+  const key = `error.${err?.code}`;
+  if (err?.code && t(key) !== key) return t(key);
+  return err?.status ? t("error.other") : t("error.network");
+}
+
+/** "Scanner (CT) · Crâne / encéphale" rather than "CT HEAD". */
+export function examLabel(modality, bodyPart) {
+  const m = t(`modality.${modality}`);
+  const b = t(`body.${bodyPart}`);
+  return `${m === `modality.${modality}` ? modality : m} · ${b === `body.${bodyPart}` ? bodyPart : b}`;
+}
+
+/** An escalation reason code in words (rooms/escalation.py "Reason"). */
+export function reasonText(code) {
+  const key = `reason.${code}`;
+  return code && t(key) !== key ? t(key) : code || "";
+}
+
 export function locale() {
   return lang === "fr" ? "fr-FR" : "en-GB";
 }

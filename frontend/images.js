@@ -1,7 +1,8 @@
 // The image panel: series thumbnails appearing live from `images.received` events,
 // the viewer for the selected series, and (for the manipulator) the upload zone.
 import { h, clear } from "./dom.js";
-import { t } from "./i18n.js";
+import { t, formatDate } from "./i18n.js";
+import { api, dicomJson } from "./api.js";
 import { Viewer } from "./viewer.js";
 import { UploadZone } from "./upload.js";
 
@@ -14,8 +15,13 @@ export class ImagesPanel {
     this.upload = null;
     this.uploadSlot = h("div", { class: "upload-slot" });
     this.empty = h("p", { class: "muted empty-images", id: "images-empty" }, t("images.none"));
+    // The patient's earlier exams in our archive, each series openable beside the
+    // current one (docs/api.md "Priors").
+    this.priorList = h("ul", { class: "priors", id: "priors", "aria-label": t("priors.title") });
+    this.priors = h("details", { class: "priors-box", id: "priors-box", hidden: true },
+      h("summary", {}, t("priors.title")), this.priorList);
     this.el = h("section", { class: "card images-card", id: "images-panel", "aria-labelledby": "images-title" },
-      h("h2", { id: "images-title" }, t("images.title")), this.uploadSlot, this.strip, this.empty, this.viewer.el);
+      h("h2", { id: "images-title" }, t("images.title")), this.uploadSlot, this.strip, this.empty, this.priors, this.viewer.el);
     this.selected = null;
   }
 
@@ -31,6 +37,40 @@ export class ImagesPanel {
       this.upload = null;
     }
     this.empty.hidden = this.series.size > 0;
+    if (!this.priorsLoaded && this.room.me.role !== "manipulator") {
+      this.priorsLoaded = true;
+      this.loadPriors(exam.id);
+    }
+  }
+
+  async loadPriors(examId) {
+    let priors = [];
+    try {
+      priors = (await api.priors(examId)).priors || [];
+    } catch {
+      return;
+    }
+    const items = [];
+    for (const p of priors) {
+      const series = await dicomJson(`/dicomweb/studies/${encodeURIComponent(p.study_instance_uid)}/series`).catch(() => null) || [];
+      const date = formatDate(p.requested_at.slice(0, 10));
+      const title = `${date} · ${t(`modality.${p.modality}`)} · ${t(`body.${p.body_part}`)} · ${t(`status.${p.status}`)}`;
+      const buttons = series.map((s) => {
+        const uid = s["0020000E"]?.Value?.[0];
+        const desc = s["0008103E"]?.Value?.[0] || "";
+        const count = s["00201209"]?.Value?.[0] ?? "";
+        const label = `${t("priors.prior")} ${date}`;
+        return h("li", {}, h("button", {
+          type: "button", class: "btn btn-small prior-open", dataset: { study: p.study_instance_uid, series: uid },
+          onclick: () => this.viewer.compare(p.study_instance_uid, uid, label),
+        }, `${t("priors.compare")} : ${desc || t("priors.series")} (${t("images.count", { n: count })})`));
+      });
+      items.push(h("li", { class: "prior", dataset: { exam: p.id } }, h("div", {}, title),
+        buttons.length ? h("ul", { class: "prior-series" }, ...buttons) : h("div", { class: "muted small" }, t("priors.no_images"))));
+    }
+    clear(this.priorList, ...items);
+    this.priors.hidden = items.length === 0;
+    if (items.length) this.priors.open = true;
   }
 
   onEvent(e) {

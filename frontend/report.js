@@ -3,7 +3,7 @@
 // signed report. Works from the report API, or from the room's report events.
 import { api } from "./api.js";
 import { h, clear, debounce, beep } from "./dom.js";
-import { t, formatTime } from "./i18n.js";
+import { t, formatTime, formatDateTime, errorText } from "./i18n.js";
 import { signDialog } from "./sign.js";
 import { can, runCommand } from "./actions.js";
 
@@ -100,7 +100,9 @@ export class ReportPanel {
     clear(this.body,
       r.critical ? h("p", { class: "critical-flag", role: "alert" }, `⚠ ${t("report.critical")}`) : null,
       ...[...FIELDS, "dose"].map((f) => r[f] ? h("div", { class: "report-section" }, h("h3", {}, t(`report.${f}`)), h("p", { class: "report-text" }, r[f])) : null),
-      h("p", { class: "small muted", id: "report-signed-line" }, `✓ ${t("report.signed_line")}${r.signed_at ? ` ${formatTime(r.signed_at)}` : ""}`,
+      h("p", { class: "small muted", id: "report-signed-line" }, `✓ ${t("report.signed_by", {
+        name: r.signer?.name || "?", rpps: r.signer?.rpps ? ` (RPPS ${r.signer.rpps})` : "", at: r.signed_at ? formatDateTime(r.signed_at) : "?",
+      })}`,
         r.sha256 ? h("code", { class: "sha" }, ` SHA-256 ${r.sha256.slice(0, 16)}…`) : null),
       exam.status === "delivered" ? h("p", { class: "ok-line", id: "report-delivered" }, `✓ ${t("report.delivered")}`) : null,
       toAck ? this.ackForm(r) : null);
@@ -202,7 +204,7 @@ export class ReportPanel {
       return true;
     } catch (err) {
       this.dirty = true;
-      this.saveState.textContent = `${t("report.save_failed")} (${err.message})`;
+      this.saveState.textContent = `${t("report.save_failed")} (${errorText(err)})`;
       this.save();
       return false;
     }

@@ -4,7 +4,7 @@ import { deliveryState } from "./deliveries.js";
 import { api } from "./api.js";
 import { CLOSE } from "./constants.js";
 import { h, clear, toast, debounce } from "./dom.js";
-import { t, age, formatDate, getLang } from "./i18n.js";
+import { t, age, formatDate, getLang, examLabel, reasonText } from "./i18n.js";
 import { RoomClient } from "./roomclient.js";
 import { strokeClock, tickStrokeClock } from "./strokeclock.js";
 import { statusBadge, urgencyBadge, patientName, countdown, currentDeadline, timeline, tickCountdowns } from "./status.js";
@@ -75,7 +75,7 @@ export function mountRoom(main, app, examId) {
   function renderHead() {
     const e = room.exam;
     if (!e) return;
-    document.title = `${patientName(e)} · ${e.modality} ${e.body_part} — Téléimagerie`;
+    document.title = `${patientName(e)} · ${examLabel(e.modality, e.body_part)} — Téléimagerie`;
     clear(head,
       h("div", { class: "room-id" },
         h("a", { href: "#/worklist", class: "back", "aria-label": t("room.back") }, "←"),
@@ -84,7 +84,7 @@ export function mountRoom(main, app, examId) {
             h("span", { class: "muted patient-meta" }, ` ${e.patient.sex} · ${age(e.patient.birth_date)} ${t("unit.years")} · ${formatDate(e.patient.birth_date)} · ${e.patient.id}`)),
           e.patient.identity ? identityBlock(e.patient.identity) : null,
           h("p", { class: "exam-line" }, urgencyBadge(e.urgency), " ", statusBadge(e.status),
-            h("strong", {}, ` ${e.modality} ${e.body_part}`),
+            h("strong", {}, ` ${examLabel(e.modality, e.body_part)}`),
             h("span", { class: "muted" }, ` · ${e.establishment?.name || ""} · ${t("room.accession")} ${e.accession_number}`)),
           h("p", { class: "question" }, h("span", { class: "muted" }, `${t("room.question")} `), e.clinical_question),
           e.contraindications ? h("p", { class: "contra" }, `⚠ ${t("room.contraindications")} ${e.contraindications}`) : null,
@@ -164,7 +164,7 @@ export function mountRoom(main, app, examId) {
     room.report.onEvent(e);
     if (e.kind === "escalation.raised") {
       const b = e.body || {};
-      room.banner(`esc-${e.seq}`, `${t("room.escalation")} (${t("room.level")} ${b.level ?? "?"}) — ${b.reason || ""}`, "danger");
+      room.banner(`esc-${e.seq}`, `${t("room.escalation")} (${t("room.level")} ${b.level ?? "?"}) — ${reasonText(b.reason)}`, "danger");
     }
     if (STATUS_KINDS.has(e.kind) && room.exam && e.seq > (room.exam.last_seq || 0)) room.refresh();
   });

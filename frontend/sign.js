@@ -1,7 +1,7 @@
 // The signature dialog: the password is asked again before a report becomes immutable.
 import { api } from "./api.js";
 import { h, toast } from "./dom.js";
-import { t } from "./i18n.js";
+import { t, errorText } from "./i18n.js";
 
 export function signDialog(room, values, onSigned) {
   const password = h("input", { type: "password", id: "sign-password", autocomplete: "current-password", required: true });
@@ -28,7 +28,7 @@ export function signDialog(room, values, onSigned) {
       toast(t("report.signed_toast"), "ok");
       onSigned(result);
     } catch (e) {
-      err.textContent = e.status === 401 || e.status === 403 ? t("report.bad_password") : `${t("room.command_failed")} : ${e.message}`;
+      err.textContent = e.status === 401 || e.status === 403 ? t("report.bad_password") : `${t("room.command_failed")} : ${errorText(e)}`;
       password.value = "";
       password.focus();
     } finally {

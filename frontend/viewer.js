@@ -1,8 +1,12 @@
-// The slice viewer: scroll (wheel, keys, slider), window presets, drag for
-// window/level, zoom and pan (mouse, touch, keyboard). Pixels come from SeriesSource.
+// The reading viewer on Cornerstone3D (docs/frontend.md "The viewer"): stack viewports
+// with banner, orientation markers, slice position and thickness, window/level presets,
+// zoom, scroll and cine; HU probe, length, angle and elliptical ROI; MPR (axial,
+// coronal, sagittal) with MIP/thick slab for CT volumes; one or two viewports with
+// linked scrolling (a second series of the exam, or a prior exam). Keyboard shortcuts
+// are read on the whole viewer, so they keep working after a button was clicked.
 import { h, clear, debounce } from "./dom.js";
 import { t } from "./i18n.js";
-import { SeriesSource, windowInto } from "./slices.js";
+import { cornerstone, loadSeries, orientationLetters } from "./imaging.js";
 
 export const PRESETS = {
   brain: [40, 80],
@@ -12,67 +16,93 @@ export const PRESETS = {
   abdomen: [50, 400],
 };
 
+const TOOLS = {
+  wl: "WindowLevel", pan: "Pan", zoom: "Zoom", probe: "Probe", length: "Length", angle: "Angle", ellipse: "EllipticalROI",
+};
+const ANNOTATIONS = ["Probe", "Length", "Angle", "EllipticalROI"];
+const KEY_TOOLS = { w: "wl", p: "pan", z: "zoom", h: "probe", l: "length", a: "angle", e: "ellipse" };
+const SLABS = [0, 5, 10, 20];
+let counter = 0;
+
 export class Viewer {
   constructor() {
-    this.canvas = h("canvas", { class: "viewer-canvas", id: "viewer-canvas", tabindex: "0", role: "img", "aria-label": t("viewer.canvas") });
+    counter += 1;
+    this.uid = `v${counter}`;
+    this.tool = "wl";
+    this.mode = "stack"; // stack | mpr
+    this.slab = 0;
+    this.mip = false;
+    this.linked = true;
+    this.panes = [];
+    this.active = 0;
+    this.cine = null;
     this.info = h("div", { class: "viewer-info", id: "viewer-info", "aria-live": "polite" });
     this.slider = h("input", { type: "range", id: "viewer-slice", min: "1", max: "1", value: "1", "aria-label": t("viewer.slice") });
-    this.tool = "wl";
-    const presets = Object.keys(PRESETS).map((name) => h("button", {
-      type: "button", class: "btn btn-small preset", dataset: { preset: name }, onclick: () => this.setWindow(PRESETS[name], name),
-    }, t(`viewer.preset.${name}`)));
-    const tools = ["wl", "pan", "zoom"].map((name) => h("button", {
-      type: "button", class: "btn btn-small tool", dataset: { tool: name }, "aria-pressed": name === this.tool ? "true" : "false",
-      onclick: () => this.setTool(name),
-    }, t(`viewer.tool.${name}`)));
+    const button = (label, attrs, onclick) => h("button", { type: "button", class: "btn btn-small", ...attrs, onclick }, label);
+    const presets = Object.keys(PRESETS).map((name) => button(t(`viewer.preset.${name}`),
+      { class: "btn btn-small preset", dataset: { preset: name }, "aria-pressed": "false" }, () => this.setWindow(PRESETS[name], name)));
+    const tools = Object.keys(TOOLS).map((name) => button(t(`viewer.tool.${name}`),
+      { class: "btn btn-small tool", dataset: { tool: name }, "aria-pressed": name === this.tool ? "true" : "false" }, () => this.setTool(name)));
+    this.modeButtons = [
+      button(t("viewer.mode.stack"), { class: "btn btn-small mode", id: "viewer-mode-stack", dataset: { mode: "stack" } }, () => this.setMode("stack")),
+      button(t("viewer.mode.mpr"), { class: "btn btn-small mode", id: "viewer-mode-mpr", dataset: { mode: "mpr" } }, () => this.setMode("mpr")),
+    ];
+    this.slabSelect = h("select", { id: "viewer-slab", "aria-label": t("viewer.slab"), onchange: () => this.setSlab(Number(this.slabSelect.value)) },
+      ...SLABS.map((mm) => h("option", { value: String(mm) }, mm ? t("viewer.slab.mm", { mm }) : t("viewer.slab.thin"))));
+    this.mipBox = h("input", { type: "checkbox", id: "viewer-mip", onchange: () => this.setMip(this.mipBox.checked) });
+    this.linkBox = h("input", { type: "checkbox", id: "viewer-link", checked: true, onchange: () => this.setLinked(this.linkBox.checked) });
+    this.cineButton = button(t("viewer.cine"), { id: "viewer-cine", "aria-pressed": "false" }, () => this.toggleCine());
+    this.layoutButtons = [1, 2].map((n) => button(t(`viewer.layout.${n}`), { class: "btn btn-small layout", dataset: { layout: String(n) } }, () => this.setLayout(n)));
     this.toolbar = h("div", { class: "viewer-toolbar", role: "toolbar", "aria-label": t("viewer.tools") },
-      h("div", { class: "group" }, ...presets), h("div", { class: "group" }, ...tools,
-        h("button", { type: "button", class: "btn btn-small", id: "viewer-reset", onclick: () => this.reset() }, t("viewer.reset"))));
-    this.stage = h("div", { class: "viewer-stage" }, this.canvas, this.info);
-    this.el = h("div", { class: "viewer", id: "viewer", hidden: true }, this.toolbar, this.stage,
+      h("div", { class: "group" }, ...presets),
+      h("div", { class: "group" }, ...tools),
+      h("div", { class: "group" }, ...this.modeButtons,
+        h("label", { class: "inline small" }, this.mipBox, " ", t("viewer.mip")), this.slabSelect),
+      h("div", { class: "group" }, ...this.layoutButtons,
+        h("label", { class: "inline small" }, this.linkBox, " ", t("viewer.link")), this.cineButton,
+        button(t("viewer.clear"), { id: "viewer-clear" }, () => this.clearMeasurements()),
+        button(t("viewer.reset"), { id: "viewer-reset" }, () => this.reset())));
+    this.stage = h("div", { class: "viewer-stage layout-1" });
+    this.measures = h("ul", { class: "viewer-measures", id: "viewer-measures", "aria-live": "polite", "aria-label": t("viewer.measures") });
+    this.el = h("div", { class: "viewer", id: "viewer", hidden: true, tabindex: "-1" }, this.toolbar, this.stage, this.info,
       h("div", { class: "viewer-slider" }, h("label", { for: "viewer-slice" }, t("viewer.slice")), this.slider),
-      h("p", { class: "muted small viewer-help" }, t("viewer.help")));
-    this.ctx = this.canvas.getContext("2d");
-    this.source = null;
-    this.index = 0;
-    this.window = PRESETS.brain;
-    this.zoom = 1;
-    this.pan = [0, 0];
-    this.current = null;
-    this.offscreen = document.createElement("canvas");
-    this.bind();
-    this.rerender = debounce(() => this.refetchRendered(), 150);
-    this.relist = debounce(() => this.reload(), 400);
-    this.resizer = new ResizeObserver(() => this.draw());
-    this.resizer.observe(this.stage);
+      this.measures, h("p", { class: "muted small viewer-help" }, t("viewer.help")));
+    this.el.addEventListener("keydown", (ev) => this.key(ev));
+    this.slider.addEventListener("input", () => this.jump(this.active, Number(this.slider.value) - 1));
+    this.relist = debounce(() => this.reloadMain(), 600);
+    this.remeasure = debounce(() => this.renderMeasures(), 100);
+    this.series = [null, null]; // what panes 0 and 1 show in the stack mode
   }
 
+  /** Show a series of the exam in the first viewport. */
   async open(study, series, count) {
     this.el.hidden = false;
-    this.source = new SeriesSource(study, series);
-    this.index = 0;
-    this.zoom = 1;
-    this.pan = [0, 0];
-    this.windowSet = false;
     this.expected = count;
-    await this.reload();
+    this.want = { study, series };
+    const [, data] = await Promise.all([this.ensure(), loadSeries(study, series).catch(() => null)]);
+    if (!data || this.want.series !== series) {
+      if (!data) this.info.textContent = t("viewer.unavailable");
+      return;
+    }
+    this.series[0] = data;
+    this.windowSet = false;
+    this.mode = "stack";
+    await this.build();
+    if (data.imageIds.length < (count || 0)) this.relist();
   }
 
-  async reload() {
-    if (!this.source) return;
-    const source = this.source;
-    let n = 0;
-    try {
-      n = await source.list();
-    } catch {
+  /** Show another series (a prior, or a second series) beside the first, scrolling linked. */
+  async compare(study, series, label) {
+    await this.ensure();
+    const data = await loadSeries(study, series).catch(() => null);
+    if (!data) {
       this.info.textContent = t("viewer.unavailable");
       return;
     }
-    if (source !== this.source) return;
-    this.slider.max = String(Math.max(n, 1));
-    if (!this.windowSet && source.instances[0]?.window) this.window = source.instances[0].window;
-    if (n) this.show(Math.min(this.index, n - 1));
-    if (n < (this.expected || 0)) this.relist();
+    data.label = label || "";
+    this.series[1] = data;
+    this.mode = "stack";
+    await this.build();
   }
 
   grow(count) {
@@ -80,150 +110,487 @@ export class Viewer {
     this.relist();
   }
 
-  async show(index) {
-    if (!this.source || !this.source.instances.length) return;
-    const n = this.source.instances.length;
-    this.index = Math.max(0, Math.min(n - 1, index));
-    this.slider.value = String(this.index + 1);
-    const wanted = this.index;
-    try {
-      const slice = await this.source.slice(wanted, this.window);
-      if (wanted !== this.index) return;
-      this.current = slice;
-      this.draw();
-      this.source.prefetch(wanted, this.window);
-    } catch {
-      this.info.textContent = t("viewer.unavailable");
+  async reloadMain() {
+    if (!this.want || this.mode !== "stack") return;
+    const data = await loadSeries(this.want.study, this.want.series).catch(() => null);
+    if (!data || !this.panes[0] || this.want.series !== data.series) return;
+    const pane = this.panes[0];
+    const index = pane.viewport.getCurrentImageIdIndex();
+    this.series[0] = data;
+    pane.data = data;
+    await pane.viewport.setStack(data.imageIds, Math.min(index, data.imageIds.length - 1));
+    this.applyWindow(pane);
+    pane.viewport.render();
+    if (data.imageIds.length < (this.expected || 0)) this.relist();
+  }
+
+  /** Start Cornerstone3D and this viewer's engine and tools once, however many callers wait. */
+  ensure() {
+    if (!this.started) this.started = this.start();
+    return this.started;
+  }
+
+  async start() {
+    this.cs = await cornerstone();
+    const { core, tools } = this.cs;
+    this.engine = new core.RenderingEngine(`engine-${this.uid}`);
+    this.group = tools.ToolGroupManager.createToolGroup(`tools-${this.uid}`);
+    for (const name of Object.values(TOOLS).concat(["StackScroll"])) this.group.addTool(tools[`${name}Tool`].toolName);
+    this.bindTools();
+    this.resizer = new ResizeObserver(() => this.engine.resize(true, true));
+    this.resizer.observe(this.stage);
+    this.onAnnotation = () => this.remeasure();
+    for (const ev of ["ANNOTATION_COMPLETED", "ANNOTATION_MODIFIED", "ANNOTATION_REMOVED"]) {
+      core.eventTarget.addEventListener(tools.Enums.Events[ev], this.onAnnotation);
     }
+  }
+
+  bindTools() {
+    const { tools } = this.cs;
+    const B = tools.Enums.MouseBindings;
+    const name = (key) => tools[`${TOOLS[key]}Tool`].toolName;
+    for (const key of Object.keys(TOOLS)) this.group.setToolPassive(name(key));
+    const extra = { pan: [{ mouseButton: B.Auxiliary }], zoom: [{ mouseButton: B.Secondary }] };
+    for (const [key, bindings] of Object.entries(extra)) {
+      const all = key === this.tool ? [{ mouseButton: B.Primary }, ...bindings] : bindings;
+      this.group.setToolActive(name(key), { bindings: all });
+    }
+    if (!extra[this.tool]) this.group.setToolActive(name(this.tool), { bindings: [{ mouseButton: B.Primary }] });
+    this.group.setToolActive(tools.StackScrollTool.toolName, { bindings: [{ mouseButton: B.Wheel }] });
+  }
+
+  /** (Re)create the viewports for the current mode and series. */
+  async build() {
+    const { core } = this.cs;
+    this.stopCine();
+    for (const pane of this.panes) {
+      this.group.removeViewports(this.engine.id, pane.id);
+      this.engine.disableElement(pane.id);
+    }
+    this.panes = [];
+    clear(this.stage);
+    const main = this.series[0];
+    if (!main) return;
+    let specs;
+    if (this.mode === "mpr") {
+      specs = ["axial", "coronal", "sagittal"].map((o) => ({ data: main, orientation: o }));
+    } else {
+      specs = [{ data: main }];
+      if (this.series[1]) specs.push({ data: this.series[1] });
+    }
+    this.stage.className = `viewer-stage layout-${specs.length}`;
+    specs.forEach((spec, i) => this.panes.push(this.makePane(spec, i)));
+    const T = core.Enums.ViewportType;
+    this.engine.setViewports(this.panes.map((p) => ({
+      viewportId: p.id,
+      type: p.orientation ? T.ORTHOGRAPHIC : T.STACK,
+      element: p.element,
+      defaultOptions: { background: [0, 0, 0], ...(p.orientation ? { orientation: core.Enums.OrientationAxis[p.orientation.toUpperCase()] } : {}) },
+    })));
+    for (const p of this.panes) {
+      p.viewport = this.engine.getViewport(p.id);
+      this.group.addViewport(p.id, this.engine.id);
+    }
+    if (this.mode === "mpr") {
+      const volumeId = `cornerstoneStreamingImageVolume:${this.uid}:${main.series}`;
+      this.volumeId = volumeId;
+      const volume = await core.volumeLoader.createAndCacheVolume(volumeId, { imageIds: main.imageIds });
+      volume.load();
+      await core.setVolumesForViewports(this.engine, [{ volumeId }], this.panes.map((p) => p.id));
+      for (const p of this.panes) this.applySlab(p);
+    } else {
+      this.linkBase = null;
+      this.echoes = new Map();
+      await Promise.all(this.panes.map((p) => p.viewport.setStack(p.data.imageIds, 0)));
+      // Load the rest of each stack in the background, nearest slices first.
+      for (const p of this.panes) this.cs.tools.utilities.stackPrefetch.enable(p.element);
+    }
+    // Fit each image to its viewport now that the layout has its final size.
+    this.engine.resize(true, false);
+    for (const p of this.panes) {
+      this.applyWindow(p);
+      p.viewport.render();
+    }
+    this.setActive(0);
+    this.renderButtons();
+    this.renderMeasures();
+  }
+
+  makePane(spec, i) {
+    const { core } = this.cs;
+    const id = `${this.uid}-vp${i}`;
+    const element = h("div", {
+      class: "viewer-canvas", id: i === 0 ? "viewer-canvas" : `viewer-canvas-${i}`, tabindex: "0", role: "img",
+      "aria-label": t("viewer.canvas"), dataset: { pane: String(i), orientation: spec.orientation || "stack" },
+    });
+    element.addEventListener("contextmenu", (ev) => ev.preventDefault());
+    element.addEventListener("pointerdown", () => this.setActive(i));
+    const o = {
+      banner: h("div", { class: "ov ov-banner" }),
+      top: h("div", { class: "ov ov-ori ori-top", dataset: { side: "top" } }),
+      bottom: h("div", { class: "ov ov-ori ori-bottom", dataset: { side: "bottom" } }),
+      left: h("div", { class: "ov ov-ori ori-left", dataset: { side: "left" } }),
+      right: h("div", { class: "ov ov-ori ori-right", dataset: { side: "right" } }),
+      slice: h("div", { class: "ov ov-slice" }),
+      window: h("div", { class: "ov ov-window" }),
+    };
+    const el = h("div", { class: "viewer-pane", dataset: { pane: String(i) } }, element, ...Object.values(o));
+    this.stage.append(el);
+    const pane = { id, el, element, overlay: o, data: spec.data, orientation: spec.orientation || null, index: i };
+    element.addEventListener(core.Enums.Events.IMAGE_RENDERED, () => {
+      this.overlay(pane);
+      this.remeasure();
+    });
+    element.addEventListener(core.Enums.Events.STACK_NEW_IMAGE, () => this.follow(pane));
+    element.addEventListener(core.Enums.Events.VOLUME_NEW_IMAGE, () => this.overlay(pane));
+    return pane;
+  }
+
+  /** The text drawn over a viewport: banner, orientation, slice, window and zoom. */
+  overlay(pane) {
+    const vp = pane.viewport;
+    if (!vp || !pane.data) return;
+    const { core } = this.cs;
+    const b = pane.data.banner;
+    const o = pane.overlay;
+    const lines = [
+      [b.patient, b.patientId && `(${b.patientId})`, b.sex, b.birth && formatDate(b.birth)].filter(Boolean).join(" "),
+      [b.studyDate && formatDate(b.studyDate), b.studyDescription].filter(Boolean).join(" · "),
+      [b.modality, b.seriesNumber !== "" ? t("viewer.series_n", { n: b.seriesNumber }) : "", b.seriesDescription].filter(Boolean).join(" "),
+    ];
+    if (pane.data.label) lines.unshift(pane.data.label);
+    if (pane.orientation) lines.push(t(`viewer.plane.${pane.orientation}`) + (this.mip && this.slab ? ` · MIP ${this.slab} mm` : this.slab ? ` · ${t("viewer.slab.mm", { mm: this.slab })}` : ""));
+    setLines(o.banner, lines);
+    const names = { L: t("ori.L"), R: t("ori.R"), A: t("ori.A"), P: t("ori.P"), S: t("ori.S"), I: t("ori.I") };
+    const [w, hgt] = [pane.element.clientWidth, pane.element.clientHeight];
+    try {
+      const c = vp.canvasToWorld([w / 2, hgt / 2]);
+      const r = vp.canvasToWorld([w / 2 + 10, hgt / 2]);
+      const d = vp.canvasToWorld([w / 2, hgt / 2 + 10]);
+      const right = unit(sub(r, c));
+      const down = unit(sub(d, c));
+      o.right.textContent = orientationLetters(right, names);
+      o.left.textContent = orientationLetters(right.map((x) => -x), names);
+      o.bottom.textContent = orientationLetters(down, names);
+      o.top.textContent = orientationLetters(down.map((x) => -x), names);
+    } catch {
+      /* no image yet */
+    }
+    let index = 0;
+    let n = 0;
+    let position = null;
+    if (pane.orientation) {
+      index = vp.getSliceIndex?.() ?? 0;
+      n = vp.getNumberOfSlices?.() ?? 0;
+      const cam = vp.getCamera();
+      position = cam.focalPoint && cam.viewPlaneNormal ? Math.abs(cam.viewPlaneNormal[2]) > 0.9 ? cam.focalPoint[2] : null : null;
+    } else {
+      index = vp.getCurrentImageIdIndex();
+      n = pane.data.imageIds.length;
+      const plane = core.metaData.get("imagePlaneModule", pane.data.imageIds[index]);
+      position = plane?.sliceLocation ?? plane?.imagePositionPatient?.[2] ?? null;
+    }
+    const thickness = this.slab || pane.data.thickness;
+    o.slice.textContent = [
+      t("viewer.slice_n", { i: index + 1, n }),
+      position !== null && position !== undefined ? t("viewer.position", { mm: fmt(position, 1) }) : "",
+      thickness ? t("viewer.thickness", { mm: fmt(thickness, 1) }) : "",
+    ].filter(Boolean).join(" · ");
+    const win = this.windowOf(pane);
+    const zoom = vp.getZoom ? vp.getZoom() : 1;
+    o.window.textContent = win ? t("viewer.wl", { c: win[0], w: win[1], z: zoom.toFixed(1) }) : "";
+    pane.element.dataset.slice = String(index + 1);
+    if (win) pane.element.dataset.window = `${win[0]},${win[1]}`;
+    this.imageBox(pane);
+    if (pane.index === this.active) {
+      this.slider.max = String(Math.max(n, 1));
+      this.slider.value = String(index + 1);
+      this.info.textContent = t("viewer.info", { i: index + 1, n, c: win?.[0] ?? "", w: win?.[1] ?? "", z: zoom.toFixed(1) });
+    }
+  }
+
+  /** Where the image lies on the page, for tests and screen readers: data-image-box="x,y,w,h" in CSS pixels. */
+  imageBox(pane) {
+    if (pane.orientation) return;
+    const { core } = this.cs;
+    const id = pane.data.imageIds[pane.viewport.getCurrentImageIdIndex()];
+    const plane = core.metaData.get("imagePlaneModule", id);
+    if (!plane?.imagePositionPatient || !plane.rowCosines) return;
+    const sp = [plane.columnPixelSpacing || 1, plane.rowPixelSpacing || 1];
+    const ipp = plane.imagePositionPatient;
+    const at = (cx, ry) => [0, 1, 2].map((k) => ipp[k] + (cx * sp[0]) * plane.rowCosines[k] + (ry * sp[1]) * plane.columnCosines[k]);
+    // The outer edges of the first and last pixels (a pixel's position is its centre).
+    const a = pane.viewport.worldToCanvas(at(-0.5, -0.5));
+    const z = pane.viewport.worldToCanvas(at(plane.columns - 0.5, plane.rows - 0.5));
+    pane.element.dataset.imageBox = [a[0], a[1], z[0] - a[0], z[1] - a[1]].map((x) => x.toFixed(2)).join(",");
+  }
+
+  windowOf(pane) {
+    const { core } = this.cs;
+    const range = pane.viewport.getProperties?.()?.voiRange;
+    if (!range) return null;
+    const { windowCenter, windowWidth } = core.utilities.windowLevel.toWindowLevel(range.lower, range.upper);
+    return [Math.round(windowCenter), Math.round(windowWidth)];
+  }
+
+  applyWindow(pane) {
+    const w = this.window || pane.data.window;
+    if (!w) return;
+    const { core } = this.cs;
+    pane.viewport.setProperties({ voiRange: core.utilities.windowLevel.toLowHighRange(w[1], w[0]) });
   }
 
   setWindow(window, presetName) {
     this.window = [Math.round(window[0]), Math.max(1, Math.round(window[1]))];
     this.windowSet = true;
     for (const b of this.toolbar.querySelectorAll(".preset")) b.setAttribute("aria-pressed", b.dataset.preset === presetName ? "true" : "false");
-    if (this.current?.kind === "bitmap") this.rerender();
-    this.draw();
-  }
-
-  async refetchRendered() {
-    if (!this.source) return;
-    const slice = await this.source.rerender(this.index, this.window).catch(() => null);
-    if (slice) {
-      this.current = slice;
-      this.draw();
+    for (const p of this.panes) {
+      this.applyWindow(p);
+      p.viewport.render();
     }
   }
 
   setTool(name) {
+    if (!TOOLS[name]) return;
     this.tool = name;
     for (const b of this.toolbar.querySelectorAll(".tool")) b.setAttribute("aria-pressed", b.dataset.tool === name ? "true" : "false");
+    if (this.group) this.bindTools();
   }
 
-  reset() {
-    this.zoom = 1;
-    this.pan = [0, 0];
-    const w = this.source?.instances[this.index]?.window;
-    this.setWindow(w || PRESETS.brain, w ? null : "brain");
-  }
-
-  draw() {
-    const rect = this.stage.getBoundingClientRect();
-    const dpr = window.devicePixelRatio || 1;
-    const cw = Math.max(1, Math.round(rect.width * dpr));
-    const ch = Math.max(1, Math.round(rect.height * dpr));
-    if (this.canvas.width !== cw || this.canvas.height !== ch) {
-      this.canvas.width = cw;
-      this.canvas.height = ch;
+  async setMode(mode) {
+    if (mode === this.mode || !this.series[0]) return;
+    if (mode === "mpr" && !this.series[0].volumeReady) {
+      this.info.textContent = t("viewer.no_mpr");
+      return;
     }
-    const ctx = this.ctx;
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.fillStyle = "#000";
-    ctx.fillRect(0, 0, cw, ch);
-    const s = this.current;
-    if (!s) return;
-    let img = s.bitmap;
-    if (s.kind === "raw") {
-      this.offscreen.width = s.width;
-      this.offscreen.height = s.height;
-      const octx = this.offscreen.getContext("2d");
-      const data = octx.createImageData(s.width, s.height);
-      windowInto(s, this.window, data);
-      octx.putImageData(data, 0, 0);
-      img = this.offscreen;
-    }
-    const fit = Math.min(cw / s.width, ch / s.height) * this.zoom;
-    ctx.imageSmoothingEnabled = true;
-    ctx.translate(cw / 2 + this.pan[0] * dpr, ch / 2 + this.pan[1] * dpr);
-    ctx.drawImage(img, (-s.width * fit) / 2, (-s.height * fit) / 2, s.width * fit, s.height * fit);
-    const n = this.source.instances.length;
-    this.info.textContent = t("viewer.info", {
-      i: this.index + 1, n, c: this.window[0], w: this.window[1], z: this.zoom.toFixed(1),
-    });
-    this.canvas.dataset.slice = String(this.index + 1);
-    this.canvas.dataset.window = `${this.window[0]},${this.window[1]}`;
+    this.mode = mode;
+    await this.build();
   }
 
-  bind() {
-    const c = this.canvas;
-    c.addEventListener("wheel", (ev) => {
-      ev.preventDefault();
-      if (ev.ctrlKey) this.zoomBy(ev.deltaY < 0 ? 1.1 : 1 / 1.1);
-      else this.show(this.index + (ev.deltaY > 0 ? 1 : -1));
-    }, { passive: false });
-    this.slider.addEventListener("input", () => this.show(Number(this.slider.value) - 1));
-    let drag = null;
-    c.addEventListener("pointerdown", (ev) => {
-      c.setPointerCapture(ev.pointerId);
-      const tool = ev.shiftKey || ev.button === 1 ? "pan" : ev.ctrlKey || ev.button === 2 ? "zoom" : this.tool;
-      drag = { x: ev.clientX, y: ev.clientY, tool, window: [...this.window], pan: [...this.pan], zoom: this.zoom };
-    });
-    c.addEventListener("pointermove", (ev) => {
-      if (!drag) return;
-      const dx = ev.clientX - drag.x;
-      const dy = ev.clientY - drag.y;
-      if (drag.tool === "wl") this.setWindow([drag.window[0] + dy * 2, drag.window[1] + dx * 4], null);
-      else if (drag.tool === "pan") {
-        this.pan = [drag.pan[0] + dx, drag.pan[1] + dy];
-        this.draw();
-      } else {
-        this.zoom = Math.min(10, Math.max(0.25, drag.zoom * Math.exp(-dy / 200)));
-        this.draw();
-      }
-    });
-    const end = () => {
-      drag = null;
-    };
-    c.addEventListener("pointerup", end);
-    c.addEventListener("pointercancel", end);
-    c.addEventListener("contextmenu", (ev) => ev.preventDefault());
-    c.addEventListener("keydown", (ev) => this.key(ev));
+  setSlab(mm) {
+    this.slab = mm;
+    for (const p of this.panes) this.applySlab(p);
+  }
+
+  setMip(on) {
+    this.mip = on;
+    if (on && !this.slab) {
+      this.slab = 10;
+      this.slabSelect.value = "10";
+    }
+    for (const p of this.panes) this.applySlab(p);
+  }
+
+  applySlab(pane) {
+    if (!pane.orientation) return;
+    const { core } = this.cs;
+    const B = core.Enums.BlendModes;
+    pane.viewport.setBlendMode(this.mip ? B.MAXIMUM_INTENSITY_BLEND : B.COMPOSITE);
+    pane.viewport.setSlabThickness(this.slab || 0.1);
+    pane.viewport.render();
+  }
+
+  setLayout(n) {
+    if (n === 1) {
+      this.series[1] = null;
+      if (this.mode === "stack") this.build();
+    } else if (!this.series[1] && this.series[0]) {
+      // Two viewports of the same series until a prior or another series is chosen.
+      this.series[1] = { ...this.series[0], label: "" };
+      this.mode = "stack";
+      this.build();
+    }
+  }
+
+  setLinked(on) {
+    this.linked = on;
+    this.linkBase = null;
+  }
+
+  setActive(i) {
+    this.active = Math.min(i, this.panes.length - 1);
+    for (const p of this.panes) p.el.classList.toggle("active", p.index === this.active);
+    const pane = this.panes[this.active];
+    if (pane) this.overlay(pane);
+  }
+
+  /**
+   * Linked scrolling: the other stack follows, keeping the offset (in mm when both have
+   * positions, else in slices) it had when the two were linked. The moves the viewer
+   * makes itself are remembered so that their echo does not drive the first one back.
+   */
+  follow(pane) {
+    this.overlay(pane);
+    if (this.mode !== "stack" || this.panes.length < 2) return;
+    const i = pane.viewport.getCurrentImageIdIndex();
+    const echoes = (this.echoes ||= new Map());
+    const mine = echoes.get(pane.index);
+    if (mine?.has(i)) {
+      mine.delete(i);
+      return;
+    }
+    const other = this.panes[1 - pane.index];
+    if (!other?.viewport) return;
+    const j = other.viewport.getCurrentImageIdIndex();
+    const a = pane.data;
+    const b = other.data;
+    const spatial = a.spatial && b.spatial;
+    if (!this.linked || !this.linkBase) {
+      // Unlinked scrolling moves one stack: the offset is taken again when linked.
+      this.linkBase = this.linked ? { offset: spatial ? b.positions[j] - a.positions[i] : j - i, from: pane.index } : null;
+      if (this.linked) return;
+      return;
+    }
+    const sign = pane.index === this.linkBase.from ? 1 : -1;
+    let target;
+    if (spatial) target = nearest(b.positions, a.positions[i] + sign * this.linkBase.offset);
+    else target = i + sign * this.linkBase.offset;
+    target = Math.max(0, Math.min(b.imageIds.length - 1, target));
+    if (target === j) return;
+    if (!echoes.has(other.index)) echoes.set(other.index, new Set());
+    echoes.get(other.index).add(target);
+    other.viewport.setImageIdIndex(target);
+  }
+
+  async jump(paneIndex, index) {
+    const pane = this.panes[paneIndex];
+    if (!pane?.viewport) return;
+    const { core } = this.cs;
+    if (pane.orientation) {
+      const n = pane.viewport.getNumberOfSlices();
+      await core.utilities.jumpToSlice(pane.element, { imageIndex: Math.max(0, Math.min(n - 1, index)) });
+    } else {
+      const n = pane.data.imageIds.length;
+      await pane.viewport.setImageIdIndex(Math.max(0, Math.min(n - 1, index)));
+    }
+  }
+
+  step(delta) {
+    const pane = this.panes[this.active];
+    if (!pane?.viewport) return;
+    const { core } = this.cs;
+    if (pane.orientation) core.utilities.scroll(pane.viewport, { delta, volumeId: this.volumeId });
+    else this.jump(this.active, pane.viewport.getCurrentImageIdIndex() + delta);
+  }
+
+  toggleCine() {
+    if (this.cine) this.stopCine();
+    else {
+      const pane = this.panes[this.active];
+      if (!pane) return;
+      this.cineButton.setAttribute("aria-pressed", "true");
+      this.cine = setInterval(() => {
+        const vp = pane.viewport;
+        const n = pane.orientation ? vp.getNumberOfSlices() : pane.data.imageIds.length;
+        const i = pane.orientation ? vp.getSliceIndex() : vp.getCurrentImageIdIndex();
+        this.jump(pane.index, (i + 1) % Math.max(n, 1));
+      }, 1000 / 12);
+    }
+  }
+
+  stopCine() {
+    if (this.cine) clearInterval(this.cine);
+    this.cine = null;
+    this.cineButton.setAttribute("aria-pressed", "false");
   }
 
   zoomBy(f) {
-    this.zoom = Math.min(10, Math.max(0.25, this.zoom * f));
-    this.draw();
+    const pane = this.panes[this.active];
+    if (!pane?.viewport) return;
+    pane.viewport.setZoom(pane.viewport.getZoom() * f);
+    pane.viewport.render();
+  }
+
+  reset() {
+    this.window = null;
+    for (const b of this.toolbar.querySelectorAll(".preset")) b.setAttribute("aria-pressed", "false");
+    for (const p of this.panes) {
+      p.viewport.resetCamera();
+      p.viewport.resetProperties?.();
+      this.applyWindow(p);
+      p.viewport.render();
+    }
+  }
+
+  clearMeasurements() {
+    const { tools } = this.cs || {};
+    if (!tools) return;
+    for (const a of this.annotations()) tools.annotation.state.removeAnnotation(a.annotationUID);
+    for (const p of this.panes) p.viewport.render();
+    this.renderMeasures();
+  }
+
+  annotations() {
+    const { tools } = this.cs;
+    const mine = new Set(this.panes.map((p) => p.element));
+    return (tools.annotation.state.getAllAnnotations() || []).filter((a) => ANNOTATIONS.includes(a.metadata?.toolName)
+      && (!a.metadata?.viewportId || this.panes.some((p) => p.id === a.metadata.viewportId) || mine.size === 0));
+  }
+
+  /** The measurements as text under the image (and as data-value for tests). */
+  renderMeasures() {
+    if (!this.cs) return;
+    const items = [];
+    for (const a of this.annotations()) {
+      const stats = Object.values(a.data?.cachedStats || {})[0];
+      if (!stats) continue;
+      const tool = a.metadata.toolName;
+      let text = "";
+      let value = null;
+      if (tool === "Probe" && Number.isFinite(stats.value)) {
+        value = stats.value;
+        text = t("viewer.m.probe", { v: fmt(value, 0), unit: unitName(stats.modalityUnit) });
+      } else if (tool === "Length" && Number.isFinite(stats.length)) {
+        value = stats.length;
+        text = t("viewer.m.length", { v: fmt(value, 1), unit: stats.unit || "mm" });
+      } else if (tool === "Angle" && Number.isFinite(stats.angle)) {
+        value = stats.angle;
+        text = t("viewer.m.angle", { v: fmt(value, 1) });
+      } else if (tool === "EllipticalROI" && Number.isFinite(stats.mean)) {
+        value = stats.mean;
+        text = t("viewer.m.ellipse", {
+          mean: fmt(stats.mean, 1), sd: fmt(stats.stdDev, 1), area: fmt(stats.area, 1), unit: unitName(stats.modalityUnit),
+          areaUnit: (stats.areaUnit || "mm²").replace("mm2", "mm²"),
+        });
+      }
+      if (text) items.push(h("li", { dataset: { tool, value: String(value), sd: String(stats.stdDev ?? ""), area: String(stats.area ?? "") } }, `${t(`viewer.m.${tool}`)} : ${text}`));
+    }
+    clear(this.measures, ...items);
   }
 
   key(ev) {
-    const n = this.source?.instances.length || 0;
+    const target = ev.target;
+    if (target instanceof HTMLInputElement && target.type !== "checkbox" && target.type !== "range") return;
+    if (target instanceof HTMLTextAreaElement || target instanceof HTMLSelectElement) return;
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
     const names = Object.keys(PRESETS);
+    const pane = this.panes[this.active];
+    const count = pane ? (pane.orientation ? pane.viewport.getNumberOfSlices() : pane.data.imageIds.length) : 0;
     const actions = {
-      ArrowDown: () => this.show(this.index + 1),
-      ArrowRight: () => this.show(this.index + 1),
-      ArrowUp: () => this.show(this.index - 1),
-      ArrowLeft: () => this.show(this.index - 1),
-      PageDown: () => this.show(this.index + 10),
-      PageUp: () => this.show(this.index - 10),
-      Home: () => this.show(0),
-      End: () => this.show(n - 1),
+      ArrowDown: () => this.step(1),
+      ArrowRight: () => this.step(1),
+      ArrowUp: () => this.step(-1),
+      ArrowLeft: () => this.step(-1),
+      PageDown: () => this.step(10),
+      PageUp: () => this.step(-10),
+      Home: () => this.jump(this.active, 0),
+      End: () => this.jump(this.active, count - 1),
       "+": () => this.zoomBy(1.2),
       "=": () => this.zoomBy(1.2),
       "-": () => this.zoomBy(1 / 1.2),
       r: () => this.reset(),
+      c: () => this.toggleCine(),
+      m: () => this.setMode(this.mode === "mpr" ? "stack" : "mpr"),
+      Tab: null,
     };
     const preset = Number(ev.key);
     if (preset >= 1 && preset <= names.length) {
       this.setWindow(PRESETS[names[preset - 1]], names[preset - 1]);
+      ev.preventDefault();
+      return;
+    }
+    if (KEY_TOOLS[ev.key]) {
+      this.setTool(KEY_TOOLS[ev.key]);
       ev.preventDefault();
       return;
     }
@@ -233,9 +600,52 @@ export class Viewer {
     }
   }
 
+  renderButtons() {
+    for (const b of this.modeButtons) b.setAttribute("aria-pressed", b.dataset.mode === this.mode ? "true" : "false");
+    for (const b of this.layoutButtons) b.setAttribute("aria-pressed", Number(b.dataset.layout) === (this.mode === "stack" ? this.panes.length : 0) ? "true" : "false");
+    this.modeButtons[1].disabled = !this.series[0]?.volumeReady;
+  }
+
   destroy() {
+    this.stopCine();
+    if (!this.cs) return;
+    const { core, tools } = this.cs;
+    for (const ev of ["ANNOTATION_COMPLETED", "ANNOTATION_MODIFIED", "ANNOTATION_REMOVED"]) {
+      core.eventTarget.removeEventListener(tools.Enums.Events[ev], this.onAnnotation);
+    }
     this.resizer.disconnect();
-    this.source = null;
+    tools.ToolGroupManager.destroyToolGroup(this.group.id);
+    this.engine.destroy();
+    core.cache.purgeCache();
+    this.series = [null, null];
     clear(this.stage);
   }
+}
+
+function setLines(el, lines) {
+  clear(el, ...lines.filter(Boolean).map((l) => h("div", {}, l)));
+}
+
+function formatDate(d) {
+  return /^\d{8}$/.test(d) ? `${d.slice(6, 8)}/${d.slice(4, 6)}/${d.slice(0, 4)}` : d;
+}
+
+function unitName(u) {
+  return u || "";
+}
+
+function fmt(x, digits) {
+  return Number(x).toLocaleString(document.documentElement.lang || "fr", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+const sub = (a, b) => [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+const unit = (a) => {
+  const n = Math.hypot(...a) || 1;
+  return a.map((x) => x / n);
+};
+
+function nearest(positions, want) {
+  let best = 0;
+  for (let k = 1; k < positions.length; k += 1) if (Math.abs(positions[k] - want) < Math.abs(positions[best] - want)) best = k;
+  return best;
 }

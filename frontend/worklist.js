@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { strokeStatsPanel } from "./strokestats.js";
 import { h, clear, toast, beep } from "./dom.js";
-import { t, formatDateTime, age } from "./i18n.js";
+import { t, formatDateTime, age, examLabel } from "./i18n.js";
 import {
   ACTIVE, URGENCY_RANK, statusBadge, urgencyBadge, patientName, countdown, currentDeadline, tickCountdowns,
 } from "./status.js";
@@ -91,7 +91,7 @@ export function mountWorklist(main, app) {
         e.stroke ? h("span", { class: "badge badge-stroke" }, t("stroke.badge")) : null),
       h("td", { class: "col-patient" }, h("strong", {}, patientName(e)),
         h("div", { class: "muted small" }, `${e.patient.sex} · ${age(e.patient.birth_date)} ${t("unit.years")} · ${e.patient.id}`)),
-      h("td", { class: "col-exam" }, `${e.modality} ${e.body_part}`,
+      h("td", { class: "col-exam" }, examLabel(e.modality, e.body_part),
         h("div", { class: "muted small clamp" }, e.clinical_question)),
       h("td", { class: "col-site" }, e.establishment?.code || ""),
       h("td", { class: "col-status" }, statusBadge(e.status)),
@@ -99,7 +99,7 @@ export function mountWorklist(main, app) {
       h("td", { class: "col-requested" }, formatDateTime(e.times.requested_at)),
       h("td", { class: "col-action" }, h("a", {
         class: "btn btn-small", href: `#/exam/${encodeURIComponent(e.id)}`,
-        "aria-label": `${t("worklist.open")} ${patientName(e)} ${e.modality} ${e.body_part}`,
+        "aria-label": `${t("worklist.open")} ${patientName(e)} ${examLabel(e.modality, e.body_part)}`,
       }, t("worklist.open"))));
     tr.addEventListener("dblclick", open);
     return tr;

@@ -37,6 +37,7 @@ from server.core.errors import ApiError
 from server.core.identity import Principal, SystemPrincipal
 from server.core.models import Exam
 from server.exams.authz import exam_scope, scope_of
+from server.priors.service import prior_exam_ids
 
 log = logging.getLogger("teleimagerie.archive")
 
@@ -86,12 +87,17 @@ class ServerAccess:
         return ("session", principal.session_id, user.id, user.role, user.establishment_id)
 
     def study_filter(self, principal: Principal | SystemPrincipal) -> ColumnElement[bool] | None:
-        """The studies the caller may see: the exam scope of ``server.authz``."""
+        """The studies the caller may see: the exam scope of ``server.authz``, and for
+        a radiologist the studies of the priors of their patients (``server.priors``)."""
         if isinstance(principal, SystemPrincipal):
             return None
-        return scope_of(
+        scope = scope_of(
             principal, establishment_id=studies.c.establishment_id, exam_id=studies.c.exam_id
         )
+        priors = prior_exam_ids(principal)
+        if scope is None or priors is None:
+            return scope
+        return or_(scope, studies.c.exam_id.in_(priors))
 
     def store_key(
         self, _principal: Principal | SystemPrincipal, attrs: InstanceAttrs

@@ -32,6 +32,7 @@ from server.web.api import critical as critical_api
 from server.web.api import deliveries as deliveries_api
 from server.web.api import exams as exams_api
 from server.web.api import patients as patients_api
+from server.web.api import priors as priors_api
 from server.web.api import protocols, turnaround
 from server.web.api import reconciliation as reconciliation_api
 from server.web.api import reports as reports_api
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> App:
         *calls_api.routes,
         *reconciliation_api.routes,
         *deliveries_api.routes,
+        *priors_api.routes,
     ]
     sockets = [*room.routes, *notifications.routes]
     routes = [

@@ -21,9 +21,13 @@ from server.accounts.auth import SCOPE_KEY
 
 log = logging.getLogger("teleimagerie.http")
 
+# 'wasm-unsafe-eval': the viewer's image decoders for JPEG 2000, JPEG-LS and JPEG
+# are WebAssembly served by us (docs/security.md "Content security policy"); it lets
+# WebAssembly compile, not eval() nor inline scripts.
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; "
+    "style-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
+    "object-src 'none'; "
     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
@@ -36,6 +40,15 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"cache-control", b"no-store"),
 ]
 
+
+# The vendored viewer modules (megabytes, docs/frontend.md "The vendored Cornerstone3D") may be
+# kept by the browser but are revalidated on each use (RFC 9111 5.2.2.4): a rebuilt
+# bundle is fetched at once, an unchanged one costs a 304 from its ETag.
+VENDOR_PREFIX = "/vendor/"
+VENDOR_HEADERS = [
+    (b"cache-control", b"no-cache") if name == b"cache-control" else (name, value)
+    for name, value in SECURITY_HEADERS
+]
 
 # RFC 6797: browsers keep to HTTPS for a year once they have seen this over HTTPS.
 # Without includeSubDomains: other hosts of a hospital's domain may still be plain HTTP.
@@ -56,7 +69,8 @@ class SecurityHeaders:
         return self.http(scope, receive, send)
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        extra = [*SECURITY_HEADERS, HSTS] if scope.get("scheme") == "https" else SECURITY_HEADERS
+        base = VENDOR_HEADERS if scope["path"].startswith(VENDOR_PREFIX) else SECURITY_HEADERS
+        extra = [*base, HSTS] if scope.get("scheme") == "https" else base
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -1,8 +1,8 @@
 """The second half of the loop in the browsers.
 
 - Images: the manipulator uploads CT series from the browser (STOW-RS), the
-  radiologist watches the thumbnails arrive, scrolls, windows, zooms; the
-  manipulator marks the acquisition complete.
+  radiologist watches the thumbnails arrive, scrolls, windows, zooms (the viewer
+  itself is checked in test_viewer.py); the manipulator marks the acquisition complete.
 - Report: the radiologist writes from the template, flags a critical finding and
   signs with the password; the urgentist reads and acknowledges it.
 
@@ -13,6 +13,7 @@ needs is not merged into this branch.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -95,19 +96,21 @@ async def test_upload_scroll_and_window(
     assert box is not None
     await rad.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     await rad.mouse.down()
-    await rad.mouse.move(box["x"] + box["width"] / 2 + 20, box["y"] + box["height"] / 2 + 10)
+    await rad.mouse.move(
+        box["x"] + box["width"] / 2 + 20, box["y"] + box["height"] / 2 + 10, steps=4
+    )
     await rad.mouse.up()
-    await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-window", "60,160")
+    # A drag with the window/level tool changes the window away from the preset.
+    await expect(rad.locator("#viewer-canvas")).not_to_have_attribute("data-window", "40,80")
     await rad.locator("#viewer-canvas").press("+")
     await expect(rad.locator("#viewer-info")).to_contain_text("×1.2")
     await shot(rad, "room-radiologist-viewer")
-    # Native CT slices come raw from WADO-RS frames and are windowed in the browser:
-    # no rendered image is requested for the window changes above.
+    # The slices come from WADO-RS frames, decoded in the browser (Cornerstone3D's
+    # DICOM image loader): no rendered image is requested for the window changes.
     assert any("/frames/1" in url for url in pixel_requests)
     assert not any("/rendered" in url for url in pixel_requests)
 
-    # A compressed series cannot be windowed in the browser: the viewer asks the
-    # server to render it (WADO-RS rendered) instead.
+    # A compressed series (RLE Lossless) is decoded in the browser too.
     rle = loop.make_ct_series(
         tmp_path / "rle",
         exam["study_instance_uid"],
@@ -121,8 +124,9 @@ async def test_upload_scroll_and_window(
     await thumb.nth(1).click()
     await expect(rad.locator("#viewer-info")).to_contain_text("Coupe 1/3")
     await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-slice", "1")
-    assert any("/rendered" in url for url in pixel_requests)
-    await shot(rad, "room-radiologist-viewer-rendered")
+    await expect(rad.locator(".viewer-pane .ov-banner").first).to_contain_text("Cerveau RLE")
+    assert not any("/rendered" in url for url in pixel_requests)
+    await shot(rad, "room-radiologist-viewer-rle")
 
     # Marking the acquisition complete takes a confirming second click.
     await man.click("#images-complete")
@@ -158,6 +162,10 @@ async def test_sign_and_acknowledge(
     await expect(urg.locator("#room-head .badge.status-reported")).to_be_visible()
     await expect(urg.locator("#report-panel")).to_contain_text(loop.CONCLUSION)
     await expect(urg.locator("#report-panel .critical-flag")).to_be_visible()
+    # Who signed and when, in words (not a bare time).
+    await expect(urg.locator("#report-signed-line")).to_contain_text(
+        re.compile(r"Signé par RAD le \d{2}/\d{2}")
+    )
     await expect(urg.locator("#room-banners")).to_contain_text("Résultat critique")
     await shot(urg, "room-urgentist-report-tablet")
     await urg.click("#acknowledge-report")

@@ -35,3 +35,16 @@ async def test_frontend_is_served_at_root(http: httpx.AsyncClient) -> None:
     resp = await http.get("/")
     assert resp.status_code == 200
     assert "Téléimagerie" in resp.text
+
+
+async def test_vendored_modules_are_revalidated_not_refetched(http: httpx.AsyncClient) -> None:
+    first = await http.get("/vendor/cornerstone/cornerstone.js")
+    assert first.status_code == 200
+    assert first.headers["cache-control"] == "no-cache"
+    assert first.headers["content-security-policy"].startswith("default-src 'self'")
+    again = await http.get(
+        "/vendor/cornerstone/cornerstone.js", headers={"if-none-match": first.headers["etag"]}
+    )
+    assert again.status_code == 304 and again.content == b""
+    # Everything else stays out of the browser's cache.
+    assert (await http.get("/app.js")).headers["cache-control"] == "no-store"

@@ -1,0 +1,145 @@
+// Cornerstone3D for the viewer (docs/frontend.md "The viewer"): started once, fed by
+// our own DICOMweb. A series is read from WADO-RS `metadata`; each instance becomes a
+// `wadors:` image id whose pixels come from WADO-RS `frames` (the session cookie goes
+// with these same-origin requests), decoded in the browser by the DICOM image loader.
+import { dicomJson } from "./api.js";
+
+let ready = null;
+
+/** The vendored modules, started once: `{core, tools, loader}`. */
+export function cornerstone() {
+  if (!ready) ready = start();
+  return ready;
+}
+
+async function start() {
+  const cs = await import("./vendor/cornerstone/cornerstone.js");
+  const { core, tools } = cs;
+  await core.init();
+  cs.dicomImageLoaderModule.init({
+    maxWebWorkers: 1,
+    decodeConfig: { wasmBasePath: new URL("./vendor/cornerstone/wasm/", import.meta.url).href },
+  });
+  tools.init();
+  for (const tool of TOOL_CLASSES(tools, core)) tools.addTool(tool);
+  return { core, tools, loader: cs.dicomImageLoaderModule };
+}
+
+export const TOOL_CLASSES = (tools, core) => [
+  tools.WindowLevelTool, tools.PanTool, tools.ZoomTool, tools.StackScrollTool,
+  stackProbe(tools, core), tools.LengthTool, tools.AngleTool, tools.EllipticalROITool,
+];
+
+/**
+ * The density probe. In the pinned release the stack probe reads its pixel through
+ * the displayed image's own voxel manager with the slice's index in the stack as the
+ * third coordinate, which finds nothing beyond the first slice; when that happens the
+ * value is read at (i, j) of that image itself (its pixels are already rescaled to HU
+ * by the loader, PS3.3 C.11.1.1.2). Same tool name, so annotations stay "Probe".
+ */
+function stackProbe(tools, core) {
+  return class StackProbeTool extends tools.ProbeTool {
+    _calculateCachedStats(annotation, ...rest) {
+      const result = super._calculateCachedStats(annotation, ...rest);
+      for (const [target, stats] of Object.entries(annotation.data.cachedStats || {})) {
+        if (stats.value !== undefined || !stats.index || !target.startsWith("imageId:")) continue;
+        const image = core.cache.getImage(target.slice("imageId:".length));
+        const value = image?.voxelManager?.getAtIJK(stats.index[0], stats.index[1], 0);
+        if (value !== undefined) stats.value = value;
+      }
+      return result;
+    }
+  };
+}
+
+const v = (ds, tag, i = 0) => ds?.[tag]?.Value?.[i];
+const vs = (ds, tag) => ds?.[tag]?.Value || [];
+const personName = (ds, tag) => {
+  const p = v(ds, tag);
+  return (typeof p === "object" ? p?.Alphabetic : p) || "";
+};
+
+/**
+ * A series read from WADO-RS metadata: image ids in spatial order (along the normal of
+ * ImageOrientationPatient, PS3.3 C.7.6.2.1.1; instance number when there is no geometry),
+ * and what the banner shows.
+ */
+export async function loadSeries(study, series) {
+  const base = `${location.origin}/dicomweb/studies/${encodeURIComponent(study)}/series/${encodeURIComponent(series)}`;
+  // The metadata request and the library's start-up overlap.
+  const [{ loader }, meta] = await Promise.all([cornerstone(), dicomJson(`${base}/metadata`)]);
+  if (!meta || !meta.length) return null;
+  const first = meta[0];
+  const iop = vs(first, "00200037").map(Number);
+  const normal = iop.length === 6 ? cross(iop.slice(0, 3), iop.slice(3, 6)) : null;
+  const items = meta.map((ds) => {
+    const ipp = vs(ds, "00200032").map(Number);
+    return {
+      ds,
+      sop: v(ds, "00080018"),
+      number: Number(v(ds, "00200013") ?? 0),
+      position: normal && ipp.length === 3 ? dot(ipp, normal) : null,
+      frames: Number(v(ds, "00280008") ?? 1) || 1,
+    };
+  }).filter((x) => x.sop);
+  const spatial = items.every((x) => x.position !== null);
+  items.sort((a, b) => (spatial ? a.position - b.position : 0) || a.number - b.number);
+  const imageIds = [];
+  const positions = [];
+  for (const item of items) {
+    for (let f = 1; f <= item.frames; f += 1) {
+      const id = `wadors:${base}/instances/${encodeURIComponent(item.sop)}/frames/${f}`;
+      loader.wadors.metaDataManager.add(id, item.ds);
+      imageIds.push(id);
+      positions.push(item.position);
+    }
+  }
+  const wc = Number(v(first, "00281050"));
+  const ww = Number(v(first, "00281051"));
+  return {
+    study,
+    series,
+    imageIds,
+    positions,
+    spatial,
+    modality: v(first, "00080060") || "",
+    thickness: Number(v(first, "00180050")) || null,
+    window: Number.isFinite(wc) && Number.isFinite(ww) && ww > 0 ? [wc, ww] : null,
+    // Reformats need a stack of parallel slices of one geometry.
+    volumeReady: spatial && items.length >= 3 && items.every((x) => x.frames === 1),
+    banner: {
+      patient: personName(first, "00100010").replaceAll("^", " ").trim(),
+      patientId: v(first, "00100020") || "",
+      birth: v(first, "00100030") || "",
+      sex: v(first, "00100040") || "",
+      studyDate: v(first, "00080020") || "",
+      studyDescription: v(first, "00081030") || "",
+      seriesDescription: v(first, "0008103E") || "",
+      seriesNumber: v(first, "00200011") ?? "",
+      modality: v(first, "00080060") || "",
+    },
+  };
+}
+
+export function cross(a, b) {
+  return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+}
+
+export function dot(a, b) {
+  return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+}
+
+/**
+ * The orientation letters of a direction in the patient coordinate system (LPS, PS3.3
+ * C.7.6.2.1.1): +x left, +y posterior, +z head. Up to three letters, the largest
+ * component first, components under 0.25 left out (as for an oblique plane).
+ */
+export function orientationLetters(d, names) {
+  const parts = [
+    [Math.abs(d[0]), d[0] > 0 ? names.L : names.R],
+    [Math.abs(d[1]), d[1] > 0 ? names.P : names.A],
+    [Math.abs(d[2]), d[2] > 0 ? names.S : names.I],
+  ].filter(([m]) => m > 0.25);
+  parts.sort((a, b) => b[0] - a[0]);
+  return parts.map(([, l]) => l).join("");
+}

@@ -1,0 +1,1 @@
+"""Priors: a patient's earlier exams in our own archive (docs/api.md "Priors")."""

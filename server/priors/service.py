@@ -1,0 +1,86 @@
+"""The earlier exams of an exam's patient in our archive (docs/api.md "Priors").
+
+A prior is an exam of the same establishment with the same patient identifier,
+requested before the exam being read and not cancelled. Establishments assign their
+own identifiers, so an identifier is never matched across establishments (docs/security.md
+"Priors").
+
+Who sees a prior: whoever sees it anyway (site staff of the establishment,
+coordinators), and the radiologist assigned to an exam of that patient, for the
+comparison, in the room's list and in the archive (the studies filed under a prior
+are readable through DICOMweb by that radiologist: ``prior_exam_ids``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from rooms.types import ExamStatus, Role
+from server.core.identity import Principal
+from server.core.models import Exam
+from server.exams.authz import scope_of
+
+
+def prior_exam_ids(principal: Principal) -> Select[Any] | None:
+    """The ids of the exams a radiologist may read as priors: those of the patients
+    (same establishment, same patient identifier) of the exams assigned to them.
+    None for the other roles, whose scope already holds what they may compare."""
+    if principal.role != Role.RADIOLOGIST:
+        return None
+    current = aliased(Exam)
+    return (
+        select(Exam.id)
+        .join(
+            current,
+            and_(
+                current.establishment_id == Exam.establishment_id,
+                current.patient_id == Exam.patient_id,
+            ),
+        )
+        .where(current.assigned_radiologist_id == principal.user.id)
+    )
+
+
+def visible_as_prior(principal: Principal) -> ColumnElement[bool]:
+    """True for the exams the caller may open as a prior."""
+    scope = scope_of(principal)
+    if scope is None:
+        return true()
+    priors = prior_exam_ids(principal)
+    return scope if priors is None else or_(scope, Exam.id.in_(priors))
+
+
+async def priors_of(db: AsyncSession, principal: Principal, exam: Exam) -> list[Exam]:
+    """The patient's earlier exams the caller may open, newest first."""
+    stmt = (
+        select(Exam)
+        .where(
+            Exam.establishment_id == exam.establishment_id,
+            Exam.patient_id == exam.patient_id,
+            Exam.id != exam.id,
+            Exam.created_at < exam.created_at,
+            Exam.status != ExamStatus.CANCELLED,
+            visible_as_prior(principal),
+        )
+        .order_by(Exam.created_at.desc())
+        .limit(50)
+    )
+    return list((await db.scalars(stmt)).unique().all())
+
+
+def prior_json(exam: Exam) -> dict[str, Any]:
+    """What the room lists of a prior (docs/api.md "Priors")."""
+    return {
+        "id": exam.id,
+        "study_instance_uid": exam.study_instance_uid,
+        "accession_number": exam.accession_number,
+        "modality": exam.modality,
+        "body_part": exam.body_part,
+        "status": exam.status,
+        "requested_at": exam.created_at.isoformat(),
+        "reported_at": exam.reported_at.isoformat() if exam.reported_at else None,
+    }
