@@ -76,7 +76,7 @@ class Decisions:
     patient attributes the decision reads), so an instance that differs in any
     of them is decided afresh; an answer older than ``max_age_s`` is asked again,
     so that a change to the exam (cancelled, reassigned) reaches a long
-    association within that time (docs/dicomweb.md "Filing and reconciliation").
+    association within that time (docs/gateway.md "One ingest path").
     """
 
     def __init__(self, max_age_s: float = 30.0) -> None:
@@ -180,7 +180,7 @@ class Ingestor:
             )
         finally:
             if early is not None:
-                early.close()
+                await early.settle()
         return results[0]
 
     async def store_many(
@@ -544,16 +544,14 @@ class _Early:
     sops: frozenset[str]
     rows: asyncio.Future[dict[str, Any]]
 
-    def close(self) -> None:
-        """The caller is done: should the answer go unused (the instance failed
-        to stage, the caller left), its failure is not reported. Not cancelled:
-        a batch whose caller left is still stored and may await it."""
-        self.rows.add_done_callback(_quiet)
-
-
-def _quiet(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved: an unused lookup's failure is not an error
+    async def settle(self) -> None:
+        """Wait for the lookup to end, its answer used or not (the instance
+        failed to stage, the caller left): no query outlives its call, and an
+        unused lookup's failure is not an error. Not cancelled: a batch whose
+        caller left is still stored and may await it."""
+        await asyncio.wait([self.rows])
+        if not self.rows.cancelled():
+            self.rows.exception()  # retrieved
 
 
 def discard_staged(staged: Sequence[Staged | Failure]) -> None:
