@@ -2,9 +2,9 @@
 delivered reports.
 
 Storing runs in two steps. ``Ingestor.stage_soon`` (one instance, in worker
-threads, many side by side) writes the received bytes unchanged to a temp file,
-then fsyncs it while its header is read and its DICOM JSON made, in a header
-reader process (dicomweb/staging.py); it is staged once both are done.
+threads, many side by side) writes the received bytes unchanged to a temp file
+and fsyncs it, then has its header read and its DICOM JSON made there, in a
+header reader process (dicomweb/staging.py).
 ``Ingestor.store_staged`` (a batch) asks ``Access`` whether the caller may
 store each instance and where, moves the new files into place, indexes the batch
 in SQL in one transaction, then calls ``IngestHooks.on_stored`` per new
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import threading
 import time
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -200,12 +199,11 @@ class Ingestor:
         )
 
     def stage_soon(self, item: Item, owned: bool = False) -> asyncio.Future[Staged | Failure]:
-        """Stage ``item``: ``write`` in the I/O pool, then, side by side, its
-        fsync (in the I/O pool) and its header read (``staging.read_staged``, by
-        a header reader process); the future resolves once both are done, so a
-        staged file is always fsynced. The future is never cancelled by the
-        work; should its result be dropped, ``discard_staged`` takes the temp
-        file away. Cancelling the future leaves nothing behind either."""
+        """Stage ``item``: ``write`` in the I/O pool, then its header read
+        (``staging.read_staged``) by a header reader process. The future is
+        never cancelled by the work; should its result be dropped,
+        ``discard_staged`` takes the temp file away. Cancelling the future leaves
+        nothing behind either."""
         loop = asyncio.get_running_loop()
         staged: asyncio.Future[Staged | Failure] = loop.create_future()
 
@@ -215,23 +213,6 @@ class Ingestor:
             else:
                 staged.set_result(result)
 
-        lock = threading.Lock()
-        halves: dict[str, Any] = {}  # "read": Staged | Failure, "sync": OSError | None
-
-        def joined(half: str, value: Any) -> None:  # in whichever thread ends last
-            with lock:
-                halves[half] = value
-                if len(halves) < 2:
-                    return
-            result, failed = halves["read"], halves["sync"]
-            if isinstance(result, Staged) and failed is not None:
-                Storage.discard(result.temp)
-                result = Failure(OUT_OF_RESOURCES, f"cannot write: {failed.strerror}")
-            try:
-                loop.call_soon_threadsafe(deliver, result)
-            except RuntimeError:  # the loop is closed: nobody will take it
-                discard_staged([result])
-
         def read(temp: Path) -> None:  # in the reader thread
             try:
                 result = _HEADERS.read(temp)
@@ -239,15 +220,10 @@ class Ingestor:
                 log.exception("reading a staged header failed")
                 Storage.discard(temp)
                 result = Failure(PROCESSING_FAILURE, "the instance could not be staged")
-            joined("read", result)
-
-        def sync(temp: Path) -> None:  # in an I/O thread
             try:
-                Storage.sync(temp)
-            except OSError as exc:
-                joined("sync", exc)
-            else:
-                joined("sync", None)
+                loop.call_soon_threadsafe(deliver, result)
+            except RuntimeError:  # the loop is closed: nobody will take it
+                discard_staged([result])
 
         def written(job: Future[Path | Failure]) -> None:  # in an I/O thread
             try:
@@ -257,20 +233,18 @@ class Ingestor:
                 temp = Failure(PROCESSING_FAILURE, "the instance could not be staged")
             if isinstance(temp, Path):
                 _READ.submit(read, temp)
-                _WRITE.submit(sync, temp)
                 return
             try:
                 loop.call_soon_threadsafe(deliver, temp)
             except RuntimeError:
                 pass
 
-        _WRITE.submit(self.write, item, owned, False).add_done_callback(written)
+        _WRITE.submit(self.write, item, owned).add_done_callback(written)
         return staged
 
-    def write(self, item: Item, owned: bool = False, sync: bool = True) -> Path | Failure:
-        """``item`` in a temp file, fsynced unless ``sync`` is false (a file of
-        ours, ``owned``, is used as it is). Blocking; the I/O of staging, nearly
-        all outside the GIL."""
+    def write(self, item: Item, owned: bool = False) -> Path | Failure:
+        """``item`` in a temp file, fsynced (a file of ours, ``owned``, is used
+        as it is). Blocking; the I/O of staging, nearly all outside the GIL."""
         try:
             if isinstance(item, Path):
                 temp = item if owned else self.storage.copy_temp(item)
@@ -282,8 +256,6 @@ class Ingestor:
             if isinstance(exc, OSError):
                 return Failure(OUT_OF_RESOURCES, f"cannot write: {exc.strerror}")
             raise
-        if not sync:
-            return temp
         try:
             Storage.sync(temp)
         except OSError as exc:
