@@ -25,10 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import select, update  # noqa: E402
+from pydicom import dcmread  # noqa: E402
+from sqlalchemy import func, select, update  # noqa: E402
 
 from bench.dicomweb import Client, stow  # noqa: E402
 from dicomweb.samples import ct_series  # noqa: E402
+from dicomweb.tables import instances  # noqa: E402
 from server.accounts.service import add_establishment, add_user  # noqa: E402
 from server.composition import app_context  # noqa: E402
 from server.core.config import Settings, normalise_database_url  # noqa: E402
@@ -57,7 +59,20 @@ REQUEST = ExamRequest.model_validate(
 )
 
 
-async def seed(settings: Settings) -> str:
+def exam_attrs(exam: Exam) -> dict[str, str]:
+    """What a modality copies from the worklist into every slice: the exam's study
+    UID, accession and patient, so that the series is filed (not kept aside)."""
+    return {
+        "StudyInstanceUID": exam.study_instance_uid,
+        "AccessionNumber": exam.accession_number,
+        "PatientID": exam.patient_id,
+        "PatientName": exam.patient_name,
+        "PatientBirthDate": exam.patient_birth_date.strftime("%Y%m%d"),
+        "PatientSex": exam.patient_sex,
+    }
+
+
+async def seed(settings: Settings) -> dict[str, str]:
     """HOPA, a radiographer, a CT exam in acquisition, the AE CT_BENCH."""
     async with app_context(settings) as app, app.db() as db:
         await add_establishment(app, db, "HOPA", "Bench hospital")
@@ -68,7 +83,7 @@ async def seed(settings: Settings) -> str:
         await db.execute(update(Exam).where(Exam.id == exam.id).values(status="acquiring"))
         await add_ae(app, db, "CT_BENCH", "HOPA")
         await db.commit()
-        return exam.accession_number
+        return exam_attrs(exam)
 
 
 async def storescu(port: int, called: str, files: list[str]) -> None:
@@ -82,7 +97,9 @@ async def storescu(port: int, called: str, files: list[str]) -> None:
 
 
 async def cstore(settings: Settings, files: list[str], associations: int) -> float:
-    """storescu of ``files``, split over ``associations`` concurrent storescu."""
+    """storescu of ``files``, split over ``associations`` concurrent storescu;
+    stops if any instance was not filed into its exam."""
+    sops = [str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
     async with app_context(settings) as app:
         gateway = Gateway(app, host="127.0.0.1", port=0)
         port = gateway.start()
@@ -97,20 +114,28 @@ async def cstore(settings: Settings, files: list[str], associations: int) -> flo
             elapsed = time.perf_counter() - t0
         finally:
             await asyncio.to_thread(gateway.stop)
+        async with app.db() as db:
+            filed = await db.scalar(
+                select(func.count()).select_from(instances).where(instances.c.sop_uid.in_(sops))
+            )
+    if filed != len(files):
+        raise SystemExit(f"{len(files) - (filed or 0)} instance(s) not filed (kept aside?)")
     return elapsed
 
 
-def write_series(directory: Path, slices: int, size: int, accession: str) -> list[str]:
+def write_series(directory: Path, slices: int, size: int, attrs: dict[str, str]) -> list[str]:
     directory.mkdir()
     files = []
-    for i, data in enumerate(ct_series(slices, size, AccessionNumber=accession)):
+    fields = dict(attrs)
+    study = fields.pop("StudyInstanceUID")
+    for i, data in enumerate(ct_series(slices, size, study=study, **fields)):
         path = directory / f"{i:04d}.dcm"
         path.write_bytes(data)
         files.append(str(path))
     return files
 
 
-async def second_exam(settings: Settings) -> str:
+async def second_exam(settings: Settings) -> dict[str, str]:
     """Another exam, so the parallel run stores a new study rather than duplicates."""
     async with app_context(settings) as app, app.db() as db:
         urg = await db.scalar(select(User).where(User.username == "urg"))
@@ -118,10 +143,12 @@ async def second_exam(settings: Settings) -> str:
         exam, _ = await create_exam(db, settings, urg, REQUEST, app.now())
         await db.execute(update(Exam).where(Exam.id == exam.id).values(status="acquiring"))
         await db.commit()
-        return exam.accession_number
+        return exam_attrs(exam)
 
 
-def stow_runs(settings: Settings, accession: str, slices: int, size: int) -> tuple[float, float]:
+def stow_runs(
+    settings: Settings, attrs: dict[str, str], slices: int, size: int
+) -> tuple[float, float]:
     with LiveServer(settings) as server:
         anonymous = Client(f"{server.url}", None)
         body = json.dumps({"username": "man", "password": PASSWORD}).encode()
@@ -130,9 +157,11 @@ def stow_runs(settings: Settings, accession: str, slices: int, size: int) -> tup
         )
         assert status == 200, data[:200]
         client = Client(f"{server.url}/dicomweb", json.loads(data)["token"])
-        batch, _, _ = stow(client, list(ct_series(slices, size, AccessionNumber=accession)))
+        fields = dict(attrs)
+        study = fields.pop("StudyInstanceUID")
+        batch, _, _ = stow(client, list(ct_series(slices, size, study=study, **fields)))
         single = 0.0
-        for part in ct_series(slices, size, AccessionNumber=accession):
+        for part in ct_series(slices, size, study=study, **fields):
             elapsed, _, _ = stow(client, [part])
             single += elapsed
     return batch, single
@@ -159,16 +188,16 @@ def main() -> None:
             argon2_parallelism=1,
             log_level="WARNING",
         )
-        accession = asyncio.run(seed(settings))
-        files = write_series(work / "series", args.slices, args.size, accession)
+        attrs = asyncio.run(seed(settings))
+        files = write_series(work / "series", args.slices, args.size, attrs)
         total = sum(os.path.getsize(f) for f in files)
         mb = total / 1e6
         load = os.getloadavg()[0]
         elapsed = asyncio.run(cstore(settings, files, 1))
-        accession2 = asyncio.run(second_exam(settings))
-        files2 = write_series(work / "series2", args.slices, args.size, accession2)
+        attrs2 = asyncio.run(second_exam(settings))
+        files2 = write_series(work / "series2", args.slices, args.size, attrs2)
         parallel = asyncio.run(cstore(settings, files2, args.parallel))
-        batch, single = stow_runs(settings, accession, args.slices, args.size)
+        batch, single = stow_runs(settings, attrs, args.slices, args.size)
         n = args.slices
         print(f"series: {n} x {args.size}x{args.size} CT, {mb:.0f} MB; load average {load:.1f}")
         for name, seconds in (

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,33 @@ READERS = 2
 _WRITE = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dicomweb-write")
 _READ = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="dicomweb-read")
 _HEADERS = HeaderReaders(READERS)
+
+
+class Decisions:
+    """``Access.authorize_store``'s answers kept by one caller across batches:
+    a DICOM association sends a series one instance at a time, and every slice
+    of it reads the same exam. Keyed by ``Access.store_key`` (the study and
+    patient attributes the decision reads), so an instance that differs in any
+    of them is decided afresh; an answer older than ``max_age_s`` is asked again,
+    so that a change to the exam (cancelled, reassigned) reaches a long
+    association within that time (docs/gateway.md "One ingest path").
+    """
+
+    def __init__(self, max_age_s: float = 30.0) -> None:
+        self.max_age_s = max_age_s
+        self._kept: dict[Hashable, tuple[float, Any]] = {}
+
+    def get(self, key: Hashable) -> tuple[bool, Any]:
+        """(True, the answer) when one is kept and fresh, else (False, None)."""
+        kept = self._kept.get(key)
+        if kept is None or time.monotonic() - kept[0] > self.max_age_s:
+            return False, None
+        return True, kept[1]
+
+    def put(self, key: Hashable, answer: Any) -> None:
+        if len(self._kept) >= 64:  # one association rarely sends more studies
+            self._kept.clear()
+        self._kept[key] = (time.monotonic(), answer)
 
 
 class Ingestor:
@@ -126,13 +153,33 @@ class Ingestor:
         *,
         expected_study: str | None = None,
         owned: bool = False,
+        decisions: Decisions | None = None,
+        sop_uid: str | None = None,
     ) -> Result:
         """Store one instance. ``data``: the Part-10 bytes or a file path; with
         ``owned=True`` the file (in the storage's temp dir) is moved, not copied.
-        ``expected_study``: the study UID of a ``POST /studies/{study}``."""
-        results = await self.store_many(
-            [data], principal, expected_study=expected_study, owned=owned
-        )
+        ``expected_study``: the study UID of a ``POST /studies/{study}``.
+        ``decisions``: filing answers the caller keeps from one call to the next
+        (see ``Decisions``); without it each call asks ``Access`` afresh.
+        ``sop_uid``: the SOP Instance UID the caller was told (a C-STORE's
+        Affected SOP Instance UID): the index is asked whether it is stored
+        already while the instance is being staged, not after; an instance whose
+        header names another UID is asked after, as without it."""
+        early = None
+        if sop_uid:
+            early = _Early(frozenset([sop_uid]), asyncio.ensure_future(self._existing([sop_uid])))
+        try:
+            results = await self.store_many(
+                [data],
+                principal,
+                expected_study=expected_study,
+                owned=owned,
+                decisions=decisions,
+                early=early,
+            )
+        finally:
+            if early is not None:
+                await early.settle()
         return results[0]
 
     async def store_many(
@@ -142,10 +189,14 @@ class Ingestor:
         *,
         expected_study: str | None = None,
         owned: bool = False,
+        decisions: Decisions | None = None,
+        early: _Early | None = None,
     ) -> list[Result]:
         """Store a batch; one result per item, in order."""
         staged = await asyncio.gather(*(self.stage_soon(item, owned) for item in items))
-        return await self.store_staged(staged, principal, expected_study=expected_study)
+        return await self.store_staged(
+            staged, principal, expected_study=expected_study, decisions=decisions, early=early
+        )
 
     def stage_soon(self, item: Item, owned: bool = False) -> asyncio.Future[Staged | Failure]:
         """Stage ``item``: ``write`` in the I/O pool, then its header read
@@ -218,12 +269,16 @@ class Ingestor:
         principal: Principal,
         *,
         expected_study: str | None = None,
+        decisions: Decisions | None = None,
+        early: _Early | None = None,
     ) -> list[Result]:
         """Place and index staged instances; one result per item, in order. The
         temp files are moved into place or discarded, whatever happens. The work
         runs to its end even if the caller is cancelled (a client gone, a request
         failing midway): a batch is stored with its rows, or not at all."""
-        work = asyncio.ensure_future(self._store_batch(staged, principal, expected_study))
+        work = asyncio.ensure_future(
+            self._store_batch(staged, principal, expected_study, decisions, early)
+        )
         return await asyncio.shield(work)
 
     async def _store_batch(
@@ -231,9 +286,11 @@ class Ingestor:
         staged: Sequence[Staged | Failure],
         principal: Principal,
         expected_study: str | None,
+        decisions: Decisions | None = None,
+        early: _Early | None = None,
     ) -> list[Result]:
         try:
-            results = await self._store(staged, principal, expected_study)
+            results = await self._store(staged, principal, expected_study, decisions, early)
         finally:
             discard_staged(staged)  # what was not moved into place
         if self.hooks is not None:
@@ -250,11 +307,14 @@ class Ingestor:
         staged: Sequence[Staged | Failure],
         principal: Principal,
         expected_study: str | None,
+        decisions: Decisions | None = None,
+        early: _Early | None = None,
     ) -> list[Result]:
         results: list[Result | None] = [None] * len(staged)
         candidates: list[tuple[int, Staged, Any]] = []
         store_key = getattr(self.access, "store_key", None)
-        decided: dict[Hashable, Any] = {}  # store_key -> authorize_store's answer
+        # store_key -> authorize_store's answer: for this batch, or kept by the caller
+        decided = decisions if decisions is not None else Decisions()
         aside: list[tuple[int, Staged, Quarantined]] = []
         for i, item in enumerate(staged):
             if isinstance(item, Failure):
@@ -263,12 +323,11 @@ class Ingestor:
             h = item.header
             attrs = instance_attrs(h, expected_study)
             key = store_key(principal, attrs) if store_key is not None else None
-            if key is not None and key in decided:
-                target = decided[key]
-            else:
+            known, target = decided.get(key) if key is not None else (False, None)
+            if not known:
                 target = await self.access.authorize_store(principal, attrs)
                 if key is not None:
-                    decided[key] = target
+                    decided.put(key, target)
             if target is None:
                 results[i] = fail(h, NOT_AUTHORIZED, "not authorised to store this instance")
                 continue
@@ -282,7 +341,11 @@ class Ingestor:
             candidates.append((i, item, target))
         if aside:
             await self._keep_aside(principal, aside, results)
-        existing = await self._existing([s.header.sop_uid for _, s, _ in candidates])
+        sops = [s.header.sop_uid for _, s, _ in candidates]
+        if early is not None and sops and early.sops.issuperset(sops):
+            existing = await early.rows  # asked while the instance was staged
+        else:
+            existing = await self._existing(sops)
         fresh: list[tuple[int, Staged, Any]] = []
         first_of: dict[str, int] = {}
         repeats: list[tuple[int, int]] = []  # the same instance twice in one batch
@@ -444,6 +507,23 @@ class Ingestor:
             thumbnail_url=f"{prefix}/thumbnail",
             retrieve_url=f"{prefix}/instances/{h.sop_uid}",
         )
+
+
+@dataclass
+class _Early:
+    """The index asked about ``sops`` while they are staged (``Ingestor.store``)."""
+
+    sops: frozenset[str]
+    rows: asyncio.Future[dict[str, Any]]
+
+    async def settle(self) -> None:
+        """Wait for the lookup to end, its answer used or not (the instance
+        failed to stage, the caller left): no query outlives its call, and an
+        unused lookup's failure is not an error. Not cancelled: a batch whose
+        caller left is still stored and may await it."""
+        await asyncio.wait([self.rows])
+        if not self.rows.cancelled():
+            self.rows.exception()  # retrieved
 
 
 def discard_staged(staged: Sequence[Staged | Failure]) -> None:

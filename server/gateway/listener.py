@@ -26,6 +26,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicomweb.ingest import Decisions
 from dicomweb.types import OUT_OF_RESOURCES, Failure, KeptAside
 from server.archive.context import ArchiveContext
 from server.core import audit
@@ -68,6 +69,9 @@ class _Session:
     aside: int = 0
     failed: dict[str, int] = field(default_factory=dict)
     studies: set[str] = field(default_factory=set)
+    #: The filing decisions of this association: a series arrives one C-STORE at
+    #: a time and every slice names the same exam and patient.
+    decisions: Decisions = field(default_factory=Decisions)
 
 
 def _request(assoc: Association) -> A_ASSOCIATE:
@@ -251,7 +255,14 @@ class Gateway:
             source=f"dicom:{session.caller.ae_title}",
         )
         try:
-            result = self._call(self.app.ingestor.store(data, principal))
+            result = self._call(
+                self.app.ingestor.store(
+                    data,
+                    principal,
+                    decisions=session.decisions,
+                    sop_uid=str(request.AffectedSOPInstanceUID),
+                )
+            )
         except Exception:
             log.exception("C-STORE ingest failed")
             return self._failed(session, OUT_OF_RESOURCES, "archive unavailable, retry later")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dicomweb import DicomwebConfig, Failure, Ingestor, StoredInstance
 from dicomweb import tables as t
+from dicomweb.ingest import Decisions
 from dicomweb.samples import ct_series, instance, sample_path
 from dicomweb.storage import Storage
 from dicomweb.testing import RecordingHooks, TokenAccess, create_engine
@@ -268,3 +271,45 @@ def test_place_many_moves_what_it_can(tmp_path: Path) -> None:
     assert placed[0] == storage.absolute(a) and placed[0].read_bytes() == b"DICM"
     assert isinstance(placed[1], OSError) and not storage.absolute(b).exists()
     assert not good.exists()
+
+
+async def test_decisions_kept_by_the_caller_span_calls_until_they_age(
+    db: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """``Decisions`` (a DICOM association's) carries ``authorize_store``'s answer
+    from one single-instance call to the next for the same key; an answer older
+    than ``max_age_s`` is asked again; without it every call asks."""
+    access = CountingAccess(True)
+    ingestor = Ingestor(DicomwebConfig(storage_root=tmp_path / "store"), db, access)
+    slices = list(ct_series(6, size=32))
+    kept = Decisions()
+    for data in slices[:3]:
+        assert isinstance(await ingestor.store(data, P, decisions=kept), StoredInstance)
+    assert access.calls == 1
+    other = await ingestor.store(instance(PatientID="SOMEONE-ELSE"), P, decisions=kept)
+    assert isinstance(other, StoredInstance) and access.calls == 2
+    stale = Decisions(max_age_s=-1.0)  # every answer already too old
+    for data in slices[3:5]:
+        assert isinstance(await ingestor.store(data, P, decisions=stale), StoredInstance)
+    assert access.calls == 4
+    assert isinstance(await ingestor.store(slices[5], P), StoredInstance)
+    assert access.calls == 5
+
+
+async def test_a_uid_told_in_advance_is_looked_up_while_staging(
+    ingestor: Ingestor, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """``sop_uid`` (a C-STORE's): a repeat is still a duplicate, a new instance
+    still stored; a header naming another UID than the one told is checked on
+    its own UID, so a stored instance sent under a wrong UID is no new row."""
+    first = instance()
+    uid = str(dcmread(io.BytesIO(first)).SOPInstanceUID)
+    stored = await ingestor.store(first, P, sop_uid=uid)
+    assert isinstance(stored, StoredInstance) and not stored.duplicate
+    again = await ingestor.store(first, P, sop_uid=uid)
+    assert isinstance(again, StoredInstance) and again.duplicate
+    told_wrong = await ingestor.store(first, P, sop_uid="1.2.3.4")
+    assert isinstance(told_wrong, StoredInstance) and told_wrong.duplicate
+    assert await count(db, t.instances) == 1
+    broken = await ingestor.store(b"not DICOM", P, sop_uid="1.2.3.5")
+    assert isinstance(broken, Failure)

@@ -196,3 +196,47 @@ async def test_a_mismatching_instance_is_kept_aside_not_lost(
     assert (
         await rad.get(f"/dicomweb/studies/{exam['study_instance_uid']}/metadata")
     ).status_code == 404
+
+
+async def test_an_association_decides_filing_once_per_study_and_patient(
+    listener: Listener, client_for: ClientFor, tmp_path: Path
+) -> None:
+    """The slices of a series share one filing decision for the association; a
+    slice whose patient differs is decided afresh, and kept aside."""
+    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    exam = await exam_in_acquisition(urg, rad, man)
+    access = listener.app.ingestor.access
+    asked: list[str] = []
+    real = access.authorize_store
+
+    async def counted(principal: Any, attrs: Any) -> Any:  # the real decision, counted
+        asked.append(attrs.patient_id)
+        return await real(principal, attrs)
+
+    access.authorize_store = counted  # type: ignore[method-assign]
+    slices = list(ct_series(6, size=64, **of_exam(exam)))
+    stray = dcmread(io.BytesIO(slices[3]))
+    stray.PatientID, stray.PatientName = "SOMEONE-ELSE", "MARTIN^Jean"
+    slices[3] = _bytes(stray)
+    files = [write(tmp_path / f"s{i}.dcm", data) for i, data in enumerate(slices)]
+    run = await dcmtk(
+        "storescu", "-v", "-nh", "-aet", "CT_HOPA", "-aec", AEC, "127.0.0.1",
+        str(listener.port), *files,
+    )  # fmt: skip
+    got = responses(run.out)
+    assert got.pop("s3.dcm") == "Warning: CoercionOfDataElements", run.out
+    assert set(got.values()) == {"Success"}, run.out
+    # Once for the exam's patient, once for the other; not once per slice.
+    assert sorted(asked) == sorted([exam["patient"]["id"], "SOMEONE-ELSE"]), asked
+    [row] = await audit_rows(listener, "dicom.store")
+    assert row.detail["stored"] == 5 and row.detail["aside"] == 1
+    found = await rad.get(
+        "/dicomweb/studies",
+        params={"AccessionNumber": exam["accession_number"], "includefield": "00201208"},
+    )
+    assert [s["00201208"]["Value"] for s in found.json()] == [[5]]
+    # A second association asks again.
+    again = await dcmtk(
+        "storescu", "-aet", "CT_HOPA", "-aec", AEC, "127.0.0.1", str(listener.port), files[0]
+    )
+    assert again.code == 0 and len(asked) == 3
