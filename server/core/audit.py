@@ -22,9 +22,9 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import JSON, BigInteger, Integer, String, Table, insert, select, text
+from sqlalchemy import JSON, BigInteger, Integer, String, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -101,30 +101,9 @@ async def _append(db: AsyncSession, entries: Sequence[AuditEntry]) -> Sequence[A
         entry.prev_hash = prev
         entry.hash = prev = row_hash(entry)
         next_id += 1
-    # One INSERT of plain rows: the session's unit of work would cost more CPU than
-    # the statement (the entries stay transient; nothing reads them back).
-    await db.execute(
-        insert(cast(Table, AuditEntry.__table__)), [_columns(entry) for entry in entries]
-    )
+    db.add_all(entries)
+    await db.flush()
     return entries
-
-
-def _columns(entry: AuditEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "at": entry.at,
-        "user_id": entry.user_id,
-        "username": entry.username,
-        "role": entry.role,
-        "action": entry.action,
-        "exam_id": entry.exam_id,
-        "study_uid": entry.study_uid,
-        "addr": entry.addr,
-        "outcome": entry.outcome,
-        "detail": entry.detail or {},
-        "prev_hash": entry.prev_hash,
-        "hash": entry.hash,
-    }
 
 
 class AuditWriter:

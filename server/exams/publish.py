@@ -5,7 +5,8 @@ Every writer of exam events (commands, escalations, stored images, calls, chat)
 commits first, then hands the events here: a room never hears of a change that
 could still roll back, and a subscriber that misses a frame replays it from SQL.
 After an event whose kind may move a deadline (``rooms.types.MOVES_DEADLINES``,
-declared with the kinds), the exam's escalation timers are re-planned from SQL.
+declared with the kinds), the exam's escalation timers are re-planned from SQL,
+or from the row in hand for an exam its transaction created.
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import hl7
-from sqlalchemy import Select, Table, insert, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -189,20 +189,15 @@ class Inbound:
                 error, effects = exc, Effects()
             code = "AA" if error is None else error.ack_code
             text = hl7_in.ack(msg, code, error, effects.warnings)
-            # A plain INSERT rather than an object for the session's unit of work,
-            # which costs more CPU than the statement itself.
-            await db.execute(
-                insert(cast(Table, Hl7Message.__table__)),
-                [
-                    {
-                        "sender_id": sender.id,
-                        "control_id": head.control_id,
-                        "message_type": head.message_type[:16],
-                        "ack_code": code,
-                        "ack": text,
-                        "received_at": now,
-                    }
-                ],
+            db.add(
+                Hl7Message(
+                    sender_id=sender.id,
+                    control_id=head.control_id,
+                    message_type=head.message_type[:16],
+                    ack_code=code,
+                    ack=text,
+                    received_at=now,
+                )
             )
             detail = {
                 "application": sender.application,

@@ -1,7 +1,8 @@
 """What the inbound path's shortcuts must still give (docs/hl7.md "Inbound",
 docs/benchmarks.md "HL7 inbound"): a new order's escalation timers planned from the
-exam in hand are those a re-plan from SQL gives, and the audit rows and stored ACKs
-written as plain INSERTs chain and answer as before."""
+exam in hand are those a re-plan from SQL gives, and an order whose exam is loaded
+inside its transaction still chains its audit rows and answers a repeat with the
+stored ACK."""
 
 from __future__ import annotations
 
