@@ -94,6 +94,21 @@ async def sync_timers(app: AppContext, exam: Exam | str) -> None:
     )
 
 
+async def schedule_new(app: AppContext, exam: Exam) -> None:
+    """Plan the timers of an exam created by a transaction just committed, from the
+    row in hand: a new exam has no signed report and no escalation raised yet, so
+    its deadlines follow from its columns alone (what :func:`sync_timers` would read
+    back from SQL), and no timer of its id exists to cancel."""
+    try:
+        pending = deadlines(escalation_snapshot(exam), escalation_policy(app.settings))
+    except ValueError as exc:  # a status without its timestamp: nothing to time
+        log.error("cannot plan escalations: %s", exc)
+        return
+    await asyncio.gather(
+        *(app.bus.timer_schedule(d.key, d.due_at, {"exam_id": exam.id}) for d in pending)
+    )
+
+
 async def rebuild(app: AppContext, batch: int = 500, stop: asyncio.Event | None = None) -> int:
     """Schedule every pending, not yet raised deadline of every open exam; returns the
     number scheduled. Stale timers left in the engine fire as no-ops, so none is

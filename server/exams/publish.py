@@ -5,7 +5,8 @@ Every writer of exam events (commands, escalations, stored images, calls, chat)
 commits first, then hands the events here: a room never hears of a change that
 could still roll back, and a subscriber that misses a frame replays it from SQL.
 After an event whose kind may move a deadline (``rooms.types.MOVES_DEADLINES``,
-declared with the kinds), the exam's escalation timers are re-planned from SQL.
+declared with the kinds), the exam's escalation timers are re-planned from SQL,
+or from the row in hand for an exam its transaction created.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rooms.types import moves_deadlines
 from server.core.channels import room_channel
 from server.core.context import AppContext
 from server.core.models import Exam, ExamEvent
-from server.exams.escalation import sync_timers
+from server.exams.escalation import schedule_new, sync_timers
 from server.exams.service import event_json
 
 log = logging.getLogger("teleimagerie.publish")
@@ -31,11 +32,17 @@ def _frame(event: EventJson) -> dict[str, Any]:
 
 
 async def publish_events(
-    app: AppContext, exam: Exam | str, events: Iterable[ExamEvent | EventJson]
+    app: AppContext,
+    exam: Exam | str,
+    events: Iterable[ExamEvent | EventJson],
+    *,
+    created: bool = False,
 ) -> None:
     """Publish one exam's committed events, in order, then re-plan its timers if
     one of them may have moved a deadline. ``events`` are rows, or their JSON
-    already rendered (with the author's name, for instance)."""
+    already rendered (with the author's name, for instance). ``created``: ``exam``
+    is the row of an exam its transaction created, loaded before the commit, and
+    its timers are planned from it without reading it back."""
     exam_id = exam if isinstance(exam, str) else exam.id
     rendered = [event_json(e) if isinstance(e, ExamEvent) else e for e in events]
     for event in rendered:
@@ -45,7 +52,10 @@ async def publish_events(
         # is committed whatever happens here; the worker's periodic rebuild repairs a
         # failed re-plan, so it must not turn a done command into an error.
         try:
-            await sync_timers(app, exam)
+            if created and isinstance(exam, Exam):
+                await schedule_new(app, exam)
+            else:
+                await sync_timers(app, exam)
         except Exception:
             log.exception("re-planning the timers of exam %s failed", exam_id)
 

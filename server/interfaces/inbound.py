@@ -96,8 +96,11 @@ class Inbound:
         by_exam: dict[str, list[ExamEvent]] = {}
         for exam_id, event in effects.events:
             by_exam.setdefault(exam_id, []).append(event)
+        # The exams the message created, loaded before its commit.
+        created = {exam.id: exam for exam, _choice in effects.routed}
         for exam_id, events in by_exam.items():
-            await publish_events(self.app, exam_id, events)
+            new = created.get(exam_id)
+            await publish_events(self.app, new or exam_id, events, created=new is not None)
         for exam, choice in effects.routed:
             await routing.announce(self.app, exam, choice)
         for users, body in effects.drafts:
@@ -214,10 +217,13 @@ class Inbound:
                 at=now,
                 detail=detail,
             )
+            # A new exam's JSON names the site and the people: loaded in this
+            # transaction (the session keeps it past the commit) rather than in a
+            # second one after it; before the audit rows, which come last.
+            for exam, _choice in effects.routed:
+                await db.refresh(exam)
             await audit.record_many(db, effects.audits)
             await db.commit()
-            for exam, _choice in effects.routed:  # its JSON names the site and the people
-                await db.refresh(exam)
         return text, effects
 
     async def _stored(self, sender: Sender, control_id: str) -> str | None:
