@@ -165,6 +165,7 @@ async def test_the_scanner_dose_fills_the_report_without_levels(client_for: Clie
     await ok(await rad.put(f"{base}/report", json={**DRAFT, "dose": "PDL : […] mGy.cm"}))
     draft = await ok(await rad.get(f"{base}/report"))
     assert draft["dose"] == "PDL : 850 mGy.cm ; CTDIvol : 55 mGy (Head)"
+    assert draft["dose_filled"] is True  # shown, not stored: the editor saves it
     refused = await rad.post(f"{base}/report/sign", json={"password": PASSWORD})
     error = refused.json()["error"]
     assert refused.status_code == 422 and error["code"] == "incomplete_report"
@@ -173,7 +174,8 @@ async def test_the_scanner_dose_fills_the_report_without_levels(client_for: Clie
     # The radiologist may still edit the line: what they typed stays.
     typed = "PDL : 850 mGy.cm ; CTDIvol : 55 mGy (acquisition unique)"
     await ok(await rad.put(f"{base}/report", json={**DRAFT, "dose": typed}))
-    assert (await ok(await rad.get(f"{base}/report")))["dose"] == typed
+    kept = await ok(await rad.get(f"{base}/report"))
+    assert kept["dose"] == typed and kept["dose_filled"] is False
     await ok(await rad.post(f"{base}/report/sign", json={"password": PASSWORD}))
     signed = await ok(await urg.get(f"{base}/report"))
     assert signed["dose"] == typed and signed["radiation_dose"]["reference"] is None

@@ -121,6 +121,8 @@ def _report_json(
             "template_id": report.template_id,
             **fields,
             "radiation_dose": dose,
+            # The line shown is not the one stored: the editor saves it.
+            "dose_filled": fields["dose"] != report.dose,
             "updated_at": ts(report.updated_at),
         }
     content = json.loads(report.canonical or "{}")
