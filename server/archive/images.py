@@ -4,9 +4,9 @@
 The archive calls :meth:`ImageEvents.on_stored` for each stored instance (its
 ingest hook); a series is announced at its first instance, then at most once a
 second with the running count, so that a modality sending hundreds of
-instances does not flood the room. A Radiation Dose SR among them is read
-(server/archive/dose.py) and its figures kept on the exam (docs/reports.md
-"The dose from the scanner").
+instances does not flood the room. A Radiation Dose SR among them is not an
+image: it is read (server/archive/dose.py) and its figures kept on the exam
+(docs/reports.md "The dose from the scanner"), without ``images.received``.
 """
 
 from __future__ import annotations
@@ -60,8 +60,9 @@ class ImageEvents:
     async def on_stored(self, stored: StoredInstance) -> None:
         if stored.exam_id is None or stored.duplicate:
             return
-        if stored.sop_class_uid in RDSR_CLASSES:
+        if stored.sop_class_uid in RDSR_CLASSES:  # a dose report, not an image to show
             await self._record_dose(stored)
+            return
         if stored.sop_class_uid.startswith(ENCAPSULATED_DOCUMENT):
             return
         now = time.monotonic()

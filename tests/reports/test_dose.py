@@ -118,17 +118,23 @@ async def stow(client: Any, ds: Dataset) -> None:
     assert resp.status_code == 200, resp.text
 
 
-@pytest.fixture
-def settings(
+def settings_with_levels(
     make_settings: Callable[..., Settings], request: pytest.FixtureRequest, tmp_path: Path
 ) -> Settings:
-    """With ``indirect`` parametrisation, the reference levels the site would give."""
+    """With ``indirect`` parametrisation of ``settings``, a DRL_FILE holding those levels."""
     levels = getattr(request, "param", None)
     if levels is None:
         return make_settings()
     path = tmp_path / "drl.json"
     path.write_text(json.dumps(levels), encoding="utf-8")
     return make_settings(drl_file=path)
+
+
+@pytest.fixture
+def settings(
+    make_settings: Callable[..., Settings], request: pytest.FixtureRequest, tmp_path: Path
+) -> Settings:
+    return settings_with_levels(make_settings, request, tmp_path)
 
 
 def test_the_figures_of_a_ct_dose_report() -> None:
