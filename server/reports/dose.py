@@ -49,7 +49,7 @@ class BadReferenceFile(ValueError):
     """``DRL_FILE`` cannot be read or does not follow the format above."""
 
 
-_cache: dict[Path, tuple[float, dict[str, ReferenceLevel]]] = {}
+_cache: dict[Path, tuple[tuple[int, int], dict[str, ReferenceLevel]]] = {}
 
 
 def load_levels(path: Path | None) -> dict[str, ReferenceLevel]:
@@ -57,7 +57,8 @@ def load_levels(path: Path | None) -> dict[str, ReferenceLevel]:
     if path is None:
         return {}
     try:
-        mtime = path.stat().st_mtime
+        stat = path.stat()
+        mtime = (stat.st_mtime_ns, stat.st_size)
         cached = _cache.get(path)
         if cached is not None and cached[0] == mtime:
             return cached[1]

@@ -17,6 +17,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from dicomweb.samples import multipart, to_bytes
 from server.archive.dose import NotADoseReport, read_dataset
 from server.core.config import Settings
+from server.core.models import Exam
+from server.reports.dose import BadReferenceFile, assess, dose_text, load_levels
 from tests.helpers import PASSWORD, dicom_patient
 from tests.reports.helpers import DRAFT, ClientFor, exam_images_complete, ok
 from tests.reports.test_stroke_report import pdf_text
@@ -218,3 +220,39 @@ async def test_a_dose_above_the_reference_level_is_flagged(client_for: ClientFor
     assert "Test levels of the test suite" in text
     text = pdf_text((await urg.get(f"/api/exams/{low['id']}/report.pdf")).content)
     assert "Dose inf\xe9rieure au niveau de r\xe9f\xe9rence diagnostique" in text
+
+
+def test_a_projection_xray_dose_report_and_its_level(tmp_path: Path) -> None:
+    ds = ct_rdsr(None, 1, [])
+    dap = num(code("113722", "Dose Area Product Total"), 0.00025, "Gy.m2")
+    ds.ContentSequence = Sequence([container(code("113702", "Accumulated X-Ray Dose Data"), [dap])])
+    figures = read_dataset(ds)
+    assert figures["kind"] == "xray" and figures["total_dap_mgycm2"] == 2500
+    assert dose_text(figures) == "PDS : 2500 mGy.cm²"
+    path = tmp_path / "drl.json"
+    path.write_text(json.dumps({"dx": {"dap_mgycm2": 2000, "source": "S"}}), encoding="utf-8")
+    exam = Exam(modality="DX", body_part="CHEST", protocol_id=None)
+    assert assess(exam, figures, load_levels(path)) == {
+        "key": "DX", "dap_mgycm2": 2000, "source": "S", "above": True, "exceeded": ["dap"],
+    }  # fmt: skip
+
+
+def test_the_most_specific_level_applies_and_a_bad_file_is_refused(tmp_path: Path) -> None:
+    figures = read_dataset(ct_rdsr(None, 1500, [("Head", 70, 1500)]))
+    path = tmp_path / "drl.json"
+    levels = {
+        "CT:HEAD": {"dlp_mgycm": 1000, "source": "head"},
+        "protocol:ct-head-stroke": {"dlp_mgycm": 2000, "source": "stroke protocol"},
+    }
+    path.write_text(json.dumps(levels), encoding="utf-8")
+    stroke = Exam(modality="CT", body_part="HEAD", protocol_id="ct-head-stroke")
+    plain = Exam(modality="CT", body_part="HEAD", protocol_id="ct-head")
+    found = load_levels(path)
+    assert assess(stroke, figures, found)["above"] is False  # type: ignore[index]
+    assert assess(plain, figures, found)["above"] is True  # type: ignore[index]
+    assert assess(Exam(modality="CT", body_part="CHEST"), figures, found) is None
+    bad = tmp_path / "bad.json"
+    for text in ('{"CT": {"dlp_mgycm": -1, "source": "x"}}', '{"CT": {"dlp_mgycm": 1}}', "["):
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(BadReferenceFile):
+            load_levels(bad)
