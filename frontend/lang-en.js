@@ -148,6 +148,8 @@ export const en = {
   "report.sign_text": "Once signed, the report cannot be changed (addenda only). Confirm with your password.",
   "report.sign_confirm": "Sign", "report.bad_password": "Wrong password.", "report.signed_toast": "Report signed.",
   "report.signed_line": "Signed", "report.delivered": "Receipt confirmed by the ER physician.",
+  "report.dose_from_scanner": "Scanner dose (dose report): {text}", "report.dose_above": "ABOVE the diagnostic reference level ({source})",
+  "report.dose_below": "below the diagnostic reference level ({source})",
   "report.dose": "Dose", "report.critical_ack": "I have read the critical finding and take charge of it",
   "report.placeholders_left": "Replace the template's placeholders ([…]) before signing: {fields}.",
   "report.critical_ack_needed": "Tick the box: the critical finding must be acknowledged explicitly.",

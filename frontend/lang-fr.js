@@ -149,6 +149,8 @@ export const fr = {
   "report.sign_text": "Une fois signé, le compte rendu ne peut plus être modifié (addenda seulement). Confirmez avec votre mot de passe.",
   "report.sign_confirm": "Signer", "report.bad_password": "Mot de passe incorrect.", "report.signed_toast": "Compte rendu signé.",
   "report.signed_line": "Signé", "report.delivered": "Réception confirmée par l'urgentiste.",
+  "report.dose_from_scanner": "Dose du scanner (rapport de dose) : {text}", "report.dose_above": "SUPÉRIEURE au niveau de référence diagnostique ({source})",
+  "report.dose_below": "inférieure au niveau de référence diagnostique ({source})",
   "report.dose": "Dose délivrée", "report.critical_ack": "J'ai pris connaissance du résultat critique et j'en assure la prise en charge",
   "report.placeholders_left": "Remplacez les zones à compléter du modèle ([…]) avant de signer : {fields}.",
   "report.critical_ack_needed": "Cochez la case : le résultat critique doit être explicitement pris en compte.",

@@ -16,6 +16,16 @@ const DOSE_MODALITIES = ["CT", "CR", "DX"];
 // incomplete_report, docs/reports.md); the same rule here names the fields at once.
 const PLACEHOLDER = /\[\s*(?:…|\.{3})\s*\]|(?<!\S)(?:…|\.{3})(?!\S)/u;
 
+/** Where the dose line came from and how it compares with the site's diagnostic
+ * reference level (docs/reports.md "The dose from the scanner"); null without a dose SR. */
+export function doseNote(dose) {
+  if (!dose) return null;
+  const ref = dose.reference;
+  return h("p", { id: "report-dose-note", class: ref?.above ? "field-error dose-above" : "small muted", role: ref?.above ? "alert" : null },
+    t("report.dose_from_scanner", { text: dose.text || "-" }),
+    ref ? ` — ${t(ref.above ? "report.dose_above" : "report.dose_below", { source: ref.source })}` : null);
+}
+
 /** The names of the fields whose text still holds a template placeholder. */
 export function placeholdersLeft(values) {
   return [...FIELDS, "dose"].filter((f) => typeof values[f] === "string" && PLACEHOLDER.test(values[f]));
@@ -99,7 +109,8 @@ export class ReportPanel {
     }
     clear(this.body,
       r.critical ? h("p", { class: "critical-flag", role: "alert" }, `⚠ ${t("report.critical")}`) : null,
-      ...[...FIELDS, "dose"].map((f) => r[f] ? h("div", { class: "report-section" }, h("h3", {}, t(`report.${f}`)), h("p", { class: "report-text" }, r[f])) : null),
+      ...[...FIELDS, "dose"].map((f) => r[f] ? h("div", { class: "report-section" }, h("h3", {}, t(`report.${f}`)), h("p", { class: "report-text" }, r[f]),
+        f === "dose" ? doseNote(r.radiation_dose) : null) : null),
       h("p", { class: "small muted", id: "report-signed-line" }, `✓ ${t("report.signed_by", {
         name: r.signer?.name || "?", rpps: r.signer?.rpps ? ` (RPPS ${r.signer.rpps})` : "", at: r.signed_at ? formatDateTime(r.signed_at) : "?",
       })}`,
@@ -150,13 +161,14 @@ export class ReportPanel {
       for (const f of TEMPLATE_FIELDS) if (tp[f] && this.inputs[f]) this.inputs[f].value = tp[f];
       this.changed();
     });
-    const names = DOSE_MODALITIES.includes(exam.modality) ? [...FIELDS, "dose"] : FIELDS;
+    const names = DOSE_MODALITIES.includes(exam.modality) || r.radiation_dose ? [...FIELDS, "dose"] : FIELDS;
     const fields = names.map((f) => {
       const ta = h("textarea", { id: `report-${f}`, rows: f === "findings" ? 8 : f === "dose" ? 1 : 3, maxlength: f === "dose" ? 2000 : 20000 });
       ta.value = r[f] ?? (f === "indication" ? exam.clinical_question : f === "technique" ? exam.protocol?.text || "" : "");
       ta.addEventListener("input", () => this.changed());
       this.inputs[f] = ta;
-      return h("div", { class: "field" }, h("label", { for: `report-${f}` }, t(`report.${f}`)), ta);
+      return h("div", { class: "field" }, h("label", { for: `report-${f}` }, t(`report.${f}`)), ta,
+        f === "dose" ? doseNote(r.radiation_dose) : null);
     });
     this.critical = h("input", { type: "checkbox", id: "report-critical" });
     this.critical.checked = Boolean(r.critical);
@@ -175,6 +187,8 @@ export class ReportPanel {
       h("div", { class: "form-actions" }, this.saveState, this.signHint, this.signBtn));
     this.form.addEventListener("submit", (ev) => ev.preventDefault());
     clear(this.body, this.form);
+    // The dose line shown was written from the scanner's dose report: save it as the draft's.
+    if (r.dose_filled) this.changed();
   }
 
   values() {

@@ -4,7 +4,9 @@
 The archive calls :meth:`ImageEvents.on_stored` for each stored instance (its
 ingest hook); a series is announced at its first instance, then at most once a
 second with the running count, so that a modality sending hundreds of
-instances does not flood the room.
+instances does not flood the room. A Radiation Dose SR among them is not an
+image: it is read (server/archive/dose.py) and its figures kept on the exam
+(docs/reports.md "The dose from the scanner"), without ``images.received``.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from dicomweb.types import StoredInstance
 from rooms.types import EventKind
+from server.archive.dose import RDSR_CLASSES, NotADoseReport, read_rdsr
 from server.archive.filing import LATE
+from server.core import audit
 from server.core.context import AppContext
 from server.core.models import Exam
 from server.exams.publish import publish_events
@@ -48,9 +54,14 @@ class ImageEvents:
         self.interval_s = interval_s
         self._series: dict[str, _Series] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Where a stored instance's file is (set by server.archive.service.build).
+        self.locate: Callable[[StoredInstance], Path] | None = None
 
     async def on_stored(self, stored: StoredInstance) -> None:
         if stored.exam_id is None or stored.duplicate:
+            return
+        if stored.sop_class_uid in RDSR_CLASSES:  # a dose report, not an image to show
+            await self._record_dose(stored)
             return
         if stored.sop_class_uid.startswith(ENCAPSULATED_DOCUMENT):
             return
@@ -111,6 +122,40 @@ class ImageEvents:
             # The images are stored whatever happens here; the next update of the
             # series carries the count.
             log.exception("could not announce images of exam %s", stored.exam_id)
+
+    async def _record_dose(self, stored: StoredInstance) -> None:
+        """Keep the figures of a dose SR on its exam (the latest one sent wins),
+        audited as ``exam.dose.recorded``. A dose SR that cannot be read leaves the
+        exam as it was: the radiologist types the dose as before."""
+        assert stored.exam_id is not None
+        if self.locate is None:
+            return
+        try:
+            figures = await asyncio.to_thread(read_rdsr, self.locate(stored))
+        except NotADoseReport as exc:
+            log.info("dose SR %s of exam %s not read: %s", stored.sop_uid, stored.exam_id, exc)
+            return
+        except Exception:
+            log.exception("could not read dose SR %s", stored.sop_uid)
+            return
+        app = self.app
+        try:
+            async with app.db() as db:
+                exam = await db.get(Exam, stored.exam_id)
+                if exam is None:
+                    return
+                exam.radiation_dose = figures
+                await audit.record(
+                    db,
+                    action="exam.dose.recorded",
+                    exam_id=exam.id,
+                    study_uid=stored.study_uid,
+                    detail={"sop_instance_uid": stored.sop_uid, "kind": figures["kind"]},
+                    at=app.now(),
+                )
+                await db.commit()
+        except Exception:
+            log.exception("could not record the dose of exam %s", stored.exam_id)
 
     async def close(self) -> None:
         for state in self._series.values():

@@ -221,6 +221,10 @@ def build(app: AppContext) -> ArchiveContext:
     )
     images = ImageEvents(app)
     archive = create_dicomweb_app(config, app.db, ServerAccess(app), images)
+    storage = archive.state.dicomweb.ingestor.storage
+    images.locate = lambda s: storage.absolute(
+        storage.relative_path(s.study_uid, s.series_uid, s.sop_uid)
+    )
     context = ArchiveContext(
         **core_fields(app),
         archive=archive,

@@ -55,6 +55,8 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     public_url: str | None = None
     uid_root: str = "2.25"
+    # The diagnostic reference levels of the site's medical physicist (docs/configuration.md).
+    drl_file: Path | None = None
     ack_timeout_s: int = 300
     report_warn_s: int = 2700
     report_sla_s: int = 3600
@@ -148,6 +150,7 @@ class Settings:
             ),
             public_url=(e.get("PUBLIC_URL") or "").rstrip("/") or None,
             uid_root=e.get("UID_ROOT") or d.uid_root,
+            drl_file=Path(e["DRL_FILE"]) if e.get("DRL_FILE") else None,
             ack_timeout_s=_int(e, "ACK_TIMEOUT_S", d.ack_timeout_s),
             report_warn_s=_int(e, "REPORT_WARN_S", d.report_warn_s),
             report_sla_s=_int(e, "REPORT_SLA_S", d.report_sla_s),

@@ -188,6 +188,8 @@ class Exam(Base):
     # last seen well when onset was not witnessed ("witnessed" / "last_seen_well").
     stroke_onset_at: Mapped[datetime | None]
     stroke_onset_kind: Mapped[str | None] = mapped_column(String(16))
+    # The figures of the scanner's Radiation Dose SR (server/archive/dose.py), when sent.
+    radiation_dose: Mapped[dict[str, Any] | None]
 
     protocol_id: Mapped[str | None] = mapped_column(String(64))
     protocol_text: Mapped[str | None] = mapped_column(Text)

@@ -131,6 +131,10 @@ def render_pdf(content: dict[str, Any], sha256: str, addenda: list[dict[str, Any
     section("Technique", rep["technique"])
     if rep.get("dose"):
         section("Dose délivrée", rep["dose"])
+    ref = (content.get("radiation_dose") or {}).get("reference")
+    if ref:  # the site's diagnostic reference level (docs/reports.md)
+        verdict = "DOSE SUPÉRIEURE AU" if ref["above"] else "Dose inférieure au"
+        line(f"{verdict} niveau de référence diagnostique ({ref['source']})", 9, "B")
     section("Résultats", rep["findings"])
     section("Conclusion", rep["conclusion"])
     pdf.ln(4)

@@ -171,10 +171,14 @@ def signed_content(
     signer: User,
     at: datetime,
     time_points: dict[str, Any] | None = None,
+    radiation_dose: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What a signature covers: enough to render every delivery format alone. A stroke
-    alert's ``time_points`` (server/reports/stroke.py) are sealed with it."""
-    extra = {"time_points": time_points} if time_points else {}
+    alert's ``time_points`` (server/reports/stroke.py) are sealed with it, and so are
+    the scanner's dose figures with their reference level (server/reports/dose.py)."""
+    extra: dict[str, Any] = {"time_points": time_points} if time_points else {}
+    if radiation_dose:
+        extra["radiation_dose"] = radiation_dose
     return {
         **extra,
         "version": 1,

@@ -31,6 +31,7 @@ from server.interfaces import outbox
 from server.reports import billing, stroke
 from server.reports.critical import CriticalResult
 from server.reports.delivery import archive_latest, load_addenda, load_report
+from server.reports.dose import fill_dose_line, radiation_dose
 from server.reports.service import (
     AcknowledgeBody,
     Addendum,
@@ -107,18 +108,28 @@ async def _execute(
     return await execute(ctx(request), who, exam_id, command, effect, addr=client_addr(request))
 
 
-def _report_json(report: Report, addenda: list[Addendum]) -> dict[str, Any]:
+def _report_json(
+    report: Report, addenda: list[Addendum], dose: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A draft shows the scanner's ``radiation_dose`` as it is now (its line fills a
+    dose line left blank or with a placeholder); a signed report, what was sealed."""
     if report.signed_at is None:
+        fields = report_fields(report)
+        fields["dose"] = fill_dose_line(fields["dose"], dose)
         return {
             "status": "draft",
             "template_id": report.template_id,
-            **report_fields(report),
+            **fields,
+            "radiation_dose": dose,
+            # The line shown is not the one stored: the editor saves it.
+            "dose_filled": fields["dose"] != report.dose,
             "updated_at": ts(report.updated_at),
         }
     content = json.loads(report.canonical or "{}")
     return {
         "status": "signed",
         **content["report"],
+        "radiation_dose": content.get("radiation_dose"),
         "sha256": report.sha256,
         "signer": content["signer"],
         "signed_at": content["signed_at"],
@@ -164,14 +175,18 @@ async def get_report(request: Request) -> Response:
         await record_request(request, "report.read", who, db, exam_id=exam.id)
         await db.commit()
     drafts_ok = who.role in READERS_OF_DRAFTS
+    dose = radiation_dose(exam, app.settings.drl_file)
     if report is None:
         body: dict[str, Any] = {"status": "none"}
         if drafts_ok:
-            body["template"] = draft_from_template(exam)
+            template = draft_from_template(exam)
+            template["dose"] = fill_dose_line(template["dose"], dose)
+            body["template"] = template
+            body["radiation_dose"] = dose
     elif report.signed_at is None and not drafts_ok:
         body = {"status": "draft", "in_progress": True, "updated_at": ts(report.updated_at)}
     else:
-        body = _report_json(report, addenda)
+        body = _report_json(report, addenda, dose)
     return JSONResponse(body)
 
 
@@ -230,7 +245,8 @@ async def sign(request: Request) -> Response:
             )
         signer = await db.get_one(User, who.user.id)
         points = await stroke.time_points(db, exam, now)
-        raw = canonical_bytes(signed_content(report, exam, signer, now, points))
+        dose = radiation_dose(exam, ctx(request).settings.drl_file)
+        raw = canonical_bytes(signed_content(report, exam, signer, now, points, dose))
         digest = sha256_hex(raw)
         done = await db.execute(
             update(Report)
