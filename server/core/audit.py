@@ -167,7 +167,10 @@ def make_entry(
 async def record_many(db: AsyncSession, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
     """Append rows of :func:`make_entry`, in order, in the caller's transaction: one
     read of the chain's head and one insert for all of them (a message of the
-    hospitals' interfaces audits each of its changes, docs/hl7.md)."""
+    hospitals' interfaces audits each of its changes, the outbox a batch of
+    deliveries; docs/hl7.md)."""
+    if not entries:
+        return entries
     return await _append(db, entries)
 
 
@@ -207,14 +210,6 @@ async def record(
         await _append(target, [entry])
         return entry
     return await target.audit.append(entry)
-
-
-async def record_all(db: AsyncSession, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
-    """Several rows in the caller's transaction, chained in their order with one look
-    at the chain's head (a worker recording a batch of deliveries)."""
-    if not entries:
-        return entries
-    return await _append(db, entries)
 
 
 @dataclass

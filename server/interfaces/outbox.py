@@ -525,7 +525,7 @@ async def record(app: AppContext, rows: dict[int, OutboxMessage], outcomes: list
                 entries.append(_audit_entry(row, out, now))
             if reason is not None:
                 raised.append(await escalation(db, row, reason, out.error or "", now))
-        await audit.record_all(db, entries)
+        await audit.record_many(db, entries)
         await db.commit()
     for event, body in raised:
         try:

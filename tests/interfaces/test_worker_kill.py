@@ -3,10 +3,7 @@ nothing is lost, and the next worker's repeat carries the same control id."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ from server.core.config import Settings
 from tests.helpers import REDIS_URL
 from tests.interfaces.helpers import destination, settled, signed_exam
 from tests.interfaces.receiver import Receiver
+from tests.processes import Start, worker_processes
 from tests.reports.helpers import ClientFor
 
 pytestmark = pytest.mark.slow
@@ -28,36 +26,13 @@ def settings(make_settings: Callable[..., Settings], redis_prefix: str) -> Setti
 
 
 @pytest.fixture
-def workers(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": REDIS_URL,
-        "REDIS_PREFIX": settings.redis_prefix,
-        "OUTBOX_ACK_TIMEOUT_S": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-
-    def start() -> subprocess.Popen[bytes]:
-        exe = Path(sys.executable).parent / "teleimagerie"
-        with open(tmp_path / f"worker{len(started)}.log", "wb") as log:
-            proc = subprocess.Popen([str(exe), "worker"], env=env, stdout=log, stderr=log)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Start]:
+    with worker_processes(settings, tmp_path, check_logs=False, OUTBOX_ACK_TIMEOUT_S="1") as start:
+        yield start
 
 
 async def test_worker_killed_before_the_ack_loses_nothing(
-    settings: Settings, api_for: ClientFor, workers: Callable[[], subprocess.Popen[bytes]]
+    settings: Settings, api_for: ClientFor, workers: Start
 ) -> None:
     receiver = await Receiver(answer=None).start()  # reads, never answers
     try:

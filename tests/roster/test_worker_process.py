@@ -4,10 +4,7 @@ workers, and still once after a worker is SIGKILLed and Redis loses its timers."
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import pytest
 
 from server.core.config import Settings
 from tests.helpers import REDIS_URL, exam_payload, flush_prefix
+from tests.processes import Start, worker_processes
 from tests.roster.test_api import ClientFor, add_shift
 
 pytestmark = pytest.mark.slow
@@ -27,35 +25,9 @@ def settings(make_settings: Callable[..., Settings], redis_prefix: str) -> Setti
 
 
 @pytest.fixture
-def workers(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": REDIS_URL,
-        "REDIS_PREFIX": settings.redis_prefix,
-        "ACK_TIMEOUT_S": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-
-    def start() -> subprocess.Popen[bytes]:
-        exe = Path(sys.executable).parent / "teleimagerie"
-        with open(tmp_path / f"worker{len(started)}.log", "wb") as log:
-            proc = subprocess.Popen([str(exe), "worker"], env=env, stdout=log, stderr=log)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    for log in sorted(tmp_path.glob("worker*.log")):
-        text = log.read_text(errors="replace").strip()
-        assert "Traceback" not in text, text
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Start]:
+    with worker_processes(settings, tmp_path, ACK_TIMEOUT_S="1") as start:
+        yield start
 
 
 async def levels(client: httpx.AsyncClient, exam_id: str) -> list[int]:
@@ -73,7 +45,7 @@ async def wait_levels(client: httpx.AsyncClient, exam_id: str, count: int) -> li
 
 
 async def test_escalations_fire_once_through_kills_and_flushes(
-    settings: Settings, client_for: ClientFor, workers: Callable[[], subprocess.Popen[bytes]]
+    settings: Settings, client_for: ClientFor, workers: Start
 ) -> None:
     coord, urg = await client_for("coord"), await client_for("urg_a")
     await add_shift(coord, radiologist="rad2", role="backup")
