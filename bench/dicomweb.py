@@ -96,27 +96,46 @@ def fetch(client: Client, path: str, accept: str) -> memoryview:
     )
     with socket.create_connection((client.host, client.port)) as sock:
         sock.sendall(head.encode())
-        data = bytearray()
-        while b"\r\n\r\n" not in data:
-            data += sock.recv(65536)
-        header, _, rest = bytes(data).partition(b"\r\n\r\n")
-        status = int(header.split()[1])
-        fields = dict(line.split(b":", 1) for line in header.split(b"\r\n")[1:])
-        fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+        status, fields, rest = read_head(sock, f"GET {path}")
         if status != 200 or b"content-length" not in fields:
             raise SystemExit(f"retrieve: {status}, headers {fields}")
         length = int(fields[b"content-length"])
-        if len(client.buffer) < length:
-            client.buffer = bytearray(length)
-        view = memoryview(client.buffer)[:length]
-        view[: len(rest)] = rest
-        got = len(rest)
-        while got < length:
-            n = sock.recv_into(view[got:], min(4 << 20, length - got))
-            if not n:
-                break
-            got += n
-        return view[:got]
+        client.buffer, got = recv_body(sock, client.buffer, rest, length)
+        return memoryview(client.buffer)[:got]
+
+
+def read_head(sock: socket.socket, what: str) -> tuple[int, dict[bytes, bytes], bytes]:
+    """A response's status and header fields (names lower-cased), and the bytes of
+    its body that came with them."""
+    data = bytearray()
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise SystemExit(f"{what}: connection closed before the headers")
+        data += chunk
+    header, _, rest = bytes(data).partition(b"\r\n\r\n")
+    status = int(header.split()[1])
+    fields = dict(line.split(b":", 1) for line in header.split(b"\r\n")[1:])
+    return status, {k.strip().lower(): v.strip() for k, v in fields.items()}, rest
+
+
+def recv_body(
+    sock: socket.socket, buffer: bytearray, rest: bytes, length: int
+) -> tuple[bytearray, int]:
+    """Receive a ``length``-byte body into ``buffer`` (grown if too small), after the
+    ``rest`` that came with the headers; the buffer and the bytes received (fewer
+    if the peer closed early)."""
+    if len(buffer) < length:
+        buffer = bytearray(length)
+    view = memoryview(buffer)[:length]
+    view[: len(rest)] = rest
+    got = len(rest)
+    while got < length:
+        n = sock.recv_into(view[got:], min(4 << 20, length - got))
+        if not n:
+            break
+        got += n
+    return buffer, got
 
 
 def stow(client: Client, parts: list[bytes]) -> tuple[float, int, dict[str, Any]]:

@@ -61,7 +61,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.dicomweb import Client  # noqa: E402
+from bench.dicomweb import Client, read_head, recv_body  # noqa: E402
 from bench.io_floor import stow_like  # noqa: E402
 from dicomweb.samples import ct_series, multipart  # noqa: E402
 from server.testing import free_port  # noqa: E402
@@ -98,16 +98,7 @@ class Reader:
         )
         with socket.create_connection((self.host, self.port)) as sock:
             sock.sendall(head.encode())
-            data = bytearray()
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise SystemExit(f"GET {path}: connection closed before the headers")
-                data += chunk
-            header, _, rest = bytes(data).partition(b"\r\n\r\n")
-            status = int(header.split()[1])
-            fields = dict(line.split(b":", 1) for line in header.split(b"\r\n")[1:])
-            fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+            status, fields, rest = read_head(sock, f"GET {path}")
             if status != 200:
                 raise SystemExit(f"GET {path}: {status} {rest[:300]!r}")
             if b"content-length" in fields:
@@ -125,16 +116,7 @@ class Reader:
             view[offset] = 1
 
     def _fixed(self, sock: socket.socket, rest: bytes, length: int) -> int:
-        if len(self.buffer) < length:
-            self.buffer = bytearray(length)
-        view = memoryview(self.buffer)[:length]
-        view[: len(rest)] = rest
-        got = len(rest)
-        while got < length:
-            n = sock.recv_into(view[got:], min(4 << 20, length - got))
-            if not n:
-                break
-            got += n
+        self.buffer, got = recv_body(sock, self.buffer, rest, length)
         return got
 
     def _until_close(self, sock: socket.socket, rest: bytes, chunked: bool) -> int:
