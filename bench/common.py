@@ -146,13 +146,30 @@ def prepare_database(url: str | None, workdir: Path) -> str:
     return url
 
 
+PROFILED = """
+import cProfile, runpy, signal, sys
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+sys.argv = ["server.cli", *{argv!r}]
+cProfile.run("runpy.run_module('server.cli', run_name='__main__')", {out!r})
+"""
+
+
 class ServerProcess:
     """``teleimagerie serve`` in a subprocess."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], profile: Path | None = None, port: int | None = None
+    ) -> None:
+        """``profile``: run under cProfile and write its statistics there on stop.
+        ``port``: a given one (a restart on the same address), else a free one."""
+        self.port = port or free_port()
+        argv = ["-m", "server.cli", "serve", "--port", str(self.port)]
+        if profile is not None:
+            # uvicorn re-raises SIGTERM once shut down: make it an exit, so that
+            # cProfile gets to write its statistics.
+            argv = ["-c", PROFILED.format(out=str(profile), argv=argv[2:])]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port)],
+            [sys.executable, *argv],
             env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
             cwd=ROOT,
         )

@@ -28,7 +28,11 @@ from pathlib import Path
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a file, this folder comes first on the path, and bench/hl7.py would
+# shadow the hl7 package the server imports: the repository instead.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
 
 from bench.common import (  # noqa: E402
     ServerProcess,
@@ -84,13 +88,14 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
     settings = Settings(database_url=url)
     data = await seed(settings, exams=max(1, n // 3), sessions_per_role=1)
     env = {"DATABASE_URL": url} | (redis_env() if args.redis else {})
-    server = ServerProcess(env)
+    server = ServerProcess(env, profile=args.profile)
     await server.ready()
     try:
         roles = ("urgentist", "manipulator", "radiologist")
         warm = await open_many([(server.ws_url, data.exam_ids[0], data.tokens["urgentist"][0])])
         await asyncio.sleep(1)
         before = rss_kib(server.proc.pid)
+        cpu_before = cpu_seconds(server.proc.pid)
         started = time.perf_counter()
         targets = [
             (
@@ -102,10 +107,15 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
         ]
         conns = await open_many(targets)
         opened = time.perf_counter() - started
+        cpu = cpu_seconds(server.proc.pid) - cpu_before
         await asyncio.sleep(3)
         after = rss_kib(server.proc.pid)
         print(f"idle connections held by one process: {len(conns)}")
-        print(f"opened in {opened:.1f} s ({len(conns) / opened:.0f} connections/s)")
+        print(
+            f"opened in {opened:.1f} s ({len(conns) / opened:.0f} connections/s); "
+            f"server CPU {cpu / len(conns) * 1000:.2f} ms per join "
+            f"({cpu / opened * 100:.0f} % of a core)"
+        )
         print(f"server RSS before: {before / 1024:.1f} MiB, after: {after / 1024:.1f} MiB")
         print(f"memory per idle connection: {(after - before) / len(conns):.1f} KiB")
         for ws in conns + warm:
@@ -248,6 +258,9 @@ def main() -> None:
     p_idle = sub.add_parser("idle")
     p_idle.add_argument("--connections", type=int, default=10_000)
     p_idle.add_argument("--redis", action="store_true", help="use the Redis engine")
+    p_idle.add_argument(
+        "--profile", type=Path, default=None, help="run the server under cProfile, stats here"
+    )
     p_fan = sub.add_parser("fanout")
     p_fan.add_argument("--rooms", type=int, default=1000)
     p_fan.add_argument("--rate", type=float, default=1000)

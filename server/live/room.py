@@ -26,10 +26,12 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.frames import ChatFrame, FrameError, PingFrame, TypingFrame, parse_client_frame
 from rooms.limits import TokenBucket
@@ -141,9 +143,13 @@ class Connection:
             return
         self.pass_on(message["event"], message)
 
-    def welcome(self, frame: dict[str, Any]) -> None:
-        """Send the welcome, then what arrived while it was being prepared."""
+    def welcome(self, frame: dict[str, Any], replay: Sequence[dict[str, Any]] = ()) -> None:
+        """Send the welcome, the events the caller missed (``replay``: read from
+        SQL at the join), then what arrived live while it was being prepared."""
         self.push(frame)
+        for event in replay:
+            if event["seq"] > self.sent_seq:
+                self.pass_on(event)
         held, self.held = self.held or [], None
         for message in held:
             self.on_message(message)
@@ -203,14 +209,19 @@ def encoded(message: dict[str, Any]) -> str:
 
 async def load_events(app: AppContext, exam_id: str, since: int) -> list[dict[str, Any]]:
     async with app.read() as db:
-        rows = (
-            await db.execute(
-                select(ExamEvent, User)
-                .outerjoin(User, User.id == ExamEvent.author_id)
-                .where(ExamEvent.exam_id == exam_id, ExamEvent.seq > since)
-                .order_by(ExamEvent.seq)
-            )
-        ).all()
+        return await events_after(db, exam_id, since)
+
+
+async def events_after(db: AsyncSession, exam_id: str, since: int) -> list[dict[str, Any]]:
+    """The exam's events after seq ``since``, in order, as frames show them."""
+    rows = (
+        await db.execute(
+            select(ExamEvent, User)
+            .outerjoin(User, User.id == ExamEvent.author_id)
+            .where(ExamEvent.exam_id == exam_id, ExamEvent.seq > since)
+            .order_by(ExamEvent.seq)
+        )
+    ).all()
     return [event_json(ev, author) for ev, author in rows]
 
 
@@ -291,30 +302,53 @@ NOT_PARTICIPANT = Refusal(CLOSE_NOT_PARTICIPANT, "not a participant", "not_parti
 NO_SUCH_EXAM = Refusal(CLOSE_NO_SUCH_EXAM, "no such exam", "not_found")
 
 
+@dataclass(slots=True)
+class Joined:
+    """What a join read: the exam as the caller sees it, its last seq, whether
+    the caller's ``since`` was beyond it (``reset``), and the events they missed."""
+
+    exam_id: str
+    exam: dict[str, Any]
+    last_seq: int
+    reset: bool
+    replay: list[dict[str, Any]]
+
+
 async def join(
     app: LiveContext, principal: Principal, exam_id: str, since: int, addr: str
-) -> tuple[str, dict[str, Any]] | Refusal:
-    """Check the caller may enter this exam's room and record that they did:
-    the exam's id and JSON, or why not. Kept apart from :func:`enter` so that no
-    session or ORM row outlives the join."""
-    if not is_participant_role(Role(principal.role)):
-        return NOT_PARTICIPANT
+) -> Joined | Refusal:
+    """Check the caller may enter this exam's room, read what their welcome
+    needs, and record that they entered (the audit row is committed before the
+    welcome is sent). Kept apart from :func:`enter` so that no session or ORM
+    row outlives the join.
+
+    Called once the connection listens on the room's channel: an event that is
+    not in SQL yet when the exam is read has a seq beyond the ``last_seq`` read
+    here, and is published after its commit, so it arrives live. The replay is
+    therefore bounded by that ``last_seq``, and read in the same session as the
+    exam: a caller already up to date (a reconnect storm after a restart) costs
+    one query, not two."""
     try:
         async with app.read() as db:
             exam = await load_exam(db, principal, exam_id)
             body = exam_json(exam, app.settings, principal.role)
+            exam_id, last_seq = exam.id, exam.last_seq
+            # A since beyond the log (a database restored from a backup): start again.
+            reset = since > last_seq
+            start = 0 if reset else since
+            replay = await events_after(db, exam_id, start) if start < last_seq else []
     except ApiError:
         return NO_SUCH_EXAM
     await audit.record(
         app,
         action="room.join",
         who=principal,
-        exam_id=exam.id,
+        exam_id=exam_id,
         addr=addr,
         at=app.now(),
         detail={"since": since},
     )
-    return exam.id, body
+    return Joined(exam_id, body, last_seq, reset, replay)
 
 
 async def enter(
@@ -330,25 +364,28 @@ async def enter(
     gets the :class:`Refusal` back before anything is sent (the web layer audits
     it with the request and closes the socket); else None once they have left.
     ``addr``: the caller's address, for the audit trail."""
-    joined = await join(app, principal, exam_id, since, addr)
-    if isinstance(joined, Refusal):
-        return joined
-    exam_id, exam_body = joined
-    del joined
+    if not is_participant_role(Role(principal.role)):
+        return NOT_PARTICIPANT
     conn = Connection(transport, app, principal, exam_id)
-    conn.hold = await app.access.hold(principal, conn.end)
-    del principal
-    last_seq = exam_body["last_seq"]
-    # A since beyond the log (a database restored from a backup): start again.
-    reset = since > last_seq
-    conn.sent_seq = 0 if reset else since
-    conn.joined_seq = last_seq
     channel = room_channel(exam_id)
+    # Listen first: what is published from now on is held until the welcome.
+    subscription = await app.bus.subscribe(channel, conn.on_message)
     try:
-        subscription = await app.bus.subscribe(channel, conn.on_message)
+        joined = await join(app, principal, exam_id, since, addr)
     except BaseException:
-        app.access.release(conn.hold)
+        await subscription.close()
         raise
+    if isinstance(joined, Refusal):
+        await subscription.close()
+        return joined
+    try:
+        conn.hold = await app.access.hold(principal, conn.end)
+    except BaseException:
+        await subscription.close()
+        raise
+    del principal
+    conn.sent_seq = 0 if joined.reset else since
+    conn.joined_seq = joined.last_seq
     hub = app.rooms
     try:
         await app.bus.presence_join(channel, conn.conn_id, conn.member, app.settings.presence_ttl_s)
@@ -356,17 +393,17 @@ async def enter(
         conn.welcome(
             {
                 "type": "welcome",
-                "exam": exam_body,
+                "exam": joined.exam,
                 "you": user_json(conn.principal.user),
                 "presence": await presence(app, exam_id),
-                "last_seq": last_seq,
+                "last_seq": joined.last_seq,
                 # Who is in the consult now: a member joining mid-call sees it at once.
                 "call": app.calls.state(exam_id),
-                **({"reset": True} if reset else {}),
-            }
+                **({"reset": True} if joined.reset else {}),
+            },
+            joined.replay,
         )
-        del exam_body
-        await conn.fill_gap()
+        del joined
         await broadcast_presence(app, exam_id)
         while True:
             raw = client_frame(await transport.receive())

@@ -38,7 +38,11 @@ async def accept_caller(ws: WebSocket) -> Principal | None:
     await ws.accept()
     try:
         # A socket may stay open for hours: keep plain values, not the ORM row.
-        principal = (await authenticate(ws)).detached()
+        # A user's sockets (a room per exam, the personal channel, several tabs)
+        # open together: a session checked a moment ago is taken from this
+        # process's cache, which every end of sessions empties at once
+        # (server/core/access.py); the socket's hold then follows the session.
+        principal = (await authenticate(ws, reuse=True)).detached()
     except ApiError:
         await refuse(ws, None, "not_authenticated")
         await ws.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
