@@ -3,13 +3,19 @@
     python bench/room_load.py idle   [--connections 10000]
     python bench/room_load.py fanout [--rooms 1000 --rate 1000 --seconds 20 --processes 2]
     python bench/room_load.py latency [--messages 200] [--redis]
+    python bench/room_load.py storm  [--connections 2000 --writers 50 --rate 100]
 
 `idle` holds N room connections open against one `teleimagerie serve` process and
 reports the server's resident memory per connection. `fanout` puts 3 members in each of
 R rooms, spread over P server processes sharing Redis, sends chat messages at a fixed
 total rate (each one persisted in SQL, then fanned out through Redis), and reports the
 send-to-receive latency seen by the other two members and the delivered rate.
-Both default to SQLite; pass --database-url for PostgreSQL.
+`storm` holds N members (one session each) on a process P, has writers on a second
+process Q post chat messages into some of the rooms throughout, kills P with SIGKILL,
+starts it again on the same port, and reports the time until every member is joined
+again and has received what it missed, then checks each member's events: every seq
+of its exam from 2 to the last, once each, in order.
+All default to SQLite; pass --database-url for PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ import asyncio
 import gc
 import json
 import os
+import random
+import resource
+import signal
 import sys
 import tempfile
 import time
@@ -27,6 +36,7 @@ from pathlib import Path
 
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 # Run as a file, this folder comes first on the path, and bench/hl7.py would
 # shadow the hl7 package the server imports: the repository instead.
@@ -250,6 +260,178 @@ async def latency(args: argparse.Namespace, workdir: Path) -> None:
         forget(env)
 
 
+def raise_open_files() -> int:
+    """The open-files limit raised to its hard limit (each socket is a file)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Member:
+    """One storm client: its room, its session, and every event seq it was sent."""
+
+    def __init__(self, ws_url: str, exam_id: str, token: str) -> None:
+        self.ws_url = ws_url
+        self.exam_id = exam_id
+        self.token = token
+        self.seqs: list[int] = []
+        self.joins = 0
+        self.caught_up_at: float | None = None  # after the latest welcome
+        self.target = 0  # the welcome's last_seq
+
+    @property
+    def since(self) -> int:
+        return self.seqs[-1] if self.seqs else 1
+
+    async def run(self, joined: asyncio.Event | None) -> None:
+        """Stay in the room: join, read, and join again (with since) when dropped."""
+        while True:
+            try:
+                async with connect(
+                    f"{self.ws_url}/ws/exams/{self.exam_id}?since={self.since}",
+                    additional_headers={"Authorization": f"Bearer {self.token}"},
+                    open_timeout=120,
+                    ping_interval=None,
+                ) as ws:
+                    welcome = json.loads(await ws.recv())
+                    assert welcome["type"] == "welcome", welcome
+                    self.joins += 1
+                    self.target = welcome["last_seq"]
+                    self.caught_up_at = time.perf_counter() if self.since >= self.target else None
+                    if joined is not None:
+                        joined.set()
+                        joined = None
+                    async for raw in ws:
+                        frame = json.loads(raw)
+                        if frame.get("type") == "event":
+                            self.seqs.append(frame["event"]["seq"])
+                            if self.caught_up_at is None and self.since >= self.target:
+                                self.caught_up_at = time.perf_counter()
+            except (TimeoutError, OSError, ConnectionClosed, InvalidStatus):
+                pass
+            # Dropped (the process died): back after a short random pause, as the
+            # browser client does, so that the joins of a storm are spread a little.
+            await asyncio.sleep(random.uniform(0.05, 0.5))
+
+
+async def storm(args: argparse.Namespace, workdir: Path) -> None:
+    limit = raise_open_files()
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    n = args.connections
+    per_role = -(-n // 3)
+    data = await seed(Settings(database_url=url), exams=max(1, n // 3), sessions_per_role=per_role)
+    env = {"DATABASE_URL": url} | redis_env()
+    target = ServerProcess(env)
+    writers_at = ServerProcess(env)
+    await target.ready()
+    await writers_at.ready()
+    roles = ("urgentist", "manipulator", "radiologist")
+    members = [
+        Member(
+            target.ws_url,
+            data.exam_ids[i // 3 % len(data.exam_ids)],
+            data.tokens[roles[i % 3]][i // 3],
+        )
+        for i in range(n)
+    ]
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        sem = asyncio.Semaphore(100)
+
+        async def start(member: Member) -> None:
+            async with sem:
+                joined = asyncio.Event()
+                tasks.append(asyncio.create_task(member.run(joined)))
+                await joined.wait()
+
+        began = time.perf_counter()
+        await asyncio.gather(*(start(m) for m in members))
+        print(
+            f"{n} members (one session each) joined process P in "
+            f"{time.perf_counter() - began:.1f} s; open-files limit {limit}"
+        )
+        hot = data.exam_ids[: args.writers]
+        acked: dict[str, int] = {}
+        stop = asyncio.Event()
+
+        async def writer(exam_id: str, k: int) -> None:
+            ws = await open_room(writers_at.ws_url, exam_id, data.tokens["urgentist"][k])
+            interval = len(hot) / args.rate
+            i = 0
+            try:
+                while not stop.is_set():
+                    await ws.send(json.dumps({"type": "chat", "id": f"w{i}", "text": "storm"}))
+                    i += 1
+                    await asyncio.sleep(interval)
+            finally:
+                await ws.close()
+
+        async def acks(exam_id: str) -> None:
+            ws = await open_room(writers_at.ws_url, exam_id, data.tokens["radiologist"][0])
+            async for raw in ws:
+                frame = json.loads(raw)
+                if frame.get("type") == "event":
+                    acked[exam_id] = max(acked.get(exam_id, 1), frame["event"]["seq"])
+
+        watchers = [asyncio.create_task(acks(e)) for e in hot]
+        writing = [asyncio.create_task(writer(e, k)) for k, e in enumerate(hot)]
+        await asyncio.sleep(args.before)
+        target.proc.send_signal(signal.SIGKILL)
+        target.proc.wait()
+        killed = time.perf_counter()
+        target = ServerProcess(env, port=target.port)
+        await target.ready()
+        restarted = time.perf_counter()
+        rejoined_at = resumed_at = None
+        while rejoined_at is None or resumed_at is None:
+            now = time.perf_counter()
+            if rejoined_at is None and all(m.joins >= 2 for m in members):
+                rejoined_at = now
+            if all(m.joins >= 2 and m.caught_up_at is not None for m in members):
+                resumed_at = now
+            if now - killed > args.timeout:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*writing, return_exceptions=True)
+        await asyncio.sleep(2)  # the last messages reach everyone
+        for task in watchers:
+            task.cancel()
+        load = os.getloadavg()
+        print(
+            f"P killed (SIGKILL) and started again: ready {restarted - killed:.1f} s after the kill"
+        )
+        if rejoined_at is None or resumed_at is None:
+            missing = sum(1 for m in members if m.joins < 2 or m.caught_up_at is None)
+            print(f"NOT all back within {args.timeout:.0f} s: {missing} members missing")
+        else:
+            print(
+                f"all rejoined in {rejoined_at - killed:.1f} s after the kill "
+                f"({n / (rejoined_at - restarted):.0f} joins/s once P was ready); "
+                f"all rejoined and resumed in {resumed_at - killed:.1f} s"
+            )
+        bad = 0
+        events = 0
+        for m in members:
+            expected = list(range(2, acked.get(m.exam_id, 1) + 1))
+            events += len(m.seqs)
+            if m.seqs != expected:
+                bad += 1
+        print(
+            f"per member check: {n - bad} of {n} received every event of their exam once, "
+            f"in order ({events} events in all, {sum(acked.values()) - len(acked)} written "
+            f"into {len(hot)} rooms); load average {load[0]:.2f} {load[1]:.2f}"
+        )
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        target.stop()
+        writers_at.stop()
+        forget(env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -272,11 +454,17 @@ def main() -> None:
     p_lat = sub.add_parser("latency")
     p_lat.add_argument("--messages", type=int, default=200)
     p_lat.add_argument("--redis", action="store_true", help="use the Redis engine")
-    for p in (p_idle, p_fan, p_lat):
+    p_storm = sub.add_parser("storm")
+    p_storm.add_argument("--connections", type=int, default=2000)
+    p_storm.add_argument("--writers", type=int, default=50, help="rooms written into")
+    p_storm.add_argument("--rate", type=float, default=100, help="chat messages a second in all")
+    p_storm.add_argument("--before", type=float, default=3, help="seconds before the kill")
+    p_storm.add_argument("--timeout", type=float, default=300)
+    for p in (p_idle, p_fan, p_lat, p_storm):
         p.add_argument("--database-url", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        modes = {"idle": idle, "fanout": fanout, "latency": latency}
+        modes = {"idle": idle, "fanout": fanout, "latency": latency, "storm": storm}
         # uvloop, as the server runs: the load generator shares the two cores with it.
         uvloop.run(modes[args.mode](args, Path(tmp)))
 
