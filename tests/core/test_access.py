@@ -112,6 +112,37 @@ async def test_frames_are_checked_when_they_arrive_too(
     assert await count_chat(settings) == 0
 
 
+async def test_a_session_ended_is_not_taken_from_the_cache_when_a_socket_opens(
+    make_settings: Callable[..., Settings], accounts: object
+) -> None:
+    """Sockets take a session checked a moment ago from the process's cache (a
+    reconnect storm): a logout empties it at once, so the next socket opened
+    with that token is refused, however long the cache would keep it."""
+    settings = make_settings(session_cache_s=3600)
+    with LiveServer(settings) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            token = await login(http, "urg_a")
+            other = await login(http, "urg_a")
+            http.cookies.clear()
+            bearer = {"Authorization": f"Bearer {token}"}
+            resp = await http.post("/api/exams", json=exam_payload(), headers=bearer)
+            exam_id = resp.json()["id"]
+            for _ in range(2):  # the second join finds the session in the cache
+                room = await room_of(server, exam_id, token)
+                await room.close()
+            kept = await room_of(server, exam_id, other)
+            assert (await http.delete("/api/session", headers=bearer)).status_code == 204
+            url = f"{server.ws_url}/ws/exams/{exam_id}"
+            async with connect(url, additional_headers=bearer) as ws:
+                code, reason, frames = await closing(ws)
+            assert (code, reason, frames) == (CloseCode.SESSION_ENDED, "not authenticated", [])
+            # The user's other session is still taken as it is.
+            again = await room_of(server, exam_id, other)
+            assert (await again.chat("encore là"))["seq"] == 2
+            await again.close()
+            await kept.close()
+
+
 async def test_deactivation_by_an_admin_closes_every_socket_of_the_user(
     live_server: LiveServer, client_for: ClientFor, settings: Settings
 ) -> None:
