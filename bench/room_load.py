@@ -1,6 +1,7 @@
 """Exam-room benchmarks (docs/benchmarks.md "Exam rooms").
 
-    python bench/room_load.py idle   [--connections 10000]
+    python bench/room_load.py idle   [--connections 10000] [--processes 4 --source-ips 2]
+                                     [--profile FILE]
     python bench/room_load.py fanout [--rooms 1000 --rate 1000 --seconds 20 --processes 2]
     python bench/room_load.py latency [--messages 200] [--redis]
     python bench/room_load.py storm  [--connections 2000 --writers 50 --rate 100]
@@ -33,6 +34,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
@@ -68,24 +70,27 @@ def forget(env: dict[str, str]) -> None:
         delete_redis_prefix(REDIS_URL, env["REDIS_PREFIX"])
 
 
-async def open_room(ws_url: str, exam_id: str, token: str) -> ClientConnection:
+async def open_room(
+    ws_url: str, exam_id: str, token: str, source: str | None = None
+) -> ClientConnection:
+    """``source``: the local address to connect from (127.0.0.x: one address has
+    only some 28,000-64,000 local ports, docs/deployment.md)."""
     ws = await connect(
         f"{ws_url}/ws/exams/{exam_id}?since=1",
         additional_headers={"Authorization": f"Bearer {token}"},
-        open_timeout=60,
+        open_timeout=120,
         ping_interval=None,
+        **({"local_addr": (source, 0)} if source else {}),
     )
     welcome = json.loads(await ws.recv())
     assert welcome["type"] == "welcome", welcome
     return ws
 
 
-async def open_many(
-    targets: list[tuple[str, str, str]], parallel: int = 100
-) -> list[ClientConnection]:
+async def open_many(targets: list[tuple[Any, ...]], parallel: int = 100) -> list[ClientConnection]:
     sem = asyncio.Semaphore(parallel)
 
-    async def one(target: tuple[str, str, str]) -> ClientConnection:
+    async def one(target: tuple[Any, ...]) -> ClientConnection:
         async with sem:
             return await open_room(*target)
 
@@ -93,45 +98,60 @@ async def open_many(
 
 
 async def idle(args: argparse.Namespace, workdir: Path) -> None:
+    limit = raise_open_files()
     url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
     n = args.connections
     settings = Settings(database_url=url)
     data = await seed(settings, exams=max(1, n // 3), sessions_per_role=1)
-    env = {"DATABASE_URL": url} | (redis_env() if args.redis else {})
-    server = ServerProcess(env, profile=args.profile)
-    await server.ready()
+    # Several processes share presence and fan-out through Redis.
+    redis = args.redis or args.processes > 1
+    env = {"DATABASE_URL": url} | (redis_env() if redis else {})
+    servers = [ServerProcess(env, profile=args.profile) for _ in range(args.processes)]
+    for server in servers:
+        await server.ready()
     try:
         roles = ("urgentist", "manipulator", "radiologist")
-        warm = await open_many([(server.ws_url, data.exam_ids[0], data.tokens["urgentist"][0])])
+        warm = await open_many(
+            [(s.ws_url, data.exam_ids[0], data.tokens["urgentist"][0]) for s in servers]
+        )
         await asyncio.sleep(1)
-        before = rss_kib(server.proc.pid)
-        cpu_before = cpu_seconds(server.proc.pid)
+        before = [rss_kib(s.proc.pid) for s in servers]
+        cpu_before = sum(cpu_seconds(s.proc.pid) for s in servers)
         started = time.perf_counter()
+        sources = [f"127.0.0.{1 + k}" for k in range(args.source_ips)]
         targets = [
             (
-                server.ws_url,
+                servers[i % len(servers)].ws_url,
                 data.exam_ids[i // 3 % len(data.exam_ids)],
                 data.tokens[roles[i % 3]][0],
+                sources[i % len(sources)] if args.source_ips > 1 else None,
             )
             for i in range(n)
         ]
         conns = await open_many(targets)
         opened = time.perf_counter() - started
-        cpu = cpu_seconds(server.proc.pid) - cpu_before
+        cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu_before
         await asyncio.sleep(3)
-        after = rss_kib(server.proc.pid)
-        print(f"idle connections held by one process: {len(conns)}")
+        after = [rss_kib(s.proc.pid) for s in servers]
+        load = os.getloadavg()
+        print(
+            f"idle connections held by {len(servers)} process(es): {len(conns)} "
+            f"(open-files limit {limit}; load average {load[0]:.2f} {load[1]:.2f})"
+        )
         print(
             f"opened in {opened:.1f} s ({len(conns) / opened:.0f} connections/s); "
             f"server CPU {cpu / len(conns) * 1000:.2f} ms per join "
             f"({cpu / opened * 100:.0f} % of a core)"
         )
-        print(f"server RSS before: {before / 1024:.1f} MiB, after: {after / 1024:.1f} MiB")
-        print(f"memory per idle connection: {(after - before) / len(conns):.1f} KiB")
+        print(
+            f"server RSS before: {sum(before) / 1024:.1f} MiB, after: {sum(after) / 1024:.1f} MiB"
+        )
+        print(f"memory per idle connection: {(sum(after) - sum(before)) / len(conns):.1f} KiB")
         for ws in conns + warm:
             await ws.close()
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
         forget(env)
 
 
@@ -440,6 +460,10 @@ def main() -> None:
     p_idle = sub.add_parser("idle")
     p_idle.add_argument("--connections", type=int, default=10_000)
     p_idle.add_argument("--redis", action="store_true", help="use the Redis engine")
+    p_idle.add_argument("--processes", type=int, default=1, help="server processes (Redis)")
+    p_idle.add_argument(
+        "--source-ips", type=int, default=1, help="connect from 127.0.0.1 .. 127.0.0.N"
+    )
     p_idle.add_argument(
         "--profile", type=Path, default=None, help="run the server under cProfile, stats here"
     )
