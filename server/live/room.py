@@ -368,7 +368,9 @@ async def enter(
         return NOT_PARTICIPANT
     conn = Connection(transport, app, principal, exam_id)
     channel = room_channel(exam_id)
-    # Listen first: what is published from now on is held until the welcome.
+    # Listen first: what is published from now on is held until the welcome. A
+    # refused caller's subscription is closed before anything is sent to them, and
+    # what it held is dropped with the connection.
     subscription = await app.bus.subscribe(channel, conn.on_message)
     try:
         joined = await join(app, principal, exam_id, since, addr)
