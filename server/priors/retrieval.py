@@ -56,6 +56,7 @@ log = logging.getLogger("teleimagerie.priors")
 
 RUNNING, DONE, FAILED = "running", "done", "failed"
 LEASE_S = 900.0  # an exam's job held longer than this was abandoned by its worker
+MAX_ATTEMPTS = 3  # then the job is given up (a study that kills its worker each time)
 BATCH = 8
 #: Accepted this long ago at most: a PACS configured today does not fetch for old exams.
 LOOK_BACK = timedelta(days=2)
@@ -116,8 +117,8 @@ async def claim_due(app: AppContext, now: datetime | None = None) -> list[str]:
             )
         ).all()
         stale = (
-            await db.scalars(
-                select(PriorFetch.exam_id)
+            await db.execute(
+                select(PriorFetch.exam_id, PriorFetch.attempts)
                 .where(PriorFetch.status == RUNNING, PriorFetch.lease_until < now)
                 .limit(BATCH)
             )
@@ -142,7 +143,10 @@ async def claim_due(app: AppContext, now: datetime | None = None) -> list[str]:
             claimed.append(exam_id)
         except IntegrityError:  # another worker claimed it first
             continue
-    for exam_id in stale:
+    for exam_id, attempts in stale:
+        if attempts >= MAX_ATTEMPTS:
+            await _finish(app, exam_id, FAILED, "abandoned", "the retrieval stopped repeatedly")
+            continue
         async with app.db() as db:
             result = await db.execute(
                 update(PriorFetch)

@@ -98,8 +98,8 @@ class Orthanc:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+@pytest.fixture(scope="module", name="orthanc")
+def orthanc_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     if not Path(BINARY).exists():  # scripts/services.sh installs it
         pytest.skip("Orthanc is not installed")
     pacs = Orthanc(tmp_path_factory.mktemp("orthanc"))

@@ -12,8 +12,8 @@ this module and loaded with real DICOM files (pydicom's test files):
 from __future__ import annotations
 
 import asyncio
-from datetime import date, timedelta
 from collections.abc import Awaitable, Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from tests.priors.orthanc import (
     Orthanc,
     ct_study,
     one_file,
-    orthanc,  # noqa: F401  (the module's PACS)
+    orthanc_fixture,  # noqa: F401  (the module's PACS, ``orthanc``)
     patient_attrs,
 )
 
@@ -98,7 +98,7 @@ async def test_relevant_priors_fetched_on_acceptance_and_listed_from_the_hospita
     api_for: ApiFor,
     settings: Settings,
     orthanc: Orthanc,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     patient = {"id": "IPP-PACS-1", "name": "LEROY^Anne", "birth_date": "1950-05-05", "sex": "F"}
     # The hospital's PACS: two head CTs of the patient within five years (relevant), a
@@ -178,7 +178,7 @@ async def test_instances_of_another_patient_refuse_the_study_and_are_audited(
     api_for: ApiFor,
     settings: Settings,
     orthanc: Orthanc,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     patient = {"id": "IPP-PACS-2", "name": "BLANC^Marc", "birth_date": "1970-07-07", "sex": "M"}
     study, files = ct_study(
@@ -226,7 +226,7 @@ async def test_instances_of_another_patient_refuse_the_study_and_are_audited(
 async def test_a_pacs_down_or_refusing_gives_a_failed_state(
     api_for: ApiFor,
     settings: Settings,
-    orthanc: Orthanc,  # noqa: F811
+    orthanc: Orthanc,
     where: str,
     reason: str,
     words: str,
