@@ -100,8 +100,10 @@ class Orthanc:
 
 @pytest.fixture(scope="module", name="orthanc")
 def orthanc_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    if not Path(BINARY).exists():  # scripts/services.sh installs it
-        pytest.skip("Orthanc is not installed")
+    if not Path(BINARY).exists():
+        pytest.fail(
+            f"{BINARY} is missing: run `bash scripts/services.sh` (apt-get install orthanc)"
+        )
     pacs = Orthanc(tmp_path_factory.mktemp("orthanc"))
     try:
         yield pacs
