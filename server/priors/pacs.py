@@ -173,7 +173,7 @@ def _associate(ae: AE, peer: Peer, **kwargs: Any) -> Association:
     if assoc.acceptor.primitive is None:  # no A-ASSOCIATE-AC nor -RJ ever came
         raise PacsError(
             "unreachable",
-            f"the PACS at {peer.host}:{peer.port} does not answer (connection refused or timed out)",
+            f"the PACS at {peer.host}:{peer.port} does not answer (no association)",
         )
     raise PacsError("association_aborted", "the PACS aborted the association")
 
