@@ -259,11 +259,11 @@ def find_studies(peer: Peer, query: Query, date_range: str) -> list[Study]:
 Sink = Callable[[bytes], Any]
 
 
-def get_study(peer: Peer, study_uid: str, patient_ids: frozenset[str], sink: Sink) -> Retrieved:
+def get_study(peer: Peer, study_uid: str, query: Query, sink: Sink) -> Retrieved:
     """C-GET of one study (PS3.4 C.4.3). Each instance received is checked before it
-    is kept: its StudyInstanceUID must be the one asked for and its PatientID one
-    of ``patient_ids`` (the identifiers queried); any other is refused (C-STORE
-    failure) and counted. The kept ones go to ``sink``."""
+    is kept: its StudyInstanceUID must be the one asked for, its PatientID the one
+    queried, and for a query by the INS its IssuerOfPatientID the INS authority; any
+    other is refused (C-STORE failure) and counted. The kept ones go to ``sink``."""
     retrieved = Retrieved(files=[], mismatched_ids=set())
     ae = _ae(peer)
     ae.add_requested_context(GET)
@@ -277,13 +277,20 @@ def get_study(peer: Peer, study_uid: str, patient_ids: frozenset[str], sink: Sin
             head = dcmread(
                 io.BytesIO(data),
                 stop_before_pixels=True,
-                specific_tags=["PatientID", "StudyInstanceUID"],
+                specific_tags=["PatientID", "IssuerOfPatientID", "StudyInstanceUID"],
             )
         except Exception:
             retrieved.failed += 1
             return _status(0xC000, "cannot read the data set")
         pid = _text(head, "PatientID")
-        if _text(head, "StudyInstanceUID") != study_uid or pid not in patient_ids:
+        issuer_differs = (
+            query.issuer is not None and _text(head, "IssuerOfPatientID") != query.issuer
+        )
+        if (
+            _text(head, "StudyInstanceUID") != study_uid
+            or pid != query.patient_id
+            or issuer_differs
+        ):
             retrieved.mismatched += 1
             assert retrieved.mismatched_ids is not None
             retrieved.mismatched_ids.add(pid[:64])

@@ -376,7 +376,8 @@ async def _retrieve_one(
 ) -> None:
     row = await _set(app, prior_id, status="retrieving")
     await _event(app, exam.id, _body(row))
-    patient_ids = frozenset({found[study.study_uid][1].patient_id})
+    query = found[study.study_uid][1]
+    patient_ids = frozenset({query.patient_id})
     written: list[Path] = []
 
     def sink(data: bytes) -> Path:
@@ -391,7 +392,7 @@ async def _retrieve_one(
             Storage.discard(path)
 
     try:
-        got = await asyncio.to_thread(pacs.get_study, peer, study.study_uid, patient_ids, sink)
+        got = await asyncio.to_thread(pacs.get_study, peer, study.study_uid, query, sink)
     except pacs.PacsError as exc:
         await asyncio.to_thread(discard)
         row = await _set(app, prior_id, status=FAILED, reason=exc.code, message=exc.message)

@@ -250,3 +250,64 @@ async def test_a_pacs_down_or_refusing_gives_a_failed_state(
     # The room and the app carry on: the exam moves on as before.
     body = {"text": "TDM cérébrale sans injection"}
     assert (await rad.post(f"/api/exams/{exam['id']}/protocol", json=body)).status_code == 200
+
+
+async def test_a_qualified_identity_is_also_looked_up_by_its_ins(
+    api_for: ApiFor, settings: Settings, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """Once the identity is qualified, the PACS is queried by the INS too (PatientID the
+    matricule, IssuerOfPatientID its authority's OID): a study another site of the
+    hospital group filed under the INS is found and retrieved; one under the same number
+    from another identifier domain is not."""
+    from server.core.models import Establishment
+    from server.patients import service as patients
+    from server.patients.service import IdentityStatus, Traits
+
+    ins = "155077505678951"
+    async with app_context(settings) as app, app.db() as db:
+        site = await db.scalar(select(Establishment.id).where(Establishment.code == "HOPA"))
+        assert site is not None
+        traits = Traits(
+            ipp="IPP-PACS-4",
+            birth_name="FONTAINE",
+            first_names="Jean",
+            sex="M",
+            birth_date=date(1955, 7, 1),
+            status=IdentityStatus.QUALIFIED,
+            ins=ins,
+            ins_oid=patients.INS_NIR,
+            birthplace_code="75056",
+        )
+        row, _, _ = await patients.upsert(db, site, patients.check(traits, date.today()), app.now())
+        await db.commit()
+        identity_id = row.id
+    by_ins = {
+        "PatientID": ins,
+        "IssuerOfPatientID": patients.INS_NIR,
+        "PatientName": "FONTAINE^Jean",
+        "PatientBirthDate": "19550701",
+        "PatientSex": "M",
+    }
+    found, files = ct_study(
+        tmp_path / "ins", {**by_ins, "StudyDate": days_ago(100), "StudyDescription": "TDM"}
+    )
+    elsewhere, other_files = ct_study(
+        tmp_path / "elsewhere",
+        {**by_ins, "IssuerOfPatientID": "1.2.3.4.5", "StudyDate": days_ago(90)},
+    )
+    orthanc.load(files + other_files)
+    await configure(settings, "HOPA", orthanc.dicom_port)
+
+    urg, rad = await api_for("urg_a"), await api_for("rad")
+    payload = exam_payload()
+    payload["patient"] = {**payload["patient"], "identity_id": identity_id}
+    resp = await urg.post("/api/exams", json=payload)
+    assert resp.status_code == 201, resp.text
+    exam = resp.json()
+    assert exam["patient"]["id"] == "IPP-PACS-4"
+    assert (await rad.post(f"/api/exams/{exam['id']}/accept")).status_code == 200
+    listing = await settled(rad, exam["id"])
+    hospital = [p for p in listing["priors"] if p["source"] == "hospital"]
+    assert [(p["study_instance_uid"], p["retrieval"]) for p in hospital] == [(found, "done")]
+    assert await studies_seen(rad, found) == 1
+    assert await studies_seen(await api_for("coord"), elsewhere) == 0
