@@ -138,7 +138,7 @@ export const en = {
   "priors.reason.unreachable": "the PACS does not answer", "priors.reason.association_rejected": "the PACS refuses the connection (check the AE titles)",
   "priors.reason.association_aborted": "the PACS aborted the connection", "priors.reason.no_answer": "the PACS stopped answering",
   "priors.reason.query_failed": "the PACS refused the query", "priors.reason.retrieve_failed": "the PACS could not send the study",
-  "priors.reason.patient_mismatch": "images of another patient received: study refused", "priors.reason.empty": "the PACS sent no image",
+  "priors.reason.patient_mismatch": "images of another patient received: study refused", "priors.reason.incomplete": "study received incomplete: refused", "priors.reason.empty": "the PACS sent no image",
   "priors.reason.store_failed": "the archive could not store the study", "priors.reason.abandoned": "the retrieval stopped repeatedly",
   "priors.reason.internal_error": "server error during the retrieval",
   "priors.series": "series", "priors.no_images": "No images in the archive for this exam.",

@@ -125,12 +125,12 @@ class Study:
 
 @dataclass
 class Retrieved:
-    """What a C-GET brought: the files written (the caller stores them), and the
-    instances refused because they name another patient."""
+    """What a C-GET brought: how many instances went to the sink, how many were
+    refused because they name another patient or study, how many could not be read
+    or written."""
 
-    files: list[Any]
+    kept: int = 0
     mismatched: int = 0
-    mismatched_ids: set[str] | None = None
     failed: int = 0
 
 
@@ -264,7 +264,7 @@ def get_study(peer: Peer, study_uid: str, query: Query, sink: Sink) -> Retrieved
     is kept: its StudyInstanceUID must be the one asked for, its PatientID the one
     queried, and for a query by the INS its IssuerOfPatientID the INS authority; any
     other is refused (C-STORE failure) and counted. The kept ones go to ``sink``."""
-    retrieved = Retrieved(files=[], mismatched_ids=set())
+    retrieved = Retrieved()
     ae = _ae(peer)
     ae.add_requested_context(GET)
     for storage in STORAGE:
@@ -292,11 +292,10 @@ def get_study(peer: Peer, study_uid: str, query: Query, sink: Sink) -> Retrieved
             or issuer_differs
         ):
             retrieved.mismatched += 1
-            assert retrieved.mismatched_ids is not None
-            retrieved.mismatched_ids.add(pid[:64])
             return _status(REFUSED_PATIENT, "not the patient or study asked for")
         try:
-            retrieved.files.append(sink(data))
+            sink(data)
+            retrieved.kept += 1
         except OSError:
             retrieved.failed += 1
             return _status(OUT_OF_RESOURCES, "cannot write")

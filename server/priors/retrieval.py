@@ -60,6 +60,14 @@ MAX_ATTEMPTS = 3  # then the job is given up (a study that kills its worker each
 BATCH = 8
 #: Accepted this long ago at most: a PACS configured today does not fetch for old exams.
 LOOK_BACK = timedelta(days=2)
+#: The statuses of an exam being read: the poll reads them through the index on
+#: (establishment, status), not the whole exams table.
+READING = (
+    ExamStatus.ACCEPTED,
+    ExamStatus.PROTOCOLED,
+    ExamStatus.ACQUIRING,
+    ExamStatus.IMAGES_COMPLETE,
+)
 
 
 @dataclass(frozen=True)
@@ -97,8 +105,9 @@ def _config(app: AppContext) -> DicomwebConfig:
 
 
 async def claim_due(app: AppContext, now: datetime | None = None) -> list[str]:
-    """Claim the exams whose priors are due: accepted (and not cancelled) since their
-    establishment's PACS was set, without a job row; or whose job's lease ran out."""
+    """Claim the exams whose priors are due: accepted since their establishment's PACS
+    was set and not reported nor cancelled yet, without a job row; or whose job's lease
+    ran out."""
     now = now or app.now()
     async with app.read() as db:
         fresh = (
@@ -109,7 +118,7 @@ async def claim_due(app: AppContext, now: datetime | None = None) -> list[str]:
                     Exam.accepted_at.is_not(None),
                     Exam.accepted_at >= PacsSource.created_at,
                     Exam.accepted_at >= now - LOOK_BACK,
-                    Exam.status != ExamStatus.CANCELLED,
+                    Exam.status.in_(READING),
                     ~exists().where(PriorFetch.exam_id == Exam.id),
                 )
                 .order_by(Exam.accepted_at)
@@ -419,6 +428,12 @@ async def _retrieve_one(
             "queried: nothing of it was kept"
         )
         row = await _set(app, prior_id, status=FAILED, reason="patient_mismatch", message=message)
+        await _event(app, exam.id, _body(row))
+        return
+    if got.failed:
+        await asyncio.to_thread(discard)
+        message = f"{got.failed} image(s) of the study could not be read or written: none kept"
+        row = await _set(app, prior_id, status=FAILED, reason="incomplete", message=message)
         await _event(app, exam.id, _body(row))
         return
     if not written:
