@@ -136,7 +136,7 @@ export const en = {
   "priors.retrieved": "Retrieved ({n} images)", "priors.failed": "Prior {where}: failed", "priors.pending": "Prior {where} waiting",
   "priors.pacs_failed": "Hospital PACS unavailable", "event.prior.retrieval": "Prior from the hospital PACS",
   "priors.reason.unreachable": "the PACS does not answer", "priors.reason.association_rejected": "the PACS refuses the connection (check the AE titles)",
-  "priors.reason.association_aborted": "the PACS aborted the connection", "priors.reason.no_answer": "the PACS stopped answering",
+  "priors.reason.no_association": "the PACS closed the connection without answering", "priors.reason.association_aborted": "the PACS aborted the connection", "priors.reason.no_answer": "the PACS stopped answering",
   "priors.reason.query_failed": "the PACS refused the query", "priors.reason.retrieve_failed": "the PACS could not send the study",
   "priors.reason.patient_mismatch": "images of another patient received: study refused", "priors.reason.incomplete": "study received incomplete: refused", "priors.reason.empty": "the PACS sent no image",
   "priors.reason.store_failed": "the archive could not store the study", "priors.reason.abandoned": "the retrieval stopped repeatedly",

@@ -137,7 +137,7 @@ export const fr = {
   "priors.retrieved": "Récupéré ({n} images)", "priors.failed": "Antérieur {where} : échec", "priors.pending": "Antérieur {where} en attente",
   "priors.pacs_failed": "PACS de l'hôpital injoignable", "event.prior.retrieval": "Antérieur du PACS de l'hôpital",
   "priors.reason.unreachable": "le PACS ne répond pas", "priors.reason.association_rejected": "le PACS refuse la connexion (titres AE à vérifier)",
-  "priors.reason.association_aborted": "le PACS a interrompu la connexion", "priors.reason.no_answer": "le PACS a cessé de répondre",
+  "priors.reason.no_association": "le PACS a fermé la connexion sans répondre", "priors.reason.association_aborted": "le PACS a interrompu la connexion", "priors.reason.no_answer": "le PACS a cessé de répondre",
   "priors.reason.query_failed": "le PACS a refusé la recherche", "priors.reason.retrieve_failed": "le PACS n'a pas pu envoyer l'examen",
   "priors.reason.patient_mismatch": "images d'un autre patient reçues : examen refusé", "priors.reason.incomplete": "examen reçu incomplet : refusé", "priors.reason.empty": "le PACS n'a envoyé aucune image",
   "priors.reason.store_failed": "l'archive n'a pas pu enregistrer l'examen", "priors.reason.abandoned": "récupération interrompue à plusieurs reprises",

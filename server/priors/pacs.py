@@ -29,6 +29,7 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, build_role, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 
 log = logging.getLogger("teleimagerie.priors")
 
@@ -156,24 +157,47 @@ def _reachable(peer: Peer) -> None:
         ) from None
 
 
-def _associate(ae: AE, peer: Peer, **kwargs: Any) -> Association:
+#: A-ASSOCIATE-RJ reasons (PS3.8 9.3.4, source DUL service-user) in words.
+REJECTIONS = {
+    0x02: "our calling AE title is not recognised",
+    0x03: "our calling AE title is not recognised",
+    0x07: "the called AE title is not the PACS's",
+}
+
+
+def _associate(
+    ae: AE, peer: Peer, handlers: list[evt.EventHandlerType] | None = None, **kwargs: Any
+) -> Association:
     _reachable(peer)
-    assoc = ae.associate(peer.host, peer.port, ae_title=peer.ae_title, **kwargs)
+    # The A-ASSOCIATE-RJ as it came off the wire: a PACS that closes the connection
+    # right after its rejection can make pynetdicom report an abort instead (the
+    # closed socket reaches its state machine before the rejection does).
+    rejections: list[A_ASSOCIATE_RJ] = []
+
+    def on_pdu(event: evt.Event) -> None:
+        pdu = event.pdu
+        if isinstance(pdu, A_ASSOCIATE_RJ):
+            rejections.append(pdu)
+
+    assoc = ae.associate(
+        peer.host,
+        peer.port,
+        ae_title=peer.ae_title,
+        evt_handlers=[*(handlers or []), (evt.EVT_PDU_RECV, on_pdu)],
+        **kwargs,
+    )
     if assoc.is_established:
         return assoc
-    if assoc.is_rejected:
-        result = assoc.acceptor.primitive
-        diagnostic = getattr(result, "diagnostic", None)
-        why = {
-            0x02: "our calling AE title is not recognised",
-            0x03: "our calling AE title is not recognised",
-            0x07: "the called AE title is not the PACS's",
-        }.get(int(diagnostic) if diagnostic is not None else -1, "no reason given")
+    if assoc.is_rejected or rejections:
+        primitive = assoc.acceptor.primitive
+        diagnostic = getattr(primitive, "diagnostic", None)
+        if diagnostic is None and rejections:
+            diagnostic = rejections[0].reason_diagnostic
+        why = REJECTIONS.get(int(diagnostic) if diagnostic is not None else -1, "no reason given")
         raise PacsError("association_rejected", f"the PACS refused the association: {why}")
     if assoc.acceptor.primitive is None:  # no A-ASSOCIATE-AC nor -RJ ever came
         raise PacsError(
-            "unreachable",
-            f"the PACS at {peer.host}:{peer.port} does not answer (no association)",
+            "no_association", "the PACS closed the connection without answering the association"
         )
     raise PacsError("association_aborted", "the PACS aborted the association")
 
@@ -301,7 +325,7 @@ def get_study(peer: Peer, study_uid: str, query: Query, sink: Sink) -> Retrieved
             return _status(OUT_OF_RESOURCES, "cannot write")
         return SUCCESS
 
-    assoc = _associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = _associate(ae, peer, [(evt.EVT_C_STORE, on_store)], ext_neg=roles)
     try:
         ident = Dataset()
         ident.QueryRetrieveLevel = "STUDY"
