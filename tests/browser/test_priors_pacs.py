@@ -10,13 +10,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from server.core.config import Settings
 from server.testing import LiveServer, free_port
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP
-from tests.browser.test_viewer import exam_with_series, open_room
+from tests.browser.test_viewer import exam_with_series
 from tests.priors.orthanc import (
     Orthanc,
     ct_study,
@@ -26,6 +26,16 @@ from tests.priors.orthanc import (
 from tests.priors.test_pacs import configure
 
 PATIENT = {"id": "IPP-000123", "name": "DUPONT^Jeanne", "birth_date": "1948-03-02", "sex": "F"}
+
+
+async def open_room(page: Page, base: str, exam_id: str) -> None:
+    """The viewer tests' ``open_room`` with waits for a loaded machine (the shared
+    one runs several suites at once)."""
+    await page.goto(f"{base}/#/exam/{exam_id}")
+    await expect(page.locator("#room-conn")).to_have_text("En ligne", timeout=30_000)
+    await expect(page.locator("#viewer-canvas")).to_have_attribute(
+        "data-slice", "1", timeout=30_000
+    )
 
 
 @pytest.fixture
@@ -59,12 +69,15 @@ async def test_hospital_prior_retrieved_and_compared_side_by_side(
     rad = js_errors.watch(await loop.login(await new_context(DESKTOP), base, "rad"), "radiologist")
     await open_room(rad, base, exam["id"])
     entry = rad.locator(f"#priors li.prior-hospital[data-study='{prior}']")
-    await expect(entry).to_contain_text("PACS de l'hôpital", timeout=20_000)
-    await expect(entry.locator(".prior-state")).to_have_attribute("data-state", "done")
+    # Waits long enough for a loaded machine: the job runs beside the test, not in it.
+    await expect(entry).to_contain_text("PACS de l'hôpital", timeout=30_000)
+    await expect(entry.locator(".prior-state")).to_have_attribute(
+        "data-state", "done", timeout=30_000
+    )
     await expect(entry.locator(".prior-state")).to_contain_text("Récupéré (20 images)")
     await entry.locator("button.prior-open").click()
     second = rad.locator("#viewer-canvas-1")
-    await expect(second).to_have_attribute("data-slice", "1")
+    await expect(second).to_have_attribute("data-slice", "1", timeout=30_000)
     await expect(rad.locator(".viewer-pane").nth(1).locator(".ov-banner")).to_contain_text(
         "Antérieur du"
     )
@@ -92,7 +105,7 @@ async def test_a_pacs_that_is_down_says_so_in_the_room(
     rad = js_errors.watch(await loop.login(await new_context(DESKTOP), base, "rad"), "radiologist")
     await open_room(rad, base, exam["id"])
     state = rad.locator("#priors-pacs")
-    await expect(state).to_have_attribute("data-reason", "unreachable", timeout=20_000)
+    await expect(state).to_have_attribute("data-reason", "unreachable", timeout=30_000)
     await expect(state).to_have_text("PACS de l'hôpital injoignable : le PACS ne répond pas")
     await expect(state).to_have_attribute("title", re.compile(r"does not answer"))
     await shot(rad, "hospital-pacs-down")
