@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dicomweb.ingest import Ingestor
@@ -229,6 +229,15 @@ async def _finish(
                 updated_at=app.now(),
             )
         )
+        if status == FAILED:  # a prior left midway by the job's failure fails with it
+            await db.execute(
+                update(HospitalPrior)
+                .where(
+                    HospitalPrior.exam_id == exam_id,
+                    HospitalPrior.status.in_(("pending", "retrieving")),
+                )
+                .values(status=FAILED, reason=reason, message=(message or "")[:300] or None)
+            )
         await db.commit()
     if status == FAILED:
         await _event(
@@ -312,9 +321,29 @@ async def fetch_priors(app: AppContext, exam_id: str) -> None:
     # A study filed under one of our exams already is listed as that exam (our own
     # priors); one of another establishment is not this patient's to take.
     chosen = [s for s in chosen if s.study_uid not in ours]
+    # Taken over from a worker that stopped midway: what it retrieved stays, the rest
+    # is looked up again.
+    async with app.db() as db:
+        kept = set(
+            (
+                await db.scalars(
+                    select(HospitalPrior.study_instance_uid).where(
+                        HospitalPrior.exam_id == exam_id, HospitalPrior.status == DONE
+                    )
+                )
+            ).all()
+        )
+        await db.execute(
+            delete(HospitalPrior).where(
+                HospitalPrior.exam_id == exam_id, HospitalPrior.status != DONE
+            )
+        )
+        await db.commit()
+    chosen = [s for s in chosen if s.study_uid not in kept]
     if not chosen:
         await _finish(app, exam_id, DONE)
-        await _event(app, exam_id, {"status": "none", "position": 0, "total": 0})
+        if not kept:
+            await _event(app, exam_id, {"status": "none", "position": 0, "total": 0})
         return
     now = app.now()
     async with app.db() as db:
