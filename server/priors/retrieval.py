@@ -48,6 +48,7 @@ from server.core.identity import SystemPrincipal
 from server.core.models import Exam, PatientIdentity
 from server.exams.publish import publish_events
 from server.exams.service import append_event
+from server.patients.service import IdentityStatus
 from server.priors import pacs
 from server.priors.models import HospitalPrior, PacsSource, PriorFetch
 from server.priors.relevance import Current, date_range, relevant
@@ -253,7 +254,7 @@ def _queries(exam: Exam, identity: PatientIdentity | None) -> list[pacs.Query]:
     queries = [pacs.Query(exam.patient_id)]
     if (
         identity is not None
-        and identity.identity_status == "qualified"
+        and identity.identity_status == IdentityStatus.QUALIFIED
         and identity.ins
         and identity.ins_oid
     ):
