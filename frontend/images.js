@@ -6,6 +6,22 @@ import { api, dicomJson } from "./api.js";
 import { Viewer } from "./viewer.js";
 import { UploadZone } from "./upload.js";
 
+/** Why a retrieval failed, in words; the server's own sentence when the code is new. */
+function reasonText(p) {
+  const key = `priors.reason.${p.reason}`;
+  const text = t(key);
+  return text === key ? p.message || p.reason : text;
+}
+
+/** Where a prior from the hospital's PACS stands, in words (docs/priors.md "States"). */
+function priorState(p) {
+  const where = `${p.position}/${p.total}`;
+  if (p.retrieval === "done") return t("priors.retrieved", { n: p.instances });
+  if (p.retrieval === "failed") return `${t("priors.failed", { where })} : ${reasonText(p)}`;
+  if (p.retrieval === "retrieving") return t("priors.retrieving", { where });
+  return t("priors.pending", { where });
+}
+
 export class ImagesPanel {
   constructor(room) {
     this.room = room;
@@ -44,17 +60,23 @@ export class ImagesPanel {
   }
 
   async loadPriors(examId) {
-    let priors = [];
+    let listing = {};
     try {
-      priors = (await api.priors(examId)).priors || [];
+      listing = await api.priors(examId);
     } catch {
       return;
     }
+    const priors = listing.priors || [];
     const items = [];
     for (const p of priors) {
-      const series = await dicomJson(`/dicomweb/studies/${encodeURIComponent(p.study_instance_uid)}/series`).catch(() => null) || [];
-      const date = formatDate(p.requested_at.slice(0, 10));
-      const title = `${date} · ${t(`modality.${p.modality}`)} · ${t(`body.${p.body_part}`)} · ${t(`status.${p.status}`)}`;
+      const hospital = p.source === "hospital";
+      // A prior from the hospital's PACS has series to open once it is retrieved.
+      const ready = !hospital || p.retrieval === "done";
+      const series = ready ? await dicomJson(`/dicomweb/studies/${encodeURIComponent(p.study_instance_uid)}/series`).catch(() => null) || [] : [];
+      const date = p.requested_at ? formatDate(p.requested_at.slice(0, 10)) : "?";
+      const title = hospital
+        ? `${date} · ${(p.modalities || []).map((m) => t(`modality.${m}`)).join(", ")} · ${p.description || ""} · ${t("priors.from_hospital")}`
+        : `${date} · ${t(`modality.${p.modality}`)} · ${t(`body.${p.body_part}`)} · ${t(`status.${p.status}`)}`;
       const buttons = series.map((s) => {
         const uid = s["0020000E"]?.Value?.[0];
         const desc = s["0008103E"]?.Value?.[0] || "";
@@ -65,15 +87,58 @@ export class ImagesPanel {
           onclick: () => this.viewer.compare(p.study_instance_uid, uid, label),
         }, `${t("priors.compare")} : ${desc || t("priors.series")} (${t("images.count", { n: count })})`));
       });
-      items.push(h("li", { class: "prior", dataset: { exam: p.id } }, h("div", {}, title),
-        buttons.length ? h("ul", { class: "prior-series" }, ...buttons) : h("div", { class: "muted small" }, t("priors.no_images"))));
+      const state = hospital ? h("div", { class: "small prior-state", dataset: { state: p.retrieval } }, priorState(p)) : null;
+      const empty = ready ? h("div", { class: "muted small" }, t("priors.no_images")) : null;
+      items.push(h("li", { class: `prior${hospital ? " prior-hospital" : ""}`, dataset: { exam: p.id, source: p.source || "archive", study: p.study_instance_uid } },
+        h("div", {}, title), state, buttons.length ? h("ul", { class: "prior-series" }, ...buttons) : empty));
+    }
+    // The hospital's PACS as a whole: looked up, or why it could not be.
+    const pacs = listing.pacs;
+    if (pacs && pacs.status === "failed") {
+      items.push(h("li", { class: "prior-pacs", id: "priors-pacs", title: pacs.message || "", dataset: { state: "failed", reason: pacs.reason || "" } },
+        `${t("priors.pacs_failed")} : ${reasonText(pacs)}`));
     }
     clear(this.priorList, ...items);
     this.priors.hidden = items.length === 0;
     if (items.length) this.priors.open = true;
   }
 
+  /** A ``prior.retrieval`` event: the prior's progress at once, its series once retrieved. */
+  onPriorEvent(b) {
+    if (!this.priorsLoaded) return;
+    const li = b.study_instance_uid && this.priorList.querySelector(`li.prior[data-study="${CSS.escape(b.study_instance_uid)}"]`);
+    if (li && b.status === "retrieving") {
+      const state = li.querySelector(".prior-state");
+      if (state) {
+        state.dataset.state = b.status;
+        state.textContent = priorState({ ...b, retrieval: b.status });
+      }
+      return;
+    }
+    this.reloadPriors();
+  }
+
+  /** One listing request at a time; events that came meanwhile ask for one more. */
+  reloadPriors() {
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return;
+    }
+    this.reloading = true;
+    this.loadPriors(this.room.exam.id).finally(() => {
+      this.reloading = false;
+      if (this.reloadAgain) {
+        this.reloadAgain = false;
+        this.reloadPriors();
+      }
+    });
+  }
+
   onEvent(e) {
+    if (e.kind === "prior.retrieval") {
+      this.onPriorEvent(e.body || {});
+      return;
+    }
     if (e.kind !== "images.received") return;
     const b = e.body || {};
     if (!b.series_uid) return;

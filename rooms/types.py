@@ -57,6 +57,7 @@ class EventKind(StrEnum):
     PATIENT_UPDATED = "patient.updated"
     PATIENT_MERGED = "patient.merged"
     CRITICAL_COMMUNICATED = "critical.communicated"
+    PRIOR_RETRIEVAL = "prior.retrieval"
 
 
 # Whether an event of each kind can move the exam's escalation deadlines: whether
@@ -87,6 +88,8 @@ MOVES_DEADLINES: dict[EventKind, bool] = {
     EventKind.PATIENT_MERGED: False,
     # The critical-result record completed by a phone call: its escalation stops.
     EventKind.CRITICAL_COMMUNICATED: True,
+    # A prior fetched from the hospital's PACS (docs/priors.md): nothing of the exam's.
+    EventKind.PRIOR_RETRIEVAL: False,
 }
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Start what the test suite needs when it is not already running: Redis on
 # 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432 (database `test`, trust auth for
-# loopback), and the system packages the tests drive (Chromium, DCMTK); with
-# --bench, Orthanc too (bench/served.py). Installs them with apt on a fresh
-# Debian machine.
+# loopback), and the system packages the tests drive (Chromium, DCMTK, Orthanc as
+# the hospital PACS of tests/priors); with --bench, Orthanc's DICOMweb plugin too
+# (bench/served.py). Installs them with apt on a fresh Debian machine.
 set -euo pipefail
 
 APT_UPDATED=0
@@ -46,12 +46,15 @@ fi
 # --- Tools the tests drive -------------------------------------------------
 command -v storescu >/dev/null || apt_install dcmtk
 [ -x /usr/bin/chromium ] || apt_install chromium
+# The hospital PACS of the priors tests: tests/priors/orthanc.py starts its own
+# instance from a config file in a temp dir, on free ports (the packaged service,
+# if the machine starts it, is not used).
+[ -x /usr/sbin/Orthanc ] || apt_install orthanc
 
 # --- The peer of the served-path benchmark (`make bench-served`) ---------------
 # Debian's Orthanc and its DICOMweb plugin; bench/served.py starts its own
 # instance from a config file in a temp dir, on free ports.
 if [ "${1:-}" = "--bench" ]; then
-  [ -x /usr/sbin/Orthanc ] && [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] \
-    || apt_install orthanc orthanc-dicomweb
+  [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || apt_install orthanc-dicomweb
 fi
 exit 0

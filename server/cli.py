@@ -481,6 +481,89 @@ def add_hl7_destination_commands(hl7: argparse._SubParsersAction[argparse.Argume
     )
 
 
+# -- pacs: each establishment's PACS for the priors (docs/priors.md) -----------------
+
+
+def cmd_pacs_set(args: argparse.Namespace, settings: Settings) -> int:
+    from server.priors.sources import set_source
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            source = await set_source(
+                app,
+                db,
+                args.establishment,
+                ae=args.ae_title,
+                host=args.host,
+                port=args.port,
+                calling_ae=args.calling_ae_title or settings.dicom_ae_title,
+                years=args.years,
+                max_studies=args.max_studies,
+                timeout_s=args.timeout,
+            )
+            await db.commit()
+            print(
+                f"PACS {source.ae_title} at {source.host}:{source.port} set for "
+                f"{args.establishment.upper()} (we call as {source.calling_ae_title})"
+            )
+        return 0
+
+    return _run(settings, job)
+
+
+def cmd_pacs_list(_args: argparse.Namespace, settings: Settings) -> int:
+    from server.priors.sources import list_sources
+
+    async def job(app: AppContext) -> int:
+        async with app.read() as db:
+            for s, code in await list_sources(db):
+                print(
+                    f"{code:<12} {s.ae_title:<16} {s.host}:{s.port:<6} as {s.calling_ae_title:<16} "
+                    f"{s.years} years, {s.max_studies} studies"
+                )
+        return 0
+
+    return _run(settings, job)
+
+
+def cmd_pacs_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from server.priors.sources import remove_source
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            removed = await remove_source(db, args.establishment)
+            await db.commit()
+        if not removed:
+            print(f"teleimagerie: {args.establishment.upper()} has no PACS", file=sys.stderr)
+            return 2
+        print(f"PACS of {args.establishment.upper()} removed")
+        return 0
+
+    return _run(settings, job)
+
+
+def add_pacs_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pacs = sub.add_parser(
+        "pacs", help="the hospitals' PACS the priors are fetched from (C-FIND, C-GET)"
+    ).add_subparsers(dest="action", required=True)
+    pset = pacs.add_parser("set", help="set (or replace) an establishment's PACS")
+    pset.add_argument("--establishment", required=True)
+    pset.add_argument("--ae-title", required=True, help="the PACS's AE title (called)")
+    pset.add_argument("--host", required=True)
+    pset.add_argument("--port", type=int, required=True)
+    pset.add_argument(
+        "--calling-ae-title", default=None, help="ours, as the PACS knows us (DICOM_AE_TITLE)"
+    )
+    pset.add_argument("--years", type=int, default=5, help="how far back a prior may be")
+    pset.add_argument("--max-studies", type=int, default=3, help="priors fetched per exam")
+    pset.add_argument("--timeout", type=int, default=30, help="seconds per DICOM exchange")
+    pset.set_defaults(func=cmd_pacs_set)
+    pacs.add_parser("list", help="the PACS of each establishment").set_defaults(func=cmd_pacs_list)
+    premove = pacs.add_parser("remove", help="stop fetching priors for an establishment")
+    premove.add_argument("--establishment", required=True)
+    premove.set_defaults(func=cmd_pacs_remove)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="teleimagerie", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -529,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     ae_add.add_argument("--description", default=None)
     ae_add.set_defaults(func=cmd_ae_add)
     ae.add_parser("list", help="the registered AE titles").set_defaults(func=cmd_ae_list)
+    add_pacs_commands(sub)
 
     hl7 = sub.add_parser(
         "hl7", help="HL7 v2: the MLLP listener (identities, orders), senders and destinations"

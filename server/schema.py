@@ -19,6 +19,7 @@ from server.core import audit  # noqa: F401
 from server.core.models import Base
 from server.gateway import aes  # noqa: F401  (modality_aes)
 from server.interfaces import drafts, senders  # noqa: F401  (hl7_senders, hl7_messages, order_drafts)
+from server.priors import models as priors  # noqa: F401  (pacs_sources, prior_fetches, hospital_priors)
 from server.reports import (
     billing,  # noqa: F401
     critical,  # noqa: F401  (the critical-result record)

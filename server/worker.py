@@ -1,5 +1,6 @@
 """``teleimagerie worker``: fires escalation and SLA timers (docs/roster.md "Timers"),
-and sends the outbox to the hospitals (docs/hl7.md "Outbound").
+sends the outbox to the hospitals (docs/hl7.md "Outbound"), and fetches accepted
+exams' priors from the hospitals' PACS (docs/priors.md).
 
 At start it rebuilds every pending timer from SQL (the engine may have been flushed,
 or a worker killed after claiming a timer), then claims due timers in a loop. Claims
@@ -124,34 +125,41 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         log.warning("no REDIS_URL: with the memory engine the web process runs the timers")
     from server.core.audit_anchor import checkpoint_loop
     from server.interfaces.outbox import outbox_loop
+    from server.priors.retrieval import prior_loop
 
     async with core_context(settings) as app:
         log.info("worker started")
         await asyncio.gather(
-            timer_loop(app, stop), checkpoint_loop(app, stop), outbox_loop(app, stop)
+            timer_loop(app, stop),
+            checkpoint_loop(app, stop),
+            outbox_loop(app, stop),
+            prior_loop(app, stop),
         )
     log.info("worker stopped")
 
 
 class TimerTask:
-    """The timer loop, and the audit checkpoints (server/core/audit_anchor.py), running
-    inside another process's event loop (the web app without a worker)."""
+    """The timer loop, the audit checkpoints (server/core/audit_anchor.py), the outbox
+    and the PACS priors, running inside another process's event loop (the web app
+    without a worker)."""
 
     def __init__(self, app: AppContext) -> None:
         from server.core.audit_anchor import checkpoint_loop
         from server.interfaces.outbox import outbox_loop
+        from server.priors.retrieval import prior_loop
 
         self.stop_event = asyncio.Event()
         loop = asyncio.get_running_loop()
         self.task = loop.create_task(timer_loop(app, self.stop_event))
         self.checkpoints = loop.create_task(checkpoint_loop(app, self.stop_event))
         self.outbox = loop.create_task(outbox_loop(app, self.stop_event))
+        self.priors = loop.create_task(prior_loop(app, self.stop_event))
 
     async def stop(self) -> None:
         """Stop both loops and return once they have ended, the timers' rebuild
         included (it finishes its batch under way, ``timer_loop``)."""
         self.stop_event.set()
-        for task in (self.task, self.checkpoints, self.outbox):
+        for task in (self.task, self.checkpoints, self.outbox, self.priors):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

@@ -37,7 +37,7 @@ from server.core.errors import ApiError
 from server.core.identity import Principal, SystemPrincipal
 from server.core.models import Exam
 from server.exams.authz import exam_scope, scope_of
-from server.priors.service import prior_exam_ids
+from server.priors.service import prior_exam_ids, prior_study_uids
 
 log = logging.getLogger("teleimagerie.archive")
 
@@ -88,16 +88,18 @@ class ServerAccess:
 
     def study_filter(self, principal: Principal | SystemPrincipal) -> ColumnElement[bool] | None:
         """The studies the caller may see: the exam scope of ``server.authz``, and for
-        a radiologist the studies of the priors of their patients (``server.priors``)."""
+        a radiologist the studies of the priors of their patients and those retrieved
+        from the hospital's PACS for their exams (``server.priors``)."""
         if isinstance(principal, SystemPrincipal):
             return None
         scope = scope_of(
             principal, establishment_id=studies.c.establishment_id, exam_id=studies.c.exam_id
         )
         priors = prior_exam_ids(principal)
-        if scope is None or priors is None:
+        fetched = prior_study_uids(principal)
+        if scope is None or priors is None or fetched is None:
             return scope
-        return or_(scope, studies.c.exam_id.in_(priors))
+        return or_(scope, studies.c.exam_id.in_(priors), studies.c.study_uid.in_(fetched))
 
     def store_key(
         self, _principal: Principal | SystemPrincipal, attrs: InstanceAttrs

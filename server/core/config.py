@@ -133,6 +133,9 @@ class Settings:
     outbox_retry_max_s: float = 300.0
     outbox_escalate_after_s: float = 300.0
     outbox_poll_s: float = 0.1
+    # The hospital PACS priors (server/priors/retrieval.py, docs/priors.md): how often the
+    # worker looks for accepted exams whose priors are to be fetched.
+    priors_poll_s: float = 1.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -201,6 +204,7 @@ class Settings:
             outbox_retry_max_s=_float(e, "OUTBOX_RETRY_MAX_S", d.outbox_retry_max_s),
             outbox_escalate_after_s=_float(e, "OUTBOX_ESCALATE_AFTER_S", d.outbox_escalate_after_s),
             outbox_poll_s=_float(e, "OUTBOX_POLL_S", d.outbox_poll_s),
+            priors_poll_s=_float(e, "PRIORS_POLL_S", d.priors_poll_s),
         )
 
     def with_(self, **changes: object) -> Settings:

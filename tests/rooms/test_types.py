@@ -30,6 +30,7 @@ def test_event_kinds_are_exactly_the_persisted_kinds_of_the_api() -> None:
         "patient.updated",
         "patient.merged",
         "critical.communicated",
+        "prior.retrieval",
     ]
 
 
