@@ -43,13 +43,13 @@ class Document(FPDF):
         self.set_font(FONT, size=7)
         self.cell(0, 5, f"{self.footer_text}   page {self.page_no()}/{{nb}}", align="C")
 
-    def line(self, text: str, size: float = 9, style: str = "", height: float = 4.6) -> None:
+    def para(self, text: str, size: float = 9, style: str = "", height: float = 4.6) -> None:
         self.set_font(FONT, style, size)
         self.multi_cell(0, height, text, new_x="LMARGIN", new_y="NEXT")
 
     def heading(self, text: str) -> None:
         self.ln(2)
-        self.line(text, 11, "B", 6)
+        self.para(text, 11, "B", 6)
 
 
 def document(*, title: str, author: str, created: datetime, footer: str) -> Document:

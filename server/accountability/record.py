@@ -117,7 +117,8 @@ def describe(kind: str, body: dict[str, Any]) -> str:
     if kind == EventKind.PROTOCOL_PROPOSED:
         return str(b.get("text") or b.get("protocol_text") or b.get("protocol_id") or "")
     if kind == EventKind.IMAGES_RECEIVED:
-        return f"{b.get('modality', '')} série {b.get('series_uid', '')} : {b.get('count', 0)} image(s)"
+        series = f"{b.get('modality', '')} série {b.get('series_uid', '')}"
+        return f"{series} : {b.get('count', 0)} image(s)"
     if kind == EventKind.CHAT_MESSAGE:
         return str(b.get("text", ""))
     if kind == EventKind.CALL_STARTED:
@@ -134,7 +135,8 @@ def describe(kind: str, body: dict[str, Any]) -> str:
     if kind == EventKind.EXAM_CANCELLED:
         return str(b.get("reason", ""))
     if kind == EventKind.CRITICAL_COMMUNICATED:
-        return f"à {b.get('recipient_name', '')} ({b.get('recipient_role', '')}), {b.get('method', '')}"
+        to = f"{b.get('recipient_name', '')} ({b.get('recipient_role', '')})"
+        return f"à {to}, {b.get('method', '')}"
     return ", ".join(f"{k} {v}" for k, v in sorted(b.items()) if not isinstance(v, dict | list))
 
 
@@ -248,46 +250,50 @@ def render(facts: dict[str, Any]) -> bytes:
     )
     pdf.add_page()
     est = exam["establishment"]
-    pdf.line("Dossier d'examen de téléradiologie", 15, "B", 8)
-    pdf.line(f"{est['name']} ({est['code']})   N° d'accession : {exam['accession_number']}")
-    pdf.line(
+    pdf.para("Dossier d'examen de téléradiologie", 15, "B", 8)
+    pdf.para(f"{est['name']} ({est['code']})   N° d'accession : {exam['accession_number']}")
+    pdf.para(
         f"Patient : {patient['name']}   IPP : {patient['id']}   "
         f"Né(e) le {patient['birth_date']}   Sexe : {patient['sex']}"
     )
-    pdf.line("Heures de Paris ; le fichier joint record.json donne les heures UTC exactes.", 7, "I")
+    pdf.para("Heures de Paris ; le fichier joint record.json donne les heures UTC exactes.", 7, "I")
 
     pdf.heading("Demande et consentement")
-    pdf.line(f"{exam['modality']} {exam['body_part']}, urgence {exam['urgency']}")
-    pdf.line(f"Demandeur : {_name(exam['requester'])}")
-    pdf.line(f"Question clinique : {exam['clinical_question']}")
-    pdf.line(f"Contre-indications : {exam['contraindications'] or 'aucune signalée'}")
-    pdf.line(f"Consentement du patient : {'recueilli' if exam['consent'] else 'non recueilli'}")
+    pdf.para(f"{exam['modality']} {exam['body_part']}, urgence {exam['urgency']}")
+    pdf.para(f"Demandeur : {_name(exam['requester'])}")
+    pdf.para(f"Question clinique : {exam['clinical_question']}")
+    pdf.para(f"Contre-indications : {exam['contraindications'] or 'aucune signalée'}")
+    pdf.para(f"Consentement du patient : {'recueilli' if exam['consent'] else 'non recueilli'}")
 
     pdf.heading("Protocole")
-    pdf.line(exam["protocol_text"] or "-")
+    pdf.para(exam["protocol_text"] or "-")
 
     pdf.heading("Images reçues")
     for s in facts["series"] or [None]:
         if s is None:
-            pdf.line("Aucune image reçue.")
+            pdf.para("Aucune image reçue.")
             continue
-        pdf.line(
+        pdf.para(
             f"{s['modality']} série {s['series_uid']} : {s['count']} image(s), "
             f"du {local(s['first_at'])} au {local(s['last_at'])}"
         )
 
     pdf.heading("Appels")
     for e in facts["calls"] or [None]:
-        pdf.line(f"{local(e['at'])}  {e['label']} par {_name(e['author'])} : {e['text']}" if e else "Aucun appel.")
+        pdf.para(
+            f"{local(e['at'])}  {e['label']} par {_name(e['author'])} : {e['text']}"
+            if e
+            else "Aucun appel."
+        )
 
     pdf.heading("Escalades")
     for e in facts["escalations"] or [None]:
-        pdf.line(f"{local(e['at'])}  {e['text']}" if e else "Aucune escalade.")
+        pdf.para(f"{local(e['at'])}  {e['text']}" if e else "Aucune escalade.")
 
     pdf.heading("Compte rendu")
     rep = facts["report"]
     if rep is None:
-        pdf.line("Pas de compte rendu signé.")
+        pdf.para("Pas de compte rendu signé.")
     else:
         sections = rep["sections"]
         for title, key in (
@@ -298,19 +304,19 @@ def render(facts: dict[str, Any]) -> bytes:
             ("Dose", "dose"),
         ):
             if sections.get(key):
-                pdf.line(title, 9, "B")
-                pdf.line(str(sections[key]))
-        pdf.line(f"Signé le {local(rep['signed_at'])} par {_name(rep['signer'])}", 9, "B")
-        pdf.line(f"SHA-256 {rep['sha256']}", 7)
+                pdf.para(title, 9, "B")
+                pdf.para(str(sections[key]))
+        pdf.para(f"Signé le {local(rep['signed_at'])} par {_name(rep['signer'])}", 9, "B")
+        pdf.para(f"SHA-256 {rep['sha256']}", 7)
         for a in rep["addenda"]:
-            pdf.line(
+            pdf.para(
                 f"Addendum {a['number']} signé le {local(a['signed_at'])} par {_name(a['signer'])}",
                 9,
                 "B",
             )
-            pdf.line(a["text"])
+            pdf.para(a["text"])
         ack = rep["acknowledged_at"]
-        pdf.line(
+        pdf.para(
             f"Acquitté le {local(ack)} par {_name(rep['acknowledged_by'])}"
             + (" (résultat critique pris en compte)" if rep["critical_acknowledged"] else "")
             if ack
@@ -319,9 +325,9 @@ def render(facts: dict[str, Any]) -> bytes:
 
     pdf.heading("Chronologie")
     for e in facts["events"]:
-        pdf.line(f"#{e['seq']}  {local(e['at'])}  {e['label']} ({_name(e['author'])})", 8, "B")
+        pdf.para(f"#{e['seq']}  {local(e['at'])}  {e['label']} ({_name(e['author'])})", 8, "B")
         if e["text"]:
-            pdf.line(e["text"], 8)
+            pdf.para(e["text"], 8)
 
     data = json.dumps(facts, sort_keys=True, ensure_ascii=False, indent=1).encode()
     pdf.embed_file(

@@ -5,14 +5,20 @@ report (``GET /api/stats/monthly``, ``.pdf``, ``/charts/{name}.png``)
 from __future__ import annotations
 
 import asyncio
+import re
+from typing import Any
 
+from sqlalchemy import select
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rooms.types import Role
-from server.accountability import record
+from server.accountability import charts, monthly, monthly_pdf, record
+from server.core.errors import ApiError
+from server.core.models import Establishment
 from server.exams.authz import load_exam, require_role
+from server.exams.service import escalation_policy
 from server.web.request import authenticate, ctx, record_request
 
 RECORD_ROLES = (Role.URGENTIST, Role.MANIPULATOR, Role.COORDINATOR)
@@ -50,6 +56,59 @@ async def exam_record(request: Request) -> Response:
     )
 
 
+async def _monthly(request: Request) -> dict[str, Any]:
+    """Coordinators only: the month's report of one establishment, audited."""
+    who = await authenticate(request)
+    require_role(who, Role.COORDINATOR)
+    q = request.query_params
+    month = q.get("month", "")
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        raise ApiError(400, "bad_parameter", "month must be given as YYYY-MM")
+    code = q.get("establishment", "").strip().upper()
+    if not code:
+        raise ApiError(400, "bad_parameter", "establishment is required")
+    app = ctx(request)
+    async with app.db() as db:
+        est = await db.scalar(select(Establishment).where(Establishment.code == code))
+        if est is None:
+            raise ApiError(400, "bad_parameter", f"unknown establishment {code!r}")
+        doc = await monthly.monthly_report(
+            db, est, month, escalation_policy(app.settings), app.now()
+        )
+        await record_request(
+            request, "monthly.read", who, db, detail={"month": month, "establishment": code}
+        )
+        await db.commit()
+    return doc
+
+
+async def monthly_json(request: Request) -> Response:
+    return JSONResponse(await _monthly(request))
+
+
+async def monthly_pdf_route(request: Request) -> Response:
+    doc = await _monthly(request)
+    pdf = await asyncio.to_thread(monthly_pdf.render, doc, ctx(request).now())
+    name = f"monthly-{doc['establishment']['code']}-{doc['month']}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{name}"'},
+    )
+
+
+async def monthly_chart(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in charts.CHARTS:
+        raise ApiError(404, "not_found", f"no chart {name!r}")
+    doc = await _monthly(request)
+    png = await asyncio.to_thread(charts.render, name, doc["figures"])
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
 routes = [
     Route("/exams/{exam_id}/record.pdf", exam_record, methods=["GET"]),
+    Route("/stats/monthly", monthly_json, methods=["GET"]),
+    Route("/stats/monthly.pdf", monthly_pdf_route, methods=["GET"]),
+    Route("/stats/monthly/charts/{name}.png", monthly_chart, methods=["GET"]),
 ]
