@@ -61,7 +61,7 @@ async def seed_month(
             log.append((at, EventKind.ESCALATION_RAISED, None, body))
 
         t = created
-        if rng.random() < 0.03:
+        if rng.random() < 0.05:
             times["cancelled"] = t + timedelta(seconds=rng.uniform(30, 600))
             log.append((times["cancelled"], EventKind.EXAM_CANCELLED, requester_id, {}))
         else:
@@ -95,7 +95,7 @@ async def seed_month(
             critical = rng.random() < 0.12
             log.append((t, EventKind.REPORT_SIGNED, radiologist_id, {"critical": critical}))
             if rng.random() < 0.93:
-                wait = rng.expovariate(1 / (p.critical_ack_timeout_s * 0.6))
+                wait = rng.expovariate(1 / (p.critical_ack_timeout_s * 0.8))
                 if critical and wait > p.critical_ack_timeout_s:
                     at = t + timedelta(seconds=p.critical_ack_timeout_s)
                     escalate(at, 1, "critical_not_acknowledged", "critical")

@@ -91,9 +91,13 @@ async def _expected(settings: Settings, code: str) -> dict[str, Any]:
         info[exam_id] = (modality, stroke is not None)
     now = datetime.now(UTC)
     exams = []
+    cancelled = 0
     for exam_id, kinds in log.items():
         requested = kinds["exam.requested"][0].astimezone(PARIS)
-        if f"{requested:%Y-%m}" != MONTH or kinds.get("exam.cancelled"):
+        if f"{requested:%Y-%m}" != MONTH:
+            continue
+        if kinds.get("exam.cancelled"):
+            cancelled += 1
             continue
 
         def one(kind: str, latest: bool = False) -> datetime | None:
@@ -168,6 +172,7 @@ async def _expected(settings: Settings, code: str) -> dict[str, Any]:
     crit_delays = delays("signed", "acknowledged", crit)
     return {
         "exams": len(exams),
+        "cancelled": cancelled,
         "by_modality": Counter(e["modality"] for e in exams),
         "by_hour": Counter(e["requested"].hour for e in exams),
         "by_weekday": Counter(e["requested"].weekday() for e in exams),
@@ -189,6 +194,7 @@ async def test_monthly_figures_equal_the_events(api_for: ClientFor, settings: Se
     assert doc["establishment"]["code"] == "HOPA" and doc["month"] == MONTH
     assert want["exams"] > 100
     assert f["volumes"]["exams"] == want["exams"]
+    assert f["volumes"]["cancelled"] == want["cancelled"] > 0
     assert f["volumes"]["by_modality"] == {
         m: want["by_modality"].get(m, 0) for m in f["volumes"]["by_modality"]
     }
@@ -201,7 +207,7 @@ async def test_monthly_figures_equal_the_events(api_for: ClientFor, settings: Se
         got = f["stages"][name]
         assert {k: got[k] for k in stage} == stage, name
     assert {k: v["missed"] for k, v in f["deadlines"].items()} == want["missed"]
-    assert all(v > 0 for v in want["missed"].values())  # the seeded month misses each one
+    assert all(v > 0 for v in want["missed"].values()), want["missed"]  # each one missed
     assert f["escalations"]["raised"] == want["escalations"]
     # Each missed deadline lists the escalations it raised, of its own reason.
     missed_report = [m for m in f["missed"] if m["deadline"] == "report"]
