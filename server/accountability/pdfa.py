@@ -57,7 +57,6 @@ def document(*, title: str, author: str, created: datetime, footer: str) -> Docu
     fonts = _font_dir()
     pdf.add_font(FONT, "", str(fonts / "DejaVuSans.ttf"))
     pdf.add_font(FONT, "B", str(fonts / "DejaVuSans-Bold.ttf"))
-    pdf.add_font(FONT, "I", str(fonts / "DejaVuSans-Oblique.ttf"))
     pdf.add_output_intent(
         OutputIntentSubType.PDFA,
         output_condition_identifier="sRGB",

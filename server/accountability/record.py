@@ -256,7 +256,7 @@ def render(facts: dict[str, Any]) -> bytes:
         f"Patient : {patient['name']}   IPP : {patient['id']}   "
         f"Né(e) le {patient['birth_date']}   Sexe : {patient['sex']}"
     )
-    pdf.para("Heures de Paris ; le fichier joint record.json donne les heures UTC exactes.", 7, "I")
+    pdf.para("Heures de Paris ; le fichier joint record.json donne les heures UTC exactes.", 7)
 
     pdf.heading("Demande et consentement")
     pdf.para(f"{exam['modality']} {exam['body_part']}, urgence {exam['urgency']}")

@@ -56,8 +56,15 @@ async def seed_month(
             ("accepted", "protocoled", "ack", "complete", "signed", "delivered", "cancelled")
         )
 
-        def escalate(at: datetime, level: int, reason: str, key: str) -> None:
-            body = {"level": level, "reason": reason, "deadline": f"{exam_id}:{key}:{level}"}
+        def escalate(
+            at: datetime,
+            level: int,
+            reason: str,
+            key: str,
+            log: list[Any] = log,
+            ident: str = exam_id,
+        ) -> None:
+            body = {"level": level, "reason": reason, "deadline": f"{ident}:{key}:{level}"}
             log.append((at, EventKind.ESCALATION_RAISED, None, body))
 
         t = created
