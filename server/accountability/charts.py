@@ -73,15 +73,17 @@ def _turnaround(ax: Axes, f: dict[str, Any]) -> None:
 
 
 def _critical(ax: Axes, f: dict[str, Any]) -> None:
-    rows = [r for r in f["critical"]["results"] if r["delay_s"] is not None]
-    delays = [r["delay_s"] / 60 for r in rows]
+    delays = [r["delay_s"] / 60 for r in f["critical"]["results"] if r["delay_s"] is not None]
     target = f["critical"]["delays"]["target_s"] / 60
-    colours = [RED if d > target else BLUE for d in delays]
-    ax.bar(range(1, len(delays) + 1), delays, color=colours)
-    ax.axhline(target, color=RED, linewidth=1.5, linestyle="--", label="contrat")
+    top = max([*delays, 2 * target])
+    width = top / 24
+    edges = [i * width for i in range(25)]
+    ax.hist([d for d in delays if d <= target], bins=edges, color=BLUE, label="dans le délai")
+    ax.hist([d for d in delays if d > target], bins=edges, color=RED, label="hors délai")
+    ax.axvline(target, color=RED, linewidth=1.5, linestyle="--", label="contrat")
     ax.set_title("Résultats critiques : délai d'acquittement")
-    ax.set_xlabel("résultat critique (ordre de signature)")
-    ax.set_ylabel("minutes")
+    ax.set_xlabel("minutes entre la signature et l'acquittement")
+    ax.set_ylabel("résultats critiques")
     ax.legend(loc="upper right", fontsize=8)
 
 
@@ -94,7 +96,7 @@ CHARTS: dict[str, tuple[Callable[[Axes, dict[str, Any]], None], tuple[float, flo
 }
 
 
-def render(name: str, figures: dict[str, Any], dpi: int = 110) -> bytes:
+def render(name: str, figures: dict[str, Any], dpi: int = 100) -> bytes:
     """One chart as PNG bytes; KeyError for a name not in ``CHARTS``."""
     draw, size = CHARTS[name]
     fig = Figure(figsize=size, dpi=dpi, facecolor="white", layout="constrained")

@@ -90,6 +90,7 @@ def render(report: dict[str, Any], generated_at: datetime) -> bytes:
         desc="Les chiffres du rapport (JSON)",
         mime_type="application/json",
         associated_file_relationship="Data",
+        compress=True,
         modification_date=generated_at,
     )
     return bytes(pdf.output())

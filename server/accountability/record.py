@@ -336,6 +336,7 @@ def render(facts: dict[str, Any]) -> bytes:
         desc="Les faits du dossier (JSON)",
         mime_type="application/json",
         associated_file_relationship="Data",
+        compress=True,
         modification_date=pdf.creation_date,
     )
     return bytes(pdf.output())
