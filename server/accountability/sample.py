@@ -69,8 +69,9 @@ async def seed_month(
 
         t = created
         if rng.random() < 0.05:
-            times["cancelled"] = t + timedelta(seconds=rng.uniform(30, 600))
-            log.append((times["cancelled"], EventKind.EXAM_CANCELLED, requester_id, {}))
+            cancelled = t + timedelta(seconds=rng.uniform(30, 600))
+            times["cancelled"] = cancelled
+            log.append((cancelled, EventKind.EXAM_CANCELLED, requester_id, {}))
         else:
             wait = rng.expovariate(1 / (p.ack_timeout_s * 0.5))
             for level in (1, 2):

@@ -100,7 +100,9 @@ async def _expected(settings: Settings, code: str) -> dict[str, Any]:
             cancelled += 1
             continue
 
-        def one(kind: str, latest: bool = False) -> datetime | None:
+        def one(
+            kind: str, latest: bool = False, kinds: dict[str, list[datetime]] = kinds
+        ) -> datetime | None:
             times = sorted(kinds.get(kind, []))
             return (times[-1] if latest else times[0]) if times else None
 
