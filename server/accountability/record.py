@@ -267,6 +267,9 @@ def render(facts: dict[str, Any]) -> bytes:
 
     pdf.heading("Protocole")
     pdf.para(exam["protocol_text"] or "-")
+    for e in facts["events"]:
+        if e["kind"] in (EventKind.PROTOCOL_PROPOSED, EventKind.PROTOCOL_ACKNOWLEDGED):
+            pdf.para(f"{local(e['at'])}  {e['label']} par {_name(e['author'])}")
 
     pdf.heading("Images reçues")
     for s in facts["series"] or [None]:
