@@ -1,7 +1,8 @@
 // The monthly site report (docs/accountability.md "Monthly site report"): for one
 // establishment and month, the volumes, the delays per stage against the contract,
 // the missed deadlines with their escalations and the critical results. The charts
-// are PNGs drawn by the server (matplotlib), the same as in the PDF. Coordinators.
+// are PNGs drawn by the server (matplotlib), the same as in the PDF, carried in the
+// JSON as data URIs (`charts=png`: one request, one computation). Coordinators.
 import { ApiError } from "./api.js";
 import { clear, h } from "./dom.js";
 import { t } from "./i18n.js";
@@ -54,14 +55,14 @@ export function mountMonthly(container) {
     clear(out, h("p", { class: "muted" }, t("app.loading")));
     let doc;
     try {
-      doc = await getJson(`/api/stats/monthly?${q}`);
+      doc = await getJson(`/api/stats/monthly?${q}&charts=png`);
     } catch (err) {
       clear(out, h("p", { class: "error", id: "monthly-error" }, err.message || err.code));
       return;
     }
     const f = doc.figures;
     const chart = (name) => h("figure", { class: `monthly-chart chart-${name}` },
-      h("img", { src: `/api/stats/monthly/charts/${name}.png?${q}`, alt: t(`monthly.chart.${name}`), id: `chart-${name}` }),
+      h("img", { src: doc.charts[name], alt: t(`monthly.chart.${name}`), id: `chart-${name}` }),
       h("figcaption", { class: "small muted" }, t(`monthly.chart.${name}`)));
     const stageRows = STAGES.map((s) => {
       const st = f.stages[s];

@@ -3,6 +3,7 @@ the charts rendered (docs/accountability.md "Monthly site report")."""
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 from collections import Counter, defaultdict
@@ -18,6 +19,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from server.accountability.charts import CHARTS
 from server.accountability.sample import seed_month
 from server.composition import app_context
 from server.core.audit import AuditEntry
@@ -325,3 +327,18 @@ async def test_unknown_chart(api_for: ClientFor) -> None:
         "/api/stats/monthly/charts/pie.png", params={"establishment": "HOPA", "month": MONTH}
     )
     assert resp.status_code == 404
+
+
+async def test_the_json_can_carry_the_charts(api_for: ClientFor, settings: Settings) -> None:
+    await _seed(settings)
+    coord = await api_for("coord")
+    params = {"establishment": "HOPA", "month": MONTH}
+    doc = await ok(await coord.get("/api/stats/monthly", params={**params, "charts": "png"}))
+    assert "charts" not in await ok(await coord.get("/api/stats/monthly", params=params))
+    assert sorted(doc["charts"]) == sorted(CHARTS)
+    for uri in doc["charts"].values():
+        assert uri.startswith("data:image/png;base64,")
+        image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+        assert _has_bars(image.convert("RGB"))
+    bad = await coord.get("/api/stats/monthly", params={**params, "charts": "svg"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_parameter"

@@ -5,6 +5,7 @@ report (``GET /api/stats/monthly``, ``.pdf``, ``/charts/{name}.png``)
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from typing import Any
 
@@ -82,8 +83,28 @@ async def _monthly(request: Request) -> dict[str, Any]:
     return doc
 
 
+def _with_charts(doc: dict[str, Any]) -> dict[str, Any]:
+    """The report with its charts as PNG data URIs: what the page shows, in one
+    request and one computation of the figures."""
+    return {
+        **doc,
+        "charts": {
+            name: "data:image/png;base64,"
+            + base64.b64encode(charts.render(name, doc["figures"])).decode()
+            for name in charts.CHARTS
+        },
+    }
+
+
 async def monthly_json(request: Request) -> Response:
-    return JSONResponse(await _monthly(request))
+    """``?charts=png`` adds ``charts``: each chart as a PNG data URI."""
+    charts_param = request.query_params.get("charts")
+    if charts_param not in (None, "png"):
+        raise ApiError(400, "bad_parameter", "charts must be png")
+    doc = await _monthly(request)
+    if charts_param == "png":
+        doc = await asyncio.to_thread(_with_charts, doc)
+    return JSONResponse(doc)
 
 
 async def monthly_pdf_route(request: Request) -> Response:
