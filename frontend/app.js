@@ -11,6 +11,7 @@ import { mountRoom } from "./room.js";
 import { passwordDialog, logoutEverywhere } from "./account.js";
 import { mountReconciliation } from "./reconciliation.js";
 import { mountDeliveries } from "./deliveries.js";
+import { mountMonthly } from "./monthly.js";
 
 import { StrokeAlarm, ALARMED_ROLES } from "./strokealarm.js";
 
@@ -63,6 +64,7 @@ function renderChrome() {
   }
   if (app.me.role === "coordinator") {
     nav.append(h("a", { href: "#/deliveries", class: "navlink", id: "nav-deliveries" }, t("nav.deliveries")));
+    nav.append(h("a", { href: "#/monthly", class: "navlink", id: "nav-monthly" }, t("nav.monthly")));
   }
 }
 
@@ -86,6 +88,8 @@ async function route() {
     cleanup = mountReconciliation(main, app);
   } else if (view === "deliveries" && app.me.role === "coordinator") {
     cleanup = mountDeliveries(main, app);
+  } else if (view?.split("?")[0] === "monthly" && app.me.role === "coordinator") {
+    cleanup = mountMonthly(main);
   } else if (view === "new" && app.me.role === "urgentist") {
     cleanup = mountRequestForm(main, app);
   } else {

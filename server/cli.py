@@ -63,6 +63,30 @@ def cmd_establishment_add(args: argparse.Namespace, settings: Settings) -> int:
     return _run(settings, job)
 
 
+def cmd_establishment_record(args: argparse.Namespace, settings: Settings) -> int:
+    from server.accounts.service import set_record_with_report
+    from server.core import audit
+
+    async def job(app: AppContext) -> int:
+        async with app.db() as db:
+            est = await set_record_with_report(db, args.code, args.state == "on")
+            await audit.record(
+                db,
+                action="establishment.settings",
+                username="cli",
+                at=app.now(),
+                detail={"establishment": est.code, "record_with_report": args.state == "on"},
+            )
+            await db.commit()
+            print(
+                f"{est.code}: the exam's record {'goes' if args.state == 'on' else 'does not go'}"
+                " with the report"
+            )
+        return 0
+
+    return _run(settings, job)
+
+
 def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
     from server.accounts.service import add_user
 
@@ -585,6 +609,12 @@ def build_parser() -> argparse.ArgumentParser:
     est_add.add_argument("name")
     est_add.add_argument("--finess", default=None)
     est_add.set_defaults(func=cmd_establishment_add)
+    est_record = est.add_parser(
+        "record-with-report", help="send the exam's record (PDF/A) with each report"
+    )
+    est_record.add_argument("code")
+    est_record.add_argument("state", choices=["on", "off"])
+    est_record.set_defaults(func=cmd_establishment_record)
 
     user = sub.add_parser("user", help="accounts").add_subparsers(dest="action", required=True)
     user_add = user.add_parser("add", help="add a user; the password is read from stdin")

@@ -45,6 +45,18 @@ async def add_establishment(
     return est
 
 
+async def set_record_with_report(db: AsyncSession, code: str, on: bool) -> Establishment:
+    """Whether the establishment's report deliveries carry the exam's record
+    (``settings["record_with_report"]``, docs/accountability.md)."""
+    est = await db.scalar(select(Establishment).where(Establishment.code == code.strip().upper()))
+    if est is None:
+        raise AccountError(f"no establishment {code.strip().upper()}")
+    # A new dict: the JSON column sees a replaced value, not an edit in place.
+    est.settings = {**(est.settings or {}), "record_with_report": on}
+    await db.flush()
+    return est
+
+
 async def add_user(
     app: AppContext,
     db: AsyncSession,

@@ -37,6 +37,9 @@ SECTIONS = (
 )
 ADDENDUM = ("55107-7", "Addendum")
 DOCUMENT = ("18748-4", "CR d'imagerie médicale")
+# The exam's record (docs/accountability.md), when the establishment asks for it
+# with the report: a local code, as no LOINC document code names such a dossier.
+RECORD = ("RECORD", "Dossier d'examen (PDF/A)", "L")
 INS_AUTHORITIES = {
     "1.2.250.1.213.1.4.8": "ASIP-SANTE-INS-NIR",
     "1.2.250.1.213.1.4.9": "ASIP-SANTE-INS-NIA",
@@ -102,6 +105,8 @@ class SignedReport:
     sha256: str
     addenda: Sequence[dict[str, Any]] = field(default_factory=tuple)
     pdf: bytes = b""
+    # The exam's record (PDF/A) to carry beside the report, or empty.
+    record_pdf: bytes = b""
 
     @property
     def version(self) -> int:
@@ -244,6 +249,10 @@ def oru_r01(
     observations.append(
         ("ED", f"{DOCUMENT[0]}^{escape(DOCUMENT[1])}^{LOINC}", f"^AP^PDF^Base64^{pdf}")
     )
+    if report.record_pdf:
+        data = base64.b64encode(report.record_pdf).decode()
+        code = f"{RECORD[0]}^{escape(RECORD[1])}^{RECORD[2]}"
+        observations.append(("ED", code, f"^AP^PDF^Base64^{data}"))
     for number, (kind, code, value) in enumerate(observations, 1):
         segments.append(
             _join(

@@ -40,6 +40,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.types import EventKind, Role
+from server.accountability import record as exam_record
 from server.core import audit
 from server.core.channels import notify, room_channel
 from server.core.context import AppContext
@@ -143,6 +144,16 @@ def _order(exam: Exam) -> hl7_out.Order:
     )
 
 
+def carries_record(row: OutboxMessage, exam: Exam) -> bool:
+    """Whether this row carries the exam's record: an ORU of a signed report or of
+    an addendum, to an establishment whose settings say ``record_with_report``."""
+    return (
+        row.message_type == ORU
+        and row.event != EventKind.EXAM_CANCELLED
+        and bool((exam.establishment.settings or {}).get("record_with_report"))
+    )
+
+
 def _ccam(exam_content: dict[str, Any]) -> tuple[str, str] | None:
     try:
         entry = billing.tariff_for(
@@ -163,10 +174,13 @@ def render(
     report: Report | None,
     addenda: Sequence[dict[str, Any]],
     pdfs: PdfCache | None = None,
+    record_pdf: bytes = b"",
 ) -> hl7.Message:
     """The message of one outbox row (pure: the same row gives the same text).
     ``pdfs`` keeps the signed PDF of each report version rendered in a batch: the
-    ORU and the MDM of one version carry the same bytes, rendered once."""
+    ORU and the MDM of one version carry the same bytes, rendered once.
+    ``record_pdf``: the exam's record, carried by the ORU when the establishment
+    asks for it (docs/accountability.md)."""
     import json
 
     header = hl7_out.Header(
@@ -189,7 +203,9 @@ def render(
         pdfs[key] = render_pdf(content, report.sha256, upto)
     pdf = pdfs[key]
     if row.message_type == ORU:
-        signed = hl7_out.SignedReport(content=content, sha256=report.sha256, addenda=upto, pdf=pdf)
+        signed = hl7_out.SignedReport(
+            content=content, sha256=report.sha256, addenda=upto, pdf=pdf, record_pdf=record_pdf
+        )
         return hl7_out.oru_r01(header, patient, order, signed)
     est = exam.establishment
     document = cda.build(
@@ -233,6 +249,8 @@ async def prepare(
     texts: dict[int, str] = {}
     loaded: dict[str, tuple[Exam, Report | None, list[dict[str, Any]]]] = {}
     dests: dict[int, Hl7Destination] = {}
+    records: dict[str, bytes] = {}  # exam id -> its record, for the ORUs that carry it
+    carried: dict[int, str] = {}  # row id -> the exam whose record it carries
     async with app.read() as db:
         for row in todo:
             try:
@@ -250,7 +268,16 @@ async def prepare(
                     )
                 exam, report, addenda = loaded[row.exam_id]
                 dest = dests[row.destination_id]
-                message = await asyncio.to_thread(render, row, dest, exam, report, addenda, pdfs)
+                attached = b""
+                if carries_record(row, exam):
+                    if row.exam_id not in records:
+                        facts = exam_record.content(await exam_record.gather(db, exam), app.now())
+                        records[row.exam_id] = await asyncio.to_thread(exam_record.render, facts)
+                    attached = records[row.exam_id]
+                    carried[row.id] = row.exam_id
+                message = await asyncio.to_thread(
+                    render, row, dest, exam, report, addenda, pdfs, attached
+                )
                 texts[row.id] = str(message)
             except Exception as exc:
                 log.exception("outbox row %s could not be rendered", row.id)
@@ -267,6 +294,25 @@ async def prepare(
             select(OutboxMessage.id, OutboxMessage.payload).where(OutboxMessage.id.in_(list(texts)))
         )
         stored: dict[int, str | None] = {row_id: payload for row_id, payload in result}
+        # The hash of each record that leaves, in the audit trail (only the text
+        # this process stored is the one sent).
+        await audit.record_many(
+            db,
+            [
+                audit.make_entry(
+                    action="record.delivered",
+                    exam_id=exam_id,
+                    at=app.now(),
+                    detail={
+                        "sha256": exam_record.sha256(records[exam_id]),
+                        "bytes": len(records[exam_id]),
+                        "delivery": row_id,
+                    },
+                )
+                for row_id, exam_id in carried.items()
+                if row_id in texts and stored.get(row_id) == texts[row_id]
+            ],
+        )
         await db.commit()
     for row in todo:
         if stored.get(row.id) is not None:

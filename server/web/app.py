@@ -24,6 +24,7 @@ from server.core.config import Settings
 from server.core.errors import ApiError
 from server.core.logs import configure_logging
 from server.web import constants, fhir
+from server.web.api import accountability as accountability_api
 from server.web.api import audit as audit_api
 from server.web.api import billing as billing_api
 from server.web.api import calls as calls_api
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> App:
         *reconciliation_api.routes,
         *deliveries_api.routes,
         *priors_api.routes,
+        *accountability_api.routes,
     ]
     sockets = [*room.routes, *notifications.routes]
     routes = [

@@ -133,3 +133,29 @@ def test_migrations_have_one_head() -> None:
 
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
     assert len(heads) == 1, heads  # one head: every branch merged
+
+
+def test_establishment_record_with_report(
+    env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.core.audit import AuditEntry
+
+    main(["establishment", "add", "NANTES", "CHU de Nantes"])
+    assert main(["establishment", "record-with-report", "nantes", "on"]) == 0
+
+    async def fetch() -> tuple[dict, list[dict]]:
+        async with app_context(env) as app, app.db() as db:
+            est = await db.scalar(select(Establishment).where(Establishment.code == "NANTES"))
+            assert est is not None
+            rows = await db.scalars(
+                select(AuditEntry).where(AuditEntry.action == "establishment.settings")
+            )
+            return est.settings, [r.detail for r in rows]
+
+    settings, audited = asyncio.run(fetch())
+    assert settings["record_with_report"] is True
+    assert audited == [{"establishment": "NANTES", "record_with_report": True}]
+    assert main(["establishment", "record-with-report", "NANTES", "off"]) == 0
+    assert asyncio.run(fetch())[0]["record_with_report"] is False
+    assert main(["establishment", "record-with-report", "NOPE", "on"]) == 2
+    assert "no establishment NOPE" in capsys.readouterr().err

@@ -48,7 +48,14 @@ class Receiver:
 
     async def start(self) -> Receiver:
         self.server = await start_hl7_server(
-            self._client, "127.0.0.1", self.port, encoding="utf-8", ssl=self.tls
+            self._client,
+            "127.0.0.1",
+            self.port,
+            encoding="utf-8",
+            ssl=self.tls,
+            # A report can carry the exam's record (a PDF/A of some hundred KB in
+            # base64): hospital receivers take such messages, so does this one.
+            limit=4 * 1024 * 1024,
         )
         return self
 
