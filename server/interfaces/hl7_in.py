@@ -143,23 +143,34 @@ def decode(block: bytes) -> tuple[hl7.Message, str]:
     raw = block.replace(b"\r\n", b"\r").replace(b"\n", b"\r").strip(b"\r\x00 ")
     if not raw.startswith(b"MSH") or len(raw) < 8:
         raise _rejected(SEGMENT_SEQUENCE_ERROR, "the message does not start with MSH", "MSH")
-    try:
-        msh = hl7.parse(raw.split(b"\r", 1)[0].decode("latin-1")).segment("MSH")
-        declared = str(msh(18)).strip().upper() if len(msh) > 18 else ""
-    except Exception:
-        raise _rejected(SEGMENT_SEQUENCE_ERROR, "MSH cannot be read", "MSH") from None
+    # MSH-18 read off the bytes: MSH-1 is the byte after "MSH" and separates the
+    # fields, so MSH-n is the (n-1)th piece of the first line. The message itself
+    # is parsed once, below, with the codec MSH-18 names.
+    line = raw.split(b"\r", 1)[0]
+    fields = line.split(line[3:4])
+    declared = fields[17].decode("latin-1").strip().upper() if len(fields) > 17 else ""
     if not declared:
         try:
-            return hl7.parse(raw.decode("utf-8")), "utf-8"
+            return _parse(raw.decode("utf-8")), "utf-8"
         except UnicodeDecodeError:
-            return hl7.parse(raw.decode("latin-1")), "latin-1"
+            return _parse(raw.decode("latin-1")), "latin-1"
     codec = CHARSETS.get(declared)
     if codec is None:
         raise _rejected(TABLE_VALUE_NOT_FOUND, f"character set {declared} not supported", "MSH", 18)
     try:
-        return hl7.parse(raw.decode(codec)), codec
+        text = raw.decode(codec)
     except UnicodeDecodeError:
         raise _rejected(DATA_TYPE_ERROR, f"the bytes are not {declared}", "MSH", 18) from None
+    return _parse(text), codec
+
+
+def _parse(text: str) -> hl7.Message:
+    try:
+        msg = hl7.parse(text)
+        msg.segment("MSH")
+    except Exception:
+        raise _rejected(SEGMENT_SEQUENCE_ERROR, "the message cannot be parsed", "MSH") from None
+    return msg
 
 
 def _get(seg: Any, f: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dicomweb.index import person_key
+from dicomweb.tables import studies
 from server.core.models import Exam, PatientIdentity
 
 #: The national assigning authorities of the INS matricule (ANS, "Référentiel INS"):
@@ -202,19 +204,38 @@ async def upsert(
 
 
 async def _refresh_exams(db: AsyncSession, row: PatientIdentity, now: datetime) -> list[str]:
-    """Copy the identity's traits onto the exams linked to it; their ids."""
+    """Copy the identity's traits onto the exams linked to it, and onto the archive's
+    index of their studies; the exams' ids.
+
+    The archive's study rows (``dicomweb_studies``) carry the patient attributes
+    QIDO-RS matches and returns: after a merge (A40), a new identifier (A47) or an
+    update, the images already archived are found and shown under the identity the
+    exam now has, never under the old one (the stored files keep what the modality
+    wrote; docs/hl7.md "Merges and the archive")."""
     ids = list(await db.scalars(select(Exam.id).where(Exam.patient_identity_id == row.id)))
     if ids:
+        name = dicom_name(row)
         await db.execute(
             update(Exam)
             .where(Exam.id.in_(ids))
             .values(
                 patient_id=row.ipp,
-                patient_name=dicom_name(row)[:200],
+                patient_name=name[:200],
                 patient_birth_date=row.birth_date,
                 patient_sex=row.sex,
             )
             .execution_options(synchronize_session=False)
+        )
+        await db.execute(
+            update(studies)
+            .where(studies.c.exam_id.in_(ids))
+            .values(
+                patient_id=row.ipp[:64],
+                patient_name=name[:320],
+                patient_name_key=person_key(name[:320]),
+                patient_birth_date=row.birth_date.strftime("%Y%m%d"),
+                patient_sex=row.sex[:16],
+            )
         )
     return ids
 

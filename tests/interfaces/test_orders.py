@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 from sqlalchemy import select
 
+from dicomweb.samples import instance, multipart
 from rooms.types import EventKind
 from server.core.audit import AuditEntry
 from server.core.channels import user_channel
 from server.core.models import Exam, ExamEvent, PatientIdentity, User
 from server.interfaces.drafts import OrderDraft
+from tests.helpers import of_exam
 from tests.interfaces import messages as m
 from tests.interfaces.conftest import Hl7Listener, ack_code, err
 
@@ -280,3 +283,47 @@ async def test_identities_are_per_establishment(hl7_listener: Hl7Listener, api_f
     assert [p["birth_name"] for p in by_birth.json()["patients"]] == ["MARTIN"]
     rad = await api_for("rad")
     assert (await rad.get("/api/patients", params={"q": "IPP300"})).status_code == 403
+
+
+async def test_images_archived_before_a_merge_are_found_under_the_survivor(
+    hl7_listener: Hl7Listener, client_for: ApiFor
+) -> None:
+    """Patient safety: after A40 the images already in the archive answer QIDO-RS
+    under the surviving identity, and no longer under the merged one."""
+    await hl7_listener.send(
+        m.order(
+            m.control_id(), "CMD-12", m.pid("IPP-OLD", birth_name="DUPOND", ins=None, status="PROV")
+        )
+    )
+    [exam] = await exams(hl7_listener)
+    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    base = f"/api/exams/{exam.id}"
+    assert (await rad.post(f"{base}/accept")).status_code == 200
+    assert (await rad.post(f"{base}/protocol", json={"text": "TDM cérébrale"})).status_code == 200
+    assert (await man.post(f"{base}/protocol/ack")).status_code == 200
+    shown = (await urg.get(base)).json()
+    body, ctype = multipart([instance(**of_exam(shown))])
+    stored = await man.post("/dicomweb/studies", content=body, headers={"Content-Type": ctype})
+    assert stored.status_code == 200, stored.text
+
+    async def studies(patient_id: str) -> list[dict[str, Any]]:
+        resp = await rad.get("/dicomweb/studies", params={"PatientID": patient_id})
+        assert resp.status_code in (200, 204), resp.text
+        return list(resp.json()) if resp.status_code == 200 else []
+
+    [before] = await studies("IPP-OLD")
+    assert before["00100010"]["Value"][0]["Alphabetic"].startswith("DUPOND^")
+    [ack] = await hl7_listener.send(
+        m.adt("A40", m.control_id(), m.pid("IPP-NEW"), m.mrg("IPP-OLD"))
+    )
+    assert ack_code(ack) == "AA", str(ack)
+    assert await studies("IPP-OLD") == []
+    [after] = await studies("IPP-NEW")
+    assert after["0020000D"] == before["0020000D"]
+    assert after["00100010"]["Value"][0]["Alphabetic"] == "DUPONT^Hélène Marie"
+    assert after["00100030"]["Value"] == ["19690315"]
+    # Matching on the survivor's name finds it too; on the merged name, nothing.
+    by_name = await rad.get("/dicomweb/studies", params={"PatientName": "DUPONT*"})
+    assert [s["0020000D"] for s in by_name.json()] == [before["0020000D"]]
+    gone = await rad.get("/dicomweb/studies", params={"PatientName": "DUPOND*"})
+    assert gone.status_code == 204 or gone.json() == []
