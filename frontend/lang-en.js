@@ -114,7 +114,7 @@ export const en = {
   "viewer.plane.axial": "Axial", "viewer.plane.coronal": "Coronal", "viewer.plane.sagittal": "Sagittal",
   "viewer.m.Probe": "Density", "viewer.m.Length": "Length", "viewer.m.Angle": "Angle", "viewer.m.EllipticalROI": "ROI",
   "viewer.m.probe": "{v} {unit}", "viewer.m.length": "{v} {unit}", "viewer.m.angle": "{v}°",
-  "viewer.m.ellipse": "mean {mean} {unit}, SD {sd}, area {area} {areaUnit}",
+  "viewer.m.ellipse": "mean {mean} {unit}, SD {sd} {unit}, area {area} {areaUnit}",
   "ori.L": "L", "ori.R": "R", "ori.A": "A", "ori.P": "P", "ori.S": "S", "ori.I": "I",
   "report.signed_by": "Signed by {name}{rpps} on {at}",
   "reason.not_accepted": "request not accepted in time", "reason.protocol_not_acknowledged": "protocol not read by the radiographer",

@@ -115,7 +115,7 @@ export const fr = {
   "viewer.plane.axial": "Axial", "viewer.plane.coronal": "Coronal", "viewer.plane.sagittal": "Sagittal",
   "viewer.m.Probe": "Densité", "viewer.m.Length": "Distance", "viewer.m.Angle": "Angle", "viewer.m.EllipticalROI": "ROI",
   "viewer.m.probe": "{v} {unit}", "viewer.m.length": "{v} {unit}", "viewer.m.angle": "{v}°",
-  "viewer.m.ellipse": "moyenne {mean} {unit}, écart type {sd}, aire {area} {areaUnit}",
+  "viewer.m.ellipse": "moyenne {mean} {unit}, écart type {sd} {unit}, aire {area} {areaUnit}",
   "ori.L": "G", "ori.R": "D", "ori.A": "A", "ori.P": "P", "ori.S": "S", "ori.I": "I",
   "report.signed_by": "Signé par {name}{rpps} le {at}",
   "reason.not_accepted": "demande non acceptée dans le délai", "reason.protocol_not_acknowledged": "protocole non lu par le manipulateur",

@@ -30,6 +30,10 @@ ROWS = COLS = 128
 SPACING = 0.5  # mm per pixel
 THICKNESS = 2.0  # mm between slices
 AIR, TISSUE, BONE = -1000, 40, 1000
+# A checkerboard of LOW and HIGH HU in the tissue band (rows and columns of CHECKS), for
+# the elliptical ROI: its mean and standard deviation are known from the pixels.
+LOW, HIGH = 0, 100
+CHECKS = (slice(12, 52), slice(36, 92))
 
 
 def synthetic_ct(
@@ -42,6 +46,8 @@ def synthetic_ct(
     hu = np.full((ROWS, COLS), TISSUE, dtype=np.int16)
     hu[:, : COLS // 4] = AIR
     hu[:, 3 * COLS // 4 :] = BONE
+    rows, cols = np.mgrid[CHECKS]
+    hu[CHECKS] = np.where((rows + cols) % 2 == 0, LOW, HIGH)
     stored = (hu + 1024).astype(np.uint16)
     parts = []
     for i in range(count):
@@ -196,6 +202,53 @@ async def test_banner_markers_probe_and_length(
     await expect(coronal.locator(".ori-right")).to_have_text("G")
     await expect(coronal.locator(".ov-slice")).to_contain_text(re.compile(r"Coupe \d+/128"))
     await shot(rad, "viewer-mpr")
+
+
+async def drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    await page.mouse.move(*start)
+    await page.mouse.down()
+    await page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=4)
+    await page.mouse.move(*end, steps=4)
+    await page.mouse.up()
+
+
+async def test_elliptical_roi_statistics(
+    live_server: LiveServer, accounts, client_for, new_context, shot, js_errors
+) -> None:
+    """An ellipse drawn over the checkerboard (on the third slice, after scrolling)
+    shows the mean and standard deviation of its pixels in HU and its area in mm²."""
+    base = live_server.url
+    exam, _ = await exam_with_series(client_for, 6)
+    rad = js_errors.watch(await loop.login(await new_context(DESKTOP), base, "rad"), "radiologist")
+    await open_room(rad, base, exam["id"])
+    await rad.locator("#viewer-canvas").focus()
+    await rad.keyboard.press("ArrowDown")
+    await rad.keyboard.press("ArrowDown")
+    await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-slice", "3")
+    await rad.get_by_role("button", name="ROI ellipse").click()
+    # The tool draws from the centre to a corner of the ellipse's bounding box: here the
+    # pixel centres (44, 16) to (84, 48), radii of 20 and 16 pixels.
+    left, top, right, bottom = 44, 16, 84, 48
+    centre = await image_point(rad, (left + right) / 2, (top + bottom) / 2)
+    await drag(rad, centre, await image_point(rad, right, bottom))
+    roi = rad.locator("#viewer-measures li[data-tool=EllipticalROI]")
+    await expect(roi).to_have_count(1)
+    # What the pixels inside that ellipse hold, computed here from the series' own values.
+    rows, cols = np.mgrid[0:ROWS, 0:COLS]
+    a, b = (right - left) / 2, (bottom - top) / 2
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    inside = ((cols - cx) / a) ** 2 + ((rows - cy) / b) ** 2 <= 1
+    values = np.where((rows + cols) % 2 == 0, LOW, HIGH)[inside]
+    area = np.pi * a * b * SPACING * SPACING
+    mean = float(await roi.get_attribute("data-value") or "nan")
+    sd = float(await roi.get_attribute("data-sd") or "nan")
+    shown = float(await roi.get_attribute("data-area") or "nan")
+    assert abs(mean - values.mean()) < 1, (mean, values.mean())
+    assert abs(sd - values.std()) < 0.5, (sd, values.std())
+    assert abs(shown - area) / area < 0.02, (shown, area)
+    await expect(roi).to_contain_text("HU")
+    await expect(roi).to_contain_text("mm²")
+    await shot(rad, "viewer-ellipse")
 
 
 async def test_jpeg2000_series_decoded_in_the_browser(
