@@ -58,6 +58,20 @@ PROCEDURES = {
     "DX": codes.LN.XRUnspecifiedBodyRegion,
 }
 
+#: Type 2 attributes of the Patient and General Study modules (PS3.3 C.7.1.1, C.7.2.1) the
+#: documents copy from their evidence: empty when an image does not carry them.
+TYPE_2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "AccessionNumber",
+)
+
 Uid = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)*$", max_length=64)]
 Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=0, le=65536)]
 Point = tuple[Coordinate, Coordinate]
@@ -183,6 +197,9 @@ async def load_evidence(db: AsyncSession, exam: Exam, body: KeyObjectsBody) -> d
             {k: v for k, v in meta.items() if "BulkDataURI" not in v},
             bulk_data_uri_handler=_no_bulk,
         )
+        for keyword in TYPE_2:  # read by highdicom, may be absent from an image
+            if keyword not in ds:
+                setattr(ds, keyword, "")
         evidence[uid] = ds
     return evidence
 
