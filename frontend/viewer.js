@@ -6,7 +6,7 @@
 // are read on the whole viewer, so they keep working after a button was clicked.
 import { h, clear, debounce } from "./dom.js";
 import { t } from "./i18n.js";
-import { cornerstone, loadSeries, orientationLetters } from "./imaging.js";
+import { cornerstone, loadSeries, mark, orientationLetters } from "./imaging.js";
 import { api } from "./api.js";
 
 export const PRESETS = {
@@ -83,6 +83,7 @@ export class Viewer {
 
   /** Show a series of the exam in the first viewport. */
   async open(study, series, count) {
+    mark("viewer:open");
     this.el.hidden = false;
     this.expected = count;
     this.want = { study, series };
@@ -245,6 +246,7 @@ export class Viewer {
     this.stage.append(el);
     const pane = { id, el, element, overlay: o, data: spec.data, orientation: spec.orientation || null, index: i };
     element.addEventListener(core.Enums.Events.IMAGE_RENDERED, () => {
+      mark("viewer:first-image");
       this.overlay(pane);
       this.remeasure();
     });
