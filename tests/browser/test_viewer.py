@@ -278,6 +278,10 @@ async def test_key_images_and_measurements_saved_into_the_study(
     docs = rad.locator("#report-key-objects li")
     await expect(docs).to_have_count(2)
     await shot(rad, "viewer-key-objects")
+    # Each is linked as its DICOM file (WADO-URI), with the page's session.
+    href = await docs.first.locator("a").get_attribute("href")
+    got = await rad.request.get(f"{base}{href}")
+    assert got.status == 200 and (await got.body())[128:132] == b"DICM"
 
     man = await client_for("man_a")
     study = exam["study_instance_uid"]
