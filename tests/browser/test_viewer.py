@@ -242,6 +242,15 @@ async def test_elliptical_roi_statistics(
     inside = ((cols - cx) / a) ** 2 + ((rows - cy) / b) ** 2 <= 1
     values = np.where((rows + cols) % 2 == 0, LOW, HIGH)[inside]
     area = np.pi * a * b * SPACING * SPACING
+    # The list follows the drag as it is drawn: wait for the ellipse as released.
+    await rad.wait_for_function(
+        """([lo, hi]) => {
+          const li = document.querySelector('#viewer-measures li[data-tool=EllipticalROI]');
+          const area = Number(li?.dataset.area);
+          return area > lo && area < hi;
+        }""",
+        arg=[area * 0.98, area * 1.02],
+    )
     mean = float(await roi.get_attribute("data-value") or "nan")
     sd = float(await roi.get_attribute("data-sd") or "nan")
     shown = float(await roi.get_attribute("data-area") or "nan")
