@@ -208,14 +208,16 @@ async def one_run(
     )
     await page.wait_for_selector("#viewer-canvas[data-slice='1']", timeout=60_000)
     warm = time.perf_counter() - t0
+    # (None with a frontend older than its marks: the page figures are then left out.)
     warm_page = await page.evaluate(
-        "performance.getEntriesByName('viewer:first-image', 'mark')[0].startTime"
+        "performance.getEntriesByName('viewer:first-image', 'mark')[0]?.startTime ?? null"
     )
     await context.close()
+    first_page = phases.get("viewer:first-image")
     return {
-        "first_page": phases["viewer:first-image"] / 1000,
+        **({"first_page": first_page / 1000} if first_page is not None else {}),
+        **({"warm_page": (warm_page - start) / 1000} if warm_page is not None else {}),
         "first": first,
-        "warm_page": (warm_page - start) / 1000,
         "warm": warm,
         "scroll": scroll,
         "scroll_direct": direct,
@@ -335,7 +337,9 @@ async def bench(args: argparse.Namespace, work: Path, url: str) -> None:
         ("mpr_shown", "MPR click -> coronal shown", "ms"),
         ("mpr_loaded", "MPR click -> volume loaded", "ms"),
     ):
-        values = [r[key] * (1000 if unit == "ms" else 1) for r in results]
+        values = [r[key] * (1000 if unit == "ms" else 1) for r in results if key in r]
+        if not values:
+            continue
         print(
             f"  {label:32s} median {statistics.median(values):8.1f} {unit}"
             f"  (runs: {', '.join(f'{v:.1f}' for v in values)})"
