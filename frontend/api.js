@@ -65,6 +65,8 @@ export const api = {
   strokeStats: (month) => request("GET", `/api/stats/stroke?month=${encodeURIComponent(month)}`),
   exam: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}`),
   priors: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}/priors`),
+  keyObjects: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}/key-objects`),
+  saveKeyObjects: (id, body) => request("POST", `/api/exams/${encodeURIComponent(id)}/key-objects`, body),
   events: (id, since = 0) => request("GET", `/api/exams/${encodeURIComponent(id)}/events?since=${since}`),
   createExam: (body) => request("POST", "/api/exams", body),
   patients: (q) => request("GET", `/api/patients?${new URLSearchParams({ q })}`),

@@ -8,6 +8,7 @@ import { mountLogin } from "./login.js";
 import { mountWorklist } from "./worklist.js";
 import { mountRequestForm } from "./requestform.js";
 import { mountRoom } from "./room.js";
+import { preloadViewer } from "./imaging.js";
 import { passwordDialog, logoutEverywhere } from "./account.js";
 import { mountReconciliation } from "./reconciliation.js";
 import { mountDeliveries } from "./deliveries.js";
@@ -159,6 +160,9 @@ async function boot() {
     }));
   onUnauthorized(() => app.sessionEnded());
   window.addEventListener("hashchange", route);
+  // Opening an exam room: the viewer's library (4.3 MB) starts downloading and compiling
+  // now, beside the session check and the room's socket (docs/benchmarks.md "Viewer").
+  if (location.hash.startsWith("#/exam/")) preloadViewer();
   try {
     app.me = await api.me();
     startNotifications();

@@ -22,6 +22,8 @@ function priorState(p) {
   return t("priors.pending", { where });
 }
 
+const NOT_IMAGES = ["KO", "SR", "DOC"];
+
 export class ImagesPanel {
   constructor(room) {
     this.room = room;
@@ -39,6 +41,7 @@ export class ImagesPanel {
     this.el = h("section", { class: "card images-card", id: "images-panel", "aria-labelledby": "images-title" },
       h("h2", { id: "images-title" }, t("images.title")), this.uploadSlot, this.strip, this.empty, this.priors, this.viewer.el);
     this.selected = null;
+    this.ohif = null;
   }
 
   render() {
@@ -53,6 +56,16 @@ export class ImagesPanel {
       this.upload = null;
     }
     this.empty.hidden = this.series.size > 0;
+    this.viewer.examId = exam.id;
+    this.viewer.canSave = this.room.me.role === "radiologist" && exam.assigned_radiologist?.id === this.room.me.id;
+    this.viewer.onSaved = () => this.room.report?.loadKeyObjects();
+    this.viewer.renderButtons?.();
+    // "Open in OHIF" only where an OHIF build is installed beside the app (OHIF_URL).
+    if (this.room.me.ohif_url && exam.study_instance_uid && !this.ohif) {
+      const href = `${this.room.me.ohif_url}/viewer?StudyInstanceUIDs=${encodeURIComponent(exam.study_instance_uid)}`;
+      this.ohif = h("a", { class: "btn btn-small", id: "open-ohif", href, target: "_blank", rel: "noopener" }, t("images.ohif"));
+      this.el.querySelector("h2").after(this.ohif);
+    }
     if (!this.priorsLoaded && this.room.me.role !== "manipulator") {
       this.priorsLoaded = true;
       this.loadPriors(exam.id);
@@ -77,7 +90,8 @@ export class ImagesPanel {
       const title = hospital
         ? `${date} · ${(p.modalities || []).map((m) => t(`modality.${m}`)).join(", ")} · ${p.description || ""} · ${t("priors.from_hospital")}`
         : `${date} · ${t(`modality.${p.modality}`)} · ${t(`body.${p.body_part}`)} · ${t(`status.${p.status}`)}`;
-      const buttons = series.map((s) => {
+      // Key objects, measurement reports and the report's PDF are not series to compare.
+      const buttons = series.filter((s) => !NOT_IMAGES.includes(s["00080060"]?.Value?.[0])).map((s) => {
         const uid = s["0020000E"]?.Value?.[0];
         const desc = s["0008103E"]?.Value?.[0] || "";
         const count = s["00201209"]?.Value?.[0] ?? "";

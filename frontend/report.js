@@ -37,8 +37,12 @@ export class ReportPanel {
     this.report = null; // {indication, technique, findings, conclusion, critical, sha256?, signed_at?}
     this.templates = null;
     this.body = h("div", { class: "report-body" });
+    // The key images and measurements saved into the study from the viewer (KO, SR).
+    this.keyObjects = h("ul", { class: "key-objects", id: "report-key-objects" });
+    this.keyBox = h("div", { class: "report-section", hidden: true },
+      h("h3", {}, t("report.key_objects")), this.keyObjects);
     this.el = h("section", { class: "card report-card", id: "report-panel", "aria-labelledby": "report-title" },
-      h("h2", { id: "report-title" }, t("report.title")), this.body);
+      h("h2", { id: "report-title" }, t("report.title")), this.body, this.keyBox);
     this.save = debounce(() => this.persist(), 1200);
     this.loaded = false;
   }
@@ -57,6 +61,27 @@ export class ReportPanel {
     this.loading = false;
     this.loaded = true;
     this.render();
+    this.loadKeyObjects();
+  }
+
+  /** The KO and SR documents of the exam's study, each linked as its DICOM file (WADO-URI). */
+  async loadKeyObjects() {
+    let docs = [];
+    try {
+      docs = (await api.keyObjects(this.room.examId)).documents || [];
+    } catch {
+      return;
+    }
+    const study = this.room.exam?.study_instance_uid || "";
+    clear(this.keyObjects, ...docs.map((d) => {
+      const q = new URLSearchParams({
+        requestType: "WADO", studyUID: study, seriesUID: d.series_instance_uid, objectUID: d.sop_instance_uid, contentType: "application/dicom",
+      });
+      return h("li", { dataset: { kind: d.kind, sop: d.sop_instance_uid } },
+        `${t(d.kind === "key_images" ? "report.ko" : "report.sr")} · ${formatDateTime(new Date(d.stored_at).toISOString())} · `,
+        h("a", { href: `/dicomweb/wado?${q}`, download: `${d.kind}-${d.sop_instance_uid}.dcm` }, t("report.download")));
+    }));
+    this.keyBox.hidden = docs.length === 0;
   }
 
   async loadTemplates() {

@@ -12,6 +12,7 @@ import { ChatPanel } from "./chat.js";
 import { ProtocolPanel } from "./protocol.js";
 import { ImagesPanel } from "./images.js";
 import { ReportPanel } from "./report.js";
+import { mark, preloadViewer } from "./imaging.js";
 import { actionsFor } from "./actions.js";
 import { createCallControls } from "./call.js";
 
@@ -33,6 +34,8 @@ function identityBlock(p) {
 }
 
 export function mountRoom(main, app, examId) {
+  mark("room:mount");
+  preloadViewer();
   const me = app.me;
   const room = { app, me, examId, exam: null, client: new RoomClient(examId) };
   const head = h("header", { class: "room-head card", id: "room-head", "aria-live": "polite" });
@@ -141,6 +144,7 @@ export function mountRoom(main, app, examId) {
     room.chat.setOnline(ev.detail === "online");
   });
   client.addEventListener("welcome", (ev) => {
+    mark("room:welcome");
     const w = ev.detail;
     room.exam = w.exam;
     renderAll();

@@ -6,7 +6,8 @@
 // are read on the whole viewer, so they keep working after a button was clicked.
 import { h, clear, debounce } from "./dom.js";
 import { t } from "./i18n.js";
-import { cornerstone, loadSeries, orientationLetters } from "./imaging.js";
+import { cornerstone, loadSeries, mark, orientationLetters } from "./imaging.js";
+import { api } from "./api.js";
 
 export const PRESETS = {
   brain: [40, 80],
@@ -52,6 +53,11 @@ export class Viewer {
     this.mipBox = h("input", { type: "checkbox", id: "viewer-mip", onchange: () => this.setMip(this.mipBox.checked) });
     this.linkBox = h("input", { type: "checkbox", id: "viewer-link", checked: true, onchange: () => this.setLinked(this.linkBox.checked) });
     this.cineButton = button(t("viewer.cine"), { id: "viewer-cine", "aria-pressed": "false" }, () => this.toggleCine());
+    // Key images and measurements saved into the study as DICOM (KO and SR, built by the server).
+    this.keys = new Map(); // imageId -> {sop_instance_uid, frame}
+    this.keyButton = button(t("viewer.key"), { id: "viewer-key", "aria-pressed": "false" }, () => this.toggleKey());
+    this.saveButton = button(t("viewer.save"), { id: "viewer-save", hidden: true }, () => this.saveKeyObjects());
+    this.saveStatus = h("p", { class: "small muted", id: "viewer-save-status", role: "status" });
     this.layoutButtons = [1, 2].map((n) => button(t(`viewer.layout.${n}`), { class: "btn btn-small layout", dataset: { layout: String(n) } }, () => this.setLayout(n)));
     this.toolbar = h("div", { class: "viewer-toolbar", role: "toolbar", "aria-label": t("viewer.tools") },
       h("div", { class: "group" }, ...presets),
@@ -61,12 +67,13 @@ export class Viewer {
       h("div", { class: "group" }, ...this.layoutButtons,
         h("label", { class: "inline small" }, this.linkBox, " ", t("viewer.link")), this.cineButton,
         button(t("viewer.clear"), { id: "viewer-clear" }, () => this.clearMeasurements()),
+        this.keyButton, this.saveButton,
         button(t("viewer.reset"), { id: "viewer-reset" }, () => this.reset())));
     this.stage = h("div", { class: "viewer-stage layout-1" });
     this.measures = h("ul", { class: "viewer-measures", id: "viewer-measures", "aria-live": "polite", "aria-label": t("viewer.measures") });
     this.el = h("div", { class: "viewer", id: "viewer", hidden: true, tabindex: "-1" }, this.toolbar, this.stage, this.info,
       h("div", { class: "viewer-slider" }, h("label", { for: "viewer-slice" }, t("viewer.slice")), this.slider),
-      this.measures, h("p", { class: "muted small viewer-help" }, t("viewer.help")));
+      this.measures, this.saveStatus, h("p", { class: "muted small viewer-help" }, t("viewer.help")));
     this.el.addEventListener("keydown", (ev) => this.key(ev));
     this.slider.addEventListener("input", () => this.jump(this.active, Number(this.slider.value) - 1));
     this.relist = debounce(() => this.reloadMain(), 600);
@@ -76,6 +83,7 @@ export class Viewer {
 
   /** Show a series of the exam in the first viewport. */
   async open(study, series, count) {
+    mark("viewer:open");
     this.el.hidden = false;
     this.expected = count;
     this.want = { study, series };
@@ -238,6 +246,7 @@ export class Viewer {
     this.stage.append(el);
     const pane = { id, el, element, overlay: o, data: spec.data, orientation: spec.orientation || null, index: i };
     element.addEventListener(core.Enums.Events.IMAGE_RENDERED, () => {
+      mark("viewer:first-image");
       this.overlay(pane);
       this.remeasure();
     });
@@ -306,6 +315,7 @@ export class Viewer {
       this.slider.max = String(Math.max(n, 1));
       this.slider.value = String(index + 1);
       this.info.textContent = t("viewer.info", { i: index + 1, n, c: win?.[0] ?? "", w: win?.[1] ?? "", z: zoom.toFixed(1) });
+      this.renderKey();
     }
   }
 
@@ -581,6 +591,7 @@ export class Viewer {
       r: () => this.reset(),
       c: () => this.toggleCine(),
       m: () => this.setMode(this.mode === "mpr" ? "stack" : "mpr"),
+      k: () => this.toggleKey(),
       Tab: null,
     };
     const preset = Number(ev.key);
@@ -600,7 +611,90 @@ export class Viewer {
     }
   }
 
+  /** The image shown in the active stack viewport: its id, SOP instance UID and frame. */
+  currentImage() {
+    const pane = this.panes[this.active];
+    if (!pane || pane.orientation || pane.index !== 0) return null;
+    const imageId = pane.data.imageIds[pane.viewport.getCurrentImageIdIndex()];
+    return imageId ? { imageId, ...imageRef(imageId) } : null;
+  }
+
+  /** Mark (or unmark) the displayed image of the current series as a key image. */
+  toggleKey() {
+    const cur = this.currentImage();
+    if (!cur?.sop_instance_uid) return;
+    if (this.keys.has(cur.imageId)) this.keys.delete(cur.imageId);
+    else this.keys.set(cur.imageId, { sop_instance_uid: cur.sop_instance_uid, frame: cur.frame });
+    this.renderKey();
+  }
+
+  renderKey() {
+    const cur = this.currentImage();
+    const on = Boolean(cur && this.keys.has(cur.imageId));
+    this.keyButton.setAttribute("aria-pressed", on ? "true" : "false");
+    this.keyButton.textContent = `${t("viewer.key")} (${this.keys.size})`;
+    for (const p of this.panes) p.el.classList.toggle("key-image", on && p.index === 0 && !p.orientation);
+  }
+
+  /**
+   * What the server builds the KO and the SR from (docs/api.md "Key images and
+   * measurements"): the marked images; the lengths and elliptical ROIs drawn on the
+   * current study's images, their points in DICOM image coordinates (column, row; the
+   * top left corner of the image at 0, 0: Cornerstone3D's image coordinates).
+   */
+  keyObjectsBody() {
+    const { core } = this.cs;
+    const mine = this.series[0]?.study;
+    const measurements = [];
+    for (const a of this.annotations()) {
+      const tool = a.metadata?.toolName;
+      const imageId = a.metadata?.referencedImageId;
+      const stats = Object.values(a.data?.cachedStats || {})[0];
+      if (!imageId || !stats || !imageId.includes(`/studies/${encodeURIComponent(mine)}/`)) continue;
+      const ref = imageRef(imageId);
+      const points = (a.data.handles.points || []).map((p) => core.utilities.worldToImageCoords(imageId, p).map((x) => Math.max(0, x)));
+      if (tool === "Length" && Number.isFinite(stats.length)) {
+        measurements.push({ type: "length", ...ref, points, length_mm: stats.length });
+      } else if (tool === "EllipticalROI" && Number.isFinite(stats.mean)) {
+        // Cornerstone3D's handles are the ends of the vertical then the horizontal axis.
+        const [bottom, top, left, right] = points;
+        const horizontal = Math.hypot(right[0] - left[0], right[1] - left[1]);
+        const vertical = Math.hypot(top[0] - bottom[0], top[1] - bottom[1]);
+        const axes = horizontal >= vertical ? [left, right, bottom, top] : [bottom, top, left, right];
+        measurements.push({
+          type: "ellipse", ...ref, points: axes, area_mm2: stats.area, mean: stats.mean, sd: stats.stdDev,
+          unit: stats.modalityUnit === "HU" ? "HU" : "",
+        });
+      }
+    }
+    return { key_images: [...this.keys.values()], measurements };
+  }
+
+  async saveKeyObjects() {
+    if (!this.examId || !this.cs) return;
+    const body = this.keyObjectsBody();
+    if (!body.key_images.length && !body.measurements.length) {
+      this.saveStatus.textContent = t("viewer.save_nothing");
+      return;
+    }
+    this.saveButton.disabled = true;
+    try {
+      const out = await api.saveKeyObjects(this.examId, body);
+      this.saveStatus.textContent = t("viewer.saved", { keys: body.key_images.length, m: body.measurements.length });
+      this.saveStatus.dataset.saved = Object.keys(out).join(",");
+      this.keys.clear();
+      this.renderKey();
+      this.onSaved?.();
+    } catch (err) {
+      this.saveStatus.textContent = `${t("viewer.save_failed")} ${err.message || ""}`;
+    } finally {
+      this.saveButton.disabled = false;
+    }
+  }
+
   renderButtons() {
+    this.saveButton.hidden = !this.canSave;
+    this.keyButton.hidden = !this.canSave;
     for (const b of this.modeButtons) b.setAttribute("aria-pressed", b.dataset.mode === this.mode ? "true" : "false");
     for (const b of this.layoutButtons) b.setAttribute("aria-pressed", Number(b.dataset.layout) === (this.mode === "stack" ? this.panes.length : 0) ? "true" : "false");
     this.modeButtons[1].disabled = !this.series[0]?.volumeReady;
@@ -620,6 +714,12 @@ export class Viewer {
     this.series = [null, null];
     clear(this.stage);
   }
+}
+
+/** The SOP instance UID and frame of a `wadors:` image id (…/instances/<uid>/frames/<n>). */
+function imageRef(imageId) {
+  const m = /\/instances\/([^/]+)\/frames\/(\d+)/.exec(imageId);
+  return m ? { sop_instance_uid: decodeURIComponent(m[1]), frame: Number(m[2]) } : {};
 }
 
 function setLines(el, lines) {

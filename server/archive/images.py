@@ -35,6 +35,8 @@ log = logging.getLogger("teleimagerie.archive")
 
 # Encapsulated documents (the signed report as PDF, PS3.4 A.45) are not images.
 ENCAPSULATED_DOCUMENT = "1.2.840.10008.5.1.4.1.1.104."
+# Key objects and measurement reports (server/reports/keyobjects.py) are not images either.
+NOT_SHOWN = frozenset({"1.2.840.10008.5.1.4.1.1.88.59", "1.2.840.10008.5.1.4.1.1.88.34"})
 
 
 @dataclass
@@ -64,6 +66,8 @@ class ImageEvents:
             await self._record_dose(stored)
             return
         if stored.sop_class_uid.startswith(ENCAPSULATED_DOCUMENT):
+            return
+        if stored.sop_class_uid in NOT_SHOWN:
             return
         now = time.monotonic()
         if len(self._series) > 10_000:  # forget finished series, not busy ones

@@ -54,6 +54,9 @@ class Settings:
     dicom_storage: Path = Path("./var/dicom")
     allowed_origins: tuple[str, ...] = ()
     public_url: str | None = None
+    # An OHIF viewer installed beside the app, configured for our DICOMweb root
+    # (docs/configuration.md "OHIF"): the viewer shows "Ouvrir dans OHIF" when set.
+    ohif_url: str | None = None
     uid_root: str = "2.25"
     # The diagnostic reference levels of the site's medical physicist (docs/configuration.md).
     drl_file: Path | None = None
@@ -152,6 +155,7 @@ class Settings:
                 o.strip().rstrip("/") for o in e.get("ALLOWED_ORIGINS", "").split(",") if o.strip()
             ),
             public_url=(e.get("PUBLIC_URL") or "").rstrip("/") or None,
+            ohif_url=(e.get("OHIF_URL") or "").rstrip("/") or None,
             uid_root=e.get("UID_ROOT") or d.uid_root,
             drl_file=Path(e["DRL_FILE"]) if e.get("DRL_FILE") else None,
             ack_timeout_s=_int(e, "ACK_TIMEOUT_S", d.ack_timeout_s),

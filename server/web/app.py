@@ -32,6 +32,7 @@ from server.web.api import commands as commands_api
 from server.web.api import critical as critical_api
 from server.web.api import deliveries as deliveries_api
 from server.web.api import exams as exams_api
+from server.web.api import keyobjects as keyobjects_api
 from server.web.api import patients as patients_api
 from server.web.api import priors as priors_api
 from server.web.api import protocols, turnaround
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> App:
         *deliveries_api.routes,
         *priors_api.routes,
         *accountability_api.routes,
+        *keyobjects_api.routes,
     ]
     sockets = [*room.routes, *notifications.routes]
     routes = [

@@ -12,7 +12,9 @@ from server.composition import app_context
 from server.core.config import Settings
 from server.core.models import User, UserSession
 from server.testing import LiveServer
+from server.web.app import create_app
 from tests.helpers import PASSWORD, login
+from tests.lifespan import running
 
 
 async def test_login_sets_httponly_strict_cookie_and_returns_token(http: httpx.AsyncClient) -> None:
@@ -149,3 +151,27 @@ async def test_login_body_is_validated(http: httpx.AsyncClient) -> None:
         "/api/session", content=b"{", headers={"content-type": "application/json"}
     )
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "bad_json"
+
+
+async def test_ohif_url_given_to_the_browser_only_when_configured(
+    make_settings: Callable[..., Settings], accounts: object
+) -> None:
+    """The viewer's "open in OHIF" reads ``ohif_url`` from the login and ``/api/me``
+    (docs/configuration.md "OHIF_URL"): absent unless configured."""
+    for ohif in (None, "https://pacs.example/ohif"):
+        app = create_app(make_settings(ohif_url=ohif))
+        async with running(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                resp = await client.post(
+                    "/api/session", json={"username": "rad", "password": PASSWORD}
+                )
+                assert resp.status_code == 200, resp.text
+                user = resp.json()["user"]
+                me = (
+                    await client.get(
+                        "/api/me", headers={"Authorization": f"Bearer {resp.json()['token']}"}
+                    )
+                ).json()
+        assert user.get("ohif_url") == ohif and me.get("ohif_url") == ohif
+        assert ("ohif_url" in me) == (ohif is not None)

@@ -12,24 +12,30 @@ geometry and densities built here with pydicom and stored through STOW-RS.
 from __future__ import annotations
 
 import re
+from io import BytesIO
 
+import httpx
 import numpy as np
 import pydicom
 from playwright.async_api import Page, expect
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
-from dicomweb.samples import multipart
+from dicomweb.samples import multipart, split_multipart
 from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP
-from tests.helpers import dicom_patient, exam_payload
+from tests.helpers import dicom_patient, exam_payload, login
 
 PHONE = {"width": 390, "height": 844}
 ROWS = COLS = 128
 SPACING = 0.5  # mm per pixel
 THICKNESS = 2.0  # mm between slices
 AIR, TISSUE, BONE = -1000, 40, 1000
+# A checkerboard of LOW and HIGH HU in the tissue band (rows and columns of CHECKS), for
+# the elliptical ROI: its mean and standard deviation are known from the pixels.
+LOW, HIGH = 0, 100
+CHECKS = (slice(12, 52), slice(36, 92))
 
 
 def synthetic_ct(
@@ -42,6 +48,8 @@ def synthetic_ct(
     hu = np.full((ROWS, COLS), TISSUE, dtype=np.int16)
     hu[:, : COLS // 4] = AIR
     hu[:, 3 * COLS // 4 :] = BONE
+    rows, cols = np.mgrid[CHECKS]
+    hu[CHECKS] = np.where((rows + cols) % 2 == 0, LOW, HIGH)
     stored = (hu + 1024).astype(np.uint16)
     parts = []
     for i in range(count):
@@ -196,6 +204,180 @@ async def test_banner_markers_probe_and_length(
     await expect(coronal.locator(".ori-right")).to_have_text("G")
     await expect(coronal.locator(".ov-slice")).to_contain_text(re.compile(r"Coupe \d+/128"))
     await shot(rad, "viewer-mpr")
+
+
+async def drag(page: Page, start: tuple[float, float], end: tuple[float, float]) -> None:
+    await page.mouse.move(*start)
+    await page.mouse.down()
+    await page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=4)
+    await page.mouse.move(*end, steps=4)
+    await page.mouse.up()
+
+
+async def test_elliptical_roi_statistics(
+    live_server: LiveServer, accounts, client_for, new_context, shot, js_errors
+) -> None:
+    """An ellipse drawn over the checkerboard (on the third slice, after scrolling)
+    shows the mean and standard deviation of its pixels in HU and its area in mm²."""
+    base = live_server.url
+    exam, _ = await exam_with_series(client_for, 6)
+    rad = js_errors.watch(await loop.login(await new_context(DESKTOP), base, "rad"), "radiologist")
+    await open_room(rad, base, exam["id"])
+    await rad.locator("#viewer-canvas").focus()
+    await rad.keyboard.press("ArrowDown")
+    await rad.keyboard.press("ArrowDown")
+    await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-slice", "3")
+    await rad.get_by_role("button", name="ROI ellipse").click()
+    # The tool draws from the centre to a corner of the ellipse's bounding box: here the
+    # pixel centres (44, 16) to (84, 48), radii of 20 and 16 pixels.
+    left, top, right, bottom = 44, 16, 84, 48
+    centre = await image_point(rad, (left + right) / 2, (top + bottom) / 2)
+    await drag(rad, centre, await image_point(rad, right, bottom))
+    roi = rad.locator("#viewer-measures li[data-tool=EllipticalROI]")
+    await expect(roi).to_have_count(1)
+    # What the pixels inside that ellipse hold, computed here from the series' own values.
+    rows, cols = np.mgrid[0:ROWS, 0:COLS]
+    a, b = (right - left) / 2, (bottom - top) / 2
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    inside = ((cols - cx) / a) ** 2 + ((rows - cy) / b) ** 2 <= 1
+    values = np.where((rows + cols) % 2 == 0, LOW, HIGH)[inside]
+    area = np.pi * a * b * SPACING * SPACING
+    # The list follows the drag as it is drawn: wait for the ellipse as released.
+    await rad.wait_for_function(
+        """([lo, hi]) => {
+          const li = document.querySelector('#viewer-measures li[data-tool=EllipticalROI]');
+          const area = Number(li?.dataset.area);
+          return area > lo && area < hi;
+        }""",
+        arg=[area * 0.98, area * 1.02],
+    )
+    mean = float(await roi.get_attribute("data-value") or "nan")
+    sd = float(await roi.get_attribute("data-sd") or "nan")
+    shown = float(await roi.get_attribute("data-area") or "nan")
+    assert abs(mean - values.mean()) < 1, (mean, values.mean())
+    assert abs(sd - values.std()) < 0.5, (sd, values.std())
+    assert abs(shown - area) / area < 0.02, (shown, area)
+    await expect(roi).to_contain_text("HU")
+    await expect(roi).to_contain_text("mm²")
+    await shot(rad, "viewer-ellipse")
+
+
+async def test_key_images_and_measurements_saved_into_the_study(
+    live_server: LiveServer, accounts, client_for, new_context, shot, js_errors
+) -> None:
+    """The radiologist marks a key image, draws a distance, saves: the server files a
+    KO and a TID 1500 SR into the study (QIDO lists them), the report lists them."""
+    base = live_server.url
+    exam, parts = await exam_with_series(client_for, 6)
+    sops = {pydicom.dcmread(BytesIO(p)).SliceLocation: pydicom.dcmread(BytesIO(p)) for p in parts}
+    rad = js_errors.watch(await loop.login(await new_context(DESKTOP), base, "rad"), "radiologist")
+    await open_room(rad, base, exam["id"])
+    await rad.locator("#viewer-canvas").focus()
+    await rad.keyboard.press("ArrowDown")
+    await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-slice", "2")
+    await rad.keyboard.press("k")
+    await expect(rad.locator("#viewer-key")).to_have_attribute("aria-pressed", "true")
+    await rad.get_by_role("button", name="Distance").click()
+    await drag(rad, await image_point(rad, 24, 100), await image_point(rad, 104, 100))
+    await expect(rad.locator("#viewer-measures li[data-tool=Length]")).to_contain_text("40,0 mm")
+    await rad.locator("#viewer-save").click()
+    await expect(rad.locator("#viewer-save-status")).to_have_attribute(
+        "data-saved", "key_images,measurements"
+    )
+    docs = rad.locator("#report-key-objects li")
+    await expect(docs).to_have_count(2)
+    await shot(rad, "viewer-key-objects")
+    # Each is linked as its DICOM file (WADO-URI), with the page's session.
+    href = await docs.first.locator("a").get_attribute("href")
+    got = await rad.request.get(f"{base}{href}")
+    assert got.status == 200 and (await got.body())[128:132] == b"DICM"
+
+    man = await client_for("man_a")
+    study = exam["study_instance_uid"]
+    listed = (await man.get(f"/dicomweb/studies/{study}/series")).json()
+    by_modality = {s["00080060"]["Value"][0]: s["0020000E"]["Value"][0] for s in listed}
+    assert sorted(by_modality) == ["CT", "KO", "SR"]
+    key = sops[THICKNESS]  # the second slice (position 2 mm)
+    ko = await read_only_instance(man, study, by_modality["KO"])
+    refs = [
+        r.ReferencedSOPInstanceUID
+        for item in ko.ContentSequence
+        for r in item.get("ReferencedSOPSequence", [])
+    ]
+    assert refs == [key.SOPInstanceUID]
+    sr = await read_only_instance(man, study, by_modality["SR"])
+    lengths = [
+        float(i.MeasuredValueSequence[0].NumericValue)
+        for group in sr.ContentSequence
+        for entry in group.get("ContentSequence", [])
+        for i in entry.get("ContentSequence", [])
+        if i.ValueType == "NUM" and i.ConceptNameCodeSequence[0].CodeMeaning == "Length"
+    ]
+    assert len(lengths) == 1 and abs(lengths[0] - 40.0) < 0.2, lengths
+    # The distance's points, in image coordinates, on the row drawn.
+    scoords = [
+        i
+        for group in sr.ContentSequence
+        for entry in group.get("ContentSequence", [])
+        for i in entry.get("ContentSequence", [])
+        if i.ValueType == "SCOORD"
+    ]
+    (line,) = scoords
+    xs, ys = line.GraphicData[0::2], line.GraphicData[1::2]
+    assert all(abs(y - 100.5) < 0.5 for y in ys), ys
+    assert abs(abs(xs[1] - xs[0]) - 80) < 0.5, xs
+    image = line.ContentSequence[0] if "ContentSequence" in line else None
+    assert image is None or image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == (
+        key.SOPInstanceUID
+    )
+
+
+async def read_only_instance(client, study: str, series: str) -> Dataset:
+    resp = await client.get(
+        f"/dicomweb/studies/{study}/series/{series}",
+        headers={"Accept": 'multipart/related; type="application/dicom"'},
+    )
+    assert resp.status_code == 200, resp.text
+    (part,) = split_multipart(resp.content, resp.headers["content-type"])
+    return pydicom.dcmread(BytesIO(part))
+
+
+async def test_open_in_ohif_only_when_configured(
+    make_settings, accounts, client_for, new_context, js_errors
+) -> None:
+    """The "Ouvrir dans OHIF" link: absent without OHIF_URL, present with it, naming
+    the study."""
+    for ohif in (None, "http://ohif.example/ohif"):
+        with LiveServer(make_settings(ohif_url=ohif)) as server:
+            base = server.url
+            urg = await login_client(base, "urg_a")
+            rad_api = await login_client(base, "rad")
+            try:
+                exam = (await urg.post("/api/exams", json=exam_payload())).json()
+                assert (await rad_api.post(f"/api/exams/{exam['id']}/accept")).status_code == 200
+            finally:
+                await urg.aclose()
+                await rad_api.aclose()
+            page = await new_context(DESKTOP)
+            rad = js_errors.watch(await loop.login(page, base, "rad"), "radiologist")
+            await rad.goto(f"{base}/#/exam/{exam['id']}")
+            await expect(rad.locator("#room-conn")).to_have_text("En ligne")
+            link = rad.locator("#open-ohif")
+            if ohif is None:
+                await expect(rad.locator("#images-panel h2")).to_be_visible()
+                await expect(link).to_have_count(0)
+            else:
+                study = exam["study_instance_uid"]
+                await expect(link).to_have_attribute(
+                    "href", f"{ohif}/viewer?StudyInstanceUIDs={study}"
+                )
+                await expect(link).to_have_text("Ouvrir dans OHIF")
+
+
+async def login_client(base: str, username: str) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(base_url=base, timeout=10)
+    client.headers["Authorization"] = f"Bearer {await login(client, username)}"
+    return client
 
 
 async def test_jpeg2000_series_decoded_in_the_browser(

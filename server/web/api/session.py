@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from starlette.requests import Request
@@ -12,7 +12,8 @@ from starlette.routing import Route
 
 from server.accounts import auth
 from server.core.errors import ApiError
-from server.core.identity import Principal, user_json
+from server.core.identity import Person, Principal, user_json
+from server.core.models import User
 from server.web.http import parse
 from server.web.request import authenticate, client_addr, ctx, record_request, session_token
 
@@ -52,7 +53,7 @@ async def create_session(request: Request) -> Response:
             request, "login", Principal(user, 0), db, detail={"username": user.username}
         )
         await db.commit()
-        body = {"token": token, "user": user_json(user)}
+        body = {"token": token, "user": caller_json(request, user)}
     response = JSONResponse(body)
     response.set_cookie(
         auth.COOKIE,
@@ -82,9 +83,20 @@ async def delete_session(request: Request) -> Response:
     return response
 
 
+def caller_json(request: Request, user: User | Person) -> dict[str, Any]:
+    """The caller as the login and ``GET /api/me`` give it: the user, and the OHIF
+    viewer's address when one is configured (the viewer's "open in OHIF" link,
+    docs/configuration.md "OHIF")."""
+    body = user_json(user)
+    ohif = ctx(request).settings.ohif_url
+    if ohif:
+        body["ohif_url"] = ohif
+    return body
+
+
 async def me(request: Request) -> Response:
     principal = await authenticate(request)
-    return JSONResponse(user_json(principal.user))
+    return JSONResponse(caller_json(request, principal.user))
 
 
 def _routes() -> list[Route]:
