@@ -112,6 +112,9 @@ class Settings:
     ice_servers: tuple[IceServer, ...] = ()
     call_max_participants: int = 4
     call_host_addresses: tuple[str, ...] = ()  # empty: every interface but loopback (aioice)
+    # "forward": relay the encoded RTP (docs/calls.md "Forwarding"); "transcode": the
+    # former decode + re-encode relay, kept for comparison (bench/calls.py).
+    call_media: str = "forward"
     # RFC 9106 "low memory" profile by default; tests lower it to stay fast.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -191,6 +194,7 @@ class Settings:
             call_host_addresses=tuple(
                 a.strip() for a in e.get("CALL_HOST_ADDRESSES", "").split(",") if a.strip()
             ),
+            call_media=e.get("CALL_MEDIA") or d.call_media,
             argon2_time_cost=_int(e, "ARGON2_TIME_COST", d.argon2_time_cost),
             argon2_memory_kib=_int(e, "ARGON2_MEMORY_KIB", d.argon2_memory_kib),
             argon2_parallelism=_int(e, "ARGON2_PARALLELISM", d.argon2_parallelism),
