@@ -123,7 +123,8 @@ class ForwardTrack(MediaStreamTrack):
         self.kind = tap.kind
         self.tap = tap
         self._queue: asyncio.Queue[Packet | None] = asyncio.Queue()
-        self._waiting_keyframe = False
+        # A destination that starts mid-stream could decode nothing before a keyframe.
+        self._waiting_keyframe = tap.kind == "video"
         self.on("ended", self._detach)
 
     def _detach(self) -> None:

@@ -289,6 +289,8 @@ class CallManager:
         if settings.call_media not in ("forward", "transcode"):
             raise ValueError(f"CALL_MEDIA must be forward or transcode, not {settings.call_media}")
         self.forward = settings.call_media == "forward"
+        # When the relayed video encoders are asked for a keyframe after a renegotiation.
+        self.keyframe_delays: tuple[float, ...] = (0.3, 1.0)
         patch_aiortc()
         if settings.call_host_addresses:
             restrict_host_addresses(settings.call_host_addresses)
@@ -438,8 +440,10 @@ class CallManager:
         ones after it; browsers send a PLI then, aiortc receivers do not, and the
         encoders make the next keyframe only minutes later.
         """
-        for delay in (0.3, 1.0):
-            await asyncio.sleep(delay)
+        elapsed = 0.0
+        for delay in self.keyframe_delays:
+            await asyncio.sleep(delay - elapsed)
+            elapsed = delay
             for t in list(p.outgoing.values()):
                 if t.kind == "video" and t.sender.track is not None:
                     t.sender._send_keyframe()
