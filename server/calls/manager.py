@@ -232,9 +232,7 @@ def restrict_codecs(pc: RTCPeerConnection) -> None:
         preferred = FORWARDED_CODECS[t.kind]
         common = filter_preferred_codecs(t._codecs, preferred)
         if not common:
-            raise CallError(
-                ErrorCode.CALL_FAILED, f"the offer's {t.kind} has neither Opus nor VP8"
-            )
+            raise CallError(ErrorCode.CALL_FAILED, f"the offer's {t.kind} has neither Opus nor VP8")
         t._codecs = common
         t.setCodecPreferences(preferred)
 
