@@ -28,6 +28,8 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
+from server.calls.forward import FrameTap
+
 
 class ToneAudio(AudioStreamTrack):
     """A 440 Hz tone at 48 kHz in 20 ms frames: a real signal for the Opus encoder,
@@ -71,10 +73,15 @@ class SmallVideo(VideoStreamTrack):
 class CallClient:
     """One room connection that can join the exam's call."""
 
-    def __init__(self, ws_url: str, exam_id: str, token: str, *, video: bool = False) -> None:
+    def __init__(
+        self, ws_url: str, exam_id: str, token: str, *, video: bool = False, decode: bool = True
+    ) -> None:
         self.url = f"{ws_url}/ws/exams/{exam_id}"
         self.token = token
         self.video = video
+        # False: count the encoded frames as they arrive (server.calls.forward.FrameTap)
+        # without decoding them; a load generator then costs far less CPU.
+        self.decode = decode
         self.pc: RTCPeerConnection | None = None
         self.ws: Any = None
         self.frames: list[dict[str, Any]] = []  # every non-signalling frame, in order
@@ -181,7 +188,10 @@ class CallClient:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.pc is not None
-        mid = next(t.mid for t in self.pc.getTransceivers() if t.receiver.track is track)
+        transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+        mid = transceiver.mid
+        if not self.decode:
+            track = FrameTap.install(transceiver.receiver, track.kind).subscribe()
         self._tasks.append(asyncio.get_running_loop().create_task(self._count(mid, track)))
 
     async def _count(self, mid: str | None, track: MediaStreamTrack) -> None:
