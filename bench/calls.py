@@ -9,9 +9,10 @@ their encoding is not counted against the server. For each step N, N two-party
 calls (each in its own exam, a 440 Hz tone both ways) are set up, then during a
 measurement window the server's CPU time is read from psutil and every client
 records when each relayed audio frame arrives (encoded: the clients count the Opus
-frames without decoding them, so that they are light load generators). A step is "late" when any stream
-delivered fewer than 90 % of its 50 frames a second or had a gap over 100 ms
-(p99); the benchmark stops at the first late step.
+frames without decoding them, so that they are light load generators). A step is
+"late" when any stream delivered fewer than 90 % of its 50 frames a second or had a
+gap over 100 ms (p99); the benchmark stops at the first late step (unless
+--keep-going).
 
 Delay added by the server: both members of a call live in the same client process,
 so one clock sees an Opus packet leave the sender's RTCRtpSender and the same
