@@ -46,6 +46,8 @@ fi
 # --- Tools the tests drive -------------------------------------------------
 command -v storescu >/dev/null || apt_install dcmtk
 [ -x /usr/bin/chromium ] || apt_install chromium
+# coturn: tests/calls/test_turn.py starts its own turnserver on a free port.
+command -v turnserver >/dev/null || apt_install coturn
 
 # --- The peer of the served-path benchmark (`make bench-served`) ---------------
 # Debian's Orthanc and its DICOMweb plugin; bench/served.py starts its own

@@ -21,6 +21,8 @@ import websockets
 from aiortc import (
     AudioStreamTrack,
     RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
@@ -74,7 +76,15 @@ class CallClient:
     """One room connection that can join the exam's call."""
 
     def __init__(
-        self, ws_url: str, exam_id: str, token: str, *, video: bool = False, decode: bool = True
+        self,
+        ws_url: str,
+        exam_id: str,
+        token: str,
+        *,
+        video: bool = False,
+        decode: bool = True,
+        ice_servers: list[dict[str, Any]] | None = None,
+        relay_only: bool = False,
     ) -> None:
         self.url = f"{ws_url}/ws/exams/{exam_id}"
         self.token = token
@@ -82,6 +92,10 @@ class CallClient:
         # False: count the encoded frames as they arrive (server.calls.forward.FrameTap)
         # without decoding them; a load generator then costs far less CPU.
         self.decode = decode
+        # What /api/calls/config gave (a browser's RTCConfiguration); relay_only is
+        # iceTransportPolicy "relay": TURN candidates only.
+        self.ice_servers = ice_servers or []
+        self.relay_only = relay_only
         self.pc: RTCPeerConnection | None = None
         self.ws: Any = None
         self.frames: list[dict[str, Any]] = []  # every non-signalling frame, in order
@@ -107,7 +121,14 @@ class CallClient:
 
     async def join(self, audio: MediaStreamTrack | None = None) -> None:
         """Offer our tracks and wait for the server's answer."""
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[RTCIceServer(**s) for s in self.ice_servers],
+                iceTransportPolicy=(
+                    RTCIceTransportPolicy.RELAY if self.relay_only else RTCIceTransportPolicy.ALL
+                ),
+            )
+        )
         self.pc.on("track", self._on_track)
         self.pc.addTrack(audio or ToneAudio())
         if self.video:
