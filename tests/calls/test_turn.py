@@ -14,7 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -123,11 +123,11 @@ async def clients(live_server: LiveServer, exam_id: str) -> AsyncIterator[list[C
 
 
 async def test_each_call_gets_its_own_expiring_credential(
-    live_server: LiveServer, coturn: int
+    client_for: Callable[[str], Awaitable[httpx.AsyncClient]], coturn: int
 ) -> None:
-    async with httpx.AsyncClient(base_url=live_server.url) as http:
-        token = await login(http, "urg_a")
-        resp = await http.get("/api/calls/config", headers={"Authorization": f"Bearer {token}"})
+    urg = await client_for("urg_a")
+    resp = await urg.get("/api/calls/config")
+    assert resp.status_code == 200, resp.text
     (turn,) = resp.json()["ice_servers"]
     assert turn["urls"] == [f"turn:127.0.0.1:{coturn}?transport=udp"]
     expiry, user = turn["username"].split(":")
