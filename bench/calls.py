@@ -1,15 +1,26 @@
 """Server CPU per relayed audio call, and how many concurrent calls one process carries.
 
     .venv/bin/python bench/calls.py [--steps 1,2,4,8,16,24,32] [--workers 2] [--window 6]
+        [--media forward|transcode]
 
 The server runs as its own process (``teleimagerie serve``, SQLite, memory engine,
 ICE on 127.0.0.1); the aiortc clients run in ``--workers`` other processes so that
 their encoding is not counted against the server. For each step N, N two-party
 calls (each in its own exam, a 440 Hz tone both ways) are set up, then during a
 measurement window the server's CPU time is read from psutil and every client
-records when each relayed audio frame arrives. A step is "late" when any stream
-delivered fewer than 90 % of its 50 frames a second or had a gap over 100 ms
-(p99); the benchmark stops at the first late step.
+records when each relayed audio frame arrives (encoded: the clients count the Opus
+frames without decoding them, so that they are light load generators). A step is
+"late" when any stream delivered fewer than 90 % of its 50 frames a second or had a
+gap over 100 ms (p99); the benchmark stops at the first late step (unless
+--keep-going).
+
+Delay added by the server: both members of a call live in the same client process,
+so one clock sees an Opus packet leave the sender's RTCRtpSender and the same
+packet (the same payload bytes: forwarding does not re-encode) reach the other
+member's RTCRtpReceiver. That is the server's share of mouth-to-ear (plus loopback
+UDP and the client's own event loop), without the encoders, decoders and the
+listener's jitter buffer that are the same with or without a server. The transcoding
+relay re-encodes, so its payloads never match and no delay is printed for it.
 """
 
 from __future__ import annotations
@@ -28,9 +39,11 @@ from typing import Any
 
 import httpx
 import psutil
+from aiortc import RTCRtpReceiver, RTCRtpSender
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# Not bench/ itself first: bench/hl7.py would shadow the hl7 package.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 from server.calls.client import CallClient  # noqa: E402
 from server.calls.manager import restrict_host_addresses  # noqa: E402
@@ -38,6 +51,35 @@ from server.testing import free_port  # noqa: E402
 from tests.helpers import PASSWORD, exam_payload, login  # noqa: E402
 
 FRAME_S = 0.020
+
+
+class PacketClock:
+    """When each Opus payload left a sender and reached a receiver (one process)."""
+
+    def __init__(self) -> None:
+        self.sent: dict[bytes, float] = {}  # payload -> its latest send
+        self.delays: list[tuple[float, float]] = []  # (arrival, arrival - send)
+        clock = self
+        next_frame = RTCRtpSender._next_encoded_frame
+        handle = RTCRtpReceiver._handle_rtp_packet
+
+        async def timed_frame(sender: RTCRtpSender, codec: Any) -> Any:
+            frame = await next_frame(sender, codec)
+            if frame is not None and sender.kind == "audio":
+                now = time.monotonic()
+                for payload in frame.payloads:
+                    clock.sent[bytes(payload)] = now
+            return frame
+
+        async def timed_packet(receiver: RTCRtpReceiver, packet: Any, arrival_time_ms: int) -> None:
+            sent = clock.sent.get(packet.payload)
+            if sent is not None:
+                now = time.monotonic()
+                clock.delays.append((now, now - sent))
+            await handle(receiver, packet, arrival_time_ms)
+
+        RTCRtpSender._next_encoded_frame = timed_frame  # type: ignore[method-assign]
+        RTCRtpReceiver._handle_rtp_packet = timed_packet  # type: ignore[method-assign]
 
 
 def prepare(env: dict[str, str]) -> None:
@@ -75,12 +117,13 @@ async def run_calls(
 ) -> list[dict[str, float]]:
     """Client worker: join every exam's call as both users, measure, hang up."""
     ready, start = sync
+    clock = PacketClock()
     restrict_host_addresses(("127.0.0.1",))
     ws = base.replace("http://", "ws://")
     pairs = []
     for exam in exams:
-        a = await CallClient(ws, exam, tokens[0]).connect()
-        b = await CallClient(ws, exam, tokens[1]).connect()
+        a = await CallClient(ws, exam, tokens[0], decode=False).connect()
+        b = await CallClient(ws, exam, tokens[1], decode=False).connect()
         await a.join()
         await b.join()
         pairs.append((a, b))
@@ -108,6 +151,8 @@ async def run_calls(
                 )
             if not client.arrivals:
                 results.append({"rate": 0.0, "p99_gap_ms": 1000 * window})
+    delays = [d for t, d in clock.delays if t0 <= t <= t1]
+    results.append({"delays_ms": [1000 * d for d in delays]})  # type: ignore[dict-item]
     for a, b in pairs:
         await a.hangup()
         await b.hangup()
@@ -116,8 +161,12 @@ async def run_calls(
     return results
 
 
-def worker(args: tuple[str, list[str], tuple[str, str], Any, float]) -> list[dict[str, float]]:
+def worker(args: tuple[str, list[str], tuple[str, str], Any, float]) -> list[dict[str, Any]]:
     return asyncio.run(run_calls(*args))
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -125,6 +174,10 @@ def main() -> int:
     parser.add_argument("--steps", default="1,2,4,8,16,24,32,48")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--window", type=float, default=6.0)
+    parser.add_argument(
+        "--keep-going", action="store_true", help="run every step, even after a late one"
+    )
+    parser.add_argument("--media", choices=("forward", "transcode"), default="forward")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
 
@@ -140,6 +193,7 @@ def main() -> int:
         "ARGON2_MEMORY_KIB": "1024",
         "ARGON2_PARALLELISM": "1",
         "LOG_LEVEL": "WARNING",
+        "CALL_MEDIA": args.media,
     }
     env.pop("REDIS_URL", None)
     prepare(env)
@@ -170,16 +224,17 @@ def main() -> int:
 
         tokens, exams = asyncio.run(setup())
         proc = psutil.Process(server.pid)
+        print(f"media: {args.media}; load average before: {load()}")
         print(
             f"{'calls':>5} {'server CPU %':>12} {'% per call':>10} {'min rate':>8} "
-            f"{'max p99 gap ms':>14}"
+            f"{'max p99 gap ms':>14} {'added p50/p99 ms':>16} {'load 1 min':>10}"
         )
         before = proc.cpu_times()
         time.sleep(args.window)
         after = proc.cpu_times()
         idle = 100 * (after.user + after.system - before.user - before.system) / args.window
         print(f"{0:>5} {idle:>12.1f}   (server idle, no call)")
-        best = 0
+        best, seen_late = 0, False
         ctx = multiprocessing.get_context("spawn")
         manager = ctx.Manager()
         for n in steps:
@@ -195,19 +250,29 @@ def main() -> int:
                 before = proc.cpu_times()
                 time.sleep(args.window)
                 after = proc.cpu_times()
-                streams = [s for part in pending.get(timeout=120) for s in part]
+                parts = [s for part in pending.get(timeout=120) for s in part]
+            streams = [s for s in parts if "rate" in s]
+            delays = sorted(d for s in parts for d in s.get("delays_ms", []))
+            added = (
+                f"{delays[len(delays) // 2]:.1f}/{delays[int(0.99 * (len(delays) - 1))]:.1f}"
+                if delays
+                else "n/a"
+            )
             cpu = 100 * (after.user + after.system - before.user - before.system) / args.window
             low = min(s["rate"] for s in streams)
             gap = max(s["p99_gap_ms"] for s in streams)
             late = low < 0.9 or gap > 100
             print(
                 f"{n:>5} {cpu:>12.1f} {cpu / n:>10.2f} {low:>8.2f} {gap:>14.1f}"
-                f"{'  LATE' if late else ''}",
+                f" {added:>16} {os.getloadavg()[0]:>10.2f}{'  LATE' if late else ''}",
                 flush=True,
             )
             if late:
-                break
-            best = n
+                seen_late = True
+                if not args.keep_going:
+                    break
+            elif not seen_late:
+                best = n
             time.sleep(1.0)
         manager.shutdown()
         print(f"max concurrent 2-party audio calls without late frames: {best}")

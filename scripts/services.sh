@@ -50,6 +50,8 @@ command -v storescu >/dev/null || apt_install dcmtk
 # instance from a config file in a temp dir, on free ports (the packaged service,
 # if the machine starts it, is not used).
 [ -x /usr/sbin/Orthanc ] || apt_install orthanc
+# coturn: tests/calls/test_turn.py starts its own turnserver on a free port.
+command -v turnserver >/dev/null || apt_install coturn
 
 # --- The peer of the served-path benchmark (`make bench-served`) ---------------
 # Debian's Orthanc and its DICOMweb plugin; bench/served.py starts its own

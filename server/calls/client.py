@@ -21,12 +21,16 @@ import websockets
 from aiortc import (
     AudioStreamTrack,
     RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
     VideoStreamTrack,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
+
+from server.calls.forward import FrameTap
 
 
 class ToneAudio(AudioStreamTrack):
@@ -71,10 +75,27 @@ class SmallVideo(VideoStreamTrack):
 class CallClient:
     """One room connection that can join the exam's call."""
 
-    def __init__(self, ws_url: str, exam_id: str, token: str, *, video: bool = False) -> None:
+    def __init__(
+        self,
+        ws_url: str,
+        exam_id: str,
+        token: str,
+        *,
+        video: bool = False,
+        decode: bool = True,
+        ice_servers: list[dict[str, Any]] | None = None,
+        relay_only: bool = False,
+    ) -> None:
         self.url = f"{ws_url}/ws/exams/{exam_id}"
         self.token = token
         self.video = video
+        # False: count the encoded frames as they arrive (server.calls.forward.FrameTap)
+        # without decoding them; a load generator then costs far less CPU.
+        self.decode = decode
+        # What /api/calls/config gave (a browser's RTCConfiguration); relay_only is
+        # iceTransportPolicy "relay": TURN candidates only.
+        self.ice_servers = ice_servers or []
+        self.relay_only = relay_only
         self.pc: RTCPeerConnection | None = None
         self.ws: Any = None
         self.frames: list[dict[str, Any]] = []  # every non-signalling frame, in order
@@ -100,7 +121,14 @@ class CallClient:
 
     async def join(self, audio: MediaStreamTrack | None = None) -> None:
         """Offer our tracks and wait for the server's answer."""
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(
+                iceServers=[RTCIceServer(**s) for s in self.ice_servers],
+                iceTransportPolicy=(
+                    RTCIceTransportPolicy.RELAY if self.relay_only else RTCIceTransportPolicy.ALL
+                ),
+            )
+        )
         self.pc.on("track", self._on_track)
         self.pc.addTrack(audio or ToneAudio())
         if self.video:
@@ -181,7 +209,10 @@ class CallClient:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         assert self.pc is not None
-        mid = next(t.mid for t in self.pc.getTransceivers() if t.receiver.track is track)
+        transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+        mid = transceiver.mid
+        if not self.decode:
+            track = FrameTap.install(transceiver.receiver, track.kind).subscribe()
         self._tasks.append(asyncio.get_running_loop().create_task(self._count(mid, track)))
 
     async def _count(self, mid: str | None, track: MediaStreamTrack) -> None:

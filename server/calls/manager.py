@@ -39,8 +39,10 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.codecs import get_capabilities
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcpeerconnection import filter_preferred_codecs
 from aiortc.sdp import candidate_from_sdp
 from av import AudioFrame
 
@@ -53,6 +55,7 @@ from rooms.frames import (
     ClientFrame,
 )
 from rooms.types import ErrorCode, EventKind, error_frame
+from server.calls.forward import FrameTap, forward_keyframe_requests
 from server.calls.recording import VoiceRecorder, recording_enabled
 from server.core.channels import room_channel
 from server.core.config import Settings
@@ -204,6 +207,36 @@ def patch_aiortc() -> None:
     aiortc.rtp.compute_audio_level_dbov = audio_level_dbov
 
 
+def _forwarded_codecs() -> dict[str, list[Any]]:
+    """One codec per kind for the whole call: a forwarded frame is sent as it was
+    encoded, so every member must send and receive the same codec (Opus; VP8 with
+    its RTX, the first choice of browsers and aiortc)."""
+    wanted = {"audio": ("audio/opus",), "video": ("video/vp8", "video/rtx")}
+    return {
+        kind: [c for c in get_capabilities(kind).codecs if c.mimeType.lower() in names]
+        for kind, names in wanted.items()
+    }
+
+
+FORWARDED_CODECS = _forwarded_codecs()
+
+
+def restrict_codecs(pc: RTCPeerConnection) -> None:
+    """Answer (and later offer) only the forwarded codecs on every m-line.
+
+    The transceivers of a client offer are created by setRemoteDescription with all
+    the codecs in common; aiortc answers with ``transceiver._codecs``, so it is
+    narrowed here before createAnswer (setCodecPreferences covers later offers).
+    """
+    for t in pc.getTransceivers():
+        preferred = FORWARDED_CODECS[t.kind]
+        common = filter_preferred_codecs(t._codecs, preferred)
+        if not common:
+            raise CallError(ErrorCode.CALL_FAILED, f"the offer's {t.kind} has neither Opus nor VP8")
+        t._codecs = common
+        t.setCodecPreferences(preferred)
+
+
 @dataclass(eq=False)
 class Participant:
     """One room connection in the call, with its server-side peer."""
@@ -212,6 +245,7 @@ class Participant:
     pc: RTCPeerConnection
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sources: dict[str, MediaStreamTrack] = field(default_factory=dict)  # kind -> its media
+    taps: dict[str, FrameTap] = field(default_factory=dict)  # kind -> its encoded frames
     # (source conn_id, kind) -> the transceiver relaying that media to this participant
     outgoing: dict[tuple[str, str], RTCRtpTransceiver] = field(default_factory=dict)
     senders_of: dict[RTCRtpTransceiver, dict[str, Any]] = field(default_factory=dict)
@@ -250,6 +284,11 @@ class CallManager:
         self.calls: dict[str, Call] = {}
         self._pcs: set[RTCPeerConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        if settings.call_media not in ("forward", "transcode"):
+            raise ValueError(f"CALL_MEDIA must be forward or transcode, not {settings.call_media}")
+        self.forward = settings.call_media == "forward"
+        # When the relayed video encoders are asked for a keyframe after a renegotiation.
+        self.keyframe_delays: tuple[float, ...] = (0.3, 1.0)
         patch_aiortc()
         if settings.call_host_addresses:
             restrict_host_addresses(settings.call_host_addresses)
@@ -312,6 +351,8 @@ class CallManager:
                 if not any(t.kind == "audio" for t in p.pc.getTransceivers()):
                     # aiortc accepts any text as SDP; a consult needs a voice at least.
                     raise CallError(ErrorCode.CALL_FAILED, "the offer has no audio m-line")
+                if self.forward:
+                    restrict_codecs(p.pc)
                 await p.pc.setLocalDescription(await p.pc.createAnswer())
                 conn.push({"type": "call.answer", "sdp": p.pc.localDescription.sdp})
         except CallError:
@@ -338,6 +379,8 @@ class CallManager:
         track = p.sources.get("audio")
         if call is None or not call.recording or p.recorder is not None or track is None:
             return
+        if "audio" in p.taps:
+            p.taps["audio"].decode = True  # the only decoding a forwarded call does
         try:
             p.recorder = await VoiceRecorder.start(
                 conn.app, conn.exam_id, conn.principal.user.id, self.relay.subscribe(track)
@@ -361,6 +404,10 @@ class CallManager:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
+            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+            tap = FrameTap.install(receiver, track.kind)
+            tap.decode = not self.forward
+            p.taps[track.kind] = tap
             p.sources[track.kind] = track
             if track.kind == "video":
                 p.video = True
@@ -391,8 +438,10 @@ class CallManager:
         ones after it; browsers send a PLI then, aiortc receivers do not, and the
         encoders make the next keyframe only minutes later.
         """
-        for delay in (0.3, 1.0):
-            await asyncio.sleep(delay)
+        elapsed = 0.0
+        for delay in self.keyframe_delays:
+            await asyncio.sleep(delay - elapsed)
+            elapsed = delay
             for t in list(p.outgoing.values()):
                 if t.kind == "video" and t.sender.track is not None:
                     t.sender._send_keyframe()
@@ -431,10 +480,16 @@ class CallManager:
                             kind,
                         ) in dst.outgoing or dst.pc.signalingState == "closed":
                             continue
-                        # Audio is decoded in bursts; dropping a frame is a click.
-                        # Video may skip a stale frame rather than fall behind.
-                        proxy = self.relay.subscribe(track, buffered=kind == "audio")
-                        t = dst.pc.addTransceiver(proxy, direction="sendonly")
+                        if self.forward:
+                            tap = src.taps[kind]
+                            t = dst.pc.addTransceiver(tap.subscribe(), direction="sendonly")
+                            t.setCodecPreferences(FORWARDED_CODECS[kind])
+                            forward_keyframe_requests(t.sender, tap.request_keyframe)
+                        else:
+                            # Audio is decoded in bursts; dropping a frame is a click.
+                            # Video may skip a stale frame rather than fall behind.
+                            proxy = self.relay.subscribe(track, buffered=kind == "audio")
+                            t = dst.pc.addTransceiver(proxy, direction="sendonly")
                         dst.outgoing[(src.conn.conn_id, kind)] = t
                         dst.senders_of[t] = src.public()["user"]
                         added = True
@@ -483,6 +538,8 @@ class CallManager:
                     t = other.outgoing.pop((conn.conn_id, kind), None)
                     if t is not None:
                         other.senders_of.pop(t, None)
+                        if t.sender.track is not None:
+                            t.sender.track.stop()
                         t.sender.replaceTrack(None)
                         t.direction = "inactive"
                         other.dirty = True

@@ -115,6 +115,14 @@ class Settings:
     ice_servers: tuple[IceServer, ...] = ()
     call_max_participants: int = 4
     call_host_addresses: tuple[str, ...] = ()  # empty: every interface but loopback (aioice)
+    # "forward": relay the encoded RTP (docs/calls.md "Forwarding"); "transcode": the
+    # former decode + re-encode relay, kept for comparison (bench/calls.py).
+    call_media: str = "forward"
+    # A TURN server with the TURN REST API's shared secret (coturn: use-auth-secret):
+    # each call's participants get credentials of their own, valid turn_ttl_s.
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_ttl_s: int = 3600
     # RFC 9106 "low memory" profile by default; tests lower it to stay fast.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -198,6 +206,10 @@ class Settings:
             call_host_addresses=tuple(
                 a.strip() for a in e.get("CALL_HOST_ADDRESSES", "").split(",") if a.strip()
             ),
+            call_media=e.get("CALL_MEDIA") or d.call_media,
+            turn_urls=tuple(u.strip() for u in e.get("TURN_URLS", "").split(",") if u.strip()),
+            turn_secret=e.get("TURN_SECRET") or None,
+            turn_ttl_s=_int(e, "TURN_TTL_S", d.turn_ttl_s),
             argon2_time_cost=_int(e, "ARGON2_TIME_COST", d.argon2_time_cost),
             argon2_memory_kib=_int(e, "ARGON2_MEMORY_KIB", d.argon2_memory_kib),
             argon2_parallelism=_int(e, "ARGON2_PARALLELISM", d.argon2_parallelism),

@@ -17,9 +17,14 @@ Join = Callable[..., Awaitable[CallClient]]
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
+def settings(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Settings:
     # Loopback only: no STUN server is reachable here, and none is configured.
-    return make_settings(call_host_addresses=("127.0.0.1",), call_max_participants=3)
+    # ``parametrize("settings", ["transcode"], indirect=True)`` selects CALL_MEDIA.
+    return make_settings(
+        call_host_addresses=("127.0.0.1",),
+        call_max_participants=3,
+        call_media=getattr(request, "param", "forward"),
+    )
 
 
 def calls_of(server: LiveServer) -> CallManager:

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from rooms.permissions import is_participant_role
 from rooms.types import Role
+from server.calls.turn import ice_servers_for
 from server.core.errors import ApiError, not_found
 from server.exams.authz import load_exam
 from server.web.api.recordings import routes as recording_routes
@@ -24,10 +25,13 @@ async def call_config(request: Request) -> JSONResponse:
     principal = await authenticate(request)
     if not is_participant_role(Role(principal.role)):
         raise ApiError(403, "forbidden", "only room participants take part in calls")
-    settings = ctx(request).settings
+    app = ctx(request)
+    settings = app.settings
+    now = app.now().timestamp()
     return JSONResponse(
         {
-            "ice_servers": [dict(s) for s in settings.ice_servers],
+            # Fetched by the browser before each call: fresh TURN credentials each time.
+            "ice_servers": ice_servers_for(settings, principal.user.id, now),
             "max_participants": settings.call_max_participants,
         }
     )
