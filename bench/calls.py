@@ -42,8 +42,8 @@ import psutil
 from aiortc import RTCRtpReceiver, RTCRtpSender
 
 ROOT = Path(__file__).resolve().parent.parent
-# Not bench/ itself first: bench/hl7.py would shadow the hl7 package.
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+# The repository in place of bench/ on the path (bench/ holds files named like packages).
+sys.path[0] = str(ROOT)
 
 from server.calls.client import CallClient  # noqa: E402
 from server.calls.manager import restrict_host_addresses  # noqa: E402

@@ -27,8 +27,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-# The repository, not bench/, first: bench/hl7.py and bench/dicomweb.py would hide
-# the libraries of the same names.
+# The repository in place of bench/ on the path (bench/ holds files named like packages).
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from server.accountability.monthly import month_bounds  # noqa: E402

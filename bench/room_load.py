@@ -40,11 +40,8 @@ import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-# Run as a file, this folder comes first on the path, and bench/hl7.py would
-# shadow the hl7 package the server imports: the repository instead.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+# The repository in place of bench/ on the path (bench/ holds files named like packages).
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.common import (  # noqa: E402
     ServerProcess,

@@ -48,10 +48,8 @@ from playwright.async_api import Page, async_playwright
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-# The repository, not bench/ (whose hl7.py would hide the hl7 package), on the path.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(HERE.parent))
+# The repository in place of bench/ on the path (bench/ holds files named like packages).
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.common import ServerProcess, prepare_database, seed  # noqa: E402
 from dicomweb.samples import multipart  # noqa: E402

@@ -2,7 +2,7 @@
 over one MLLP connection and over ten, for the identity feed (ADT^A28) and for
 orders (ORM^O01, each creating an exam), with the latency of each order's ACK.
 
-    .venv/bin/python bench/hl7.py [--identities 2000] [--orders 500] [--database-url URL]
+    .venv/bin/python bench/hl7_feed.py [--identities 2000] [--orders 500] [--database-url URL]
 
 A fresh database (SQLite in a temp dir unless --database-url names an empty one)
 with one establishment, a radiologist on duty and the sender DPI/CHU_A; the
@@ -24,11 +24,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, and this file would
-# hide the ``hl7`` library it measures: the repository root takes its place.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+# The repository in place of bench/ on the path (bench/ holds files named like packages).
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from hl7.mllp import open_hl7_connection  # noqa: E402
 
