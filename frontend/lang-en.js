@@ -18,7 +18,7 @@ export const en = {
   "stroke.kind": "Reference time", "stroke.kind.witnessed": "Onset of symptoms (witnessed)",
   "stroke.kind.last_seen_well": "Last seen well", "stroke.onset": "Date and time",
   "stroke.alarm": "STROKE ALERT waiting for a radiologist", "stroke.alert": "Stroke alert", "stroke.badge": "Stroke",
-  "stroke.since.witnessed": "since onset:", "stroke.since.last_seen_well": "since last seen well:",
+  "stroke.since.witnessed": "since onset:", "stroke.since.last_seen_well": "since last seen well:", "stroke.since.unknown": "onset unknown (no window counted)",
   "stroke.window.thrombolysis_until": "thrombolysis (4 h 30)", "stroke.window.thrombectomy_until": "thrombectomy (6 h)",
   "stroke.window.thrombectomy_selected_until": "selected thrombectomy (24 h)", "stroke.window.closed": "window passed",
   "stroke.stats.title": "Stroke pathway: this month's figures", "stroke.stats.month": "Month", "stroke.stats.site": "Site",

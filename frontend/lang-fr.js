@@ -19,7 +19,7 @@ export const fr = {
   "stroke.kind": "Heure de référence", "stroke.kind.witnessed": "Début des symptômes (constaté)",
   "stroke.kind.last_seen_well": "Dernière fois vu sans symptôme", "stroke.onset": "Date et heure",
   "stroke.alarm": "ALERTE AVC en attente d'un radiologue", "stroke.alert": "Alerte AVC", "stroke.badge": "AVC",
-  "stroke.since.witnessed": "depuis le début :", "stroke.since.last_seen_well": "depuis la dernière fois vu sans symptôme :",
+  "stroke.since.witnessed": "depuis le début :", "stroke.since.last_seen_well": "depuis la dernière fois vu sans symptôme :", "stroke.since.unknown": "heure de début inconnue (pas de fenêtre calculée)",
   "stroke.window.thrombolysis_until": "thrombolyse (4 h 30)", "stroke.window.thrombectomy_until": "thrombectomie (6 h)",
   "stroke.window.thrombectomy_selected_until": "thrombectomie sélectionnée (24 h)", "stroke.window.closed": "fenêtre dépassée",
   "stroke.stats.title": "Filière AVC : chiffres du mois", "stroke.stats.month": "Mois", "stroke.stats.site": "Site",
