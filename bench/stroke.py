@@ -1,7 +1,7 @@
 """The platform's own share of a stroke exam's time (docs/stroke.md, docs/benchmarks.md
 "Stroke pathway").
 
-    python bench/stroke.py [--exams 30] [--database-url URL]
+    python -m bench.stroke [--exams 30] [--database-url URL]
 
 One `teleimagerie serve` process. Scripted humans answer at once, every step through the
 real API and sockets: the urgentist raises a stroke alert; the radiologist, on their
