@@ -48,9 +48,7 @@ async def exams(listener: Hl7Listener) -> list[Exam]:
         return list((await db.scalars(select(Exam).order_by(Exam.created_at))).unique())
 
 
-async def test_witnessed_onset_raises_the_alert(
-    hl7_listener: Hl7Listener, api_for: ApiFor
-) -> None:
+async def test_witnessed_onset_raises_the_alert(hl7_listener: Hl7Listener, api_for: ApiFor) -> None:
     # A time with its offset (+01:00, the hospital's winter time).
     onset = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0)
     paris = onset.astimezone(ZoneInfo("Europe/Paris"))
