@@ -62,6 +62,11 @@ export const api = {
     const qs = q.toString();
     return request("GET", `/api/exams${qs ? `?${qs}` : ""}`);
   },
+  reviews: () => request("GET", "/api/reviews"),
+  review: (id) => request("GET", `/api/reviews/${Number(id)}`),
+  scoreReview: (id, body) => request("POST", `/api/reviews/${Number(id)}/score`, body),
+  reviewFigures: (month, radiologist) =>
+    request("GET", `/api/review-figures?${new URLSearchParams({ month, radiologist: String(radiologist) })}`),
   strokeStats: (month) => request("GET", `/api/stats/stroke?month=${encodeURIComponent(month)}`),
   exam: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}`),
   priors: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}/priors`),

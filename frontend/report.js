@@ -6,6 +6,7 @@ import { h, clear, debounce, beep } from "./dom.js";
 import { t, formatTime, formatDateTime, errorText } from "./i18n.js";
 import { signDialog } from "./sign.js";
 import { can, runCommand } from "./actions.js";
+import { strokeForm } from "./strokeform.js";
 
 const FIELDS = ["indication", "technique", "findings", "conclusion"];
 const TEMPLATE_FIELDS = ["technique", "findings", "conclusion", "dose"];
@@ -178,6 +179,11 @@ export class ReportPanel {
     }
     const r = this.report || {};
     this.inputs = {};
+    // The structured stroke report, open for a stroke alert (or a draft that has one).
+    // The findings and conclusion the radiologist has not typed are written from it by
+    // the server (sent blank), and shown back after the save.
+    this.typed = { findings: false, conclusion: false };
+    this.stroke = exam.stroke || r.stroke ? strokeForm(r.stroke, () => this.strokeChanged()) : null;
     const pick = h("select", { id: "report-template" }, h("option", { value: "" }, t("report.template_pick")),
       ...this.templates.map((tp, i) => h("option", { value: String(i) }, tp.title || tp.name || tp.id)));
     pick.addEventListener("change", () => {
@@ -190,7 +196,10 @@ export class ReportPanel {
     const fields = names.map((f) => {
       const ta = h("textarea", { id: `report-${f}`, rows: f === "findings" ? 8 : f === "dose" ? 1 : 3, maxlength: f === "dose" ? 2000 : 20000 });
       ta.value = r[f] ?? (f === "indication" ? exam.clinical_question : f === "technique" ? exam.protocol?.text || "" : "");
-      ta.addEventListener("input", () => this.changed());
+      ta.addEventListener("input", () => {
+        if (f in this.typed) this.typed[f] = true;
+        this.changed();
+      });
       this.inputs[f] = ta;
       return h("div", { class: "field" }, h("label", { for: `report-${f}` }, t(`report.${f}`)), ta,
         f === "dose" ? doseNote(r.radiation_dose) : null);
@@ -206,6 +215,7 @@ export class ReportPanel {
     this.signError = h("p", { class: "field-error", id: "report-error", role: "alert" });
     this.form = h("form", { class: "report-form", novalidate: true },
       this.templates.length ? [h("label", { for: "report-template" }, t("report.template")), pick] : null,
+      this.stroke ? this.stroke.el : null,
       fields,
       h("div", { class: "field field-check critical-check" }, this.critical, h("label", { for: "report-critical" }, t("report.critical_label"))),
       this.signError,
@@ -219,10 +229,17 @@ export class ReportPanel {
   values() {
     const out = { critical: this.critical.checked };
     for (const [f, input] of Object.entries(this.inputs)) out[f] = input.value;
-    // The structured stroke report saved through the API is kept (docs/stroke.md):
-    // a draft replaces the whole report, and this editor has no form for it yet.
-    if (this.report?.stroke) out.stroke = this.report.stroke;
+    // The structured stroke report (docs/stroke.md): the form's, else the one saved.
+    if (this.stroke) out.stroke = this.stroke.value();
+    else if (this.report?.stroke) out.stroke = this.report.stroke;
     return out;
+  }
+
+  strokeChanged() {
+    for (const f of ["findings", "conclusion"]) {
+      if (!this.typed[f] && this.inputs[f]) this.inputs[f].value = "";
+    }
+    this.changed();
   }
 
   changed() {
@@ -239,6 +256,15 @@ export class ReportPanel {
     try {
       await api.saveReport(this.room.examId, values);
       this.report = { ...this.report, ...values };
+      const blank = ["findings", "conclusion"].filter((f) => values.stroke && this.inputs[f] && !values[f].trim());
+      if (blank.length) {
+        // The server wrote them from the structured report: show its text.
+        const saved = await api.report(this.room.examId);
+        for (const f of blank) {
+          if (!this.inputs[f].value.trim()) this.inputs[f].value = saved[f] || "";
+          this.report[f] = saved[f];
+        }
+      }
       this.saveState.textContent = t("report.saved_at", { time: formatTime(new Date().toISOString()) });
       return true;
     } catch (err) {

@@ -13,10 +13,11 @@ function hm(ms) {
 export function strokeClock(exam) {
   const s = exam.stroke;
   if (!s) return null;
-  return h("div", { class: "stroke-clock", id: "stroke-clock", dataset: { onset: s.onset_at, kind: s.onset_kind } },
+  return h("div", { class: "stroke-clock", id: "stroke-clock", dataset: { onset: s.onset_at || "", kind: s.onset_kind } },
     h("strong", { class: "stroke-title" }, t("stroke.alert")), " ",
     h("span", { class: "stroke-since" }), " ",
-    ...WINDOWS.map((w) => h("span", { class: "stroke-window", dataset: { window: w, until: s.windows[w] } })));
+    // An alert from an order without an onset time: no window can be counted.
+    ...(s.windows ? WINDOWS.map((w) => h("span", { class: "stroke-window", dataset: { window: w, until: s.windows[w] } })) : []));
 }
 
 /** Refresh the clock's figures (every second from the room). */
@@ -24,6 +25,10 @@ export function tickStrokeClock(root) {
   const clock = root.querySelector("#stroke-clock");
   if (!clock) return;
   const now = Date.now();
+  if (!clock.dataset.onset) {
+    clock.querySelector(".stroke-since").textContent = t("stroke.since.unknown");
+    return;
+  }
   const since = now - Date.parse(clock.dataset.onset);
   clock.querySelector(".stroke-since").textContent = `${t(`stroke.since.${clock.dataset.kind}`)} ${hm(since)}`;
   for (const el of clock.querySelectorAll(".stroke-window")) {

@@ -2,6 +2,7 @@
 // and live updates (the personal channel when present, a short poll always).
 import { api } from "./api.js";
 import { strokeStatsPanel } from "./strokestats.js";
+import { reviewPanel } from "./review.js";
 import { h, clear, toast, beep } from "./dom.js";
 import { t, formatDateTime, age, examLabel } from "./i18n.js";
 import {
@@ -46,7 +47,8 @@ export function mountWorklist(main, app) {
     h("label", { for: "filter-q" }, t("worklist.filter.search")), search, count);
   bar.addEventListener("submit", (ev) => ev.preventDefault());
   main.append(h("section", { class: "view worklist-view", "aria-labelledby": "wl-title" }, header,
-    role === "coordinator" ? strokeStatsPanel() : null, bar,
+    role === "coordinator" ? strokeStatsPanel() : null,
+    ["radiologist", "coordinator"].includes(role) ? reviewPanel(app.me) : null, bar,
     h("div", { class: "table-wrap" }, table)));
   header.querySelector("h1").id = "wl-title";
 

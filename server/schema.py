@@ -25,6 +25,7 @@ from server.reports import (
     critical,  # noqa: F401  (the critical-result record)
 )
 from server.reports import service as reports  # noqa: F401  (their tables)
+from server.review import models as review  # noqa: F401  (peer_reviews)
 
 target_metadata = [Base.metadata, dicomweb_metadata]
 

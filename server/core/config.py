@@ -70,6 +70,9 @@ class Settings:
     stroke_protocol_ack_timeout_s: int = 120
     stroke_report_warn_s: int = 600
     stroke_report_sla_s: int = 900
+    # Peer review (docs/review.md): the share of signed reports drawn, and the draw's seed.
+    peer_review_share: float = 0.05
+    peer_review_seed: str = ""
     session_idle_s: int = 3600
     session_absolute_s: int = 12 * 3600
     secure_cookies: bool | None = None  # None: Secure when the request came over HTTPS
@@ -177,6 +180,8 @@ class Settings:
             ),
             stroke_report_warn_s=_int(e, "STROKE_REPORT_WARN_S", d.stroke_report_warn_s),
             stroke_report_sla_s=_int(e, "STROKE_REPORT_SLA_S", d.stroke_report_sla_s),
+            peer_review_share=_float(e, "PEER_REVIEW_SHARE", d.peer_review_share),
+            peer_review_seed=e.get("PEER_REVIEW_SEED", d.peer_review_seed),
             session_idle_s=_int(e, "SESSION_IDLE_S", d.session_idle_s),
             session_absolute_s=_int(e, "SESSION_ABSOLUTE_S", d.session_absolute_s),
             session_cache_s=_float(e, "SESSION_CACHE_S", d.session_cache_s),

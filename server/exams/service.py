@@ -13,6 +13,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydicom.uid import generate_uid
 from sqlalchemy import update
@@ -54,12 +55,19 @@ class Patient(BaseModel):
 
 class StrokeAlert(BaseModel):
     """A stroke alert (docs/stroke.md): the time of onset, or of the patient last seen
-    well when nobody saw it begin."""
+    well when nobody saw it begin; ``unknown`` (no time) when the order that raised it
+    gave none (docs/hl7.md "Stroke orders")."""
 
     model_config = ConfigDict(extra="forbid")
 
-    onset_at: AwareDatetime
-    onset_kind: Literal["witnessed", "last_seen_well"]
+    onset_at: AwareDatetime | None = None
+    onset_kind: Literal["witnessed", "last_seen_well", "unknown"]
+
+    @model_validator(mode="after")
+    def _a_time_unless_unknown(self) -> StrokeAlert:
+        if (self.onset_kind == "unknown") != (self.onset_at is None):
+            raise ValueError("onset_at is required, unless onset_kind is unknown (then none)")
+        return self
 
 
 # A clock a little ahead of the server's is accepted; an onset older than this is a typo.
@@ -175,7 +183,7 @@ async def create_exam(
     and ``placer_order_number`` keeps the number of the order it came from (docs/hl7.md).
     """
     assert requester.establishment_id is not None
-    if req.stroke is not None:
+    if req.stroke is not None and req.stroke.onset_at is not None:
         check_onset(req.stroke.onset_at, now)
     for _attempt in range(5):
         exam = Exam(
@@ -197,7 +205,9 @@ async def create_exam(
             consent=req.consent,
             patient_identity_id=identity_id,
             placer_order_number=placer_order_number,
-            stroke_onset_at=req.stroke.onset_at.astimezone(UTC) if req.stroke else None,
+            stroke_onset_at=(
+                req.stroke.onset_at.astimezone(UTC) if req.stroke and req.stroke.onset_at else None
+            ),
             stroke_onset_kind=req.stroke.onset_kind if req.stroke else None,
             created_at=now,
             updated_at=now,

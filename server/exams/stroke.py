@@ -33,30 +33,34 @@ def windows(onset_at: datetime) -> dict[str, datetime]:
     }
 
 
-def protocol_for(modality: str, kind: str, onset_at: datetime, requested_at: datetime) -> str:
+def protocol_for(
+    modality: str, kind: str, onset_at: datetime | None, requested_at: datetime
+) -> str:
     """The protocol preselected for the radiologist: the MRI one for an MR request;
-    for CT, perfusion is added when onset was not witnessed or is past the
-    thrombolysis window at the time of the request."""
+    for CT, perfusion is added when onset was not witnessed (last seen well, or
+    unknown) or is past the thrombolysis window at the time of the request."""
     if modality == "MR":
         return MR
-    late = kind != "witnessed" or requested_at - onset_at > THROMBOLYSIS
+    late = kind != "witnessed" or onset_at is None or requested_at - onset_at > THROMBOLYSIS
     return CT_LATE if late else CT_EARLY
 
 
 def stroke_json(
     modality: str, kind: str | None, onset_at: datetime | None, requested_at: datetime
 ) -> dict[str, Any] | None:
-    """The exam JSON's ``stroke`` (docs/rooms.md "The exam object"); None without an alert."""
-    if kind is None or onset_at is None:
+    """The exam JSON's ``stroke`` (docs/rooms.md "The exam object"); None without an alert.
+    An alert whose onset is unknown (an order that gave no time) has ``onset_at`` and
+    ``windows`` null: no window can be counted."""
+    if kind is None:
         return None
 
     def ts(value: datetime) -> str:
         return value.isoformat().replace("+00:00", "Z")
 
     return {
-        "onset_at": ts(onset_at),
+        "onset_at": ts(onset_at) if onset_at else None,
         "onset_kind": kind,
-        "windows": {name: ts(at) for name, at in windows(onset_at).items()},
+        "windows": ({name: ts(at) for name, at in windows(onset_at).items()} if onset_at else None),
         "protocol_id": protocol_for(modality, kind, onset_at, requested_at),
     }
 

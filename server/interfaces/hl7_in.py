@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import hl7
 from hl7.util import generate_message_control_id
@@ -70,6 +71,43 @@ PRIORITIES = {"S": "emergency", "A": "urgent", "R": "scheduled", "T": "urgent"}
 MODALITIES = frozenset({"CT", "MR", "CR", "DX"})
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _YES = frozenset({"Y", "YES", "O", "OUI", "1", "TRUE"})
+
+# A stroke order (docs/hl7.md "Stroke orders"): OBR-31 coded with a stroke reason. CIM-10
+# (ICD-10) I60-I64 (haemorrhages, infarction, stroke not specified), G45 (transient
+# ischaemic attack) and G46 (vascular syndromes of the brain), dotted or not, or the local
+# codes AVC / STROKE; with the emergency priority (S) it raises the stroke alert.
+STROKE_REASON_PREFIXES = ("I60", "I61", "I62", "I63", "I64", "G45", "G46")
+STROKE_LOCAL_CODES = frozenset({"AVC", "STROKE", "ALERTE-AVC"})
+# The OBX-3 codes that carry the reference time of a stroke order (OBX-5, TS/DTM):
+# LOINC 11368-8 (illness or injury onset date and time) or the local ONSET: witnessed
+# onset; the local LKW: the time the patient was last known (seen) well.
+ONSET_CODES = {"11368-8": "witnessed", "ONSET": "witnessed", "LKW": "last_seen_well"}
+# An HL7 time without an offset is the sending hospital's local time.
+SITE_TIMEZONE = ZoneInfo("Europe/Paris")
+_TS = re.compile(r"^(\d{12})(\d{2})?(?:\.\d{1,4})?([+-]\d{4})?$")
+
+
+def _stroke_reason(code: str) -> bool:
+    code = code.strip().upper().replace(".", "")
+    return code in STROKE_LOCAL_CODES or code[:3] in STROKE_REASON_PREFIXES
+
+
+def _timestamp(value: str, seg: str, f: int) -> datetime:
+    """An HL7 TS/DTM to the minute at least (YYYYMMDDHHMM[SS[.S]][+/-ZZZZ]); the
+    site's time zone when it has no offset."""
+    found = _TS.match(value.strip())
+    try:
+        if not found:
+            raise ValueError(value)
+        local = datetime.strptime(found[1] + (found[2] or "00"), "%Y%m%d%H%M%S")
+        if found[3]:
+            sign = 1 if found[3][0] == "+" else -1
+            hours, minutes = int(found[3][1:3]), int(found[3][3:5])
+            offset = sign * (hours * 3600 + minutes * 60)
+            return (local.replace(tzinfo=UTC) - timedelta(seconds=offset)).astimezone(UTC)
+        return local.replace(tzinfo=SITE_TIMEZONE).astimezone(UTC)
+    except ValueError:
+        raise _error(DATA_TYPE_ERROR, "not a time (YYYYMMDDHHMM[SS][+/-ZZZZ])", seg, f) from None
 
 
 class Hl7Error(Exception):
@@ -360,6 +398,9 @@ class Order:
     consent: bool = False
     contraindications: str | None = None
     ordering_provider: str | None = None
+    # A stroke alert (docs/hl7.md "Stroke orders"): witnessed, last_seen_well or unknown.
+    stroke_kind: str | None = None
+    stroke_onset_at: datetime | None = None
     missing: list[str] = field(default_factory=list)
 
 
@@ -399,6 +440,7 @@ def order(msg: hl7.Message) -> Order:
     result.modality = modality or None
     result.body_part = (_get(obr, 4, 1, 2) or _get(obr, 4, 1, 1))[:64] or None
     reasons = [_comp(rep, 2) or _comp(rep, 1) for rep in _reps(obr, 31)]
+    stroke = any(_stroke_reason(_comp(rep, 1)) for rep in _reps(obr, 31))
     question = "; ".join(r for r in reasons if r) or _get(obr, 13)
     result.clinical_question = question[:4000] or None
     priority = ""
@@ -418,6 +460,14 @@ def order(msg: hl7.Message) -> Order:
             result.consent = _get(obx, 5).upper() in _YES
         elif code == "CONTRA":
             result.contraindications = _get(obx, 5)[:2000] or None
+        elif stroke and code in ONSET_CODES and _get(obx, 5):
+            result.stroke_onset_at = _timestamp(_get(obx, 5), "OBX", 5)
+            result.stroke_kind = ONSET_CODES[code]
+    if stroke and result.urgency == "emergency":
+        # No time in the order: the alert is raised all the same, its onset unknown.
+        result.stroke_kind = result.stroke_kind or "unknown"
+    else:
+        result.stroke_kind, result.stroke_onset_at = None, None
     for name, value in (
         ("modality", result.modality),
         ("body_part", result.body_part),

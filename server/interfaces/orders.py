@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import ExamStatus, Role
 from server.core.config import Settings
+from server.core.errors import ApiError
 from server.core.models import Exam, User
 from server.exams import owed, routing
-from server.exams.service import ExamRequest, append_event, create_exam
+from server.exams.service import ExamRequest, append_event, check_onset, create_exam
 from server.interfaces import hl7_in
 from server.interfaces.drafts import OrderDraft
 from server.interfaces.effects import Effects, who
@@ -33,6 +34,7 @@ REQUEST_FIELDS = {
     "consent": ("OBX", 5),
     "contraindications": ("OBX", 5),
     "patient": ("PID", 3),
+    "stroke": ("OBR", 31),
 }
 
 
@@ -128,8 +130,17 @@ async def apply_order(
                 "urgency": request.urgency,
                 "consent": request.consent,
                 "contraindications": request.contraindications,
+                "stroke": (
+                    {"onset_at": request.stroke_onset_at, "onset_kind": request.stroke_kind}
+                    if request.stroke_kind
+                    else None
+                ),
             }
         )
+        if req.stroke is not None and req.stroke.onset_at is not None:
+            check_onset(req.stroke.onset_at, now)
+    except ApiError as exc:  # an implausible onset (docs/stroke.md "The alert")
+        raise Hl7Error("AE", hl7_in.DATA_TYPE_ERROR, exc.message, "OBX", 5) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "patient"

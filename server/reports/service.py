@@ -72,6 +72,8 @@ class SignBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    # The author asks for a second reading (docs/review.md).
+    review_requested: bool = False
 
 
 class AddendumBody(BaseModel):

@@ -159,14 +159,15 @@ async def time_points(db: AsyncSession, exam: Exam, signed_at: datetime) -> dict
     """A stroke alert's time points as a signature seals them (UTC, second precision);
     None for an exam without an alert. The first image is the first ``images.received``
     event of the exam's log."""
-    if exam.stroke_onset_kind is None or exam.stroke_onset_at is None:
+    if exam.stroke_onset_kind is None:
         return None
     first = await db.scalar(
         select(func.min(ExamEvent.at)).where(
             ExamEvent.exam_id == exam.id, ExamEvent.kind == EventKind.IMAGES_RECEIVED
         )
     )
-    onset_key = "onset" if exam.stroke_onset_kind == "witnessed" else "last_seen_well"
+    # An unknown onset is printed as such (the "onset" line with no time).
+    onset_key = "last_seen_well" if exam.stroke_onset_kind == "last_seen_well" else "onset"
     points = {
         onset_key: exam.stroke_onset_at,
         "requested": exam.created_at,

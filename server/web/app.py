@@ -38,6 +38,7 @@ from server.web.api import priors as priors_api
 from server.web.api import protocols, turnaround
 from server.web.api import reconciliation as reconciliation_api
 from server.web.api import reports as reports_api
+from server.web.api import review as review_api
 from server.web.api import roster as roster_api
 from server.web.api import session as session_api
 from server.web.errors import (
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> App:
         *protocols.routes,
         *reports_api.routes,
         *critical_api.routes,
+        *review_api.routes,
         *billing_api.routes,
         *audit_api.routes,
         *roster_api.routes,

@@ -5,6 +5,7 @@ alert is accepted; the room shows the clock from onset and preselects the protoc
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from playwright.async_api import expect
@@ -12,7 +13,9 @@ from playwright.async_api import expect
 from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP
-from tests.helpers import exam_payload
+from tests.helpers import PASSWORD, exam_payload
+from tests.reports.helpers import exam_images_complete
+from tests.reports.test_stroke_report import pdf_text
 
 # Every `Notification` the page creates is recorded, then shown by the browser as usual.
 SPY = """
@@ -109,3 +112,59 @@ async def test_the_coordinator_sees_the_month_s_stroke_figures(
     await expect(row).to_contain_text("HOPA")
     await expect(row.locator("td").first).to_have_text("1")
     await expect(row).to_contain_text("45 min / 45 min")
+
+
+async def test_the_structured_stroke_form_scores_aspects_writes_the_text_and_signs(
+    live_server: LiveServer, client_for, new_context, js_errors
+) -> None:
+    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    onset = datetime.now(UTC) - timedelta(minutes=70)
+    alert = {"onset_at": onset.isoformat(), "onset_kind": "witnessed"}
+    exam = await exam_images_complete(urg, rad, man, stroke=alert)
+    base = f"/api/exams/{exam['id']}"
+    page = js_errors.watch(
+        await loop.login(await new_context(DESKTOP), live_server.url, "rad"), "radiologist"
+    )
+    await page.goto(f"{live_server.url}/#/exam/{exam['id']}")
+    # Preselected for the alert, on the stroke template's text.
+    form = page.locator("#stroke-form")
+    await expect(form).to_be_visible()
+    await expect(page.locator("#stroke-form-on")).to_be_checked()
+    score = page.locator("#stroke-aspects-score")
+    await expect(score).to_have_text("ASPECTS 10/10")
+    for region in ("I", "M1", "M2"):
+        await page.check(f"#stroke-aspects-{region}")
+    await expect(score).to_have_text("ASPECTS 7/10")
+    await page.uncheck("#stroke-aspects-M2")
+    await expect(score).to_have_text("ASPECTS 8/10")
+    await page.select_option("#stroke-side", "left")
+    await page.check("#stroke-hyperdense")
+    await page.check("#stroke-occlusion-m1")
+    await page.select_option("#stroke-collaterals", "intermediate")
+    await page.fill("#stroke-core", "15")
+    await page.fill("#stroke-penumbra", "45")
+    await page.locator("#stroke-penumbra").blur()
+    # The findings and conclusion not typed are written from the form, shown back.
+    findings = page.locator("#report-findings")
+    await expect(findings).to_have_value(re.compile("Score ASPECTS gauche : 8/10"))
+    await expect(findings).to_have_value(re.compile("cœur de l'infarctus 15 mL, pénombre 45 mL"))
+    await expect(page.locator("#report-conclusion")).to_have_value(
+        "Pas de saignement. Occlusion segment M1 de l'artère cérébrale moyenne gauche ; "
+        "ASPECTS 8/10 ; cœur 15 mL / pénombre 45 mL."
+    )
+    await page.fill("#report-dose", "PDL : 900 mGy.cm ; CTDIvol : 50 mGy")
+    await expect(page.locator("#report-save-state")).to_contain_text("Brouillon enregistré")
+    await page.click("#report-sign")
+    await page.fill("#sign-password", PASSWORD)
+    await page.click("#sign-confirm")
+    await expect(page.locator("#room-head .badge.status-reported")).to_be_visible()
+
+    report = (await rad.get(f"{base}/report")).json()
+    assert report["stroke"]["aspects_regions"] == ["I", "M1"]
+    assert report["stroke"]["perfusion"] == {"core_ml": 15.0, "penumbra_ml": 45.0}
+    text = pdf_text((await urg.get(f"{base}/report.pdf")).content)
+    assert "Score ASPECTS gauche : 8/10" in text
+    assert "ALERTE AVC - d\xe9lais de la fili\xe8re" in text
+    for label in ("D\xe9but des sympt\xf4mes", "Demande", "Prise en charge par le radiologue",
+                  "Premi\xe8re image", "Compte rendu sign\xe9"):  # fmt: skip
+        assert label in text, label

@@ -70,6 +70,18 @@ async def test_perfusion_when_onset_is_unknown_or_late_mri_when_asked(api_for: C
         assert expected in catalogue
 
 
+async def test_an_alert_with_onset_unknown_counts_no_window(api_for: ClientFor) -> None:
+    urg = await api_for("urg_a")
+    resp = await urg.post("/api/exams", json=exam_payload(stroke={"onset_kind": "unknown"}))
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["stroke"] == {
+        "onset_at": None,
+        "onset_kind": "unknown",
+        "windows": None,
+        "protocol_id": "ct-head-stroke-perfusion",
+    }
+
+
 async def test_a_bad_stroke_alert_is_refused_and_creates_nothing(
     api_for: ClientFor, settings: Settings
 ) -> None:
@@ -86,6 +98,9 @@ async def test_a_bad_stroke_alert_is_refused_and_creates_nothing(
         (exam_payload(stroke=stroke(30), urgency="urgent"), "stroke"),
         (exam_payload(stroke=stroke(30), modality="CR"), "stroke"),
         (exam_payload(stroke={**stroke(30), "extra": 1}), "stroke.extra"),
+        # A time goes with witnessed / last seen well, none with unknown.
+        (exam_payload(stroke={"onset_kind": "witnessed"}), "stroke"),
+        (exam_payload(stroke={**stroke(30), "onset_kind": "unknown"}), "stroke"),
     ]
     for payload, field in bad:
         resp = await urg.post("/api/exams", json=payload)

@@ -113,3 +113,19 @@ async def test_bad_structured_fields_are_refused(client_for: ClientFor) -> None:
         assert resp.status_code == 422, bad
         assert [f["field"] for f in resp.json()["error"]["fields"]] == [field]
     assert (await ok(await rad.get(f"{base}/report")))["status"] == "none"
+
+
+async def test_an_alert_with_onset_unknown_prints_its_onset_line_without_a_time(
+    client_for: ClientFor,
+) -> None:
+    urg, rad, man = await client_for("urg_a"), await client_for("rad"), await client_for("man_a")
+    exam = await exam_images_complete(urg, rad, man, stroke={"onset_kind": "unknown"})
+    base = f"/api/exams/{exam['id']}"
+    await ok(await rad.put(f"{base}/report", json={**DRAFT, "stroke": STRUCTURED}))
+    signed = await ok(await rad.post(f"{base}/report/sign", json={"password": PASSWORD}))
+    assert signed["sha256"]
+    text = pdf_text((await urg.get(f"{base}/report.pdf")).content)
+    assert "ALERTE AVC - d\xe9lais de la fili\xe8re" in text
+    assert "D\xe9but des sympt\xf4mes : -" in text
+    assert "Derni\xe8re fois vu" not in text
+    assert "Compte rendu sign\xe9 : -" not in text

@@ -50,6 +50,7 @@ from server.reports.service import (
     signed_content,
     ts,
 )
+from server.review.service import open_review
 from server.web.api import report_files
 from server.web.http import parse
 from server.web.request import archive_ctx, authenticate, client_addr, ctx, record_request
@@ -256,6 +257,8 @@ async def sign(request: Request) -> Response:
         if done.rowcount != 1:  # type: ignore[attr-defined]  # an UPDATE: a CursorResult
             raise conflict("the report is already signed", "report_signed")
         await billing.create_acts(db, exam, signer.id, now)
+        settings = ctx(request).settings
+        await open_review(db, settings, exam.id, signer.id, body.review_requested, now)
         if report.critical:  # the critical-result record opens (docs/stroke.md)
             db.add(
                 CriticalResult(

@@ -1,0 +1,1 @@
+"""Peer review of signed reports (issue #22, docs/review.md)."""
