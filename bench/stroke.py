@@ -1,20 +1,22 @@
 """The platform's own share of a stroke exam's time (docs/stroke.md, docs/benchmarks.md
 "Stroke pathway").
 
-    python -m bench.stroke [--exams 30] [--database-url URL]
+    python -m bench.stroke [--exams 30] [--slices 60] [--database-url URL]
 
 One `teleimagerie serve` process. Scripted humans answer at once, every step through the
 real API and sockets: the urgentist raises a stroke alert; the radiologist, on their
 personal channel, hears of it, accepts and sends the preselected protocol; the
-radiographer, in the exam's room, acknowledges it and declares the images complete; the
+radiographer, in the exam's room, acknowledges it, stores the series (STOW-RS, ``--slices``
+CT slices of 512 x 512) and declares the images complete; the
 radiologist, in the room, sees the images complete, saves the structured stroke report
 and signs it (password checked with the production Argon2 cost); the urgentist, in the
 room, receives the signed report. As nobody waits, the time from the request to the
 signed report reaching the urgentist is the platform's share.
 
-Shortcut, labelled in the output: no image is stored (the images-complete step is
-declared without a C-STORE or STOW), so the image transfer, which depends on the scanner
-and the network, is not counted.
+The series is built by the bench before each exam's clock starts (its study UID is the
+exam's own, known once it is requested: building it is timed and taken out). Over
+loopback the transfer costs the server's ingest, not a network's. ``--slices 0`` stores
+nothing (a shortcut, labelled in the output).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from websockets.asyncio.client import ClientConnection, connect
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ServerProcess, percentile, prepare_database, seed  # noqa: E402
+from bench.viewer import slices as ct_series  # noqa: E402
+from bench.viewer import stow  # noqa: E402
 from server.composition import app_context  # noqa: E402
 from server.core.config import Settings  # noqa: E402
 from server.core.models import User  # noqa: E402
@@ -93,6 +97,7 @@ async def one_exam(
     tokens: dict[str, str],
     inbox: asyncio.Queue[dict[str, Any]],
     protocols: dict[str, str],
+    series_slices: int,
 ) -> float:
     urg, rad, man = clients["urgentist"], clients["radiologist"], clients["manipulator"]
     started = time.perf_counter()
@@ -102,6 +107,14 @@ async def one_exam(
         marks[name] = time.perf_counter() - started
 
     exam = ok(await urg.post("/api/exams", json=request_body(i)), 201)
+    # The scanner's series, with the exam's study UID: the bench's own work, off the clock.
+    built = time.perf_counter()
+    parts = (
+        ct_series(exam["study_instance_uid"], exam["accession_number"], series_slices, 512)
+        if series_slices
+        else []
+    )
+    started += time.perf_counter() - built
     base = f"/api/exams/{exam['id']}"
     room_url = f"{server.ws_url}/ws/exams/{exam['id']}?since=0"
     mark("requested")
@@ -141,6 +154,9 @@ async def one_exam(
         await until_event(room, "protocol.proposed")
         mark("protocol_seen")
         ok(await man.post(f"{base}/protocol/ack"))
+        if parts:
+            await stow(server.url, tokens["manipulator"], parts)
+            mark("images_stored")
         ok(await man.post(f"{base}/images-complete"))
         mark("images_complete_sent")
         await room.close()
@@ -210,9 +226,11 @@ async def main(args: argparse.Namespace, workdir: Path) -> None:
 
         listener = asyncio.create_task(listen())
         load_before = load()
-        await one_exam(-1, server, clients, tokens, inbox, protocols)  # warm-up, not counted
+        # The first exam warms the server up and is not counted.
+        await one_exam(-1, server, clients, tokens, inbox, protocols, args.slices)
         times = [
-            await one_exam(i, server, clients, tokens, inbox, protocols) for i in range(args.exams)
+            await one_exam(i, server, clients, tokens, inbox, protocols, args.slices)
+            for i in range(args.exams)
         ]
         load_after = load()
         listener.cancel()
@@ -220,7 +238,10 @@ async def main(args: argparse.Namespace, workdir: Path) -> None:
         argon2 = await asyncio.to_thread(argon2_alone, settings)
         kind = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
         print(f"stroke exams, one after another: {len(times)} ({kind}, one server process)")
-        print("SHORTCUT: no image stored; the image transfer is not counted")
+        if args.slices:
+            print(f"each exam stores a CT series of {args.slices} slices (512 x 512) by STOW-RS")
+        else:
+            print("SHORTCUT: no image stored; the image transfer is not counted")
         print(
             "platform's share, request to the signed report in the urgentist's room: "
             f"p50 {percentile(times, 50) * 1000:.0f} ms, "
@@ -261,6 +282,7 @@ async def main(args: argparse.Namespace, workdir: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--exams", type=int, default=30)
+    parser.add_argument("--slices", type=int, default=60, help="CT slices stored per exam")
     parser.add_argument("--database-url", default=None)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
