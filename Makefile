@@ -31,10 +31,20 @@ bench-served: install
 	@bash scripts/services.sh --bench
 	$(BIN)/python bench/served.py $(ARGS)
 
-# The whole suite runs twice: on the embedded SQLite default and on PostgreSQL.
+# The whole suite runs twice: on the embedded SQLite default and on PostgreSQL, side by
+# side (each run waits mostly on browsers, sockets and subprocesses, not on the CPU).
+# Each run has its own databases, Redis key prefixes, temp dirs and pytest cache; its
+# output is kept in var/test-<database>.log and printed whole; make fails if either fails.
 test: lint services
-	TEST_DATABASE=sqlite $(BIN)/python -m pytest
-	TEST_DATABASE=postgresql $(BIN)/python -m pytest
+	@mkdir -p var
+	@TEST_DATABASE=sqlite $(BIN)/python -m pytest -o cache_dir=.pytest_cache/sqlite \
+		> var/test-sqlite.log 2>&1 & sqlite=$$!; \
+	TEST_DATABASE=postgresql $(BIN)/python -m pytest -o cache_dir=.pytest_cache/postgresql \
+		> var/test-postgresql.log 2>&1 & postgresql=$$!; \
+	wait $$sqlite; s=$$?; wait $$postgresql; p=$$?; \
+	echo "== TEST_DATABASE=sqlite (exit $$s)"; cat var/test-sqlite.log; \
+	echo "== TEST_DATABASE=postgresql (exit $$p)"; cat var/test-postgresql.log; \
+	test $$s -eq 0 -a $$p -eq 0
 
 test-sqlite: install services
 	TEST_DATABASE=sqlite $(BIN)/python -m pytest $(ARGS)

@@ -156,12 +156,20 @@ class TimerTask:
         self.priors = loop.create_task(prior_loop(app, self.stop_event))
 
     async def stop(self) -> None:
-        """Stop both loops and return once they have ended, the timers' rebuild
-        included (it finishes its batch under way, ``timer_loop``)."""
+        """Stop the loops and return once every one has ended, the timers' rebuild
+        included (it finishes its batch under way, ``timer_loop``): none is left
+        querying a database about to be disposed, even when another loop failed
+        or this wait is cancelled (it then still waits for them, then cancels)."""
         self.stop_event.set()
-        for task in (self.task, self.checkpoints, self.outbox, self.priors):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks = (self.task, self.checkpoints, self.outbox, self.priors)
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            await asyncio.wait(tasks)
+            raise
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("a loop ended with an error", exc_info=task.exception())
 
 
 def start_timer_loop(app: AppContext) -> TimerTask:

@@ -50,6 +50,7 @@ def worker_processes(
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()  # reaped: a Popen dropped while its child runs is a warning
     for log in sorted(logs.glob("worker*.log")) if check_logs else []:
         text = log.read_text(errors="replace").strip()
         assert "Traceback" not in text, text

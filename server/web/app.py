@@ -93,16 +93,27 @@ async def archive_mount(scope: Scope, receive: Receive, send: Send) -> None:
 async def _reconciled(task: asyncio.Task[Any] | None) -> None:
     """Let the start-up reconciliation of the storage (docs/dicomweb.md "Start-up
     reconciliation") finish before the database closes; one that takes longer
-    than ``RECONCILE_GRACE_S`` is cancelled (the next start-up does it again)."""
+    than ``RECONCILE_GRACE_S`` is cancelled (the next start-up does it again).
+    Either way it has ended when this returns, even when the wait itself is
+    cancelled: a reconciliation left running past the engine's disposal would
+    have its query answered by SQLite's thread into a closed event loop."""
     if task is None or task.done():
         return
     try:
         await asyncio.wait_for(asyncio.shield(task), RECONCILE_GRACE_S)
     except TimeoutError:
         log.warning("stopping: the storage reconciliation is cut short")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancelled(task)
+    except asyncio.CancelledError:
+        await _cancelled(task)
+        raise
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended (its query too)."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(settings: Settings | None = None) -> App:
@@ -117,13 +128,14 @@ def create_app(settings: Settings | None = None) -> App:
             context.ingestor.warm_up()
             # With the memory engine nobody else can fire the timers (docs/roster.md).
             timers = None if settings.redis_url else start_timer_loop(context)
-            try:
-                yield
-            finally:
+            # Stopped in reverse order, each step even when one before it failed:
+            # what queries the database has ended before app_context disposes it.
+            async with contextlib.AsyncExitStack() as stopping:
+                stopping.push_async_callback(_reconciled, context.ingestor.reconciling)
+                stopping.push_async_callback(context.rooms.close)
                 if timers is not None:
-                    await timers.stop()
-                await context.rooms.close()
-                await _reconciled(context.ingestor.reconciling)
+                    stopping.push_async_callback(timers.stop)
+                yield
 
     api_routes = [
         *session_api.routes,

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
-from server.composition import core_context
+from server.composition import app_context, core_context
 from server.core.config import Settings
 from server.exams.escalation import rebuild
-from server.web.app import create_app
-from tests.conftest import Accounts
+from server.web.app import _reconciled, create_app
+from tests.conftest import BACKEND, Accounts
 from tests.lifespan import running
 from tests.roster.conftest import new_exam
 
@@ -60,3 +65,59 @@ async def test_a_stopped_rebuild_ends_between_batches(
         # Not stopped: every batch, every open exam's two accept deadlines.
         assert await rebuild(core, batch=2, stop=asyncio.Event()) == 6
         assert await core.bus.timer_count() == 6
+
+
+@asynccontextmanager
+async def _instances_locked(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Another client holds a lock that makes the archive index wait (an exclusive
+    transaction on SQLite, a table lock on PostgreSQL); yields what releases it."""
+    url = make_url(settings.database_url)
+    if BACKEND == "sqlite":
+        holder = sqlite3.connect(str(url.database), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+
+        async def release_sqlite() -> None:
+            if holder.in_transaction:
+                holder.rollback()
+
+        try:
+            yield release_sqlite
+        finally:
+            await release_sqlite()
+            holder.close()
+        return
+    conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(False))
+    tx = conn.transaction()
+    await tx.start()
+    await conn.execute("LOCK TABLE dicomweb_instances IN ACCESS EXCLUSIVE MODE")
+
+    async def release_postgresql() -> None:
+        if not conn.is_closed():
+            await conn.close()  # ends the transaction, and its lock
+
+    try:
+        yield release_postgresql
+    finally:
+        await release_postgresql()
+
+
+async def test_a_cancelled_stop_still_ends_the_reconciliation_first(settings: Settings) -> None:
+    """The app's stop cancelled while it waits for the storage's reconciliation (held
+    up by a lock) cancels that reconciliation and waits for its end: none of its
+    queries outlives the app, to be answered into a closed event loop."""
+    async with app_context(settings) as context, _instances_locked(settings) as release:
+        reconciling = context.ingestor.reconcile_soon()
+        assert reconciling is not None
+        waiting = asyncio.create_task(_reconciled(reconciling))
+        await asyncio.sleep(0)  # it waits now
+        assert not reconciling.done()  # held up by the lock
+        # The lock goes a moment later, while the cancelled wait is still under way.
+        releasing = asyncio.get_running_loop().call_later(
+            0.2, lambda: asyncio.ensure_future(release())
+        )
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert reconciling.done()
+        releasing.cancel()
+    gc.collect()
