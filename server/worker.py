@@ -159,7 +159,7 @@ class TimerTask:
         """Stop the loops and return once every one has ended, the timers' rebuild
         included (it finishes its batch under way, ``timer_loop``): none is left
         querying a database about to be disposed, even when another loop failed
-        or this wait is cancelled (it then still waits for them, then cancels)."""
+        or this wait is cancelled (it still waits for them before passing that on)."""
         self.stop_event.set()
         tasks = (self.task, self.checkpoints, self.outbox, self.priors)
         try:
