@@ -1,9 +1,10 @@
 // Peer review (docs/review.md): the reviewer's list with the report read-only and the
 // RADPEER scoring form; a radiologist's own monthly figures. Coordinators see every
 // review, the unassigned first.
-import { api } from "./api.js";
+import { api, dicomJson } from "./api.js";
 import { h, clear } from "./dom.js";
 import { t, errorText } from "./i18n.js";
+import { Viewer } from "./viewer.js";
 
 const SCORES = ["1", "2a", "2b", "3a", "3b", "4a", "4b"];
 
@@ -36,6 +37,25 @@ function scoreForm(review, done) {
   return form;
 }
 
+const NOT_IMAGES = ["KO", "SR", "DOC"];
+
+/** The exam's image series, each opening the viewer: the reviewer reads the images
+ * as the author did (the archive lets a review's reviewer read its study). */
+function imagesOf(review, study) {
+  const viewer = new Viewer();
+  const list = h("ul", { class: "review-series", id: `review-series-${review.id}` });
+  dicomJson(`/dicomweb/studies/${encodeURIComponent(study)}/series`).catch(() => null).then((found) => {
+    const series = (found || []).filter((s) => !NOT_IMAGES.includes(s["00080060"]?.Value?.[0]));
+    clear(list, series.length ? series.map((s) => {
+      const uid = s["0020000E"]?.Value?.[0];
+      const count = s["00201209"]?.Value?.[0] ?? 1;
+      const label = `${s["0008103E"]?.Value?.[0] || s["00080060"]?.Value?.[0] || ""} (${count})`;
+      return h("li", {}, h("button", { type: "button", class: "btn btn-small", onclick: () => viewer.open(study, uid, count) }, label));
+    }) : h("li", { class: "muted" }, t("review.no_images")));
+  });
+  return h("div", { class: "review-images" }, h("h4", {}, t("review.images")), list, viewer.el);
+}
+
 async function openReview(review, slot, reload) {
   try {
     const full = await api.review(review.id);
@@ -44,6 +64,7 @@ async function openReview(review, slot, reload) {
       h("div", { class: "review-report", id: `review-report-${review.id}` },
         ...["indication", "technique", "findings", "conclusion"].map((f) => r[f]
           ? h("div", { class: "report-section" }, h("h4", {}, t(`report.${f}`)), h("p", { class: "report-text" }, r[f])) : null)),
+      full.exam?.study_instance_uid ? imagesOf(review, full.exam.study_instance_uid) : null,
       full.score ? null : scoreForm(review, reload));
   } catch (err) {
     clear(slot, h("p", { class: "field-error" }, errorText(err)));

@@ -81,9 +81,10 @@ async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
     from server.live.chatlog import ChatLog
     from server.live.context import LiveContext
     from server.live.roomhub import RoomHub
+    from server.review.service import reviewed_exam_ids
 
     async with core_context(settings) as core:
-        archive = build(core)
+        archive = build(core, readers=(reviewed_exam_ids,))
         context = LiveContext(
             **core_fields(core),
             archive=archive.archive,

@@ -11,10 +11,10 @@ instances to their exam's room. Which exam an instance is filed into is
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping, MutableMapping
+from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, or_, select, true
 
 from dicomweb.app import create_dicomweb_app
 from dicomweb.tables import studies
@@ -56,9 +56,16 @@ class Caller(Protocol):
     def scope(self) -> MutableMapping[str, Any]: ...
 
 
+#: Who else reads an exam's images: given a caller, the ids of further exams whose
+#: studies they may read (a peer reviewer's, ``server.review``), or None. Passed in by
+#: the composition, so that the archive does not import the domains above it.
+ExamReaders = Sequence[Callable[[Principal], Select[Any] | None]]
+
+
 class ServerAccess:
-    def __init__(self, app: AppContext) -> None:
+    def __init__(self, app: AppContext, readers: ExamReaders = ()) -> None:
         self.app = app
+        self.readers = readers
 
     async def authenticate(self, request: Caller) -> Principal:
         """The caller, by the session token every route accepts (docs/api.md
@@ -89,17 +96,25 @@ class ServerAccess:
     def study_filter(self, principal: Principal | SystemPrincipal) -> ColumnElement[bool] | None:
         """The studies the caller may see: the exam scope of ``server.authz``, and for
         a radiologist the studies of the priors of their patients and those retrieved
-        from the hospital's PACS for their exams (``server.priors``)."""
+        from the hospital's PACS for their exams (``server.priors``), and the exams the
+        other ``readers`` name (a peer reviewer's)."""
         if isinstance(principal, SystemPrincipal):
             return None
         scope = scope_of(
             principal, establishment_id=studies.c.establishment_id, exam_id=studies.c.exam_id
         )
+        if scope is None:
+            return None
+        also: list[ColumnElement[bool]] = []
         priors = prior_exam_ids(principal)
         fetched = prior_study_uids(principal)
-        if scope is None or priors is None or fetched is None:
-            return scope
-        return or_(scope, studies.c.exam_id.in_(priors), studies.c.study_uid.in_(fetched))
+        if priors is not None and fetched is not None:
+            also += [studies.c.exam_id.in_(priors), studies.c.study_uid.in_(fetched)]
+        for reader in self.readers:
+            exams = reader(principal)
+            if exams is not None:
+                also.append(studies.c.exam_id.in_(exams))
+        return or_(scope, *also) if also else scope
 
     def store_key(
         self, _principal: Principal | SystemPrincipal, attrs: InstanceAttrs
@@ -208,10 +223,11 @@ def _aside_establishment(
     return bound.establishment_id if bound is not None else None
 
 
-def build(app: AppContext) -> ArchiveContext:
+def build(app: AppContext, readers: ExamReaders = ()) -> ArchiveContext:
     """Build the archive over the core services: its ingest path announces stored
     images in the exam rooms, and its requests authenticate like the rest of the
-    server. The context returned holds all of it (docs/architecture.md)."""
+    server (``readers``: who else may read an exam's images, ``ServerAccess``). The
+    context returned holds all of it (docs/architecture.md)."""
     settings = app.settings
     config = DicomwebConfig(
         storage_root=settings.dicom_storage,
@@ -222,7 +238,7 @@ def build(app: AppContext) -> ArchiveContext:
         keep_cached=settings.dicom_cache_recent_mb * 1024 * 1024,
     )
     images = ImageEvents(app)
-    archive = create_dicomweb_app(config, app.db, ServerAccess(app), images)
+    archive = create_dicomweb_app(config, app.db, ServerAccess(app, readers), images)
     storage = archive.state.dicomweb.ingestor.storage
     images.locate = lambda s: storage.absolute(
         storage.relative_path(s.study_uid, s.series_uid, s.sop_uid)

@@ -4,12 +4,14 @@ scored by its reviewer, counted per month."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.types import Role
 from server.core.config import Settings
+from server.core.identity import Principal
 from server.core.models import User
 from server.review.models import PeerReview
 from server.review.policy import drawn, reviewer_for
@@ -61,3 +63,12 @@ def review_json(review: PeerReview) -> dict[str, object]:
         "created_at": ts(review.created_at),
         "scored_at": ts(review.scored_at),
     }
+
+
+def reviewed_exam_ids(principal: Principal) -> Select[Any] | None:
+    """The exams whose images a radiologist reads as their peer reviewer (the archive
+    lets them read those studies, ``server.archive.service.ExamReaders``); None for
+    the other roles."""
+    if principal.role != Role.RADIOLOGIST:
+        return None
+    return select(PeerReview.exam_id).where(PeerReview.reviewer_id == principal.user.id)

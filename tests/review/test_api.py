@@ -14,12 +14,13 @@ import httpx
 from sqlalchemy import select
 from websockets.asyncio.client import connect
 
+from dicomweb.samples import instance, multipart
 from server.composition import app_context
 from server.core.config import Settings
 from server.core.models import User
 from server.review.models import PeerReview
 from server.testing import LiveServer
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, exam_payload, of_exam
 from tests.reports.helpers import DRAFT, ClientFor, exam_images_complete, ok
 
 
@@ -125,3 +126,42 @@ async def test_no_review_unless_drawn_or_asked_and_none_available_stays_unassign
     [waiting] = [r for r in listed if r["exam_id"] == exam["id"]]
     assert waiting["reviewer_id"] is None
     assert listed[0]["reviewer_id"] is None  # the unassigned first
+
+
+async def test_the_reviewer_reads_the_exams_images_once_assigned_and_no_other_radiologist(
+    client_for: ClientFor, settings: Settings
+) -> None:
+    """A second reading needs the images: the reviewer may read the exam's study through
+    DICOMweb from the moment the review is theirs; before it, and for anyone else not
+    in the exam's scope, the study stays out of sight."""
+    urg, rad, rad2, man = [await client_for(u) for u in ("urg_a", "rad", "rad2", "man_a")]
+    exam = await ok(await urg.post("/api/exams", json=exam_payload()), 201)
+    base = f"/api/exams/{exam['id']}"
+    await ok(await rad.post(f"{base}/accept"))
+    await ok(await rad.post(f"{base}/protocol", json={"text": "Scanner cérébral sans injection"}))
+    await ok(await man.post(f"{base}/protocol/ack"))
+    body, ctype = multipart([instance(**of_exam(exam))])
+    stored = await man.post("/dicomweb/studies", content=body, headers={"Content-Type": ctype})
+    assert stored.status_code == 200, stored.text
+    await ok(await man.post(f"{base}/images-complete"))
+
+    async def studies_seen(client: httpx.AsyncClient) -> int:
+        params = {"StudyInstanceUID": exam["study_instance_uid"]}
+        resp = await client.get("/dicomweb/studies", params=params)
+        assert resp.status_code in (200, 204), resp.text
+        return len(resp.json()) if resp.status_code == 200 else 0
+
+    assert await studies_seen(rad2) == 0  # not their exam, no review yet
+    await ok(await rad.put(f"{base}/report", json=DRAFT))
+    await ok(
+        await rad.post(f"{base}/report/sign", json={"password": PASSWORD, "review_requested": True})
+    )
+    [review] = (await ok(await rad2.get("/api/reviews")))["reviews"]
+    assert review["exam_id"] == exam["id"]
+    got = await ok(await rad2.get(f"/api/reviews/{review['id']}"))
+    assert got["exam"]["study_instance_uid"] == exam["study_instance_uid"]
+    assert await studies_seen(rad2) == 1
+    series = await rad2.get(f"/dicomweb/studies/{exam['study_instance_uid']}/series")
+    assert series.status_code == 200 and series.json(), series.text
+    # Another site's staff still do not see it.
+    assert await studies_seen(await client_for("urg_b")) == 0
