@@ -69,16 +69,25 @@ async def database_url(migrated_template: str, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{target}"
     conn = await asyncpg.connect(migrated_template)
     try:
-        tables = await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-            " AND tablename <> 'alembic_version'"
-        )
-        if tables:
-            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
-            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        await conn.execute(await _emptying(conn))
     finally:
         await conn.close()
     return normalise_database_url(migrated_template)
+
+
+async def _emptying(conn: asyncpg.Connection) -> str:
+    """The statements that empty every table of the test database and restart its
+    sequences, in one transaction. DELETE with the foreign-key triggers off (replica
+    role) rather than TRUNCATE: a test leaves a few rows, and TRUNCATE costs ~85 ms for
+    the schema's tables however empty (~13 ms this way), once per test."""
+    rows = await conn.fetch(
+        "SELECT 'DELETE FROM \"' || tablename || '\"' AS sql FROM pg_tables"
+        " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        " UNION ALL SELECT 'ALTER SEQUENCE \"' || sequence_name || '\" RESTART'"
+        " FROM information_schema.sequences WHERE sequence_schema = 'public'"
+    )
+    body = "; ".join(r["sql"] for r in rows)
+    return f"BEGIN; SET LOCAL session_replication_role = replica; {body}; COMMIT"
 
 
 @pytest.fixture
@@ -143,10 +152,18 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
         yield server
 
 
+#: The test clients drop an idle connection well before the server would (uvicorn closes
+#: one idle for 5 s, httpx's default expiry is also 5 s): at the same instant, a request
+#: sent on a connection the server is closing fails with a ReadError (seen under load).
+CLIENT_LIMITS = httpx.Limits(keepalive_expiry=2.0)
+
+
 @pytest.fixture
 async def http(live_server: LiveServer, accounts: Accounts) -> AsyncIterator[httpx.AsyncClient]:
     """An anonymous client of the live server (the accounts exist)."""
-    async with httpx.AsyncClient(base_url=live_server.url, timeout=10) as client:
+    async with httpx.AsyncClient(
+        base_url=live_server.url, timeout=10, limits=CLIENT_LIMITS
+    ) as client:
         yield client
 
 
@@ -158,7 +175,7 @@ async def client_for(
     clients: list[httpx.AsyncClient] = []
 
     async def make(username: str) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(base_url=live_server.url, timeout=10)
+        client = httpx.AsyncClient(base_url=live_server.url, timeout=10, limits=CLIENT_LIMITS)
         clients.append(client)
         client.headers["Authorization"] = f"Bearer {await login(client, username)}"
         return client
