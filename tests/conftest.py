@@ -31,6 +31,18 @@ BACKEND = os.environ.get("TEST_DATABASE", "sqlite")
 PG_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The browser tests run once, on the embedded SQLite default: they test the pages,
+    and the server's SQL they reach is tested on both databases by the API tests
+    (`make test` runs the two databases side by side on a 2-core machine)."""
+    if BACKEND != "postgresql":
+        return
+    browser = [item for item in items if item.nodeid.startswith("tests/browser/")]
+    if browser:
+        config.hook.pytest_deselected(items=browser)
+        items[:] = [item for item in items if not item.nodeid.startswith("tests/browser/")]
+
+
 def _pg_url(name: str) -> str:
     base, _, _ = PG_ADMIN.rpartition("/")
     return f"{base}/{name}"
