@@ -87,8 +87,9 @@ export const api = {
   },
   report: (id) => request("GET", `/api/exams/${encodeURIComponent(id)}/report`),
   saveReport: (id, body) => request("PUT", `/api/exams/${encodeURIComponent(id)}/report`, body),
-  signReport: (id, password) =>
-    request("POST", `/api/exams/${encodeURIComponent(id)}/report/sign`, { password }, { quiet401: true }),
+  signReport: (id, password, reviewRequested = false) =>
+    request("POST", `/api/exams/${encodeURIComponent(id)}/report/sign`,
+      { password, ...(reviewRequested ? { review_requested: true } : {}) }, { quiet401: true }),
   reportTemplates: (modality, bodyPart) =>
     request("GET", `/api/report-templates?${new URLSearchParams({ modality: modality || "", body_part: bodyPart || "" })}`),
 };

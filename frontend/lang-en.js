@@ -14,6 +14,7 @@ export const en = {
   "status.delivered": "Delivered", "status.cancelled": "Cancelled",
   "urgency.emergency": "Emergency", "urgency.urgent": "Urgent", "urgency.scheduled": "Scheduled",
   "deadline.accept": "Accept by", "deadline.report": "Report due", "deadline.late": "late by", "deadline.left": "left",
+  "report.ask_review": "Ask for a peer review",
   "review.images": "The exam's images", "review.no_images": "No images in the archive.",
   "review.title": "Peer review", "review.none": "No review.", "review.open": "Open",
   "review.to_do": "to score", "review.scored": "scored", "review.unassigned": "nobody available",

@@ -15,6 +15,7 @@ export const fr = {
   "urgency.emergency": "Urgence vitale", "urgency.urgent": "Urgent", "urgency.scheduled": "Programmé",
   "deadline.accept": "Prise en charge avant", "deadline.report": "Compte rendu avant",
   "deadline.late": "en retard de", "deadline.left": "reste",
+  "report.ask_review": "Demander une relecture par un pair",
   "review.images": "Images de l'examen", "review.no_images": "Aucune image dans l'archive.",
   "review.title": "Relecture par les pairs", "review.none": "Aucune relecture.", "review.open": "Ouvrir",
   "review.to_do": "à coter", "review.scored": "cotée", "review.unassigned": "personne de disponible",

@@ -170,10 +170,13 @@ async def test_the_structured_stroke_form_scores_aspects_writes_the_text_and_sig
     await expect(page.locator("#report-save-state")).to_contain_text("Brouillon enregistré")
     await page.click("#report-sign")
     await page.fill("#sign-password", PASSWORD)
+    await page.check("#sign-review")  # the author asks for a second reading
     await page.click("#sign-confirm")
     await expect(page.locator("#room-head .badge.status-reported")).to_be_visible()
 
     report = (await rad.get(f"{base}/report")).json()
+    reviews = (await (await client_for("rad2")).get("/api/reviews")).json()["reviews"]
+    assert [(r["exam_id"], r["reason"]) for r in reviews] == [(exam["id"], "requested")]
     assert report["stroke"]["aspects_regions"] == ["I", "M1"]
     assert report["stroke"]["perfusion"] == {"core_ml": 15.0, "penumbra_ml": 45.0}
     text = pdf_text((await urg.get(f"{base}/report.pdf")).content)
