@@ -45,12 +45,32 @@ async def add_establishment(
     return est
 
 
+async def establishment_by_code(db: AsyncSession, code: str) -> Establishment:
+    """The establishment of this code (case and surrounding spaces aside), or an
+    AccountError naming it: what every command given a code resolves first."""
+    code = code.strip().upper()
+    est = await db.scalar(select(Establishment).where(Establishment.code == code))
+    if est is None:
+        raise AccountError(f"no establishment {code}")
+    return est
+
+
+def valid_ae_title(title: str, what: str = "an AE title") -> str:
+    """PS3.5 6.2 (AE VR): 1-16 characters of the default repertoire, no backslash
+    nor control character; leading and trailing spaces are not significant.
+    ``what``: the title's name in the error (a modality's, a PACS's, ours)."""
+    title = title.strip()
+    if not 1 <= len(title) <= 16:
+        raise AccountError(f"{what} is 1 to 16 characters")
+    if any(ch == "\\" or not (" " <= ch <= "~") for ch in title):
+        raise AccountError(f"{what} is printable ASCII without backslash")
+    return title
+
+
 async def set_record_with_report(db: AsyncSession, code: str, on: bool) -> Establishment:
     """Whether the establishment's report deliveries carry the exam's record
     (``settings["record_with_report"]``, docs/accountability.md)."""
-    est = await db.scalar(select(Establishment).where(Establishment.code == code.strip().upper()))
-    if est is None:
-        raise AccountError(f"no establishment {code.strip().upper()}")
+    est = await establishment_by_code(db, code)
     # A new dict: the JSON column sees a replaced value, not an edit in place.
     est.settings = {**(est.settings or {}), "record_with_report": on}
     await db.flush()

@@ -18,7 +18,7 @@ from sqlalchemy import ForeignKey, Integer, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.accounts.service import AccountError
+from server.accounts.service import AccountError, establishment_by_code, valid_ae_title
 from server.core.context import AppContext
 from server.core.models import Base, Establishment
 
@@ -42,17 +42,6 @@ class Caller:
     ae_title: str
     establishment_id: int
     establishment_code: str
-
-
-def valid_ae_title(title: str) -> str:
-    """PS3.5 6.2 (AE VR): 1-16 characters of the default repertoire, no backslash
-    nor control character; leading and trailing spaces are not significant."""
-    title = title.strip()
-    if not 1 <= len(title) <= 16:
-        raise AccountError("an AE title is 1 to 16 characters")
-    if any(ch == "\\" or not (" " <= ch <= "~") for ch in title):
-        raise AccountError("an AE title is printable ASCII without backslash")
-    return title
 
 
 def host_matches(rule: str | None, addr: str) -> bool:
@@ -79,10 +68,7 @@ async def add_ae(
     description: str | None = None,
 ) -> ModalityAE:
     title = valid_ae_title(ae_title)
-    code = establishment_code.strip().upper()
-    est = await db.scalar(select(Establishment).where(Establishment.code == code))
-    if est is None:
-        raise AccountError(f"no establishment {code}")
+    est = await establishment_by_code(db, establishment_code)
     if await db.scalar(select(ModalityAE.id).where(ModalityAE.ae_title == title)):
         raise AccountError(f"AE title {title} is registered already")
     if host:

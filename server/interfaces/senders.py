@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rooms.types import Role
-from server.accounts.service import AccountError
+from server.accounts.service import AccountError, establishment_by_code
 from server.core.context import AppContext
 from server.core.models import Base, Establishment, User
 
@@ -89,10 +89,7 @@ async def add_sender(
     cert_subject: str | None = None,
 ) -> Hl7Sender:
     application, facility = _name(application, "application"), _name(facility, "facility")
-    code = establishment_code.strip().upper()
-    est = await db.scalar(select(Establishment).where(Establishment.code == code))
-    if est is None:
-        raise AccountError(f"no establishment {code}")
+    est = await establishment_by_code(db, establishment_code)
     taken = await db.scalar(
         select(Hl7Sender.id).where(
             Hl7Sender.application == application, Hl7Sender.facility == facility
@@ -102,7 +99,7 @@ async def add_sender(
         raise AccountError(f"sender {application}/{facility} is registered already")
     now = app.now()
     account = User(
-        username=f"hl7-{code.lower()}-{now:%Y%m%d%H%M%S%f}"[:64],
+        username=f"hl7-{est.code.lower()}-{now:%Y%m%d%H%M%S%f}"[:64],
         password_hash=NO_PASSWORD,
         role=Role.URGENTIST.value,
         establishment_id=est.id,

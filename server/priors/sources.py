@@ -6,27 +6,10 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.accounts.service import AccountError
+from server.accounts.service import AccountError, establishment_by_code, valid_ae_title
 from server.core.context import AppContext
 from server.core.models import Establishment
 from server.priors.models import PacsSource
-
-
-def ae_title(value: str, what: str) -> str:
-    """PS3.5 6.2 (AE VR): 1-16 characters of the default repertoire, no backslash
-    nor control character; leading and trailing spaces are not significant."""
-    title = value.strip()
-    if not 1 <= len(title) <= 16 or any(ch == "\\" or not (" " <= ch <= "~") for ch in title):
-        raise AccountError(f"{what} is 1 to 16 printable ASCII characters without backslash")
-    return title
-
-
-async def _establishment(db: AsyncSession, code: str) -> Establishment:
-    code = code.strip().upper()
-    est = await db.scalar(select(Establishment).where(Establishment.code == code))
-    if est is None:
-        raise AccountError(f"no establishment {code}")
-    return est
 
 
 async def set_source(
@@ -43,7 +26,7 @@ async def set_source(
     timeout_s: int = 30,
 ) -> PacsSource:
     """Create or replace the establishment's PACS, in the caller's transaction."""
-    est = await _establishment(db, establishment)
+    est = await establishment_by_code(db, establishment)
     host = host.strip()
     if not host or len(host) > 255:
         raise AccountError("the PACS host is 1 to 255 characters")
@@ -60,8 +43,8 @@ async def set_source(
     if row is None:
         row = PacsSource(establishment_id=est.id, created_at=now)
         db.add(row)
-    row.ae_title = ae_title(ae, "the PACS AE title")
-    row.calling_ae_title = ae_title(calling_ae, "our calling AE title")
+    row.ae_title = valid_ae_title(ae, "the PACS AE title")
+    row.calling_ae_title = valid_ae_title(calling_ae, "our calling AE title")
     row.host = host
     row.port = port
     row.years = years
@@ -82,6 +65,6 @@ async def list_sources(db: AsyncSession) -> list[tuple[PacsSource, str]]:
 
 
 async def remove_source(db: AsyncSession, establishment: str) -> bool:
-    est = await _establishment(db, establishment)
+    est = await establishment_by_code(db, establishment)
     result = await db.execute(delete(PacsSource).where(PacsSource.establishment_id == est.id))
     return bool(getattr(result, "rowcount", 0))

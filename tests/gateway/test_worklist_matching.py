@@ -104,8 +104,8 @@ def test_store_statuses() -> None:
 def test_ae_titles_are_checked() -> None:
     import pytest
 
-    from server.accounts.service import AccountError
-    from server.gateway.aes import host_matches, valid_ae_title
+    from server.accounts.service import AccountError, valid_ae_title
+    from server.gateway.aes import host_matches
 
     assert valid_ae_title("  CT_URG ") == "CT_URG"
     for bad in ("", "A" * 17, "CT\\1", "CT\t1"):
