@@ -2,8 +2,8 @@
 // the viewer for the selected series, and (for the manipulator) the upload zone.
 import { h, clear } from "./dom.js";
 import { t, formatDate } from "./i18n.js";
-import { api, dicomJson } from "./api.js";
-import { Viewer } from "./viewer.js";
+import { api } from "./api.js";
+import { Viewer, imageSeries } from "./viewer.js";
 import { UploadZone } from "./upload.js";
 
 /** Why a retrieval failed, in words; the server's own sentence when the code is new. */
@@ -21,8 +21,6 @@ function priorState(p) {
   if (p.retrieval === "retrieving") return t("priors.retrieving", { where });
   return t("priors.pending", { where });
 }
-
-const NOT_IMAGES = ["KO", "SR", "DOC"];
 
 export class ImagesPanel {
   constructor(room) {
@@ -85,13 +83,12 @@ export class ImagesPanel {
       const hospital = p.source === "hospital";
       // A prior from the hospital's PACS has series to open once it is retrieved.
       const ready = !hospital || p.retrieval === "done";
-      const series = ready ? await dicomJson(`/dicomweb/studies/${encodeURIComponent(p.study_instance_uid)}/series`).catch(() => null) || [] : [];
+      const series = ready ? await imageSeries(p.study_instance_uid) : [];
       const date = p.requested_at ? formatDate(p.requested_at.slice(0, 10)) : "?";
       const title = hospital
         ? `${date} · ${(p.modalities || []).map((m) => t(`modality.${m}`)).join(", ")} · ${p.description || ""} · ${t("priors.from_hospital")}`
         : `${date} · ${t(`modality.${p.modality}`)} · ${t(`body.${p.body_part}`)} · ${t(`status.${p.status}`)}`;
-      // Key objects, measurement reports and the report's PDF are not series to compare.
-      const buttons = series.filter((s) => !NOT_IMAGES.includes(s["00080060"]?.Value?.[0])).map((s) => {
+      const buttons = series.map((s) => {
         const uid = s["0020000E"]?.Value?.[0];
         const desc = s["0008103E"]?.Value?.[0] || "";
         const count = s["00201209"]?.Value?.[0] ?? "";

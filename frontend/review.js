@@ -1,10 +1,10 @@
 // Peer review (docs/review.md): the reviewer's list with the report read-only and the
 // RADPEER scoring form; a radiologist's own monthly figures. Coordinators see every
 // review, the unassigned first.
-import { api, dicomJson } from "./api.js";
+import { api } from "./api.js";
 import { h, clear } from "./dom.js";
 import { t, errorText } from "./i18n.js";
-import { Viewer } from "./viewer.js";
+import { Viewer, imageSeries } from "./viewer.js";
 
 const SCORES = ["1", "2a", "2b", "3a", "3b", "4a", "4b"];
 
@@ -37,15 +37,12 @@ function scoreForm(review, done) {
   return form;
 }
 
-const NOT_IMAGES = ["KO", "SR", "DOC"];
-
 /** The exam's image series, each opening the viewer: the reviewer reads the images
  * as the author did (the archive lets a review's reviewer read its study). */
 function imagesOf(review, study) {
   const viewer = new Viewer();
   const list = h("ul", { class: "review-series", id: `review-series-${review.id}` });
-  dicomJson(`/dicomweb/studies/${encodeURIComponent(study)}/series`).catch(() => null).then((found) => {
-    const series = (found || []).filter((s) => !NOT_IMAGES.includes(s["00080060"]?.Value?.[0]));
+  imageSeries(study).then((series) => {
     clear(list, series.length ? series.map((s) => {
       const uid = s["0020000E"]?.Value?.[0];
       const count = s["00201209"]?.Value?.[0] ?? 1;

@@ -7,7 +7,16 @@
 import { h, clear, debounce } from "./dom.js";
 import { t } from "./i18n.js";
 import { cornerstone, loadSeries, mark, orientationLetters } from "./imaging.js";
-import { api } from "./api.js";
+import { api, dicomJson } from "./api.js";
+
+// Key objects, measurement reports and the report's PDF are in the study, not series to view.
+const NOT_IMAGES = ["KO", "SR", "DOC"];
+
+/** The study's image series (QIDO-RS), [] when they cannot be listed. */
+export async function imageSeries(study) {
+  const found = await dicomJson(`/dicomweb/studies/${encodeURIComponent(study)}/series`).catch(() => null);
+  return (found || []).filter((s) => !NOT_IMAGES.includes(s["00080060"]?.Value?.[0]));
+}
 
 export const PRESETS = {
   brain: [40, 80],
