@@ -2,8 +2,9 @@
 # Start what the test suite needs when it is not already running: Redis on
 # 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432 (database `test`, trust auth for
 # loopback), and the system packages the tests drive (Chromium, DCMTK, Orthanc as
-# the hospital PACS of tests/priors); with --bench, Orthanc's DICOMweb plugin too
-# (bench/served.py). Installs them with apt on a fresh Debian machine.
+# the hospital PACS of tests/priors, with its DICOMweb plugin, also the peer of
+# bench/served.py). Installs them with apt on a fresh Debian machine. (--bench, once
+# needed for the plugin, is accepted and changes nothing.)
 set -euo pipefail
 
 APT_UPDATED=0
@@ -50,13 +51,10 @@ command -v storescu >/dev/null || apt_install dcmtk
 # instance from a config file in a temp dir, on free ports (the packaged service,
 # if the machine starts it, is not used).
 [ -x /usr/sbin/Orthanc ] || apt_install orthanc
+# Its DICOMweb plugin: the DICOMweb hospital PACS of tests/priors/test_dicomweb.py
+# (and the peer of bench/served.py).
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || apt_install orthanc-dicomweb
 # coturn: tests/calls/test_turn.py starts its own turnserver on a free port.
 command -v turnserver >/dev/null || apt_install coturn
 
-# --- The peer of the served-path benchmark (`make bench-served`) ---------------
-# Debian's Orthanc and its DICOMweb plugin; bench/served.py starts its own
-# instance from a config file in a temp dir, on free ports.
-if [ "${1:-}" = "--bench" ]; then
-  [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || apt_install orthanc-dicomweb
-fi
 exit 0

@@ -8,7 +8,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from server.composition import core_context
 from server.core.config import Settings
@@ -509,7 +509,13 @@ def add_hl7_destination_commands(hl7: argparse._SubParsersAction[argparse.Argume
 
 
 def cmd_pacs_set(args: argparse.Namespace, settings: Settings) -> int:
-    from server.priors.sources import set_source
+    from server.priors.sources import Dicomweb, set_source
+
+    dicomweb = None
+    if args.dicomweb is not None:
+        # The password or token: read from stdin, never on the command line (ps, history).
+        secret = sys.stdin.readline().rstrip("\r\n") if args.auth != "none" else None
+        dicomweb = Dicomweb(args.dicomweb, args.auth, args.user, secret or None, args.ca_file)
 
     async def job(app: AppContext) -> int:
         async with app.db() as db:
@@ -521,18 +527,23 @@ def cmd_pacs_set(args: argparse.Namespace, settings: Settings) -> int:
                 host=args.host,
                 port=args.port,
                 calling_ae=args.calling_ae_title or settings.dicom_ae_title,
+                retrieve=args.retrieve,
+                dicomweb=dicomweb,
                 years=args.years,
                 max_studies=args.max_studies,
                 timeout_s=args.timeout,
             )
             await db.commit()
-            print(
-                f"PACS {source.ae_title} at {source.host}:{source.port} set for "
-                f"{args.establishment.upper()} (we call as {source.calling_ae_title})"
-            )
+            print(f"PACS {_pacs_where(source)} set for {args.establishment.upper()}")
         return 0
 
     return _run(settings, job)
+
+
+def _pacs_where(s: Any) -> str:
+    if s.dicomweb_url:
+        return f"DICOMweb {s.dicomweb_url} (auth {s.dicomweb_auth})"
+    return f"{s.ae_title} at {s.host}:{s.port} as {s.calling_ae_title}, C-{s.retrieve.upper()}"
 
 
 def cmd_pacs_list(_args: argparse.Namespace, settings: Settings) -> int:
@@ -541,10 +552,14 @@ def cmd_pacs_list(_args: argparse.Namespace, settings: Settings) -> int:
     async def job(app: AppContext) -> int:
         async with app.read() as db:
             for s, code in await list_sources(db):
-                print(
-                    f"{code:<12} {s.ae_title:<16} {s.host}:{s.port:<6} as {s.calling_ae_title:<16} "
-                    f"{s.years} years, {s.max_studies} studies"
-                )
+                if s.dicomweb_url:
+                    where = f"{'DICOMweb':<16} {s.dicomweb_url} auth {s.dicomweb_auth}"
+                else:
+                    where = (
+                        f"{s.ae_title:<16} {s.host}:{s.port:<6} as {s.calling_ae_title:<16} "
+                        f"C-{s.retrieve.upper()}"
+                    )
+                print(f"{code:<12} {where} {s.years} years, {s.max_studies} studies")
         return 0
 
     return _run(settings, job)
@@ -568,16 +583,31 @@ def cmd_pacs_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 def add_pacs_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pacs = sub.add_parser(
-        "pacs", help="the hospitals' PACS the priors are fetched from (C-FIND, C-GET)"
+        "pacs", help="the hospitals' PACS the priors are fetched from (DICOM or DICOMweb)"
     ).add_subparsers(dest="action", required=True)
     pset = pacs.add_parser("set", help="set (or replace) an establishment's PACS")
     pset.add_argument("--establishment", required=True)
-    pset.add_argument("--ae-title", required=True, help="the PACS's AE title (called)")
-    pset.add_argument("--host", required=True)
-    pset.add_argument("--port", type=int, required=True)
+    pset.add_argument("--ae-title", default=None, help="a DICOM PACS's AE title (called)")
+    pset.add_argument("--host", default=None)
+    pset.add_argument("--port", type=int, default=None)
     pset.add_argument(
         "--calling-ae-title", default=None, help="ours, as the PACS knows us (DICOM_AE_TITLE)"
     )
+    pset.add_argument(
+        "--retrieve",
+        choices=["get", "move"],
+        default="get",
+        help="C-GET, or C-MOVE to our Storage SCP (PRIORS_MOVE_AE_TITLE, PRIORS_MOVE_PORT)",
+    )
+    pset.add_argument("--dicomweb", default=None, metavar="URL", help="a DICOMweb PACS's root")
+    pset.add_argument(
+        "--auth",
+        choices=["none", "basic", "bearer"],
+        default="none",
+        help="DICOMweb: how we authenticate; the password or token is read from stdin",
+    )
+    pset.add_argument("--user", default=None, help="DICOMweb: the user, for --auth basic")
+    pset.add_argument("--ca-file", default=None, help="DICOMweb: the CA its certificate is from")
     pset.add_argument("--years", type=int, default=5, help="how far back a prior may be")
     pset.add_argument("--max-studies", type=int, default=3, help="priors fetched per exam")
     pset.add_argument("--timeout", type=int, default=30, help="seconds per DICOM exchange")

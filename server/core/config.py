@@ -150,6 +150,12 @@ class Settings:
     # The hospital PACS priors (server/priors/retrieval.py, docs/priors.md): how often the
     # worker looks for accepted exams whose priors are to be fetched.
     priors_poll_s: float = 1.0
+    # Our Storage SCP, the destination of the C-MOVEs of a PACS set with ``--retrieve
+    # move`` (docs/priors.md "C-MOVE"): its AE title (None: DICOM_AE_TITLE), the
+    # address it listens on, and its port (0: none, a C-MOVE source then fails).
+    priors_move_ae_title: str | None = None
+    priors_move_bind: str = "0.0.0.0"  # noqa: S104 - the PACS is on the hospital network
+    priors_move_port: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -226,6 +232,9 @@ class Settings:
             outbox_escalate_after_s=_float(e, "OUTBOX_ESCALATE_AFTER_S", d.outbox_escalate_after_s),
             outbox_poll_s=_float(e, "OUTBOX_POLL_S", d.outbox_poll_s),
             priors_poll_s=_float(e, "PRIORS_POLL_S", d.priors_poll_s),
+            priors_move_ae_title=e.get("PRIORS_MOVE_AE_TITLE") or None,
+            priors_move_bind=e.get("PRIORS_MOVE_BIND") or d.priors_move_bind,
+            priors_move_port=_int(e, "PRIORS_MOVE_PORT", d.priors_move_port),
         )
 
     def with_(self, **changes: object) -> Settings:

@@ -23,11 +23,24 @@ class PacsSource(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     establishment_id: Mapped[int] = mapped_column(ForeignKey("establishments.id"), unique=True)
-    # The PACS (the called AE) and us (the calling AE it knows us by), PS3.8 7.1.1.
-    ae_title: Mapped[str] = mapped_column(String(16))
-    host: Mapped[str] = mapped_column(String(255))
-    port: Mapped[int] = mapped_column(Integer)
-    calling_ae_title: Mapped[str] = mapped_column(String(16))
+    # A DIMSE PACS: the PACS (the called AE) and us (the calling AE it knows us by),
+    # PS3.8 7.1.1; the studies retrieved by C-GET or by C-MOVE to our Storage SCP.
+    # A DICOMweb PACS has none of these but its root URL (``dicomweb_url``).
+    ae_title: Mapped[str | None] = mapped_column(String(16))
+    host: Mapped[str | None] = mapped_column(String(255))
+    port: Mapped[int | None] = mapped_column(Integer)
+    calling_ae_title: Mapped[str | None] = mapped_column(String(16))
+    retrieve: Mapped[str] = mapped_column(
+        String(8), default="get", server_default="get"
+    )  # get | move | wado
+    # A DICOMweb PACS (PS3.18: QIDO-RS, WADO-RS): its root, how we authenticate
+    # (none | basic | bearer; the password or token in ``dicomweb_secret``), the CA
+    # file its TLS certificate is checked against (None: the system's).
+    dicomweb_url: Mapped[str | None] = mapped_column(String(500))
+    dicomweb_auth: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
+    dicomweb_user: Mapped[str | None] = mapped_column(String(128))
+    dicomweb_secret: Mapped[str | None] = mapped_column(String(2000))
+    dicomweb_ca: Mapped[str | None] = mapped_column(String(500))
     # Relevance: studies of the last ``years`` years, at most ``max_studies`` of them.
     years: Mapped[int] = mapped_column(Integer, default=5)
     max_studies: Mapped[int] = mapped_column(Integer, default=3)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import logging
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +136,7 @@ class Retrieved:
     failed: int = 0
 
 
-def _ae(peer: Peer) -> AE:
+def make_ae(peer: Peer) -> AE:
     ae = AE(ae_title=peer.calling_ae_title)
     ae.acse_timeout = peer.timeout_s
     ae.dimse_timeout = peer.timeout_s
@@ -165,7 +166,7 @@ REJECTIONS = {
 }
 
 
-def _associate(
+def associate(
     ae: AE, peer: Peer, handlers: list[evt.EventHandlerType] | None = None, **kwargs: Any
 ) -> Association:
     _reachable(peer)
@@ -233,9 +234,9 @@ def find_studies(peer: Peer, query: Query, date_range: str) -> list[Study]:
     """The patient's studies in ``date_range`` (``YYYYMMDD-YYYYMMDD``, PS3.4
     C.2.2.2.5), each with the body parts of its series (a series-level C-FIND
     per study: BodyPartExamined is a series attribute, PS3.3 C.7.3.1)."""
-    ae = _ae(peer)
+    ae = make_ae(peer)
     ae.add_requested_context(FIND)
-    assoc = _associate(ae, peer)
+    assoc = associate(ae, peer)
     try:
         ident = Dataset()
         ident.QueryRetrieveLevel = "STUDY"
@@ -283,20 +284,22 @@ def find_studies(peer: Peer, query: Query, date_range: str) -> list[Study]:
 Sink = Callable[[bytes], Any]
 
 
-def get_study(peer: Peer, study_uid: str, query: Query, sink: Sink) -> Retrieved:
-    """C-GET of one study (PS3.4 C.4.3). Each instance received is checked before it
-    is kept: its StudyInstanceUID must be the one asked for, its PatientID the one
-    queried, and for a query by the INS its IssuerOfPatientID the INS authority; any
-    other is refused (C-STORE failure) and counted. The kept ones go to ``sink``."""
-    retrieved = Retrieved()
-    ae = _ae(peer)
-    ae.add_requested_context(GET)
-    for storage in STORAGE:
-        ae.add_requested_context(storage, list(TRANSFER_SYNTAXES))
-    roles = [build_role(storage, scp_role=True) for storage in STORAGE]
+class Checker:
+    """Checks each instance of one study as it comes, whatever brought it (C-GET,
+    C-MOVE, WADO-RS): its StudyInstanceUID must be the one asked for, its PatientID the
+    one queried, and for a query by the INS its IssuerOfPatientID the INS authority.
+    The ones that pass go to ``sink``; the others are counted (``retrieved``), and a
+    C-STORE status for the sender is returned (PS3.4 Annex B.2.3). Thread-safe: the
+    instances of a C-MOVE may come on more than one association."""
 
-    def on_store(event: evt.Event) -> int | Dataset:
-        data = event.encoded_dataset(include_meta=True)
+    def __init__(self, study_uid: str, query: Query, sink: Sink) -> None:
+        self.study_uid = study_uid
+        self.query = query
+        self.sink = sink
+        self.retrieved = Retrieved()
+        self._lock = threading.Lock()
+
+    def __call__(self, data: bytes) -> int | Dataset:
         try:
             head = dcmread(
                 io.BytesIO(data),
@@ -304,51 +307,102 @@ def get_study(peer: Peer, study_uid: str, query: Query, sink: Sink) -> Retrieved
                 specific_tags=["PatientID", "IssuerOfPatientID", "StudyInstanceUID"],
             )
         except Exception:
-            retrieved.failed += 1
-            return _status(0xC000, "cannot read the data set")
-        pid = _text(head, "PatientID")
+            with self._lock:
+                self.retrieved.failed += 1
+            return store_status(0xC000, "cannot read the data set")
+        query = self.query
         issuer_differs = (
             query.issuer is not None and _text(head, "IssuerOfPatientID") != query.issuer
         )
         if (
-            _text(head, "StudyInstanceUID") != study_uid
-            or pid != query.patient_id
+            _text(head, "StudyInstanceUID") != self.study_uid
+            or _text(head, "PatientID") != query.patient_id
             or issuer_differs
         ):
-            retrieved.mismatched += 1
-            return _status(REFUSED_PATIENT, "not the patient or study asked for")
+            with self._lock:
+                self.retrieved.mismatched += 1
+            return store_status(REFUSED_PATIENT, "not the patient or study asked for")
         try:
-            sink(data)
-            retrieved.kept += 1
+            self.sink(data)
         except OSError:
-            retrieved.failed += 1
-            return _status(OUT_OF_RESOURCES, "cannot write")
+            with self._lock:
+                self.retrieved.failed += 1
+            return store_status(OUT_OF_RESOURCES, "cannot write")
+        with self._lock:
+            self.retrieved.kept += 1
         return SUCCESS
 
-    assoc = _associate(ae, peer, [(evt.EVT_C_STORE, on_store)], ext_neg=roles)
+
+def get_study(peer: Peer, study_uid: str, query: Query, sink: Sink) -> Retrieved:
+    """C-GET of one study (PS3.4 C.4.3), each instance received checked before it is
+    kept (:class:`Checker`); the kept ones go to ``sink``."""
+    check = Checker(study_uid, query, sink)
+    retrieved = check.retrieved
+    ae = make_ae(peer)
+    ae.add_requested_context(GET)
+    for storage in STORAGE:
+        ae.add_requested_context(storage, list(TRANSFER_SYNTAXES))
+    roles = [build_role(storage, scp_role=True) for storage in STORAGE]
+
+    def on_store(event: evt.Event) -> int | Dataset:
+        return check(event.encoded_dataset(include_meta=True))
+
+    assoc = associate(ae, peer, [(evt.EVT_C_STORE, on_store)], ext_neg=roles)
     try:
         ident = Dataset()
         ident.QueryRetrieveLevel = "STUDY"
         ident.StudyInstanceUID = study_uid
-        final = None
-        for status, _ident in assoc.send_c_get(ident, GET):
-            if not status:
-                raise PacsError("no_answer", "the PACS stopped answering the retrieval")
-            final = int(status.Status)
-        if final is None:
-            raise PacsError("no_answer", "the PACS did not answer the retrieval")
-        # 0xB000: some sub-operations failed (ours refused, or theirs); the counts say.
-        if final not in (SUCCESS, 0xB000) and not retrieved.mismatched:
-            raise PacsError(
-                "retrieve_failed", f"the PACS could not send the study (status 0x{final:04X})"
-            )
+        final_status(assoc.send_c_get(ident, GET), retrieved)
         return retrieved
     finally:
         if assoc.is_established:
             assoc.release()
 
 
-def _status(code: int, comment: str) -> Dataset:
+#: C-MOVE "Refused: Move Destination unknown" (PS3.4 C.4.2.1.5).
+MOVE_DESTINATION_UNKNOWN = 0xA801
+SUB_OPERATIONS = (
+    "NumberOfCompletedSuboperations",
+    "NumberOfFailedSuboperations",
+    "NumberOfWarningSuboperations",
+)
+
+
+def final_status(
+    responses: Iterable[tuple[Dataset, Dataset | None]],
+    retrieved: Retrieved,
+    move_to: str | None = None,
+) -> int:
+    """The last status of a C-GET or C-MOVE (PS3.4 C.4.2.1.5, C.4.3.1.4); a failure
+    is a :class:`PacsError`, unless we refused instances ourselves (the counts say).
+    A C-MOVE (``move_to``: our destination's AE title) refused before any
+    sub-operation is ``move_refused``: the PACS does not know our destination, or will
+    not send to it (Orthanc answers 0xC000 there, not 0xA801)."""
+    final = None
+    for status, _ident in responses:
+        if not status:  # the DIMSE timeout expired or the link went away
+            raise PacsError("no_answer", "the PACS stopped answering the retrieval")
+        final = status
+    if final is None:
+        raise PacsError("no_answer", "the PACS did not answer the retrieval")
+    code = int(final.Status)
+    # 0xB000: some sub-operations failed (ours refused, or theirs); the counts say.
+    if code in (SUCCESS, 0xB000) or retrieved.mismatched:
+        return code
+    done = sum(int(final.get(keyword) or 0) for keyword in SUB_OPERATIONS)
+    if move_to is not None and (
+        code == MOVE_DESTINATION_UNKNOWN or (done == 0 and not retrieved.kept)
+    ):
+        known = "does not know" if code == MOVE_DESTINATION_UNKNOWN else "refused to send to"
+        raise PacsError(
+            "move_refused",
+            f"the PACS {known} our C-MOVE destination {move_to} (status 0x{code:04X}): "
+            "it must be among its DICOM modalities, with our host and port",
+        )
+    raise PacsError("retrieve_failed", f"the PACS could not send the study (status 0x{code:04X})")
+
+
+def store_status(code: int, comment: str) -> Dataset:
     status = Dataset()
     status.Status = code
     status.ErrorComment = comment[:64]

@@ -51,7 +51,9 @@ from server.exams.service import append_event
 from server.patients.service import IdentityStatus
 from server.priors import pacs
 from server.priors.models import HospitalPrior, PacsSource, PriorFetch
+from server.priors.move import MoveReceiver, Unsolicited
 from server.priors.relevance import Current, date_range, relevant
+from server.priors.remote import Remote, remote_for
 
 log = logging.getLogger("teleimagerie.priors")
 
@@ -173,12 +175,13 @@ async def claim_due(app: AppContext, now: datetime | None = None) -> list[str]:
     return claimed
 
 
-async def fetch_due(app: AppContext) -> int:
-    """Claim what is due and fetch it, one exam after the other; how many exams."""
+async def fetch_due(app: AppContext, receiver: MoveReceiver | None = None) -> int:
+    """Claim what is due and fetch it, one exam after the other; how many exams.
+    ``receiver``: our C-MOVE destination, for the PACS retrieved by C-MOVE."""
     claimed = await claim_due(app)
     for exam_id in claimed:
         try:
-            await fetch_priors(app, exam_id)
+            await fetch_priors(app, exam_id, receiver)
         except Exception:
             log.exception("fetching the priors of exam %s failed", exam_id)
             await _finish(app, exam_id, FAILED, "internal_error", "the retrieval stopped")
@@ -187,17 +190,59 @@ async def fetch_due(app: AppContext) -> int:
 
 async def prior_loop(app: AppContext, stop: asyncio.Event) -> None:
     """Fetch what is due until ``stop`` is set (the worker; the web process with the
-    memory engine)."""
+    memory engine). With ``PRIORS_MOVE_PORT``, our C-MOVE destination listens meanwhile."""
     poll = app.settings.priors_poll_s
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            if await fetch_due(app) == BATCH:
-                continue
-        except Exception:
-            log.exception("priors iteration failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), max(0.0, poll - (time.monotonic() - started)))
+    receiver = await start_receiver(app)
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                if await fetch_due(app, receiver) == BATCH:
+                    continue
+            except Exception:
+                log.exception("priors iteration failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, poll - (time.monotonic() - started)))
+    finally:
+        if receiver is not None:
+            await asyncio.to_thread(receiver.stop)
+
+
+async def start_receiver(app: AppContext) -> MoveReceiver | None:
+    """Our Storage SCP for C-MOVE (docs/priors.md "C-MOVE"), if a port is set. An
+    instance that comes with no move under way is refused there and audited here
+    (``priors.unsolicited``, outcome ``denied``)."""
+    settings = app.settings
+    if not settings.priors_move_port:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def on_unsolicited(what: Unsolicited) -> None:
+        log.warning("refused an instance nobody asked for from %s", what.calling_ae)
+        asyncio.run_coroutine_threadsafe(
+            audit.record(
+                app,
+                action="priors.unsolicited",
+                outcome="denied",
+                study_uid=what.study_uid or None,
+                at=app.now(),
+                detail={
+                    "calling_ae": what.calling_ae,
+                    "address": what.address,
+                    "sop_instance_uid": what.sop_instance_uid,
+                },
+            ),
+            loop,
+        )
+
+    receiver = MoveReceiver(
+        settings.priors_move_ae_title or settings.dicom_ae_title,
+        settings.priors_move_bind,
+        settings.priors_move_port,
+        on_unsolicited,
+    )
+    await asyncio.to_thread(receiver.start)
+    return receiver
 
 
 # -- one exam ----------------------------------------------------------------------
@@ -262,7 +307,7 @@ def _queries(exam: Exam, identity: PatientIdentity | None) -> list[pacs.Query]:
     return queries
 
 
-async def fetch_priors(app: AppContext, exam_id: str) -> None:
+async def fetch_priors(app: AppContext, exam_id: str, receiver: MoveReceiver | None = None) -> None:
     """Look for the exam's relevant priors in its establishment's PACS and retrieve
     them (see the module's docstring)."""
     async with app.read() as db:
@@ -282,9 +327,7 @@ async def fetch_priors(app: AppContext, exam_id: str) -> None:
             if exam.patient_identity_id
             else None
         )
-    peer = pacs.Peer(
-        source.ae_title, source.host, source.port, source.calling_ae_title, source.timeout_s
-    )
+    remote = remote_for(source, receiver)
     current = Current(
         study_uid=exam.study_instance_uid,
         accession_number=exam.accession_number,
@@ -296,7 +339,7 @@ async def fetch_priors(app: AppContext, exam_id: str) -> None:
     found: dict[str, tuple[pacs.Study, pacs.Query]] = {}
     try:
         for query in _queries(exam, identity):
-            for study in await asyncio.to_thread(pacs.find_studies, peer, query, span):
+            for study in await asyncio.to_thread(remote.find_studies, query, span):
                 # An answer for another patient than the one asked for is not ours
                 # to take (a PACS matching loosely): left out.
                 if study.patient_id == query.patient_id:
@@ -372,7 +415,7 @@ async def fetch_priors(app: AppContext, exam_id: str) -> None:
         ids = [r.id for r in rows]
     storage = Storage(_config(app).storage_root)
     for prior_id, study in zip(ids, chosen, strict=True):
-        await _retrieve_one(app, exam, source, peer, storage, prior_id, study, found)
+        await _retrieve_one(app, exam, remote, storage, prior_id, study, found)
     await _finish(app, exam_id, DONE)
 
 
@@ -406,8 +449,7 @@ def _body(row: HospitalPrior) -> dict[str, Any]:
 async def _retrieve_one(
     app: AppContext,
     exam: Exam,
-    source: PacsSource,
-    peer: pacs.Peer,
+    remote: Remote,
     storage: Storage,
     prior_id: int,
     study: pacs.Study,
@@ -431,7 +473,7 @@ async def _retrieve_one(
             Storage.discard(path)
 
     try:
-        got = await asyncio.to_thread(pacs.get_study, peer, study.study_uid, query, sink)
+        got = await asyncio.to_thread(remote.retrieve, study.study_uid, query, sink)
     except pacs.PacsError as exc:
         await asyncio.to_thread(discard)
         row = await _set(app, prior_id, status=FAILED, reason=exc.code, message=exc.message)
@@ -448,7 +490,7 @@ async def _retrieve_one(
             at=app.now(),
             detail={
                 "reason": "patient_mismatch",
-                "pacs_ae": source.ae_title,
+                "pacs": remote.name,
                 "refused": got.mismatched,
                 "received": len(written),
             },
@@ -479,7 +521,7 @@ async def _retrieve_one(
     access = PriorAccess(exam.establishment_id, study.study_uid, patient_ids)
     ingestor = Ingestor(_config(app), app.db, access, hooks=None, storage=storage)
     principal = SystemPrincipal(
-        establishment_id=exam.establishment_id, source=f"pacs:{peer.ae_title}"
+        establishment_id=exam.establishment_id, source=f"pacs:{remote.name}"
     )
     results = await ingestor.store_many(list(written), principal, owned=True)
     stored = sum(1 for r in results if isinstance(r, StoredInstance))
@@ -490,7 +532,7 @@ async def _retrieve_one(
         exam_id=exam.id,
         study_uid=study.study_uid,
         at=app.now(),
-        detail={"pacs_ae": source.ae_title, "stored": stored, "failed": len(results) - stored},
+        detail={"pacs": remote.name, "stored": stored, "failed": len(results) - stored},
     )
     if stored == 0:
         row = await _set(

@@ -27,12 +27,21 @@ OUR_AE = "TELEIMAGERIE"
 BINARY = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 
 
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+#: The DICOMweb user of ``Orthanc(dicomweb=True)`` (HTTP basic authentication).
+WEB_USER, WEB_PASSWORD = "teleimagerie", "s3cret-pacs"
+
+
 class Orthanc:
     """One Orthanc: DIMSE on ``dicom_port`` (AE ``HOSP_PACS``, called AE checked, our
     AE ``TELEIMAGERIE`` the only modality allowed to query and retrieve), REST on
-    ``http_port`` for loading files."""
+    ``http_port`` for loading files.
 
-    def __init__(self, root: Path) -> None:
+    ``move_port``: our AE is also a C-MOVE destination, at that port of 127.0.0.1.
+    ``dicomweb``: its DICOMweb plugin serves ``/dicom-web`` (``dicomweb_url``) with
+    HTTP basic authentication (``WEB_USER``), the REST API too."""
+
+    def __init__(self, root: Path, move_port: int | None = None, dicomweb: bool = False) -> None:
         self.http_port, self.dicom_port = free_port(), free_port()
         root.mkdir(parents=True, exist_ok=True)
         config = {
@@ -49,10 +58,10 @@ class Orthanc:
                 "teleimagerie": {
                     "AET": OUR_AE,
                     "Host": "127.0.0.1",
-                    "Port": 104,
+                    "Port": move_port or 104,
                     "AllowFind": True,
                     "AllowGet": True,
-                    "AllowMove": False,
+                    "AllowMove": move_port is not None,
                     "AllowStore": False,
                     "AllowEcho": True,
                 }
@@ -62,15 +71,23 @@ class Orthanc:
             "DicomAlwaysAllowFind": False,
             "DicomAlwaysAllowGet": False,
             "StorageCompression": False,
-            "Plugins": [],
+            "Plugins": [DICOMWEB_PLUGIN] if dicomweb else [],
         }
+        if dicomweb:
+            config["AuthenticationEnabled"] = True
+            config["RegisteredUsers"] = {WEB_USER: WEB_PASSWORD}
+            config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
         path = root / "orthanc.json"
         path.write_text(json.dumps(config))
         self.log = (root / "orthanc.log").open("wb")
         self.proc = subprocess.Popen([BINARY, str(path)], stdout=self.log, stderr=self.log)
         self._wait(self.http_port)
         self._wait(self.dicom_port)
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.http_port}", timeout=30)
+        self.dicomweb_url = f"http://127.0.0.1:{self.http_port}/dicom-web"
+        auth = httpx.BasicAuth(WEB_USER, WEB_PASSWORD) if dicomweb else None
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.http_port}", timeout=30, auth=auth
+        )
 
     def _wait(self, port: int) -> None:
         deadline = time.monotonic() + 30
@@ -100,11 +117,23 @@ class Orthanc:
 
 @pytest.fixture(scope="module", name="orthanc")
 def orthanc_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    yield from running_orthanc(tmp_path_factory)
+
+
+def running_orthanc(
+    tmp_path_factory: pytest.TempPathFactory, move_port: int | None = None, dicomweb: bool = False
+) -> Iterator[Orthanc]:
+    """An Orthanc for a module's fixture, closed after it."""
     if not Path(BINARY).exists():
         pytest.fail(
             f"{BINARY} is missing: run `bash scripts/services.sh` (apt-get install orthanc)"
         )
-    pacs = Orthanc(tmp_path_factory.mktemp("orthanc"))
+    if dicomweb and not Path(DICOMWEB_PLUGIN).exists():
+        pytest.fail(
+            f"{DICOMWEB_PLUGIN} is missing: run `bash scripts/services.sh` "
+            "(apt-get install orthanc-dicomweb)"
+        )
+    pacs = Orthanc(tmp_path_factory.mktemp("orthanc"), move_port=move_port, dicomweb=dicomweb)
     try:
         yield pacs
     finally:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import pytest
 
 from server.cli import main
@@ -42,3 +45,72 @@ def test_pacs_set_list_and_remove(
     capsys.readouterr()
     assert main(["pacs", "list"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["HOPA"]
+
+
+def test_pacs_set_by_move_or_dicomweb(
+    settings: Settings,
+    accounts: Accounts,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """``--retrieve move`` for a DICOM PACS; ``--dicomweb URL`` instead of an AE title,
+    host and port, the password or token read from stdin and never listed."""
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    base = ["pacs", "set", "--host", "pacs.hopa.local", "--port", "104", "--ae-title", "PACS_A"]
+    assert main([*base, "--establishment", "HOPA", "--retrieve", "move"]) == 0
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the-token\n"))
+    web = [
+        "pacs",
+        "set",
+        "--establishment",
+        "HOPB",
+        "--dicomweb",
+        "https://pacs.hopb.local/dicom-web",
+    ]
+    assert main([*web, "--auth", "bearer", "--ca-file", str(ca)]) == 0
+    capsys.readouterr()
+    assert main(["pacs", "list"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:5] == ["HOPA", "PACS_A", "pacs.hopa.local:104", "as", "TELEIMAGERIE"]
+    assert "C-MOVE" in lines[0]
+    assert lines[1].split()[:5] == [
+        "HOPB",
+        "DICOMweb",
+        "https://pacs.hopb.local/dicom-web",
+        "auth",
+        "bearer",
+    ]
+    assert "the-token" not in out
+    # Refused with exit code 2: both kinds at once, basic without a user, no secret,
+    # credentials in the URL, a CA for plain http.
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
+    assert main([*web, "--host", "h"]) == 2
+    assert main([*web, "--auth", "basic"]) == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main([*web, "--auth", "bearer"]) == 2
+    assert main(["pacs", "set", "--establishment", "HOPB", "--dicomweb", "https://u:p@h/"]) == 2
+    assert (
+        main(
+            [
+                "pacs",
+                "set",
+                "--establishment",
+                "HOPB",
+                "--dicomweb",
+                "http://h/",
+                "--ca-file",
+                str(ca),
+            ]
+        )
+        == 2
+    )
+    assert main(["pacs", "set", "--establishment", "HOPB", "--ae-title", "P"]) == 2
+    err = capsys.readouterr().err
+    for words in ("give --dicomweb alone", "needs --user", "needs a secret", "no credentials",
+                  "for an https:// URL", "needs --ae-title, --host and --port"):  # fmt: skip
+        assert words in err

@@ -252,6 +252,58 @@ async def test_a_pacs_down_or_refusing_gives_a_failed_state(
     assert (await rad.post(f"/api/exams/{exam['id']}/protocol", json=body)).status_code == 200
 
 
+INS = "155077505678951"
+
+
+async def qualified_identity(settings: Settings, ipp: str) -> int:
+    """A qualified identity at HOPA with the INS ``INS`` (docs/patients.md): its id."""
+    from server.core.models import Establishment
+    from server.patients import service as patients
+    from server.patients.service import IdentityStatus, Traits
+
+    async with app_context(settings) as app, app.db() as db:
+        site = await db.scalar(select(Establishment.id).where(Establishment.code == "HOPA"))
+        assert site is not None
+        traits = Traits(
+            ipp=ipp,
+            birth_name="FONTAINE",
+            first_names="Jean",
+            sex="M",
+            birth_date=date(1955, 7, 1),
+            status=IdentityStatus.QUALIFIED,
+            ins=INS,
+            ins_oid=patients.INS_NIR,
+            birthplace_code="75056",
+        )
+        row, _, _ = await patients.upsert(db, site, patients.check(traits, date.today()), app.now())
+        await db.commit()
+        return row.id
+
+
+def by_ins() -> dict[str, str]:
+    """The patient of ``qualified_identity`` as the hospital group's PACS files them."""
+    from server.patients import service as patients
+
+    return {
+        "PatientID": INS,
+        "IssuerOfPatientID": patients.INS_NIR,
+        "PatientName": "FONTAINE^Jean",
+        "PatientBirthDate": "19550701",
+        "PatientSex": "M",
+    }
+
+
+async def accepted_for_identity(api_for: ApiFor, identity_id: int) -> dict[str, Any]:
+    urg, rad = await api_for("urg_a"), await api_for("rad")
+    payload = exam_payload()
+    payload["patient"] = {**payload["patient"], "identity_id": identity_id}
+    resp = await urg.post("/api/exams", json=payload)
+    assert resp.status_code == 201, resp.text
+    exam: dict[str, Any] = resp.json()
+    assert (await rad.post(f"/api/exams/{exam['id']}/accept")).status_code == 200
+    return exam
+
+
 async def test_a_qualified_identity_is_also_looked_up_by_its_ins(
     api_for: ApiFor, settings: Settings, orthanc: Orthanc, tmp_path: Path
 ) -> None:
@@ -259,53 +311,19 @@ async def test_a_qualified_identity_is_also_looked_up_by_its_ins(
     matricule, IssuerOfPatientID its authority's OID): a study another site of the
     hospital group filed under the INS is found and retrieved; one under the same number
     from another identifier domain is not."""
-    from server.core.models import Establishment
-    from server.patients import service as patients
-    from server.patients.service import IdentityStatus, Traits
-
-    ins = "155077505678951"
-    async with app_context(settings) as app, app.db() as db:
-        site = await db.scalar(select(Establishment.id).where(Establishment.code == "HOPA"))
-        assert site is not None
-        traits = Traits(
-            ipp="IPP-PACS-4",
-            birth_name="FONTAINE",
-            first_names="Jean",
-            sex="M",
-            birth_date=date(1955, 7, 1),
-            status=IdentityStatus.QUALIFIED,
-            ins=ins,
-            ins_oid=patients.INS_NIR,
-            birthplace_code="75056",
-        )
-        row, _, _ = await patients.upsert(db, site, patients.check(traits, date.today()), app.now())
-        await db.commit()
-        identity_id = row.id
-    by_ins = {
-        "PatientID": ins,
-        "IssuerOfPatientID": patients.INS_NIR,
-        "PatientName": "FONTAINE^Jean",
-        "PatientBirthDate": "19550701",
-        "PatientSex": "M",
-    }
+    identity_id = await qualified_identity(settings, "IPP-PACS-4")
     found, files = ct_study(
-        tmp_path / "ins", {**by_ins, "StudyDate": days_ago(100), "StudyDescription": "TDM"}
+        tmp_path / "ins", {**by_ins(), "StudyDate": days_ago(100), "StudyDescription": "TDM"}
     )
     elsewhere, other_files = ct_study(
         tmp_path / "elsewhere",
-        {**by_ins, "IssuerOfPatientID": "1.2.3.4.5", "StudyDate": days_ago(90)},
+        {**by_ins(), "IssuerOfPatientID": "1.2.3.4.5", "StudyDate": days_ago(90)},
     )
     orthanc.load(files + other_files)
     await configure(settings, "HOPA", orthanc.dicom_port)
-
-    urg, rad = await api_for("urg_a"), await api_for("rad")
-    payload = exam_payload()
-    payload["patient"] = {**payload["patient"], "identity_id": identity_id}
-    resp = await urg.post("/api/exams", json=payload)
-    assert resp.status_code == 201, resp.text
-    exam = resp.json()
+    exam = await accepted_for_identity(api_for, identity_id)
     assert exam["patient"]["id"] == "IPP-PACS-4"
-    assert (await rad.post(f"/api/exams/{exam['id']}/accept")).status_code == 200
+    rad = await api_for("rad")
     listing = await settled(rad, exam["id"])
     hospital = [p for p in listing["priors"] if p["source"] == "hospital"]
     assert [(p["study_instance_uid"], p["retrieval"]) for p in hospital] == [(found, "done")]

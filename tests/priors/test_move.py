@@ -1,0 +1,188 @@
+"""Priors retrieved by C-MOVE (docs/priors.md "C-MOVE"), against a real Orthanc that
+knows our Storage SCP as a move destination (its ``DicomModalities``): the PACS sends
+the study to the SCP the web process's job loop runs (``PRIORS_MOVE_PORT``).
+
+- accepting an exam fetches its relevant priors by C-MOVE, checked and stored as by
+  C-GET, progress in the room;
+- a study whose instances name another patient is refused whole and audited;
+- a move destination the PACS does not know: the move refused, in words;
+- an instance the PACS sends with no move under way is refused and audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from sqlalchemy import select
+
+from server.composition import app_context
+from server.core.audit import AuditEntry
+from server.core.config import Settings
+from server.testing import free_port
+from tests.priors.orthanc import (
+    OUR_AE,
+    Orthanc,
+    ct_study,
+    one_file,
+    patient_attrs,
+    running_orthanc,
+)
+from tests.priors.test_pacs import (
+    ApiFor,
+    accepted,
+    configure,
+    days_ago,
+    retrievals,
+    settled,
+    studies_seen,
+)
+
+MOVE_PORT = free_port()
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """The hospital PACS, with our AE a move destination at ``MOVE_PORT``."""
+    yield from running_orthanc(tmp_path_factory, move_port=MOVE_PORT)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """The job loop every 50 ms, our Storage SCP on ``MOVE_PORT`` as ``OUR_AE``."""
+    return make_settings(
+        priors_poll_s=0.05,
+        priors_move_ae_title=OUR_AE,
+        priors_move_bind="127.0.0.1",
+        priors_move_port=MOVE_PORT,
+    )
+
+
+async def audit_rows(settings: Settings, action: str) -> list[AuditEntry]:
+    async with app_context(settings) as app, app.read() as db:
+        return list((await db.scalars(select(AuditEntry).where(AuditEntry.action == action))).all())
+
+
+async def test_relevant_priors_are_moved_to_our_scp_checked_and_stored(
+    api_for: ApiFor, settings: Settings, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    patient = {"id": "IPP-MOVE-1", "name": "LEGRAND^Ana", "birth_date": "1951-01-01", "sex": "F"}
+    head, head_files = ct_study(
+        tmp_path / "head",
+        patient_attrs(patient, StudyDate=days_ago(200), StudyDescription="TDM CRANE"),
+        count=5,
+    )
+    mr, mr_file = one_file(
+        "MR_small.dcm",
+        patient_attrs(patient, StudyDate=days_ago(500), StudyDescription="IRM CEREBRALE"),
+    )
+    chest, chest_file = one_file("RG1_UNCR.dcm", patient_attrs(patient, StudyDate=days_ago(100)))
+    orthanc.load([*head_files, mr_file, chest_file])
+    await configure(settings, "HOPA", orthanc.dicom_port, retrieve="move")
+
+    exam = await accepted(api_for, patient)
+    rad, urg_b = await api_for("rad"), await api_for("urg_b")
+    listing = await settled(rad, exam["id"])
+    assert listing["pacs"] == {"status": "done", "reason": None, "message": None}
+    hospital = [p for p in listing["priors"] if p["source"] == "hospital"]
+    assert [(p["study_instance_uid"], p["retrieval"], p["instances"]) for p in hospital] == [
+        (head, "done", 5),
+        (mr, "done", 1),
+    ]
+    steps = [(b["position"], b["total"], b["status"]) for b in await retrievals(rad, exam["id"])]
+    assert steps == [(1, 2, "retrieving"), (1, 2, "done"), (2, 2, "retrieving"), (2, 2, "done")]
+    assert await studies_seen(rad, head) == 1
+    assert await studies_seen(urg_b, head) == 0
+    assert await studies_seen(await api_for("coord"), chest) == 0
+    ok = await audit_rows(settings, "priors.retrieve")
+    assert [(r.outcome, r.detail["pacs"], r.detail["stored"]) for r in ok] == [
+        ("ok", "HOSP_PACS", 5),
+        ("ok", "HOSP_PACS", 1),
+    ]
+    assert await audit_rows(settings, "priors.unsolicited") == []
+
+
+async def test_a_moved_study_with_another_patients_instance_is_refused_whole(
+    api_for: ApiFor, settings: Settings, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    patient = {"id": "IPP-MOVE-2", "name": "BRUN^Leo", "birth_date": "1972-02-02", "sex": "M"}
+    study, files = ct_study(
+        tmp_path / "mixed", patient_attrs(patient, StudyDate=days_ago(300), StudyDescription="TDM")
+    )
+    intruder = {"id": "IPP-MOVE-8", "name": "GRIS^Eva", "birth_date": "1982-08-08", "sex": "F"}
+    _, intruding = ct_study(tmp_path / "intruder", patient_attrs(intruder, StudyDate=days_ago(300)))
+    ds = dcmread(intruding[0])
+    ds.StudyInstanceUID = study  # a modality that reused a study UID
+    ds.save_as(intruding[0], enforce_file_format=True)
+    orthanc.load(files + intruding[:1])
+    await configure(settings, "HOPA", orthanc.dicom_port, retrieve="move")
+
+    exam = await accepted(api_for, patient)
+    rad = await api_for("rad")
+    listing = await settled(rad, exam["id"])
+    (prior,) = [p for p in listing["priors"] if p["source"] == "hospital"]
+    assert (prior["retrieval"], prior["reason"]) == ("failed", "patient_mismatch")
+    assert await studies_seen(await api_for("coord"), study) == 0
+    (row,) = await audit_rows(settings, "priors.retrieve")
+    assert (row.outcome, row.study_uid, row.detail["refused"]) == ("denied", study, 1)
+
+
+class TestUnknownDestination:
+    @pytest.fixture
+    def settings(self, make_settings: Callable[..., Settings]) -> Settings:
+        """Our SCP calls itself another AE title than the one the PACS knows."""
+        return make_settings(
+            priors_poll_s=0.05,
+            priors_move_ae_title="NOT_REGISTERED",
+            priors_move_bind="127.0.0.1",
+            priors_move_port=free_port(),
+        )
+
+    async def test_a_move_destination_unknown_to_the_pacs_says_so(
+        self, api_for: ApiFor, settings: Settings, orthanc: Orthanc, tmp_path: Path
+    ) -> None:
+        patient = {"id": "IPP-MOVE-3", "name": "VERT^Ida", "birth_date": "1963-03-03", "sex": "F"}
+        study, files = ct_study(
+            tmp_path / "s", patient_attrs(patient, StudyDate=days_ago(30), StudyDescription="TDM")
+        )
+        orthanc.load(files)
+        await configure(settings, "HOPA", orthanc.dicom_port, retrieve="move")
+        exam = await accepted(api_for, patient)
+        rad = await api_for("rad")
+        listing = await settled(rad, exam["id"])
+        (prior,) = [p for p in listing["priors"] if p["source"] == "hospital"]
+        assert (prior["retrieval"], prior["reason"]) == ("failed", "move_refused")
+        assert "refused to send to our C-MOVE destination NOT_REGISTERED" in prior["message"]
+        last = (await retrievals(rad, exam["id"]))[-1]
+        assert (last["status"], last["reason"]) == ("failed", "move_refused")
+        assert await studies_seen(await api_for("coord"), study) == 0
+
+
+async def test_an_instance_sent_with_no_move_under_way_is_refused_and_audited(
+    api_for: ApiFor, settings: Settings, orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """The PACS pushes an instance to our SCP on its own (a C-STORE nobody asked for,
+    through Orthanc's REST ``/modalities/{name}/store``): refused, nothing stored, an
+    audit row names the sender."""
+    await api_for("rad")  # the app, and with it the job loop and our SCP, is running
+    patient = {"id": "IPP-MOVE-4", "name": "ROSE^Max", "birth_date": "1944-04-04", "sex": "M"}
+    study, files = ct_study(tmp_path / "push", patient_attrs(patient, StudyDate=days_ago(10)))
+    orthanc_id = orthanc.http.post("/instances", content=files[0].read_bytes()).json()["ID"]
+    resp = await asyncio.to_thread(
+        orthanc.http.post, "/modalities/teleimagerie/store", json={"Resources": [orthanc_id]}
+    )
+    # Orthanc reports the failed C-STORE (the SCP refused it).
+    assert resp.status_code != 200 or resp.json().get("FailedInstancesCount") == 1, resp.text
+    rows: list[AuditEntry] = []
+    for _ in range(200):  # the audit row is written from the SCP's thread, just after
+        rows = await audit_rows(settings, "priors.unsolicited")
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    (row,) = rows
+    assert (row.outcome, row.study_uid) == ("denied", study)
+    assert row.detail["calling_ae"] == "HOSP_PACS"
+    assert await studies_seen(await api_for("coord"), study) == 0
