@@ -165,6 +165,8 @@ export const en = {
   "priors.reason.patient_mismatch": "images of another patient received: study refused", "priors.reason.incomplete": "study received incomplete: refused", "priors.reason.empty": "the PACS sent no image",
   "priors.reason.store_failed": "the archive could not store the study", "priors.reason.abandoned": "the retrieval stopped repeatedly",
   "priors.reason.internal_error": "server error during the retrieval",
+  "priors.reason.move_refused": "the PACS refuses to send to our C-MOVE destination (to be declared among its DICOM modalities)", "priors.reason.no_move_destination": "no C-MOVE destination configured on this server",
+  "priors.reason.unauthorized": "the PACS refuses our DICOMweb credentials", "priors.reason.tls_failed": "the PACS's TLS certificate is not trusted",
   "priors.series": "series", "priors.no_images": "No images in the archive for this exam.",
   "upload.files": "Upload DICOM files", "upload.folder": "Upload a folder", "upload.drop": "or drop them here",
   "upload.progress": "Upload progress", "upload.sending": "Uploading… {done}/{n}",

@@ -166,6 +166,8 @@ export const fr = {
   "priors.reason.patient_mismatch": "images d'un autre patient reçues : examen refusé", "priors.reason.incomplete": "examen reçu incomplet : refusé", "priors.reason.empty": "le PACS n'a envoyé aucune image",
   "priors.reason.store_failed": "l'archive n'a pas pu enregistrer l'examen", "priors.reason.abandoned": "récupération interrompue à plusieurs reprises",
   "priors.reason.internal_error": "erreur du serveur pendant la récupération",
+  "priors.reason.move_refused": "le PACS refuse d'envoyer vers notre destination C-MOVE (à déclarer dans ses modalités DICOM)", "priors.reason.no_move_destination": "pas de destination C-MOVE configurée sur ce serveur",
+  "priors.reason.unauthorized": "le PACS refuse nos identifiants DICOMweb", "priors.reason.tls_failed": "certificat TLS du PACS non reconnu",
   "priors.series": "série", "priors.no_images": "Pas d'images dans l'archive pour cet examen.",
   "upload.files": "Envoyer des fichiers DICOM", "upload.folder": "Envoyer un dossier", "upload.drop": "ou déposez-les ici",
   "upload.progress": "Progression de l'envoi", "upload.sending": "Envoi… {done}/{n}",
