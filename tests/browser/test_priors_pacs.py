@@ -17,13 +17,13 @@ from server.testing import LiveServer, free_port
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP
 from tests.browser.test_viewer import exam_with_series
+from tests.priors.helpers import configure
 from tests.priors.orthanc import (
     Orthanc,
     ct_study,
     orthanc_fixture,  # noqa: F401  (the module's PACS, ``orthanc``)
     patient_attrs,
 )
-from tests.priors.test_pacs import configure
 
 PATIENT = {"id": "IPP-000123", "name": "DUPONT^Jeanne", "birth_date": "1948-03-02", "sex": "F"}
 

@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -101,7 +101,7 @@ class Orthanc:
                 time.sleep(0.02)
         raise RuntimeError(f"Orthanc does not listen on {port}")
 
-    def load(self, files: list[Path] | list[bytes]) -> None:
+    def load(self, files: Sequence[Path | bytes]) -> None:
         for item in files:
             data = item.read_bytes() if isinstance(item, Path) else item
             resp = self.http.post("/instances", content=data)

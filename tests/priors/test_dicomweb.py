@@ -14,31 +14,31 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from sqlalchemy import select
 
 from server.composition import app_context
-from server.core.audit import AuditEntry
 from server.core.config import Settings
 from server.priors.sources import Dicomweb, set_source
+from tests.priors.helpers import (
+    ApiFor,
+    accepted,
+    accepted_for_identity,
+    audit_rows,
+    by_ins,
+    days_ago,
+    head_priors,
+    hospital_priors,
+    qualified_identity,
+    retrievals,
+    settled,
+    studies_seen,
+)
 from tests.priors.orthanc import (
     WEB_PASSWORD,
     WEB_USER,
     Orthanc,
     ct_study,
-    one_file,
     patient_attrs,
     running_orthanc,
-)
-from tests.priors.test_pacs import (
-    ApiFor,
-    accepted,
-    accepted_for_identity,
-    by_ins,
-    days_ago,
-    qualified_identity,
-    retrievals,
-    settled,
-    studies_seen,
 )
 
 
@@ -59,53 +59,33 @@ async def configure(settings: Settings, url: str, password: str = WEB_PASSWORD) 
         await db.commit()
 
 
-async def retrieve_rows(settings: Settings) -> list[AuditEntry]:
-    async with app_context(settings) as app, app.read() as db:
-        query = select(AuditEntry).where(AuditEntry.action == "priors.retrieve")
-        return list((await db.scalars(query)).all())
-
-
 async def test_relevant_priors_are_searched_and_retrieved_over_dicomweb(
     api_for: ApiFor, settings: Settings, orthanc: Orthanc, tmp_path: Path
 ) -> None:
     patient = {"id": "IPP-WEB-1", "name": "CARON^Lise", "birth_date": "1949-09-09", "sex": "F"}
-    head, head_files = ct_study(
-        tmp_path / "head",
-        patient_attrs(patient, StudyDate=days_ago(150), StudyDescription="TDM CRANE"),
-        count=4,
-    )
-    mr, mr_file = one_file(
-        "MR_small.dcm",
-        patient_attrs(patient, StudyDate=days_ago(400), StudyDescription="IRM CEREBRALE"),
-    )
+    head, mr, files = head_priors(tmp_path, patient, count=4, ct_days=150, mr_days=400)
     old, old_files = ct_study(tmp_path / "old", patient_attrs(patient, StudyDate=days_ago(3000)))
-    chest, chest_file = one_file("RG1_UNCR.dcm", patient_attrs(patient, StudyDate=days_ago(90)))
     other = {"id": "IPP-WEB-9", "name": "NOEL^Guy", "birth_date": "1959-01-01", "sex": "M"}
     theirs, theirs_files = ct_study(
         tmp_path / "theirs", patient_attrs(other, StudyDate=days_ago(9))
     )
-    orthanc.load([*head_files, mr_file, *old_files, chest_file, *theirs_files])
+    orthanc.load([*files, *old_files, *theirs_files])
     await configure(settings, orthanc.dicomweb_url)
 
     exam = await accepted(api_for, patient)
     rad, urg_b, coord = await api_for("rad"), await api_for("urg_b"), await api_for("coord")
     listing = await settled(rad, exam["id"])
     assert listing["pacs"] == {"status": "done", "reason": None, "message": None}
-    hospital = [p for p in listing["priors"] if p["source"] == "hospital"]
-    assert [(p["study_instance_uid"], p["retrieval"], p["instances"]) for p in hospital] == [
-        (head, "done", 4),
-        (mr, "done", 1),
-    ]
-    assert hospital[0]["description"] == "TDM CRANE"
+    assert hospital_priors(listing) == [(head, "done", 4), (mr, "done", 1)]
     steps = [(b["position"], b["total"], b["status"]) for b in await retrievals(rad, exam["id"])]
     assert steps == [(1, 2, "retrieving"), (1, 2, "done"), (2, 2, "retrieving"), (2, 2, "done")]
     assert await studies_seen(rad, head) == 1
     assert await studies_seen(urg_b, head) == 0
-    for uid in (old, chest, theirs):
+    for uid in (old, theirs):
         assert await studies_seen(coord, uid) == 0
     resp = await rad.get(f"/dicomweb/studies/{head}/series")
     assert resp.json()[0]["00201209"]["Value"] == [4]
-    rows = await retrieve_rows(settings)
+    rows = await audit_rows(settings, "priors.retrieve")
     assert [(r.outcome, r.detail["pacs"]) for r in rows] == [("ok", orthanc.dicomweb_url)] * 2
 
 
@@ -133,7 +113,7 @@ async def test_a_study_with_another_patients_instance_is_refused_whole(
     assert (prior["study_instance_uid"], prior["retrieval"]) == (study, "failed")
     assert prior["reason"] == "patient_mismatch"
     assert await studies_seen(await api_for("coord"), study) == 0
-    (row,) = await retrieve_rows(settings)
+    (row,) = await audit_rows(settings, "priors.retrieve")
     assert (row.outcome, row.study_uid, row.detail["refused"]) == ("denied", study, 1)
 
 

@@ -17,28 +17,28 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from sqlalchemy import select
 
-from server.composition import app_context
 from server.core.audit import AuditEntry
 from server.core.config import Settings
 from server.testing import free_port
+from tests.priors.helpers import (
+    ApiFor,
+    accepted,
+    audit_rows,
+    configure,
+    days_ago,
+    head_priors,
+    hospital_priors,
+    retrievals,
+    settled,
+    studies_seen,
+)
 from tests.priors.orthanc import (
     OUR_AE,
     Orthanc,
     ct_study,
-    one_file,
     patient_attrs,
     running_orthanc,
-)
-from tests.priors.test_pacs import (
-    ApiFor,
-    accepted,
-    configure,
-    days_ago,
-    retrievals,
-    settled,
-    studies_seen,
 )
 
 MOVE_PORT = free_port()
@@ -61,42 +61,23 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     )
 
 
-async def audit_rows(settings: Settings, action: str) -> list[AuditEntry]:
-    async with app_context(settings) as app, app.read() as db:
-        return list((await db.scalars(select(AuditEntry).where(AuditEntry.action == action))).all())
-
-
 async def test_relevant_priors_are_moved_to_our_scp_checked_and_stored(
     api_for: ApiFor, settings: Settings, orthanc: Orthanc, tmp_path: Path
 ) -> None:
     patient = {"id": "IPP-MOVE-1", "name": "LEGRAND^Ana", "birth_date": "1951-01-01", "sex": "F"}
-    head, head_files = ct_study(
-        tmp_path / "head",
-        patient_attrs(patient, StudyDate=days_ago(200), StudyDescription="TDM CRANE"),
-        count=5,
-    )
-    mr, mr_file = one_file(
-        "MR_small.dcm",
-        patient_attrs(patient, StudyDate=days_ago(500), StudyDescription="IRM CEREBRALE"),
-    )
-    chest, chest_file = one_file("RG1_UNCR.dcm", patient_attrs(patient, StudyDate=days_ago(100)))
-    orthanc.load([*head_files, mr_file, chest_file])
+    head, mr, files = head_priors(tmp_path, patient, count=5, ct_days=200, mr_days=500)
+    orthanc.load(files)
     await configure(settings, "HOPA", orthanc.dicom_port, retrieve="move")
 
     exam = await accepted(api_for, patient)
     rad, urg_b = await api_for("rad"), await api_for("urg_b")
     listing = await settled(rad, exam["id"])
     assert listing["pacs"] == {"status": "done", "reason": None, "message": None}
-    hospital = [p for p in listing["priors"] if p["source"] == "hospital"]
-    assert [(p["study_instance_uid"], p["retrieval"], p["instances"]) for p in hospital] == [
-        (head, "done", 5),
-        (mr, "done", 1),
-    ]
+    assert hospital_priors(listing) == [(head, "done", 5), (mr, "done", 1)]
     steps = [(b["position"], b["total"], b["status"]) for b in await retrievals(rad, exam["id"])]
     assert steps == [(1, 2, "retrieving"), (1, 2, "done"), (2, 2, "retrieving"), (2, 2, "done")]
     assert await studies_seen(rad, head) == 1
     assert await studies_seen(urg_b, head) == 0
-    assert await studies_seen(await api_for("coord"), chest) == 0
     ok = await audit_rows(settings, "priors.retrieve")
     assert [(r.outcome, r.detail["pacs"], r.detail["stored"]) for r in ok] == [
         ("ok", "HOSP_PACS", 5),
