@@ -241,7 +241,13 @@ async def start_receiver(app: AppContext) -> MoveReceiver | None:
         settings.priors_move_port,
         on_unsolicited,
     )
-    await asyncio.to_thread(receiver.start)
+    try:
+        await asyncio.to_thread(receiver.start)
+    except OSError:
+        # The port is taken (another worker holds it): the loop goes on, and the
+        # priors of a C-MOVE PACS fail here with ``no_move_destination``.
+        log.exception("the C-MOVE destination cannot listen on port %d", receiver.port)
+        return None
     return receiver
 
 

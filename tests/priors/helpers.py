@@ -153,3 +153,50 @@ def hospital_priors(listing: dict[str, Any]) -> list[tuple[str, str, int]]:
         for p in listing["priors"]
         if p["source"] == "hospital"
     ]
+
+
+def mixed_study(
+    folder: Path, patient: dict[str, str], intruder: dict[str, str]
+) -> tuple[str, list[Path]]:
+    """A study of ``patient`` in the PACS, and an image of ``intruder`` under the same
+    StudyInstanceUID (a modality that reused a UID): the PACS sends both for it."""
+    from pydicom import dcmread
+
+    study, files = ct_study(
+        folder / "mixed", patient_attrs(patient, StudyDate=days_ago(300), StudyDescription="TDM")
+    )
+    _, intruding = ct_study(folder / "intruder", patient_attrs(intruder, StudyDate=days_ago(300)))
+    ds = dcmread(intruding[0])
+    ds.StudyInstanceUID = study
+    ds.save_as(intruding[0], enforce_file_format=True)
+    return study, [*files, intruding[0]]
+
+
+async def job_failed(
+    api_for: Callable[[str], Awaitable[httpx.AsyncClient]], exam_id: str, reason: str, words: str
+) -> None:
+    """The exam's job failed with ``reason``, its message has ``words``, no prior from
+    the hospital is listed, and the room had one event saying so."""
+    rad = await api_for("rad")
+    listing = await settled(rad, exam_id)
+    assert listing["pacs"]["status"] == "failed"
+    assert listing["pacs"]["reason"] == reason
+    assert words in listing["pacs"]["message"]
+    assert [p for p in listing["priors"] if p["source"] == "hospital"] == []
+    (event,) = await retrievals(rad, exam_id)
+    assert (event["status"], event["reason"]) == ("failed", reason)
+
+
+async def prior_failed(
+    api_for: Callable[[str], Awaitable[httpx.AsyncClient]], exam_id: str, reason: str
+) -> dict[str, Any]:
+    """The exam's one prior from the hospital failed with ``reason``, the room's last
+    event says so, and nobody reads its study: the prior, for more checks."""
+    rad = await api_for("rad")
+    listing = await settled(rad, exam_id)
+    (prior,) = [p for p in listing["priors"] if p["source"] == "hospital"]
+    assert (prior["retrieval"], prior["reason"]) == ("failed", reason)
+    last = (await retrievals(rad, exam_id))[-1]
+    assert (last["status"], last["reason"]) == ("failed", reason)
+    assert await studies_seen(await api_for("coord"), prior["study_instance_uid"]) == 0
+    return prior

@@ -4,7 +4,7 @@ DICOMweb plugin (Debian's orthanc-dicomweb), HTTP basic authentication on.
 - accepting an exam searches the patient's studies with QIDO-RS and retrieves the
   relevant ones with WADO-RS, checked and stored as by C-GET, progress in the room;
 - a study whose instances name another patient is refused whole and audited;
-- wrong credentials give ``unauthorized``, in words.
+- wrong credentials give ``unauthorized``, a PACS that is down ``unreachable``, in words.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pydicom import dcmread
 from server.composition import app_context
 from server.core.config import Settings
 from server.priors.sources import Dicomweb, set_source
+from server.testing import free_port
 from tests.priors.helpers import (
     ApiFor,
     accepted,
@@ -27,6 +28,8 @@ from tests.priors.helpers import (
     days_ago,
     head_priors,
     hospital_priors,
+    job_failed,
+    prior_failed,
     qualified_identity,
     retrievals,
     settled,
@@ -107,26 +110,26 @@ async def test_a_study_with_another_patients_instance_is_refused_whole(
     await configure(settings, orthanc.dicomweb_url)
 
     exam = await accepted_for_identity(api_for, identity_id)
-    rad = await api_for("rad")
-    listing = await settled(rad, exam["id"])
-    (prior,) = [p for p in listing["priors"] if p["source"] == "hospital"]
-    assert (prior["study_instance_uid"], prior["retrieval"]) == (study, "failed")
-    assert prior["reason"] == "patient_mismatch"
-    assert await studies_seen(await api_for("coord"), study) == 0
+    prior = await prior_failed(api_for, exam["id"], "patient_mismatch")
+    assert prior["study_instance_uid"] == study
     (row,) = await audit_rows(settings, "priors.retrieve")
     assert (row.outcome, row.study_uid, row.detail["refused"]) == ("denied", study, 1)
 
 
-async def test_wrong_credentials_say_so(
-    api_for: ApiFor, settings: Settings, orthanc: Orthanc
+@pytest.mark.parametrize(
+    ("where", "reason", "words"),
+    [
+        ("wrong_password", "unauthorized", "credentials (HTTP 401)"),
+        ("down", "unreachable", "does not answer"),
+    ],
+)
+async def test_wrong_credentials_or_a_pacs_down_say_so(
+    api_for: ApiFor, settings: Settings, orthanc: Orthanc, where: str, reason: str, words: str
 ) -> None:
-    await configure(settings, orthanc.dicomweb_url, password="not-the-password")
+    if where == "down":  # nothing listens there
+        await configure(settings, f"http://127.0.0.1:{free_port()}/dicom-web")
+    else:
+        await configure(settings, orthanc.dicomweb_url, password="not-the-password")
     patient = {"id": "IPP-WEB-3", "name": "MAS^Ines", "birth_date": "1988-08-08", "sex": "F"}
     exam = await accepted(api_for, patient)
-    rad = await api_for("rad")
-    listing = await settled(rad, exam["id"])
-    assert listing["pacs"]["status"] == "failed"
-    assert listing["pacs"]["reason"] == "unauthorized"
-    assert "credentials (HTTP 401)" in listing["pacs"]["message"]
-    (event,) = await retrievals(rad, exam["id"])
-    assert (event["status"], event["reason"]) == ("failed", "unauthorized")
+    await job_failed(api_for, exam["id"], reason, words)

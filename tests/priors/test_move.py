@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pydicom import dcmread
 
 from server.core.audit import AuditEntry
 from server.core.config import Settings
@@ -29,6 +28,8 @@ from tests.priors.helpers import (
     days_ago,
     head_priors,
     hospital_priors,
+    mixed_study,
+    prior_failed,
     retrievals,
     settled,
     studies_seen,
@@ -90,23 +91,14 @@ async def test_a_moved_study_with_another_patients_instance_is_refused_whole(
     api_for: ApiFor, settings: Settings, orthanc: Orthanc, tmp_path: Path
 ) -> None:
     patient = {"id": "IPP-MOVE-2", "name": "BRUN^Leo", "birth_date": "1972-02-02", "sex": "M"}
-    study, files = ct_study(
-        tmp_path / "mixed", patient_attrs(patient, StudyDate=days_ago(300), StudyDescription="TDM")
-    )
     intruder = {"id": "IPP-MOVE-8", "name": "GRIS^Eva", "birth_date": "1982-08-08", "sex": "F"}
-    _, intruding = ct_study(tmp_path / "intruder", patient_attrs(intruder, StudyDate=days_ago(300)))
-    ds = dcmread(intruding[0])
-    ds.StudyInstanceUID = study  # a modality that reused a study UID
-    ds.save_as(intruding[0], enforce_file_format=True)
-    orthanc.load(files + intruding[:1])
+    study, files = mixed_study(tmp_path, patient, intruder)
+    orthanc.load(files)
     await configure(settings, "HOPA", orthanc.dicom_port, retrieve="move")
 
     exam = await accepted(api_for, patient)
-    rad = await api_for("rad")
-    listing = await settled(rad, exam["id"])
-    (prior,) = [p for p in listing["priors"] if p["source"] == "hospital"]
-    assert (prior["retrieval"], prior["reason"]) == ("failed", "patient_mismatch")
-    assert await studies_seen(await api_for("coord"), study) == 0
+    prior = await prior_failed(api_for, exam["id"], "patient_mismatch")
+    assert prior["study_instance_uid"] == study
     (row,) = await audit_rows(settings, "priors.retrieve")
     assert (row.outcome, row.study_uid, row.detail["refused"]) == ("denied", study, 1)
 
@@ -132,14 +124,9 @@ class TestUnknownDestination:
         orthanc.load(files)
         await configure(settings, "HOPA", orthanc.dicom_port, retrieve="move")
         exam = await accepted(api_for, patient)
-        rad = await api_for("rad")
-        listing = await settled(rad, exam["id"])
-        (prior,) = [p for p in listing["priors"] if p["source"] == "hospital"]
-        assert (prior["retrieval"], prior["reason"]) == ("failed", "move_refused")
+        prior = await prior_failed(api_for, exam["id"], "move_refused")
+        assert prior["study_instance_uid"] == study
         assert "refused to send to our C-MOVE destination NOT_REGISTERED" in prior["message"]
-        last = (await retrievals(rad, exam["id"]))[-1]
-        assert (last["status"], last["reason"]) == ("failed", "move_refused")
-        assert await studies_seen(await api_for("coord"), study) == 0
 
 
 async def test_an_instance_sent_with_no_move_under_way_is_refused_and_audited(

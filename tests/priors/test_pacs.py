@@ -28,6 +28,8 @@ from tests.priors.helpers import (
     by_ins,
     configure,
     days_ago,
+    job_failed,
+    mixed_study,
     qualified_identity,
     retrievals,
     settled,
@@ -135,19 +137,9 @@ async def test_instances_of_another_patient_refuse_the_study_and_are_audited(
     tmp_path: Path,
 ) -> None:
     patient = {"id": "IPP-PACS-2", "name": "BLANC^Marc", "birth_date": "1970-07-07", "sex": "M"}
-    study, files = ct_study(
-        tmp_path / "mixed", patient_attrs(patient, StudyDate=days_ago(300), StudyDescription="TDM")
-    )
-    # The same StudyInstanceUID under another patient in the PACS (a modality that
-    # reused a UID): the PACS sends both patients' images for it.
     intruder = {"id": "IPP-PACS-8", "name": "NOIR^Luc", "birth_date": "1980-08-08", "sex": "M"}
-    _, intruding = ct_study(tmp_path / "intruder", patient_attrs(intruder, StudyDate=days_ago(300)))
-    from pydicom import dcmread
-
-    ds = dcmread(intruding[0])
-    ds.StudyInstanceUID = study
-    ds.save_as(intruding[0], enforce_file_format=True)
-    orthanc.load(files + intruding[:1])
+    study, files = mixed_study(tmp_path, patient, intruder)
+    orthanc.load(files)
     await configure(settings, "HOPA", orthanc.dicom_port)
 
     exam = await accepted(api_for, patient)
@@ -193,14 +185,8 @@ async def test_a_pacs_down_or_refusing_gives_a_failed_state(
         await configure(settings, "HOPA", orthanc.dicom_port, ae="NOT_THE_PACS")
     patient = {"id": "IPP-PACS-3", "name": "ROUX^Eve", "birth_date": "1990-09-09", "sex": "F"}
     exam = await accepted(api_for, patient)
+    await job_failed(api_for, exam["id"], reason, words)
     rad = await api_for("rad")
-    listing = await settled(rad, exam["id"])
-    assert listing["pacs"]["status"] == "failed"
-    assert listing["pacs"]["reason"] == reason
-    assert words in listing["pacs"]["message"]
-    assert [p for p in listing["priors"] if p["source"] == "hospital"] == []
-    (event,) = await retrievals(rad, exam["id"])
-    assert (event["status"], event["reason"]) == ("failed", reason)
     # The room and the app carry on: the exam moves on as before.
     body = {"text": "TDM cérébrale sans injection"}
     assert (await rad.post(f"/api/exams/{exam['id']}/protocol", json=body)).status_code == 200
