@@ -69,3 +69,38 @@ async def test_hl7_process_acknowledges_and_stops_on_sigterm(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def test_several_hl7_processes_share_the_port(settings: Settings, accounts: Accounts) -> None:
+    """``--processes 2``: two listeners on one port (SO_REUSEPORT), each answering the
+    connections the kernel gives it; SIGTERM stops them all."""
+    env = dict(os.environ, DATABASE_URL=settings.database_url)
+    add = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.cli", "hl7", "add-sender", "--application", "DPI",
+        "--facility", "CHU_A", "--establishment", "HOPA", env=env,
+    )  # fmt: skip
+    assert await asyncio.wait_for(add.wait(), 60) == 0
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.cli", "hl7", "--host", "127.0.0.1", "--port", str(port),
+        "--processes", "2", env=env, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for _ in range(2):  # each process says it listens, on the same port
+            line = json.loads(await asyncio.wait_for(proc.stderr.readline(), 60))
+            assert line == {"event": "hl7.listening", "port": port}
+
+        async def send(n: int) -> str:
+            reader, writer = await open_hl7_connection("127.0.0.1", port)
+            writer.writeblock(m.adt("A28", m.control_id(), m.pid(f"CLIP{n}")).encode())
+            await writer.drain()
+            code = ack_code(await reader.readmessage())
+            writer.close()
+            await writer.wait_closed()
+            return code
+
+        assert await asyncio.gather(*(send(n) for n in range(8))) == ["AA"] * 8
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
