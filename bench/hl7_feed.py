@@ -3,7 +3,7 @@ over one MLLP connection and over ten, for the identity feed (ADT^A28) and for
 orders (ORM^O01, each creating an exam), with the latency of each order's ACK.
 
     .venv/bin/python bench/hl7_feed.py [--identities 2000] [--orders 500] [--database-url URL]
-        [--base DIR] [--rounds N]
+        [--base DIR] [--rounds N] [--processes N]
 
 A fresh database (SQLite in a temp dir unless --database-url names an empty one)
 with one establishment, a radiologist on duty and the sender DPI/CHU_A; the
@@ -17,6 +17,8 @@ instance ``git archive main | tar -x -C DIR``): its listener runs beside this
 one's on the same database, and every run is made on both, alternated (A/B, then
 B/A in the next round), so that both see the same load. Each line prints the load
 average; a summary table (medians over the rounds) ends the output.
+``--processes N`` runs this version's listener as ``teleimagerie hl7 --processes N``
+(the CPU figure then sums its processes).
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ async def seed(settings: Settings) -> None:
         await db.commit()
 
 
-def start_listener(database_url: str, port: int, tree: Path) -> subprocess.Popen[bytes]:
+def start_listener(
+    database_url: str, port: int, tree: Path, processes: int = 1
+) -> subprocess.Popen[bytes]:
     """``teleimagerie hl7`` of the source tree ``tree``."""
+    more = ["--processes", str(processes)] if processes > 1 else []
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -79,7 +84,17 @@ def start_listener(database_url: str, port: int, tree: Path) -> subprocess.Popen
         "PYTHONPATH": str(tree),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "hl7", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "hl7",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *more,
+        ],
         env=env,
         cwd=tree,
     )
@@ -111,6 +126,18 @@ async def sender(port: int, texts: list[str], latencies: list[float]) -> None:
         await writer.wait_closed()
 
 
+def listener_cpu(pid: int) -> float:
+    """CPU seconds of the listener and of its children (``--processes N``)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                total += cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 async def run(
     pid: int, port: int, name: str, texts: list[str], connections: int, version: str = ""
 ) -> dict[str, float]:
@@ -119,11 +146,11 @@ async def run(
     the figure that does not depend on what else the machine runs)."""
     latencies: list[float] = []
     shares = [texts[i::connections] for i in range(connections)]
-    cpu = cpu_seconds(pid)
+    cpu = listener_cpu(pid)
     started = time.perf_counter()
     await asyncio.gather(*(sender(port, share, latencies) for share in shares))
     elapsed = time.perf_counter() - started
-    per_msg = (cpu_seconds(pid) - cpu) / len(texts)
+    per_msg = (listener_cpu(pid) - cpu) / len(texts)
     ms = [x * 1000 for x in latencies]
     load = os.getloadavg()[0]
     figures = {
@@ -190,6 +217,9 @@ async def main() -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--base", type=Path, default=None, help="another source tree to compare")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="listener processes of this version"
+    )
     args = parser.parse_args()
     trees = [("new", ROOT)] + ([("base", args.base.resolve())] if args.base else [])
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,9 +231,11 @@ async def main() -> None:
         try:
             for version, tree in trees:
                 port = free_port()
-                listeners[version] = (start_listener(url, port, tree), port)
+                processes = args.processes if version == "new" else 1
+                listeners[version] = (start_listener(url, port, tree, processes), port)
             database = url.split("://")[0]
-            print(f"database: {database}; versions: {', '.join(f'{v}={t}' for v, t in trees)}")
+            names = ", ".join(f"{v}={t}" for v, t in trees)
+            print(f"database: {database}; versions: {names}; new: {args.processes} process(es)")
             for version, (proc, port) in listeners.items():
                 await run(
                     proc.pid, port, "warm-up ADT^A28", identities(f"W{version}", 100), 1, version
