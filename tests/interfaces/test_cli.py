@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+from asyncio.subprocess import Process
 
 import pytest
 from hl7.mllp import open_hl7_connection
@@ -42,9 +43,8 @@ def test_add_and_list_senders(
     ]
 
 
-async def test_hl7_process_acknowledges_and_stops_on_sigterm(
-    settings: Settings, accounts: Accounts
-) -> None:
+async def hl7_process(settings: Settings, *options: str) -> tuple[Process, int]:
+    """DPI/CHU_A registered for HOPA, then ``teleimagerie hl7`` started on a free port."""
     env = dict(os.environ, DATABASE_URL=settings.database_url)
     add = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server.cli", "hl7", "add-sender", "--application", "DPI",
@@ -54,8 +54,15 @@ async def test_hl7_process_acknowledges_and_stops_on_sigterm(
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server.cli", "hl7", "--host", "127.0.0.1", "--port", str(port),
-        env=env, stderr=asyncio.subprocess.PIPE,
+        *options, env=env, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    return proc, port
+
+
+async def test_hl7_process_acknowledges_and_stops_on_sigterm(
+    settings: Settings, accounts: Accounts
+) -> None:
+    proc, port = await hl7_process(settings)
     try:
         assert proc.stderr is not None
         first = json.loads(await asyncio.wait_for(proc.stderr.readline(), 60))
@@ -74,17 +81,7 @@ async def test_hl7_process_acknowledges_and_stops_on_sigterm(
 async def test_several_hl7_processes_share_the_port(settings: Settings, accounts: Accounts) -> None:
     """``--processes 2``: two listeners on one port (SO_REUSEPORT), each answering the
     connections the kernel gives it; SIGTERM stops them all."""
-    env = dict(os.environ, DATABASE_URL=settings.database_url)
-    add = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "hl7", "add-sender", "--application", "DPI",
-        "--facility", "CHU_A", "--establishment", "HOPA", env=env,
-    )  # fmt: skip
-    assert await asyncio.wait_for(add.wait(), 60) == 0
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "hl7", "--host", "127.0.0.1", "--port", str(port),
-        "--processes", "2", env=env, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc, port = await hl7_process(settings, "--processes", "2")
     try:
         assert proc.stderr is not None
         for _ in range(2):  # each process says it listens, on the same port
