@@ -3,12 +3,22 @@ over one MLLP connection and over ten, for the identity feed (ADT^A28) and for
 orders (ORM^O01, each creating an exam), with the latency of each order's ACK.
 
     .venv/bin/python bench/hl7_feed.py [--identities 2000] [--orders 500] [--database-url URL]
+        [--base DIR] [--rounds N] [--processes N]
 
 A fresh database (SQLite in a temp dir unless --database-url names an empty one)
 with one establishment, a radiologist on duty and the sender DPI/CHU_A; the
-listener runs as its own process, exactly as the Procfile's ``hl7`` line starts it;
-the senders are python-hl7's asyncio MLLP client in this process, each waiting for
-the ACK of a message before sending the next (as HL7 original mode asks).
+listener runs as its own process, as the Procfile's ``hl7`` line starts it
+(``python -m server.cli hl7``); the senders are python-hl7's asyncio MLLP client in
+this process, each waiting for the ACK of a message before sending the next (as HL7
+original mode asks).
+
+``--base DIR`` compares with another version of the code (a source tree, for
+instance ``git archive main | tar -x -C DIR``): its listener runs beside this
+one's on the same database, and every run is made on both, alternated (A/B, then
+B/A in the next round), so that both see the same load. Each line prints the load
+average; a summary table (medians over the rounds) ends the output.
+``--processes N`` runs this version's listener as ``teleimagerie hl7 --processes N``
+(the CPU figure then sums its processes).
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import argparse
 import asyncio
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,11 +72,31 @@ async def seed(settings: Settings) -> None:
         await db.commit()
 
 
-def start_listener(database_url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+def start_listener(
+    database_url: str, port: int, tree: Path, processes: int = 1
+) -> subprocess.Popen[bytes]:
+    """``teleimagerie hl7`` of the source tree ``tree``."""
+    more = ["--processes", str(processes)] if processes > 1 else []
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(tree),
+    }
     proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/teleimagerie"), "hl7", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "hl7",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *more,
+        ],
         env=env,
+        cwd=tree,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -95,24 +126,48 @@ async def sender(port: int, texts: list[str], latencies: list[float]) -> None:
         await writer.wait_closed()
 
 
-async def run(pid: int, port: int, name: str, texts: list[str], connections: int) -> None:
+def listener_cpu(pid: int) -> float:
+    """CPU seconds of the listener and of its children (``--processes N``)."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                total += cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+async def run(
+    pid: int, port: int, name: str, texts: list[str], connections: int, version: str = ""
+) -> dict[str, float]:
     """Send ``texts`` over ``connections``; print the rate, the ACK latencies, and the
     listener's CPU time per message (what the rate would be with a core to itself:
     the figure that does not depend on what else the machine runs)."""
     latencies: list[float] = []
     shares = [texts[i::connections] for i in range(connections)]
-    cpu = cpu_seconds(pid)
+    cpu = listener_cpu(pid)
     started = time.perf_counter()
     await asyncio.gather(*(sender(port, share, latencies) for share in shares))
     elapsed = time.perf_counter() - started
-    per_msg = (cpu_seconds(pid) - cpu) / len(texts)
+    per_msg = (listener_cpu(pid) - cpu) / len(texts)
     ms = [x * 1000 for x in latencies]
+    load = os.getloadavg()[0]
+    figures = {
+        "rate": len(texts) / elapsed,
+        "p50": percentile(ms, 50),
+        "p99": percentile(ms, 99),
+        "cpu": per_msg * 1000,
+        "load": load,
+    }
     print(
-        f"{name:<22} {connections:>2} conn {len(texts):>5} msgs {elapsed:6.2f} s "
-        f"{len(texts) / elapsed:6.1f} ack/s  p50 {percentile(ms, 50):6.1f} ms  "
-        f"p99 {percentile(ms, 99):6.1f} ms  listener CPU {per_msg * 1000:5.2f} ms/msg "
-        f"({1 / per_msg if per_msg else float('inf'):6.1f} msg/CPU-s)"
+        f"{version:<5} {name:<22} {connections:>2} conn {len(texts):>5} msgs {elapsed:6.2f} s "
+        f"{figures['rate']:6.1f} ack/s  p50 {figures['p50']:6.1f} ms  "
+        f"p99 {figures['p99']:6.1f} ms  listener CPU {figures['cpu']:5.2f} ms/msg  "
+        f"load {load:4.1f}",
+        flush=True,
     )
+    return figures
 
 
 def identities(prefix: str, count: int) -> list[str]:
@@ -131,30 +186,79 @@ def orders(prefix: str, count: int) -> list[str]:
     ]
 
 
+CASES = (
+    ("identity feed ADT^A28", identities, 1),
+    ("identity feed ADT^A28", identities, 10),
+    ("orders ORM^O01", orders, 1),
+    ("orders ORM^O01", orders, 10),
+)
+
+
+def summary(database: str, results: dict[tuple[str, str, int], list[dict[str, float]]]) -> None:
+    """One markdown table: the median of each figure over the rounds."""
+    print(f"\n{database}: medians over the rounds (load: 1-minute average during the runs)")
+    print(
+        "| version | run | conns | ack/s | ACK p50 ms | ACK p99 ms | listener CPU ms/msg | load |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (version, name, conns), runs in results.items():
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        loads = [r["load"] for r in runs]
+        print(
+            f"| {version} | {name} | {conns} | {med['rate']:.0f} | {med['p50']:.1f} | "
+            f"{med['p99']:.1f} | {med['cpu']:.2f} | {min(loads):.1f}-{max(loads):.1f} |"
+        )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--identities", type=int, default=2000)
     parser.add_argument("--orders", type=int, default=500)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--base", type=Path, default=None, help="another source tree to compare")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--processes", type=int, default=1, help="listener processes of this version"
+    )
     args = parser.parse_args()
+    trees = [("new", ROOT)] + ([("base", args.base.resolve())] if args.base else [])
     with tempfile.TemporaryDirectory() as tmp:
         url = normalise_database_url(args.database_url or f"sqlite:///{tmp}/hl7.db")
         await asyncio.to_thread(upgrade, url)
         settings = Settings(database_url=url, log_level="WARNING")
         await seed(settings)
-        port = free_port()
-        proc = start_listener(url, port)
+        listeners = {}
         try:
-            print(f"database: {url.split('://')[0]}")
-            pid = proc.pid
-            await run(pid, port, "warm-up ADT^A28", identities("W", 100), 1)
-            await run(pid, port, "identity feed ADT^A28", identities("A", args.identities), 1)
-            await run(pid, port, "identity feed ADT^A28", identities("B", args.identities), 10)
-            await run(pid, port, "orders ORM^O01", orders("C", args.orders), 1)
-            await run(pid, port, "orders ORM^O01", orders("D", args.orders), 10)
+            for version, tree in trees:
+                port = free_port()
+                processes = args.processes if version == "new" else 1
+                listeners[version] = (start_listener(url, port, tree, processes), port)
+            database = url.split("://")[0]
+            names = ", ".join(f"{v}={t}" for v, t in trees)
+            print(f"database: {database}; versions: {names}; new: {args.processes} process(es)")
+            for version, (proc, port) in listeners.items():
+                await run(
+                    proc.pid, port, "warm-up ADT^A28", identities(f"W{version}", 100), 1, version
+                )
+            results: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+            for r in range(args.rounds):
+                for c, (name, make, conns) in enumerate(CASES):
+                    order = list(listeners.items())
+                    if (r + c) % 2:
+                        order.reverse()
+                    for version, (proc, port) in order:
+                        count = args.identities if make is identities else args.orders
+                        texts = make(f"{version[0].upper()}{r}x{c}x", count)
+                        figures = await run(proc.pid, port, name, texts, conns, version)
+                        results.setdefault((version, name, conns), []).append(figures)
+            summary(
+                database,
+                dict(sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0]))),
+            )
         finally:
-            proc.terminate()
-            proc.wait(10)
+            for proc, _port in listeners.values():
+                proc.terminate()
+                proc.wait(10)
 
 
 if __name__ == "__main__":

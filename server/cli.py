@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -344,13 +347,19 @@ def cmd_ae_list(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_hl7_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.processes > 1:
+        return _hl7_processes(args, settings)
+    return _hl7_serve(args, settings, reuse_port=False)
+
+
+def _hl7_serve(args: argparse.Namespace, settings: Settings, reuse_port: bool) -> int:
     from server.core.logs import configure_logging
     from server.interfaces.listener import serve
 
     async def main() -> None:
         configure_logging(settings.log_level)
         async with core_context(settings) as app:
-            await serve(app, args.host, args.port)
+            await serve(app, args.host, args.port, reuse_port=reuse_port)
 
     try:  # the loop uvicorn runs the web process on, where it is installed
         import uvloop
@@ -359,6 +368,35 @@ def cmd_hl7_serve(args: argparse.Namespace, settings: Settings) -> int:
     except ImportError:
         asyncio.run(main())
     return 0
+
+
+def _hl7_processes(args: argparse.Namespace, settings: Settings) -> int:
+    """``--processes N``: N listeners on one port (SO_REUSEPORT: the kernel spreads
+    the connections among them), each with its own database pool and its own group
+    commits; SIGTERM or SIGINT is passed on to each (docs/hl7.md "Connection")."""
+    children = []
+    for _ in range(args.processes):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _hl7_serve(args, settings, reuse_port=True)
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    def stop(_sig: int, _frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = 0
+    for child in children:
+        _pid, status = os.waitpid(child, 0)
+        code = code or os.waitstatus_to_exitcode(status)
+    return code
 
 
 def cmd_hl7_add_sender(args: argparse.Namespace, settings: Settings) -> int:
@@ -412,6 +450,7 @@ def add_hl7_in_commands(
 ) -> None:
     hl7.add_argument("--host", default="0.0.0.0")  # noqa: S104 - the hospital network
     hl7.add_argument("--port", type=int, default=None, help="default: HL7_PORT")
+    hl7.add_argument("--processes", type=int, default=1, help="listener processes sharing the port")
     hl7.set_defaults(func=cmd_hl7_serve)
     add = actions.add_parser("add-sender", help="register a sending application/facility")
     add.add_argument("--application", required=True, help="MSH-3")

@@ -1,56 +1,46 @@
-"""Applying inbound HL7 v2 messages (docs/hl7.md "Inbound"): one message, one
-transaction, one acknowledgement.
+"""Applying inbound HL7 v2 messages (docs/hl7.md "Inbound"): each message all or
+nothing, one acknowledgement each, sent once the message is committed.
 
 :meth:`Inbound.handle` takes the bytes of one MLLP block and returns the bytes of
 its ACK. The sender must be registered (server/interfaces/senders.py), else AR.
-Its changes, its stored ACK and its audit rows are one transaction: when anything
-in the message is wrong the transaction is rolled back whole, so nothing is
-half-applied, and the AE that says why is stored and audited in a transaction of
-its own. A message whose control ID this sender used before meets the unique key of
-``hl7_messages`` at the commit, and gets the stored ACK again, having changed
-nothing. Exam events are published after the commit, through
-server/exams/publish.py like every other writer's.
+Its changes, its stored ACK and its audit rows commit together, with those of the
+messages that arrived at the same time on other connections (server/interfaces/group.py);
+when anything in the message is wrong its changes are rolled back whole, so nothing
+is half-applied, and the AE that says why is stored and audited instead. A message
+whose control ID this sender used before meets the unique key of ``hl7_messages``
+and gets the stored ACK again, having changed nothing. Exam events are published
+after the commit, through server/exams/publish.py like every other writer's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import hl7
-from sqlalchemy import Select, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import audit
+from server.core.batching import Batcher
 from server.core.channels import notify
 from server.core.context import AppContext
-from server.core.db import is_sqlite
 from server.core.models import ExamEvent
 from server.exams import routing
 from server.exams.publish import publish_events
 from server.interfaces import hl7_in
-from server.interfaces.effects import Effects, who
+from server.interfaces.effects import Effects
+from server.interfaces.group import Outcome, Peer, Received, apply_group, internal_failure
 from server.interfaces.hl7_in import Header, Hl7Error
-from server.interfaces.identities import apply_adt
-from server.interfaces.orders import apply_order
-from server.interfaces.senders import Hl7Message, Sender, recognise
+from server.interfaces.senders import Sender, recognise
+
+__all__ = ["Inbound", "Peer"]
 
 log = logging.getLogger("teleimagerie.hl7")
 #: How long a sender's registration is kept in memory by a running listener.
 SENDER_TTL_S = 5.0
-
-
-@dataclass(frozen=True)
-class Peer:
-    """Who is at the other end of the connection."""
-
-    addr: str
-    cert_subject: str | None = None
+#: The most messages applied in one transaction.
+GROUP_LIMIT = 100
 
 
 class Inbound:
@@ -59,11 +49,11 @@ class Inbound:
     def __init__(self, app: AppContext) -> None:
         self.app = app
         self._senders: dict[tuple[str, str], tuple[float, Sender | str]] = {}
-        # SQLite has one writer at a time: messages queue here, in order, rather
-        # than in SQLite's busy handler, which sleeps between its retries.
-        self._write_lock: asyncio.Lock | None = (
-            asyncio.Lock() if is_sqlite(app.settings.database_url) else None
-        )
+        # The messages of every connection queue here, in order, and those that
+        # arrived together are applied in one transaction (server/interfaces/group.py);
+        # one group is written at a time, so SQLite's single writer never waits in
+        # its busy handler, which sleeps between its retries.
+        self._group: Batcher[Received, Outcome] = Batcher(self._apply_group, GROUP_LIMIT)
 
     async def handle(self, block: bytes, peer: Peer) -> tuple[bytes, Effects | None]:
         """The ACK of one block, and what to publish once it is sent (:meth:`publish`):
@@ -79,11 +69,8 @@ class Inbound:
         try:
             text, effects = await self._handle(msg, head, peer)
         except Exception:
-            log.exception("an inbound HL7 message could not be applied")
-            failure = Hl7Error(
-                "AR", hl7_in.APPLICATION_INTERNAL_ERROR, "internal error, send again"
-            )
-            text = hl7_in.ack(msg, "AR", failure)
+            log.exception("a group of inbound HL7 messages could not be committed")
+            text = internal_failure(msg)
         return text.encode(codec, "replace"), effects
 
     async def publish(self, effects: Effects | None) -> None:
@@ -154,103 +141,10 @@ class Inbound:
             exc = Hl7Error("AR", hl7_in.UNKNOWN_KEY_IDENTIFIER, reason, "MSH", 4)
             await self._refused(peer, head, exc, {"reason": reason})
             return hl7_in.ack(msg, "AR", exc), None
-        try:
-            if self._write_lock is None:
-                text, effects = await self._apply_once(msg, head, peer, sender)
-            else:
-                async with self._write_lock:
-                    text, effects = await self._apply_once(msg, head, peer, sender)
-        except IntegrityError:
-            # The same message on another connection (or process), applied just before.
-            again = await self._stored(sender, head.control_id)
-            if again is None:
-                raise
-            return again, None
-        return text, effects
+        return await self._group.submit(Received(msg, head, peer, sender))
 
-    async def _apply_once(
-        self, msg: hl7.Message, head: Header, peer: Peer, sender: Sender
-    ) -> tuple[str, Effects]:
-        """One transaction: the duplicate check, the changes, the stored ACK and the
-        audit rows. A message refused midway is rolled back whole, and its AE stored
-        and audited in a transaction of its own."""
-        now = self.app.now()
-        effects = Effects()
-        error: Hl7Error | None = None
-        async with self.app.db() as db:
-            # A control ID this sender used before is caught by the unique key of
-            # hl7_messages at the commit (the caller then answers with the stored ACK):
-            # no read before every message for what seldom happens.
-            try:
-                hl7_in.supported(head)
-                await self._apply(db, sender, head, msg, now, effects)
-            except Hl7Error as exc:
-                await db.rollback()
-                error, effects = exc, Effects()
-            code = "AA" if error is None else error.ack_code
-            text = hl7_in.ack(msg, code, error, effects.warnings)
-            db.add(
-                Hl7Message(
-                    sender_id=sender.id,
-                    control_id=head.control_id,
-                    message_type=head.message_type[:16],
-                    ack_code=code,
-                    ack=text,
-                    received_at=now,
-                )
-            )
-            detail = {
-                "application": sender.application,
-                "facility": sender.facility,
-                "type": head.message_type,
-                "control_id": head.control_id,
-                "ack": code,
-                **effects.detail,
-            }
-            if error is not None:
-                detail.update(error=error.error, where=error.where, reason=error.message)
-            effects.audit(
-                action="hl7.message",
-                outcome="ok" if error is None else "failed",
-                addr=peer.addr,
-                username=who(sender),
-                at=now,
-                detail=detail,
-            )
-            # A new exam's JSON names the site and the people: loaded in this
-            # transaction (the session keeps it past the commit) rather than in a
-            # second one after it; before the audit rows, which come last.
-            for exam, _choice in effects.routed:
-                await db.refresh(exam)
-            await audit.record_many(db, effects.audits)
-            await db.commit()
-        return text, effects
-
-    async def _stored(self, sender: Sender, control_id: str) -> str | None:
-        async with self.app.read() as db:
-            return await db.scalar(_stored_ack(sender, control_id))
-
-    # -- applying ---------------------------------------------------------
-
-    async def _apply(
-        self,
-        db: AsyncSession,
-        sender: Sender,
-        head: Header,
-        msg: hl7.Message,
-        now: datetime,
-        effects: Effects,
-    ) -> None:
-        if head.message_code == "ADT":
-            await apply_adt(db, sender, head.trigger, msg, now, effects)
-        else:
-            await apply_order(self.app.settings, db, sender, msg, now, effects)
-
-
-def _stored_ack(sender: Sender, control_id: str) -> Select[Any]:
-    return select(Hl7Message.ack).where(
-        Hl7Message.sender_id == sender.id, Hl7Message.control_id == control_id
-    )
+    async def _apply_group(self, items: Sequence[Received]) -> list[Outcome]:
+        return await apply_group(self.app, items)
 
 
 def _parsed_or_none(block: bytes) -> hl7.Message | None:

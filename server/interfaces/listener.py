@@ -67,10 +67,18 @@ def _event(name: str, **fields: Any) -> None:
 class Listener:
     """The MLLP server over an AppContext. ``port=0`` binds a free port (tests)."""
 
-    def __init__(self, app: AppContext, host: str = "0.0.0.0", port: int | None = None) -> None:  # noqa: S104
+    def __init__(
+        self,
+        app: AppContext,
+        host: str = "0.0.0.0",  # noqa: S104
+        port: int | None = None,
+        reuse_port: bool = False,
+    ) -> None:
         self.app = app
         self.host = host
         self.port = app.settings.hl7_port if port is None else port
+        # Several listener processes on one port (``teleimagerie hl7 --processes N``).
+        self.reuse_port = reuse_port
         self.inbound = Inbound(app)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -82,6 +90,7 @@ class Listener:
             self.port,
             limit=MAX_BLOCK,
             ssl=tls_context(self.app.settings),
+            reuse_port=self.reuse_port or None,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
         _event("hl7.listening", port=self.port)
@@ -154,13 +163,15 @@ class Listener:
         )
 
 
-async def serve(app: AppContext, host: str, port: int | None = None) -> None:
+async def serve(
+    app: AppContext, host: str, port: int | None = None, *, reuse_port: bool = False
+) -> None:
     """Run until SIGTERM or SIGINT; connections still open end with the process."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    listener = Listener(app, host, port)
+    listener = Listener(app, host, port, reuse_port)
     await listener.start()
     try:
         await stop.wait()

@@ -1,0 +1,237 @@
+"""Messages that arrived together, applied in one transaction (docs/hl7.md
+"Acknowledgements").
+
+The listener hands every recognised message to one queue (server/core/batching.py);
+the messages that arrived on any connection while the previous group was being
+written are applied together: one ``BEGIN``, one read of the audit chain's head, one
+insert of the stored ACKs and audit rows, one ``COMMIT`` for the group. No ACK leaves
+before that commit: an ACK is a promise that the message is durable.
+
+Each message stays all or nothing. A group is first applied straight through; if any
+of its messages is refused (AE/AR), meets a control ID used before, or fails, the
+transaction is rolled back whole and the group applied again carefully, each message
+inside a savepoint of its own (SQL ``SAVEPOINT``): a message that fails is rolled back
+to its savepoint alone, its AE or AR stored, and the others are applied and committed.
+A message alone in its group is its own transaction, as it always was.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import hl7
+from sqlalchemy import Select, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.core import audit
+from server.core.context import AppContext
+from server.interfaces import hl7_in
+from server.interfaces.effects import Effects, who
+from server.interfaces.hl7_in import Header, Hl7Error
+from server.interfaces.identities import apply_adt
+from server.interfaces.orders import apply_order
+from server.interfaces.senders import Hl7Message, Sender
+
+log = logging.getLogger("teleimagerie.hl7")
+#: The ACK of a message and what to publish once it is sent (None: nothing).
+Outcome = tuple[str, Effects | None]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is at the other end of the connection."""
+
+    addr: str
+    cert_subject: str | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """A parsed message from a recognised sender, waiting for its group."""
+
+    msg: hl7.Message
+    head: Header
+    peer: Peer
+    sender: Sender
+
+
+class _Again(Exception):
+    """The straight run of a group met a refusal or a failure: apply it carefully."""
+
+
+async def apply_group(app: AppContext, items: Sequence[Received]) -> list[Outcome]:
+    """The outcome of each message of ``items``, in order, once they are committed."""
+    now = app.now()
+    if len(items) > 1:
+        try:
+            return await _straight(app, items, now)
+        except _Again:
+            pass
+    return await _careful(app, items, now)
+
+
+async def _straight(app: AppContext, items: Sequence[Received], now: datetime) -> list[Outcome]:
+    """Every message applied in turn, no savepoint: the common case, a feed of messages
+    that are all accepted. Anything else rolls the whole group back. The stored ACKs
+    are inserted together at the end, in one statement (the session's unit of work
+    would insert them one by one to read back their ids), where a repeated control ID
+    meets the unique key."""
+    async with app.db() as db:
+        done: list[Outcome] = []
+        applied: list[Effects] = []
+        stored: list[dict[str, Any]] = []
+        try:
+            for item in items:
+                effects = Effects()
+                hl7_in.supported(item.head)
+                await _apply(app, db, item, now, effects)
+                text = hl7_in.ack(item.msg, "AA", None, effects.warnings)
+                stored.append(_keep(item, now, text, effects))
+                done.append((text, effects))
+                applied.append(effects)
+            await db.execute(insert(Hl7Message), stored)
+            await _commit(db, applied)
+        except Exception as exc:  # a refusal, a control ID used before, a failure
+            raise _Again from exc
+        return done
+
+
+async def _careful(app: AppContext, items: Sequence[Received], now: datetime) -> list[Outcome]:
+    """Each message within its own savepoint (alone: its own transaction)."""
+    alone = len(items) == 1
+    async with app.db() as db:
+        done = [await _one(app, db, item, now, alone) for item in items]
+        await _commit(db, [effects for _, effects in done if effects is not None])
+        return done
+
+
+async def _one(
+    app: AppContext, db: AsyncSession, item: Received, now: datetime, alone: bool
+) -> Outcome:
+    effects = Effects()
+    try:
+        async with _scope(db, alone):
+            hl7_in.supported(item.head)
+            await _apply(app, db, item, now, effects)
+            text = hl7_in.ack(item.msg, "AA", None, effects.warnings)
+            db.add(Hl7Message(**_keep(item, now, text, effects)))
+            await db.flush()
+        return text, effects
+    except Hl7Error as exc:
+        error = exc
+    except IntegrityError:
+        return await _again(db, item)
+    except Exception:
+        log.exception("an inbound HL7 message could not be applied")
+        return internal_failure(item.msg), None
+    # Refused: nothing of it stays but its AE/AR, stored and audited.
+    effects = Effects()
+    text = hl7_in.ack(item.msg, error.ack_code, error)
+    try:
+        async with _scope(db, alone):
+            db.add(Hl7Message(**_keep(item, now, text, effects, error)))
+            await db.flush()
+    except IntegrityError:
+        return await _again(db, item)
+    return text, effects
+
+
+@asynccontextmanager
+async def _scope(db: AsyncSession, alone: bool) -> AsyncIterator[None]:
+    """What one message's failure rolls back: its savepoint, or the transaction when
+    it is alone in it (one statement fewer each way)."""
+    if not alone:
+        async with db.begin_nested():
+            yield
+        return
+    try:
+        yield
+    except BaseException:
+        await db.rollback()
+        raise
+
+
+async def _again(db: AsyncSession, item: Received) -> Outcome:
+    """A control ID this sender used before (on this connection or another, in this
+    group or an earlier one): the ACK it got then, having changed nothing."""
+    stored = await db.scalar(stored_ack(item.sender, item.head.control_id))
+    if stored is None:
+        return internal_failure(item.msg), None
+    return stored, None
+
+
+def _keep(
+    item: Received,
+    now: datetime,
+    text: str,
+    effects: Effects,
+    error: Hl7Error | None = None,
+) -> dict[str, Any]:
+    """The ``hl7.message`` audit row, last of the message's rows, and the columns of
+    the stored ACK to insert (its unique key catches a repeated control ID)."""
+    head, sender = item.head, item.sender
+    code = "AA" if error is None else error.ack_code
+    detail: dict[str, Any] = {
+        "application": sender.application,
+        "facility": sender.facility,
+        "type": head.message_type,
+        "control_id": head.control_id,
+        "ack": code,
+        **effects.detail,
+    }
+    if error is not None:
+        detail.update(error=error.error, where=error.where, reason=error.message)
+    effects.audit(
+        action="hl7.message",
+        outcome="ok" if error is None else "failed",
+        addr=item.peer.addr,
+        username=who(sender),
+        at=now,
+        detail=detail,
+    )
+    return {
+        "sender_id": sender.id,
+        "control_id": head.control_id,
+        "message_type": head.message_type[:16],
+        "ack_code": code,
+        "ack": text,
+        "received_at": now,
+    }
+
+
+async def _commit(db: AsyncSession, applied: Sequence[Effects]) -> None:
+    """The group's audit rows chained in one go, last (docs/audit.md), then the commit."""
+    # A new exam's JSON names the site and the people: loaded in this transaction
+    # (the session keeps it past the commit) rather than in a second one after it.
+    for effects in applied:
+        for exam, _choice in effects.routed:
+            await db.refresh(exam)
+    await audit.record_many(db, [entry for effects in applied for entry in effects.audits])
+    await db.commit()
+
+
+async def _apply(
+    app: AppContext, db: AsyncSession, item: Received, now: datetime, effects: Effects
+) -> None:
+    if item.head.message_code == "ADT":
+        await apply_adt(db, item.sender, item.head.trigger, item.msg, now, effects)
+    else:
+        await apply_order(app.settings, db, item.sender, item.msg, now, effects)
+
+
+def internal_failure(msg: hl7.Message) -> str:
+    """AR 207, not stored: the sender sends the message again."""
+    failure = Hl7Error("AR", hl7_in.APPLICATION_INTERNAL_ERROR, "internal error, send again")
+    return hl7_in.ack(msg, "AR", failure)
+
+
+def stored_ack(sender: Sender, control_id: str) -> Select[Any]:
+    return select(Hl7Message.ack).where(
+        Hl7Message.sender_id == sender.id, Hl7Message.control_id == control_id
+    )
