@@ -386,7 +386,7 @@ def main() -> int:
                 tokens = [await login(http, user) for user, _ in USERS[: args.parties]]
                 http.headers["Authorization"] = f"Bearer {tokens[0]}"
                 exams = []
-                for _ in range(max(steps) * args.runs):
+                for _ in range(sum(steps) * args.runs):
                     resp = await http.post("/api/exams", json=exam_payload())
                     exams.append(resp.json()["id"])
             return tokens, exams
