@@ -31,7 +31,7 @@ Delay, measured twice for every Opus packet (forwarding keeps its payload bytes)
 With ``--video``, halfway through the window every member sends one PLI for each
 video it receives; the figure is how many of them reached the source's sender
 (through the server's ``forward_keyframe_requests``). ``BENCH_PROFILE=/tmp/srv.prof``
-runs the server under cProfile (``python -m pstats``). The summary at the end gives
+runs the server under cProfile, timed in CPU time (``python -m pstats``). The summary at the end gives
 the median of the runs for each step, beside the targets of docs/benchmarks.md.
 """
 
@@ -176,7 +176,9 @@ def serve(port: int, timing: str) -> None:
 
     ServerClock(timing)
     profile = os.environ.get("BENCH_PROFILE")
-    profiler = cProfile.Profile() if profile else None
+    # CPU time, not wall time: on a loaded machine the wall clock also counts the
+    # moments the process waited for a core.
+    profiler = cProfile.Profile(time.process_time) if profile else None
     if profiler is not None:
         profiler.enable()
     try:
