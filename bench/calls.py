@@ -31,8 +31,9 @@ Delay, measured twice for every Opus packet (forwarding keeps its payload bytes)
 With ``--video``, halfway through the window every member sends one PLI for each
 video it receives; the figure is how many of them reached the source's sender
 (through the server's ``forward_keyframe_requests``). ``BENCH_PROFILE=/tmp/srv.prof``
-runs the server under cProfile, timed in CPU time (``python -m pstats``). The summary at the end gives
-the median of the runs for each step, beside the targets of docs/benchmarks.md.
+runs the server under cProfile, timed in CPU time (``python -m pstats``). The summary
+at the end gives the median of the runs for each step, beside the targets of
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
