@@ -31,14 +31,24 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
 from server.calls.forward import FrameTap
+from server.calls.manager import patch_aiortc
 
 
 class ToneAudio(AudioStreamTrack):
     """A 440 Hz tone at 48 kHz in 20 ms frames: a real signal for the Opus encoder,
-    unlike the silence of aiortc's default track."""
+    unlike the silence of aiortc's default track.
+
+    A little random noise rides on the tone so that every track's Opus packets are
+    its own: two clean tones started alike would encode to the same bytes, and
+    bench/calls.py recognises a packet across the server by its payload.
+    """
 
     RATE = 48000
     SAMPLES = 960
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._noise = np.random.default_rng()
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
@@ -49,7 +59,8 @@ class ToneAudio(AudioStreamTrack):
         else:
             self._start, self._timestamp = time.time(), 0
         t = (self._timestamp + np.arange(self.SAMPLES)) / self.RATE
-        pcm = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(1, -1)
+        tone = 8000 * np.sin(2 * np.pi * 440 * t) + self._noise.normal(0, 40, self.SAMPLES)
+        pcm = tone.astype(np.int16).reshape(1, -1)
         frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
         frame.pts, frame.sample_rate = self._timestamp, self.RATE
         frame.time_base = fractions.Fraction(1, self.RATE)
@@ -86,6 +97,9 @@ class CallClient:
         ice_servers: list[dict[str, Any]] | None = None,
         relay_only: bool = False,
     ) -> None:
+        # Our audio sender computes the RFC 6465 level of every frame it encodes:
+        # the numpy version, as on the server (docs/calls.md "A performance fix").
+        patch_aiortc()
         self.url = f"{ws_url}/ws/exams/{exam_id}"
         self.token = token
         self.video = video

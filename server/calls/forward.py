@@ -4,8 +4,9 @@ The server receives each participant's RTP with an aiortc ``RTCRtpReceiver``, wh
 checks SRTP, sends NACKs and reassembles whole encoded frames (one Opus packet, one
 VP8 frame) in its jitter buffer, then hands them to a decoder thread. ``FrameTap``
 takes those encoded frames before that thread, and ``ForwardTrack`` gives them to
-the other participants' ``RTCRtpSender`` as ``av.Packet`` objects, which the sender
-packetises without an encoder (``encoder.pack``). Nothing is decoded unless a
+the other participants' ``RTCRtpSender`` as ``EncodedFrame`` objects (what the
+sender reads of an ``av.Packet``: its bytes, ``pts`` and ``time_base``), which the
+sender packetises without an encoder (``encoder.pack``). Nothing is decoded unless a
 recording asks for it (``FrameTap.decode``).
 
 The tap relies on two aiortc internals, checked by tests/calls/test_forward.py
@@ -26,11 +27,11 @@ source's receiver (``_send_rtcp_pli``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fractions
 import logging
 import queue
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +41,6 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
-from av.packet import Packet
 
 log = logging.getLogger("teleimagerie.calls")
 
@@ -52,6 +52,39 @@ MAX_BACKLOG = {"audio": 10, "video": 30}
 
 def aiortc_supported() -> bool:
     return aiortc.__version__ == AIORTC_VERSION
+
+
+class EncodedFrame:
+    """One encoded frame on its way to a forwarding sender.
+
+    aiortc's sender packs anything that is not an ``av.Frame`` with
+    ``encoder.pack(packet)``, which reads ``bytes(packet)``, ``packet.pts`` and
+    ``packet.time_base`` only. An ``av.Packet`` would copy the payload into an
+    AVPacket and ``bytes()`` would copy it back: this keeps the bytes as received,
+    shared by every destination, and its time base is the codec's clock, so the
+    encoder's time base conversion is a no-op.
+    """
+
+    __slots__ = ("data", "pts", "time_base")
+
+    def __init__(self, data: bytes, pts: int, time_base: fractions.Fraction) -> None:
+        self.data = data
+        self.pts = pts
+        self.time_base = time_base
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+_TIME_BASES: dict[int, fractions.Fraction] = {}
+
+
+def clock_time_base(clock_rate: int) -> fractions.Fraction:
+    """1/clock rate, built once per rate (a Fraction costs microseconds, per frame)."""
+    base = _TIME_BASES.get(clock_rate)
+    if base is None:
+        base = _TIME_BASES[clock_rate] = fractions.Fraction(1, clock_rate)
+    return base
 
 
 class FrameTap(queue.Queue[Any]):
@@ -90,9 +123,10 @@ class FrameTap(queue.Queue[Any]):
         codec, frame = item
         self.frames += 1
         self.last_arrival = time.monotonic()
-        time_base = fractions.Fraction(1, codec.clockRate)
-        for track in list(self.tracks):
-            track.feed(frame.data, frame.timestamp, time_base)
+        if self.tracks:
+            encoded = EncodedFrame(frame.data, frame.timestamp, clock_time_base(codec.clockRate))
+            for track in list(self.tracks):
+                track.feed(encoded)
         if self.decode:
             super().put(item, block, timeout)
 
@@ -116,46 +150,60 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
 
 
 class ForwardTrack(MediaStreamTrack):
-    """One destination's copy of a source: encoded frames as ``av.Packet``."""
+    """One destination's copy of a source: encoded frames as ``EncodedFrame``.
+
+    A deque and one waiting future rather than an ``asyncio.Queue``: one frame in,
+    one frame out, fifty times a second per voice and destination, and the sender
+    is the only reader.
+    """
 
     def __init__(self, tap: FrameTap) -> None:
         super().__init__()
         self.kind = tap.kind
         self.tap = tap
-        self._queue: asyncio.Queue[Packet | None] = asyncio.Queue()
+        self._frames: deque[EncodedFrame] = deque()
+        self._waiter: asyncio.Future[None] | None = None
         # A destination that starts mid-stream could decode nothing before a keyframe.
         self._waiting_keyframe = tap.kind == "video"
         self.on("ended", self._detach)
 
     def _detach(self) -> None:
         self.tap.tracks.discard(self)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(None)
+        self._wake()
 
-    def feed(self, data: bytes, timestamp: int, time_base: fractions.Fraction) -> None:
-        if self._queue.qsize() >= MAX_BACKLOG[self.kind]:
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def backlog(self) -> int:
+        """Frames waiting for the destination's sender."""
+        return len(self._frames)
+
+    def feed(self, frame: EncodedFrame) -> None:
+        if len(self._frames) >= MAX_BACKLOG[self.kind]:
             # The destination's sender is behind: drop rather than add delay.
-            while not self._queue.empty():
-                self._queue.get_nowait()
+            self._frames.clear()
             if self.kind == "video":
                 self._waiting_keyframe = True
                 self.tap.request_keyframe()
         if self._waiting_keyframe:
-            if not is_vp8_keyframe(data):
+            if not is_vp8_keyframe(frame.data):
                 return
             self._waiting_keyframe = False
-        packet = Packet(data)
-        packet.pts = timestamp
-        packet.time_base = time_base
-        self._queue.put_nowait(packet)
+        self._frames.append(frame)
+        self._wake()
 
-    async def recv(self) -> Packet:  # type: ignore[override]
+    async def recv(self) -> EncodedFrame:  # type: ignore[override]
+        while not self._frames:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
         if self.readyState != "live":
             raise MediaStreamError
-        packet = await self._queue.get()
-        if packet is None:
-            raise MediaStreamError
-        return packet
+        return self._frames.popleft()
 
 
 class AudioPassThrough:
