@@ -19,6 +19,7 @@ from pydicom import dcmread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from dicomweb import identity
 from dicomweb import tables as t
 from dicomweb.context import Context
 from dicomweb.header import KNOWN_NATIVE
@@ -63,7 +64,9 @@ MEDIA = {
 
 
 async def retrieve(request: Request, ctx: Context) -> Response:
-    """PS3.18 10.4.1: study, series or instance as multipart/related application/dicom."""
+    """PS3.18 10.4.1: study, series or instance as multipart/related application/dicom.
+    Instances are sent as stored, except those of a study whose patient identity was
+    corrected since (dicomweb/identity.py) and those transcoded for the Accept."""
     _accept(request, "application/dicom")
     asked = _syntaxes(request, "application/dicom")
     _, rows = await ctx.scoped_instances(
@@ -74,11 +77,13 @@ async def retrieve(request: Request, ctx: Context) -> Response:
         t.studies.c.study_uid,
         t.series.c.series_uid,
         t.instances.c.sop_uid,
+        *identity.COLUMNS,
     )
     boundary = new_boundary()
     base = ctx.base(request)
     paths = [ctx.storage.absolute(r.path) for r in rows]
     rewritten = await _rewritten(asked, rows, paths)
+    rewritten.update(await _corrected(rows, paths, rewritten))
     heads = [
         part_head(
             boundary,
@@ -119,6 +124,31 @@ async def _rewritten(
         if how:
             out[i] = await anyio.to_thread.run_sync(explicit_instance, paths[i])
     return out
+
+
+async def _corrected(
+    rows: list[Any], paths: list[Any], rewritten: dict[int, bytes]
+) -> dict[int, bytes]:
+    """The instances of studies whose patient identity was corrected after they were
+    stored, by position, with the study's identity (dicomweb/identity.py); those
+    that hold it already are left out and sent as stored."""
+    wanted = [(i, c) for i, c in enumerate(map(identity.correction_of, rows)) if c is not None]
+    if not wanted:
+        return {}
+
+    def correct_all() -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        for i, correction in wanted:
+            data = rewritten.get(i)
+            if data is None:
+                with open(paths[i], "rb") as f:
+                    data = f.read()
+            fixed = identity.correct_part10(data, correction)
+            if fixed is not None:
+                out[i] = fixed
+        return out
+
+    return await anyio.to_thread.run_sync(correct_all)
 
 
 def _syntaxes(request: Request, inner: str) -> frozenset[str] | None:
@@ -198,9 +228,22 @@ class _Body:
 
 
 async def metadata(request: Request, ctx: Context) -> Response:
-    """PS3.18 10.4.1.1.2: the stored DICOM JSON of every instance in scope."""
-    _, rows = await ctx.scoped_instances(request, t.instances.c.metadata)
-    return dicom_json("[" + ",".join(r.metadata for r in rows) + "]", base=ctx.base(request))
+    """PS3.18 10.4.1.1.2: the stored DICOM JSON of every instance in scope, with
+    the study's corrected patient identity where it has one (dicomweb/identity.py)."""
+    _, rows = await ctx.scoped_instances(request, t.instances.c.metadata, *identity.COLUMNS)
+    corrections = [identity.correction_of(r) for r in rows]
+
+    def texts() -> list[str]:
+        return [
+            r.metadata if c is None else identity.correct_metadata(r.metadata, c)
+            for r, c in zip(rows, corrections, strict=True)
+        ]
+
+    if any(corrections):
+        parts = await anyio.to_thread.run_sync(texts)
+    else:
+        parts = [r.metadata for r in rows]
+    return dicom_json("[" + ",".join(parts) + "]", base=ctx.base(request))
 
 
 def _frame_numbers(text: str, count: int) -> list[int]:

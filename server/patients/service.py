@@ -210,8 +210,10 @@ async def _refresh_exams(db: AsyncSession, row: PatientIdentity, now: datetime) 
     The archive's study rows (``dicomweb_studies``) carry the patient attributes
     QIDO-RS matches and returns: after a merge (A40), a new identifier (A47) or an
     update, the images already archived are found and shown under the identity the
-    exam now has, never under the old one (the stored files keep what the modality
-    wrote; docs/hl7.md "Merges and the archive")."""
+    exam now has, never under the old one. ``identity_corrected_at`` marks the rows:
+    WADO-RS, WADO-URI and metadata hand the stored instances out with the row's
+    identity from the moment this transaction commits (the stored files keep what
+    the modality wrote; docs/hl7.md "Merges and the archive")."""
     ids = list(await db.scalars(select(Exam.id).where(Exam.patient_identity_id == row.id)))
     if ids:
         name = dicom_name(row)
@@ -235,6 +237,7 @@ async def _refresh_exams(db: AsyncSession, row: PatientIdentity, now: datetime) 
                 patient_name_key=person_key(name[:320]),
                 patient_birth_date=row.birth_date.strftime("%Y%m%d"),
                 patient_sex=row.sex[:16],
+                identity_corrected_at=now.strftime("%Y%m%d%H%M%S.%f%z")[:26],
             )
         )
     return ids

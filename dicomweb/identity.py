@@ -1,0 +1,192 @@
+"""The patient's current identity on the way out (docs/dicomweb.md "Identity on the way
+out").
+
+Stored files are written once and never changed (dicomweb/storage.py). When the
+identity of a study's patient is corrected after its instances were stored (a merge,
+a new identifier, an update from the hospital's patient record system), the server
+writes the new values into the study's index row and sets
+``dicomweb_studies.identity_corrected_at``, in the transaction of that correction.
+From then on every path that hands out one of its instances or their metadata reads
+that row in the same query as the instances and gives the row's identity: the
+values the instance holds are replaced, and kept in an item of Original Attributes
+Sequence (0400,0561), PS3.3 C.12.1, with the reason ``CORRECT``. The pixel data is
+copied as stored, byte for byte.
+
+:func:`modify` is the one way this archive changes attributes of an instance and
+keeps the originals; filing's coercion (reason ``COERCE``) uses it too.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydicom import Dataset, dcmread
+from pydicom.charset import python_encoding
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
+from pydicom.sequence import Sequence
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from dicomweb import tables as t
+
+MODIFYING_SYSTEM = "TELEIMAGERIE"
+#: PS3.3 C.12.1.1.9.1 defined terms of Reason for the Attribute Modification.
+COERCE = "COERCE"
+CORRECT = "CORRECT"
+
+PATIENT = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex")
+#: What qualifies a PatientID (its issuer, the other identifiers such as the INS): once
+#: the PatientID is replaced they describe another identifier, so they are removed
+#: (and kept in the original attributes item) rather than left beside the new one.
+QUALIFIERS = (
+    "IssuerOfPatientID",
+    "IssuerOfPatientIDQualifiersSequence",
+    "OtherPatientIDsSequence",
+)
+_ORIGINALS = "04000561"
+_JSON_TAGS = tuple(f"{tag_for_keyword(k):08X}" for k in (*PATIENT, *QUALIFIERS))
+
+#: The study row's columns a handler selects beside its instance columns.
+COLUMNS = (
+    t.studies.c.patient_id,
+    t.studies.c.patient_name,
+    t.studies.c.patient_birth_date,
+    t.studies.c.patient_sex,
+    t.studies.c.identity_corrected_at,
+)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """The identity a study's instances are handed out with, and when it was set
+    (DICOM DT, the AttributeModificationDateTime of the item written)."""
+
+    patient_id: str
+    patient_name: str
+    patient_birth_date: str
+    patient_sex: str
+    at: str
+
+    def attributes(self) -> dict[str, str]:
+        return {
+            "PatientID": self.patient_id,
+            "PatientName": self.patient_name,
+            "PatientBirthDate": self.patient_birth_date,
+            "PatientSex": self.patient_sex,
+        }
+
+
+def correction_of(row: Any) -> Correction | None:
+    """The correction a row selected with :data:`COLUMNS` asks for; None when the
+    study's identity is the one its instances were stored with."""
+    if row.identity_corrected_at is None:
+        return None
+    return Correction(
+        row.patient_id,
+        row.patient_name,
+        row.patient_birth_date,
+        row.patient_sex,
+        row.identity_corrected_at,
+    )
+
+
+def _fit_charset(ds: Dataset, values: Iterable[str]) -> None:
+    """Declare UTF-8 (ISO_IR 192) when a new value cannot be written in the
+    dataset's character set (PS3.5 6.1.2.3); pydicom re-encodes every text."""
+    text = "".join(values)
+    if text.isascii():
+        return
+    declared = ds.get("SpecificCharacterSet") or ""
+    terms = list(declared) if not isinstance(declared, str) else [declared]
+    if len(terms) == 1 and terms[0] in python_encoding:
+        try:
+            text.encode(python_encoding[terms[0]])
+            return
+        except UnicodeEncodeError:
+            pass
+    ds.SpecificCharacterSet = "ISO_IR 192"
+
+
+def modify(
+    ds: Dataset,
+    values: Mapping[str, str],
+    at: str,
+    reason: str,
+    remove: Iterable[str] = (),
+) -> bool:
+    """Set ``values`` and remove ``remove`` (keywords) in ``ds``, keeping what was
+    there in a new item of Original Attributes Sequence (PS3.3 C.12.1: an attribute
+    that was absent is listed with no value, C.12.1.1.9.2); whether anything changed.
+    Values already equal are left alone."""
+    modified = Dataset()
+    changed = {}
+    for keyword, value in values.items():
+        current = ds.get(keyword)
+        if keyword in ds and str(current if current is not None else "") == value:
+            continue
+        if keyword in ds:
+            modified.add(DataElement(ds[keyword].tag, ds[keyword].VR, ds[keyword].value))
+        else:
+            modified.add_new(keyword, dictionary_VR(keyword), None)
+        changed[keyword] = value
+    gone = [k for k in remove if k in ds]
+    if not changed and not gone:
+        return False
+    for keyword in gone:
+        modified.add(DataElement(ds[keyword].tag, ds[keyword].VR, ds[keyword].value))
+        delattr(ds, keyword)
+    _fit_charset(ds, changed.values())
+    for keyword, value in changed.items():
+        setattr(ds, keyword, value)
+    item = Dataset()
+    item.ModifiedAttributesSequence = Sequence([modified])
+    item.AttributeModificationDateTime = at
+    item.ModifyingSystem = MODIFYING_SYSTEM
+    item.SourceOfPreviousValues = ""
+    item.ReasonForTheAttributeModification = reason
+    originals = ds.get("OriginalAttributesSequence")
+    ds.OriginalAttributesSequence = Sequence([*(originals or []), item])
+    return True
+
+
+def correct_dataset(ds: Dataset, correction: Correction) -> bool:
+    """Give ``ds`` the corrected identity (its qualifiers go when the PatientID
+    changes); whether anything changed."""
+    new_id = "PatientID" not in ds or str(ds.PatientID) != correction.patient_id
+    remove = QUALIFIERS if new_id else ()
+    return modify(ds, correction.attributes(), correction.at, CORRECT, remove)
+
+
+def correct_part10(data: bytes, correction: Correction) -> bytes | None:
+    """``data`` (Part 10) with the corrected identity, or None when it holds it
+    already. Only the elements before the pixel data are parsed and written again;
+    from the pixel data on, the stored bytes are copied as they are (a deflated
+    data set is inflated and written whole). Blocking."""
+    source = io.BytesIO(data)
+    ds = dcmread(source, stop_before_pixels=True)
+    tail = data[source.tell() :]
+    if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+        ds, tail = dcmread(io.BytesIO(data)), b""
+    if not correct_dataset(ds, correction):
+        return None
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue() + tail
+
+
+def correct_metadata(text: str, correction: Correction) -> str:
+    """One instance's stored DICOM JSON (PS3.18 F.2) with the corrected identity,
+    as :func:`correct_part10` gives the instance."""
+    meta: dict[str, Any] = json.loads(text)
+    part = {k: meta[k] for k in (*_JSON_TAGS, _ORIGINALS) if k in meta}
+    ds = Dataset.from_json(part)
+    if not correct_dataset(ds, correction):
+        return text
+    for key in part:
+        meta.pop(key)
+    meta.update(ds.to_json_dict())
+    return json.dumps(dict(sorted(meta.items())), ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,206 @@
+"""Patient safety: the images archived before a merge (A40), a new identifier (A47) or an
+identity update (A31) are handed out with the exam's identity of now, by every path
+that gives the stored instance or its metadata (docs/hl7.md "Merges and the archive",
+docs/dicomweb.md "Identity on the way out"). Real MLLP, a real server over HTTP,
+dicomweb-client, and pydicom reading the bytes returned."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from dicomweb_client.api import DICOMwebClient
+from pydicom import Dataset, dcmread
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+
+from dicomweb.samples import instance, multipart, split_multipart
+from server.core.models import Exam
+from server.testing import LiveServer
+from tests.helpers import of_exam
+from tests.interfaces import messages as m
+from tests.interfaces.conftest import Hl7Listener, ack_code
+
+ClientFor = Callable[[str], Awaitable[httpx.AsyncClient]]
+MERGED = "DUPOND^Hélène Marie"
+SURVIVOR = "DUPONT^Hélène Marie"
+
+
+async def filed_study(
+    listener: Hl7Listener, client_for: ClientFor, placer: str
+) -> tuple[dict[str, Any], httpx.AsyncClient, list[bytes]]:
+    """An exam ordered over MLLP for IPP-OLD (DUPOND), accepted, and a series of two
+    images stored in it by the manipulator: (the exam, the radiologist, the files)."""
+    order = m.order(
+        m.control_id(), placer, m.pid("IPP-OLD", birth_name="DUPOND", ins=None, status="PROV")
+    )
+    [ack] = await listener.send(order)
+    assert ack_code(ack) == "AA", str(ack)
+    urg, rad, man = [await client_for(u) for u in ("urg_a", "rad", "man_a")]
+    async with listener.app.read() as db:
+        exam_id = await db.scalar(select(Exam.id).where(Exam.placer_order_number == placer))
+    base = f"/api/exams/{exam_id}"
+    assert (await rad.post(f"{base}/accept")).status_code == 200
+    assert (await rad.post(f"{base}/protocol", json={"text": "TDM cérébrale"})).status_code == 200
+    assert (await man.post(f"{base}/protocol/ack")).status_code == 200
+    exam = (await urg.get(base)).json()
+    assert exam["patient"]["id"] == "IPP-OLD"
+    series = generate_uid()
+    files = [
+        instance(series=series, InstanceNumber=n, **of_exam(exam))  # type: ignore[arg-type]
+        for n in (1, 2)
+    ]
+    body, ctype = multipart(files)
+    stored = await man.post("/dicomweb/studies", content=body, headers={"Content-Type": ctype})
+    assert stored.status_code == 200, stored.text
+    return exam, rad, files
+
+
+async def retrieved(client: httpx.AsyncClient, path: str) -> list[Dataset]:
+    resp = await client.get(path, headers={"Accept": 'multipart/related; type="application/dicom"'})
+    assert resp.status_code == 200, resp.text
+    parts = split_multipart(resp.content, resp.headers["content-type"])
+    return [dcmread(io.BytesIO(p)) for p in parts]
+
+
+def original(ds: Dataset) -> tuple[Dataset, Dataset]:
+    """(the last Original Attributes Sequence item, its modified attributes)."""
+    item = ds.OriginalAttributesSequence[-1]
+    return item, item.ModifiedAttributesSequence[0]
+
+
+async def check_survivor(
+    rad: httpx.AsyncClient,
+    server: LiveServer,
+    study: str,
+    files: list[bytes],
+    shown: tuple[str, str],
+    was: tuple[str, str],
+) -> None:
+    """Every path gives ``shown`` (PatientID, PatientName) and keeps ``was`` in an
+    Original Attributes item (reason CORRECT); the pixel data is the stored one."""
+    sent = {(d := dcmread(io.BytesIO(f))).SOPInstanceUID: d for f in files}
+    series = next(iter(sent.values())).SeriesInstanceUID
+    sop = next(iter(sent))
+    base = f"/dicomweb/studies/{study}"
+    got = [
+        *await retrieved(rad, base),
+        *await retrieved(rad, f"{base}/series/{series}"),
+        *await retrieved(rad, f"{base}/series/{series}/instances/{sop}"),
+    ]
+    assert len(got) == 5
+    for ds in got:
+        assert (ds.PatientID, str(ds.PatientName)) == shown
+        item, before = original(ds)
+        assert item.ReasonForTheAttributeModification == "CORRECT"
+        assert item.ModifyingSystem == "TELEIMAGERIE"
+        for keyword, new, old in zip(("PatientID", "PatientName"), shown, was, strict=True):
+            if new != old:
+                assert str(before[keyword].value) == old
+            else:
+                assert keyword not in before
+        assert ds.PixelData == sent[ds.SOPInstanceUID].PixelData
+    # The metadata, by series and study, says the same.
+    for path in (f"{base}/metadata", f"{base}/series/{series}/metadata"):
+        resp = await rad.get(path)
+        assert resp.status_code == 200, resp.text
+        for meta in resp.json():
+            assert meta["00100020"]["Value"] == [shown[0]]
+            assert meta["00100010"]["Value"][0]["Alphabetic"] == shown[1]
+            [item] = meta["04000561"]["Value"]
+            assert item["04000565"]["Value"] == ["CORRECT"]  # Reason for the modification
+    # WADO-URI, as a RIS link opens it.
+    uri = await rad.get(
+        "/dicomweb/wado",
+        params={
+            "requestType": "WADO",
+            "studyUID": study,
+            "seriesUID": series,
+            "objectUID": sop,
+            "contentType": "application/dicom",
+        },
+    )
+    assert uri.status_code == 200, uri.text
+    assert "no-cache" in uri.headers["cache-control"]
+    ds = dcmread(io.BytesIO(uri.content))
+    assert (ds.PatientID, str(ds.PatientName)) == shown
+    assert ds.PixelData == sent[sop].PixelData
+    # dicomweb-client, as a viewer or a hospital's system retrieves the study.
+    token = rad.headers["Authorization"]
+
+    def with_client() -> list[Dataset]:
+        client = DICOMwebClient(url=f"{server.url}/dicomweb", headers={"Authorization": token})
+        return list(client.retrieve_study(study))
+
+    for ds in await asyncio.to_thread(with_client):
+        assert (ds.PatientID, str(ds.PatientName)) == shown
+        assert ds.PixelData == sent[ds.SOPInstanceUID].PixelData
+
+
+@pytest.mark.parametrize(
+    ("message", "shown", "was"),
+    [
+        pytest.param(
+            lambda: m.adt("A40", m.control_id(), m.pid("IPP-NEW"), m.mrg("IPP-OLD")),
+            ("IPP-NEW", SURVIVOR),
+            ("IPP-OLD", MERGED),
+            id="A40-merge",
+        ),
+        pytest.param(
+            lambda: m.adt(
+                "A47",
+                m.control_id(),
+                m.pid("IPP-B", birth_name="DUPOND", ins=None, status="PROV"),
+                m.mrg("IPP-OLD"),
+            ),
+            ("IPP-B", MERGED),
+            ("IPP-OLD", MERGED),
+            id="A47-new-identifier",
+        ),
+        pytest.param(
+            lambda: m.adt("A31", m.control_id(), m.pid("IPP-OLD", ins=None, status="PROV")),
+            ("IPP-OLD", SURVIVOR),
+            ("IPP-OLD", MERGED),
+            id="A31-update",
+        ),
+    ],
+)
+async def test_images_stored_before_are_handed_out_with_the_new_identity(
+    hl7_listener: Hl7Listener,
+    client_for: ClientFor,
+    live_server: LiveServer,
+    message: Callable[[], str],
+    shown: tuple[str, str],
+    was: tuple[str, str],
+) -> None:
+    exam, rad, files = await filed_study(hl7_listener, client_for, "CMD-M1")
+    study = exam["study_instance_uid"]
+    [ack] = await hl7_listener.send(message())
+    assert ack_code(ack) == "AA", str(ack)
+    await check_survivor(rad, live_server, study, files, shown, was)
+
+
+async def test_a_merge_sent_by_another_establishment_changes_no_image(
+    hl7_listener: Hl7Listener, client_for: ClientFor
+) -> None:
+    """CHU_B's system cannot merge HOPA's patient: refused, and the images are
+    still handed out exactly as stored."""
+    exam, rad, files = await filed_study(hl7_listener, client_for, "CMD-M2")
+    [ack] = await hl7_listener.send(
+        m.adt("A40", m.control_id(), m.pid("IPP-NEW"), m.mrg("IPP-OLD"), facility="CHU_B")
+    )
+    assert ack_code(ack) != "AA", str(ack)
+    study = exam["study_instance_uid"]
+    resp = await rad.get(
+        f"/dicomweb/studies/{study}",
+        headers={"Accept": 'multipart/related; type="application/dicom"'},
+    )
+    assert resp.status_code == 200
+    assert sorted(split_multipart(resp.content, resp.headers["content-type"])) == sorted(files)
+    meta = (await rad.get(f"/dicomweb/studies/{study}/metadata")).json()
+    assert [x["00100020"]["Value"] for x in meta] == [["IPP-OLD"], ["IPP-OLD"]]
+    assert all("04000561" not in x for x in meta)
