@@ -19,6 +19,11 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from dicomweb.samples import instance, multipart, split_multipart
+from dicomweb.header import instance_attrs
+from dicomweb.staging import Staged, read_staged
+from dicomweb.types import StoredInstance, StoreTarget
+from server.archive.service import build
+from server.core.identity import SystemPrincipal
 from server.core.models import Exam
 from server.testing import LiveServer
 from tests.helpers import of_exam
@@ -30,11 +35,11 @@ MERGED = "DUPOND^Hélène Marie"
 SURVIVOR = "DUPONT^Hélène Marie"
 
 
-async def filed_study(
+async def accepted_exam(
     listener: Hl7Listener, client_for: ClientFor, placer: str
-) -> tuple[dict[str, Any], httpx.AsyncClient, list[bytes]]:
-    """An exam ordered over MLLP for IPP-OLD (DUPOND), accepted, and a series of two
-    images stored in it by the manipulator: (the exam, the radiologist, the files)."""
+) -> tuple[dict[str, Any], httpx.AsyncClient, httpx.AsyncClient]:
+    """An exam ordered over MLLP for IPP-OLD (DUPOND), accepted and its protocol
+    acknowledged: (the exam, the radiologist, the manipulator)."""
     order = m.order(
         m.control_id(), placer, m.pid("IPP-OLD", birth_name="DUPOND", ins=None, status="PROV")
     )
@@ -49,6 +54,15 @@ async def filed_study(
     assert (await man.post(f"{base}/protocol/ack")).status_code == 200
     exam = (await urg.get(base)).json()
     assert exam["patient"]["id"] == "IPP-OLD"
+    return exam, rad, man
+
+
+async def filed_study(
+    listener: Hl7Listener, client_for: ClientFor, placer: str
+) -> tuple[dict[str, Any], httpx.AsyncClient, list[bytes]]:
+    """:func:`accepted_exam` and a series of two images stored in it by the
+    manipulator: (the exam, the radiologist, the files)."""
+    exam, rad, man = await accepted_exam(listener, client_for, placer)
     series = generate_uid()
     files = [
         instance(series=series, InstanceNumber=n, **of_exam(exam))  # type: ignore[arg-type]
@@ -92,7 +106,7 @@ async def check_survivor(
         *await retrieved(rad, f"{base}/series/{series}"),
         *await retrieved(rad, f"{base}/series/{series}/instances/{sop}"),
     ]
-    assert len(got) == 5
+    assert len(got) == 2 * len(files) + 1
     for ds in got:
         assert (ds.PatientID, str(ds.PatientName)) == shown
         item, before = original(ds)
@@ -204,3 +218,63 @@ async def test_a_merge_sent_by_another_establishment_changes_no_image(
     meta = (await rad.get(f"/dicomweb/studies/{study}/metadata")).json()
     assert [x["00100020"]["Value"] for x in meta] == [["IPP-OLD"], ["IPP-OLD"]]
     assert all("04000561" not in x for x in meta)
+
+
+async def test_key_images_marked_after_a_merge_name_the_survivor(
+    hl7_listener: Hl7Listener, client_for: ClientFor
+) -> None:
+    """The key-object document copies its patient from the images it references: made
+    after the merge, it names the survivor and is filed into the exam."""
+    exam, rad, files = await filed_study(hl7_listener, client_for, "CMD-M3")
+    [ack] = await hl7_listener.send(
+        m.adt("A40", m.control_id(), m.pid("IPP-NEW"), m.mrg("IPP-OLD"))
+    )
+    assert ack_code(ack) == "AA", str(ack)
+    marked = dcmread(io.BytesIO(files[0])).SOPInstanceUID
+    resp = await rad.post(
+        f"/api/exams/{exam['id']}/key-objects", json={"key_images": [{"sop_instance_uid": marked}]}
+    )
+    assert resp.status_code == 201, resp.text
+    saved = resp.json()["key_images"]
+    [ko] = await retrieved(
+        rad,
+        f"/dicomweb/studies/{exam['study_instance_uid']}/series/{saved['series_instance_uid']}"
+        f"/instances/{saved['sop_instance_uid']}",
+    )
+    assert (ko.PatientID, str(ko.PatientName)) == ("IPP-NEW", SURVIVOR)
+
+
+async def test_images_filed_before_a_merge_and_indexed_after_it_take_the_survivor(
+    hl7_listener: Hl7Listener, client_for: ClientFor, live_server: LiveServer
+) -> None:
+    """A merge racing the first images of a study: they were filed under the old
+    identity, the merge commits, then their study row is written. The row takes the
+    survivor's identity (read under the exam's lock) and they are handed out so."""
+    exam, rad, _ = await accepted_exam(hl7_listener, client_for, "CMD-M4")
+    data = instance(**of_exam(exam))  # type: ignore[arg-type]
+    archive = build(hl7_listener.app)
+    ingestor = archive.ingestor
+    staged = read_staged(ingestor.storage.write_temp([data]))
+    assert isinstance(staged, Staged)
+    async with hl7_listener.app.read() as db:
+        establishment = await db.scalar(select(Exam.establishment_id).where(Exam.id == exam["id"]))
+    bound = SystemPrincipal(exam_id=exam["id"], establishment_id=establishment)
+    target = await ingestor.access.authorize_store(bound, instance_attrs(staged.header))
+    assert isinstance(target, StoreTarget)  # filed: the header is the exam's patient
+    [ack] = await hl7_listener.send(
+        m.adt("A40", m.control_id(), m.pid("IPP-NEW"), m.mrg("IPP-OLD"))
+    )
+    assert ack_code(ack) == "AA", str(ack)
+    results: list[Any] = [None]
+    await ingestor._place_and_index([(0, staged, target)], results)
+    assert isinstance(results[0], StoredInstance), results
+    found = await rad.get("/dicomweb/studies", params={"PatientID": "IPP-NEW"})
+    assert [s["0020000D"]["Value"][0] for s in found.json()] == [exam["study_instance_uid"]]
+    await check_survivor(
+        rad,
+        live_server,
+        exam["study_instance_uid"],
+        [data],
+        ("IPP-NEW", SURVIVOR),
+        ("IPP-OLD", MERGED),
+    )
