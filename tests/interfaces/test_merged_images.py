@@ -18,8 +18,8 @@ from pydicom import Dataset, dcmread
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from dicomweb.samples import instance, multipart, split_multipart
 from dicomweb.header import instance_attrs
+from dicomweb.samples import instance, multipart, split_multipart
 from dicomweb.staging import Staged, read_staged
 from dicomweb.types import StoredInstance, StoreTarget
 from server.archive.service import build
