@@ -25,13 +25,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom import Dataset, dcmread
-from pydicom.charset import python_encoding
+from pydicom.charset import convert_encodings, python_encoding
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from dicomweb import tables as t
+from dicomweb.fastread import IMPLICIT_LE, LENGTH_32, TRANSFER_SYNTAX_UID, Unsupported, walk
 
 MODIFYING_SYSTEM = "TELEIMAGERIE"
 #: PS3.3 C.12.1.1.9.1 defined terms of Reason for the Attribute Modification.
@@ -102,7 +106,8 @@ def _fit_charset(ds: Dataset, values: Iterable[str]) -> None:
         return
     declared = ds.get("SpecificCharacterSet") or ""
     terms = list(declared) if not isinstance(declared, str) else [declared]
-    if len(terms) == 1 and terms[0] in python_encoding:
+    # No character set declared is ISO_IR 6, ASCII only (pydicom would write Latin-1).
+    if len(terms) == 1 and terms[0] and terms[0] in python_encoding:
         try:
             text.encode(python_encoding[terms[0]])
             return
@@ -163,9 +168,21 @@ def correct_dataset(ds: Dataset, correction: Correction) -> bool:
 
 def correct_part10(data: bytes, correction: Correction) -> bytes | None:
     """``data`` (Part 10) with the corrected identity, or None when it holds it
-    already. Only the elements before the pixel data are parsed and written again;
-    from the pixel data on, the stored bytes are copied as they are (a deflated
-    data set is inflated and written whole). Blocking."""
+    already: :func:`corrected_head` and the stored bytes after it. What that fast
+    path does not handle (no preamble, a deflated or big endian data set, a new
+    character set) is read and written whole by pydicom, the pixel data still
+    copied as stored. Blocking."""
+    try:
+        found = corrected_head(data, correction)
+    except Unsupported:
+        return _rewritten(data, correction)
+    if found is None:
+        return None
+    head, rest = found
+    return head + data[rest:]
+
+
+def _rewritten(data: bytes, correction: Correction) -> bytes | None:
     source = io.BytesIO(data)
     ds = dcmread(source, stop_before_pixels=True)
     tail = data[source.tell() :]
@@ -176,6 +193,77 @@ def correct_part10(data: bytes, correction: Correction) -> bytes | None:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue() + tail
+
+
+_PATIENT_GROUP = (0x00100000, 0x00110000)
+_ORIGINALS_TAG = 0x04000561
+_CHARSET_TAG = BaseTag(0x00080005)
+
+
+def corrected_head(buf: Any, correction: Correction) -> tuple[bytes, int] | None:
+    """The head of a stored file (bytes or an mmap) with the corrected identity, and
+    the offset in ``buf`` from which the stored bytes follow it unchanged; None when
+    it holds the identity already. The top-level elements are located by
+    ``dicomweb.fastread`` (little endian, not deflated); the patient's group (0010)
+    and Original Attributes Sequence are read into a small data set, corrected,
+    encoded in the file's transfer syntax and put in place of theirs. Raises
+    ``Unsupported`` for the rest. Blocking."""
+    meta, elements, pixel = walk(buf)
+    syntax = bytes(meta[TRANSFER_SYNTAX_UID].value or b"").rstrip(b"\0 ").decode()
+    implicit = syntax == IMPLICIT_LE
+    low, high = _PATIENT_GROUP
+    spans = [(int(tag), *_span(e, implicit)) for tag, e in elements.items()]
+    ours: dict[BaseTag, DataElement | RawDataElement] = {
+        t: e for t, e in elements.items() if low <= int(t) < high or int(t) == _ORIGINALS_TAG
+    }
+    if _CHARSET_TAG in elements:
+        ours[_CHARSET_TAG] = elements[_CHARSET_TAG]
+    ds = Dataset(ours)
+    charset = ds.get("SpecificCharacterSet")
+    encoding = convert_encodings(charset or "ISO_IR 6")
+    ds.set_original_encoding(implicit, True, encoding)
+    if not correct_dataset(ds, correction):
+        return None
+    if ds.get("SpecificCharacterSet") != charset:
+        raise Unsupported("the character set changes: every text is encoded again")
+    patient = Dataset({t: ds[t] for t in ds.keys() if low <= int(t) < high and t.element != 0})
+    originals = Dataset({ds["OriginalAttributesSequence"].tag: ds["OriginalAttributesSequence"]})
+    a, b = _range(spans, low, high, pixel)
+    c, d = _range(spans, _ORIGINALS_TAG, _ORIGINALS_TAG + 1, pixel)
+    head = b"".join(
+        (
+            bytes(buf[:a]),
+            _encode(patient, implicit, encoding),
+            bytes(buf[b:c]),
+            _encode(originals, implicit, encoding),
+        )
+    )
+    return head, d
+
+
+def _span(e: RawDataElement, implicit: bool) -> tuple[int, int]:
+    """Where a top-level element read by ``walk`` starts and ends in the file."""
+    head = 8 if implicit or (e.VR or "").encode() not in LENGTH_32 else 12
+    size = len(e.value or b"") if e.length == 0xFFFFFFFF else e.length
+    return e.value_tell - head, e.value_tell + size
+
+
+def _range(spans: list[tuple[int, int, int]], low: int, high: int, end: int) -> tuple[int, int]:
+    """The bytes of the elements with tags in [low, high), or the empty range where
+    they would go."""
+    inside = [(start, stop) for tag, start, stop in spans if low <= tag < high]
+    if inside:
+        return inside[0][0], inside[-1][1]
+    after = next((start for tag, start, _ in spans if tag >= high), end)
+    return after, after
+
+
+def _encode(ds: Dataset, implicit: bool, encoding: Any) -> bytes:
+    out = DicomBytesIO()
+    out.is_little_endian = True
+    out.is_implicit_VR = implicit
+    write_dataset(out, ds, encoding)
+    return out.getvalue()
 
 
 def correct_metadata(text: str, correction: Correction) -> str:

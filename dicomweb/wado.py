@@ -22,6 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from dicomweb import identity
 from dicomweb import tables as t
 from dicomweb.context import Context
+from dicomweb.fastread import Unsupported
 from dicomweb.header import KNOWN_NATIVE
 from dicomweb.http import (
     MediaRange,
@@ -83,7 +84,7 @@ async def retrieve(request: Request, ctx: Context) -> Response:
     base = ctx.base(request)
     paths = [ctx.storage.absolute(r.path) for r in rows]
     rewritten = await _rewritten(asked, rows, paths)
-    rewritten.update(await _corrected(rows, paths, rewritten))
+    corrected = await _corrected(rows, paths, rewritten)
     heads = [
         part_head(
             boundary,
@@ -94,9 +95,10 @@ async def retrieve(request: Request, ctx: Context) -> Response:
         for i, r in enumerate(rows)
     ]
     tail = f"--{boundary}--\r\n".encode()
-    segments: list[bytes | tuple[Any, int]] = []
+    segments: list[Segment] = []
     for i, (head, path, r) in enumerate(zip(heads, paths, rows, strict=True)):
-        segments += [head, rewritten.get(i, (path, r.size)), b"\r\n"]
+        stored: list[Segment] = [rewritten[i]] if i in rewritten else [(path, r.size, 0)]
+        segments += [head, *corrected.get(i, stored), b"\r\n"]
     segments.append(tail)
     body = _Body(segments)
     return StreamingResponse(
@@ -128,27 +130,49 @@ async def _rewritten(
 
 async def _corrected(
     rows: list[Any], paths: list[Any], rewritten: dict[int, bytes]
-) -> dict[int, bytes]:
+) -> dict[int, list[Segment]]:
     """The instances of studies whose patient identity was corrected after they were
-    stored, by position, with the study's identity (dicomweb/identity.py); those
-    that hold it already are left out and sent as stored."""
+    stored, by position, with the study's identity (dicomweb/identity.py): the new
+    head of the file, then its stored bytes from the pixel data on, sent from the
+    file like any other. Those that hold the identity already are left out."""
     wanted = [(i, c) for i, c in enumerate(map(identity.correction_of, rows)) if c is not None]
     if not wanted:
         return {}
 
-    def correct_all() -> dict[int, bytes]:
-        out: dict[int, bytes] = {}
+    def correct_all() -> dict[int, list[Segment]]:
+        out: dict[int, list[Segment]] = {}
         for i, correction in wanted:
-            data = rewritten.get(i)
-            if data is None:
-                with open(paths[i], "rb") as f:
-                    data = f.read()
-            fixed = identity.correct_part10(data, correction)
-            if fixed is not None:
-                out[i] = fixed
+            if i in rewritten:
+                fixed = identity.correct_part10(rewritten[i], correction)
+                if fixed is not None:
+                    out[i] = [fixed]
+                continue
+            found = _corrected_file(paths[i], rows[i].size, correction)
+            if found is not None:
+                out[i] = found
         return out
 
     return await anyio.to_thread.run_sync(correct_all)
+
+
+def _corrected_file(path: Any, size: int, correction: identity.Correction) -> list[Segment] | None:
+    """One stored file with the corrected identity: only its head is read (from an
+    mmap) and written again; the rest is a file segment. Blocking."""
+    with open(path, "rb") as f:
+        if size < MAP_MIN:
+            data = f.read(size)
+            fixed = identity.correct_part10(data, correction)
+            return None if fixed is None else [fixed]
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            try:
+                found = identity.corrected_head(mm, correction)
+            except Unsupported:
+                fixed = identity.correct_part10(mm[:size], correction)
+                return None if fixed is None else [fixed]
+    if found is None:
+        return None
+    head, rest = found
+    return [head, (path, size, rest)]
 
 
 def _syntaxes(request: Request, inner: str) -> frozenset[str] | None:
@@ -169,8 +193,13 @@ def _syntaxes(request: Request, inner: str) -> frozenset[str] | None:
     return frozenset(found) or None
 
 
+#: A piece of a response body: bytes, or the bytes ``[start, size)`` of a stored
+#: file (its path, its recorded size, where to start).
+Segment = bytes | tuple[Any, int, int]
+
+
 class _Body:
-    """A multipart body of byte strings and stored files (path, recorded size).
+    """A multipart body of byte strings and stored files (path, recorded size, start).
 
     Files of ``MAP_MIN`` bytes or more are handed to the server as memoryviews
     of a read-only mmap: nothing is copied on our side, the kernel copies from
@@ -182,9 +211,9 @@ class _Body:
     a file already shorter than its recorded size ends the response with an error.
     """
 
-    def __init__(self, segments: list[bytes | tuple[Any, int]]) -> None:
+    def __init__(self, segments: list[Segment]) -> None:
         self.segments = segments
-        self.length = sum(len(s) if isinstance(s, bytes) else s[1] for s in segments)
+        self.length = sum(len(s) if isinstance(s, bytes) else s[1] - s[2] for s in segments)
 
     def _prepare(self, i: int) -> tuple[list[bytes | memoryview], int]:
         """The pieces from segment ``i`` on, up to ~CHUNK bytes of file data."""
@@ -197,24 +226,25 @@ class _Body:
             if isinstance(segment, bytes):
                 small.append(segment)
                 continue
-            path, size = segment
+            path, size, start = segment
             with open(path, "rb") as f:
-                if size < MAP_MIN:
-                    data = f.read(size)
-                    if len(data) != size:
+                if size - start < MAP_MIN:
+                    f.seek(start)
+                    data = f.read(size - start)
+                    if len(data) != size - start:
                         raise OSError(f"{path} is shorter than recorded")
                     small.append(data)
-                    mapped += size
+                    mapped += size - start
                     continue
                 mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             if len(mm) < size:
                 raise OSError(f"{path} is shorter than recorded")
-            mm[::PAGE]  # fault the pages in here, not in the event loop's send
+            mm[start - start % PAGE :: PAGE]  # fault the pages in here, not in the send
             if small:
                 out.append(b"".join(small))
                 small = []
-            out.append(memoryview(mm)[:size])
-            mapped += size
+            out.append(memoryview(mm)[start:size])
+            mapped += size - start
         if small:
             out.append(b"".join(small))
         return out, i
