@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydicom import Dataset, dcmread
 from pydicom.charset import convert_encodings, python_encoding
@@ -278,3 +280,47 @@ def correct_metadata(text: str, correction: Correction) -> str:
         meta.pop(key)
     meta.update(ds.to_json_dict())
     return json.dumps(dict(sorted(meta.items())), ensure_ascii=False, separators=(",", ":"))
+
+
+T = TypeVar("T")
+
+
+def _weight(value: Any) -> int:
+    """About what an answer holds in memory: its bytes and texts."""
+    if isinstance(value, (bytes, str)):
+        return 64 + len(value)
+    if isinstance(value, (list, tuple)):
+        return 64 + sum(_weight(v) for v in value if isinstance(v, (bytes, str)))
+    return 64
+
+
+class Corrected:
+    """What the corrections of this process gave, by instance and correction: the
+    head of a file and its offset, or the DICOM JSON. The key holds the correction
+    itself (the identity and its date, read in the request's query), so a later
+    correction never finds an earlier answer; stored files never change. Bounded
+    to ``size`` bytes, least recently used first out. Shared by the worker threads."""
+
+    def __init__(self, size: int = 64 * 1024 * 1024) -> None:
+        self.size = size
+        self.weight = 0
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                value: T = found[0]
+                return value
+        value = make()
+        weight = _weight(value)
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = (value, weight)
+                self.weight += weight
+            while self.weight > self.size and self._items:
+                _, (_, w) = self._items.popitem(last=False)
+                self.weight -= w
+        return value

@@ -84,7 +84,7 @@ async def retrieve(request: Request, ctx: Context) -> Response:
     base = ctx.base(request)
     paths = [ctx.storage.absolute(r.path) for r in rows]
     rewritten = await _rewritten(asked, rows, paths)
-    corrected = await _corrected(rows, paths, rewritten)
+    corrected = await _corrected(ctx.corrected, rows, paths, rewritten)
     heads = [
         part_head(
             boundary,
@@ -129,7 +129,7 @@ async def _rewritten(
 
 
 async def _corrected(
-    rows: list[Any], paths: list[Any], rewritten: dict[int, bytes]
+    cache: identity.Corrected, rows: list[Any], paths: list[Any], rewritten: dict[int, bytes]
 ) -> dict[int, list[Segment]]:
     """The instances of studies whose patient identity was corrected after they were
     stored, by position, with the study's identity (dicomweb/identity.py): the new
@@ -147,7 +147,11 @@ async def _corrected(
                 if fixed is not None:
                     out[i] = [fixed]
                 continue
-            found = _corrected_file(paths[i], rows[i].size, correction)
+            path, size = paths[i], rows[i].size
+            found = cache.get(
+                ("file", rows[i].sop_uid, correction),
+                lambda: _corrected_file(path, size, correction),  # noqa: B023 (called here)
+            )
             if found is not None:
                 out[i] = found
         return out
@@ -260,12 +264,17 @@ class _Body:
 async def metadata(request: Request, ctx: Context) -> Response:
     """PS3.18 10.4.1.1.2: the stored DICOM JSON of every instance in scope, with
     the study's corrected patient identity where it has one (dicomweb/identity.py)."""
-    _, rows = await ctx.scoped_instances(request, t.instances.c.metadata, *identity.COLUMNS)
+    _, rows = await ctx.scoped_instances(
+        request, t.instances.c.metadata, t.instances.c.sop_uid, *identity.COLUMNS
+    )
     corrections = [identity.correction_of(r) for r in rows]
+
+    def corrected(text: str, sop: str, c: identity.Correction) -> str:
+        return ctx.corrected.get(("json", sop, c), lambda: identity.correct_metadata(text, c))
 
     def texts() -> list[str]:
         return [
-            r.metadata if c is None else identity.correct_metadata(r.metadata, c)
+            r.metadata if c is None else corrected(r.metadata, r.sop_uid, c)
             for r, c in zip(rows, corrections, strict=True)
         ]
 
