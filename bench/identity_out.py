@@ -19,17 +19,20 @@ ratios B/A, with the load average at the time.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import itertools
 import os
 import sqlite3
 import statistics
+import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 from pydicom import dcmread
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stow_ab import load_bench  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -42,14 +45,6 @@ KINDS = (
     ("metadata first", "/metadata", JSON),
     ("metadata again", "/metadata", JSON),
 )
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("dicomweb_bench", HERE / "dicomweb.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def mark(db: Path, study: str, corrected: bool) -> None:

@@ -78,12 +78,9 @@ class Correction:
     at: str
 
     def attributes(self) -> dict[str, str]:
-        return {
-            "PatientID": self.patient_id,
-            "PatientName": self.patient_name,
-            "PatientBirthDate": self.patient_birth_date,
-            "PatientSex": self.patient_sex,
-        }
+        """The values by keyword, in the order of :data:`PATIENT`."""
+        values = (self.patient_id, self.patient_name, self.patient_birth_date, self.patient_sex)
+        return dict(zip(PATIENT, values, strict=True))
 
 
 def correction_of(row: Any) -> Correction | None:
