@@ -278,3 +278,35 @@ async def test_images_filed_before_a_merge_and_indexed_after_it_take_the_survivo
         ("IPP-NEW", SURVIVOR),
         ("IPP-OLD", MERGED),
     )
+
+
+async def test_a_second_correction_is_served_at_once(
+    hl7_listener: Hl7Listener, client_for: ClientFor
+) -> None:
+    """What the server kept of the first correction is never given after the next:
+    the survivor renamed by A31 right after the merge is what the next retrieve and
+    metadata show."""
+    exam, rad, files = await filed_study(hl7_listener, client_for, "CMD-M5")
+    study = exam["study_instance_uid"]
+    [ack] = await hl7_listener.send(
+        m.adt("A40", m.control_id(), m.pid("IPP-NEW"), m.mrg("IPP-OLD"))
+    )
+    assert ack_code(ack) == "AA", str(ack)
+    path = f"/dicomweb/studies/{study}"
+    assert {str(ds.PatientName) for ds in await retrieved(rad, path)} == {SURVIVOR}
+    assert {
+        x["00100010"]["Value"][0]["Alphabetic"] for x in (await rad.get(f"{path}/metadata")).json()
+    } == {SURVIVOR}
+    [ack] = await hl7_listener.send(
+        m.adt("A31", m.control_id(), m.pid("IPP-NEW", birth_name="MARTIN"))
+    )
+    assert ack_code(ack) == "AA", str(ack)
+    got = await retrieved(rad, path)
+    assert {(ds.PatientID, str(ds.PatientName)) for ds in got} == {
+        ("IPP-NEW", "MARTIN^Hélène Marie")
+    }
+    for ds in got:
+        [item] = ds.OriginalAttributesSequence  # the stored values, not the first correction
+        assert str(item.ModifiedAttributesSequence[0].PatientName) == MERGED
+    meta = (await rad.get(f"{path}/metadata")).json()
+    assert {x["00100010"]["Value"][0]["Alphabetic"] for x in meta} == {"MARTIN^Hélène Marie"}
