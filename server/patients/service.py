@@ -203,6 +203,20 @@ async def upsert(
     return row, "updated", await _refresh_exams(db, row, now)
 
 
+def study_identity(row: PatientIdentity, now: datetime) -> dict[str, str]:
+    """The identity as the archive's study rows carry it, marked corrected at ``now``
+    (docs/dicomweb.md "Identity on the way out")."""
+    name = dicom_name(row)[:320]
+    return {
+        "patient_id": row.ipp[:64],
+        "patient_name": name,
+        "patient_name_key": person_key(name),
+        "patient_birth_date": row.birth_date.strftime("%Y%m%d"),
+        "patient_sex": row.sex[:16],
+        "identity_corrected_at": now.strftime("%Y%m%d%H%M%S.%f%z")[:26],
+    }
+
+
 async def _refresh_exams(db: AsyncSession, row: PatientIdentity, now: datetime) -> list[str]:
     """Copy the identity's traits onto the exams linked to it, and onto the archive's
     index of their studies; the exams' ids.
@@ -228,17 +242,10 @@ async def _refresh_exams(db: AsyncSession, row: PatientIdentity, now: datetime) 
             )
             .execution_options(synchronize_session=False)
         )
+        # After the exams: an ingest writing a new study row of one of them holds a
+        # shared lock on it (dicomweb/index.py), so this sees its row once committed.
         await db.execute(
-            update(studies)
-            .where(studies.c.exam_id.in_(ids))
-            .values(
-                patient_id=row.ipp[:64],
-                patient_name=name[:320],
-                patient_name_key=person_key(name[:320]),
-                patient_birth_date=row.birth_date.strftime("%Y%m%d"),
-                patient_sex=row.sex[:16],
-                identity_corrected_at=now.strftime("%Y%m%d%H%M%S.%f%z")[:26],
-            )
+            update(studies).where(studies.c.exam_id.in_(ids)).values(study_identity(row, now))
         )
     return ids
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,13 +19,16 @@ from pydicom import Dataset, dcmread
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
+from dicomweb import identity
 from dicomweb.header import instance_attrs
 from dicomweb.samples import instance, multipart, split_multipart
 from dicomweb.staging import Staged, read_staged
+from dicomweb.tables import studies
 from dicomweb.types import StoredInstance, StoreTarget
 from server.archive.service import build
 from server.core.identity import SystemPrincipal
-from server.core.models import Exam
+from server.core.models import Establishment, Exam
+from server.priors.models import HospitalPrior
 from server.testing import LiveServer
 from tests.helpers import of_exam
 from tests.interfaces import messages as m
@@ -310,3 +314,61 @@ async def test_a_second_correction_is_served_at_once(
         assert str(item.ModifiedAttributesSequence[0].PatientName) == MERGED
     meta = (await rad.get(f"{path}/metadata")).json()
     assert {x["00100010"]["Value"][0]["Alphabetic"] for x in meta} == {"MARTIN^Hélène Marie"}
+
+
+async def test_priors_fetched_from_the_hospital_follow_the_merge(
+    hl7_listener: Hl7Listener, client_for: ClientFor
+) -> None:
+    """A study the worker fetched from the hospital's PACS as a prior of the exam
+    (indexed with no exam, the establishment's) shows the survivor after A40, marked
+    corrected; another establishment's study with the same UID pattern is untouched."""
+    exam, _, _ = await accepted_exam(hl7_listener, client_for, "CMD-M6")
+    now = datetime.now(UTC)
+    async with hl7_listener.app.db() as db:
+        est = await db.scalar(select(Exam.establishment_id).where(Exam.id == exam["id"]))
+        other = await db.scalar(select(Establishment.id).where(Establishment.id != est))
+        uids = {est: generate_uid(), other: generate_uid()}
+        for where, uid in uids.items():
+            await db.execute(
+                studies.insert().values(
+                    study_uid=uid,
+                    patient_id="IPP-OLD",
+                    patient_name=MERGED,
+                    patient_name_key=MERGED.upper(),
+                    patient_birth_date="19690315",
+                    patient_sex="F",
+                    establishment_id=where,
+                    created_at=0,
+                )
+            )
+            db.add(
+                HospitalPrior(
+                    exam_id=exam["id"],
+                    establishment_id=where,
+                    patient_id="IPP-OLD",
+                    study_instance_uid=uid,
+                    position=1,
+                    total=1,
+                    status="done",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        await db.commit()
+    [ack] = await hl7_listener.send(
+        m.adt("A40", m.control_id(), m.pid("IPP-NEW"), m.mrg("IPP-OLD"))
+    )
+    assert ack_code(ack) == "AA", str(ack)
+    async with hl7_listener.app.read() as db:
+        rows = {
+            r.study_uid: r
+            for r in await db.execute(
+                select(studies.c.study_uid, *identity.COLUMNS).where(
+                    studies.c.study_uid.in_(uids.values())
+                )
+            )
+        }
+    mine, theirs = rows[uids[est]], rows[uids[other]]
+    assert (mine.patient_id, mine.patient_name) == ("IPP-NEW", SURVIVOR)
+    assert identity.correction_of(mine) is not None
+    assert (theirs.patient_id, theirs.identity_corrected_at) == ("IPP-OLD", None)
