@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom import Dataset, dcmread
 from pydicom.uid import generate_uid
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dicomweb import identity
 from dicomweb.header import instance_attrs
@@ -28,8 +28,10 @@ from dicomweb.types import StoredInstance, StoreTarget
 from server.archive.service import build
 from server.core.identity import SystemPrincipal
 from server.core.models import Establishment, Exam
+from server.patients import service as patients
 from server.priors.models import HospitalPrior
 from server.testing import LiveServer
+from tests.conftest import BACKEND
 from tests.helpers import of_exam
 from tests.interfaces import messages as m
 from tests.interfaces.conftest import Hl7Listener, ack_code
@@ -372,3 +374,70 @@ async def test_priors_fetched_from_the_hospital_follow_the_merge(
     assert (mine.patient_id, mine.patient_name) == ("IPP-NEW", SURVIVOR)
     assert identity.correction_of(mine) is not None
     assert (theirs.patient_id, theirs.identity_corrected_at) == ("IPP-OLD", None)
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="row locks: SQLite has one writer")
+async def test_a_merge_holding_the_exam_orders_the_first_images_after_it(
+    hl7_listener: Hl7Listener, client_for: ClientFor
+) -> None:
+    """The merge's transaction has updated the exam and not committed yet when the
+    first images of its study (filed under the old identity) are indexed: their
+    index transaction waits on the exam's row, then writes the survivor's identity.
+    Without the shared lock it would write the old one, after the merge's update of
+    the study rows had found nothing to update."""
+    exam, _, _ = await accepted_exam(hl7_listener, client_for, "CMD-M7")
+    app = hl7_listener.app
+    archive = build(app)
+    ingestor = archive.ingestor
+    staged = read_staged(ingestor.storage.write_temp([instance(**of_exam(exam))]))  # type: ignore[arg-type]
+    assert isinstance(staged, Staged)
+    async with app.read() as db:
+        est = await db.scalar(select(Exam.establishment_id).where(Exam.id == exam["id"]))
+    assert est is not None
+    bound = SystemPrincipal(exam_id=exam["id"], establishment_id=est)
+    target = await ingestor.access.authorize_store(bound, instance_attrs(staged.header))
+    assert isinstance(target, StoreTarget)
+    now = datetime.now(UTC)
+    traits = patients.check(
+        patients.Traits(
+            ipp="IPP-NEW",
+            birth_name="DUPONT",
+            first_names="Hélène Marie",
+            sex="F",
+            birth_date=date(1969, 3, 15),
+        ),
+        now.date(),
+    )
+    results: list[Any] = [None]
+    async with app.db() as merge_tx:
+        survivor, _, _ = await patients.upsert(merge_tx, est, traits, now)
+        await patients.merge(merge_tx, est, survivor, "IPP-OLD", now)
+        task = asyncio.create_task(ingestor._place_and_index([(0, staged, target)], results))
+        waiting = 0
+        for _ in range(2000):  # until the index waits on a lock, or is done without
+            if task.done():
+                break
+            async with app.read() as db:
+                waiting = int(
+                    await db.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
+                            " 'Lock' AND datname = current_database()"
+                        )
+                    )
+                    or 0
+                )
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        await merge_tx.commit()
+    await task
+    assert isinstance(results[0], StoredInstance), results
+    async with app.read() as db:
+        row = (
+            await db.execute(
+                select(*identity.COLUMNS).where(studies.c.study_uid == exam["study_instance_uid"])
+            )
+        ).one()
+    assert (row.patient_id, row.patient_name) == ("IPP-NEW", SURVIVOR)
+    assert identity.correction_of(row) is not None
