@@ -15,6 +15,7 @@ from starlette.requests import Request
 
 from dicomweb import tables as t
 from dicomweb.http import base_of
+from dicomweb.identity import Corrected
 from dicomweb.ingest import Ingestor
 from dicomweb.storage import Storage
 from dicomweb.types import Access, DicomwebConfig, DicomwebError, Principal
@@ -91,6 +92,8 @@ class Context:
     storage: Storage
     ingestor: Ingestor
     frame_cache: FrameCache = field(default_factory=FrameCache)
+    # Instances handed out with a corrected patient identity (dicomweb/identity.py).
+    corrected: Corrected = field(default_factory=Corrected)
 
     def base(self, request: Request) -> str:
         return base_of(request, self.config.public_base_url)

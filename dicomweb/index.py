@@ -7,7 +7,9 @@ A STOW request of 200 slices is 200 rows in ``dicomweb_instances`` inserted by o
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -60,7 +62,37 @@ class Rejected:
     message: str
 
 
-async def index_batch(session: AsyncSession, batch: list[Prepared]) -> list[Indexed | Rejected]:
+#: ``Access.study_identity`` (dicomweb/types.py): the patient columns a new study
+#: row of an exam must have instead of its first instance's, or None.
+StudyIdentity = Callable[
+    [AsyncSession, str, Mapping[str, str]], Awaitable[Mapping[str, str] | None]
+]
+PATIENT_COLUMNS = ("patient_id", "patient_name", "patient_birth_date", "patient_sex")
+
+
+async def new_study_values(
+    session: AsyncSession, p: Prepared, now: int, study_identity: StudyIdentity | None
+) -> dict[str, object]:
+    """The row of a new study: its first instance's values, with the exam's patient
+    identity when ``study_identity`` says it is another one now (the row is then
+    marked corrected, dicomweb/identity.py)."""
+    values = study_values(p, now)
+    if study_identity is None or p.target.exam_id is None:
+        return values
+    stored = {k: str(values[k]) for k in PATIENT_COLUMNS}
+    fixed = await study_identity(session, p.target.exam_id, stored)
+    if fixed:
+        values.update({k: fixed[k] for k in PATIENT_COLUMNS})
+        values["patient_name_key"] = person_key(str(values["patient_name"]))
+        values["identity_corrected_at"] = datetime.fromtimestamp(now / 1000, UTC).strftime(
+            "%Y%m%d%H%M%S.%f%z"
+        )
+    return values
+
+
+async def index_batch(
+    session: AsyncSession, batch: list[Prepared], study_identity: StudyIdentity | None = None
+) -> list[Indexed | Rejected]:
     """Insert the batch; the caller commits. Conflicting instances are rejected."""
     now = int(time.time() * 1000)
     study_uids = sorted({p.header.study_uid for p in batch})
@@ -97,7 +129,9 @@ async def index_batch(session: AsyncSession, batch: list[Prepared]) -> list[Inde
             if row is None:
                 pk = (
                     await session.execute(
-                        t.studies.insert().values(**study_values(p, now)).returning(t.studies.c.id)
+                        t.studies.insert()
+                        .values(**await new_study_values(session, p, now, study_identity))
+                        .returning(t.studies.c.id)
                     )
                 ).scalar_one()
                 st = {

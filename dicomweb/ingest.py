@@ -428,7 +428,9 @@ class Ingestor:
         for attempt in range(RETRIES):
             try:
                 async with self.db() as session, session.begin():
-                    outcome = await index_batch(session, ready)
+                    outcome = await index_batch(
+                        session, ready, getattr(self.access, "study_identity", None)
+                    )
                 break
             except IntegrityError:
                 # A concurrent request created the same study or series row, or

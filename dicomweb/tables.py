@@ -54,6 +54,9 @@ studies = Table(
     Column("establishment_id", Integer, nullable=True),
     Column("attrs", Text, nullable=False, default="{}"),
     Column("created_at", BigInteger, nullable=False),
+    # Set (DICOM DT) when the patient columns were corrected after instances were
+    # stored: they are handed out with these values (dicomweb/identity.py).
+    Column("identity_corrected_at", String(26), nullable=True),
     Index("ix_dicomweb_studies_patient_id", "patient_id"),
     Index("ix_dicomweb_studies_patient_name_key", "patient_name_key"),
     # prefix LIKE on PostgreSQL under a non-C collation (migration 0008)

@@ -175,7 +175,17 @@ class Access(Protocol):
         ``keep_aside(principal, kept: list[Quarantined]) -> list[str]``: record
         instances kept aside (already in the quarantine area), in one go; returns
         their item ids. Should it raise, their files are removed and each fails
-        with A700: nothing is kept that nobody can find."""
+        with A700: nothing is kept that nobody can find.
+
+        ``study_identity(session, exam_id, stored) -> Mapping[str, str] | None``:
+        called in the index transaction before a new study row of that exam is
+        written, with the patient columns the instance would give it (``patient_id``,
+        ``patient_name``, ``patient_birth_date``, ``patient_sex``). It answers the
+        columns to write instead when the exam's patient identity is another one
+        now (corrected between the filing decision and this transaction); the row
+        is then marked corrected (dicomweb/identity.py). It reads the exam under a
+        shared lock, so that a correction and the first instances of a study are
+        ordered one after the other."""
         ...
 
 

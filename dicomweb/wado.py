@@ -19,8 +19,10 @@ from pydicom import dcmread
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from dicomweb import identity
 from dicomweb import tables as t
 from dicomweb.context import Context
+from dicomweb.fastread import Unsupported
 from dicomweb.header import KNOWN_NATIVE
 from dicomweb.http import (
     MediaRange,
@@ -63,7 +65,9 @@ MEDIA = {
 
 
 async def retrieve(request: Request, ctx: Context) -> Response:
-    """PS3.18 10.4.1: study, series or instance as multipart/related application/dicom."""
+    """PS3.18 10.4.1: study, series or instance as multipart/related application/dicom.
+    Instances are sent as stored, except those of a study whose patient identity was
+    corrected since (dicomweb/identity.py) and those transcoded for the Accept."""
     _accept(request, "application/dicom")
     asked = _syntaxes(request, "application/dicom")
     _, rows = await ctx.scoped_instances(
@@ -74,11 +78,13 @@ async def retrieve(request: Request, ctx: Context) -> Response:
         t.studies.c.study_uid,
         t.series.c.series_uid,
         t.instances.c.sop_uid,
+        *identity.COLUMNS,
     )
     boundary = new_boundary()
     base = ctx.base(request)
     paths = [ctx.storage.absolute(r.path) for r in rows]
     rewritten = await _rewritten(asked, rows, paths)
+    corrected = await _corrected(ctx.corrected, rows, paths, rewritten)
     heads = [
         part_head(
             boundary,
@@ -89,9 +95,10 @@ async def retrieve(request: Request, ctx: Context) -> Response:
         for i, r in enumerate(rows)
     ]
     tail = f"--{boundary}--\r\n".encode()
-    segments: list[bytes | tuple[Any, int]] = []
+    segments: list[Segment] = []
     for i, (head, path, r) in enumerate(zip(heads, paths, rows, strict=True)):
-        segments += [head, rewritten.get(i, (path, r.size)), b"\r\n"]
+        stored: list[Segment] = [rewritten[i]] if i in rewritten else [(path, r.size, 0)]
+        segments += [head, *corrected.get(i, stored), b"\r\n"]
     segments.append(tail)
     body = _Body(segments)
     return StreamingResponse(
@@ -121,6 +128,57 @@ async def _rewritten(
     return out
 
 
+async def _corrected(
+    cache: identity.Corrected, rows: list[Any], paths: list[Any], rewritten: dict[int, bytes]
+) -> dict[int, list[Segment]]:
+    """The instances of studies whose patient identity was corrected after they were
+    stored, by position, with the study's identity (dicomweb/identity.py): the new
+    head of the file, then its stored bytes from the pixel data on, sent from the
+    file like any other. Those that hold the identity already are left out."""
+    wanted = [(i, c) for i, c in enumerate(map(identity.correction_of, rows)) if c is not None]
+    if not wanted:
+        return {}
+
+    def correct_all() -> dict[int, list[Segment]]:
+        out: dict[int, list[Segment]] = {}
+        for i, correction in wanted:
+            if i in rewritten:
+                fixed = identity.correct_part10(rewritten[i], correction)
+                if fixed is not None:
+                    out[i] = [fixed]
+                continue
+            path, size = paths[i], rows[i].size
+            found = cache.get(
+                ("file", rows[i].sop_uid, correction),
+                lambda: _corrected_file(path, size, correction),  # noqa: B023 (called here)
+            )
+            if found is not None:
+                out[i] = found
+        return out
+
+    return await anyio.to_thread.run_sync(correct_all)
+
+
+def _corrected_file(path: Any, size: int, correction: identity.Correction) -> list[Segment] | None:
+    """One stored file with the corrected identity: only its head is read (from an
+    mmap) and written again; the rest is a file segment. Blocking."""
+    with open(path, "rb") as f:
+        if size < MAP_MIN:
+            data = f.read(size)
+            fixed = identity.correct_part10(data, correction)
+            return None if fixed is None else [fixed]
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            try:
+                found = identity.corrected_head(mm, correction)
+            except Unsupported:
+                fixed = identity.correct_part10(mm[:size], correction)
+                return None if fixed is None else [fixed]
+    if found is None:
+        return None
+    head, rest = found
+    return [head, (path, size, rest)]
+
+
 def _syntaxes(request: Request, inner: str) -> frozenset[str] | None:
     """The transfer syntaxes the Accept allows for ``inner`` parts; None when
     any will do (an entry without ``transfer-syntax``, ``*``, or a wildcard type)."""
@@ -139,8 +197,13 @@ def _syntaxes(request: Request, inner: str) -> frozenset[str] | None:
     return frozenset(found) or None
 
 
+#: A piece of a response body: bytes, or the bytes ``[start, size)`` of a stored
+#: file (its path, its recorded size, where to start).
+Segment = bytes | tuple[Any, int, int]
+
+
 class _Body:
-    """A multipart body of byte strings and stored files (path, recorded size).
+    """A multipart body of byte strings and stored files (path, recorded size, start).
 
     Files of ``MAP_MIN`` bytes or more are handed to the server as memoryviews
     of a read-only mmap: nothing is copied on our side, the kernel copies from
@@ -152,9 +215,9 @@ class _Body:
     a file already shorter than its recorded size ends the response with an error.
     """
 
-    def __init__(self, segments: list[bytes | tuple[Any, int]]) -> None:
+    def __init__(self, segments: list[Segment]) -> None:
         self.segments = segments
-        self.length = sum(len(s) if isinstance(s, bytes) else s[1] for s in segments)
+        self.length = sum(len(s) if isinstance(s, bytes) else s[1] - s[2] for s in segments)
 
     def _prepare(self, i: int) -> tuple[list[bytes | memoryview], int]:
         """The pieces from segment ``i`` on, up to ~CHUNK bytes of file data."""
@@ -167,24 +230,25 @@ class _Body:
             if isinstance(segment, bytes):
                 small.append(segment)
                 continue
-            path, size = segment
+            path, size, start = segment
             with open(path, "rb") as f:
-                if size < MAP_MIN:
-                    data = f.read(size)
-                    if len(data) != size:
+                if size - start < MAP_MIN:
+                    f.seek(start)
+                    data = f.read(size - start)
+                    if len(data) != size - start:
                         raise OSError(f"{path} is shorter than recorded")
                     small.append(data)
-                    mapped += size
+                    mapped += size - start
                     continue
                 mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
             if len(mm) < size:
                 raise OSError(f"{path} is shorter than recorded")
-            mm[::PAGE]  # fault the pages in here, not in the event loop's send
+            mm[start - start % PAGE :: PAGE]  # fault the pages in here, not in the send
             if small:
                 out.append(b"".join(small))
                 small = []
-            out.append(memoryview(mm)[:size])
-            mapped += size
+            out.append(memoryview(mm)[start:size])
+            mapped += size - start
         if small:
             out.append(b"".join(small))
         return out, i
@@ -198,9 +262,27 @@ class _Body:
 
 
 async def metadata(request: Request, ctx: Context) -> Response:
-    """PS3.18 10.4.1.1.2: the stored DICOM JSON of every instance in scope."""
-    _, rows = await ctx.scoped_instances(request, t.instances.c.metadata)
-    return dicom_json("[" + ",".join(r.metadata for r in rows) + "]", base=ctx.base(request))
+    """PS3.18 10.4.1.1.2: the stored DICOM JSON of every instance in scope, with
+    the study's corrected patient identity where it has one (dicomweb/identity.py)."""
+    _, rows = await ctx.scoped_instances(
+        request, t.instances.c.metadata, t.instances.c.sop_uid, *identity.COLUMNS
+    )
+    corrections = [identity.correction_of(r) for r in rows]
+
+    def corrected(text: str, sop: str, c: identity.Correction) -> str:
+        return ctx.corrected.get(("json", sop, c), lambda: identity.correct_metadata(text, c))
+
+    def texts() -> list[str]:
+        return [
+            r.metadata if c is None else corrected(r.metadata, r.sop_uid, c)
+            for r, c in zip(rows, corrections, strict=True)
+        ]
+
+    if any(corrections):
+        parts = await anyio.to_thread.run_sync(texts)
+    else:
+        parts = [r.metadata for r in rows]
+    return dicom_json("[" + ",".join(parts) + "]", base=ctx.base(request))
 
 
 def _frame_numbers(text: str, count: int) -> list[int]:

@@ -14,12 +14,14 @@ as every WADO-RS request is: another establishment's instance is a 404.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import anyio.to_thread
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
+from dicomweb import identity
 from dicomweb import tables as t
 from dicomweb.context import Context
 from dicomweb.http import accept_list
@@ -156,6 +158,7 @@ async def wado(request: Request, ctx: Context) -> Response:
         t.instances.c.transfer_syntax_uid,
         t.instances.c.number_of_frames,
         t.instances.c.frames,
+        *identity.COLUMNS,
         uids=uids,
     )
     row = rows[0]
@@ -169,10 +172,14 @@ async def wado(request: Request, ctx: Context) -> Response:
         how = instance_plan(frozenset({asked}) if asked else None, row.transfer_syntax_uid)
         if how is None:
             raise not_acceptable(str(asked), row.transfer_syntax_uid)
-        if how:
-            body = await anyio.to_thread.run_sync(explicit_instance, path)
-            return Response(body, media_type=f"{DICOM}; transfer-syntax={EXPLICIT_LE}")
-        return FileResponse(path, media_type=DICOM, headers=headers)
+        # The patient identity may be corrected at any time: the browser asks again.
+        fresh = {"cache-control": "private, no-cache"}
+        correction = identity.correction_of(row)
+        if how or correction is not None:
+            body = await anyio.to_thread.run_sync(_instance, path, how, correction)
+            ts = EXPLICIT_LE if how else row.transfer_syntax_uid
+            return Response(body, media_type=f"{DICOM}; transfer-syntax={ts}", headers=fresh)
+        return FileResponse(path, media_type=DICOM, headers=fresh)
     if "transferSyntax" in qp:
         raise _bad(f"transferSyntax is for {DICOM}, not {media}")
     if row.frames is None:
@@ -180,3 +187,12 @@ async def wado(request: Request, ctx: Context) -> Response:
     opts, frame = _options(qp, row.number_of_frames or 1)
     body = await anyio.to_thread.run_sync(render_file, path, frame - 1, opts, media)
     return Response(body, media_type=media, headers=headers)
+
+
+def _instance(path: Path, transcode: bool, correction: identity.Correction | None) -> bytes:
+    """The instance's bytes, in Explicit VR Little Endian when ``transcode``, with
+    the study's corrected patient identity when it has one. Blocking."""
+    data = explicit_instance(path) if transcode else path.read_bytes()
+    if correction is not None:
+        data = identity.correct_part10(data, correction) or data
+    return data

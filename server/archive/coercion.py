@@ -5,7 +5,8 @@ The patient identity, StudyInstanceUID and AccessionNumber become the exam's; th
 values received are kept in an item of Original Attributes Sequence (0400,0561)
 per PS3.3 C.12.1: Modified Attributes Sequence holds them as they were (an
 attribute that was absent is listed with no value, PS3.3 C.12.1.1.9.2),
-with the date and time, the modifying system and the reason ``COERCE``.
+with the date and time, the modifying system and the reason ``COERCE``
+(``dicomweb.identity.modify``, which the corrections of a patient's identity use too).
 Everything else, pixel data included, is written back unchanged in its transfer
 syntax.
 """
@@ -16,12 +17,9 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydicom import Dataset, dcmread
-from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
-from pydicom.sequence import Sequence
+from pydicom import dcmread
 
-MODIFYING_SYSTEM = "TELEIMAGERIE"
+from dicomweb.identity import COERCE, modify
 
 
 @dataclass(frozen=True)
@@ -49,25 +47,7 @@ class Identity:
 def coerce(data: bytes, identity: Identity, at: datetime) -> bytes:
     """``data`` (Part 10) with ``identity`` applied and the originals kept. Blocking."""
     ds = dcmread(io.BytesIO(data))
-    modified = Dataset()
-    for keyword, value in identity.attributes().items():
-        current = ds.get(keyword)
-        if keyword in ds and str(current if current is not None else "") == value:
-            continue
-        if keyword in ds:
-            modified.add(DataElement(ds[keyword].tag, ds[keyword].VR, ds[keyword].value))
-        else:
-            modified.add_new(keyword, dictionary_VR(keyword), None)
-        setattr(ds, keyword, value)
-    if len(modified):
-        item = Dataset()
-        item.ModifiedAttributesSequence = Sequence([modified])
-        item.AttributeModificationDateTime = at.strftime("%Y%m%d%H%M%S.%f%z")
-        item.ModifyingSystem = MODIFYING_SYSTEM
-        item.SourceOfPreviousValues = ""
-        item.ReasonForTheAttributeModification = "COERCE"
-        originals = ds.get("OriginalAttributesSequence")
-        ds.OriginalAttributesSequence = Sequence([*(originals or []), item])
+    modify(ds, identity.attributes(), at.strftime("%Y%m%d%H%M%S.%f%z"), COERCE)
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable, Mapping, MutableMapping, Sequenc
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomweb.app import create_dicomweb_app
 from dicomweb.tables import studies
@@ -30,7 +31,7 @@ from rooms.types import Role
 from server.accounts import auth
 from server.archive import reconciliation
 from server.archive.context import ArchiveContext
-from server.archive.filing import Aside, ExamFacts, Patient, Seen, decide
+from server.archive.filing import Aside, ExamFacts, Patient, Seen, decide, patient_conflicts
 from server.archive.images import ImageEvents
 from server.core.context import AppContext, core_fields
 from server.core.errors import ApiError
@@ -188,6 +189,35 @@ class ServerAccess:
             return KeepAside(str(outcome.reason), outcome.message, place)
         exam = outcome.exam
         return StoreTarget(exam_id=exam.id, establishment_id=exam.establishment_id)
+
+    async def study_identity(
+        self, session: AsyncSession, exam_id: str, stored: Mapping[str, str]
+    ) -> dict[str, str] | None:
+        """The exam's patient identity for a new study row, when the instance's
+        contradicts it (a merge or new identifier committed after the instance was
+        filed): read under a shared lock of the exam row, which the correction
+        updates first (server/patients/service.py), so one waits for the other."""
+        row = (
+            await session.execute(
+                select(
+                    Exam.patient_id, Exam.patient_name, Exam.patient_birth_date, Exam.patient_sex
+                )
+                .where(Exam.id == exam_id)
+                .with_for_update(read=True)
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        now = {
+            "patient_id": row.patient_id[:64],
+            "patient_name": row.patient_name[:320],
+            "patient_birth_date": row.patient_birth_date.strftime("%Y%m%d"),
+            "patient_sex": row.patient_sex[:16],
+        }
+        seen = Patient(*(stored[k] for k in now))
+        if not patient_conflicts(seen, Patient(*now.values())):
+            return None
+        return now
 
     async def keep_aside(
         self, principal: Principal | SystemPrincipal, kept: list[Quarantined]

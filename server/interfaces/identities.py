@@ -16,6 +16,7 @@ from server.interfaces.hl7_in import Hl7Error
 from server.interfaces.senders import Sender
 from server.patients import service as patients
 from server.patients.service import PatientError
+from server.priors import service as priors
 
 #: Where each trait of an identity is read from, to name it in ERR-2.
 TRAIT_FIELDS = {
@@ -57,6 +58,7 @@ async def upsert_identity(
     e.detail["ipp"] = row.ipp
     if outcome == "unchanged":
         return row
+    await priors.follow_identity(db, sender.establishment_id, exams, row, now)
     e.audit(
         action=f"patient.{outcome}",
         username=who(sender),
@@ -89,6 +91,7 @@ async def apply_adt(
             ) from None
         except PatientError as exc:
             raise trait_error(exc) from None
+        await priors.follow_identity(db, sender.establishment_id, exams, row, now)
         e.audit(
             action="patient.identifier_changed",
             username=who(sender),
@@ -113,6 +116,7 @@ async def apply_adt(
         raise Hl7Error("AE", hl7_in.UNKNOWN_KEY_IDENTIFIER, f"no patient {old}", "MRG", 1) from None
     except PatientError as exc:
         raise trait_error(exc) from None
+    await priors.follow_identity(db, sender.establishment_id, moved, survivor, now)
     e.audit(
         action="patient.merged",
         username=who(sender),

@@ -203,6 +203,20 @@ async def upsert(
     return row, "updated", await _refresh_exams(db, row, now)
 
 
+def study_identity(row: PatientIdentity, now: datetime) -> dict[str, str]:
+    """The identity as the archive's study rows carry it, marked corrected at ``now``
+    (docs/dicomweb.md "Identity on the way out")."""
+    name = dicom_name(row)[:320]
+    return {
+        "patient_id": row.ipp[:64],
+        "patient_name": name,
+        "patient_name_key": person_key(name),
+        "patient_birth_date": row.birth_date.strftime("%Y%m%d"),
+        "patient_sex": row.sex[:16],
+        "identity_corrected_at": now.strftime("%Y%m%d%H%M%S.%f%z")[:26],
+    }
+
+
 async def _refresh_exams(db: AsyncSession, row: PatientIdentity, now: datetime) -> list[str]:
     """Copy the identity's traits onto the exams linked to it, and onto the archive's
     index of their studies; the exams' ids.
@@ -210,8 +224,10 @@ async def _refresh_exams(db: AsyncSession, row: PatientIdentity, now: datetime) 
     The archive's study rows (``dicomweb_studies``) carry the patient attributes
     QIDO-RS matches and returns: after a merge (A40), a new identifier (A47) or an
     update, the images already archived are found and shown under the identity the
-    exam now has, never under the old one (the stored files keep what the modality
-    wrote; docs/hl7.md "Merges and the archive")."""
+    exam now has, never under the old one. ``identity_corrected_at`` marks the rows:
+    WADO-RS, WADO-URI and metadata hand the stored instances out with the row's
+    identity from the moment this transaction commits (the stored files keep what
+    the modality wrote; docs/hl7.md "Merges and the archive")."""
     ids = list(await db.scalars(select(Exam.id).where(Exam.patient_identity_id == row.id)))
     if ids:
         name = dicom_name(row)
@@ -226,16 +242,10 @@ async def _refresh_exams(db: AsyncSession, row: PatientIdentity, now: datetime) 
             )
             .execution_options(synchronize_session=False)
         )
+        # After the exams: an ingest writing a new study row of one of them holds a
+        # shared lock on it (dicomweb/index.py), so this sees its row once committed.
         await db.execute(
-            update(studies)
-            .where(studies.c.exam_id.in_(ids))
-            .values(
-                patient_id=row.ipp[:64],
-                patient_name=name[:320],
-                patient_name_key=person_key(name[:320]),
-                patient_birth_date=row.birth_date.strftime("%Y%m%d"),
-                patient_sex=row.sex[:16],
-            )
+            update(studies).where(studies.c.exam_id.in_(ids)).values(study_identity(row, now))
         )
     return ids
 

@@ -17,16 +17,19 @@ readable by the radiologist assigned to that exam (``prior_study_uids``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from dicomweb.tables import studies
 from rooms.types import ExamStatus, Role
 from server.core.identity import Principal
-from server.core.models import Exam
+from server.core.models import Exam, PatientIdentity
 from server.exams.authz import scope_of
+from server.patients.service import study_identity
 from server.priors.models import HospitalPrior
 
 
@@ -138,3 +141,28 @@ def hospital_prior_json(prior: HospitalPrior) -> dict[str, Any]:
         "reason": prior.reason,
         "message": prior.message,
     }
+
+
+async def follow_identity(
+    db: AsyncSession,
+    establishment_id: int,
+    exam_ids: list[str],
+    identity: PatientIdentity,
+    now: datetime,
+) -> None:
+    """The studies fetched from the hospital's PACS as priors of these exams show the
+    identity the exams now have (a merge, a new identifier, an update: the hospital's
+    own systems made the change), like the exams' own studies
+    (docs/dicomweb.md "Identity on the way out")."""
+    if not exam_ids:
+        return
+    fetched = select(HospitalPrior.study_instance_uid).where(HospitalPrior.exam_id.in_(exam_ids))
+    await db.execute(
+        update(studies)
+        .where(
+            studies.c.exam_id.is_(None),
+            studies.c.establishment_id == establishment_id,
+            studies.c.study_uid.in_(fetched),
+        )
+        .values(study_identity(identity, now))
+    )

@@ -37,6 +37,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dicomweb import identity
 from dicomweb.tables import instances, series, studies
 from dicomweb.types import Failure, KeptAside
 from server.archive.context import ArchiveContext
@@ -171,6 +172,7 @@ async def load_evidence(db: AsyncSession, exam: Exam, body: KeyObjectsBody) -> d
                 instances.c.columns,
                 instances.c.number_of_frames,
                 instances.c.metadata,
+                *identity.COLUMNS,
             )
             .join(series, instances.c.series_pk == series.c.id)
             .join(studies, series.c.study_pk == studies.c.id)
@@ -192,7 +194,15 @@ async def load_evidence(db: AsyncSession, exam: Exam, body: KeyObjectsBody) -> d
             raise _invalid("outside_image", f"{field}.points", "a point lies outside the image")
     evidence = {}
     for uid, row in found.items():
-        meta = json.loads(row.metadata)
+        # The patient as the exam's study shows it now (a merge since the images were
+        # stored): the documents copy their Patient module from the evidence.
+        correction = identity.correction_of(row)
+        text = (
+            row.metadata
+            if correction is None
+            else identity.correct_metadata(row.metadata, correction)
+        )
+        meta = json.loads(text)
         ds = Dataset.from_json(
             {k: v for k, v in meta.items() if "BulkDataURI" not in v},
             bulk_data_uri_handler=_no_bulk,
