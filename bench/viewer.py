@@ -233,7 +233,10 @@ PHASES = r"""(() => {
   for (const m of performance.getEntriesByType('mark')) out[m.name] = m.startTime;
   const res = performance.getEntriesByType('resource');
   const pick = (test) => res.find((r) => test(r.name));
-  const module = pick((n) => n.endsWith('/vendor/cornerstone/cornerstone.js'));
+  // The bundle under its hashed name (cornerstone.js only names it), or, in a frontend
+  // older than the hashed names, cornerstone.js itself.
+  const module = pick((n) => /\/vendor\/cornerstone\/cornerstone-[A-Z2-7]{8}\.js$/.test(n))
+    || pick((n) => n.endsWith('/vendor/cornerstone/cornerstone.js'));
   const meta = pick((n) => n.endsWith('/metadata'));
   const frame = pick((n) => /\/frames\/1$/.test(n));
   const app = pick((n) => n.endsWith('/app.js'));
@@ -250,6 +253,9 @@ PHASES = r"""(() => {
     out['first frame request'] = frame.startTime;
     out['first frame received'] = frame.responseEnd;
   }
+  // Over 1: the first slice's frame was asked more than once (not the same first slice).
+  out['first slice requests (count)'] = res.filter((r) => /\/frames\/1$/.test(r.name)
+    && frame && r.name === frame.name).length;
   return out;
 })()"""
 
