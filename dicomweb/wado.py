@@ -26,6 +26,7 @@ from dicomweb.http import (
     MediaRange,
     accept_list,
     dicom_json,
+    gzip_if_accepted,
     multipart_type,
     new_boundary,
     part_head,
@@ -200,7 +201,8 @@ class _Body:
 async def metadata(request: Request, ctx: Context) -> Response:
     """PS3.18 10.4.1.1.2: the stored DICOM JSON of every instance in scope."""
     _, rows = await ctx.scoped_instances(request, t.instances.c.metadata)
-    return dicom_json("[" + ",".join(r.metadata for r in rows) + "]", base=ctx.base(request))
+    body = dicom_json("[" + ",".join(r.metadata for r in rows) + "]", base=ctx.base(request))
+    return await gzip_if_accepted(request, body)
 
 
 def _frame_numbers(text: str, count: int) -> list[int]:

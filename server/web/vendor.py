@@ -26,27 +26,14 @@ from starlette.responses import FileResponse, Response
 from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import Scope
 
+from dicomweb.http import accepted_codings
+
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 # esbuild's [hash] (8 characters, A-Z and 2-7) before the extension.
 HASHED = re.compile(r"-[A-Z2-7]{8}\.(js|wasm)$")
 # Best first: brotli is about a fifth smaller than gzip on the bundle.
 ENCODINGS = (("br", ".br"), ("gzip", ".gz"))
-
-
-def accepted(accept_encoding: str) -> set[str]:
-    """The codings an ``Accept-Encoding`` value allows (RFC 9110 12.5.3): ``q=0`` refuses one."""
-    out = set()
-    for item in accept_encoding.split(","):
-        name, _, params = item.strip().partition(";")
-        q = params.strip().removeprefix("q=") if params.strip().startswith("q=") else "1"
-        try:
-            weight = float(q)
-        except ValueError:
-            continue
-        if name and weight > 0:
-            out.add(name.strip().lower())
-    return out
 
 
 def cache_control(path: str) -> str:
@@ -68,7 +55,7 @@ class VendorFiles(StaticFiles):
         media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
         served, coding = path, None
         if not path.endswith((".br", ".gz")):
-            allowed = accepted(request_headers.get("accept-encoding", ""))
+            allowed = accepted_codings(request_headers.get("accept-encoding", ""))
             for name, suffix in ENCODINGS:
                 if name in allowed and os.path.isfile(path + suffix):
                     served, coding = path + suffix, name

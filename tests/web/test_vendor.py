@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.web.vendor import IMMUTABLE, accepted
+from dicomweb.http import accepted_codings
+from server.web.vendor import IMMUTABLE
 
 VENDOR = Path(__file__).resolve().parents[2] / "frontend" / "vendor" / "cornerstone"
 MODULE = re.compile(r'"\./(cornerstone-[A-Z2-7]{8}\.js)"')
@@ -55,10 +56,10 @@ async def raw_get(
 
 
 def test_accept_encoding_read_with_its_weights() -> None:
-    assert accepted("gzip, deflate, br, zstd") == {"gzip", "deflate", "br", "zstd"}
-    assert accepted("br;q=0, gzip;q=0.5") == {"gzip"}
-    assert accepted("") == set()
-    assert accepted("gzip;q=x, br") == {"br"}
+    assert accepted_codings("gzip, deflate, br, zstd") == {"gzip", "deflate", "br", "zstd"}
+    assert accepted_codings("br;q=0, gzip;q=0.5") == {"gzip"}
+    assert accepted_codings("") == set()
+    assert accepted_codings("gzip;q=x, br") == {"br"}
 
 
 def test_the_bundles_name_is_its_contents_hash() -> None:
