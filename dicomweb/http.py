@@ -3,6 +3,7 @@ cover it; browsers need it), media types and multipart bodies (PS3.18 8.6/8.7)."
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,6 +35,43 @@ def dicom_json(body: str | bytes, status: int = 200, base: str = "") -> Response
     """A DICOM JSON response; ``base`` replaces the URL placeholder of stored JSON."""
     text = body if isinstance(body, str) else body.decode()
     return Response(text.replace(BASE, base), status_code=status, media_type=DICOM_JSON)
+
+
+def accepted_codings(accept_encoding: str) -> set[str]:
+    """The content codings an ``Accept-Encoding`` value allows (RFC 9110 12.5.3): a
+    ``q=0`` refuses one, a weight that is no number is ignored."""
+    out = set()
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        param = params.strip()
+        try:
+            weight = float(param.removeprefix("q=")) if param.startswith("q=") else 1.0
+        except ValueError:
+            continue
+        if name.strip() and weight > 0:
+            out.add(name.strip().lower())
+    return out
+
+
+# Series and study metadata repeat the same attributes for every instance: gzip makes
+# them 30 to 40 times smaller (300 CT slices: 424 kB to 11.5 kB, ~4 ms of CPU; docs/dicomweb.md
+# "Compressed metadata"). Under this size it would not pay for itself.
+GZIP_MIN_BYTES = 16 * 1024
+
+
+async def gzip_if_accepted(request: Request, response: Response) -> Response:
+    """``response`` gzip-coded when the client accepts gzip and the body is large enough
+    (RFC 9110 8.4.1), compressed in a worker thread (zlib releases the GIL)."""
+    body = bytes(response.body)
+    if len(body) < GZIP_MIN_BYTES:
+        return response
+    if "gzip" not in accepted_codings(request.headers.get("accept-encoding", "")):
+        return response
+    packed = await anyio.to_thread.run_sync(lambda: gzip.compress(body, 6, mtime=0))
+    headers = {"content-encoding": "gzip", "vary": "accept-encoding"}
+    return Response(
+        packed, status_code=response.status_code, media_type=response.media_type, headers=headers
+    )
 
 
 def dumps(data: Any) -> str:

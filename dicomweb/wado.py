@@ -28,6 +28,7 @@ from dicomweb.http import (
     MediaRange,
     accept_list,
     dicom_json,
+    gzip_if_accepted,
     multipart_type,
     new_boundary,
     part_head,
@@ -282,7 +283,8 @@ async def metadata(request: Request, ctx: Context) -> Response:
         parts = await anyio.to_thread.run_sync(texts)
     else:
         parts = [r.metadata for r in rows]
-    return dicom_json("[" + ",".join(parts) + "]", base=ctx.base(request))
+    body = dicom_json("[" + ",".join(parts) + "]", base=ctx.base(request))
+    return await gzip_if_accepted(request, body)
 
 
 def _frame_numbers(text: str, count: int) -> list[int]:

@@ -34,6 +34,10 @@ async function start() {
     // of bench/viewer.py --profile).
     beforeSend: () => ({ Accept: `${OCTET}; transfer-syntax=*` }),
   });
+  // Above the loader's own providers: a frame fetched early is taken from here.
+  core.metaData.addProvider(earlyFrameProvider, 10_000);
+  // Decoded and in the cache (before its first draw): splits the first image's time.
+  core.eventTarget.addEventListener(core.Enums.Events.IMAGE_LOADED, () => mark("viewer:first-image-loaded"), { once: true });
   tools.init();
   for (const tool of TOOL_CLASSES(tools, core)) tools.addTool(tool);
   mark("viewer:ready");
@@ -82,17 +86,27 @@ const personName = (ds, tag) => {
 /**
  * A series read from WADO-RS metadata: image ids in spatial order (along the normal of
  * ImageOrientationPatient, PS3.3 C.7.6.2.1.1; instance number when there is no geometry),
- * and what the banner shows.
+ * and what the banner shows. The metadata request and the library's start-up overlap;
+ * with `firstFrame`, the first slice's frame is asked as soon as the metadata says which
+ * slice is first, while the library may still be evaluated (`earlyFrame`), not after the
+ * viewport has been built.
  */
-export async function loadSeries(study, series) {
+export async function loadSeries(study, series, { firstFrame = false } = {}) {
   const base = `${location.origin}/dicomweb/studies/${encodeURIComponent(study)}/series/${encodeURIComponent(series)}`;
-  // The metadata request and the library's start-up overlap.
   mark("viewer:metadata-start");
-  const [{ loader }, meta] = await Promise.all([cornerstone(), dicomJson(`${base}/metadata`).then((m) => {
-    mark("viewer:metadata-end");
-    return m;
-  })]);
+  const meta = await dicomJson(`${base}/metadata`);
+  mark("viewer:metadata-end");
   if (!meta || !meta.length) return null;
+  const data = seriesFromMetadata(base, study, series, meta);
+  if (firstFrame && data.imageIds.length) earlyFrame(data.imageIds[0]);
+  const { loader } = await cornerstone();
+  for (const [id, ds] of data.metadata) loader.wadors.metaDataManager.add(id, ds);
+  delete data.metadata;
+  return data;
+}
+
+/** The series' image ids in spatial order and its banner, from its WADO-RS metadata (no library needed). */
+export function seriesFromMetadata(base, study, series, meta) {
   const first = meta[0];
   const iop = vs(first, "00200037").map(Number);
   const normal = iop.length === 6 ? cross(iop.slice(0, 3), iop.slice(3, 6)) : null;
@@ -110,10 +124,11 @@ export async function loadSeries(study, series) {
   items.sort((a, b) => (spatial ? a.position - b.position : 0) || a.number - b.number);
   const imageIds = [];
   const positions = [];
+  const metadata = [];
   for (const item of items) {
     for (let f = 1; f <= item.frames; f += 1) {
       const id = `wadors:${base}/instances/${encodeURIComponent(item.sop)}/frames/${f}`;
-      loader.wadors.metaDataManager.add(id, item.ds);
+      metadata.push([id, item.ds]);
       imageIds.push(id);
       positions.push(item.position);
     }
@@ -125,6 +140,7 @@ export async function loadSeries(study, series) {
     series,
     imageIds,
     positions,
+    metadata,
     spatial,
     modality: v(first, "00080060") || "",
     thickness: Number(v(first, "00180050")) || null,
@@ -143,6 +159,50 @@ export async function loadSeries(study, series) {
       modality: v(first, "00080060") || "",
     },
   };
+}
+
+// Frames fetched before the library could ask for them: image id -> the promise of
+// {pixelData, transferSyntaxUid}, or null when the answer was not one single part.
+const early = new Map();
+
+/**
+ * Fetch a frame now, in its stored syntax as one part (PS3.18 8.7.3.5.2), so that its
+ * bytes are here when the viewport asks for them: the loader first asks the metadata
+ * for a frame's "compressedFrameData" (the provider below) before going to the network.
+ */
+export function earlyFrame(imageId) {
+  if (early.has(imageId)) return;
+  mark("viewer:early-frame-start");
+  const url = imageId.slice("wadors:".length);
+  early.set(imageId, fetch(url, { credentials: "same-origin", headers: { Accept: `${OCTET}; transfer-syntax=*` } })
+    .then(async (resp) => {
+      const syntax = /transfer-syntax=([0-9.]+)/.exec(resp.headers.get("content-type") || "")?.[1];
+      if (!resp.ok || !syntax || !(resp.headers.get("content-type") || "").startsWith(OCTET)) return null;
+      const pixelData = new Uint8Array(await resp.arrayBuffer());
+      mark("viewer:early-frame-end");
+      return { pixelData, transferSyntaxUid: syntax };
+    })
+    .catch(() => null)
+    .then((frame) => {
+      if (frame) early.set(imageId, frame);
+      else early.delete(imageId);
+      return frame;
+    }));
+}
+
+/** The frames fetched early, handed to the loader once each (then the cache has the image). */
+function earlyFrameProvider(type, imageId) {
+  if (type !== "compressedFrameData") return undefined;
+  const frame = early.get(imageId);
+  if (!frame || frame instanceof Promise) return undefined;
+  early.delete(imageId);
+  mark("viewer:early-frame-taken");
+  return frame;
+}
+
+/** Wait for a frame asked early (so that the viewport takes it rather than asking again). */
+export async function earlyFrameReady(imageId) {
+  await early.get(imageId);
 }
 
 export function cross(a, b) {

@@ -6,7 +6,7 @@
 // are read on the whole viewer, so they keep working after a button was clicked.
 import { h, clear, debounce } from "./dom.js";
 import { t } from "./i18n.js";
-import { cornerstone, loadSeries, mark, orientationLetters } from "./imaging.js";
+import { cornerstone, earlyFrameReady, loadSeries, mark, orientationLetters } from "./imaging.js";
 import { api, dicomJson } from "./api.js";
 
 // Key objects, measurement reports and the report's PDF are in the study, not series to view.
@@ -96,11 +96,13 @@ export class Viewer {
     this.el.hidden = false;
     this.expected = count;
     this.want = { study, series };
-    const [, data] = await Promise.all([this.ensure(), loadSeries(study, series).catch(() => null)]);
+    const [, data] = await Promise.all([this.ensure(), loadSeries(study, series, { firstFrame: true }).catch(() => null)]);
     if (!data || this.want.series !== series) {
       if (!data) this.info.textContent = t("viewer.unavailable");
       return;
     }
+    // The first slice's frame, asked while the library started, is taken rather than asked again.
+    await earlyFrameReady(data.imageIds[0]);
     this.series[0] = data;
     this.windowSet = false;
     this.mode = "stack";
@@ -218,9 +220,14 @@ export class Viewer {
     } else {
       this.linkBase = null;
       this.echoes = new Map();
+      // The rest of each stack is loaded in the background, nearest slices first, once its
+      // first image is drawn: started before, its 300 requests and decodes delay that draw.
+      for (const p of this.panes) {
+        p.element.addEventListener(core.Enums.Events.IMAGE_RENDERED, () => {
+          if (this.panes.includes(p) && !p.orientation) this.cs.tools.utilities.stackPrefetch.enable(p.element);
+        }, { once: true });
+      }
       await Promise.all(this.panes.map((p) => p.viewport.setStack(p.data.imageIds, 0)));
-      // Load the rest of each stack in the background, nearest slices first.
-      for (const p of this.panes) this.cs.tools.utilities.stackPrefetch.enable(p.element);
     }
     // Fit each image to its viewport now that the layout has its final size.
     this.engine.resize(true, false);

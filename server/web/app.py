@@ -52,6 +52,7 @@ from server.web.middleware import (
     SecurityHeaders,
     has_nul,
 )
+from server.web.vendor import VendorFiles
 from server.web.ws import notifications, room
 from server.worker import start_timer_loop
 
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None) -> App:
         Mount("/dicomweb", app=archive_mount),
         *sockets,
         *constants.routes,  # before the static files: rendered, not a file
+        Mount("/vendor", app=VendorFiles(directory=FRONTEND / "vendor"), name="vendor"),
         Mount("/", app=StaticFiles(directory=FRONTEND, html=True), name="frontend"),
     ]
     return App(

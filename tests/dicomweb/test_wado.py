@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import json
 
 import httpx
 import pytest
@@ -10,6 +12,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread
 from pydicom.encaps import generate_frames
 
+from dicomweb.http import GZIP_MIN_BYTES
 from dicomweb.samples import ct_series, instance, multipart, sample_path, split_multipart
 from tests.dicomweb.conftest import Archive
 
@@ -303,3 +306,26 @@ async def test_a_file_shorter_than_recorded_is_never_sent_as_complete(
         )
         # uvicorn ends the connection: httpx sees fewer bytes than Content-Length
         assert int(resp.headers["content-length"]) == len(resp.content)
+
+
+async def test_series_metadata_gzipped_when_accepted(http: httpx.AsyncClient) -> None:
+    """Series metadata repeats the same attributes for each instance: gzip-coded for a
+    client that accepts it (RFC 9110 8.4), the same JSON once decoded; plain otherwise."""
+    parts = list(ct_series(30, size=16))
+    await store(http, parts)
+    study, series, _ = uids(parts[0])
+    path = f"/studies/{study}/series/{series}/metadata"
+    plain = await http.get(path, headers={"accept-encoding": "identity"})
+    assert plain.status_code == 200 and "content-encoding" not in plain.headers
+    assert len(plain.content) >= GZIP_MIN_BYTES
+    async with http.stream("GET", path, headers={"accept-encoding": "gzip, br"}) as resp:
+        raw = b"".join([part async for part in resp.aiter_raw()])
+    assert resp.headers["content-encoding"] == "gzip"
+    assert resp.headers["vary"] == "accept-encoding"
+    assert resp.headers["content-type"].startswith("application/dicom+json")
+    assert int(resp.headers["content-length"]) == len(raw) < len(plain.content) / 5
+    assert json.loads(gzip.decompress(raw)) == plain.json()
+    # One instance's metadata is below the threshold: not worth compressing.
+    sop = uids(parts[0])[2]
+    one = await http.get(f"/studies/{study}/series/{series}/instances/{sop}/metadata")
+    assert "content-encoding" not in one.headers
