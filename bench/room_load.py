@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -176,19 +177,32 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
         latencies: list[float] = []
         received = 0
         warm = int(args.rate * args.warmup)  # messages sent before the measurement
+        # Where the time goes, per measured message: its client id -> the server's
+        # stamp (the event's ``at``: the frame read and parsed), the sender's ack
+        # (committed), and each delivery to another member.
+        stamps: dict[str, Stamps] = {}
 
         async def reader(ws: ClientConnection, me: int) -> None:
             nonlocal received
             async for raw in ws:
+                now = time.time()
                 frame = json.loads(raw)
-                if frame.get("type") != "event":
+                kind = frame.get("type")
+                if kind == "ack":
+                    if (stamp := stamps.get(frame["id"])) is not None:
+                        stamp.acked = now
                     continue
-                body = frame["event"]["body"]
-                sender = body.get("text", "").split("|")
+                if kind != "event":
+                    continue
+                event = frame["event"]
+                sender = event["body"].get("text", "").split("|")
                 if len(sender) == 3 and int(sender[0]) != me:
                     received += 1
                     if int(sender[2]) >= warm:
-                        latencies.append(time.time() - float(sender[1]))
+                        latencies.append(now - float(sender[1]))
+                        if (stamp := stamps.get(event["id"])) is not None:
+                            stamp.stored = server_time(event["at"])
+                            stamp.delivered.append(now)
 
         readers = [asyncio.create_task(reader(ws, i)) for i, ws in enumerate(conns)]
         interval = 1.0 / args.rate
@@ -200,10 +214,12 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
                 own_before = time.process_time()
                 measured_from = time.perf_counter()
             member = (i * 3 + (i // args.rooms) % 3) % len(conns)
-            text = f"{member}|{time.time()!r}|{i}"
-            await conns[member].send(
-                json.dumps({"type": "chat", "id": str(uuid.uuid4()), "text": text})
-            )
+            sent = time.time()
+            text = f"{member}|{sent!r}|{i}"
+            chat_id = str(uuid.uuid4())
+            if i >= warm:
+                stamps[chat_id] = Stamps(sent)
+            await conns[member].send(json.dumps({"type": "chat", "id": chat_id, "text": text}))
             lag = started + (i + 1) * interval - time.perf_counter()
             if lag > 0:
                 await asyncio.sleep(lag)
@@ -222,6 +238,7 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
             f"fan-out latency send->receive after warm-up: p50 {percentile(lat_ms, 50):.1f} ms, "
             f"p99 {percentile(lat_ms, 99):.1f} ms, max {max(lat_ms or [0]):.1f} ms"
         )
+        print_stages(list(stamps.values()))
         print(
             "CPU while sending: servers "
             + ", ".join(f"{c / sent_in * 100:.0f} %" for c in cpu)
@@ -235,6 +252,43 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
         for server in servers:
             server.stop()
         forget(env)
+
+
+class Stamps:
+    """One measured chat message's way through the rooms, on this machine's clock."""
+
+    __slots__ = ("sent", "stored", "acked", "delivered")
+
+    def __init__(self, sent: float) -> None:
+        self.sent = sent
+        self.stored: float | None = None  # the server read it (the event's ``at``)
+        self.acked: float | None = None  # the sender got its ack: committed
+        self.delivered: list[float] = []  # the other members got the event
+
+
+def server_time(at: str) -> float:
+    return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+
+
+def print_stages(stamps: list[Stamps]) -> None:
+    """The fan-out latency cut into its stages: client -> server read; read ->
+    ack at the sender (the group commit's wait and its transaction); ack ->
+    delivered to the other members (publish, Redis, the other processes' decode
+    and send). p50 / p99 / max of each, over the messages with every stamp."""
+    whole = [s for s in stamps if s.stored is not None and s.acked is not None and s.delivered]
+    if not whole:
+        return
+    stages = {
+        "in (send -> server read)": [(s.stored or 0) - s.sent for s in whole],
+        "store (read -> ack at the sender)": [(s.acked or 0) - (s.stored or 0) for s in whole],
+        "out (ack -> last member)": [max(s.delivered) - (s.acked or 0) for s in whole],
+    }
+    print(f"stages over {len(whole)} messages (p50 / p99 / max, ms):")
+    for name, values in stages.items():
+        ms = [v * 1000 for v in values]
+        print(
+            f"  {name}: {percentile(ms, 50):.1f} / {percentile(ms, 99):.1f} / {max(ms):.1f}"
+        )
 
 
 async def latency(args: argparse.Namespace, workdir: Path) -> None:
