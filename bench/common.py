@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 from sqlalchemy import insert
+from sqlalchemy.engine import make_url
 
 from server.accounts.auth import hash_token
 from server.composition import app_context
@@ -140,10 +142,31 @@ async def seed(settings: Settings, exams: int, sessions_per_role: int) -> Seed:
     return result
 
 
-def prepare_database(url: str | None, workdir: Path) -> str:
+def prepare_database(url: str | None, workdir: Path, fresh: bool = False) -> str:
+    """The run's database, migrated: a SQLite file in ``workdir`` by default.
+    ``fresh``: a PostgreSQL database is dropped and created again first, so that
+    runs one after the other (bench/room_ab.py) each start empty."""
     url = url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    if fresh and url.startswith("postgresql"):
+        asyncio.run(recreate(url))
     upgrade(url)
     return url
+
+
+async def recreate(url: str) -> None:
+    parsed = make_url(url)
+    conn = await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        database="postgres",
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{parsed.database}"')
+    finally:
+        await conn.close()
 
 
 PROFILED = """

@@ -97,7 +97,7 @@ async def open_many(targets: list[tuple[Any, ...]], parallel: int = 100) -> list
 
 async def idle(args: argparse.Namespace, workdir: Path) -> None:
     limit = raise_open_files()
-    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir, args.fresh_database)
     n = args.connections
     settings = Settings(database_url=url)
     data = await seed(settings, exams=max(1, n // 3), sessions_per_role=1)
@@ -154,7 +154,7 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
 
 
 async def fanout(args: argparse.Namespace, workdir: Path) -> None:
-    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir, args.fresh_database)
     settings = Settings(database_url=url)
     data = await seed(settings, exams=args.rooms, sessions_per_role=1)
     env = {"DATABASE_URL": url} | redis_env()
@@ -286,15 +286,13 @@ def print_stages(stamps: list[Stamps]) -> None:
     print(f"stages over {len(whole)} messages (p50 / p99 / max, ms):")
     for name, values in stages.items():
         ms = [v * 1000 for v in values]
-        print(
-            f"  {name}: {percentile(ms, 50):.1f} / {percentile(ms, 99):.1f} / {max(ms):.1f}"
-        )
+        print(f"  {name}: {percentile(ms, 50):.1f} / {percentile(ms, 99):.1f} / {max(ms):.1f}")
 
 
 async def latency(args: argparse.Namespace, workdir: Path) -> None:
     """One room, two members, messages one at a time (under the per-connection rate
     limit): the time to the sender's ack and to the other member's event."""
-    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir, args.fresh_database)
     data = await seed(Settings(database_url=url), exams=1, sessions_per_role=1)
     env = {"DATABASE_URL": url} | (redis_env() if args.redis else {})
     server = ServerProcess(env)
@@ -388,7 +386,7 @@ class Member:
 
 async def storm(args: argparse.Namespace, workdir: Path) -> None:
     limit = raise_open_files()
-    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir, args.fresh_database)
     n = args.connections
     per_role = -(-n // 3)
     data = await seed(Settings(database_url=url), exams=max(1, n // 3), sessions_per_role=per_role)
@@ -537,6 +535,11 @@ def main() -> None:
     p_storm.add_argument("--timeout", type=float, default=300)
     for p in (p_idle, p_fan, p_lat, p_storm):
         p.add_argument("--database-url", default=None)
+        p.add_argument(
+            "--fresh-database",
+            action="store_true",
+            help="drop and create the PostgreSQL database of --database-url first",
+        )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         modes = {"idle": idle, "fanout": fanout, "latency": latency, "storm": storm}
