@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -96,7 +97,7 @@ async def open_many(targets: list[tuple[Any, ...]], parallel: int = 100) -> list
 
 
 async def idle(args: argparse.Namespace, workdir: Path) -> None:
-    limit = raise_open_files()
+    limit = raise_open_files(args.connections + 10_000)
     url = await asyncio.to_thread(prepare_database, args.database_url, workdir, args.fresh_database)
     n = args.connections
     settings = Settings(database_url=url)
@@ -126,11 +127,20 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
             )
             for i in range(n)
         ]
-        conns = await open_many(targets)
-        opened = time.perf_counter() - started
+        # In two halves: the second half's cost is what one more socket costs once
+        # the fixed costs (pools, buffers, the collector's frozen generation) are paid.
+        half = n // 2
+        conns = await open_many(targets[:half])
+        paused = time.perf_counter()
+        await asyncio.sleep(3)
+        middle = [rss_kib(s.proc.pid) for s in servers]
+        resumed = time.perf_counter()
+        conns += await open_many(targets[half:])
+        opened = time.perf_counter() - started - (resumed - paused)
         cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu_before
         await asyncio.sleep(3)
         after = [rss_kib(s.proc.pid) for s in servers]
+        own = rss_kib(os.getpid())
         load = os.getloadavg()
         print(
             f"idle connections held by {len(servers)} process(es): {len(conns)} "
@@ -145,6 +155,12 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
             f"server RSS before: {sum(before) / 1024:.1f} MiB, after: {sum(after) / 1024:.1f} MiB"
         )
         print(f"memory per idle connection: {(sum(after) - sum(before)) / len(conns):.1f} KiB")
+        print(
+            f"memory per idle connection beyond the first {half}: "
+            f"{(sum(after) - sum(middle)) / max(1, n - half):.1f} KiB "
+            f"(per process, RSS after: {', '.join(f'{a / 1024:.0f}' for a in after)} MiB); "
+            f"the load generator's own RSS: {own / 1024:.0f} MiB"
+        )
         for ws in conns + warm:
             await ws.close()
     finally:
@@ -329,9 +345,16 @@ async def latency(args: argparse.Namespace, workdir: Path) -> None:
         forget(env)
 
 
-def raise_open_files() -> int:
-    """The open-files limit raised to its hard limit (each socket is a file)."""
+def raise_open_files(wanted: int = 0) -> int:
+    """The open-files limit raised to its hard limit (each socket is a file), and
+    the hard limit itself to ``wanted`` where this user may (root, up to
+    ``fs.nr_open``): this process holds every client socket, and the servers it
+    starts inherit the limit (docs/deployment.md "Many sockets on one machine")."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if wanted > hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            soft, hard = wanted, wanted
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
