@@ -82,7 +82,11 @@ async def seed(settings: Settings, exams: int, sessions_per_role: int) -> Seed:
             users[role] = user
         await db.flush()
         exam_rows, event_rows = [], []
-        for _ in range(exams):
+        # 8 random digits a day: thousands of exams drawn at once would collide.
+        accessions: set[str] = set()
+        while len(accessions) < exams:
+            accessions.add(new_accession(now))
+        for accession in accessions:
             exam_id = str(uuid.uuid4())
             result.exam_ids.append(exam_id)
             exam_rows.append(
@@ -92,7 +96,7 @@ async def seed(settings: Settings, exams: int, sessions_per_role: int) -> Seed:
                     requester_id=users["urgentist"].id,
                     assigned_radiologist_id=users["radiologist"].id,
                     status="accepted",
-                    accession_number=new_accession(now),
+                    accession_number=accession,
                     study_instance_uid=new_study_uid("2.25"),
                     patient_id="P",
                     patient_name="BENCH^Patient",

@@ -161,12 +161,51 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
             f"(per process, RSS after: {', '.join(f'{a / 1024:.0f}' for a in after)} MiB); "
             f"the load generator's own RSS: {own / 1024:.0f} MiB"
         )
+        await check_presence_and_resume(targets, conns, len(data.exam_ids))
         for ws in conns + warm:
             await ws.close()
     finally:
         for server in servers:
             server.stop()
         forget(env)
+
+
+async def check_presence_and_resume(
+    targets: list[tuple[Any, ...]], conns: list[ClientConnection], rooms: int
+) -> None:
+    """With every socket still open: a member of the last room posts a message,
+    another leaves and comes back through the next process with ``since=1``; its
+    welcome must list the room's three members (spread over the processes) and
+    the message must follow it."""
+    members = [i for i in range(len(conns)) if i // 3 % rooms == rooms - 1][:3]
+    if len(members) < 3:
+        return
+    sender, leaver = conns[members[0]], members[1]
+    await sender.send(json.dumps({"type": "chat", "id": "probe", "text": "probe"}))
+    while (frame := json.loads(await sender.recv()))["type"] != "ack":
+        pass
+    await conns[leaver].close()
+    url, exam_id, token, source = targets[leaver]
+    urls = sorted({t[0] for t in targets})
+    url = urls[(urls.index(url) + 1) % len(urls)]  # back through another process
+    ws = await connect(
+        f"{url}/ws/exams/{exam_id}?since=1",
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=120,
+        ping_interval=None,
+        **({"local_addr": (source, 0)} if source else {}),
+    )
+    welcome = json.loads(await ws.recv())
+    roles = sorted({entry["role"] for entry in welcome["presence"]})
+    while (event := json.loads(await ws.recv()))["type"] != "event":
+        pass
+    resumed = event["event"]["id"] == "probe" and event["event"]["seq"] == frame["seq"]
+    print(
+        f"presence at the end: {roles} in the last room ({len(welcome['presence'])} entries); "
+        f"resume with since=1 through another process: "
+        f"{'the missed message, seq ' + str(frame['seq']) if resumed else 'FAILED: ' + str(event)}"
+    )
+    conns[leaver] = ws
 
 
 async def fanout(args: argparse.Namespace, workdir: Path) -> None:
