@@ -74,6 +74,13 @@ async def open_room(
 ) -> ClientConnection:
     """``source``: the local address to connect from (127.0.0.x: one address has
     only some 28,000-64,000 local ports, docs/deployment.md)."""
+    return (await join_room(ws_url, exam_id, token, source))[0]
+
+
+async def join_room(
+    ws_url: str, exam_id: str, token: str, source: str | None = None
+) -> tuple[ClientConnection, dict[str, Any]]:
+    """A member's socket with ``since=1``, and its welcome."""
     ws = await connect(
         f"{ws_url}/ws/exams/{exam_id}?since=1",
         additional_headers={"Authorization": f"Bearer {token}"},
@@ -83,7 +90,7 @@ async def open_room(
     )
     welcome = json.loads(await ws.recv())
     assert welcome["type"] == "welcome", welcome
-    return ws
+    return ws, welcome
 
 
 async def open_many(targets: list[tuple[Any, ...]], parallel: int = 100) -> list[ClientConnection]:
@@ -188,14 +195,7 @@ async def check_presence_and_resume(
     url, exam_id, token, source = targets[leaver]
     urls = sorted({t[0] for t in targets})
     url = urls[(urls.index(url) + 1) % len(urls)]  # back through another process
-    ws = await connect(
-        f"{url}/ws/exams/{exam_id}?since=1",
-        additional_headers={"Authorization": f"Bearer {token}"},
-        open_timeout=120,
-        ping_interval=None,
-        **({"local_addr": (source, 0)} if source else {}),
-    )
-    welcome = json.loads(await ws.recv())
+    ws, welcome = await join_room(url, exam_id, token, source)
     roles = sorted({entry["role"] for entry in welcome["presence"]})
     while (event := json.loads(await ws.recv()))["type"] != "event":
         pass
