@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 from sqlalchemy import insert
+from sqlalchemy.engine import make_url
 
 from server.accounts.auth import hash_token
 from server.composition import app_context
@@ -80,7 +82,11 @@ async def seed(settings: Settings, exams: int, sessions_per_role: int) -> Seed:
             users[role] = user
         await db.flush()
         exam_rows, event_rows = [], []
-        for _ in range(exams):
+        # 8 random digits a day: thousands of exams drawn at once would collide.
+        accessions: set[str] = set()
+        while len(accessions) < exams:
+            accessions.add(new_accession(now))
+        for accession in accessions:
             exam_id = str(uuid.uuid4())
             result.exam_ids.append(exam_id)
             exam_rows.append(
@@ -90,7 +96,7 @@ async def seed(settings: Settings, exams: int, sessions_per_role: int) -> Seed:
                     requester_id=users["urgentist"].id,
                     assigned_radiologist_id=users["radiologist"].id,
                     status="accepted",
-                    accession_number=new_accession(now),
+                    accession_number=accession,
                     study_instance_uid=new_study_uid("2.25"),
                     patient_id="P",
                     patient_name="BENCH^Patient",
@@ -140,10 +146,31 @@ async def seed(settings: Settings, exams: int, sessions_per_role: int) -> Seed:
     return result
 
 
-def prepare_database(url: str | None, workdir: Path) -> str:
+def prepare_database(url: str | None, workdir: Path, fresh: bool = False) -> str:
+    """The run's database, migrated: a SQLite file in ``workdir`` by default.
+    ``fresh``: a PostgreSQL database is dropped and created again first, so that
+    runs one after the other (bench/room_ab.py) each start empty."""
     url = url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    if fresh and url.startswith("postgresql"):
+        asyncio.run(recreate(url))
     upgrade(url)
     return url
+
+
+async def recreate(url: str) -> None:
+    parsed = make_url(url)
+    conn = await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port,
+        user=parsed.username,
+        password=parsed.password,
+        database="postgres",
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{parsed.database}"')
+    finally:
+        await conn.close()
 
 
 PROFILED = """

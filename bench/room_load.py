@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -33,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +74,13 @@ async def open_room(
 ) -> ClientConnection:
     """``source``: the local address to connect from (127.0.0.x: one address has
     only some 28,000-64,000 local ports, docs/deployment.md)."""
+    return (await join_room(ws_url, exam_id, token, source))[0]
+
+
+async def join_room(
+    ws_url: str, exam_id: str, token: str, source: str | None = None
+) -> tuple[ClientConnection, dict[str, Any]]:
+    """A member's socket with ``since=1``, and its welcome."""
     ws = await connect(
         f"{ws_url}/ws/exams/{exam_id}?since=1",
         additional_headers={"Authorization": f"Bearer {token}"},
@@ -81,7 +90,7 @@ async def open_room(
     )
     welcome = json.loads(await ws.recv())
     assert welcome["type"] == "welcome", welcome
-    return ws
+    return ws, welcome
 
 
 async def open_many(targets: list[tuple[Any, ...]], parallel: int = 100) -> list[ClientConnection]:
@@ -95,8 +104,8 @@ async def open_many(targets: list[tuple[Any, ...]], parallel: int = 100) -> list
 
 
 async def idle(args: argparse.Namespace, workdir: Path) -> None:
-    limit = raise_open_files()
-    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    limit = raise_open_files(args.connections + 10_000)
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir, args.fresh_database)
     n = args.connections
     settings = Settings(database_url=url)
     data = await seed(settings, exams=max(1, n // 3), sessions_per_role=1)
@@ -125,11 +134,20 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
             )
             for i in range(n)
         ]
-        conns = await open_many(targets)
-        opened = time.perf_counter() - started
+        # In two halves: the second half's cost is what one more socket costs once
+        # the fixed costs (pools, buffers, the collector's frozen generation) are paid.
+        half = n // 2
+        conns = await open_many(targets[:half])
+        paused = time.perf_counter()
+        await asyncio.sleep(3)
+        middle = [rss_kib(s.proc.pid) for s in servers]
+        resumed = time.perf_counter()
+        conns += await open_many(targets[half:])
+        opened = time.perf_counter() - started - (resumed - paused)
         cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu_before
         await asyncio.sleep(3)
         after = [rss_kib(s.proc.pid) for s in servers]
+        own = rss_kib(os.getpid())
         load = os.getloadavg()
         print(
             f"idle connections held by {len(servers)} process(es): {len(conns)} "
@@ -144,6 +162,13 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
             f"server RSS before: {sum(before) / 1024:.1f} MiB, after: {sum(after) / 1024:.1f} MiB"
         )
         print(f"memory per idle connection: {(sum(after) - sum(before)) / len(conns):.1f} KiB")
+        print(
+            f"memory per idle connection beyond the first {half}: "
+            f"{(sum(after) - sum(middle)) / max(1, n - half):.1f} KiB "
+            f"(per process, RSS after: {', '.join(f'{a / 1024:.0f}' for a in after)} MiB); "
+            f"the load generator's own RSS: {own / 1024:.0f} MiB"
+        )
+        await check_presence_and_resume(targets, conns, len(data.exam_ids))
         for ws in conns + warm:
             await ws.close()
     finally:
@@ -152,8 +177,39 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
         forget(env)
 
 
+async def check_presence_and_resume(
+    targets: list[tuple[Any, ...]], conns: list[ClientConnection], rooms: int
+) -> None:
+    """With every socket still open: a member of the last room posts a message,
+    another leaves and comes back through the next process with ``since=1``; its
+    welcome must list the room's three members (spread over the processes) and
+    the message must follow it."""
+    members = [i for i in range(len(conns)) if i // 3 % rooms == rooms - 1][:3]
+    if len(members) < 3:
+        return
+    sender, leaver = conns[members[0]], members[1]
+    await sender.send(json.dumps({"type": "chat", "id": "probe", "text": "probe"}))
+    while (frame := json.loads(await sender.recv()))["type"] != "ack":
+        pass
+    await conns[leaver].close()
+    url, exam_id, token, source = targets[leaver]
+    urls = sorted({t[0] for t in targets})
+    url = urls[(urls.index(url) + 1) % len(urls)]  # back through another process
+    ws, welcome = await join_room(url, exam_id, token, source)
+    roles = sorted({entry["role"] for entry in welcome["presence"]})
+    while (event := json.loads(await ws.recv()))["type"] != "event":
+        pass
+    resumed = event["event"]["id"] == "probe" and event["event"]["seq"] == frame["seq"]
+    print(
+        f"presence at the end: {roles} in the last room ({len(welcome['presence'])} entries); "
+        f"resume with since=1 through another process: "
+        f"{'the missed message, seq ' + str(frame['seq']) if resumed else 'FAILED: ' + str(event)}"
+    )
+    conns[leaver] = ws
+
+
 async def fanout(args: argparse.Namespace, workdir: Path) -> None:
-    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir, args.fresh_database)
     settings = Settings(database_url=url)
     data = await seed(settings, exams=args.rooms, sessions_per_role=1)
     env = {"DATABASE_URL": url} | redis_env()
@@ -176,19 +232,32 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
         latencies: list[float] = []
         received = 0
         warm = int(args.rate * args.warmup)  # messages sent before the measurement
+        # Where the time goes, per measured message: its client id -> the server's
+        # stamp (the event's ``at``: the frame read and parsed), the sender's ack
+        # (committed), and each delivery to another member.
+        stamps: dict[str, Stamps] = {}
 
         async def reader(ws: ClientConnection, me: int) -> None:
             nonlocal received
             async for raw in ws:
+                now = time.time()
                 frame = json.loads(raw)
-                if frame.get("type") != "event":
+                kind = frame.get("type")
+                if kind == "ack":
+                    if (stamp := stamps.get(frame["id"])) is not None:
+                        stamp.acked = now
                     continue
-                body = frame["event"]["body"]
-                sender = body.get("text", "").split("|")
+                if kind != "event":
+                    continue
+                event = frame["event"]
+                sender = event["body"].get("text", "").split("|")
                 if len(sender) == 3 and int(sender[0]) != me:
                     received += 1
                     if int(sender[2]) >= warm:
-                        latencies.append(time.time() - float(sender[1]))
+                        latencies.append(now - float(sender[1]))
+                        if (stamp := stamps.get(event["id"])) is not None:
+                            stamp.stored = server_time(event["at"])
+                            stamp.delivered.append(now)
 
         readers = [asyncio.create_task(reader(ws, i)) for i, ws in enumerate(conns)]
         interval = 1.0 / args.rate
@@ -200,10 +269,12 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
                 own_before = time.process_time()
                 measured_from = time.perf_counter()
             member = (i * 3 + (i // args.rooms) % 3) % len(conns)
-            text = f"{member}|{time.time()!r}|{i}"
-            await conns[member].send(
-                json.dumps({"type": "chat", "id": str(uuid.uuid4()), "text": text})
-            )
+            sent = time.time()
+            text = f"{member}|{sent!r}|{i}"
+            chat_id = str(uuid.uuid4())
+            if i >= warm:
+                stamps[chat_id] = Stamps(sent)
+            await conns[member].send(json.dumps({"type": "chat", "id": chat_id, "text": text}))
             lag = started + (i + 1) * interval - time.perf_counter()
             if lag > 0:
                 await asyncio.sleep(lag)
@@ -222,6 +293,7 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
             f"fan-out latency send->receive after warm-up: p50 {percentile(lat_ms, 50):.1f} ms, "
             f"p99 {percentile(lat_ms, 99):.1f} ms, max {max(lat_ms or [0]):.1f} ms"
         )
+        print_stages(list(stamps.values()))
         print(
             "CPU while sending: servers "
             + ", ".join(f"{c / sent_in * 100:.0f} %" for c in cpu)
@@ -237,10 +309,45 @@ async def fanout(args: argparse.Namespace, workdir: Path) -> None:
         forget(env)
 
 
+class Stamps:
+    """One measured chat message's way through the rooms, on this machine's clock."""
+
+    __slots__ = ("sent", "stored", "acked", "delivered")
+
+    def __init__(self, sent: float) -> None:
+        self.sent = sent
+        self.stored: float | None = None  # the server read it (the event's ``at``)
+        self.acked: float | None = None  # the sender got its ack: committed
+        self.delivered: list[float] = []  # the other members got the event
+
+
+def server_time(at: str) -> float:
+    return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+
+
+def print_stages(stamps: list[Stamps]) -> None:
+    """The fan-out latency cut into its stages: client -> server read; read ->
+    ack at the sender (the group commit's wait and its transaction); ack ->
+    delivered to the other members (publish, Redis, the other processes' decode
+    and send). p50 / p99 / max of each, over the messages with every stamp."""
+    whole = [s for s in stamps if s.stored is not None and s.acked is not None and s.delivered]
+    if not whole:
+        return
+    stages = {
+        "in (send -> server read)": [(s.stored or 0) - s.sent for s in whole],
+        "store (read -> ack at the sender)": [(s.acked or 0) - (s.stored or 0) for s in whole],
+        "out (ack -> last member)": [max(s.delivered) - (s.acked or 0) for s in whole],
+    }
+    print(f"stages over {len(whole)} messages (p50 / p99 / max, ms):")
+    for name, values in stages.items():
+        ms = [v * 1000 for v in values]
+        print(f"  {name}: {percentile(ms, 50):.1f} / {percentile(ms, 99):.1f} / {max(ms):.1f}")
+
+
 async def latency(args: argparse.Namespace, workdir: Path) -> None:
     """One room, two members, messages one at a time (under the per-connection rate
     limit): the time to the sender's ack and to the other member's event."""
-    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir, args.fresh_database)
     data = await seed(Settings(database_url=url), exams=1, sessions_per_role=1)
     env = {"DATABASE_URL": url} | (redis_env() if args.redis else {})
     server = ServerProcess(env)
@@ -277,9 +384,16 @@ async def latency(args: argparse.Namespace, workdir: Path) -> None:
         forget(env)
 
 
-def raise_open_files() -> int:
-    """The open-files limit raised to its hard limit (each socket is a file)."""
+def raise_open_files(wanted: int = 0) -> int:
+    """The open-files limit raised to its hard limit (each socket is a file), and
+    the hard limit itself to ``wanted`` where this user may (root, up to
+    ``fs.nr_open``): this process holds every client socket, and the servers it
+    starts inherit the limit (docs/deployment.md "Many sockets on one machine")."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if wanted > hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            soft, hard = wanted, wanted
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -334,7 +448,7 @@ class Member:
 
 async def storm(args: argparse.Namespace, workdir: Path) -> None:
     limit = raise_open_files()
-    url = await asyncio.to_thread(prepare_database, args.database_url, workdir)
+    url = await asyncio.to_thread(prepare_database, args.database_url, workdir, args.fresh_database)
     n = args.connections
     per_role = -(-n // 3)
     data = await seed(Settings(database_url=url), exams=max(1, n // 3), sessions_per_role=per_role)
@@ -483,6 +597,11 @@ def main() -> None:
     p_storm.add_argument("--timeout", type=float, default=300)
     for p in (p_idle, p_fan, p_lat, p_storm):
         p.add_argument("--database-url", default=None)
+        p.add_argument(
+            "--fresh-database",
+            action="store_true",
+            help="drop and create the PostgreSQL database of --database-url first",
+        )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         modes = {"idle": idle, "fanout": fanout, "latency": latency, "storm": storm}

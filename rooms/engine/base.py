@@ -29,6 +29,8 @@ logger = logging.getLogger("rooms.engine")
 class Subscription(ABC):
     """A live subscription of one callback to one channel, until `close()`."""
 
+    __slots__ = ()  # an engine's subscriptions may do without a dict each
+
     channel: str
 
     @abstractmethod

@@ -95,6 +95,9 @@ def _members(flat: list[str]) -> list[Message]:
 
 
 class RedisSubscription(Subscription):
+    # One per room socket of this process, for the socket's whole life.
+    __slots__ = ("channel", "name", "callback", "_engine")
+
     def __init__(self, engine: RedisEngine, channel: str, name: str, callback: Callback) -> None:
         self.channel = channel
         self.name = name  # the Redis channel, with the engine's prefix
@@ -105,7 +108,7 @@ class RedisSubscription(Subscription):
         await self._engine._unsubscribe(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Channel:
     """The local subscribers of one Redis channel, and its SUBSCRIBE confirmation."""
 

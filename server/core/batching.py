@@ -33,12 +33,22 @@ class Batcher(Generic[T, R]):
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
+        return await self.post(item)
+
+    def post(self, item: T) -> asyncio.Future[R]:
+        """Queue ``item`` without waiting: items are written in the order they were
+        posted; the future holds what ``write`` gave for it."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
         if self._task is None:
             self._task = loop.create_task(self._drain())
-        return await future
+        return future
+
+    async def flush(self) -> None:
+        """Return once everything posted so far is written (or has failed)."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
 
     async def _drain(self) -> None:
         try:

@@ -115,12 +115,19 @@ class Stored:
     event: dict[str, Any] | None  # None: the client id was stored before (a retry)
 
 
+Published = Sequence[tuple[str, dict[str, Any]]]  # one group's (exam id, event JSON)
+
+
 class ChatLog:
-    """``append`` returns once the message is committed and published to its room."""
+    """``append`` returns once the message is committed and its publication is
+    queued: groups are published in the order they were committed, by a task of
+    their own, so that the next group's transaction does not wait for the
+    previous group's round trip to Redis (docs/rooms.md "Scale")."""
 
     def __init__(self, app: AppContext, limit: int = 500) -> None:
         self.app = app
         self._batcher: Batcher[Chat, Stored] = Batcher(self._write, limit)
+        self._publisher: Batcher[Published, None] = Batcher(self._publish, limit)
         # The writer keeps one connection: each pool checkout would cost
         # PostgreSQL two more round trips per batch (the ping and the reset).
         self._conn: AsyncConnection | None = None
@@ -129,6 +136,7 @@ class ChatLog:
         return await self._batcher.submit(chat)
 
     async def close(self) -> None:
+        await self._publisher.flush()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
@@ -147,21 +155,25 @@ class ChatLog:
         for chat, result in zip(batch, results, strict=True):
             if chat.ack is not None:
                 chat.ack(result.seq)
-        # One round trip for the whole batch. Stored is stored: a failed publish
-        # is logged, and members read what they missed from SQL on the next event
-        # or when they resume.
-        try:
-            await publish_batch(
-                self.app,
-                [
-                    (chat.exam_id, result.event)
-                    for chat, result in zip(batch, results, strict=True)
-                    if result.event is not None
-                ],
-            )
-        except Exception:
-            log.exception("could not publish %d stored chat messages", len(batch))
+        events = [
+            (chat.exam_id, result.event)
+            for chat, result in zip(batch, results, strict=True)
+            if result.event is not None
+        ]
+        if events:
+            self._publisher.post(events)
         return results
+
+    async def _publish(self, groups: Sequence[Published]) -> list[None]:
+        """The groups committed while the previous ones were being published, in
+        one round trip. Stored is stored: a failed publish is logged, and members
+        read what they missed from SQL on the next event or when they resume."""
+        events = [entry for group in groups for entry in group]
+        try:
+            await publish_batch(self.app, events)
+        except Exception:
+            log.exception("could not publish %d stored chat messages", len(events))
+        return [None] * len(groups)
 
     async def _write_once(self, batch: Sequence[Chat]) -> list[Stored]:
         if self._conn is None:

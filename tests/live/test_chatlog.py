@@ -4,17 +4,26 @@ contiguous per exam, retries are stored once, two processes never share a seq.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from server.composition import app_context
 from server.core.batching import Batcher
+from server.core.channels import room_channel
 from server.core.config import Settings
 from server.core.identity import Person
 from server.core.models import Exam, ExamEvent, User
 from server.live.chatlog import Chat, ChatLog
+from server.testing import free_port
 from tests.exams.test_commands import ClientFor, new_exam
 
 
@@ -145,3 +154,54 @@ async def test_items_submitted_one_after_another_are_each_written() -> None:
     for n in range(50):
         assert await asyncio.wait_for(batcher.submit(n), timeout=5) == n
     assert written == list(range(50))
+
+
+@contextlib.contextmanager
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A Redis server of this test's own (it is stopped with SIGSTOP: the shared
+    one must not be)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0", proc
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.terminate()
+        proc.wait()
+
+
+async def test_a_group_commits_while_the_previous_one_waits_for_redis(
+    client_for: ClientFor, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Redis frozen (SIGSTOP) after a message is committed: the next message is
+    committed all the same, and both reach the room, in order, once Redis is back."""
+    urg = await client_for("urg_a")
+    exam_id = await new_exam(urg)
+    with private_redis(tmp_path) as (url, redis_proc):
+        settings = make_settings(redis_url=url)
+        who = await author(settings, "urg_a")
+        async with app_context(settings) as app:
+            seen: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+            subscription = await app.bus.subscribe(room_channel(exam_id), seen.put_nowait)
+            redis_proc.send_signal(signal.SIGSTOP)
+            first = await asyncio.wait_for(
+                app.chat.append(Chat(exam_id, "a", "x", who, app.now())), 10
+            )
+            second = await asyncio.wait_for(
+                app.chat.append(Chat(exam_id, "b", "x", who, app.now())), 10
+            )
+            assert second.seq == first.seq + 1
+            assert seen.empty()  # nothing could be published yet
+            redis_proc.send_signal(signal.SIGCONT)
+            got = [await asyncio.wait_for(seen.get(), 10) for _ in range(2)]
+            assert [m["event"]["id"] for m in got] == ["a", "b"]
+            assert [m["event"]["seq"] for m in got] == [first.seq, second.seq]
+            await subscription.close()
