@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 import re
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,6 +57,7 @@ from rooms.frames import (
 )
 from rooms.types import ErrorCode, EventKind, error_frame
 from server.calls.forward import FrameTap, forward_keyframe_requests
+from server.calls.quality import Sample, assess, read_sample
 from server.calls.recording import VoiceRecorder, recording_enabled
 from server.core.channels import room_channel
 from server.core.config import Settings
@@ -253,6 +255,8 @@ class Participant:
     video: bool = False
     dirty: bool = False  # tracks changed since the last offer this participant answered
     recorder: VoiceRecorder | None = None
+    joined_at: float = field(default_factory=time.monotonic)
+    sample: Sample | None = None  # the last quality sample (docs/calls.md "Quality")
 
     def public(self) -> dict[str, Any]:
         user = self.conn.principal.user
@@ -397,6 +401,7 @@ class CallManager:
         if call is None:
             call = self.calls[conn.exam_id] = Call(conn.exam_id, conn.app.now())
             call.recording = await recording_enabled(conn.app, conn.exam_id)
+            self._spawn(self._report_quality(conn, call))
         pc = RTCPeerConnection(self.configuration())
         self._pcs.add(pc)
         p = Participant(conn, pc)
@@ -523,6 +528,34 @@ class CallManager:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("call task failed", exc_info=task.exception())
+
+    # -- quality indicators -------------------------------------------------
+
+    async def _report_quality(self, conn: Connection, call: Call) -> None:
+        """Publish the call's ``call.quality`` frame every interval while it lasts
+        (ephemeral, like ``call.state``: not clinical, not persisted)."""
+        interval = self.settings.call_quality_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            if self.calls.get(call.exam_id) is not call:
+                return
+            frame = await self.quality(call)
+            if frame["participants"]:
+                await conn.app.bus.publish(room_channel(call.exam_id), frame)
+
+    async def quality(self, call: Call) -> dict[str, Any]:
+        """The ``call.quality`` frame of ``call`` now (docs/api.md)."""
+        entries = []
+        for p in list(call.participants.values()):
+            if p.pc.connectionState == "closed":
+                continue
+            sample = await read_sample(p.pc, p.taps.get("audio"), time.monotonic())
+            entry = assess(
+                p.sample, sample, since=p.joined_at, no_media_s=self.settings.call_no_media_s
+            )
+            p.sample = sample
+            entries.append({"user": p.public()["user"], "muted": not p.audio, **entry})
+        return {"type": "call.quality", "participants": entries}
 
     # -- leaving ----------------------------------------------------------
 
