@@ -26,6 +26,7 @@ const TEXT = {
     denied: "Micro ou caméra refusés par le navigateur",
     full: "L’appel est complet",
     failed: "L’appel a échoué",
+    lost: "L’appel a été coupé par le serveur : rappelez",
     recording: "● Cet appel est enregistré",
     noSound: "le son ne passe pas",
     speaking: "parle",
@@ -45,6 +46,7 @@ const TEXT = {
     denied: "Microphone or camera refused by the browser",
     full: "The call is full",
     failed: "The call failed",
+    lost: "The server cut the call: call again",
     recording: "● This call is recorded",
     noSound: "no sound is getting through",
     speaking: "speaking",
@@ -199,7 +201,9 @@ export function createCallControls(container, roomClient, options = {}) {
     if (code === "call_full") status.textContent = t.full;
     else if (code === "call_glare" && state.pc) setTimeout(() => offer(), 200);
     else if (code === "call_failed" || code === "not_in_call") status.textContent = t.failed;
-    if (code === "call_full" || code === "call_failed") teardown();
+    if (code === "call_full" || code === "call_failed" || code === "call_lost") teardown();
+    // The process holding the call stopped (docs/calls.md): say so after the reset.
+    if (code === "call_lost") status.textContent = t.lost;
   }
 
   // call.quality (docs/calls.md "Quality indicators"): one row per participant with a

@@ -56,6 +56,7 @@ from rooms.frames import (
     ClientFrame,
 )
 from rooms.types import ErrorCode, EventKind, error_frame
+from server.calls.cluster import CallCluster
 from server.calls.forward import FrameTap, forward_keyframe_requests
 from server.calls.quality import Sample, assess, read_sample
 from server.calls.recording import VoiceRecorder, recording_enabled
@@ -296,6 +297,12 @@ class CallManager:
         patch_aiortc()
         if settings.call_host_addresses:
             restrict_host_addresses(settings.call_host_addresses)
+        self.cluster: CallCluster | None = None
+
+    async def start(self, app: AppContext) -> None:
+        """Take part in the routing of calls between web processes (server/calls/cluster.py)."""
+        self.cluster = CallCluster(self, app, self.settings.call_lease_s)
+        await self.cluster.start()
 
     @property
     def peer_count(self) -> int:
@@ -316,6 +323,8 @@ class CallManager:
     async def handle(self, conn: Connection, frame: ClientFrame) -> None:
         """Route one call.* frame; a refusal becomes an error frame."""
         try:
+            if self.cluster is not None and await self.cluster.route(conn, frame):
+                return  # the call is held by another process
             if isinstance(frame, CallOfferFrame):
                 await self._offer(conn, frame.sdp)
             elif isinstance(frame, CallAnswerFrame):
@@ -560,7 +569,17 @@ class CallManager:
     # -- leaving ----------------------------------------------------------
 
     async def leave(self, conn: Connection) -> None:
-        """Hang up (or disconnect): close the peer, retire its media, maybe end the call."""
+        """Hang up (or disconnect): close the peer, retire its media, maybe end the
+        call; or tell the process holding the call."""
+        if self.cluster is not None and await self.cluster.leave(conn):
+            return
+        try:
+            await self._leave_call(conn)
+        finally:
+            if self.cluster is not None:
+                self.cluster.forget(conn)
+
+    async def _leave_call(self, conn: Connection) -> None:
         call = self.calls.get(conn.exam_id)
         p = call.participants.pop(conn.conn_id, None) if call else None
         if call is None or p is None:
@@ -604,6 +623,8 @@ class CallManager:
 
     async def close(self) -> None:
         """Process shutdown: hang everyone up, then wait for what is in flight."""
+        if self.cluster is not None:
+            await self.cluster.close()
         for call in list(self.calls.values()):
             for p in list(call.participants.values()):
                 with contextlib.suppress(Exception):
