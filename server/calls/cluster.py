@@ -212,7 +212,8 @@ class CallCluster:
         """The holder's lease expired: its process died or lost Redis."""
         conn = member.conn
         log.warning("call of exam %s lost with its process %s", conn.exam_id, member.holder)
-        await self._drop_remote(conn.conn_id, tell_holder=False)
+        # Told anyway: a holder that only stalled past its lease drops the member too.
+        await self._drop_remote(conn.conn_id, tell_holder=True)
         conn.push(dict(error_frame(ErrorCode.CALL_LOST, LOST_MESSAGE)))
         empty = {"type": "call.state", "participants": [], "recording": False}
         if await self.app.bus.lease_owner(call_key(conn.exam_id)) is None:
