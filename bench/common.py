@@ -25,7 +25,7 @@ from server.core.config import Settings
 from server.core.migrate import upgrade
 from server.core.models import Establishment, Exam, ExamEvent, User, UserSession
 from server.exams.service import new_accession, new_study_uid
-from server.testing import free_port
+from server.testing import Loopback, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,7 +181,7 @@ cProfile.run("runpy.run_module('server.cli', run_name='__main__')", {out!r})
 """
 
 
-class ServerProcess:
+class ServerProcess(Loopback):
     """``teleimagerie serve`` in a subprocess."""
 
     def __init__(
@@ -200,14 +200,6 @@ class ServerProcess:
             env={**os.environ, **env, "LOG_LEVEL": "WARNING"},
             cwd=ROOT,
         )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     async def ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

@@ -26,7 +26,11 @@ const TEXT = {
     denied: "Micro ou caméra refusés par le navigateur",
     full: "L’appel est complet",
     failed: "L’appel a échoué",
+    lost: "L’appel a été coupé par le serveur : rappelez",
     recording: "● Cet appel est enregistré",
+    noSound: "le son ne passe pas",
+    speaking: "parle",
+    grade: { good: "bonne connexion", fair: "connexion moyenne", poor: "mauvaise connexion", none: "pas de son" },
   },
   en: {
     call: "Call",
@@ -42,7 +46,11 @@ const TEXT = {
     denied: "Microphone or camera refused by the browser",
     full: "The call is full",
     failed: "The call failed",
+    lost: "The server cut the call: call again",
     recording: "● This call is recorded",
+    noSound: "no sound is getting through",
+    speaking: "speaking",
+    grade: { good: "good connection", fair: "fair connection", poor: "poor connection", none: "no sound" },
   },
 };
 
@@ -86,7 +94,19 @@ export function createCallControls(container, roomClient, options = {}) {
   const hangBtn = el("button", { type: "button", class: "call-hangup", onclick: () => hangup() });
   const recording = el("span", { class: "call-recording", role: "note" });
   const media = el("div", { class: "call-media" });
-  const root = el("div", { class: "call-controls" }, status, recording, callBtn, muteBtn, camBtn, hangBtn, media);
+  const quality = el("ul", { class: "call-quality", "aria-label": "qualité de l’appel" });
+  const root = el(
+    "div",
+    { class: "call-controls" },
+    status,
+    recording,
+    callBtn,
+    muteBtn,
+    camBtn,
+    hangBtn,
+    quality,
+    media,
+  );
   container.append(root);
 
   function render() {
@@ -181,7 +201,47 @@ export function createCallControls(container, roomClient, options = {}) {
     if (code === "call_full") status.textContent = t.full;
     else if (code === "call_glare" && state.pc) setTimeout(() => offer(), 200);
     else if (code === "call_failed" || code === "not_in_call") status.textContent = t.failed;
-    if (code === "call_full" || code === "call_failed") teardown();
+    if (code === "call_full" || code === "call_failed" || code === "call_lost") teardown();
+    // The process holding the call stopped (docs/calls.md): say so after the reset.
+    if (code === "call_lost") status.textContent = t.lost;
+  }
+
+  // call.quality (docs/calls.md "Quality indicators"): one row per participant with a
+  // connection bar (loss, jitter, round trip), a "speaking" ring, and a plain message
+  // when their voice has not reached the server for a few seconds.
+  const BAR = { good: 3, fair: 2, poor: 1, none: 0 };
+  function onQuality(ev) {
+    const rows = [];
+    for (const p of ev.detail.participants || []) {
+      const silent = !p.media && !p.muted;
+      const ring = el("span", { class: "call-speaking", "aria-hidden": "true" });
+      const bar = el("meter", {
+        class: "call-bar",
+        min: "0",
+        max: "3",
+        low: "1.5",
+        high: "2.5",
+        optimum: "3",
+        value: String(BAR[p.grade] ?? 0),
+        title: detail(p),
+      });
+      const name = el("span", { class: "call-name" }, p.user.display_name);
+      const row = el("li", { "data-user": String(p.user.id), "data-grade": p.grade }, ring, name, bar);
+      row.classList.toggle("speaking", Boolean(p.speaking));
+      if (p.speaking) row.append(el("span", { class: "call-speaking-label" }, t.speaking));
+      if (silent) row.append(el("span", { class: "call-no-sound", role: "alert" }, t.noSound));
+      else row.append(el("span", { class: "call-grade" }, t.grade[p.grade] || ""));
+      rows.push(row);
+    }
+    quality.replaceChildren(...rows);
+  }
+
+  function detail(p) {
+    const parts = [];
+    if (p.loss != null) parts.push(`perte ${(100 * p.loss).toFixed(1)} %`);
+    if (p.jitter_ms != null) parts.push(`gigue ${Math.round(p.jitter_ms)} ms`);
+    if (p.rtt_ms != null) parts.push(`aller-retour ${Math.round(p.rtt_ms)} ms`);
+    return parts.join(", ");
   }
 
   function toggleMute() {
@@ -233,6 +293,7 @@ export function createCallControls(container, roomClient, options = {}) {
     state.senders = {};
     state.videoSender = null;
     media.replaceChildren();
+    quality.replaceChildren();
     render();
   }
 
@@ -245,6 +306,7 @@ export function createCallControls(container, roomClient, options = {}) {
     "call.offer": onOffer,
     "call.answer": onAnswer,
     "call.state": onState,
+    "call.quality": onQuality,
     error: onError,
   };
   for (const [type, fn] of Object.entries(handlers)) roomClient.addEventListener(type, fn);

@@ -141,6 +141,7 @@ class ErrorCode(StrEnum):
     NOT_IN_CALL = "not_in_call"
     CALL_FAILED = "call_failed"
     CALL_GLARE = "call_glare"
+    CALL_LOST = "call_lost"  # the process holding the call stopped (docs/calls.md)
     NOT_STORED = "not_stored"  # the database refused or failed: nothing was stored, send again
 
 

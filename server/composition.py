@@ -99,6 +99,7 @@ async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
             chat=ChatLog(core),
             calls=CallManager(settings),
         )
+        await context.calls.start(context)
         try:
             yield context
         finally:

@@ -40,7 +40,21 @@ def delete_redis_prefix(url: str, prefix: str) -> None:
         client.close()
 
 
-class LiveServer:
+class Loopback:
+    """A server of the tests on 127.0.0.1 at ``port``: its base URLs."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+class LiveServer(Loopback):
     def __init__(self, settings: Settings, **overrides: Any) -> None:
         self.settings = settings
         app = create_app(settings)
@@ -71,14 +85,6 @@ class LiveServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LiveServer:
         return self.start()

@@ -1,6 +1,6 @@
-"""``teleimagerie worker`` processes for the tests that kill or restart them, as the
-Procfile runs them: one database, one Redis prefix, logs kept under the test's
-temp dir."""
+"""``teleimagerie worker`` and ``serve`` processes for the tests that kill or restart
+them, as the Procfile runs them: one database, one Redis prefix, logs kept under the
+test's temp dir (workers)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from server.core.config import Settings
+from server.testing import Loopback, free_port
 from tests.helpers import REDIS_URL
 
 Start = Callable[[], subprocess.Popen[bytes]]
@@ -54,3 +59,60 @@ def worker_processes(
     for log in sorted(logs.glob("worker*.log")) if check_logs else []:
         text = log.read_text(errors="replace").strip()
         assert "Traceback" not in text, text
+
+
+@dataclass
+class Process(Loopback):
+    """One ``teleimagerie serve`` process on its own port."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+
+
+def wait_ready(process: Process, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {process.proc.returncode}")
+        try:
+            if httpx.get(process.url + "/api/me", timeout=1).status_code == 401:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+@contextmanager
+def web_processes(
+    settings: Settings, redis_prefix: str, count: int = 2, **env: str
+) -> Iterator[list[Process]]:
+    """``count`` web processes on one database and one Redis prefix, ready; all are
+    terminated on leaving (one already killed by the test is only reaped)."""
+    environ = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": REDIS_URL,
+        "REDIS_PREFIX": redis_prefix,
+        "ARGON2_TIME_COST": "1",
+        "ARGON2_MEMORY_KIB": "1024",
+        "ARGON2_PARALLELISM": "1",
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    processes = []
+    for _ in range(count):
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env=environ
+        )
+        processes.append(Process(proc, port))
+    try:
+        for p in processes:
+            wait_ready(p)
+        yield processes
+    finally:
+        for p in processes:
+            if p.proc.poll() is None:
+                p.proc.terminate()
+        for p in processes:
+            p.proc.wait(10)

@@ -166,3 +166,19 @@ class Engine(ABC):
     @abstractmethod
     async def reset(self, key: str) -> None:
         """Forget a counter (e.g. after a successful login)."""
+
+    # Leases: one owner of a key among processes, for as long as it renews it.
+
+    @abstractmethod
+    async def lease(self, key: str, owner: str, ttl_s: float) -> str:
+        """Take `key` for `owner` until `ttl_s` from now if it is free or already
+        `owner`'s (then it is renewed); return the owner holding it afterwards. An
+        owner that stops renewing (its process died) loses it when `ttl_s` passes."""
+
+    @abstractmethod
+    async def lease_owner(self, key: str) -> str | None:
+        """Who holds `key` now (None: nobody, or the lease expired)."""
+
+    @abstractmethod
+    async def lease_release(self, key: str, owner: str) -> None:
+        """Free `key` if `owner` holds it; no-op otherwise."""

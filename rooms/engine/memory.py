@@ -46,6 +46,7 @@ class MemoryEngine(Engine):
         self._rooms: dict[str, _Room] = {}
         self._timers: dict[str, tuple[float, Message]] = {}
         self._windows: dict[str, _Window] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # key -> (owner, expires_at)
         self._sweep_at = 1024
 
     async def start(self) -> None:
@@ -157,3 +158,23 @@ class MemoryEngine(Engine):
 
     async def reset(self, key: str) -> None:
         self._windows.pop(key, None)
+
+    # Leases
+
+    async def lease(self, key: str, owner: str, ttl_s: float) -> str:
+        current = await self.lease_owner(key)
+        if current is None or current == owner:
+            self._leases[key] = (owner, self.clock() + ttl_s)
+            return owner
+        return current
+
+    async def lease_owner(self, key: str) -> str | None:
+        held = self._leases.get(key)
+        if held is None or held[1] <= self.clock():
+            self._leases.pop(key, None)
+            return None
+        return held[0]
+
+    async def lease_release(self, key: str, owner: str) -> None:
+        if await self.lease_owner(key) == owner:
+            del self._leases[key]

@@ -82,6 +82,21 @@ end
 return out
 """
 
+# KEYS: the lease. ARGV: owner, ttl in ms. Returns the owner after the call.
+_LEASE = """
+local current = redis.call('GET', KEYS[1])
+if not current or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return current
+"""
+
+# KEYS: the lease. ARGV: owner.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+"""
+
 
 def _pairs(flat: list[str]) -> list[tuple[str, Message]]:
     return [(flat[i], json.loads(flat[i + 1])) for i in range(0, len(flat), 2)]
@@ -149,6 +164,8 @@ class RedisEngine(Engine):
         self._heartbeat = self._redis.register_script(_HEARTBEAT)
         self._list = self._redis.register_script(_LIST)
         self._claim = self._redis.register_script(_CLAIM)
+        self._lease = self._redis.register_script(_LEASE)
+        self._release = self._redis.register_script(_RELEASE)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -341,3 +358,17 @@ class RedisEngine(Engine):
 
     async def reset(self, key: str) -> None:
         await self._redis.delete(self._key("hits", key))
+
+    # Leases: SET PX when free or ours, atomically (a Lua script).
+
+    async def lease(self, key: str, owner: str, ttl_s: float) -> str:
+        ms = max(1, int(ttl_s * 1000))
+        holder = await self._lease(keys=[self._key("lease", key)], args=[owner, ms])
+        return str(holder)
+
+    async def lease_owner(self, key: str) -> str | None:
+        value = await self._redis.get(self._key("lease", key))
+        return None if value is None else str(value)
+
+    async def lease_release(self, key: str, owner: str) -> None:
+        await self._release(keys=[self._key("lease", key)], args=[owner])

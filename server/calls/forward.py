@@ -214,12 +214,19 @@ class AudioPassThrough:
     Opus RTP packet is one whole frame, so it is forwarded as it arrives; smoothing
     is the listener's jitter buffer's job. A packet older than one already passed on
     is dropped (the forwarding sender renumbers, so a late one would look new).
+    The packet's RFC 6465 audio level, when the sender sets it, is kept for the
+    quality indicators (server/calls/quality.py).
     """
 
     def __init__(self) -> None:
         self._last: int | None = None
+        self.audio_level: tuple[bool, int] | None = None  # (voice activity, -dBov)
+        self.level_at = 0.0  # time.monotonic() of that level
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        if packet.extensions.audio_level is not None:
+            self.audio_level = packet.extensions.audio_level
+            self.level_at = time.monotonic()
         seq = packet.sequence_number
         if self._last is not None:
             ahead = uint16_add(seq, -self._last)  # modulo 2**16

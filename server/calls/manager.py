@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 import re
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,7 +56,9 @@ from rooms.frames import (
     ClientFrame,
 )
 from rooms.types import ErrorCode, EventKind, error_frame
+from server.calls.cluster import CallCluster
 from server.calls.forward import FrameTap, forward_keyframe_requests
+from server.calls.quality import Sample, assess, read_sample
 from server.calls.recording import VoiceRecorder, recording_enabled
 from server.core.channels import room_channel
 from server.core.config import Settings
@@ -253,6 +256,8 @@ class Participant:
     video: bool = False
     dirty: bool = False  # tracks changed since the last offer this participant answered
     recorder: VoiceRecorder | None = None
+    joined_at: float = field(default_factory=time.monotonic)
+    sample: Sample | None = None  # the last quality sample (docs/calls.md "Quality")
 
     def public(self) -> dict[str, Any]:
         user = self.conn.principal.user
@@ -292,6 +297,12 @@ class CallManager:
         patch_aiortc()
         if settings.call_host_addresses:
             restrict_host_addresses(settings.call_host_addresses)
+        self.cluster: CallCluster | None = None
+
+    async def start(self, app: AppContext) -> None:
+        """Take part in the routing of calls between web processes (server/calls/cluster.py)."""
+        self.cluster = CallCluster(self, app, self.settings.call_lease_s)
+        await self.cluster.start()
 
     @property
     def peer_count(self) -> int:
@@ -312,6 +323,8 @@ class CallManager:
     async def handle(self, conn: Connection, frame: ClientFrame) -> None:
         """Route one call.* frame; a refusal becomes an error frame."""
         try:
+            if self.cluster is not None and await self.cluster.route(conn, frame):
+                return  # the call is held by another process
             if isinstance(frame, CallOfferFrame):
                 await self._offer(conn, frame.sdp)
             elif isinstance(frame, CallAnswerFrame):
@@ -397,6 +410,7 @@ class CallManager:
         if call is None:
             call = self.calls[conn.exam_id] = Call(conn.exam_id, conn.app.now())
             call.recording = await recording_enabled(conn.app, conn.exam_id)
+            self._spawn(self._report_quality(conn, call))
         pc = RTCPeerConnection(self.configuration())
         self._pcs.add(pc)
         p = Participant(conn, pc)
@@ -524,10 +538,48 @@ class CallManager:
         if not task.cancelled() and task.exception() is not None:
             log.error("call task failed", exc_info=task.exception())
 
+    # -- quality indicators -------------------------------------------------
+
+    async def _report_quality(self, conn: Connection, call: Call) -> None:
+        """Publish the call's ``call.quality`` frame every interval while it lasts
+        (ephemeral, like ``call.state``: not clinical, not persisted)."""
+        interval = self.settings.call_quality_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            if self.calls.get(call.exam_id) is not call:
+                return
+            frame = await self.quality(call)
+            if frame["participants"]:
+                await conn.app.bus.publish(room_channel(call.exam_id), frame)
+
+    async def quality(self, call: Call) -> dict[str, Any]:
+        """The ``call.quality`` frame of ``call`` now (docs/api.md)."""
+        entries = []
+        for p in list(call.participants.values()):
+            if p.pc.connectionState == "closed":
+                continue
+            sample = await read_sample(p.pc, p.taps.get("audio"), time.monotonic())
+            entry = assess(
+                p.sample, sample, since=p.joined_at, no_media_s=self.settings.call_no_media_s
+            )
+            p.sample = sample
+            entries.append({"user": p.public()["user"], "muted": not p.audio, **entry})
+        return {"type": "call.quality", "participants": entries}
+
     # -- leaving ----------------------------------------------------------
 
     async def leave(self, conn: Connection) -> None:
-        """Hang up (or disconnect): close the peer, retire its media, maybe end the call."""
+        """Hang up (or disconnect): close the peer, retire its media, maybe end the
+        call; or tell the process holding the call."""
+        if self.cluster is not None and await self.cluster.leave(conn):
+            return
+        try:
+            await self._leave_call(conn)
+        finally:
+            if self.cluster is not None:
+                self.cluster.forget(conn)
+
+    async def _leave_call(self, conn: Connection) -> None:
         call = self.calls.get(conn.exam_id)
         p = call.participants.pop(conn.conn_id, None) if call else None
         if call is None or p is None:
@@ -571,6 +623,8 @@ class CallManager:
 
     async def close(self) -> None:
         """Process shutdown: hang everyone up, then wait for what is in flight."""
+        if self.cluster is not None:
+            await self.cluster.close()
         for call in list(self.calls.values()):
             for p in list(call.participants.values()):
                 with contextlib.suppress(Exception):

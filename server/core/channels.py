@@ -20,6 +20,17 @@ def room_channel(exam_id: str) -> str:
     return f"exam:{exam_id}"
 
 
+def call_node_channel(node: str) -> str:
+    """A web process's calls: the call frames of members on other processes
+    (docs/calls.md "Several web processes")."""
+    return f"callnode:{node}"
+
+
+def call_member_channel(conn_id: str) -> str:
+    """What the process holding a call sends back to one member on another process."""
+    return f"callmember:{conn_id}"
+
+
 def user_channel(user_id: int) -> str:
     return f"user:{user_id}"
 

@@ -121,6 +121,13 @@ class Settings:
     # "forward": relay the encoded RTP (docs/calls.md "Forwarding"); "transcode": the
     # former decode + re-encode relay, kept for comparison (bench/calls.py).
     call_media: str = "forward"
+    # Quality indicators (docs/calls.md): a call.quality frame every interval; a
+    # participant whose audio has not arrived for call_no_media_s is flagged.
+    call_quality_interval_s: float = 2.0
+    call_no_media_s: float = 5.0
+    # A call's media lives on the process holding its engine lease, renewed every
+    # third of this; members on other processes learn it died within about this.
+    call_lease_s: float = 6.0
     # A TURN server with the TURN REST API's shared secret (coturn: use-auth-secret):
     # each call's participants get credentials of their own, valid turn_ttl_s.
     turn_urls: tuple[str, ...] = ()
@@ -218,6 +225,9 @@ class Settings:
                 a.strip() for a in e.get("CALL_HOST_ADDRESSES", "").split(",") if a.strip()
             ),
             call_media=e.get("CALL_MEDIA") or d.call_media,
+            call_quality_interval_s=_float(e, "CALL_QUALITY_INTERVAL_S", d.call_quality_interval_s),
+            call_no_media_s=_float(e, "CALL_NO_MEDIA_S", d.call_no_media_s),
+            call_lease_s=_float(e, "CALL_LEASE_S", d.call_lease_s),
             turn_urls=tuple(u.strip() for u in e.get("TURN_URLS", "").split(",") if u.strip()),
             turn_secret=e.get("TURN_SECRET") or None,
             turn_ttl_s=_int(e, "TURN_TTL_S", d.turn_ttl_s),

@@ -25,6 +25,7 @@ from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import ARGS, TABLET
 from tests.calls.conftest import calls_of
+from tests.calls.test_quality import PausableTone
 from tests.helpers import exam_payload, login
 
 # Chromium's synthetic devices, granted without a prompt. Loopback candidates are
@@ -40,8 +41,11 @@ MEDIA_ARGS = [
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
-    # As in tests/calls: ICE on loopback only, no STUN server anywhere.
-    return make_settings(call_host_addresses=("127.0.0.1",))
+    # As in tests/calls: ICE on loopback only, no STUN server anywhere. Quality
+    # indicators often, and a silent voice flagged soon, so the test stays short.
+    return make_settings(
+        call_host_addresses=("127.0.0.1",), call_quality_interval_s=0.5, call_no_media_s=1.5
+    )
 
 
 @pytest.fixture
@@ -63,6 +67,7 @@ async def radiologist(
         async with httpx.AsyncClient(base_url=live_server.url, timeout=10) as anon:
             token = await login(anon, "rad")
         client = CallClient(live_server.ws_url, exam_id, token)
+        client.tone = PausableTone()  # type: ignore[attr-defined]
         clients.append(client)
         return await client.connect()
 
@@ -112,7 +117,7 @@ async def test_browser_joins_mutes_and_hangs_up(
 
     # The radiologist joins as code and hears the browser's fake microphone.
     rad = await radiologist(exam_id)
-    await rad.join()
+    await rad.join(audio=rad.tone)
     await rad.wait_for(lambda c: set(participants(c.state)) == {"urgentist", "radiologist"})
     assert calls_of(live_server).peer_count == 2
     await rad.wait_for(lambda c: c.received[(urg_id, "audio")] >= 25)
@@ -129,6 +134,23 @@ async def test_browser_joins_mutes_and_hangs_up(
         timeout=15_000,
     )
     await shot(page, "room-in-call")
+
+    # Quality indicators (call.quality): a bar per participant, the radiologist's
+    # steady tone rings as speaking; when it stops, the browser says so in French.
+    rad_id = participants(rad.state)["radiologist"]["user"]["id"]
+    quality = controls.locator(".call-quality")
+    for user_id in (urg_id, rad_id):
+        await expect(quality.locator(f'li[data-user="{user_id}"] meter.call-bar')).to_have_count(1)
+    rad_row = quality.locator(f'li[data-user="{rad_id}"]')
+    await expect(rad_row).to_have_class("speaking")
+    await expect(rad_row.locator(".call-no-sound")).to_have_count(0)
+    assert int(await rad_row.locator("meter").get_attribute("value") or 0) >= 2
+    rad.tone.flowing.clear()
+    await expect(rad_row.locator(".call-no-sound")).to_have_text("le son ne passe pas")
+    await expect(rad_row).not_to_have_class("speaking")
+    await shot(page, "room-no-sound")
+    rad.tone.flowing.set()
+    await expect(rad_row.locator(".call-no-sound")).to_have_count(0)
 
     await controls.get_by_role("button", name="Couper le micro").click()
     unmute = controls.get_by_role("button", name="Réactiver le micro")

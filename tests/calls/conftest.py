@@ -19,12 +19,11 @@ Join = Callable[..., Awaitable[CallClient]]
 @pytest.fixture
 def settings(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Settings:
     # Loopback only: no STUN server is reachable here, and none is configured.
-    # ``parametrize("settings", ["transcode"], indirect=True)`` selects CALL_MEDIA.
-    return make_settings(
-        call_host_addresses=("127.0.0.1",),
-        call_max_participants=3,
-        call_media=getattr(request, "param", "forward"),
-    )
+    # ``parametrize("settings", ["transcode"], indirect=True)`` selects CALL_MEDIA;
+    # a dict parameter gives other settings.
+    param = getattr(request, "param", "forward")
+    overrides = param if isinstance(param, dict) else {"call_media": param}
+    return make_settings(call_host_addresses=("127.0.0.1",), call_max_participants=3, **overrides)
 
 
 def calls_of(server: LiveServer) -> CallManager:

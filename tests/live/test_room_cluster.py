@@ -3,84 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from server.core.config import Settings
 from server.roomclient import RoomClient
-from server.testing import free_port
 from tests.helpers import exam_payload, login
+from tests.processes import Process, web_processes
 
 pytestmark = pytest.mark.slow
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@dataclass
-class Process:
-    proc: subprocess.Popen[bytes]
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-
-def wait_ready(process: Process, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.proc.poll() is not None:
-            raise RuntimeError(f"server exited with {process.proc.returncode}")
-        try:
-            if httpx.get(process.url + "/api/me", timeout=1).status_code == 401:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
 
 
 @pytest.fixture
 def cluster(settings: Settings, accounts: object, redis_prefix: str) -> Iterator[list[Process]]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": REDIS_URL,
-        "REDIS_PREFIX": redis_prefix,
-        "PRESENCE_TTL_S": "2",
-        "ARGON2_TIME_COST": "1",
-        "ARGON2_MEMORY_KIB": "1024",
-        "ARGON2_PARALLELISM": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    processes = []
-    for _ in range(2):
-        port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--port", str(port)], env=env
-        )
-        processes.append(Process(proc, port))
-    try:
-        for p in processes:
-            wait_ready(p)
+    with web_processes(settings, redis_prefix, PRESENCE_TTL_S="2") as processes:
         yield processes
-    finally:
-        for p in processes:
-            if p.proc.poll() is None:
-                p.proc.terminate()
-        for p in processes:
-            p.proc.wait(10)
 
 
 async def token(base_url: str, username: str) -> str:

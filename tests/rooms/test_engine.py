@@ -318,3 +318,28 @@ async def test_remaining_tells_how_long_a_window_stays_open(engines: Pair) -> No
     assert 25 < await b.remaining("login:wait") <= 30
     await b.reset("login:wait")
     assert await a.remaining("login:wait") == 0
+
+
+# Leases
+
+
+async def test_a_lease_has_one_owner_until_released(engines: Pair) -> None:
+    a, b = engines
+    assert await a.lease("call:e1", "node-a", 10) == "node-a"
+    assert await b.lease("call:e1", "node-b", 10) == "node-a"  # taken
+    assert await a.lease("call:e1", "node-a", 10) == "node-a"  # renewed
+    assert await b.lease_owner("call:e1") == "node-a"
+    await b.lease_release("call:e1", "node-b")  # not b's: nothing happens
+    assert await b.lease_owner("call:e1") == "node-a"
+    await a.lease_release("call:e1", "node-a")
+    assert await b.lease_owner("call:e1") is None
+    assert await b.lease("call:e1", "node-b", 10) == "node-b"
+    assert await a.lease_owner("call:e2") is None
+
+
+async def test_a_lease_not_renewed_expires(engines: Pair) -> None:
+    a, b = engines
+    assert await a.lease("call:e1", "node-a", 0.1) == "node-a"
+    await asyncio.sleep(0.15)  # node-a's process died: it renews no more
+    assert await b.lease_owner("call:e1") is None
+    assert await b.lease("call:e1", "node-b", 10) == "node-b"
