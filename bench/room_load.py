@@ -67,6 +67,12 @@ def forget(env: dict[str, str]) -> None:
         delete_redis_prefix(REDIS_URL, env["REDIS_PREFIX"])
 
 
+def own_cpu_seconds() -> float:
+    """This process's user + system time: the load generator's share of the cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def open_room(
     ws_url: str, exam_id: str, token: str, source: str | None = None
 ) -> ClientConnection:
@@ -114,6 +120,7 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
         await asyncio.sleep(1)
         before = [rss_kib(s.proc.pid) for s in servers]
         cpu_before = sum(cpu_seconds(s.proc.pid) for s in servers)
+        own_before = own_cpu_seconds()
         started = time.perf_counter()
         sources = [f"127.0.0.{1 + k}" for k in range(args.source_ips)]
         targets = [
@@ -128,6 +135,7 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
         conns = await open_many(targets)
         opened = time.perf_counter() - started
         cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu_before
+        own = own_cpu_seconds() - own_before
         await asyncio.sleep(3)
         after = [rss_kib(s.proc.pid) for s in servers]
         load = os.getloadavg()
@@ -138,7 +146,8 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
         print(
             f"opened in {opened:.1f} s ({len(conns) / opened:.0f} connections/s); "
             f"server CPU {cpu / len(conns) * 1000:.2f} ms per join "
-            f"({cpu / opened * 100:.0f} % of a core)"
+            f"({cpu / opened * 100:.0f} % of a core); load generator CPU "
+            f"{own / len(conns) * 1000:.2f} ms per join ({own / opened * 100:.0f} % of a core)"
         )
         print(
             f"server RSS before: {sum(before) / 1024:.1f} MiB, after: {sum(after) / 1024:.1f} MiB"

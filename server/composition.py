@@ -80,6 +80,7 @@ async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
     from server.calls.manager import CallManager
     from server.live.chatlog import ChatLog
     from server.live.context import LiveContext
+    from server.live.joins import JoinReader
     from server.live.roomhub import RoomHub
     from server.review.service import reviewed_exam_ids
 
@@ -98,6 +99,7 @@ async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
             ),
             chat=ChatLog(core),
             calls=CallManager(settings),
+            joins=JoinReader(core.read, settings),
         )
         try:
             yield context
