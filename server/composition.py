@@ -76,6 +76,7 @@ async def gateway_context(settings: Settings) -> AsyncIterator[ArchiveContext]:
 @contextlib.asynccontextmanager
 async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
     """Everything the web process serves: the archive, the rooms, the calls."""
+    from server.accounts.auth import SessionReader
     from server.archive.service import build
     from server.calls.manager import CallManager
     from server.live.chatlog import ChatLog
@@ -100,6 +101,7 @@ async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
             chat=ChatLog(core),
             calls=CallManager(settings),
             joins=JoinReader(core.read, settings),
+            sessions=SessionReader(core),
         )
         try:
             yield context

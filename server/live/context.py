@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.accounts.auth import SessionReader
 from server.archive.context import ArchiveContext
 from server.calls.manager import CallManager
 from server.live.chatlog import ChatLog
@@ -21,3 +22,5 @@ class LiveContext(ArchiveContext):
     calls: CallManager
     # What room joins read, for the joins of a burst at once.
     joins: JoinReader
+    # The sessions of the sockets that open together, checked together.
+    sessions: SessionReader
