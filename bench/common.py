@@ -182,7 +182,7 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    async def ready(self, timeout: float = 60) -> None:
+    async def ready(self, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
