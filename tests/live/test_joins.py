@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 
 import httpx
+import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import connect
@@ -47,11 +48,19 @@ async def two_exams(client_for: ClientFor) -> tuple[str, str, dict[str, str]]:
     return exam_a, exam_b, {name: token_of(c) for name, c in clients.items()}
 
 
-async def test_load_exams_answers_each_caller_as_load_exam_does(
+@pytest.fixture
+async def in_process(
     asgi_app: App, api_for: ClientFor
-) -> None:
+) -> tuple[LiveContext, str, str, dict[str, str]]:
+    """The app in process, and :func:`two_exams` made through it."""
     exam_a, exam_b, tokens = await two_exams(api_for)
-    app: LiveContext = asgi_app.state.ctx
+    return asgi_app.state.ctx, exam_a, exam_b, tokens
+
+
+async def test_load_exams_answers_each_caller_as_load_exam_does(
+    in_process: tuple[LiveContext, str, str, dict[str, str]],
+) -> None:
+    app, exam_a, exam_b, tokens = in_process
     async with app.read() as db:
         # Unknown tokens are None; a token twice gets two principals.
         found = await resolve_many(app, db, [*tokens.values(), "forged", tokens["urg_a"]])
@@ -102,10 +111,9 @@ def counted_reader(app: LiveContext) -> tuple[JoinReader, list[list[str]]]:
 
 
 async def test_a_burst_of_joins_is_read_in_one_session_each_with_its_own_replay(
-    asgi_app: App, api_for: ClientFor
+    in_process: tuple[LiveContext, str, str, dict[str, str]],
 ) -> None:
-    exam_a, exam_b, tokens = await two_exams(api_for)
-    app: LiveContext = asgi_app.state.ctx
+    app, exam_a, exam_b, tokens = in_process
     async with app.read() as db:
         principals = {
             p.user.username: p.detached()
