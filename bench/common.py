@@ -201,7 +201,7 @@ class ServerProcess(Loopback):
             cwd=ROOT,
         )
 
-    async def ready(self, timeout: float = 60) -> None:
+    async def ready(self, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:

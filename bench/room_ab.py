@@ -24,6 +24,7 @@ from pathlib import Path
 FIGURES = {
     "joins/s": re.compile(r"\(([\d.]+) connections/s\)"),
     "CPU ms/join": re.compile(r"server CPU ([\d.]+) ms per join"),
+    "generator ms/join": re.compile(r"load generator CPU ([\d.]+) ms per join"),
     "KiB/socket": re.compile(r"memory per idle connection: ([\d.]+) KiB"),
     "p50 ms": re.compile(r"p50 ([\d.]+) ms"),
     "p99 ms": re.compile(r"p99 ([\d.]+) ms"),

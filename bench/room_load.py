@@ -69,6 +69,12 @@ def forget(env: dict[str, str]) -> None:
         delete_redis_prefix(REDIS_URL, env["REDIS_PREFIX"])
 
 
+def own_cpu_seconds() -> float:
+    """This process's user + system time: the load generator's share of the cores."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def open_room(
     ws_url: str, exam_id: str, token: str, source: str | None = None
 ) -> ClientConnection:
@@ -86,6 +92,9 @@ async def join_room(
         additional_headers={"Authorization": f"Bearer {token}"},
         open_timeout=120,
         ping_interval=None,
+        # No proxy lookup: it reads the environment on every connect (a tenth of
+        # the generator's CPU per join).
+        proxy=None,
         **({"local_addr": (source, 0)} if source else {}),
     )
     welcome = json.loads(await ws.recv())
@@ -123,6 +132,7 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
         await asyncio.sleep(1)
         before = [rss_kib(s.proc.pid) for s in servers]
         cpu_before = sum(cpu_seconds(s.proc.pid) for s in servers)
+        own_before = own_cpu_seconds()
         started = time.perf_counter()
         sources = [f"127.0.0.{1 + k}" for k in range(args.source_ips)]
         targets = [
@@ -137,17 +147,18 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
         # In two halves: the second half's cost is what one more socket costs once
         # the fixed costs (pools, buffers, the collector's frozen generation) are paid.
         half = n // 2
-        conns = await open_many(targets[:half])
+        conns = await open_many(targets[:half], args.parallel)
         paused = time.perf_counter()
         await asyncio.sleep(3)
         middle = [rss_kib(s.proc.pid) for s in servers]
         resumed = time.perf_counter()
-        conns += await open_many(targets[half:])
+        conns += await open_many(targets[half:], args.parallel)
         opened = time.perf_counter() - started - (resumed - paused)
         cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu_before
+        own_cpu = own_cpu_seconds() - own_before
         await asyncio.sleep(3)
         after = [rss_kib(s.proc.pid) for s in servers]
-        own = rss_kib(os.getpid())
+        own_rss = rss_kib(os.getpid())
         load = os.getloadavg()
         print(
             f"idle connections held by {len(servers)} process(es): {len(conns)} "
@@ -156,7 +167,8 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
         print(
             f"opened in {opened:.1f} s ({len(conns) / opened:.0f} connections/s); "
             f"server CPU {cpu / len(conns) * 1000:.2f} ms per join "
-            f"({cpu / opened * 100:.0f} % of a core)"
+            f"({cpu / opened * 100:.0f} % of a core); load generator CPU "
+            f"{own_cpu / len(conns) * 1000:.2f} ms per join ({own_cpu / opened * 100:.0f} % of a core)"
         )
         print(
             f"server RSS before: {sum(before) / 1024:.1f} MiB, after: {sum(after) / 1024:.1f} MiB"
@@ -166,7 +178,7 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
             f"memory per idle connection beyond the first {half}: "
             f"{(sum(after) - sum(middle)) / max(1, n - half):.1f} KiB "
             f"(per process, RSS after: {', '.join(f'{a / 1024:.0f}' for a in after)} MiB); "
-            f"the load generator's own RSS: {own / 1024:.0f} MiB"
+            f"the load generator's own RSS: {own_rss / 1024:.0f} MiB"
         )
         await check_presence_and_resume(targets, conns, len(data.exam_ids))
         for ws in conns + warm:
@@ -574,6 +586,12 @@ def main() -> None:
     p_idle.add_argument("--processes", type=int, default=1, help="server processes (Redis)")
     p_idle.add_argument(
         "--source-ips", type=int, default=1, help="connect from 127.0.0.1 .. 127.0.0.N"
+    )
+    p_idle.add_argument(
+        "--parallel",
+        type=int,
+        default=100,
+        help="handshakes in flight at once (in a reconnect storm, every client at once)",
     )
     p_idle.add_argument(
         "--profile", type=Path, default=None, help="run the server under cProfile, stats here"

@@ -76,10 +76,12 @@ async def gateway_context(settings: Settings) -> AsyncIterator[ArchiveContext]:
 @contextlib.asynccontextmanager
 async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
     """Everything the web process serves: the archive, the rooms, the calls."""
+    from server.accounts.auth import SessionReader
     from server.archive.service import build
     from server.calls.manager import CallManager
     from server.live.chatlog import ChatLog
     from server.live.context import LiveContext
+    from server.live.joins import JoinReader
     from server.live.roomhub import RoomHub
     from server.review.service import reviewed_exam_ids
 
@@ -98,6 +100,8 @@ async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
             ),
             chat=ChatLog(core),
             calls=CallManager(settings),
+            joins=JoinReader(core.read, settings),
+            sessions=SessionReader(core),
         )
         await context.calls.start(context)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts import throttle
 from server.core.access import deadline_of
+from server.core.batching import Batcher
 from server.core.context import AppContext
 from server.core.errors import ApiError, unauthenticated
 from server.core.identity import Principal
@@ -73,17 +75,25 @@ async def login(
 
 async def resolve(app: AppContext, db: AsyncSession, token: str) -> Principal | None:
     """The live session a token names, or None (unknown, revoked, expired)."""
-    row = (
-        await db.execute(
-            select(UserSession, User)
-            .join(User, User.id == UserSession.user_id)
-            .where(UserSession.token_hash == hash_token(token))
-        )
-    ).first()
-    if row is None:
-        return None
-    sess, user = row
+    return (await resolve_many(app, db, [token]))[0]
+
+
+async def resolve_many(
+    app: AppContext, db: AsyncSession, tokens: Sequence[str]
+) -> list[Principal | None]:
+    """:func:`resolve` for many tokens in one query (the sockets of a burst)."""
+    hashes = [hash_token(token) for token in tokens]
+    rows = await db.execute(
+        select(UserSession, User)
+        .join(User, User.id == UserSession.user_id)
+        .where(UserSession.token_hash.in_(set(hashes)))
+    )
+    found = {sess.token_hash: (sess, user) for sess, user in rows}
     now = app.now()
+    return [_live(app, *found[h], now) if h in found else None for h in hashes]
+
+
+def _live(app: AppContext, sess: UserSession, user: User, now: datetime) -> Principal | None:
     idle_limit = sess.last_seen_at + timedelta(seconds=app.settings.session_idle_s)
     if sess.revoked_at is not None or now >= sess.expires_at or now >= idle_limit:
         return None
@@ -97,12 +107,34 @@ async def resolve(app: AppContext, db: AsyncSession, token: str) -> Principal | 
     )
 
 
-async def authenticate(app: AppContext, token: str | None, reuse: bool = False) -> Principal:
+class SessionReader:
+    """The sessions of sockets that open together, checked together: every token
+    that arrived while the previous group was read is looked up in one query
+    (server/core/batching.py), so a reconnect storm of N members with N sessions
+    costs a query per group, not per socket."""
+
+    def __init__(self, app: AppContext) -> None:
+        self.app = app
+        self._batcher: Batcher[str, Principal | None] = Batcher(self._read)
+
+    async def resolve(self, token: str) -> Principal | None:
+        return await self._batcher.submit(token)
+
+    async def _read(self, tokens: Sequence[str]) -> list[Principal | None]:
+        # A token twice in a group gets two principals (over one ORM row).
+        async with self.app.read() as db:
+            return await resolve_many(self.app, db, tokens)
+
+
+async def authenticate(
+    app: AppContext, token: str | None, reuse: bool = False, reader: SessionReader | None = None
+) -> Principal:
     """The caller holding ``token`` (:func:`session_token`), or 401. A session
     last used more than ``TOUCH_EVERY`` ago is touched (its idle clock restarts).
     ``reuse``: a session checked in SQL under ``SESSION_CACHE_S`` ago in this
     process is taken as it was (``SessionWatch.recall``: the archive's bursts of
-    frame requests)."""
+    frame requests). ``reader``: the session is looked up with the other sockets
+    opening at the same time (:class:`SessionReader`)."""
     if not token:
         raise unauthenticated()
     key = hash_token(token) if reuse else ""
@@ -111,8 +143,11 @@ async def authenticate(app: AppContext, token: str | None, reuse: bool = False) 
         if recalled is not None:
             return recalled
     epoch = app.access.epoch
-    async with app.read() as db:
-        principal = await resolve(app, db, token)
+    if reader is not None:
+        principal = await reader.resolve(token)
+    else:
+        async with app.read() as db:
+            principal = await resolve(app, db, token)
     if principal is None:
         raise ApiError(401, "session_expired", "your session has ended; log in again")
     if principal.stale:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.accounts.auth import SessionReader
 from server.archive.context import ArchiveContext
 from server.calls.manager import CallManager
 from server.live.chatlog import ChatLog
+from server.live.joins import JoinReader
 from server.live.roomhub import RoomHub
 
 
@@ -18,3 +20,7 @@ class LiveContext(ArchiveContext):
     # Chat messages, written in groups (server/core/batching.py).
     chat: ChatLog
     calls: CallManager
+    # What room joins read, for the joins of a burst at once.
+    joins: JoinReader
+    # The sessions of the sockets that open together, checked together.
+    sessions: SessionReader

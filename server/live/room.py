@@ -30,9 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from rooms.frames import ChatFrame, FrameError, PingFrame, TypingFrame, parse_client_frame
 from rooms.limits import TokenBucket
 from rooms.permissions import is_participant_role, may_send, visible
@@ -41,13 +38,10 @@ from server.core import audit
 from server.core.access import Hold
 from server.core.channels import room_channel
 from server.core.context import AppContext
-from server.core.errors import ApiError
 from server.core.identity import Principal, user_json
-from server.core.models import ExamEvent, User
-from server.exams.authz import load_exam
-from server.exams.service import event_json, exam_json
 from server.live.chatlog import Chat
 from server.live.context import LiveContext
+from server.live.joins import Joined, events_after
 from server.live.outbox import Outbox, Transport, client_frame
 from server.live.roomhub import public_presence
 
@@ -212,19 +206,6 @@ async def load_events(app: AppContext, exam_id: str, since: int) -> list[dict[st
         return await events_after(db, exam_id, since)
 
 
-async def events_after(db: AsyncSession, exam_id: str, since: int) -> list[dict[str, Any]]:
-    """The exam's events after seq ``since``, in order, as frames show them."""
-    rows = (
-        await db.execute(
-            select(ExamEvent, User)
-            .outerjoin(User, User.id == ExamEvent.author_id)
-            .where(ExamEvent.exam_id == exam_id, ExamEvent.seq > since)
-            .order_by(ExamEvent.seq)
-        )
-    ).all()
-    return [event_json(ev, author) for ev, author in rows]
-
-
 async def presence(app: AppContext, exam_id: str) -> list[dict[str, Any]]:
     return public_presence(await app.bus.presence_list(room_channel(exam_id)))
 
@@ -302,18 +283,6 @@ NOT_PARTICIPANT = Refusal(CLOSE_NOT_PARTICIPANT, "not a participant", "not_parti
 NO_SUCH_EXAM = Refusal(CLOSE_NO_SUCH_EXAM, "no such exam", "not_found")
 
 
-@dataclass(slots=True)
-class Joined:
-    """What a join read: the exam as the caller sees it, its last seq, whether
-    the caller's ``since`` was beyond it (``reset``), and the events they missed."""
-
-    exam_id: str
-    exam: dict[str, Any]
-    last_seq: int
-    reset: bool
-    replay: list[dict[str, Any]]
-
-
 async def join(
     app: LiveContext, principal: Principal, exam_id: str, since: int, addr: str
 ) -> Joined | Refusal:
@@ -327,28 +296,21 @@ async def join(
     here, and is published after its commit, so it arrives live. The replay is
     therefore bounded by that ``last_seq``, and read in the same session as the
     exam: a caller already up to date (a reconnect storm after a restart) costs
-    one query, not two."""
-    try:
-        async with app.read() as db:
-            exam = await load_exam(db, principal, exam_id)
-            body = exam_json(exam, app.settings, principal.role)
-            exam_id, last_seq = exam.id, exam.last_seq
-            # A since beyond the log (a database restored from a backup): start again.
-            reset = since > last_seq
-            start = 0 if reset else since
-            replay = await events_after(db, exam_id, start) if start < last_seq else []
-    except ApiError:
+    one query, not two. The joins of a burst are read together
+    (server/live/joins.py)."""
+    joined = await app.joins.read(principal, exam_id, since)
+    if joined is None:
         return NO_SUCH_EXAM
     await audit.record(
         app,
         action="room.join",
         who=principal,
-        exam_id=exam_id,
+        exam_id=joined.exam_id,
         addr=addr,
         at=app.now(),
         detail={"since": since},
     )
-    return Joined(exam_id, body, last_seq, reset, replay)
+    return joined
 
 
 async def enter(

@@ -48,14 +48,17 @@ def session_token(conn: HTTPConnection) -> str | None:
     return auth.session_token(conn.headers.get("authorization"), conn.cookies.get(auth.COOKIE))
 
 
-async def authenticate(conn: HTTPConnection, reuse: bool = False) -> Principal:
+async def authenticate(
+    conn: HTTPConnection, reuse: bool = False, reader: auth.SessionReader | None = None
+) -> Principal:
     """The caller of an HTTP request or WebSocket, or 401; asked of SQL once per
     connection. ``reuse``: a session this process checked in SQL a moment ago is
-    taken as it was (``auth.authenticate``; the sockets of a reconnect storm)."""
+    taken as it was (``auth.authenticate``; the sockets of a reconnect storm);
+    ``reader``: else looked up with the others opening now (``auth.SessionReader``)."""
     cached: Principal | None = conn.scope.get(auth.SCOPE_KEY)
     if cached is not None:
         return cached
-    principal = await auth.authenticate(ctx(conn), session_token(conn), reuse=reuse)
+    principal = await auth.authenticate(ctx(conn), session_token(conn), reuse, reader)
     conn.scope[auth.SCOPE_KEY] = principal
     return principal
 

@@ -10,7 +10,7 @@ from rooms.types import CloseCode
 from server.accounts.auth import SCOPE_KEY
 from server.core.errors import ApiError
 from server.core.identity import Principal
-from server.web.request import authenticate, ctx, record_request
+from server.web.request import authenticate, ctx, live_ctx, record_request
 from server.web.ws.origins import origin_allowed
 
 CLOSE_NOT_AUTHENTICATED = CloseCode.SESSION_ENDED
@@ -42,7 +42,9 @@ async def accept_caller(ws: WebSocket) -> Principal | None:
         # open together: a session checked a moment ago is taken from this
         # process's cache, which every end of sessions empties at once
         # (server/core/access.py); the socket's hold then follows the session.
-        principal = (await authenticate(ws, reuse=True)).detached()
+        # Else it is looked up with the other sockets opening at the same time.
+        reader = live_ctx(ws).sessions
+        principal = (await authenticate(ws, reuse=True, reader=reader)).detached()
     except ApiError:
         await refuse(ws, None, "not_authenticated")
         await ws.close(CLOSE_NOT_AUTHENTICATED, "not authenticated")
