@@ -168,7 +168,8 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
             f"opened in {opened:.1f} s ({len(conns) / opened:.0f} connections/s); "
             f"server CPU {cpu / len(conns) * 1000:.2f} ms per join "
             f"({cpu / opened * 100:.0f} % of a core); load generator CPU "
-            f"{own_cpu / len(conns) * 1000:.2f} ms per join ({own_cpu / opened * 100:.0f} % of a core)"
+            f"{own_cpu / len(conns) * 1000:.2f} ms per join "
+            f"({own_cpu / opened * 100:.0f} % of a core)"
         )
         print(
             f"server RSS before: {sum(before) / 1024:.1f} MiB, after: {sum(after) / 1024:.1f} MiB"
