@@ -279,7 +279,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     inp, out = os.dup(0), os.dup(1)
     os.dup2(2, 1)  # whatever a library prints goes to stderr, not into the answers
-    _write_all(out, _READY)
+    try:
+        _write_all(out, _READY)
+    except BrokenPipeError:
+        return  # the server stopped while this child was starting
     while True:
         try:
             (size,) = _LENGTH.unpack(_read_exact(inp, _LENGTH.size, None))

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from tests.core.test_access import WITHIN
-from tests.live.test_room_cluster import Process, cluster, token  # noqa: F401
+from tests.live.test_room_cluster import cluster, token  # noqa: F401
+from tests.processes import Process
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,9 @@ from rooms.types import CloseCode
 from server.core.config import Settings
 from server.roomclient import RoomClient
 from tests.core.test_access import WITHIN, closing
-from tests.helpers import exam_payload
-from tests.live.test_room_cluster import REDIS_URL, Process, cluster, token  # noqa: F401
+from tests.helpers import REDIS_URL, exam_payload
+from tests.live.test_room_cluster import cluster, token  # noqa: F401
+from tests.processes import Process
 
 pytestmark = pytest.mark.slow
 
