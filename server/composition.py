@@ -78,6 +78,7 @@ async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
     """Everything the web process serves: the archive, the rooms, the calls."""
     from server.accounts.auth import SessionReader
     from server.archive.service import build
+    from server.calls.cluster import CallCluster
     from server.calls.manager import CallManager
     from server.live.chatlog import ChatLog
     from server.live.context import LiveContext
@@ -103,7 +104,7 @@ async def app_context(settings: Settings) -> AsyncIterator[LiveContext]:
             joins=JoinReader(core.read, settings),
             sessions=SessionReader(core),
         )
-        await context.calls.start(context)
+        await context.calls.start(CallCluster(context.calls, context, settings.call_lease_s))
         try:
             yield context
         finally:

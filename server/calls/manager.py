@@ -56,7 +56,6 @@ from rooms.frames import (
     ClientFrame,
 )
 from rooms.types import ErrorCode, EventKind, error_frame
-from server.calls.cluster import CallCluster
 from server.calls.forward import FrameTap, forward_keyframe_requests
 from server.calls.quality import Sample, assess, read_sample
 from server.calls.recording import VoiceRecorder, recording_enabled
@@ -88,6 +87,22 @@ class Connection(Protocol):
     def conn_id(self) -> str: ...
 
     def push(self, frame: dict[str, Any]) -> None: ...
+
+
+class CallRouter(Protocol):
+    """What the manager asks of the routing of call frames between web processes
+    (server/calls/cluster.py): ``route`` and ``leave`` answer True when the frame or
+    the departure was handled for a call held elsewhere."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def route(self, conn: Connection, frame: ClientFrame) -> bool: ...
+
+    async def leave(self, conn: Connection) -> bool: ...
+
+    def forget(self, conn: Connection) -> None: ...
 
 
 class CallError(Exception):
@@ -297,12 +312,13 @@ class CallManager:
         patch_aiortc()
         if settings.call_host_addresses:
             restrict_host_addresses(settings.call_host_addresses)
-        self.cluster: CallCluster | None = None
+        self.cluster: CallRouter | None = None
 
-    async def start(self, app: AppContext) -> None:
-        """Take part in the routing of calls between web processes (server/calls/cluster.py)."""
-        self.cluster = CallCluster(self, app, self.settings.call_lease_s)
-        await self.cluster.start()
+    async def start(self, router: CallRouter) -> None:
+        """Take part in the routing of calls between web processes through ``router``
+        (server/calls/cluster.py's ``CallCluster``, given by server/composition.py)."""
+        self.cluster = router
+        await router.start()
 
     @property
     def peer_count(self) -> int:
