@@ -69,12 +69,6 @@ def forget(env: dict[str, str]) -> None:
         delete_redis_prefix(REDIS_URL, env["REDIS_PREFIX"])
 
 
-def own_cpu_seconds() -> float:
-    """This process's user + system time: the load generator's share of the cores."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def open_room(
     ws_url: str, exam_id: str, token: str, source: str | None = None
 ) -> ClientConnection:
@@ -132,7 +126,7 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
         await asyncio.sleep(1)
         before = [rss_kib(s.proc.pid) for s in servers]
         cpu_before = sum(cpu_seconds(s.proc.pid) for s in servers)
-        own_before = own_cpu_seconds()
+        own_before = cpu_seconds(os.getpid())
         started = time.perf_counter()
         sources = [f"127.0.0.{1 + k}" for k in range(args.source_ips)]
         targets = [
@@ -155,7 +149,7 @@ async def idle(args: argparse.Namespace, workdir: Path) -> None:
         conns += await open_many(targets[half:], args.parallel)
         opened = time.perf_counter() - started - (resumed - paused)
         cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu_before
-        own_cpu = own_cpu_seconds() - own_before
+        own_cpu = cpu_seconds(os.getpid()) - own_before
         await asyncio.sleep(3)
         after = [rss_kib(s.proc.pid) for s in servers]
         own_rss = rss_kib(os.getpid())

@@ -69,13 +69,19 @@ class Process(Loopback):
     port: int
 
 
-def wait_ready(process: Process, timeout: float = 60.0) -> None:
+def wait_ready(
+    proc: subprocess.Popen[bytes], url: str, timeout: float = 60.0, log: Path | None = None
+) -> None:
+    """Until the ``teleimagerie serve`` at ``url`` answers (401 on /api/me); raises when
+    the process exits first (with the end of its ``log`` when it writes one)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.proc.poll() is not None:
-            raise RuntimeError(f"server exited with {process.proc.returncode}")
+        if proc.poll() is not None:
+            if log is not None:
+                raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            if httpx.get(process.url + "/api/me", timeout=1).status_code == 401:
+            if httpx.get(url + "/api/me", timeout=1).status_code == 401:
                 return
         except httpx.TransportError:
             time.sleep(0.1)
@@ -108,7 +114,7 @@ def web_processes(
         processes.append(Process(proc, port))
     try:
         for p in processes:
-            wait_ready(p)
+            wait_ready(p.proc, p.url)
         yield processes
     finally:
         for p in processes:

@@ -22,16 +22,17 @@ import pytest
 
 from dicomweb.samples import ct_series, multipart
 from server.core.config import Settings
-from server.testing import free_port
+from server.testing import Loopback, free_port
 from tests.archive.test_archive import exam_in_acquisition
 from tests.helpers import login, of_exam
+from tests.processes import wait_ready
 
 pytestmark = pytest.mark.slow
 
 SPOOLED = 40 * 1024 * 1024  # past stow.SPOOL_BYTES: the part is spooled to a temp file
 
 
-class Server:
+class Server(Loopback):
     """``teleimagerie serve`` in a process of its own, its log in a file."""
 
     def __init__(self, settings: Settings, storage: Path, log: Path) -> None:
@@ -55,21 +56,8 @@ class Server:
                 stderr=out,
             )
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/api/me", timeout=1).status_code == 401:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start")
+    def wait_ready(self) -> None:
+        wait_ready(self.proc, self.url, log=self.log)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
