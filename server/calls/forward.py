@@ -50,10 +50,6 @@ AIORTC_VERSION = "1.16.0"  # the internals above were read in this version
 MAX_BACKLOG = {"audio": 10, "video": 30}
 
 
-def aiortc_supported() -> bool:
-    return aiortc.__version__ == AIORTC_VERSION
-
-
 class EncodedFrame:
     """One encoded frame on its way to a forwarding sender.
 
