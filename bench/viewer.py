@@ -47,7 +47,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pydicom
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import async_playwright
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -110,11 +110,6 @@ async def stow(base: str, token: str, parts: list[bytes]) -> None:
                 headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"},
             )
             resp.raise_for_status()
-
-
-async def slice_of(page: Page, selector: str = "#viewer-canvas") -> int:
-    value = await page.get_attribute(selector, "data-slice")
-    return int(value or 0)
 
 
 def print_profile(what: str, profile: dict) -> None:
