@@ -3,7 +3,7 @@ over one MLLP connection and over ten, for the identity feed (ADT^A28) and for
 orders (ORM^O01, each creating an exam), with the latency of each order's ACK.
 
     .venv/bin/python bench/hl7_feed.py [--identities 2000] [--orders 500] [--database-url URL]
-        [--base DIR] [--rounds N] [--processes N]
+        [--base DIR] [--rounds N] [--processes N] [--only identities|orders]
 
 A fresh database (SQLite in a temp dir unless --database-url names an empty one)
 with one establishment, a radiologist on duty and the sender DPI/CHU_A; the
@@ -220,6 +220,9 @@ async def main() -> None:
     parser.add_argument(
         "--processes", type=int, default=1, help="listener processes of this version"
     )
+    parser.add_argument(
+        "--only", choices=("identities", "orders"), default=None, help="one feed's runs alone"
+    )
     args = parser.parse_args()
     trees = [("new", ROOT)] + ([("base", args.base.resolve())] if args.base else [])
     with tempfile.TemporaryDirectory() as tmp:
@@ -243,6 +246,8 @@ async def main() -> None:
             results: dict[tuple[str, str, int], list[dict[str, float]]] = {}
             for r in range(args.rounds):
                 for c, (name, make, conns) in enumerate(CASES):
+                    if args.only and (make is identities) != (args.only == "identities"):
+                        continue
                     order = list(listeners.items())
                     if (r + c) % 2:
                         order.reverse()

@@ -12,11 +12,11 @@ begins with the level-1 escalation at ``ACK_TIMEOUT_S``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, ScalarSelect, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.escalation import Reason, routing_key
@@ -25,7 +25,17 @@ from server.core.channels import notify
 from server.core.context import AppContext
 from server.core.models import Exam
 from server.exams.service import exam_json
-from server.roster.service import Duty, Roster, load_duties, roster_for
+from server.roster.service import (
+    SHIFTS_COVERING,
+    TEMPLATES_COVERING,
+    Duty,
+    Roster,
+    Shift,
+    ShiftTemplate,
+    covering,
+    duties_at,
+    roster_for,
+)
 
 # An exam counts against a radiologist's cap from assignment until signature.
 IN_PROGRESS = (
@@ -59,23 +69,35 @@ def pick(roster: Roster, load: Mapping[int, int]) -> Choice:
     return Choice(None, Reason.NOBODY_ON_DUTY)
 
 
-async def in_progress(db: AsyncSession, radiologist_ids: Iterable[int]) -> dict[int, int]:
-    """How many exams each radiologist has between assignment and signature."""
-    ids = list(set(radiologist_ids))
-    if not ids:
-        return {}
-    rows = await db.execute(
-        select(Exam.assigned_radiologist_id, func.count())
-        .where(Exam.assigned_radiologist_id.in_(ids), Exam.status.in_(IN_PROGRESS))
-        .group_by(Exam.assigned_radiologist_id)
+def in_progress(radiologist_id: ColumnElement[int]) -> ScalarSelect[int]:
+    """How many exams the radiologist of `radiologist_id` has between assignment and
+    signature (uses ``ix_exams_radiologist_status``)."""
+    return (
+        select(func.count())
+        .where(Exam.assigned_radiologist_id == radiologist_id, Exam.status.in_(IN_PROGRESS))
+        .scalar_subquery()
     )
-    return {rid: n for rid, n in rows if rid is not None}
+
+
+# The roster's rows that can cover a time, each with its radiologist's load.
+_SHIFTS = SHIFTS_COVERING.add_columns(in_progress(Shift.radiologist_id))
+_TEMPLATES = TEMPLATES_COVERING.add_columns(in_progress(ShiftTemplate.radiologist_id))
 
 
 async def route(db: AsyncSession, establishment_id: int, at: datetime) -> Choice:
-    """Pick the radiologist for a request made now at this establishment."""
-    roster = roster_for(await load_duties(db, at), establishment_id)
-    load = await in_progress(db, (d.radiologist_id for d in [*roster.primary, *roster.backup]))
+    """Pick the radiologist for a request made now at this establishment. Two reads:
+    the shifts and the templates that can cover `at`, each row with the number of
+    exams its radiologist has in progress."""
+    params = covering(at)
+    load: dict[int, int] = {}
+    rows: tuple[list[Shift], list[ShiftTemplate]] = ([], [])
+    for row, count in await db.execute(_SHIFTS, params):
+        rows[0].append(row)
+        load[row.radiologist_id] = count
+    for row, count in await db.execute(_TEMPLATES, params):
+        rows[1].append(row)
+        load[row.radiologist_id] = count
+    roster = roster_for(duties_at(at, *rows), establishment_id)
     return pick(roster, load)
 
 

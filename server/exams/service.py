@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     AwareDatetime,
@@ -17,8 +17,10 @@ from pydantic import (
 )
 from pydicom.uid import generate_uid
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from rooms import escalation
 from rooms.escalation import ExamSnapshot, Policy
@@ -27,7 +29,7 @@ from rooms.types import EventKind, ExamStatus, Role
 from server.core.config import Settings
 from server.core.errors import ApiError, conflict
 from server.core.identity import Person
-from server.core.models import Exam, ExamEvent, PatientIdentity, User
+from server.core.models import Exam, ExamEvent, PatientIdentity, User, new_id
 from server.exams.stroke import stroke_json
 from server.patients.service import dicom_name, identity_json
 
@@ -166,10 +168,21 @@ async def linked_request(
     return req.model_copy(update={"patient": patient}), row.id
 
 
+class Requester(Protocol):
+    """Who requests an exam: a user, or an HL7 sender's interface account (its id and
+    establishment are known without reading the row, docs/hl7.md "Orders")."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def establishment_id(self) -> int | None: ...
+
+
 async def create_exam(
     db: AsyncSession,
     settings: Settings,
-    requester: User,
+    requester: Requester,
     req: ExamRequest,
     now: datetime,
     assigned_radiologist_id: int | None = None,
@@ -186,39 +199,37 @@ async def create_exam(
     if req.stroke is not None and req.stroke.onset_at is not None:
         check_onset(req.stroke.onset_at, now)
     for _attempt in range(5):
-        exam = Exam(
-            establishment_id=requester.establishment_id,
-            requester_id=requester.id,
-            assigned_radiologist_id=assigned_radiologist_id,
-            status=ExamStatus.REQUESTED,
-            accession_number=new_accession(now),
-            study_instance_uid=new_study_uid(settings.uid_root),
-            patient_id=req.patient.id,
-            patient_name=req.patient.name,
-            patient_birth_date=req.patient.birth_date,
-            patient_sex=req.patient.sex,
-            modality=req.modality,
-            body_part=req.body_part,
-            clinical_question=req.clinical_question,
-            urgency=req.urgency,
-            contraindications=req.contraindications or None,
-            consent=req.consent,
-            patient_identity_id=identity_id,
-            placer_order_number=placer_order_number,
-            stroke_onset_at=(
+        values: dict[str, Any] = {
+            "id": new_id(),
+            "establishment_id": requester.establishment_id,
+            "requester_id": requester.id,
+            "assigned_radiologist_id": assigned_radiologist_id,
+            "status": ExamStatus.REQUESTED,
+            "accession_number": new_accession(now),
+            "study_instance_uid": new_study_uid(settings.uid_root),
+            "patient_id": req.patient.id,
+            "patient_name": req.patient.name,
+            "patient_birth_date": req.patient.birth_date,
+            "patient_sex": req.patient.sex,
+            "modality": req.modality,
+            "body_part": req.body_part,
+            "clinical_question": req.clinical_question,
+            "urgency": req.urgency,
+            "contraindications": req.contraindications or None,
+            "consent": req.consent,
+            "patient_identity_id": identity_id,
+            "placer_order_number": placer_order_number,
+            "stroke_onset_at": (
                 req.stroke.onset_at.astimezone(UTC) if req.stroke and req.stroke.onset_at else None
             ),
-            stroke_onset_kind=req.stroke.onset_kind if req.stroke else None,
-            created_at=now,
-            updated_at=now,
-            last_seq=1,
-        )
-        try:
-            async with db.begin_nested():
-                db.add(exam)
-                await db.flush()
-        except IntegrityError:
+            "stroke_onset_kind": req.stroke.onset_kind if req.stroke else None,
+            "created_at": now,
+            "updated_at": now,
+            "last_seq": 1,
+        }
+        if not await _insert_new(db, values):
             continue  # an accession number collided: draw again
+        exam = _persistent(db, values)
         event = ExamEvent(
             exam_id=exam.id,
             seq=1,
@@ -246,6 +257,34 @@ async def create_exam(
         await db.flush()
         return exam, event
     raise RuntimeError("could not draw a unique accession number")
+
+
+#: Per dialect: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL and
+#: SQLite), built once (a statement built per call costs its cache key every time).
+_INSERT_NEW = {
+    dialect.dialect.name: dialect.insert(Exam).on_conflict_do_nothing().returning(Exam.id)
+    for dialect in (postgresql, sqlite)
+}
+
+
+async def _insert_new(db: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert the exam, or return False when the accession number or the study UID
+    drawn is taken. One statement, where an insert that may fail needs a ``SAVEPOINT``
+    and its ``RELEASE`` around it (a failed statement aborts a PostgreSQL transaction)."""
+    stmt = _INSERT_NEW[db.get_bind().dialect.name]
+    return (await db.execute(stmt, values)).scalar() is not None
+
+
+def _persistent(db: AsyncSession, values: dict[str, Any]) -> Exam:
+    """The row just inserted as the session's object, as a flush would leave it: the
+    columns not given are NULL (no other column has a default)."""
+    exam = Exam(**values)
+    for column in Exam.__table__.columns:
+        if column.key not in values:
+            set_committed_value(exam, column.key, None)
+    make_transient_to_detached(exam)
+    db.add(exam)
+    return exam
 
 
 async def append_event(

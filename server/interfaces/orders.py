@@ -3,11 +3,12 @@ exam through the form's service or keeps a draft, ``CA`` cancels."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import hl7
 from pydantic import ValidationError
-from sqlalchemy import exists, or_, select
+from sqlalchemy import bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.lifecycle import Command, LifecycleError, decide, sources
@@ -16,7 +17,13 @@ from server.core.config import Settings
 from server.core.errors import ApiError
 from server.core.models import Exam, User
 from server.exams import owed, routing
-from server.exams.service import ExamRequest, append_event, check_onset, create_exam
+from server.exams.service import (
+    ExamRequest,
+    Requester,
+    append_event,
+    check_onset,
+    create_exam,
+)
 from server.interfaces import hl7_in
 from server.interfaces.drafts import OrderDraft
 from server.interfaces.effects import Effects, who
@@ -225,20 +232,42 @@ async def cancel(db: AsyncSession, sender: Sender, placer: str, now: datetime, e
     e.detail["draft"] = draft.id
 
 
+# Whether an order with the placer number ``:placer`` of the establishment ``:est``
+# became an exam or waits as a draft (built once: see server/roster/service.py).
+_PLACED = select(
+    or_(
+        exists(
+            select(Exam.id).where(
+                Exam.establishment_id == bindparam("est"),
+                Exam.placer_order_number == bindparam("placer"),
+            )
+        ),
+        exists(
+            select(OrderDraft.id).where(
+                OrderDraft.establishment_id == bindparam("est"),
+                OrderDraft.placer_order_number == bindparam("placer"),
+                OrderDraft.status != "cancelled",
+            )
+        ),
+    )
+)
+
+
 async def placed(db: AsyncSession, establishment_id: int, placer: str) -> bool:
     """Whether an order with this placer number became an exam or waits as a draft."""
-    exam = select(Exam.id).where(
-        Exam.establishment_id == establishment_id, Exam.placer_order_number == placer
-    )
-    draft = select(OrderDraft.id).where(
-        OrderDraft.establishment_id == establishment_id,
-        OrderDraft.placer_order_number == placer,
-        OrderDraft.status != "cancelled",
-    )
-    return bool(await db.scalar(select(or_(exists(exam), exists(draft)))))
+    return bool(await db.scalar(_PLACED, {"est": establishment_id, "placer": placer}))
 
 
-async def requester_for(db: AsyncSession, sender: Sender, provider: str | None) -> User:
+@dataclass(frozen=True)
+class Account:
+    """A sender's interface account as a requester: an urgentist account of the
+    sender's establishment (server/interfaces/senders.py), whose row need not be read."""
+
+    id: int
+    establishment_id: int
+
+
+async def requester_for(db: AsyncSession, sender: Sender, provider: str | None) -> Requester:
     """The urgentist of the establishment whose RPPS the order names (ORC-12), else the
     sender's interface account."""
     if provider:
@@ -252,4 +281,4 @@ async def requester_for(db: AsyncSession, sender: Sender, provider: str | None) 
         )
         if user is not None:
             return user
-    return await db.get_one(User, sender.account_id)
+    return Account(sender.account_id, sender.establishment_id)

@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, or_, select
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -229,24 +229,33 @@ def roster_for(duties: Sequence[Duty], establishment_id: int) -> Roster:
     )
 
 
+#: The shifts under way at ``:at``.
+SHIFTS_COVERING = select(Shift).where(
+    Shift.starts_at <= bindparam("at"), Shift.ends_at > bindparam("at")
+)
+#: The templates with an occurrence that can cover ``:at`` (a superset: `occurrence`
+#: decides): valid from ``:day`` (the local date of ``:at``) or before, until ``:since``
+#: (that date less the longest span) or after.
+TEMPLATES_COVERING = select(ShiftTemplate).where(
+    ShiftTemplate.valid_from <= bindparam("day"),
+    or_(ShiftTemplate.valid_until.is_(None), ShiftTemplate.valid_until >= bindparam("since")),
+)
+_LONGEST = timedelta(days=max(span for _, span, _, _ in _SHAPES.values()))
+
+
+def covering(at: datetime, tz: ZoneInfo = PARIS) -> dict[str, Any]:
+    """The parameters of SHIFTS_COVERING and TEMPLATES_COVERING for `at`. The
+    statements are built once: a statement built per call costs its cache key's
+    computation every time."""
+    local_day = at.astimezone(tz).date()
+    return {"at": at, "day": local_day, "since": local_day - _LONGEST}
+
+
 async def load_duties(db: AsyncSession, at: datetime, tz: ZoneInfo = PARIS) -> list[Duty]:
     """The duties covering `at`, read from SQL (only rows that can cover it)."""
-    shifts = (
-        await db.scalars(select(Shift).where(Shift.starts_at <= at, Shift.ends_at > at))
-    ).all()
-    local_day = at.astimezone(tz).date()
-    longest = max(span for _, span, _, _ in _SHAPES.values())
-    templates = (
-        await db.scalars(
-            select(ShiftTemplate).where(
-                ShiftTemplate.valid_from <= local_day,
-                or_(
-                    ShiftTemplate.valid_until.is_(None),
-                    ShiftTemplate.valid_until >= local_day - timedelta(days=longest),
-                ),
-            )
-        )
-    ).all()
+    params = covering(at, tz)
+    shifts = (await db.scalars(SHIFTS_COVERING, params)).all()
+    templates = (await db.scalars(TEMPLATES_COVERING, params)).all()
     return duties_at(at, shifts, templates, tz)
 
 
