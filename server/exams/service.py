@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     AwareDatetime,
@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 from pydicom.uid import generate_uid
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
@@ -229,38 +229,38 @@ async def create_exam(
         }
         if not await _insert_new(db, values):
             continue  # an accession number collided: draw again
-        exam = _persistent(db, Exam, values)
-        body: dict[str, Any] = {
-            "modality": exam.modality,
-            "body_part": exam.body_part,
-            "urgency": exam.urgency,
-            "accession_number": exam.accession_number,
-        }
-        if placer_order_number:
-            body["placer_order_number"] = placer_order_number
-        if req.stroke:
-            body["stroke"] = stroke_json(
-                exam.modality, exam.stroke_onset_kind, exam.stroke_onset_at, now
-            )
-        event_values = {
-            "id": new_id(),
-            "exam_id": exam.id,
-            "seq": 1,
-            "kind": EventKind.EXAM_REQUESTED,
-            "author_id": requester.id,
-            "client_id": None,
-            "at": now,
-            "body": body,
-        }
-        await db.execute(_INSERT_EVENT, event_values)
-        return exam, _persistent(db, ExamEvent, event_values)
+        exam = _persistent(db, values)
+        event = ExamEvent(
+            exam_id=exam.id,
+            seq=1,
+            kind=EventKind.EXAM_REQUESTED,
+            author_id=requester.id,
+            at=now,
+            body={
+                "modality": exam.modality,
+                "body_part": exam.body_part,
+                "urgency": exam.urgency,
+                "accession_number": exam.accession_number,
+                **({"placer_order_number": placer_order_number} if placer_order_number else {}),
+                **(
+                    {
+                        "stroke": stroke_json(
+                            exam.modality, exam.stroke_onset_kind, exam.stroke_onset_at, now
+                        )
+                    }
+                    if req.stroke
+                    else {}
+                ),
+            },
+        )
+        db.add(event)
+        await db.flush()
+        return exam, event
     raise RuntimeError("could not draw a unique accession number")
 
 
-# The statements are built once: a statement built per call costs the computation of
-# its cache key every time (docs/benchmarks.md "HL7 inbound").
-_INSERT_EVENT = insert(ExamEvent)
-# Per dialect: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL, SQLite).
+#: Per dialect: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL and
+#: SQLite), built once (a statement built per call costs its cache key every time).
 _INSERT_NEW = {
     dialect.dialect.name: dialect.insert(Exam).on_conflict_do_nothing().returning(Exam.id)
     for dialect in (postgresql, sqlite)
@@ -275,19 +275,16 @@ async def _insert_new(db: AsyncSession, values: dict[str, Any]) -> bool:
     return (await db.execute(stmt, values)).scalar() is not None
 
 
-Row = TypeVar("Row", Exam, ExamEvent)
-
-
-def _persistent(db: AsyncSession, model: type[Row], values: dict[str, Any]) -> Row:
+def _persistent(db: AsyncSession, values: dict[str, Any]) -> Exam:
     """The row just inserted as the session's object, as a flush would leave it: the
-    columns not given are NULL (those with a default are always given)."""
-    row = model(**values)
-    for column in model.__table__.columns:
+    columns not given are NULL (no other column has a default)."""
+    exam = Exam(**values)
+    for column in Exam.__table__.columns:
         if column.key not in values:
-            set_committed_value(row, column.key, None)
-    make_transient_to_detached(row)
-    db.add(row)
-    return row
+            set_committed_value(exam, column.key, None)
+    make_transient_to_detached(exam)
+    db.add(exam)
+    return exam
 
 
 async def append_event(
