@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, ScalarSelect, func, select
+from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from rooms.escalation import Reason, routing_key
 from rooms.types import ExamStatus
@@ -69,7 +70,7 @@ def pick(roster: Roster, load: Mapping[int, int]) -> Choice:
     return Choice(None, Reason.NOBODY_ON_DUTY)
 
 
-def in_progress(radiologist_id: ColumnElement[int]) -> ScalarSelect[int]:
+def in_progress(radiologist_id: InstrumentedAttribute[int]) -> ScalarSelect[int]:
     """How many exams the radiologist of `radiologist_id` has between assignment and
     signature (uses ``ix_exams_radiologist_status``)."""
     return (
