@@ -50,6 +50,8 @@ class Peer:
 
     addr: str
     cert_subject: str | None = None
+    #: The listener's number for the connection (0: none, a message handed in directly).
+    connection: int = 0
 
 
 @dataclass(frozen=True)
