@@ -81,7 +81,12 @@ class Batcher(Generic[T, R]):
         loop = asyncio.get_running_loop()
         self._wanted, self._enough = wanted, loop.create_future()
         enough = self._enough
-        timer = loop.call_later(self._linger_s, lambda: enough.done() or enough.set_result(None))
+
+        def wake() -> None:
+            if not enough.done():
+                enough.set_result(None)
+
+        timer = loop.call_later(self._linger_s, wake)
         try:
             await enough
         finally:

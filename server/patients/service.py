@@ -209,7 +209,7 @@ async def write_new(db: AsyncSession, known: Known) -> None:
         return
     columns = [c.key for c in PatientIdentity.__table__.columns if c.key != "id"]
     await db.execute(
-        insert(PatientIdentity.__table__),
+        insert(PatientIdentity),
         [{key: getattr(row, key) for key in columns} for row in known.new],
     )
     known.new.clear()
