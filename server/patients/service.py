@@ -18,7 +18,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomweb.index import person_key
@@ -207,9 +207,13 @@ async def write_new(db: AsyncSession, known: Known) -> None:
     each id). They are not loaded in the session: read them again to use them."""
     if not known.new:
         return
-    columns = [c.key for c in PatientIdentity.__table__.columns if c.key != "id"]
+    # The table, not the class: the ORM's bulk insert would split the rows by which
+    # of their columns are None, one statement for each kind.
+    table = PatientIdentity.__table__
+    assert isinstance(table, Table)
+    columns = [c.key for c in table.columns if c.key != "id"]
     await db.execute(
-        insert(PatientIdentity),
+        insert(table),
         [{key: getattr(row, key) for key in columns} for row in known.new],
     )
     known.new.clear()
