@@ -9,6 +9,12 @@ transaction: a lone item is written at once, a burst costs a commit per batch.
 One batch is in flight at a time: measured with the room fan-out benchmark, two or
 three concurrent batches on PostgreSQL raised latency (more, smaller transactions
 competing for the same two cores).
+
+With ``expect``, a batch may wait a moment for the items its caller knows are on
+their way (``linger_s`` at most): writers that each wait for their previous item
+before sending the next (HL7 original mode) answer a batch's results at slightly
+different moments, and without the wait the first to answer would be written alone
+and the others in the next batch, two transactions where one would do.
 """
 
 from __future__ import annotations
@@ -26,11 +32,23 @@ class Batcher(Generic[T, R]):
     raises what ``write`` raised for its whole batch (nothing of a failed batch is
     written: ``write`` runs in one transaction)."""
 
-    def __init__(self, write: Callable[[Sequence[T]], Awaitable[Sequence[R]]], limit: int = 500):
+    def __init__(
+        self,
+        write: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+        limit: int = 500,
+        *,
+        expect: Callable[[], int] | None = None,
+        linger_s: float = 0.0,
+    ):
         self._write = write
         self._limit = limit
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
+        # How many items a batch should hold, and how long to wait for them.
+        self._expect = expect
+        self._linger_s = linger_s
+        self._wanted = 0
+        self._enough: asyncio.Future[None] | None = None
 
     async def submit(self, item: T) -> R:
         return await self.post(item)
@@ -43,6 +61,9 @@ class Batcher(Generic[T, R]):
         self._pending.append((item, future))
         if self._task is None:
             self._task = loop.create_task(self._drain())
+        elif self._enough is not None and len(self._pending) >= self._wanted:
+            if not self._enough.done():
+                self._enough.set_result(None)
         return future
 
     async def flush(self) -> None:
@@ -50,9 +71,32 @@ class Batcher(Generic[T, R]):
         while self._task is not None:
             await asyncio.shield(self._task)
 
+    async def _linger(self) -> None:
+        """Wait, ``linger_s`` at most, until ``expect()`` items are pending."""
+        if self._expect is None:
+            return
+        wanted = min(self._expect(), self._limit)
+        if len(self._pending) >= wanted:
+            return
+        loop = asyncio.get_running_loop()
+        self._wanted, self._enough = wanted, loop.create_future()
+        enough = self._enough
+
+        def wake() -> None:
+            if not enough.done():
+                enough.set_result(None)
+
+        timer = loop.call_later(self._linger_s, wake)
+        try:
+            await enough
+        finally:
+            timer.cancel()
+            self._enough = None
+
     async def _drain(self) -> None:
         try:
             while self._pending:
+                await self._linger()
                 batch = self._pending[: self._limit]
                 del self._pending[: self._limit]
                 try:

@@ -34,9 +34,10 @@ from server.core.context import AppContext
 from server.interfaces import hl7_in
 from server.interfaces.effects import Effects, who
 from server.interfaces.hl7_in import Header, Hl7Error
-from server.interfaces.identities import apply_adt
+from server.interfaces.identities import apply_adt, identity_only, read_ahead, upsert_identity
 from server.interfaces.orders import apply_order
 from server.interfaces.senders import Hl7Message, Sender
+from server.patients.service import Traits, write_new
 
 log = logging.getLogger("teleimagerie.hl7")
 #: The ACK of a message and what to publish once it is sent (None: nothing).
@@ -49,6 +50,8 @@ class Peer:
 
     addr: str
     cert_subject: str | None = None
+    #: The listener's number for the connection (0: none, a message handed in directly).
+    connection: int = 0
 
 
 @dataclass(frozen=True)
@@ -81,25 +84,55 @@ async def _straight(app: AppContext, items: Sequence[Received], now: datetime) -
     that are all accepted. Anything else rolls the whole group back. The stored ACKs
     are inserted together at the end, in one statement (the session's unit of work
     would insert them one by one to read back their ids), where a repeated control ID
-    meets the unique key."""
+    meets the unique key.
+
+    The identity feed's messages at the head of the group have their identities read
+    in one SELECT and the new ones inserted in one statement
+    (``server.patients.service.read_ahead``); the messages after the first of any
+    other kind, which may change identities otherwise, each read their own."""
     async with app.db() as db:
         done: list[Outcome] = []
         applied: list[Effects] = []
         stored: list[dict[str, Any]] = []
+
+        def accepted(item: Received, effects: Effects) -> None:
+            text = hl7_in.ack(item.msg, "AA", None, effects.warnings)
+            stored.append(_keep(item, now, text, effects))
+            done.append((text, effects))
+            applied.append(effects)
+
         try:
-            for item in items:
+            lead = _identities_first(items)
+            known = await read_ahead(db, [(item.sender, traits) for item, traits in lead])
+            for item, traits in lead:
+                effects = Effects()
+                await upsert_identity(db, item.sender, traits, now, effects, known)
+                accepted(item, effects)
+            await write_new(db, known)
+            for item in items[len(lead) :]:
                 effects = Effects()
                 hl7_in.supported(item.head)
                 await _apply(app, db, item, now, effects)
-                text = hl7_in.ack(item.msg, "AA", None, effects.warnings)
-                stored.append(_keep(item, now, text, effects))
-                done.append((text, effects))
-                applied.append(effects)
+                accepted(item, effects)
             await db.execute(insert(Hl7Message), stored)
             await _commit(db, applied)
         except Exception as exc:  # a refusal, a control ID used before, a failure
             raise _Again from exc
         return done
+
+
+def _identities_first(items: Sequence[Received]) -> list[tuple[Received, Traits]]:
+    """The leading messages of ``items`` that only create or update an identity
+    (``hl7_in.supported`` holds for them), with their traits read once."""
+    lead = []
+    for item in items:
+        traits = (
+            identity_only(item.head.trigger, item.msg) if item.head.message_code == "ADT" else None
+        )
+        if traits is None:
+            break
+        lead.append((item, traits))
+    return lead
 
 
 async def _careful(app: AppContext, items: Sequence[Received], now: datetime) -> list[Outcome]:

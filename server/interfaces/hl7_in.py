@@ -515,6 +515,31 @@ def ack(
 
 
 def _answering(msg: hl7.Message | None) -> hl7.Message:
+    """The message whose MSH an ACK answers: the message itself when its MSH is
+    complete (:func:`_complete`), else an MSH rebuilt from it (:func:`_rebuilt`)."""
+    if msg is not None and _complete(msg):
+        return msg
+    return _rebuilt(msg)
+
+
+def _complete(msg: hl7.Message) -> bool:
+    """Whether python-hl7's ``create_ack`` can read the message's own MSH and write
+    what it would from :func:`_rebuilt` (the common case, without parsing a second
+    MSH): the standard delimiters and escape, MSH-3 to MSH-12 present, MSH-11 and
+    MSH-9's trigger filled, the trigger without spaces or delimiters."""
+    if msg.separators != "\r|~^&" or msg.esc != "\\":
+        return False
+    try:
+        msh = msg.segment("MSH")
+        if len(msh) <= 12 or not str(msh[11]):
+            return False
+        trigger = str(msh(9)(1)(2))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return False
+    return bool(trigger) and trigger == _clean(_get(msh, 9, 1, 2))
+
+
+def _rebuilt(msg: hl7.Message | None) -> hl7.Message:
     """The MSH an ACK answers, complete: python-hl7's ``create_ack`` reads MSH-3 to
     MSH-12 and MSH-9's trigger, which a malformed message may lack. Without an MSH at
     all the control ID stays empty."""

@@ -3,6 +3,7 @@ A28/A31/A01/A04/A08 create or update, A40 merges, A47 changes the identifier."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import hl7
@@ -18,6 +19,8 @@ from server.patients import service as patients
 from server.patients.service import PatientError
 from server.priors import service as priors
 
+#: The ADT events that create or update an identity and do nothing else.
+UPSERT_EVENTS = frozenset({"A01", "A04", "A08", "A28", "A31"})
 #: Where each trait of an identity is read from, to name it in ERR-2.
 TRAIT_FIELDS = {
     "ipp": ("PID", 3),
@@ -47,12 +50,18 @@ def trait_error(exc: PatientError) -> Hl7Error:
 
 
 async def upsert_identity(
-    db: AsyncSession, sender: Sender, traits: patients.Traits, now: datetime, e: Effects
+    db: AsyncSession,
+    sender: Sender,
+    traits: patients.Traits,
+    now: datetime,
+    e: Effects,
+    known: patients.Known | None = None,
 ) -> PatientIdentity:
-    """Create or update the identity of PID; the exams showing it hear of it."""
+    """Create or update the identity of PID; the exams showing it hear of it.
+    ``known``: the identities read ahead for a group (:func:`read_ahead`)."""
     traits = checked(traits, now)
     try:
-        row, outcome, exams = await patients.upsert(db, sender.establishment_id, traits, now)
+        row, outcome, exams = await patients.upsert(db, sender.establishment_id, traits, now, known)
     except PatientError as exc:
         raise trait_error(exc) from None
     e.detail["ipp"] = row.ipp
@@ -68,6 +77,27 @@ async def upsert_identity(
     for exam_id in exams:
         await room_event(db, sender, exam_id, EventKind.PATIENT_UPDATED, row, now, e)
     return row
+
+
+def identity_only(trigger: str, msg: hl7.Message) -> patients.Traits | None:
+    """The traits of a message that only creates or updates an identity (A28, A31,
+    A01, A04, A08), read once; None for any other message, or one whose PID is
+    refused (applied as usual, it gets its AE)."""
+    if trigger not in UPSERT_EVENTS:
+        return None
+    try:
+        return hl7_in.patient(msg)
+    except Hl7Error:
+        return None
+
+
+async def read_ahead(
+    db: AsyncSession, pending: Sequence[tuple[Sender, patients.Traits]]
+) -> patients.Known:
+    """The identities a run of :func:`identity_only` messages names, in one SELECT."""
+    return await patients.read_ahead(
+        db, [(sender.establishment_id, traits.ipp) for sender, traits in pending]
+    )
 
 
 async def apply_adt(

@@ -41,6 +41,11 @@ log = logging.getLogger("teleimagerie.hl7")
 SENDER_TTL_S = 5.0
 #: The most messages applied in one transaction.
 GROUP_LIMIT = 100
+#: A connection that sent a message this recently is expected to send the next one
+#: as soon as it has its ACK (original mode)...
+ACTIVE_S = 1.0
+#: ...and a group waits this long at most for the messages of those connections.
+LINGER_S = 0.002
 
 
 class Inbound:
@@ -53,11 +58,20 @@ class Inbound:
         # arrived together are applied in one transaction (server/interfaces/group.py);
         # one group is written at a time, so SQLite's single writer never waits in
         # its busy handler, which sleeps between its retries.
-        self._group: Batcher[Received, Outcome] = Batcher(self._apply_group, GROUP_LIMIT)
+        # A group waits (LINGER_S at most) for the message of each connection that is
+        # busy sending: their ACKs leave together, their next messages arrive within
+        # a moment of each other, and are better applied in one transaction than two.
+        self._group: Batcher[Received, Outcome] = Batcher(
+            self._apply_group, GROUP_LIMIT, expect=self._busy, linger_s=LINGER_S
+        )
+        # The time of each connection's last message.
+        self._last: dict[int, float] = {}
 
     async def handle(self, block: bytes, peer: Peer) -> tuple[bytes, Effects | None]:
         """The ACK of one block, and what to publish once it is sent (:meth:`publish`):
         the message is committed by then, so the sender need not wait for the rooms."""
+        if peer.connection:
+            self._last[peer.connection] = time.monotonic()
         try:
             msg, codec = hl7_in.decode(block)
             head = hl7_in.header(msg, codec)
@@ -72,6 +86,15 @@ class Inbound:
             log.exception("a group of inbound HL7 messages could not be committed")
             text = internal_failure(msg)
         return text.encode(codec, "replace"), effects
+
+    def closed(self, peer: Peer) -> None:
+        """The connection of ``peer`` ended: it sends nothing more."""
+        self._last.pop(peer.connection, None)
+
+    def _busy(self) -> int:
+        """The connections that sent a message within ACTIVE_S."""
+        since = time.monotonic() - ACTIVE_S
+        return sum(1 for at in self._last.values() if at > since)
 
     async def publish(self, effects: Effects | None) -> None:
         """After the ACK: the committed exam events to the rooms (re-planning their

@@ -16,6 +16,7 @@ a sender registered with ``--cert-subject`` must present that subject's CN.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import signal
@@ -82,6 +83,7 @@ class Listener:
         self.inbound = Inbound(app)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connections = itertools.count(1)
 
     async def start(self) -> int:
         self._server = await start_hl7_server(
@@ -113,7 +115,11 @@ class Listener:
 
     async def _serve(self, reader: HL7StreamReader, writer: HL7StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
-        peer = Peer(addr=str(peername[0]) if peername else "unknown", cert_subject=_subject(writer))
+        peer = Peer(
+            addr=str(peername[0]) if peername else "unknown",
+            cert_subject=_subject(writer),
+            connection=next(self._connections),
+        )
         try:
             while True:
                 try:
@@ -144,6 +150,7 @@ class Listener:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            self.inbound.closed(peer)
             writer.close()
             try:
                 await writer.wait_closed()

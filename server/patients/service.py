@@ -12,12 +12,13 @@ traits. Every change here runs in the caller's transaction; the caller audits it
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dicomweb.index import person_key
@@ -165,6 +166,59 @@ async def surviving(db: AsyncSession, identity: PatientIdentity) -> PatientIdent
     return identity
 
 
+@dataclass
+class Known:
+    """Identities read ahead for a run of identity messages (:func:`read_ahead`), by
+    (establishment, IPP): None where there was none. The identities that run creates
+    wait in ``new`` for :func:`write_new`, which inserts them in one statement."""
+
+    rows: dict[tuple[int, str], PatientIdentity | None] = field(default_factory=dict)
+    new: list[PatientIdentity] = field(default_factory=list)
+
+
+async def read_ahead(db: AsyncSession, keys: Iterable[tuple[int, str]]) -> Known:
+    """The identities of ``keys`` (establishment, IPP) in one SELECT, for
+    :func:`upsert` to use instead of a read each. Valid in this transaction until
+    :func:`write_new`, as long as only :func:`upsert` given it changes identities."""
+    wanted: dict[int, set[str]] = {}
+    for establishment_id, ipp in keys:
+        wanted.setdefault(establishment_id, set()).add(ipp.strip())
+    known = Known({(est, ipp): None for est, ipps in wanted.items() for ipp in ipps})
+    if not wanted:
+        return known
+    rows = await db.scalars(
+        select(PatientIdentity).where(
+            or_(
+                *(
+                    and_(PatientIdentity.establishment_id == est, PatientIdentity.ipp.in_(ipps))
+                    for est, ipps in wanted.items()
+                )
+            )
+        )
+    )
+    for row in rows:
+        known.rows[(row.establishment_id, row.ipp)] = row
+    return known
+
+
+async def write_new(db: AsyncSession, known: Known) -> None:
+    """Insert the identities :func:`upsert` created with ``known``, in one statement
+    (an executemany: the ORM would insert them one by one on SQLite to read back
+    each id). They are not loaded in the session: read them again to use them."""
+    if not known.new:
+        return
+    # The table, not the class: the ORM's bulk insert would split the rows by which
+    # of their columns are None, one statement for each kind.
+    table = PatientIdentity.__table__
+    assert isinstance(table, Table)
+    columns = [c.key for c in table.columns if c.key != "id"]
+    await db.execute(
+        insert(table),
+        [{key: getattr(row, key) for key in columns} for row in known.new],
+    )
+    known.new.clear()
+
+
 def _traits_of(row: PatientIdentity) -> Traits:
     return Traits(
         ipp=row.ipp,
@@ -182,23 +236,41 @@ def _traits_of(row: PatientIdentity) -> Traits:
 
 
 async def upsert(
-    db: AsyncSession, establishment_id: int, traits: Traits, now: datetime
+    db: AsyncSession,
+    establishment_id: int,
+    traits: Traits,
+    now: datetime,
+    known: Known | None = None,
 ) -> tuple[PatientIdentity, str, list[str]]:
     """Create the identity, or update the one with that IPP: ``(row, "created" |
     "updated" | "unchanged", exam ids whose shown identity changed)``. The traits
-    must have passed :func:`check`. The exams linked to it show the new strict traits."""
-    row = await find(db, establishment_id, traits.ipp)
+    must have passed :func:`check`. The exams linked to it show the new strict traits.
+
+    With ``known`` (:func:`read_ahead`, holding this IPP) the identity is not read
+    again, and a new one waits in ``known.new`` for :func:`write_new` (its ``id``
+    unset, no exam can show it yet)."""
+    key = (establishment_id, traits.ipp)
+    ahead = known is not None and key in known.rows
+    row = known.rows[key] if known is not None and ahead else None
+    if not ahead:
+        row = await find(db, establishment_id, traits.ipp)
     if row is None:
         row = PatientIdentity(establishment_id=establishment_id, created_at=now)
         _apply(row, traits, now)
-        db.add(row)
-        await db.flush()
+        if known is not None and ahead:
+            known.rows[key] = row
+            known.new.append(row)
+        else:
+            db.add(row)
+            await db.flush()
         return row, "created", []
     if row.merged_into_id is not None:
         raise PatientError("ipp", "this identifier was merged into another patient")
     if _traits_of(row) == traits:
         return row, "unchanged", []
     _apply(row, traits, now)
+    if known is not None and any(row is new for new in known.new):
+        return row, "updated", []  # created by this run, not written yet
     await db.flush()
     return row, "updated", await _refresh_exams(db, row, now)
 

@@ -134,3 +134,23 @@ async def test_ten_connections_with_refusals_apply_exactly_the_accepted(
     assert await ipps(hl7_listener) == expected
     assert await hl7_listener.count(Exam) == 10
     assert await hl7_listener.count(Hl7Message) == 30
+
+
+async def test_a_group_waits_only_for_the_connections_still_open(
+    hl7_listener: Hl7Listener,
+) -> None:
+    """Each connection's last message is remembered while it is open, to know how many
+    messages a group may wait for (server/interfaces/inbound.py), and forgotten when
+    it closes: a connection gone is never waited for."""
+    inbound = hl7_listener.listener.inbound
+    feeds = [
+        [m.adt("A28", m.control_id(), m.pid(f"IPP-L{c}-{n}")) for n in range(3)] for c in range(4)
+    ]
+    results = await asyncio.gather(*(hl7_listener.send(*feed) for feed in feeds))
+    assert [[ack_code(a) for a in acks] for acks in results] == [["AA"] * 3] * 4
+    for _ in range(100):  # each connection's task ends once its peer has closed
+        if not inbound._last:
+            break
+        await asyncio.sleep(0.01)
+    assert inbound._last == {}
+    assert await hl7_listener.count(PatientIdentity) == 12
