@@ -58,6 +58,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import queue
 import signal
 import statistics
 import subprocess
@@ -463,8 +464,7 @@ def main() -> int:
                 ]
                 with ctx.Pool(len(jobs)) as pool:
                     pending = pool.map_async(worker, jobs)
-                    for _ in jobs:
-                        ready.get(timeout=300)
+                    wait_ready(ready, pending, len(jobs))
                     start.value = start_at = time.time() + 0.5
                     time.sleep(max(0.0, start_at - time.time()))
                     before = proc.cpu_times()
@@ -498,6 +498,22 @@ def main() -> int:
             forget(args.redis, env["REDIS_PREFIX"])
     print_summary(rows, args, kind)
     return 0
+
+
+def wait_ready(ready: Any, pending: Any, workers: int, within: float = 300) -> None:
+    """Until every worker has its calls flowing; a worker's error is raised at once
+    (``pending.get``) rather than after the timeout."""
+    deadline = time.monotonic() + within
+    while workers:
+        try:
+            ready.get(timeout=1)
+            workers -= 1
+        except queue.Empty:
+            if pending.ready():
+                pending.get()  # raises the worker's exception
+                raise RuntimeError("a worker ended before its calls were set up")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"calls not set up within {within:.0f} s") from None
 
 
 def forget(url: str, prefix: str) -> None:
