@@ -46,7 +46,8 @@ Delay, measured twice for every Opus packet (forwarding keeps its payload bytes)
 With ``--video``, halfway through the window every member sends one PLI for each
 video it receives; the figure is how many of them reached the source's sender
 (through the server's ``forward_keyframe_requests``). ``BENCH_PROFILE=/tmp/srv.prof``
-runs the server under cProfile, timed in CPU time (``python -m pstats``). The summary
+runs the server under cProfile, timed in CPU time (``python -m pstats``);
+``BENCH_CLIENT_PROFILE=/tmp/dir`` does the same for each client process. The summary
 at the end gives the median of the runs for each step, beside the targets of
 docs/benchmarks.md.
 """
@@ -324,7 +325,18 @@ async def run_calls(
 def worker(args: tuple[Any, ...]) -> dict[str, Any]:
     nice = args[-1]
     os.nice(nice)  # the server first: the generator's lateness stays the generator's
-    return uvloop.run(run_calls(*args[:-1]))
+    profile = os.environ.get("BENCH_CLIENT_PROFILE")  # a directory: one file per worker
+    if not profile:
+        return uvloop.run(run_calls(*args[:-1]))
+    import cProfile
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    try:
+        return uvloop.run(run_calls(*args[:-1]))
+    finally:
+        profiler.disable()
+        profiler.dump_stats(Path(profile) / f"client-{os.getpid()}.prof")
 
 
 def load() -> str:
