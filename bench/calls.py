@@ -523,7 +523,7 @@ def wait_ready(ready: Any, pending: Any, workers: int, within: float = 300) -> N
         except queue.Empty:
             if pending.ready():
                 pending.get()  # raises the worker's exception
-                raise RuntimeError("a worker ended before its calls were set up")
+                raise RuntimeError("a worker ended before its calls were set up") from None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"calls not set up within {within:.0f} s") from None
 

@@ -2,9 +2,9 @@
 
 Tests, the benchmark and the demo use it to join an exam's call with synthetic
 audio (and optionally video), encoded live or, for a cheap load generator,
-pre-encoded once (``encoded=True``, server.calls.media_loop), answer the server's renegotiation offers and count
-the frames received from each other participant, exactly as docs/calls.md says a
-browser does.
+pre-encoded once (``encoded=True``, server.calls.media_loop), answer the server's
+renegotiation offers and count the frames received from each other participant,
+exactly as docs/calls.md says a browser does.
 """
 
 from __future__ import annotations
