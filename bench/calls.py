@@ -3,7 +3,7 @@
     .venv/bin/python bench/calls.py                      # 2-party audio, 1..30 calls
     .venv/bin/python bench/calls.py --parties 3 --video  # 3-party, one VP8 video each
     [--steps 1,8,16,30] [--runs 3] [--workers 4] [--window 5] [--nice 10]
-    [--media forward|transcode] [--keep-going]
+    [--media forward|transcode] [--encode pre|live] [--keep-going]
 
 The server runs as its own process (this file with ``--serve``: ``teleimagerie
 serve`` plus the timing hooks below; SQLite, memory engine, ICE on 127.0.0.1, the
@@ -11,11 +11,26 @@ uvloop event loop uvicorn picks). The aiortc clients run in ``--workers`` other
 processes, on uvloop too, at a lower priority (``--nice``) so that the server gets
 the CPU first when the machine is short: the generator's own lateness then shows in
 the client figures, not in the server's. For each step N, N calls (each in its own
-exam, every member sending a noisy 440 Hz tone and, with ``--video``, a small VP8
+exam, every member sending a noisy 440 Hz tone and, with ``--video``, a 160x120 VP8
 video) are set up; during a measurement window the server's CPU time is read with
 psutil and the clients record when each relayed frame arrives (encoded: they count
 frames without decoding them). A stream is late when it delivered under 90 % of
 its frame rate (50/s audio, 30/s video) or had a p99 gap over 100 ms.
+
+What the clients send (``--encode``):
+
+- ``pre`` (the default): every client plays loops encoded once when it is built,
+  with aiortc's own Opus and VP8 encoders and settings (server.calls.media_loop: 4 s
+  of its own noisy tone, so no two clients share a payload; 3 s of 160x120 video, a
+  keyframe then delta frames, restarted at the keyframe on a PLI); the senders only
+  packetise. The server receives the same RTP as from live encoders, and the
+  generator no longer spends most of the machine encoding. The figures in
+  docs/benchmarks.md from 2026-12-06 evening on are of this mode.
+- ``live``: every client encodes its tone and its video in real time (aiortc's
+  encoder threads), as the earlier figures of docs/benchmarks.md were measured.
+
+"generator CPU %" is the CPU time of the client processes (every thread) during
+the window, in % of one core: what the load costs to produce.
 
 Delay, measured twice for every Opus packet (forwarding keeps its payload bytes):
 
@@ -31,7 +46,8 @@ Delay, measured twice for every Opus packet (forwarding keeps its payload bytes)
 With ``--video``, halfway through the window every member sends one PLI for each
 video it receives; the figure is how many of them reached the source's sender
 (through the server's ``forward_keyframe_requests``). ``BENCH_PROFILE=/tmp/srv.prof``
-runs the server under cProfile, timed in CPU time (``python -m pstats``). The summary
+runs the server under cProfile, timed in CPU time (``python -m pstats``);
+``BENCH_CLIENT_PROFILE=/tmp/dir`` does the same for each client process. The summary
 at the end gives the median of the runs for each step, beside the targets of
 docs/benchmarks.md.
 """
@@ -43,6 +59,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import queue
 import signal
 import statistics
 import subprocess
@@ -232,7 +249,13 @@ def stream_figures(times: list[float], kind: str, t0: float, t1: float) -> dict[
 
 
 async def run_calls(
-    base: str, exams: list[str], tokens: list[str], sync: Any, window: float, video: bool
+    base: str,
+    exams: list[str],
+    tokens: list[str],
+    sync: Any,
+    window: float,
+    video: bool,
+    encoded: bool,
 ) -> dict[str, Any]:
     """Client worker: join every exam's call with every member, measure, hang up."""
     ready, start = sync
@@ -242,7 +265,7 @@ async def run_calls(
     calls: list[list[CallClient]] = []
     for exam in exams:
         members = [
-            await CallClient(ws, exam, token, video=video, decode=False).connect()
+            await CallClient(ws, exam, token, video=video, decode=False, encoded=encoded).connect()
             for token in tokens
         ]
         for member in members:
@@ -261,7 +284,7 @@ async def run_calls(
     while start.value == 0.0:  # noqa: ASYNC110 - a value shared across processes
         await asyncio.sleep(0.05)
     await asyncio.sleep(max(0.0, start.value - time.time()))
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     plis = 0
     if video:
         await asyncio.sleep(window / 2)
@@ -276,7 +299,7 @@ async def run_calls(
         await asyncio.sleep(window / 2)
     else:
         await asyncio.sleep(window)
-    t1 = time.monotonic()
+    t1, cpu1 = time.monotonic(), time.process_time()
     await asyncio.sleep(0.3)  # let the last PLIs arrive
     streams = []
     for members in calls:
@@ -289,6 +312,7 @@ async def run_calls(
         "streams": streams,
         "delays_ms": [1000 * d for t, d in clock.delays if t0 <= t <= t1],
         "plis_sent": plis,
+        "cpu": 100 * (cpu1 - cpu0) / (t1 - t0),
         "keyframe_requests": sum(1 for t in clock.keyframe_requests if t0 <= t <= t1 + 0.3),
     }
     for members in calls:
@@ -301,7 +325,18 @@ async def run_calls(
 def worker(args: tuple[Any, ...]) -> dict[str, Any]:
     nice = args[-1]
     os.nice(nice)  # the server first: the generator's lateness stays the generator's
-    return uvloop.run(run_calls(*args[:-1]))
+    profile = os.environ.get("BENCH_CLIENT_PROFILE")  # a directory: one file per worker
+    if not profile:
+        return uvloop.run(run_calls(*args[:-1]))
+    import cProfile
+
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    try:
+        return uvloop.run(run_calls(*args[:-1]))
+    finally:
+        profiler.disable()
+        profiler.dump_stats(Path(profile) / f"client-{os.getpid()}.prof")
 
 
 def load() -> str:
@@ -338,6 +373,12 @@ def main() -> int:
         "--keep-going", action="store_true", help="run every step, even after a late one"
     )
     parser.add_argument("--media", choices=("forward", "transcode"), default="forward")
+    parser.add_argument(
+        "--encode",
+        choices=("pre", "live"),
+        default="pre",
+        help="clients send loops encoded once (pre) or encode in real time (live)",
+    )
     parser.add_argument(
         "--redis",
         default="redis://127.0.0.1:6379/0",
@@ -397,11 +438,14 @@ def main() -> int:
         tokens, exams = asyncio.run(setup())
         proc = psutil.Process(server.pid)
         engine = "redis" if args.redis else "memory"
-        print(f"{kind} calls, media: {args.media}, engine: {engine}; load average before: {load()}")
+        print(
+            f"{kind} calls, media: {args.media}, engine: {engine}, clients: {args.encode}-encoded;"
+            f" load average before: {load()}"
+        )
         print(
             f"{'run':>3} {'calls':>5} {'server CPU %':>12} {'% per call':>10} {'min rate':>8}"
             f" {'max p99 gap ms':>14} {'server p50/p99 ms':>17} {'end-to-end p50/p99':>18}"
-            f" {'PLI':>7} {'load 1 min':>10}"
+            f" {'PLI':>7} {'gen CPU %':>9} {'load 1 min':>10}"
         )
         before = proc.cpu_times()
         time.sleep(args.window)
@@ -417,14 +461,22 @@ def main() -> int:
                 mine, used = exams[used : used + n], used + n
                 shares = [mine[i :: args.workers] for i in range(args.workers)]
                 jobs = [
-                    (base, share, tokens, (ready, start), args.window, args.video, args.nice)
+                    (
+                        base,
+                        share,
+                        tokens,
+                        (ready, start),
+                        args.window,
+                        args.video,
+                        args.encode == "pre",
+                        args.nice,
+                    )
                     for share in shares
                     if share
                 ]
                 with ctx.Pool(len(jobs)) as pool:
                     pending = pool.map_async(worker, jobs)
-                    for _ in jobs:
-                        ready.get(timeout=300)
+                    wait_ready(ready, pending, len(jobs))
                     start.value = start_at = time.time() + 0.5
                     time.sleep(max(0.0, start_at - time.time()))
                     before = proc.cpu_times()
@@ -442,7 +494,8 @@ def main() -> int:
                 print(
                     f"{run:>3} {n:>5} {cpu:>12.1f} {cpu / n:>10.2f} {row['rate']:>8.2f}"
                     f" {row['gap']:>14.1f} {fmt(row['server_ms']):>17}"
-                    f" {fmt(row['end_ms']):>18} {pli:>7} {row['load']:>10.2f}"
+                    f" {fmt(row['end_ms']):>18} {pli:>7} {row['generator']:>9.1f}"
+                    f" {row['load']:>10.2f}"
                     f"{'  LATE: ' + row['late_streams'] if row['late'] else ''}",
                     flush=True,
                 )
@@ -457,6 +510,22 @@ def main() -> int:
             forget(args.redis, env["REDIS_PREFIX"])
     print_summary(rows, args, kind)
     return 0
+
+
+def wait_ready(ready: Any, pending: Any, workers: int, within: float = 300) -> None:
+    """Until every worker has its calls flowing; a worker's error is raised at once
+    (``pending.get``) rather than after the timeout."""
+    deadline = time.monotonic() + within
+    while workers:
+        try:
+            ready.get(timeout=1)
+            workers -= 1
+        except queue.Empty:
+            if pending.ready():
+                pending.get()  # raises the worker's exception
+                raise RuntimeError("a worker ended before its calls were set up") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"calls not set up within {within:.0f} s") from None
 
 
 def forget(url: str, prefix: str) -> None:
@@ -482,6 +551,7 @@ def summarise(parts: list[dict[str, Any]], n: int) -> dict[str, Any]:
         "end_ms": sorted(d for part in parts for d in part["delays_ms"]),
         "plis_sent": sum(part["plis_sent"] for part in parts),
         "keyframe_requests": sum(part["keyframe_requests"] for part in parts),
+        "generator": sum(part["cpu"] for part in parts),
     }
 
 
@@ -501,7 +571,8 @@ def print_summary(
     )
     print(
         f"{'calls':>5} {'% core/call':>11} {'min rate':>8} {'p99 gap ms':>10}"
-        f" {'server p99 ms':>13} {'end-to-end p99':>14} {'late runs':>9} {'load':>5}  verdict"
+        f" {'server p99 ms':>13} {'end-to-end p99':>14} {'PLI':>9} {'gen CPU %':>9}"
+        f" {'late runs':>9} {'load':>5}  verdict"
     )
     best = 0
     for n, runs in rows.items():
@@ -514,12 +585,15 @@ def print_summary(
         server_p99 = statistics.median(pct(r["server_ms"], 0.99) for r in runs)
         end_p99 = statistics.median(pct(r["end_ms"], 0.99) for r in runs)
         late = sum(r["late"] for r in runs)
+        reached = sum(r["keyframe_requests"] for r in runs)
+        plis = f"{reached}/{sum(r['plis_sent'] for r in runs)}" if args.video else "-"
         ok = late == 0 and server_p99 < TARGET_P99_MS
         if ok:
             best = max(best, n)
         print(
             f"{n:>5} {med('cpu') / n:>11.2f} {med('rate'):>8.2f} {med('gap'):>10.1f}"
-            f" {server_p99:>13.1f} {end_p99:>14.1f} {late:>6}/{len(runs):<2} {med('load'):>5.1f}"
+            f" {server_p99:>13.1f} {end_p99:>14.1f} {plis:>9} {med('generator'):>9.1f}"
+            f" {late:>6}/{len(runs):<2} {med('load'):>5.1f}"
             f"  {'ok' if ok else 'LATE' if late else 'slow'}"
         )
     print(

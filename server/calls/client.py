@@ -1,22 +1,21 @@
 """A call participant as code (docs/calls.md): an aiortc peer driven over the room socket.
 
 Tests, the benchmark and the demo use it to join an exam's call with synthetic
-audio (and optionally video), answer the server's renegotiation offers and count
-the frames received from each other participant, exactly as docs/calls.md says a
-browser does.
+audio (and optionally video), encoded live or, for a cheap load generator,
+pre-encoded once (``encoded=True``, server.calls.media_loop), answer the server's
+renegotiation offers and count the frames received from each other participant,
+exactly as docs/calls.md says a browser does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import time
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
 import websockets
 from aiortc import (
     AudioStreamTrack,
@@ -32,43 +31,39 @@ from av import AudioFrame, VideoFrame
 
 from server.calls.forward import FrameTap
 from server.calls.manager import patch_aiortc
+from server.calls.media_loop import (
+    AUDIO_RATE,
+    AUDIO_SAMPLES,
+    LoopTrack,
+    MediaLoop,
+    ToneSource,
+    gray_picture,
+)
 
 
 class ToneAudio(AudioStreamTrack):
-    """A 440 Hz tone at 48 kHz in 20 ms frames: a real signal for the Opus encoder,
-    unlike the silence of aiortc's default track.
-
-    A little random noise rides on the tone so that every track's Opus packets are
-    its own: two clean tones started alike would encode to the same bytes, and
-    bench/calls.py recognises a packet across the server by its payload.
-    """
-
-    RATE = 48000
-    SAMPLES = 960
+    """A ``ToneSource`` in real time: a 440 Hz tone with a little noise of its own, so
+    that every track's Opus packets are its own (bench/calls.py recognises a packet
+    across the server by its payload)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._noise = np.random.default_rng()
+        self._source = ToneSource()
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         if hasattr(self, "_timestamp"):
-            self._timestamp += self.SAMPLES
-            await asyncio.sleep(self._start + self._timestamp / self.RATE - time.time())
+            self._timestamp += AUDIO_SAMPLES
+            await asyncio.sleep(self._start + self._timestamp / AUDIO_RATE - time.time())
         else:
             self._start, self._timestamp = time.time(), 0
-        t = (self._timestamp + np.arange(self.SAMPLES)) / self.RATE
-        tone = 8000 * np.sin(2 * np.pi * 440 * t) + self._noise.normal(0, 40, self.SAMPLES)
-        pcm = tone.astype(np.int16).reshape(1, -1)
-        frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.pts, frame.sample_rate = self._timestamp, self.RATE
-        frame.time_base = fractions.Fraction(1, self.RATE)
-        return frame
+        return self._source.frame(self._timestamp)
 
 
 class SmallVideo(VideoStreamTrack):
-    """A 160x120 moving gradient: cheap to encode, still real VP8 frames."""
+    """A 160x120 picture whose gray level changes every frame: cheap to encode,
+    still real VP8 frames."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,8 +72,7 @@ class SmallVideo(VideoStreamTrack):
     async def recv(self) -> VideoFrame:
         pts, time_base = await self.next_timestamp()
         self._n += 1
-        image = np.full((120, 160, 3), self._n % 256, dtype=np.uint8)
-        frame = VideoFrame.from_ndarray(image, format="bgr24")
+        frame = gray_picture(self._n)
         frame.pts, frame.time_base = pts, time_base
         return frame
 
@@ -94,6 +88,7 @@ class CallClient:
         *,
         video: bool = False,
         decode: bool = True,
+        encoded: bool = False,
         ice_servers: list[dict[str, Any]] | None = None,
         relay_only: bool = False,
     ) -> None:
@@ -106,6 +101,9 @@ class CallClient:
         # False: count the encoded frames as they arrive (server.calls.forward.FrameTap)
         # without decoding them; a load generator then costs far less CPU.
         self.decode = decode
+        # True: send pre-encoded loops (server.calls.media_loop) instead of encoding
+        # the tone and the video in real time: the same RTP for far less CPU.
+        self.encoded = encoded
         # What /api/calls/config gave (a browser's RTCConfiguration); relay_only is
         # iceTransportPolicy "relay": TURN candidates only.
         self.ice_servers = ice_servers or []
@@ -144,9 +142,9 @@ class CallClient:
             )
         )
         self.pc.on("track", self._on_track)
-        self.pc.addTrack(audio or ToneAudio())
+        self._add_track(audio or self._media("audio"))
         if self.video:
-            self.pc.addTrack(SmallVideo())
+            self._add_track(self._media("video"))
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self._answered.clear()
         await self.send({"type": "call.offer", "sdp": self.pc.localDescription.sdp})
@@ -156,7 +154,7 @@ class CallClient:
         """Turn the camera on mid-call: a client renegotiation (docs/calls.md)."""
         assert self.pc is not None
         self.video = True
-        self.pc.addTrack(SmallVideo())
+        self._add_track(self._media("video"))
         await self.pc.setLocalDescription(await self.pc.createOffer())
         self._answered.clear()
         await self.send({"type": "call.offer", "sdp": self.pc.localDescription.sdp})
@@ -185,6 +183,17 @@ class CallClient:
             await asyncio.sleep(0.02)
 
     # -- internals --------------------------------------------------------
+
+    def _media(self, kind: str) -> MediaStreamTrack:
+        if self.encoded:
+            return LoopTrack(MediaLoop.tone() if kind == "audio" else MediaLoop.video())
+        return ToneAudio() if kind == "audio" else SmallVideo()
+
+    def _add_track(self, track: MediaStreamTrack) -> None:
+        assert self.pc is not None
+        sender = self.pc.addTrack(track)
+        if isinstance(track, LoopTrack):
+            track.attach(sender)
 
     async def _close_pc(self) -> None:
         if self.pc is not None:

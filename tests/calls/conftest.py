@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -44,13 +45,14 @@ async def exam_id(http: httpx.AsyncClient) -> str:
 async def open_room(
     live_server: LiveServer, http: httpx.AsyncClient, exam_id: str
 ) -> AsyncIterator[Join]:
-    """``await open_room("man_a", video=True)``: a CallClient in the exam's room."""
+    """``await open_room("man_a", video=True)``: a CallClient in the exam's room (other
+    keyword arguments go to CallClient)."""
     clients: list[CallClient] = []
 
-    async def make(username: str, *, video: bool = False) -> CallClient:
+    async def make(username: str, *, video: bool = False, **options: Any) -> CallClient:
         async with httpx.AsyncClient(base_url=live_server.url) as anon:
             token = await login(anon, username)
-        client = CallClient(live_server.ws_url, exam_id, token, video=video)
+        client = CallClient(live_server.ws_url, exam_id, token, video=video, **options)
         clients.append(client)
         return await client.connect()
 
