@@ -6,8 +6,8 @@
     [--media forward|transcode] [--encode pre|live] [--keep-going]
 
 The server runs as its own process (this file with ``--serve``: ``teleimagerie
-serve`` plus the timing hooks below; SQLite, memory engine, ICE on 127.0.0.1, the
-uvloop event loop uvicorn picks). The aiortc clients run in ``--workers`` other
+serve`` plus the timing hooks below; SQLite, the Redis engine unless ``--redis ''``,
+ICE on 127.0.0.1, the uvloop event loop uvicorn picks). The aiortc clients run in ``--workers`` other
 processes, on uvloop too, at a lower priority (``--nice``) so that the server gets
 the CPU first when the machine is short: the generator's own lateness then shows in
 the client figures, not in the server's. For each step N, N calls (each in its own
