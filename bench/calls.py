@@ -7,9 +7,9 @@
 
 The server runs as its own process (this file with ``--serve``: ``teleimagerie
 serve`` plus the timing hooks below; SQLite, the Redis engine unless ``--redis ''``,
-ICE on 127.0.0.1, the uvloop event loop uvicorn picks). The aiortc clients run in ``--workers`` other
-processes, on uvloop too, at a lower priority (``--nice``) so that the server gets
-the CPU first when the machine is short: the generator's own lateness then shows in
+ICE on 127.0.0.1, the uvloop event loop uvicorn picks). The aiortc clients run in
+``--workers`` other processes, on uvloop too, at a lower priority (``--nice``) so that
+the server gets the CPU first when the machine is short: the generator's own lateness then shows in
 the client figures, not in the server's. For each step N, N calls (each in its own
 exam, every member sending a noisy 440 Hz tone and, with ``--video``, a 160x120 VP8
 video) are set up; during a measurement window the server's CPU time is read with
