@@ -3,6 +3,9 @@
 // `wadors:` image id whose pixels come from WADO-RS `frames` (the session cookie goes
 // with these same-origin requests), decoded in the browser by the DICOM image loader.
 import { dicomJson } from "./api.js";
+import { libraryGate, mark } from "./firstimage.js";
+
+export { mark };
 
 let ready = null;
 const OCTET = "application/octet-stream";
@@ -19,6 +22,9 @@ export function preloadViewer() {
 }
 
 async function start() {
+  // Not before the first image is on screen (firstimage.js): evaluating the bundle
+  // holds the main thread that draws it.
+  await libraryGate();
   mark("viewer:modules-start");
   const cs = await import("./vendor/cornerstone/cornerstone.js");
   mark("viewer:modules-loaded");
@@ -42,11 +48,6 @@ async function start() {
   for (const tool of TOOL_CLASSES(tools, core)) tools.addTool(tool);
   mark("viewer:ready");
   return { core, tools, loader: cs.dicomImageLoaderModule };
-}
-
-/** A Performance API mark, once per page (bench/viewer.py reads where the first image's time goes). */
-export function mark(name) {
-  if (!performance.getEntriesByName(name, "mark").length) performance.mark(name);
 }
 
 export const TOOL_CLASSES = (tools, core) => [
@@ -107,8 +108,7 @@ export async function loadSeries(study, series, { firstFrame = false } = {}) {
 
 /** The series' image ids in spatial order and its banner, from its WADO-RS metadata (no library needed). */
 export function seriesFromMetadata(base, study, series, meta) {
-  const first = meta[0];
-  const iop = vs(first, "00200037").map(Number);
+  const iop = vs(meta[0], "00200037").map(Number);
   const normal = iop.length === 6 ? cross(iop.slice(0, 3), iop.slice(3, 6)) : null;
   const items = meta.map((ds) => {
     const ipp = vs(ds, "00200032").map(Number);
@@ -122,6 +122,8 @@ export function seriesFromMetadata(base, study, series, meta) {
   }).filter((x) => x.sop);
   const spatial = items.every((x) => x.position !== null);
   items.sort((a, b) => (spatial ? a.position - b.position : 0) || a.number - b.number);
+  // The banner and the window of the first slice shown (the one the archive renders first).
+  const first = items[0]?.ds;
   const imageIds = [];
   const positions = [];
   const metadata = [];
