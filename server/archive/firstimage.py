@@ -50,7 +50,11 @@ def slices_of(metadata: Iterable[tuple[str, int | None, int | None, str]]) -> li
             iop = [float(x) for x in _values(ds, "00200037")]
             if len(iop) == 6:
                 r, c = iop[:3], iop[3:]
-                normal = [r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]]
+                normal = [
+                    r[1] * c[2] - r[2] * c[1],
+                    r[2] * c[0] - r[0] * c[2],
+                    r[0] * c[1] - r[1] * c[0],
+                ]
         ipp = [float(x) for x in _values(ds, "00200032")]
         position = (
             sum(a * b for a, b in zip(ipp, normal, strict=True))

@@ -85,7 +85,9 @@ async def test_the_room_names_its_first_slice_and_the_archive_renders_it(
 
     found = (await rad.get(url)).json()
     assert found["sop_instance_uid"] == expected
-    assert found["series_instance_uid"] == pydicom.dcmread(io.BytesIO(parts[0][1])).SeriesInstanceUID
+    assert (
+        found["series_instance_uid"] == pydicom.dcmread(io.BytesIO(parts[0][1])).SeriesInstanceUID
+    )
     assert found["instances"] == 5 and found["frame"] == 1
     assert found["series"]["count"] == 5 and found["series"]["modality"] == "CT"
     # The archive's rendering: a full-size grayscale PNG at the file's window.

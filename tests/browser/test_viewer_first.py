@@ -120,14 +120,9 @@ async def test_archive_image_first_then_cornerstone(
 
 
 def stored_file(storage: Path, sop_uid: str) -> Path:
-    for path in storage.rglob("*"):
-        if path.is_file():
-            try:
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
-            except Exception:
-                continue
-            if ds.get("SOPInstanceUID") == sop_uid:
-                return path
+    for path in storage.rglob("*.dcm"):
+        if pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID == sop_uid:
+            return path
     raise AssertionError(f"{sop_uid} not found under {storage}")
 
 
