@@ -4,15 +4,20 @@
 
 One `teleimagerie serve` process on SQLite, one exam seeded in SQL and assigned to the
 radiologist, a synthetic axial CT of N slices of size x size (16-bit, 0.5 mm pixels,
-1 mm apart) stored through STOW-RS beforehand. Then Debian's Chromium (Playwright,
-headless) with the radiologist's session cookie:
+1 mm apart, window 40/400 in the files) stored through STOW-RS beforehand. Then
+Debian's Chromium (Playwright, headless) with the radiologist's session cookie:
 
-- first image: from the navigation to the room to the first slice drawn by Cornerstone3D
-  (its first IMAGE_RENDERED, a Performance API mark, on the page's own clock), and the
-  same seen by Playwright (`page.goto` to the viewer's `data-slice` read back: it adds
-  Playwright's polling of a page whose main thread is busy prefetching the stack); a
-  fresh browser context each run (cold caches); where that time goes, by phase (the
-  viewer's marks and the resource timings of the module, the metadata and the first frame);
+- first image, two figures from the navigation to the room, each on the page's own
+  clock (a Performance API mark) and as seen by Playwright (`page.goto` to the element
+  read back: it adds Playwright's polling of a busy page):
+  (1) "first image on screen (archive-rendered slice 1)": the archive's PNG rendering of
+  the first slice shown in the viewer's place (`viewer:preview-shown`, the frame after it
+  was put in; frontend/firstimage.js), before the library is evaluated;
+  (2) "first image in the interactive viewer (Cornerstone)": the first slice drawn by
+  Cornerstone3D (its first IMAGE_RENDERED, `viewer:first-image`), the tools usable;
+  a fresh browser context each run (cold caches); where that time goes, by phase (the
+  marks and the resource timings of the first-image request, the rendered slice, the
+  module, the metadata and the first frame);
 - scroll rate, two ways, once the stack is loaded: (1) one Playwright key press a slice
   (a DevTools round trip each; the renders of several presses may be coalesced into one
   frame), (2) the viewport driven in the page: `setImageIdIndex` for each slice, each
@@ -21,7 +26,8 @@ headless) with the radiologist's session cookie:
 - first MPR: from the click on "MPR" to the coronal view drawn, and to all N slices
   streamed into the volume;
 - first image again in the same tab (worklist, then the room): the app and the
-  Cornerstone3D modules already loaded, the image cache emptied when the room was left;
+  Cornerstone3D modules already loaded, the image cache emptied when the room was left
+  (both figures; the archive's image is not shown when Cornerstone3D draws first);
 - first image in a new tab of the same browser context, the first one closed: nothing
   evaluated in that tab, the HTTP cache holding what the first tab fetched (the
   radiologist's next exam).

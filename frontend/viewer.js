@@ -262,6 +262,7 @@ export class Viewer {
     const note = h("div", { class: "ov ov-loading", role: "status" }, t("viewer.loading_tools"));
     const el = h("div", { class: "viewer-pane viewer-preview active" }, canvas, ...Object.values(o), note);
     const preview = { el };
+    this.preview?.el.remove();
     this.preview = preview;
     this.stage.append(el);
     const found = await firstImageOf(series);
@@ -783,6 +784,7 @@ export class Viewer {
   }
 
   destroy() {
+    this.endPreview();
     this.stopCine();
     if (!this.cs) return;
     const { core, tools } = this.cs;
