@@ -5,6 +5,7 @@ import { t, formatDate } from "./i18n.js";
 import { api } from "./api.js";
 import { Viewer, imageSeries } from "./viewer.js";
 import { askFirstImage } from "./firstimage.js";
+import { libraryLoaded } from "./imaging.js";
 import { UploadZone } from "./upload.js";
 
 /** Why a retrieval failed, in words; the server's own sentence when the code is new. */
@@ -65,7 +66,7 @@ export class ImagesPanel {
       this.ohif = h("a", { class: "btn btn-small", id: "open-ohif", href, target: "_blank", rel: "noopener" }, t("images.ohif"));
       this.el.querySelector("h2").after(this.ohif);
     }
-    if (!this.firstAsked) {
+    if (!this.firstAsked && !libraryLoaded()) {
       this.firstAsked = true;
       this.openFirst(exam.id);
     }

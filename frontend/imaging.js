@@ -8,6 +8,7 @@ import { libraryGate, mark } from "./firstimage.js";
 export { mark };
 
 let ready = null;
+let loaded = false;
 const OCTET = "application/octet-stream";
 
 /** The vendored modules, started once: `{core, tools, loader}`. */
@@ -21,12 +22,22 @@ export function preloadViewer() {
   cornerstone().catch(() => {});
 }
 
+/**
+ * The library is evaluated in this page: a room opened now gets Cornerstone3D's first
+ * image about as soon as the archive's (docs/benchmarks.md "Viewer"), so it asks for no
+ * archive-rendered image (firstimage.js), whose requests would only compete with it.
+ */
+export function libraryLoaded() {
+  return loaded;
+}
+
 async function start() {
   // Not before the first image is on screen (firstimage.js): evaluating the bundle
   // holds the main thread that draws it.
   await libraryGate();
   mark("viewer:modules-start");
   const cs = await import("./vendor/cornerstone/cornerstone.js");
+  loaded = true;
   mark("viewer:modules-loaded");
   const { core, tools } = cs;
   await core.init();

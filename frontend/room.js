@@ -12,7 +12,7 @@ import { ChatPanel } from "./chat.js";
 import { ProtocolPanel } from "./protocol.js";
 import { ImagesPanel } from "./images.js";
 import { ReportPanel } from "./report.js";
-import { mark, preloadViewer } from "./imaging.js";
+import { libraryLoaded, mark, preloadViewer } from "./imaging.js";
 import { askFirstImage, preloadLibrary } from "./firstimage.js";
 import { actionsFor } from "./actions.js";
 import { createCallControls } from "./call.js";
@@ -38,8 +38,10 @@ export function mountRoom(main, app, examId) {
   mark("room:mount");
   // The first image first (asked already when the page was opened on this room), the
   // library downloaded meanwhile and evaluated once that image is on screen.
-  askFirstImage(examId);
-  preloadLibrary();
+  if (!libraryLoaded()) {
+    askFirstImage(examId);
+    preloadLibrary();
+  }
   preloadViewer();
   const me = app.me;
   const room = { app, me, examId, exam: null, client: new RoomClient(examId) };

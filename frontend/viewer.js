@@ -6,7 +6,7 @@
 // are read on the whole viewer, so they keep working after a button was clicked.
 import { h, clear, debounce } from "./dom.js";
 import { t } from "./i18n.js";
-import { cornerstone, earlyFrameReady, loadSeries, mark, orientationLetters, seriesFromMetadata } from "./imaging.js";
+import { cornerstone, earlyFrameReady, libraryLoaded, loadSeries, mark, orientationLetters, seriesFromMetadata } from "./imaging.js";
 import { firstImageDone, firstImageOf } from "./firstimage.js";
 import { api, dicomJson } from "./api.js";
 
@@ -97,7 +97,7 @@ export class Viewer {
     this.el.hidden = false;
     this.expected = count;
     this.want = { study, series };
-    if (!this.panes.length) this.showPreview(study, series);
+    if (!this.panes.length && !libraryLoaded()) this.showPreview(study, series);
     const [, data] = await Promise.all([this.ensure(), loadSeries(study, series, { firstFrame: true }).catch(() => null)]);
     if (!data || this.want.series !== series) {
       if (!data) {
