@@ -266,7 +266,7 @@ PHASES = r"""(() => {
   // older than the hashed names, cornerstone.js itself.
   const module = pick((n) => /\/vendor\/cornerstone\/cornerstone-[A-Z2-7]{8}\.js$/.test(n))
     || pick((n) => n.endsWith('/vendor/cornerstone/cornerstone.js'));
-  const meta = pick((n) => n.endsWith('/metadata'));
+  const meta = pick((n) => n.endsWith('/metadata') && !n.includes('/instances/'));
   const frame = pick((n) => /\/frames\/1$/.test(n));
   const app = pick((n) => n.endsWith('/app.js'));
   const named = pick((n) => n.endsWith('/first-image'));
