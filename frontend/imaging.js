@@ -101,20 +101,16 @@ const personName = (ds, tag) => {
  * and what the banner shows. The metadata request and the library's start-up overlap;
  * with `firstFrame`, the first slice's frame is asked as soon as the metadata says which
  * slice is first, while the library may still be evaluated (`earlyFrame`), not after the
- * viewport has been built. `onRead` is called then (before the library is waited for).
+ * viewport has been built.
  */
-export async function loadSeries(study, series, { firstFrame = false, onRead = null } = {}) {
+export async function loadSeries(study, series, { firstFrame = false } = {}) {
   const base = `${location.origin}/dicomweb/studies/${encodeURIComponent(study)}/series/${encodeURIComponent(series)}`;
   mark("viewer:metadata-start");
   const meta = await dicomJson(`${base}/metadata`);
   mark("viewer:metadata-end");
-  if (!meta || !meta.length) {
-    onRead?.();
-    return null;
-  }
+  if (!meta || !meta.length) return null;
   const data = seriesFromMetadata(base, study, series, meta);
   if (firstFrame && data.imageIds.length) earlyFrame(data.imageIds[0]);
-  onRead?.();
   const { loader } = await cornerstone();
   for (const [id, ds] of data.metadata) loader.wadors.metaDataManager.add(id, ds);
   delete data.metadata;

@@ -97,16 +97,8 @@ export class Viewer {
     this.el.hidden = false;
     this.expected = count;
     this.want = { study, series };
-    let read;
-    this.seriesRead = new Promise((resolve) => {
-      read = resolve;
-    });
     if (!this.panes.length && !libraryLoaded()) this.showPreview(study, series);
-    const loading = loadSeries(study, series, { firstFrame: true, onRead: read }).catch(() => {
-      read();
-      return null;
-    });
-    const [, data] = await Promise.all([this.ensure(), loading]);
+    const [, data] = await Promise.all([this.ensure(), loadSeries(study, series, { firstFrame: true }).catch(() => null)]);
     if (!data || this.want.series !== series) {
       if (!data) {
         this.info.textContent = t("viewer.unavailable");
@@ -312,12 +304,10 @@ export class Viewer {
       canvas.dataset.window = `${win[0]},${win[1]}`;
     }
     this.info.textContent = t("viewer.info", { i: 1, n, c: win?.[0] ?? "", w: win?.[1] ?? "", z: (1).toFixed(1) });
-    // On screen at the next frame. The library may then take the main thread, once the
-    // series' metadata is read too and its first frame asked (their parse would wait
-    // behind the library's evaluation, and the viewport's first draw behind them).
+    // On screen at the next frame: then the library may take the main thread.
     requestAnimationFrame(() => setTimeout(() => {
       if (this.preview === preview) mark("viewer:preview-shown");
-      this.seriesRead.then(firstImageDone);
+      firstImageDone();
     }));
   }
 
