@@ -282,7 +282,6 @@ export class Viewer {
     canvas.dataset.imageBox = box.map((x) => x.toFixed(2)).join(",");
     canvas.dataset.state = "shown";
     canvas.dataset.slice = "1";
-    canvas.dataset.sop = found.info.sop_instance_uid;
     setLines(o.banner, bannerLines(data));
     const iop = (found.ds["00200037"]?.Value || []).map(Number);
     if (iop.length === 6) {

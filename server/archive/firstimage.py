@@ -29,7 +29,6 @@ class Slice:
 
     sop_uid: str
     number: int
-    frames: int
     #: Its position along the series' normal (mm), None without a geometry.
     position: float | None
 
@@ -38,13 +37,13 @@ def _values(ds: dict[str, Any], tag: str) -> list[Any]:
     return list((ds.get(tag) or {}).get("Value") or [])
 
 
-def slices_of(metadata: Iterable[tuple[str, int | None, int | None, str]]) -> list[Slice]:
-    """(SOP instance UID, instance number, frames, DICOM JSON) to slices, each placed
+def slices_of(metadata: Iterable[tuple[str, int | None, str]]) -> list[Slice]:
+    """(SOP instance UID, instance number, DICOM JSON) to slices, each placed
     along the normal of the first one's ImageOrientationPatient (as the viewer does)."""
     rows = list(metadata)
     normal: list[float] | None = None
     out = []
-    for i, (sop, number, frames, text) in enumerate(rows):
+    for i, (sop, number, text) in enumerate(rows):
         ds = json.loads(text) if text else {}
         if i == 0:
             iop = [float(x) for x in _values(ds, "00200037")]
@@ -61,7 +60,7 @@ def slices_of(metadata: Iterable[tuple[str, int | None, int | None, str]]) -> li
             if normal is not None and len(ipp) == 3
             else None
         )
-        out.append(Slice(sop, number or 0, frames or 1, position))
+        out.append(Slice(sop, number or 0, position))
     return out
 
 
@@ -91,7 +90,6 @@ async def first_image(db: AsyncSession, exam_id: str) -> dict[str, Any] | None:
             select(
                 instances.c.sop_uid,
                 instances.c.instance_number,
-                instances.c.number_of_frames,
                 instances.c.metadata,
                 studies.c.study_uid,
             )
@@ -101,7 +99,7 @@ async def first_image(db: AsyncSession, exam_id: str) -> dict[str, Any] | None:
             .order_by(instances.c.id)
         )
     ).all()
-    first = first_slice(slices_of((r[0], r[1], r[2], r[3]) for r in rows))
+    first = first_slice(slices_of((r.sop_uid, r.instance_number, r.metadata) for r in rows))
     if first is None:
         return None
     study = rows[0].study_uid

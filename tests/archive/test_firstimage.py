@@ -33,25 +33,25 @@ AXIAL = [1, 0, 0, 0, 1, 0]
 
 def test_first_slice_is_the_lowest_along_the_normal() -> None:
     rows = [
-        ("a", 1, 1, meta([0, 0, 30.0], AXIAL)),
-        ("b", 2, 1, meta([0, 0, -12.5])),
-        ("c", 3, 1, meta([0, 0, 4.0])),
+        ("a", 1, meta([0, 0, 30.0], AXIAL)),
+        ("b", 2, meta([0, 0, -12.5])),
+        ("c", 3, meta([0, 0, 4.0])),
     ]
     slices = slices_of(rows)
     assert [s.position for s in slices] == [30.0, -12.5, 4.0]
-    assert first_slice(slices) == Slice("b", 2, 1, -12.5)
+    assert first_slice(slices) == Slice("b", 2, -12.5)
 
 
 def test_a_reversed_normal_reverses_the_order() -> None:
     # Rows to the left, columns to the back: the normal points to the feet.
     flipped = [-1, 0, 0, 0, 1, 0]
-    rows = [("a", 1, 1, meta([0, 0, 30.0], flipped)), ("b", 2, 1, meta([0, 0, -12.5]))]
+    rows = [("a", 1, meta([0, 0, 30.0], flipped)), ("b", 2, meta([0, 0, -12.5]))]
     first = first_slice(slices_of(rows))
     assert first is not None and first.sop_uid == "a"
 
 
 def test_without_geometry_the_lowest_instance_number() -> None:
-    rows = [("a", 7, 1, meta(None)), ("b", 3, 1, meta([0, 0, 1.0], AXIAL)), ("c", 5, None, "")]
+    rows = [("a", 7, meta(None)), ("b", 3, meta([0, 0, 1.0], AXIAL)), ("c", 5, "")]
     first = first_slice(slices_of(rows))
     assert first is not None and first.sop_uid == "b"
     assert first_slice([]) is None

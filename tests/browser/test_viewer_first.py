@@ -138,6 +138,8 @@ async def test_no_image_and_an_unrenderable_first_slice(
     stored_file(settings.dicom_storage, first).unlink()  # the disk lost it
 
     context = await new_context(DESKTOP)
+    held = HeldBundle()  # the failed state stays until the library is let through
+    await context.route(BUNDLE, held.handle)
     page: Page = await loop.login(context, base, "rad")
     # The page's own errors: none uncaught; on the console, only the failed requests
     # of the lost slice (the browser's and the image loader's own report of it).
@@ -149,6 +151,7 @@ async def test_no_image_and_an_unrenderable_first_slice(
     await expect(preview).to_have_attribute("data-state", "failed")
     await expect(page.locator(".ov-loading")).to_contain_text("Aperçu de l'archive indisponible.")
     assert await preview.locator("img").count() == 0
+    held.release.set()
     # Cornerstone3D then opens the series: its first slice cannot be read either, the
     # viewer says so and the tools are usable on the others.
     await expect(page.locator("#viewer-canvas")).to_have_count(1)
