@@ -4,15 +4,20 @@
 
 One `teleimagerie serve` process on SQLite, one exam seeded in SQL and assigned to the
 radiologist, a synthetic axial CT of N slices of size x size (16-bit, 0.5 mm pixels,
-1 mm apart) stored through STOW-RS beforehand. Then Debian's Chromium (Playwright,
-headless) with the radiologist's session cookie:
+1 mm apart, window 40/400 in the files) stored through STOW-RS beforehand. Then
+Debian's Chromium (Playwright, headless) with the radiologist's session cookie:
 
-- first image: from the navigation to the room to the first slice drawn by Cornerstone3D
-  (its first IMAGE_RENDERED, a Performance API mark, on the page's own clock), and the
-  same seen by Playwright (`page.goto` to the viewer's `data-slice` read back: it adds
-  Playwright's polling of a page whose main thread is busy prefetching the stack); a
-  fresh browser context each run (cold caches); where that time goes, by phase (the
-  viewer's marks and the resource timings of the module, the metadata and the first frame);
+- first image, two figures from the navigation to the room, each on the page's own
+  clock (a Performance API mark) and as seen by Playwright (`page.goto` to the element
+  read back: it adds Playwright's polling of a busy page):
+  (1) "first image on screen (archive-rendered slice 1)": the archive's PNG rendering of
+  the first slice shown in the viewer's place (`viewer:preview-shown`, the frame after it
+  was put in; frontend/firstimage.js), before the library is evaluated;
+  (2) "first image in the interactive viewer (Cornerstone)": the first slice drawn by
+  Cornerstone3D (its first IMAGE_RENDERED, `viewer:first-image`), the tools usable;
+  a fresh browser context each run (cold caches); where that time goes, by phase (the
+  marks and the resource timings of the first-image request, the rendered slice, the
+  module, the metadata and the first frame);
 - scroll rate, two ways, once the stack is loaded: (1) one Playwright key press a slice
   (a DevTools round trip each; the renders of several presses may be coalesced into one
   frame), (2) the viewport driven in the page: `setImageIdIndex` for each slice, each
@@ -21,7 +26,8 @@ headless) with the radiologist's session cookie:
 - first MPR: from the click on "MPR" to the coronal view drawn, and to all N slices
   streamed into the volume;
 - first image again in the same tab (worklist, then the room): the app and the
-  Cornerstone3D modules already loaded, the image cache emptied when the room was left;
+  Cornerstone3D modules already loaded, the image cache emptied when the room was left
+  (both figures; the archive's image is not shown when Cornerstone3D draws first);
 - first image in a new tab of the same browser context, the first one closed: nothing
   evaluated in that tab, the HTTP cache holding what the first tab fetched (the
   radiologist's next exam).
@@ -92,6 +98,7 @@ def slices(study: str, accession: str, count: int, size: int) -> list[bytes]:
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.WindowCenter, ds.WindowWidth = 40, 400
         radius = (size / 2.5) * (1 - abs(i - count / 2) / count)
         ds.PixelData = np.where(r2 < radius**2, 40 + (i % 50), -1000).astype(np.int16).tobytes()
         buf = io.BytesIO()
@@ -146,6 +153,8 @@ async def one_run(
     t0 = time.perf_counter()
     wall0 = time.time() * 1000
     await page.goto(f"{base}/#/exam/{exam_id}")
+    await page.wait_for_selector(FIRST_SHOWN, state="attached", timeout=60_000)
+    shown = time.perf_counter() - t0
     await page.wait_for_selector("#viewer-canvas[data-slice='1']", timeout=60_000)
     first = time.perf_counter() - t0
     if profile:
@@ -205,9 +214,8 @@ async def one_run(
     await page.wait_for_selector("#viewer-canvas[data-slice='1']", timeout=60_000)
     warm = time.perf_counter() - t0
     # (None with a frontend older than its marks: the page figures are then left out.)
-    warm_page = await page.evaluate(
-        "performance.getEntriesByName('viewer:first-image', 'mark')[0]?.startTime ?? null"
-    )
+    warm_page = await page.evaluate(MARK, "viewer:first-image")
+    warm_shown = await page.evaluate(MARK, "viewer:preview-shown")
     # The first tab closed and a new one opened on the room: nothing evaluated in it yet,
     # but the HTTP cache holds what the first tab fetched (the radiologist's next exam).
     # (With the first tab left open, its volume and work weigh on the second.)
@@ -215,15 +223,22 @@ async def one_run(
     tab = await context.new_page()
     await tab.goto(f"{base}/#/exam/{exam_id}")
     await tab.wait_for_selector("#viewer-canvas[data-slice='1']", timeout=60_000)
-    tab_page = await tab.evaluate(
-        "performance.getEntriesByName('viewer:first-image', 'mark')[0]?.startTime ?? null"
-    )
+    tab_page = await tab.evaluate(MARK, "viewer:first-image")
+    tab_shown = await tab.evaluate(MARK, "viewer:preview-shown")
     await context.close()
     first_page = phases.get("viewer:first-image")
+    first_shown = phases.get("viewer:preview-shown")
+    figures = {
+        "shown_page": first_shown,
+        "first_page": first_page,
+        "warm_shown": warm_shown - start if warm_shown is not None else None,
+        "warm_page": warm_page - start if warm_page is not None else None,
+        "tab_shown": tab_shown,
+        "tab_page": tab_page,
+    }
     return {
-        **({"first_page": first_page / 1000} if first_page is not None else {}),
-        **({"warm_page": (warm_page - start) / 1000} if warm_page is not None else {}),
-        **({"tab_page": tab_page / 1000} if tab_page is not None else {}),
+        **{k: v / 1000 for k, v in figures.items() if v is not None},
+        "shown": shown,
         "first": first,
         "warm": warm,
         "scroll": scroll,
@@ -233,6 +248,11 @@ async def one_run(
         "mpr_loaded": mpr_loaded,
     }
 
+
+# The first image on screen: the archive's rendering of slice 1 (frontend/firstimage.js),
+# or Cornerstone3D's own first draw when that came first (a warm open) or was not shown.
+FIRST_SHOWN = "#viewer-preview[data-state=shown], #viewer-canvas[data-slice='1']"
+MARK = "(name) => performance.getEntriesByName(name, 'mark')[0]?.startTime ?? null"
 
 # Where the first image's time goes, from the page's own clock (ms since navigation):
 # the viewer's Performance API marks (frontend/imaging.js `mark`) and the resource timings
@@ -246,9 +266,16 @@ PHASES = r"""(() => {
   // older than the hashed names, cornerstone.js itself.
   const module = pick((n) => /\/vendor\/cornerstone\/cornerstone-[A-Z2-7]{8}\.js$/.test(n))
     || pick((n) => n.endsWith('/vendor/cornerstone/cornerstone.js'));
-  const meta = pick((n) => n.endsWith('/metadata'));
+  const meta = pick((n) => n.endsWith('/metadata') && !n.includes('/instances/'));
   const frame = pick((n) => /\/frames\/1$/.test(n));
   const app = pick((n) => n.endsWith('/app.js'));
+  const named = pick((n) => n.endsWith('/first-image'));
+  const rendered = pick((n) => /\/frames\/1\/rendered$/.test(n));
+  if (named) out['first slice named (answer)'] = named.responseEnd;
+  if (rendered) {
+    out['archive-rendered slice 1 request'] = rendered.startTime;
+    out['archive-rendered slice 1 received'] = rendered.responseEnd;
+  }
   if (app) out['app.js loaded'] = app.responseEnd;
   if (module) {
     out['module request'] = module.startTime;
@@ -341,11 +368,15 @@ async def bench(args: argparse.Namespace, work: Path, url: str) -> None:
         values = [r[key] for r in results if key in r]
         print(f"    {key[6:]:32s} {statistics.median(values):8.1f}")
     for key, label, unit in (
-        ("first_page", "room open -> first image (page)", "ms"),
+        ("shown_page", "first image on screen (archive-rendered slice 1), page", "ms"),
+        ("shown", "same, seen by Playwright", "ms"),
+        ("first_page", "first image in the interactive viewer (Cornerstone), page", "ms"),
         ("first", "same, seen by Playwright", "ms"),
-        ("warm_page", "again, modules loaded (page)", "ms"),
+        ("warm_shown", "again in the tab: archive-rendered slice 1 (page)", "ms"),
+        ("warm_page", "again in the tab: Cornerstone, modules loaded (page)", "ms"),
         ("warm", "same, seen by Playwright", "ms"),
-        ("tab_page", "new tab, HTTP cache kept (page)", "ms"),
+        ("tab_shown", "new tab, HTTP cache kept: archive-rendered (page)", "ms"),
+        ("tab_page", "new tab, HTTP cache kept: Cornerstone (page)", "ms"),
         ("scroll", "scroll, one key press a slice", "images/s"),
         ("scroll_direct", "scroll, viewport driven in page", "images/s"),
         ("mpr_shown", "MPR click -> coronal shown", "ms"),
@@ -355,7 +386,7 @@ async def bench(args: argparse.Namespace, work: Path, url: str) -> None:
         if not values:
             continue
         print(
-            f"  {label:32s} median {statistics.median(values):8.1f} {unit}"
+            f"  {label:58s} median {statistics.median(values):8.1f} {unit}"
             f"  (runs: {', '.join(f'{v:.1f}' for v in values)})"
         )
 

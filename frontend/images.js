@@ -4,6 +4,8 @@ import { h, clear } from "./dom.js";
 import { t, formatDate } from "./i18n.js";
 import { api } from "./api.js";
 import { Viewer, imageSeries } from "./viewer.js";
+import { askFirstImage } from "./firstimage.js";
+import { libraryLoaded } from "./imaging.js";
 import { UploadZone } from "./upload.js";
 
 /** Why a retrieval failed, in words; the server's own sentence when the code is new. */
@@ -64,10 +66,29 @@ export class ImagesPanel {
       this.ohif = h("a", { class: "btn btn-small", id: "open-ohif", href, target: "_blank", rel: "noopener" }, t("images.ohif"));
       this.el.querySelector("h2").after(this.ohif);
     }
+    if (!this.firstAsked && !libraryLoaded()) {
+      this.firstAsked = true;
+      this.openFirst(exam.id);
+    }
     if (!this.priorsLoaded && this.room.me.role !== "manipulator") {
       this.priorsLoaded = true;
       this.loadPriors(exam.id);
     }
+  }
+
+  /**
+   * The series the room opens first, named by the server with its first slice
+   * (firstimage.js), opened before the room's events list it: the viewer shows the
+   * archive's rendering of that slice at once. The events then find it selected.
+   */
+  async openFirst(examId) {
+    const found = await askFirstImage(examId);
+    const s = found.info?.series;
+    if (!s?.series_uid || this.selected) return;
+    this.series.set(s.series_uid, s);
+    this.renderThumb(s.series_uid);
+    this.empty.hidden = true;
+    this.select(s.series_uid);
   }
 
   async loadPriors(examId) {
@@ -158,7 +179,9 @@ export class ImagesPanel {
     this.renderThumb(b.series_uid);
     this.empty.hidden = true;
     if (!this.selected) this.select(b.series_uid);
-    else if (this.selected === b.series_uid) this.viewer.grow(this.series.get(b.series_uid).count);
+    else if (this.selected === b.series_uid && this.series.get(b.series_uid).count > (before?.count || 0)) {
+      this.viewer.grow(this.series.get(b.series_uid).count);
+    }
   }
 
   renderThumb(uid) {

@@ -3,8 +3,12 @@
 // `wadors:` image id whose pixels come from WADO-RS `frames` (the session cookie goes
 // with these same-origin requests), decoded in the browser by the DICOM image loader.
 import { dicomJson } from "./api.js";
+import { libraryGate, mark } from "./firstimage.js";
+
+export { mark };
 
 let ready = null;
+let loaded = false;
 const OCTET = "application/octet-stream";
 
 /** The vendored modules, started once: `{core, tools, loader}`. */
@@ -18,9 +22,22 @@ export function preloadViewer() {
   cornerstone().catch(() => {});
 }
 
+/**
+ * The library is evaluated in this page: a room opened now gets Cornerstone3D's first
+ * image about as soon as the archive's (docs/benchmarks.md "Viewer"), so it asks for no
+ * archive-rendered image (firstimage.js), whose requests would only compete with it.
+ */
+export function libraryLoaded() {
+  return loaded;
+}
+
 async function start() {
+  // Not before the first image is on screen (firstimage.js): evaluating the bundle
+  // holds the main thread that draws it.
+  await libraryGate();
   mark("viewer:modules-start");
   const cs = await import("./vendor/cornerstone/cornerstone.js");
+  loaded = true;
   mark("viewer:modules-loaded");
   const { core, tools } = cs;
   await core.init();
@@ -42,11 +59,6 @@ async function start() {
   for (const tool of TOOL_CLASSES(tools, core)) tools.addTool(tool);
   mark("viewer:ready");
   return { core, tools, loader: cs.dicomImageLoaderModule };
-}
-
-/** A Performance API mark, once per page (bench/viewer.py reads where the first image's time goes). */
-export function mark(name) {
-  if (!performance.getEntriesByName(name, "mark").length) performance.mark(name);
 }
 
 export const TOOL_CLASSES = (tools, core) => [
@@ -107,8 +119,7 @@ export async function loadSeries(study, series, { firstFrame = false } = {}) {
 
 /** The series' image ids in spatial order and its banner, from its WADO-RS metadata (no library needed). */
 export function seriesFromMetadata(base, study, series, meta) {
-  const first = meta[0];
-  const iop = vs(first, "00200037").map(Number);
+  const iop = vs(meta[0], "00200037").map(Number);
   const normal = iop.length === 6 ? cross(iop.slice(0, 3), iop.slice(3, 6)) : null;
   const items = meta.map((ds) => {
     const ipp = vs(ds, "00200032").map(Number);
@@ -122,6 +133,8 @@ export function seriesFromMetadata(base, study, series, meta) {
   }).filter((x) => x.sop);
   const spatial = items.every((x) => x.position !== null);
   items.sort((a, b) => (spatial ? a.position - b.position : 0) || a.number - b.number);
+  // The banner and the window of the first slice shown (the one the archive renders first).
+  const first = items[0]?.ds;
   const imageIds = [];
   const positions = [];
   const metadata = [];

@@ -127,6 +127,7 @@ export const en = {
   "viewer.reset": "Reset", "viewer.tool.wl": "Window", "viewer.tool.pan": "Pan", "viewer.tool.zoom": "Zoom",
   "viewer.preset.brain": "Brain", "viewer.preset.stroke": "Stroke", "viewer.preset.lung": "Lung", "viewer.preset.bone": "Bone",
   "viewer.preset.abdomen": "Abdomen", "viewer.info": "Slice {i}/{n} · C {c} W {w} · ×{z}",
+  "viewer.loading_tools": "Loading the tools…", "viewer.preview_failed": "The archive's preview is unavailable.",
   "viewer.unavailable": "Images unavailable for now.",
   "viewer.help": "Wheel or ↑↓: slices · PgUp/PgDn: 10 slices · drag: chosen tool (right button: zoom, middle: pan) · 1–5: windows · W H L A E P Z: tools · K: key image · C: cine · M: MPR · +/−: zoom · R: reset",
   "viewer.tool.probe": "Density (HU)", "viewer.tool.length": "Length", "viewer.tool.angle": "Angle", "viewer.tool.ellipse": "Ellipse ROI",

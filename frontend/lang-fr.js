@@ -128,6 +128,7 @@ export const fr = {
   "viewer.reset": "Réinitialiser", "viewer.tool.wl": "Fenêtrage", "viewer.tool.pan": "Déplacer", "viewer.tool.zoom": "Zoom",
   "viewer.preset.brain": "Cerveau", "viewer.preset.stroke": "AVC", "viewer.preset.lung": "Poumon", "viewer.preset.bone": "Os",
   "viewer.preset.abdomen": "Abdomen", "viewer.info": "Coupe {i}/{n} · C {c} L {w} · ×{z}",
+  "viewer.loading_tools": "Chargement des outils…", "viewer.preview_failed": "Aperçu de l'archive indisponible.",
   "viewer.unavailable": "Images indisponibles pour le moment.",
   "viewer.help": "Molette ou ↑↓ : coupes · PgPréc/PgSuiv : 10 coupes · glisser : outil choisi (clic droit : zoom, clic milieu : déplacer) · 1–5 : fenêtres · W H L A E P Z : outils · K : image clé · C : ciné · M : MPR · +/− : zoom · R : réinitialiser",
   "viewer.tool.probe": "Densité (UH)", "viewer.tool.length": "Distance", "viewer.tool.angle": "Angle", "viewer.tool.ellipse": "ROI ellipse",

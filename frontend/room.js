@@ -12,7 +12,8 @@ import { ChatPanel } from "./chat.js";
 import { ProtocolPanel } from "./protocol.js";
 import { ImagesPanel } from "./images.js";
 import { ReportPanel } from "./report.js";
-import { mark, preloadViewer } from "./imaging.js";
+import { libraryLoaded, mark, preloadViewer } from "./imaging.js";
+import { askFirstImage, preloadLibrary } from "./firstimage.js";
 import { actionsFor } from "./actions.js";
 import { createCallControls } from "./call.js";
 
@@ -35,6 +36,12 @@ function identityBlock(p) {
 
 export function mountRoom(main, app, examId) {
   mark("room:mount");
+  // The first image first (asked already when the page was opened on this room), the
+  // library downloaded meanwhile and evaluated once that image is on screen.
+  if (!libraryLoaded()) {
+    askFirstImage(examId);
+    preloadLibrary();
+  }
   preloadViewer();
   const me = app.me;
   const room = { app, me, examId, exam: null, client: new RoomClient(examId) };
@@ -203,6 +210,14 @@ export function mountRoom(main, app, examId) {
     clear(presence, [...seen.values()].map((m) => h("li", { class: `who role-${m.role}` },
       h("span", { class: "dot", "aria-hidden": "true" }), m.user.display_name, h("span", { class: "muted small" }, ` · ${t(`role.${m.role}`)}`))));
   }
+
+  // The header at once (the welcome brings the same exam): the first image is placed
+  // below it, where it stays when the welcome comes.
+  api.exam(examId).then((exam) => {
+    if (room.exam) return;
+    room.exam = exam;
+    renderAll();
+  }).catch(() => {});
 
   const tick = setInterval(() => {
     tickCountdowns(head);

@@ -6,7 +6,8 @@
 // are read on the whole viewer, so they keep working after a button was clicked.
 import { h, clear, debounce } from "./dom.js";
 import { t } from "./i18n.js";
-import { cornerstone, earlyFrameReady, loadSeries, mark, orientationLetters } from "./imaging.js";
+import { cornerstone, earlyFrameReady, libraryLoaded, loadSeries, mark, orientationLetters, seriesFromMetadata } from "./imaging.js";
+import { firstImageDone, firstImageOf } from "./firstimage.js";
 import { api, dicomJson } from "./api.js";
 
 // Key objects, measurement reports and the report's PDF are in the study, not series to view.
@@ -96,9 +97,13 @@ export class Viewer {
     this.el.hidden = false;
     this.expected = count;
     this.want = { study, series };
+    if (!this.panes.length && !libraryLoaded()) this.showPreview(study, series);
     const [, data] = await Promise.all([this.ensure(), loadSeries(study, series, { firstFrame: true }).catch(() => null)]);
     if (!data || this.want.series !== series) {
-      if (!data) this.info.textContent = t("viewer.unavailable");
+      if (!data) {
+        this.info.textContent = t("viewer.unavailable");
+        this.endPreview();
+      }
       return;
     }
     // The first slice's frame, asked while the library started, is taken rather than asked again.
@@ -189,6 +194,8 @@ export class Viewer {
     this.panes = [];
     clear(this.stage);
     const main = this.series[0];
+    // The archive's image stays over the viewport until Cornerstone3D has drawn it.
+    if (this.preview) this.stage.append(this.preview.el);
     if (!main) return;
     let specs;
     if (this.mode === "mpr") {
@@ -236,8 +243,85 @@ export class Viewer {
       p.viewport.render();
     }
     this.setActive(0);
+    this.setLoading(false);
     this.renderButtons();
     this.renderMeasures();
+  }
+
+  /**
+   * Until Cornerstone3D is ready, the first slice as the archive renders it (PNG,
+   * full size, the file's window; firstimage.js), in a pane like the viewport's, the
+   * image fitted as the viewport fits it, with the banner, the orientation markers,
+   * the slice and the window the viewport will show; the tools disabled meanwhile.
+   * A slice the archive cannot render is said in words, never a broken image.
+   */
+  async showPreview(study, series) {
+    this.setLoading(true);
+    const o = overlayElements();
+    const canvas = h("div", { class: "viewer-canvas", id: "viewer-preview", role: "img", "aria-label": t("viewer.canvas"), dataset: { state: "loading" } });
+    const note = h("div", { class: "ov ov-loading", role: "status" }, t("viewer.loading_tools"));
+    const el = h("div", { class: "viewer-pane viewer-preview active" }, canvas, ...Object.values(o), note);
+    const preview = { el };
+    this.preview?.el.remove();
+    this.preview = preview;
+    this.stage.append(el);
+    const found = await firstImageOf(series);
+    if (this.preview !== preview) return;
+    if (!found || found.error) {
+      canvas.dataset.state = found?.error || "none";
+      if (found?.error === "failed") note.textContent = `${t("viewer.preview_failed")} ${t("viewer.loading_tools")}`;
+      firstImageDone();
+      return;
+    }
+    const base = `${location.origin}/dicomweb/studies/${encodeURIComponent(study)}/series/${encodeURIComponent(series)}`;
+    const data = seriesFromMetadata(base, study, series, [found.ds]);
+    const img = h("img", { src: found.url, alt: "", class: "preview-img", draggable: "false" });
+    canvas.append(img);
+    const box = fitBox(found.ds, found.width, found.height, canvas.clientWidth, canvas.clientHeight);
+    [img.style.left, img.style.top, img.style.width, img.style.height] = box.map((x) => `${x}px`);
+    canvas.dataset.imageBox = box.map((x) => x.toFixed(2)).join(",");
+    canvas.dataset.state = "shown";
+    canvas.dataset.slice = "1";
+    setLines(o.banner, bannerLines(data));
+    const iop = (found.ds["00200037"]?.Value || []).map(Number);
+    if (iop.length === 6) {
+      const names = oriNames();
+      const right = iop.slice(0, 3);
+      const down = iop.slice(3, 6);
+      o.right.textContent = orientationLetters(right, names);
+      o.left.textContent = orientationLetters(right.map((x) => -x), names);
+      o.bottom.textContent = orientationLetters(down, names);
+      o.top.textContent = orientationLetters(down.map((x) => -x), names);
+    }
+    const n = found.info.instances;
+    const ipp = (found.ds["00200032"]?.Value || []).map(Number);
+    const where = Number(found.ds["00201041"]?.Value?.[0] ?? ipp[2]);
+    o.slice.textContent = sliceText(0, n, Number.isFinite(where) ? where : null, data.thickness);
+    const win = data.window?.map(Math.round);
+    if (win) {
+      o.window.textContent = t("viewer.wl", { c: win[0], w: win[1], z: (1).toFixed(1) });
+      canvas.dataset.window = `${win[0]},${win[1]}`;
+    }
+    this.info.textContent = t("viewer.info", { i: 1, n, c: win?.[0] ?? "", w: win?.[1] ?? "", z: (1).toFixed(1) });
+    // On screen at the next frame: then the library may take the main thread.
+    requestAnimationFrame(() => setTimeout(() => {
+      if (this.preview === preview) mark("viewer:preview-shown");
+      firstImageDone();
+    }));
+  }
+
+  /** Cornerstone3D has drawn (or the series cannot be shown): the archive's image goes. */
+  endPreview() {
+    if (!this.preview) return;
+    this.preview.el.remove();
+    this.preview = null;
+    firstImageDone();
+  }
+
+  /** The tools are disabled, and say so, until the library is ready. */
+  setLoading(on) {
+    this.toolbar.setAttribute("aria-busy", on ? "true" : "false");
+    for (const c of this.toolbar.querySelectorAll("button, input, select")) c.disabled = on;
   }
 
   makePane(spec, i) {
@@ -249,21 +333,14 @@ export class Viewer {
     });
     element.addEventListener("contextmenu", (ev) => ev.preventDefault());
     element.addEventListener("pointerdown", () => this.setActive(i));
-    const o = {
-      banner: h("div", { class: "ov ov-banner" }),
-      top: h("div", { class: "ov ov-ori ori-top", dataset: { side: "top" } }),
-      bottom: h("div", { class: "ov ov-ori ori-bottom", dataset: { side: "bottom" } }),
-      left: h("div", { class: "ov ov-ori ori-left", dataset: { side: "left" } }),
-      right: h("div", { class: "ov ov-ori ori-right", dataset: { side: "right" } }),
-      slice: h("div", { class: "ov ov-slice" }),
-      window: h("div", { class: "ov ov-window" }),
-    };
+    const o = overlayElements();
     const el = h("div", { class: "viewer-pane", dataset: { pane: String(i) } }, element, ...Object.values(o));
     this.stage.append(el);
     const pane = { id, el, element, overlay: o, data: spec.data, orientation: spec.orientation || null, index: i };
     element.addEventListener(core.Enums.Events.IMAGE_RENDERED, () => {
       mark("viewer:first-image");
       this.overlay(pane);
+      this.endPreview();
       this.remeasure();
     });
     element.addEventListener(core.Enums.Events.STACK_NEW_IMAGE, () => this.follow(pane));
@@ -276,17 +353,11 @@ export class Viewer {
     const vp = pane.viewport;
     if (!vp || !pane.data) return;
     const { core } = this.cs;
-    const b = pane.data.banner;
     const o = pane.overlay;
-    const lines = [
-      [b.patient, b.patientId && `(${b.patientId})`, b.sex, b.birth && formatDate(b.birth)].filter(Boolean).join(" "),
-      [b.studyDate && formatDate(b.studyDate), b.studyDescription].filter(Boolean).join(" · "),
-      [b.modality, b.seriesNumber !== "" ? t("viewer.series_n", { n: b.seriesNumber }) : "", b.seriesDescription].filter(Boolean).join(" "),
-    ];
-    if (pane.data.label) lines.unshift(pane.data.label);
+    const lines = bannerLines(pane.data);
     if (pane.orientation) lines.push(t(`viewer.plane.${pane.orientation}`) + (this.mip && this.slab ? ` · MIP ${this.slab} mm` : this.slab ? ` · ${t("viewer.slab.mm", { mm: this.slab })}` : ""));
     setLines(o.banner, lines);
-    const names = { L: t("ori.L"), R: t("ori.R"), A: t("ori.A"), P: t("ori.P"), S: t("ori.S"), I: t("ori.I") };
+    const names = oriNames();
     const [w, hgt] = [pane.element.clientWidth, pane.element.clientHeight];
     try {
       const c = vp.canvasToWorld([w / 2, hgt / 2]);
@@ -315,12 +386,7 @@ export class Viewer {
       const plane = core.metaData.get("imagePlaneModule", pane.data.imageIds[index]);
       position = plane?.sliceLocation ?? plane?.imagePositionPatient?.[2] ?? null;
     }
-    const thickness = this.slab || pane.data.thickness;
-    o.slice.textContent = [
-      t("viewer.slice_n", { i: index + 1, n }),
-      position !== null && position !== undefined ? t("viewer.position", { mm: fmt(position, 1) }) : "",
-      thickness ? t("viewer.thickness", { mm: fmt(thickness, 1) }) : "",
-    ].filter(Boolean).join(" · ");
+    o.slice.textContent = sliceText(index, n, position, this.slab || pane.data.thickness);
     const win = this.windowOf(pane);
     const zoom = vp.getZoom ? vp.getZoom() : 1;
     o.window.textContent = win ? t("viewer.wl", { c: win[0], w: win[1], z: zoom.toFixed(1) }) : "";
@@ -717,6 +783,7 @@ export class Viewer {
   }
 
   destroy() {
+    this.endPreview();
     this.stopCine();
     if (!this.cs) return;
     const { core, tools } = this.cs;
@@ -730,6 +797,56 @@ export class Viewer {
     this.series = [null, null];
     clear(this.stage);
   }
+}
+
+/** The texts drawn over a viewport (the preview's are the same elements). */
+function overlayElements() {
+  return {
+    banner: h("div", { class: "ov ov-banner" }),
+    top: h("div", { class: "ov ov-ori ori-top", dataset: { side: "top" } }),
+    bottom: h("div", { class: "ov ov-ori ori-bottom", dataset: { side: "bottom" } }),
+    left: h("div", { class: "ov ov-ori ori-left", dataset: { side: "left" } }),
+    right: h("div", { class: "ov ov-ori ori-right", dataset: { side: "right" } }),
+    slice: h("div", { class: "ov ov-slice" }),
+    window: h("div", { class: "ov ov-window" }),
+  };
+}
+
+/** Patient, study and series, as the banner shows them. */
+function bannerLines(data) {
+  const b = data.banner;
+  const lines = [
+    [b.patient, b.patientId && `(${b.patientId})`, b.sex, b.birth && formatDate(b.birth)].filter(Boolean).join(" "),
+    [b.studyDate && formatDate(b.studyDate), b.studyDescription].filter(Boolean).join(" · "),
+    [b.modality, b.seriesNumber !== "" ? t("viewer.series_n", { n: b.seriesNumber }) : "", b.seriesDescription].filter(Boolean).join(" "),
+  ];
+  if (data.label) lines.unshift(data.label);
+  return lines;
+}
+
+function sliceText(index, n, position, thickness) {
+  return [
+    t("viewer.slice_n", { i: index + 1, n }),
+    position !== null && position !== undefined ? t("viewer.position", { mm: fmt(position, 1) }) : "",
+    thickness ? t("viewer.thickness", { mm: fmt(thickness, 1) }) : "",
+  ].filter(Boolean).join(" · ");
+}
+
+function oriNames() {
+  return { L: t("ori.L"), R: t("ori.R"), A: t("ori.A"), P: t("ori.P"), S: t("ori.S"), I: t("ori.I") };
+}
+
+/**
+ * Where a stack viewport draws a whole image when it fits it (Cornerstone3D's reset
+ * camera): the image's extent in mm (PixelSpacing, PS3.3 C.7.6.2.1) scaled to fit the
+ * element, centred: [x, y, width, height] in CSS pixels.
+ */
+function fitBox(ds, columns, rows, width, height) {
+  const [rowSpacing, colSpacing] = (ds["00280030"]?.Value || [1, 1]).map(Number);
+  const w = columns * (colSpacing || 1);
+  const hh = rows * (rowSpacing || 1);
+  const scale = Math.min(width / w, height / hh);
+  return [(width - w * scale) / 2, (height - hh * scale) / 2, w * scale, hh * scale];
 }
 
 /** The SOP instance UID and frame of a `wadors:` image id (…/instances/<uid>/frames/<n>). */

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from rooms.permissions import visible
 from rooms.types import EventKind, ExamStatus, Role
+from server.archive.firstimage import first_image
 from server.core.errors import ApiError
 from server.core.identity import Principal
 from server.core.models import Establishment, Exam, ExamEvent, User
@@ -136,9 +137,24 @@ async def list_events(request: Request) -> Response:
     return JSONResponse({"events": events, "last_seq": exam.last_seq})
 
 
+async def get_first_image(request: Request) -> Response:
+    """The slice the room's viewer shows first, for the page to ask the archive for it
+    rendered before anything else (docs/api.md "The first image of a room")."""
+    principal = await authenticate(request)
+    app = ctx(request)
+    async with app.db() as db:
+        exam = await load_exam(db, principal, request.path_params["exam_id"])
+        role = Role(principal.role)
+        found = await first_image(db, exam.id) if visible(EventKind.IMAGES_RECEIVED, role) else None
+    if found is None:
+        raise ApiError(404, "no_images", "no image of this exam is in the archive yet")
+    return JSONResponse(found)
+
+
 routes = [
     Route("/exams", request_exam, methods=["POST"]),
     Route("/exams", list_exams, methods=["GET"]),
     Route("/exams/{exam_id}", get_exam, methods=["GET"]),
     Route("/exams/{exam_id}/events", list_events, methods=["GET"]),
+    Route("/exams/{exam_id}/first-image", get_first_image, methods=["GET"]),
 ]
