@@ -6,6 +6,8 @@ Routes follow PS3.18 Table 10.4.1-1 (WADO-RS), 10.5.1-1 (STOW-RS) and
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -23,7 +25,9 @@ from dicomweb.ingest import Ingestor
 from dicomweb.matching import Level
 from dicomweb.outage import DATABASE_ERRORS, database_error_handler
 from dicomweb.storage import Storage
-from dicomweb.types import Access, DicomwebConfig, DicomwebError, IngestHooks
+from dicomweb.types import MISSING_FILE, Access, DicomwebConfig, DicomwebError, IngestHooks
+
+log = logging.getLogger("teleimagerie.dicomweb")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -94,6 +98,15 @@ def create_dicomweb_app(
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(DicomwebError(exc.status_code, code, str(exc.detail)))
 
+    async def on_missing(request: Request, exc: Exception) -> Response:
+        # An indexed instance whose file is gone from the storage (a disk or backup
+        # problem, docs/dicomweb.md "A stored file missing"): said as such, and logged
+        # with the path for the archive's administrators.
+        assert isinstance(exc, FileNotFoundError)
+        path, url = str(exc.filename), request.url.path
+        log.error(json.dumps({"event": "archive.file_missing", "path": path, "url": url}))
+        return error_response(MISSING_FILE)
+
     async def on_crash(request: Request, exc: Exception) -> Response:
         # The one error shape even for a fault; the traceback goes to the log only.
         # Connection: close, as the server drops the connection after it.
@@ -107,6 +120,7 @@ def create_dicomweb_app(
         exception_handlers={
             DicomwebError: on_error,
             HTTPException: on_http,
+            FileNotFoundError: on_missing,
             # 503 + Retry-After when the database is out of reach (dicomweb.outage).
             **dict.fromkeys(DATABASE_ERRORS, database_error_handler),
             Exception: on_crash,

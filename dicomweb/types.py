@@ -37,6 +37,14 @@ class DicomwebError(Exception):
         self.message = message
 
 
+#: An instance in the index whose file is not in the storage.
+MISSING_FILE = DicomwebError(
+    500,
+    "stored_file_missing",
+    "an image of this request is indexed but its file is missing from the archive's storage",
+)
+
+
 @dataclass(frozen=True)
 class DicomwebConfig:
     """Settings of the archive sub-application.

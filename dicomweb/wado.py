@@ -101,6 +101,11 @@ async def retrieve(request: Request, ctx: Context) -> Response:
         stored: list[Segment] = [rewritten[i]] if i in rewritten else [(path, r.size, 0)]
         segments += [head, *corrected.get(i, stored), b"\r\n"]
     segments.append(tail)
+    # A file gone from the storage is said before the response starts, not by a cut
+    # in the middle of the multipart body.
+    missing = await anyio.to_thread.run_sync(_first_missing, paths)
+    if missing is not None:
+        raise FileNotFoundError(2, "stored file missing", str(missing))
     body = _Body(segments)
     return StreamingResponse(
         body.stream(),
@@ -377,6 +382,10 @@ async def frames(request: Request, ctx: Context) -> Response:
     pieces = [piece for b in blobs for piece in (head, b, b"\r\n")]
     pieces.append(f"--{boundary}--\r\n".encode())
     return Response(b"".join(pieces), media_type=multipart_type(inner, boundary))
+
+
+def _first_missing(paths: list[Any]) -> Any | None:
+    return next((p for p in paths if not os.path.exists(p)), None)
 
 
 def _read_ranges(path: Any, frames: list[list[list[int]]]) -> list[bytes]:

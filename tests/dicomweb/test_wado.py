@@ -308,6 +308,35 @@ async def test_a_file_shorter_than_recorded_is_never_sent_as_complete(
         assert int(resp.headers["content-length"]) == len(resp.content)
 
 
+async def test_a_missing_stored_file_is_said_before_anything_is_sent(
+    archive: Archive, http: httpx.AsyncClient
+) -> None:
+    """An indexed instance whose file is gone (a disk or restore problem): every read
+    of it answers 500 ``stored_file_missing`` as a whole JSON error, never a cut body;
+    the study's other images are still served."""
+    parts = list(ct_series(2, size=64))
+    await store(http, parts)
+    study, series, _ = uids(parts[0])
+    gone = parts[0]
+    stored = {dcmread(p).SOPInstanceUID: p for p in archive.storage.rglob("*.dcm")}
+    stored[uids(gone)[2]].unlink()
+    kept = uids(parts[1])[2]
+    base = f"/studies/{study}/series/{series}"
+    dicom = {"accept": 'multipart/related; type="application/dicom"'}
+    for path, headers in (
+        (base, dicom),
+        (f"{base}/instances/{uids(gone)[2]}", dicom),
+        (f"{base}/instances/{uids(gone)[2]}/frames/1", {"accept": OHIF_FRAME}),
+        (f"{base}/instances/{uids(gone)[2]}/rendered", {"accept": "image/png"}),
+    ):
+        resp = await http.get(path, headers=headers)
+        assert resp.status_code == 500, path
+        assert resp.json()["error"]["code"] == "stored_file_missing", path
+    resp = await http.get(f"{base}/instances/{kept}", headers=dicom)
+    assert resp.status_code == 200
+    assert split_multipart(resp.content, resp.headers["content-type"]) == [parts[1]]
+
+
 async def test_series_metadata_gzipped_when_accepted(http: httpx.AsyncClient) -> None:
     """Series metadata repeats the same attributes for each instance: gzip-coded for a
     client that accepts it (RFC 9110 8.4), the same JSON once decoded; plain otherwise."""
