@@ -269,6 +269,9 @@ async def _finish(
     reason: str | None = None,
     message: str | None = None,
 ) -> None:
+    """The job's end; a failure's event is written in the same transaction as the
+    failed status, so the room cannot miss it (then published)."""
+    event = None
     async with app.db() as db:
         await db.execute(
             update(PriorFetch)
@@ -290,13 +293,18 @@ async def _finish(
                 )
                 .values(status=FAILED, reason=reason, message=(message or "")[:300] or None)
             )
+            body = {
+                "status": FAILED,
+                "position": 0,
+                "total": 0,
+                "reason": reason,
+                "message": message,
+            }
+            kind = EventKind.PRIOR_RETRIEVAL
+            event = await append_event(db, exam_id, kind, None, body, app.now())
         await db.commit()
-    if status == FAILED:
-        await _event(
-            app,
-            exam_id,
-            {"status": FAILED, "position": 0, "total": 0, "reason": reason, "message": message},
-        )
+    if event is not None:
+        await publish_events(app, exam_id, [event])
 
 
 def _queries(exam: Exam, identity: PatientIdentity | None) -> list[pacs.Query]:

@@ -125,7 +125,8 @@ async def accepted_for_identity(api_for: ApiFor, identity_id: int) -> dict[str, 
 
 async def audit_rows(settings: Settings, action: str) -> list[AuditEntry]:
     async with app_context(settings) as app, app.read() as db:
-        return list((await db.scalars(select(AuditEntry).where(AuditEntry.action == action))).all())
+        query = select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)
+        return list((await db.scalars(query)).all())
 
 
 def head_priors(
