@@ -2,10 +2,16 @@
 // the first image is asked at once (firstimage.js), and the viewer's library (4.3 MB)
 // starts downloading without being evaluated; imaging.js's later import() takes this
 // same module (docs/frontend.md "The first image before the viewer").
+// The session and the exam are asked too (api.js takes their answers), so that the room
+// is drawn as soon as the app's modules are loaded, with no round trip after them.
 import { askFirstImage, preloadLibrary } from "./firstimage.js";
+import { askAhead } from "./api.js";
 
 const room = /^#\/exam\/([^/?]+)/.exec(location.hash);
 if (room) {
-  askFirstImage(decodeURIComponent(room[1]));
+  const examId = decodeURIComponent(room[1]);
+  askFirstImage(examId);
+  askAhead("/api/me");
+  askAhead(`/api/exams/${encodeURIComponent(examId)}`);
   preloadLibrary();
 }

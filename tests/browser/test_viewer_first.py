@@ -168,3 +168,34 @@ async def test_no_image_and_an_unrenderable_first_slice(
     await expect(page.locator("#viewer")).to_be_hidden()
     unexpected = [e for e in errors if "Failed to load resource" not in e and e != "XMLHttpRequest"]
     assert not unexpected, unexpected
+
+
+# When each request of the page started, and when the room mounted (page clock).
+STARTS = """(examPath) => {
+  const started = (path) => performance.getEntriesByType('resource')
+    .filter((e) => new URL(e.name).pathname === path).map((e) => e.startTime);
+  return {
+    me: started('/api/me'),
+    exam: started(examPath),
+    mount: performance.getEntriesByName('room:mount', 'mark').map((e) => e.startTime),
+  };
+}"""
+
+
+async def test_a_room_opened_directly_asks_its_session_and_exam_before_the_app_loads(
+    live_server: LiveServer, accounts, client_for, new_context, js_errors
+) -> None:
+    """A link to a room (a new tab, a reload): preload.js asks the session and the exam
+    with the first image, before the app's modules have loaded; the app takes those
+    answers instead of asking again once the room mounts."""
+    base = live_server.url
+    exam, _ = await exam_with_series(client_for)
+    context = await new_context(DESKTOP)
+    await loop.login(context, base, "rad")
+    tab = js_errors.watch(await context.new_page(), "radiologist")
+    await tab.goto(f"{base}/#/exam/{exam['id']}")
+    await expect(tab.locator("#viewer-canvas")).to_have_attribute("data-slice", "1")
+    seen = await tab.evaluate(STARTS, f"/api/exams/{exam['id']}")
+    assert len(seen["me"]) == 1 and len(seen["exam"]) == 1, seen  # asked once each
+    (mount,) = seen["mount"]
+    assert seen["exam"][0] < mount and seen["me"][0] < mount, seen
