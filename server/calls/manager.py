@@ -42,6 +42,7 @@ from aiortc import (
 )
 from aiortc.codecs import get_capabilities
 from aiortc.contrib.media import MediaRelay
+from aiortc.exceptions import InvalidStateError
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcpeerconnection import filter_preferred_codecs
 from aiortc.sdp import candidate_from_sdp
@@ -270,6 +271,7 @@ class Participant:
     audio: bool = True
     video: bool = False
     dirty: bool = False  # tracks changed since the last offer this participant answered
+    closing: bool = False  # left the call: its peer is being closed
     recorder: VoiceRecorder | None = None
     joined_at: float = field(default_factory=time.monotonic)
     sample: Sample | None = None  # the last quality sample (docs/calls.md "Quality")
@@ -530,13 +532,21 @@ class CallManager:
     async def _negotiate(self, p: Participant) -> None:
         """Send a server offer if tracks changed and no negotiation is in flight."""
         async with p.lock:
-            if not p.dirty or p.pc.signalingState != "stable":
+            if p.closing or not p.dirty or p.pc.signalingState != "stable":
                 return
             p.dirty = False
-            offer = await p.pc.createOffer()
-            remote = p.pc.remoteDescription
-            sdp = keep_negotiated_ids(offer.sdp, remote.sdp if remote else None)
-            await p.pc.setLocalDescription(RTCSessionDescription(sdp, "offer"))
+            try:
+                offer = await p.pc.createOffer()
+                remote = p.pc.remoteDescription
+                sdp = keep_negotiated_ids(offer.sdp, remote.sdp if remote else None)
+                await p.pc.setLocalDescription(RTCSessionDescription(sdp, "offer"))
+            except InvalidStateError:
+                # The peer is being closed (a hang-up or a disconnect while the offer
+                # was planned; aiortc marks it closed before its signalling state says
+                # so): nothing to offer, and nothing went wrong.
+                if not p.closing:
+                    raise
+                return
             tracks = [
                 {"mid": t.mid, "kind": t.kind, "user": p.senders_of[t]}
                 for t in p.outgoing.values()
@@ -600,6 +610,7 @@ class CallManager:
         p = call.participants.pop(conn.conn_id, None) if call else None
         if call is None or p is None:
             return
+        p.closing = True
         for other in list(call.participants.values()):
             async with other.lock:
                 for kind in list(p.sources):
