@@ -37,10 +37,9 @@ function identityBlock(p) {
 export function mountRoom(main, app, examId) {
   mark("room:mount");
   // The first image first (asked already when the page was opened on this room), the
-  // library downloaded meanwhile and evaluated once that image is on screen.
+  // library downloaded once it is decoded and evaluated once it is on screen.
   if (!libraryLoaded()) {
-    askFirstImage(examId);
-    preloadLibrary();
+    askFirstImage(examId).finally(preloadLibrary);
   }
   preloadViewer();
   const me = app.me;
