@@ -250,14 +250,13 @@ async def upsert(
     again, and a new one waits in ``known.new`` for :func:`write_new` (its ``id``
     unset, no exam can show it yet)."""
     key = (establishment_id, traits.ipp)
-    ahead = known is not None and key in known.rows
-    row = known.rows[key] if known is not None and ahead else None
-    if not ahead:
-        row = await find(db, establishment_id, traits.ipp)
+    if known is not None and key not in known.rows:
+        known = None  # not read ahead: this identity goes the usual way
+    row = known.rows[key] if known is not None else await find(db, establishment_id, traits.ipp)
     if row is None:
         row = PatientIdentity(establishment_id=establishment_id, created_at=now)
         _apply(row, traits, now)
-        if known is not None and ahead:
+        if known is not None:
             known.rows[key] = row
             known.new.append(row)
         else:
