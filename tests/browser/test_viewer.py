@@ -17,7 +17,7 @@ from io import BytesIO
 import httpx
 import numpy as np
 import pydicom
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, expect
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
@@ -116,6 +116,12 @@ async def exam_with_series(
     return exam, parts
 
 
+async def expect_markers(pane: Locator, left: str, right: str, top: str, bottom: str) -> None:
+    """The orientation letters on the four sides of a viewer pane."""
+    for side, letter in (("left", left), ("right", right), ("top", top), ("bottom", bottom)):
+        await expect(pane.locator(f".ori-{side}")).to_have_text(letter)
+
+
 async def open_room(page: Page, base: str, exam_id: str) -> None:
     await page.goto(f"{base}/#/exam/{exam_id}")
     await expect(page.locator("#room-conn")).to_have_text("En ligne")
@@ -151,10 +157,7 @@ async def test_banner_markers_probe_and_length(
     await expect(pane.locator(".ov-banner")).to_contain_text(patient)
     await expect(pane.locator(".ov-banner")).to_contain_text("TDM CEREBRALE")
     await expect(pane.locator(".ov-banner")).to_contain_text("Crâne synthétique")
-    await expect(pane.locator(".ori-left")).to_have_text("D")
-    await expect(pane.locator(".ori-right")).to_have_text("G")
-    await expect(pane.locator(".ori-top")).to_have_text("A")
-    await expect(pane.locator(".ori-bottom")).to_have_text("P")
+    await expect_markers(pane, "D", "G", "A", "P")
     await expect(pane.locator(".ov-slice")).to_contain_text("Coupe 1/40")
     await expect(pane.locator(".ov-slice")).to_contain_text("Ép. 2,0 mm")
 
@@ -198,10 +201,7 @@ async def test_banner_markers_probe_and_length(
     await rad.click("#viewer-mode-mpr")
     coronal = rad.locator(".viewer-pane:has([data-orientation=coronal])")
     await expect(coronal.locator(".ov-banner")).to_contain_text("Coronal")
-    await expect(coronal.locator(".ori-top")).to_have_text("S")
-    await expect(coronal.locator(".ori-bottom")).to_have_text("I")
-    await expect(coronal.locator(".ori-left")).to_have_text("D")
-    await expect(coronal.locator(".ori-right")).to_have_text("G")
+    await expect_markers(coronal, "D", "G", "S", "I")
     await expect(coronal.locator(".ov-slice")).to_contain_text(re.compile(r"Coupe \d+/128"))
     await shot(rad, "viewer-mpr")
 

@@ -23,7 +23,15 @@ from server.core.config import Settings
 from server.testing import LiveServer
 from tests.browser import loop
 from tests.browser.conftest import DESKTOP
-from tests.browser.test_viewer import AIR, BONE, COLS, ROWS, TISSUE, exam_with_series
+from tests.browser.test_viewer import (
+    AIR,
+    BONE,
+    COLS,
+    ROWS,
+    TISSUE,
+    exam_with_series,
+    expect_markers,
+)
 from tests.helpers import dicom_patient, exam_payload
 
 BUNDLE = "**/vendor/cornerstone/cornerstone-*.js"
@@ -93,10 +101,7 @@ async def test_archive_image_first_then_cornerstone(
     patient = dicom_patient(exam)["PatientName"].split("^")[0]
     await expect(pane.locator(".ov-banner")).to_contain_text(patient)
     await expect(pane.locator(".ov-banner")).to_contain_text("Crâne synthétique")
-    await expect(pane.locator(".ori-left")).to_have_text("D")
-    await expect(pane.locator(".ori-right")).to_have_text("G")
-    await expect(pane.locator(".ori-top")).to_have_text("A")
-    await expect(pane.locator(".ori-bottom")).to_have_text("P")
+    await expect_markers(pane, "D", "G", "A", "P")
     await expect(pane.locator(".ov-slice")).to_have_text("Coupe 1/40 · Pos. 0,0 mm · Ép. 2,0 mm")
     await shot(rad, "viewer-first-image")
     before = [float(v) for v in (await preview.get_attribute("data-image-box") or "").split(",")]
