@@ -12,7 +12,9 @@ of its messages is refused (AE/AR), meets a control ID used before, or fails, th
 transaction is rolled back whole and the group applied again carefully, each message
 inside a savepoint of its own (SQL ``SAVEPOINT``): a message that fails is rolled back
 to its savepoint alone, its AE or AR stored, and the others are applied and committed.
-A message alone in its group is its own transaction, as it always was.
+A message alone in its group is its own transaction, as it always was; it too is
+applied straight first (the statements of a group, without the session's unit of
+work, cost less), and again on its own, without a savepoint, when it is refused.
 """
 
 from __future__ import annotations
@@ -71,12 +73,10 @@ class _Again(Exception):
 async def apply_group(app: AppContext, items: Sequence[Received]) -> list[Outcome]:
     """The outcome of each message of ``items``, in order, once they are committed."""
     now = app.now()
-    if len(items) > 1:
-        try:
-            return await _straight(app, items, now)
-        except _Again:
-            pass
-    return await _careful(app, items, now)
+    try:
+        return await _straight(app, items, now)
+    except _Again:
+        return await _careful(app, items, now)
 
 
 async def _straight(app: AppContext, items: Sequence[Received], now: datetime) -> list[Outcome]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import hl7
 from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from server.core import audit
 from server.core.audit import AuditEntry
@@ -233,3 +234,23 @@ async def test_refusals_and_repeats_in_a_group_of_identities(
     assert answers[4] == answers[0]
     ipps = {row[0] for row in (await state(hl7_listener.app, "HOPA"))["identities"]}
     assert ipps == {"IPP-0", "IPP-5", "IPP-8"}
+
+
+async def test_a_message_alone_is_applied_as_a_group_of_one(hl7_listener: Hl7Listener) -> None:
+    """A message alone takes the straight path of a group (server/interfaces/group.py):
+    its identity and its stored ACK are inserted as statements of their own, not by
+    the session's unit of work, which flushes once, for the audit rows."""
+    flushes: list[int] = []
+
+    def flushed(*_args: Any) -> None:
+        flushes.append(1)
+
+    event.listen(Session, "after_flush", flushed)
+    try:
+        with commits(hl7_listener.app) as seen:
+            acks = await hl7_listener.send(adt("A28", "HOPA", "IPP-9"))
+    finally:
+        event.remove(Session, "after_flush", flushed)
+    assert [ack_code(a) for a in acks] == ["AA"]
+    assert len(seen) == 1 and len(flushes) == 1
+    assert await hl7_listener.count(PatientIdentity, PatientIdentity.ipp == "IPP-9") == 1
