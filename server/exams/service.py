@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 from pydicom.uid import generate_uid
-from sqlalchemy import update
+from sqlalchemy import Table, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
@@ -231,6 +231,7 @@ async def create_exam(
             continue  # an accession number collided: draw again
         exam = _persistent(db, values)
         event = ExamEvent(
+            id=new_id(),
             exam_id=exam.id,
             seq=1,
             kind=EventKind.EXAM_REQUESTED,
@@ -253,10 +254,17 @@ async def create_exam(
                 ),
             },
         )
-        db.add(event)
-        await db.flush()
+        # Written with the exam's statement cached, not flushed by the session: the
+        # event is never changed once written (docs/rooms.md "Room protocol").
+        await db.execute(_INSERT_EVENT, {c: getattr(event, c) for c in _EVENT_COLUMNS})
         return exam, event
     raise RuntimeError("could not draw a unique accession number")
+
+
+_EVENTS = ExamEvent.__table__
+assert isinstance(_EVENTS, Table)
+_EVENT_COLUMNS = tuple(column.key for column in _EVENTS.columns)
+_INSERT_EVENT = insert(_EVENTS)
 
 
 #: Per dialect: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL and

@@ -15,7 +15,7 @@ from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import ExamStatus, Role
 from server.core.config import Settings
 from server.core.errors import ApiError
-from server.core.models import Exam, User
+from server.core.models import Exam, PatientIdentity, User
 from server.exams import owed, routing
 from server.exams.service import (
     ExamRequest,
@@ -52,13 +52,48 @@ async def apply_order(
     msg: hl7.Message,
     now: datetime,
     e: Effects,
+    router: routing.Router | None = None,
 ) -> None:
     """An order: its patient first (as A31), then ``NW`` or ``CA``."""
     traits = hl7_in.patient(msg)
     request = hl7_in.order(msg)
     patient = await upsert_identity(db, sender, traits, now, e)
+    await place(settings, db, sender, request, patient, now, e, router)
+
+
+def new_order(
+    head: hl7_in.Header, msg: hl7.Message
+) -> tuple[patients.Traits, hl7_in.Order] | tuple[None, None]:
+    """The patient and the request of a new order (``NW``) that reads well, read
+    once; ``(None, None)`` for any other message (applied as usual, it gets its
+    AE when it does not read well)."""
+    try:
+        hl7_in.supported(head)
+        traits, request = hl7_in.patient(msg), hl7_in.order(msg)
+    except Hl7Error:
+        return None, None
+    if request.control != "NW":
+        return None, None
+    return traits, request
+
+
+async def place(
+    settings: Settings,
+    db: AsyncSession,
+    sender: Sender,
+    request: hl7_in.Order,
+    patient: PatientIdentity,
+    now: datetime,
+    e: Effects,
+    router: routing.Router | None = None,
+) -> None:
+    """The order once its patient is known: ``NW`` requests the exam or keeps a
+    draft, ``CA`` cancels. ``router``: the routing of the order's group, whose
+    requests are made at ``now`` (a new one when None)."""
+    router = router or routing.Router(now)
     e.detail["placer_order_number"] = request.placer_number
     if request.control == "CA":
+        router.forget()  # an exam cancelled no longer counts in its radiologist's load
         await cancel(db, sender, request.placer_number, now, e)
         return
     if await placed(db, sender.establishment_id, request.placer_number):
@@ -154,7 +189,7 @@ async def apply_order(
         seg, f = REQUEST_FIELDS.get(name, ("OBR", 4))
         raise Hl7Error("AE", hl7_in.DATA_TYPE_ERROR, f"{name}: {first['msg']}", seg, f) from None
     requester = await requester_for(db, sender, request.ordering_provider)
-    choice = await routing.route(db, sender.establishment_id, now)
+    choice = await router.route(db, sender.establishment_id)
     exam, event = await create_exam(
         db,
         settings,
