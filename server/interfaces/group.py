@@ -37,7 +37,7 @@ from server.interfaces import hl7_in
 from server.interfaces.effects import Effects, who
 from server.interfaces.hl7_in import Header, Hl7Error, Order
 from server.interfaces.identities import apply_adt, identity_only, read_ahead, upsert_identity
-from server.interfaces.orders import apply_order, new_order, place
+from server.interfaces.orders import Batch, apply_order, new_order, place
 from server.interfaces.senders import Hl7Message, Sender
 from server.patients import service as patients_service
 from server.patients.service import Traits, write_new
@@ -131,12 +131,19 @@ async def _straight(app: AppContext, items: Sequence[Received], now: datetime) -
                 patients.append(await upsert_identity(db, item.sender, traits, now, effects, known))
             await write_new(db, known)
             patients = await _with_ids(db, lead, patients)
+            batch = await Batch.read(
+                db,
+                [(item.sender.establishment_id, o.placer_number) for item, _, o in lead if o],
+            )
             for (item, _traits, order), effects, row in zip(
                 lead, lead_effects, patients, strict=True
             ):
                 if order is not None:
-                    await place(app.settings, db, item.sender, order, row, now, effects, router)
+                    await place(
+                        app.settings, db, item.sender, order, row, now, effects, router, batch
+                    )
                 accepted(item, effects)
+            await batch.requests.write(db)
             for item in items[len(lead) :]:
                 effects = Effects()
                 hl7_in.supported(item.head)

@@ -247,3 +247,18 @@ async def test_refused_orders_in_a_group_leave_the_others_applied(
     assert [a[0] for a in answers] == ["AA", "AE", "AE", "AA", "AE", "AA"]
     placers = {e[0] for e in (await state(hl7_listener, "HOPA"))["exams"]}
     assert placers == {"CMD-0", "typed", "CMD-7", "CMD-10", "CMD-12"}
+
+
+def repeated(est: str) -> list[str]:
+    return [
+        order(est, "CMD-20", "IPP-20"),
+        order(est, "CMD-21", "IPP-21"),
+        order(est, "CMD-20", "IPP-22"),  # AE: the placer number of the first, in its group
+    ]
+
+
+async def test_an_order_repeated_in_its_group_is_refused(hl7_listener: Hl7Listener) -> None:
+    answers, _sql = await compare(hl7_listener, repeated)
+    assert [a[0] for a in answers] == ["AA", "AA", "AE"]
+    placers = sorted(e[0] for e in (await state(hl7_listener, "HOPA"))["exams"])
+    assert placers == ["CMD-0", "CMD-20", "CMD-21", "typed"]
