@@ -104,10 +104,13 @@ async def _straight(app: AppContext, items: Sequence[Received], now: datetime) -
     would insert them one by one to read back their ids), where a repeated control ID
     meets the unique key.
 
-    The identity feed's messages at the head of the group have their identities read
-    in one SELECT and the new ones inserted in one statement
+    The identity feed's messages and the new orders at the head of the group have
+    their identities read in one SELECT and the new ones inserted in one statement
     (``server.patients.service.read_ahead``); the messages after the first of any
-    other kind, which may change identities otherwise, each read their own."""
+    other kind, which may change identities otherwise, each read their own. The
+    orders at the head then have their placer numbers checked in one SELECT and
+    their exams inserted together (``orders.Batch``); every order of the group is
+    routed by one ``Router`` (docs/roster.md "Routing")."""
     async with app.db() as db:
         done: list[Outcome] = []
         applied: list[Effects] = []
