@@ -1,12 +1,14 @@
 """What one HL7 order costs the listener, without its sockets: SQL statements and CPU
 per ``ORM^O01`` (docs/benchmarks.md "HL7 inbound", "Orders: CPU per order").
 
-    .venv/bin/python bench/hl7_order_cost.py [--orders 200] [--database-url URL]
+    .venv/bin/python bench/hl7_order_cost.py [--orders 200] [--connections 1] [--database-url URL]
 
 The seed of bench/hl7_feed.py (an establishment, a radiologist on duty, the sender
 DPI/CHU_A), then, in this process, 50 orders to warm up and ``--orders`` orders, each
 through ``Inbound.handle`` (parse, apply, commit, ACK) and ``Inbound.publish`` (room
-events, timers, notifications), one at a time as over one MLLP connection. Prints the
+events, timers, notifications), one at a time as over one MLLP connection, or with
+``--connections N`` from N senders at once, each waiting for its ACK before its next
+order (the groups of server/interfaces/group.py form as over N connections). Prints the
 statements per order (a ``before_cursor_execute`` listener; commits not counted) and
 the CPU per order (``time.process_time``: every thread of the process, aiosqlite's
 included). For a figure the machine's load does not move, count instructions: run it
@@ -40,6 +42,7 @@ from server.interfaces.inbound import Inbound, Peer  # noqa: E402
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--connections", type=int, default=1, help="senders at once")
     parser.add_argument("--database-url", default=None, help="an empty database")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -48,7 +51,7 @@ async def main() -> None:
         settings = Settings(database_url=url, log_level="WARNING")
         await seed(settings)
         async with core_context(settings) as app:
-            inbound, peer = Inbound(app), Peer("127.0.0.1:0")
+            inbound = Inbound(app)
             statements = 0
 
             def count(*_args: Any) -> None:
@@ -57,12 +60,17 @@ async def main() -> None:
 
             event.listen(app.sql.sync_engine, "before_cursor_execute", count)
 
-            async def send(texts: list[str]) -> None:
+            async def one(texts: list[str], peer: Peer) -> None:
                 for text in texts:
                     ack, effects = await inbound.handle(text.encode(), peer)
                     if b"|AA|" not in ack:
                         raise RuntimeError(f"not accepted: {ack!r}")
                     await inbound.publish(effects)
+
+            async def send(texts: list[str]) -> None:
+                n = args.connections
+                peers = [Peer(f"127.0.0.1:{i}", connection=i + 1) for i in range(n)]
+                await asyncio.gather(*(one(texts[i::n], peers[i]) for i in range(n)))
 
             await send(orders("W", 50))
             statements = 0
@@ -70,7 +78,8 @@ async def main() -> None:
             await send(orders("X", args.orders))
             cpu = time.process_time() - started
     print(
-        f"{url.split('://')[0]}: {args.orders} orders, {statements / args.orders:.1f} "
+        f"{url.split('://')[0]}: {args.orders} orders over {args.connections} "
+        f"connection(s), {statements / args.orders:.1f} "
         f"statements and {1000 * cpu / args.orders:.2f} ms CPU per order, "
         f"load {os.getloadavg()[0]:.1f}"
     )

@@ -85,10 +85,9 @@ _SHIFTS = SHIFTS_COVERING.add_columns(in_progress(Shift.radiologist_id))
 _TEMPLATES = TEMPLATES_COVERING.add_columns(in_progress(ShiftTemplate.radiologist_id))
 
 
-async def route(db: AsyncSession, establishment_id: int, at: datetime) -> Choice:
-    """Pick the radiologist for a request made now at this establishment. Two reads:
-    the shifts and the templates that can cover `at`, each row with the number of
-    exams its radiologist has in progress."""
+async def _read(db: AsyncSession, at: datetime) -> tuple[list[Duty], dict[int, int]]:
+    """Two reads: the shifts and the templates that can cover `at`, each row with the
+    number of exams its radiologist has in progress; the duties and those loads."""
     params = covering(at)
     load: dict[int, int] = {}
     rows: tuple[list[Shift], list[ShiftTemplate]] = ([], [])
@@ -98,8 +97,38 @@ async def route(db: AsyncSession, establishment_id: int, at: datetime) -> Choice
     for row, count in await db.execute(_TEMPLATES, params):
         rows[1].append(row)
         load[row.radiologist_id] = count
-    roster = roster_for(duties_at(at, *rows), establishment_id)
-    return pick(roster, load)
+    return duties_at(at, *rows), load
+
+
+async def route(db: AsyncSession, establishment_id: int, at: datetime) -> Choice:
+    """Pick the radiologist for a request made now at this establishment."""
+    duties, load = await _read(db, at)
+    return pick(roster_for(duties, establishment_id), load)
+
+
+class Router:
+    """Routing for the requests of one transaction made at the same time `at` (the
+    orders of a group, server/interfaces/group.py): the roster and the loads are read
+    once, and each request routed counts in its assignee's load for the next ones,
+    as a read after its insert would count it. Valid while nothing else in the
+    transaction changes an exam's status or assignee: :meth:`forget` then, and the
+    next request reads again."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+        self._read: tuple[list[Duty], dict[int, int]] | None = None
+
+    async def route(self, db: AsyncSession, establishment_id: int) -> Choice:
+        if self._read is None:
+            self._read = await _read(db, self.at)
+        duties, load = self._read
+        choice = pick(roster_for(duties, establishment_id), load)
+        if choice.radiologist_id is not None:
+            load[choice.radiologist_id] = load.get(choice.radiologist_id, 0) + 1
+        return choice
+
+    def forget(self) -> None:
+        self._read = None
 
 
 def alert_body(choice: Choice, exam_id: str) -> dict[str, object]:

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 from pydicom.uid import generate_uid
-from sqlalchemy import update
+from sqlalchemy import Table, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
@@ -195,68 +195,142 @@ async def create_exam(
     ``identity_id`` links it to the identity received from the hospital (docs/patients.md)
     and ``placer_order_number`` keeps the number of the order it came from (docs/hl7.md).
     """
-    assert requester.establishment_id is not None
     if req.stroke is not None and req.stroke.onset_at is not None:
         check_onset(req.stroke.onset_at, now)
     for _attempt in range(5):
-        values: dict[str, Any] = {
-            "id": new_id(),
-            "establishment_id": requester.establishment_id,
-            "requester_id": requester.id,
-            "assigned_radiologist_id": assigned_radiologist_id,
-            "status": ExamStatus.REQUESTED,
-            "accession_number": new_accession(now),
-            "study_instance_uid": new_study_uid(settings.uid_root),
-            "patient_id": req.patient.id,
-            "patient_name": req.patient.name,
-            "patient_birth_date": req.patient.birth_date,
-            "patient_sex": req.patient.sex,
-            "modality": req.modality,
-            "body_part": req.body_part,
-            "clinical_question": req.clinical_question,
-            "urgency": req.urgency,
-            "contraindications": req.contraindications or None,
-            "consent": req.consent,
-            "patient_identity_id": identity_id,
-            "placer_order_number": placer_order_number,
-            "stroke_onset_at": (
-                req.stroke.onset_at.astimezone(UTC) if req.stroke and req.stroke.onset_at else None
-            ),
-            "stroke_onset_kind": req.stroke.onset_kind if req.stroke else None,
-            "created_at": now,
-            "updated_at": now,
-            "last_seq": 1,
-        }
+        values, event = _drawn(
+            settings, requester, req, now, assigned_radiologist_id, identity_id, placer_order_number
+        )
         if not await _insert_new(db, values):
             continue  # an accession number collided: draw again
         exam = _persistent(db, values)
-        event = ExamEvent(
-            exam_id=exam.id,
-            seq=1,
-            kind=EventKind.EXAM_REQUESTED,
-            author_id=requester.id,
-            at=now,
-            body={
-                "modality": exam.modality,
-                "body_part": exam.body_part,
-                "urgency": exam.urgency,
-                "accession_number": exam.accession_number,
-                **({"placer_order_number": placer_order_number} if placer_order_number else {}),
-                **(
-                    {
-                        "stroke": stroke_json(
-                            exam.modality, exam.stroke_onset_kind, exam.stroke_onset_at, now
-                        )
-                    }
-                    if req.stroke
-                    else {}
-                ),
-            },
-        )
-        db.add(event)
-        await db.flush()
+        # Written with a statement built once, not flushed by the session: the event
+        # is never changed once written (docs/rooms.md "Room protocol").
+        await db.execute(_INSERT_EVENT, _event_row(event))
         return exam, event
     raise RuntimeError("could not draw a unique accession number")
+
+
+def _drawn(
+    settings: Settings,
+    requester: Requester,
+    req: ExamRequest,
+    now: datetime,
+    assigned_radiologist_id: int | None,
+    identity_id: int | None,
+    placer_order_number: str | None,
+) -> tuple[dict[str, Any], ExamEvent]:
+    """The columns of a new exam (its numbers drawn) and its ``exam.requested`` event."""
+    assert requester.establishment_id is not None
+    values: dict[str, Any] = {
+        "id": new_id(),
+        "establishment_id": requester.establishment_id,
+        "requester_id": requester.id,
+        "assigned_radiologist_id": assigned_radiologist_id,
+        "status": ExamStatus.REQUESTED,
+        "accession_number": new_accession(now),
+        "study_instance_uid": new_study_uid(settings.uid_root),
+        "patient_id": req.patient.id,
+        "patient_name": req.patient.name,
+        "patient_birth_date": req.patient.birth_date,
+        "patient_sex": req.patient.sex,
+        "modality": req.modality,
+        "body_part": req.body_part,
+        "clinical_question": req.clinical_question,
+        "urgency": req.urgency,
+        "contraindications": req.contraindications or None,
+        "consent": req.consent,
+        "patient_identity_id": identity_id,
+        "placer_order_number": placer_order_number,
+        "stroke_onset_at": (
+            req.stroke.onset_at.astimezone(UTC) if req.stroke and req.stroke.onset_at else None
+        ),
+        "stroke_onset_kind": req.stroke.onset_kind if req.stroke else None,
+        "created_at": now,
+        "updated_at": now,
+        "last_seq": 1,
+    }
+    event = ExamEvent(
+        id=new_id(),
+        exam_id=values["id"],
+        seq=1,
+        kind=EventKind.EXAM_REQUESTED,
+        author_id=requester.id,
+        at=now,
+        body={
+            "modality": values["modality"],
+            "body_part": values["body_part"],
+            "urgency": values["urgency"],
+            "accession_number": values["accession_number"],
+            **({"placer_order_number": placer_order_number} if placer_order_number else {}),
+            **(
+                {
+                    "stroke": stroke_json(
+                        values["modality"],
+                        values["stroke_onset_kind"],
+                        values["stroke_onset_at"],
+                        now,
+                    )
+                }
+                if req.stroke
+                else {}
+            ),
+        },
+    )
+    return values, event
+
+
+class Requests:
+    """New exams of one transaction written together (the orders at the head of a
+    group, docs/hl7.md "Acknowledgements"): each is the session's object at once,
+    and :meth:`write` inserts the rows, then their events, one statement each. An
+    accession number or a study UID drawn that is taken fails the insert (the
+    caller applies its requests again, one by one, each with :func:`create_exam`)."""
+
+    def __init__(self) -> None:
+        self._exams: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        db: AsyncSession,
+        settings: Settings,
+        requester: Requester,
+        req: ExamRequest,
+        now: datetime,
+        assigned_radiologist_id: int | None = None,
+        *,
+        identity_id: int | None = None,
+        placer_order_number: str | None = None,
+    ) -> tuple[Exam, ExamEvent]:
+        """What :func:`create_exam` gives, its rows written by :meth:`write`."""
+        if req.stroke is not None and req.stroke.onset_at is not None:
+            check_onset(req.stroke.onset_at, now)
+        values, event = _drawn(
+            settings, requester, req, now, assigned_radiologist_id, identity_id, placer_order_number
+        )
+        self._exams.append(values)
+        self._events.append(_event_row(event))
+        return _persistent(db, values), event
+
+    async def write(self, db: AsyncSession) -> None:
+        if self._exams:
+            await db.execute(_INSERT_EXAM, self._exams)
+            await db.execute(_INSERT_EVENT, self._events)
+        self._exams, self._events = [], []
+
+
+def _event_row(event: ExamEvent) -> dict[str, Any]:
+    return {column: getattr(event, column) for column in _EVENT_COLUMNS}
+
+
+_EVENTS = ExamEvent.__table__
+assert isinstance(_EVENTS, Table)
+_EVENT_COLUMNS = tuple(column.key for column in _EVENTS.columns)
+_INSERT_EVENT = insert(_EVENTS)
+_EXAMS = Exam.__table__
+assert isinstance(_EXAMS, Table)
+_INSERT_EXAM = insert(_EXAMS)
 
 
 #: Per dialect: ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (PostgreSQL and

@@ -27,18 +27,21 @@ from datetime import datetime
 from typing import Any
 
 import hl7
-from sqlalchemy import Select, insert, select
+from sqlalchemy import Select, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.core import audit
 from server.core.context import AppContext
+from server.core.models import Exam, PatientIdentity
+from server.exams.routing import Router
 from server.interfaces import hl7_in
 from server.interfaces.effects import Effects, who
-from server.interfaces.hl7_in import Header, Hl7Error
+from server.interfaces.hl7_in import Header, Hl7Error, Order
 from server.interfaces.identities import apply_adt, identity_only, read_ahead, upsert_identity
-from server.interfaces.orders import apply_order
+from server.interfaces.orders import Batch, apply_order, new_order, place
 from server.interfaces.senders import Hl7Message, Sender
+from server.patients import service as patients_service
 from server.patients.service import Traits, write_new
 
 log = logging.getLogger("teleimagerie.hl7")
@@ -66,6 +69,21 @@ class Received:
     sender: Sender
 
 
+#: The stored ACKs' insert, built once: the table's, not the class's (the session
+#: would insert them one by one to read back ids nobody needs).
+_STORED = Hl7Message.__table__
+assert isinstance(_STORED, Table)
+_STORE = insert(_STORED)
+
+
+#: The new exams of a group with what their JSON shows (their joined relations).
+_CREATED = (
+    select(Exam)
+    .where(Exam.id.in_(bindparam("ids", expanding=True)))
+    .execution_options(populate_existing=True)
+)
+
+
 class _Again(Exception):
     """The straight run of a group met a refusal or a failure: apply it carefully."""
 
@@ -86,10 +104,13 @@ async def _straight(app: AppContext, items: Sequence[Received], now: datetime) -
     would insert them one by one to read back their ids), where a repeated control ID
     meets the unique key.
 
-    The identity feed's messages at the head of the group have their identities read
-    in one SELECT and the new ones inserted in one statement
+    The identity feed's messages and the new orders at the head of the group have
+    their identities read in one SELECT and the new ones inserted in one statement
     (``server.patients.service.read_ahead``); the messages after the first of any
-    other kind, which may change identities otherwise, each read their own."""
+    other kind, which may change identities otherwise, each read their own. The
+    orders at the head then have their placer numbers checked in one SELECT and
+    their exams inserted together (``orders.Batch``); every order of the group is
+    routed by one ``Router`` (docs/roster.md "Routing")."""
     async with app.db() as db:
         done: list[Outcome] = []
         applied: list[Effects] = []
@@ -103,36 +124,90 @@ async def _straight(app: AppContext, items: Sequence[Received], now: datetime) -
 
         try:
             lead = _identities_first(items)
-            known = await read_ahead(db, [(item.sender, traits) for item, traits in lead])
-            for item, traits in lead:
+            known = await read_ahead(db, [(item.sender, traits) for item, traits, _ in lead])
+            router = Router(now)
+            patients: list[PatientIdentity] = []
+            lead_effects: list[Effects] = []
+            for item, traits, _request in lead:
                 effects = Effects()
-                await upsert_identity(db, item.sender, traits, now, effects, known)
-                accepted(item, effects)
+                lead_effects.append(effects)
+                patients.append(await upsert_identity(db, item.sender, traits, now, effects, known))
             await write_new(db, known)
+            patients = await _with_ids(db, lead, patients)
+            batch = await Batch.read(
+                db,
+                [(item.sender.establishment_id, o.placer_number) for item, _, o in lead if o],
+            )
+            for (item, _traits, order), effects, row in zip(
+                lead, lead_effects, patients, strict=True
+            ):
+                if order is not None:
+                    await place(
+                        app.settings, db, item.sender, order, row, now, effects, router, batch
+                    )
+                accepted(item, effects)
+            await batch.requests.write(db)
             for item in items[len(lead) :]:
                 effects = Effects()
                 hl7_in.supported(item.head)
-                await _apply(app, db, item, now, effects)
+                await _apply(app, db, item, now, effects, router)
                 accepted(item, effects)
-            await db.execute(insert(Hl7Message), stored)
+            await db.execute(_STORE, stored)
             await _commit(db, applied)
         except Exception as exc:  # a refusal, a control ID used before, a failure
             raise _Again from exc
         return done
 
 
-def _identities_first(items: Sequence[Received]) -> list[tuple[Received, Traits]]:
+def _identities_first(items: Sequence[Received]) -> list[tuple[Received, Traits, Order | None]]:
     """The leading messages of ``items`` that only create or update an identity
-    (``hl7_in.supported`` holds for them), with their traits read once."""
-    lead = []
+    (``hl7_in.supported`` holds for them), and the new orders (``NW``) among them,
+    with their traits (and order) read once.
+
+    An order's identity is written with the others before its exam is requested: the
+    run stops before a message naming the identity of an order before it, so the
+    exam shows the identity as the order left it, as if each message were applied
+    in turn."""
+    lead: list[tuple[Received, Traits, Order | None]] = []
+    ordered: set[tuple[int, str]] = set()
     for item in items:
-        traits = (
-            identity_only(item.head.trigger, item.msg) if item.head.message_code == "ADT" else None
-        )
+        order = None
+        if item.head.message_code == "ADT":
+            traits = identity_only(item.head.trigger, item.msg)
+        else:
+            traits, order = new_order(item.head, item.msg)
         if traits is None:
             break
-        lead.append((item, traits))
+        key = (item.sender.establishment_id, traits.ipp.strip())
+        if key in ordered:
+            break
+        if order is not None:
+            ordered.add(key)
+        lead.append((item, traits, order))
     return lead
+
+
+async def _with_ids(
+    db: AsyncSession,
+    lead: Sequence[tuple[Received, Traits, Order | None]],
+    rows: list[PatientIdentity],
+) -> list[PatientIdentity]:
+    """``rows``, the identities of ``lead``, with those of its orders that the run
+    created (``write_new`` inserted them, their ids unread) read back in one SELECT."""
+    keys = [
+        (item.sender.establishment_id, row.ipp)
+        for (item, _, order), row in zip(lead, rows, strict=True)
+        if order is not None and row.id is None
+    ]
+    if not keys:
+        return rows
+    written = await patients_service.read_ahead(db, keys)
+    found = []
+    for (item, _, _), row in zip(lead, rows, strict=True):
+        if row.id is None:
+            row = written.rows.get((item.sender.establishment_id, row.ipp)) or row
+        found.append(row)
+    return found
 
 
 async def _careful(app: AppContext, items: Sequence[Received], now: datetime) -> list[Outcome]:
@@ -153,8 +228,7 @@ async def _one(
             hl7_in.supported(item.head)
             await _apply(app, db, item, now, effects)
             text = hl7_in.ack(item.msg, "AA", None, effects.warnings)
-            db.add(Hl7Message(**_keep(item, now, text, effects)))
-            await db.flush()
+            await db.execute(_STORE, _keep(item, now, text, effects))
         return text, effects
     except Hl7Error as exc:
         error = exc
@@ -168,8 +242,7 @@ async def _one(
     text = hl7_in.ack(item.msg, error.ack_code, error)
     try:
         async with _scope(db, alone):
-            db.add(Hl7Message(**_keep(item, now, text, effects, error)))
-            await db.flush()
+            await db.execute(_STORE, _keep(item, now, text, effects, error))
     except IntegrityError:
         return await _again(db, item)
     return text, effects
@@ -242,20 +315,26 @@ async def _commit(db: AsyncSession, applied: Sequence[Effects]) -> None:
     """The group's audit rows chained in one go, last (docs/audit.md), then the commit."""
     # A new exam's JSON names the site and the people: loaded in this transaction
     # (the session keeps it past the commit) rather than in a second one after it.
-    for effects in applied:
-        for exam, _choice in effects.routed:
-            await db.refresh(exam)
+    # One read for the group's new exams (the session's objects, filled in place).
+    created = [exam.id for effects in applied for exam, _choice in effects.routed]
+    if created:
+        (await db.execute(_CREATED, {"ids": created})).scalars().all()
     await audit.record_many(db, [entry for effects in applied for entry in effects.audits])
     await db.commit()
 
 
 async def _apply(
-    app: AppContext, db: AsyncSession, item: Received, now: datetime, effects: Effects
+    app: AppContext,
+    db: AsyncSession,
+    item: Received,
+    now: datetime,
+    effects: Effects,
+    router: Router | None = None,
 ) -> None:
     if item.head.message_code == "ADT":
         await apply_adt(db, item.sender, item.head.trigger, item.msg, now, effects)
     else:
-        await apply_order(app.settings, db, item.sender, item.msg, now, effects)
+        await apply_order(app.settings, db, item.sender, item.msg, now, effects, router)
 
 
 def internal_failure(msg: hl7.Message) -> str:

@@ -3,23 +3,26 @@ exam through the form's service or keeps a draft, ``CA`` cancels."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import hl7
 from pydantic import ValidationError
-from sqlalchemy import bindparam, exists, or_, select
+from sqlalchemy import CompoundSelect, bindparam, exists, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.lifecycle import Command, LifecycleError, decide, sources
 from rooms.types import ExamStatus, Role
 from server.core.config import Settings
 from server.core.errors import ApiError
-from server.core.models import Exam, User
+from server.core.models import Exam, PatientIdentity, User
 from server.exams import owed, routing
 from server.exams.service import (
     ExamRequest,
     Requester,
+    Requests,
     append_event,
     check_onset,
     create_exam,
@@ -52,16 +55,58 @@ async def apply_order(
     msg: hl7.Message,
     now: datetime,
     e: Effects,
+    router: routing.Router | None = None,
 ) -> None:
     """An order: its patient first (as A31), then ``NW`` or ``CA``."""
     traits = hl7_in.patient(msg)
     request = hl7_in.order(msg)
     patient = await upsert_identity(db, sender, traits, now, e)
+    await place(settings, db, sender, request, patient, now, e, router)
+
+
+def new_order(
+    head: hl7_in.Header, msg: hl7.Message
+) -> tuple[patients.Traits, hl7_in.Order] | tuple[None, None]:
+    """The patient and the request of a new order (``NW``) that reads well, read
+    once; ``(None, None)`` for any other message (applied as usual, it gets its
+    AE when it does not read well)."""
+    try:
+        hl7_in.supported(head)
+        traits, request = hl7_in.patient(msg), hl7_in.order(msg)
+    except Hl7Error:
+        return None, None
+    if request.control != "NW":
+        return None, None
+    return traits, request
+
+
+async def place(
+    settings: Settings,
+    db: AsyncSession,
+    sender: Sender,
+    request: hl7_in.Order,
+    patient: PatientIdentity,
+    now: datetime,
+    e: Effects,
+    router: routing.Router | None = None,
+    batch: Batch | None = None,
+) -> None:
+    """The order once its patient is known: ``NW`` requests the exam or keeps a
+    draft, ``CA`` cancels. ``router``: the routing of the order's group, whose
+    requests are made at ``now`` (a new one when None); ``batch``: the new orders
+    at the head of a group, whose exams are written together."""
+    router = router or routing.Router(now)
     e.detail["placer_order_number"] = request.placer_number
     if request.control == "CA":
+        router.forget()  # an exam cancelled no longer counts in its radiologist's load
         await cancel(db, sender, request.placer_number, now, e)
         return
-    if await placed(db, sender.establishment_id, request.placer_number):
+    key = (sender.establishment_id, request.placer_number)
+    if (
+        key in batch.placed
+        if batch is not None
+        else await placed(db, sender.establishment_id, request.placer_number)
+    ):
         raise Hl7Error(
             "AE",
             hl7_in.DUPLICATE_KEY_IDENTIFIER,
@@ -88,6 +133,8 @@ async def apply_order(
         )
         db.add(draft)
         await db.flush()
+        if batch is not None:
+            batch.placed.add(key)
         e.audit(
             action="order.draft",
             username=who(sender),
@@ -154,17 +201,30 @@ async def apply_order(
         seg, f = REQUEST_FIELDS.get(name, ("OBR", 4))
         raise Hl7Error("AE", hl7_in.DATA_TYPE_ERROR, f"{name}: {first['msg']}", seg, f) from None
     requester = await requester_for(db, sender, request.ordering_provider)
-    choice = await routing.route(db, sender.establishment_id, now)
-    exam, event = await create_exam(
-        db,
-        settings,
-        requester,
-        req,
-        now,
-        choice.radiologist_id,
-        identity_id=patient.id,
-        placer_order_number=request.placer_number,
-    )
+    choice = await router.route(db, sender.establishment_id)
+    if batch is None:
+        exam, event = await create_exam(
+            db,
+            settings,
+            requester,
+            req,
+            now,
+            choice.radiologist_id,
+            identity_id=patient.id,
+            placer_order_number=request.placer_number,
+        )
+    else:
+        batch.placed.add(key)
+        exam, event = batch.requests.add(
+            db,
+            settings,
+            requester,
+            req,
+            now,
+            choice.radiologist_id,
+            identity_id=patient.id,
+            placer_order_number=request.placer_number,
+        )
     e.audit(
         action="exam.request",
         username=who(sender),
@@ -250,6 +310,39 @@ _PLACED = select(
             )
         ),
     )
+)
+
+
+@dataclass
+class Batch:
+    """The new orders (``NW``) at the head of a group (server/interfaces/group.py):
+    whether their placer numbers were received already is read in one SELECT
+    (:meth:`read`), and their exams are written together (``requests.write``)."""
+
+    #: (establishment, placer number) of the orders that became an exam or a draft,
+    #: before the group or in it.
+    placed: set[tuple[int, str]] = field(default_factory=set)
+    requests: Requests = field(default_factory=Requests)
+
+    @classmethod
+    async def read(cls, db: AsyncSession, keys: Sequence[tuple[int, str]]) -> Batch:
+        batch = cls()
+        placers = sorted({placer for _est, placer in keys})
+        if placers:
+            rows = await db.execute(_PLACED_AMONG, {"placers": placers})
+            batch.placed.update((row[0], row[1]) for row in rows)
+        return batch
+
+
+# The orders among ``:placers`` that became an exam or wait as a draft (built once).
+_PLACED_AMONG: CompoundSelect[Any] = union_all(
+    select(Exam.establishment_id, Exam.placer_order_number).where(
+        Exam.placer_order_number.in_(bindparam("placers", expanding=True))
+    ),
+    select(OrderDraft.establishment_id, OrderDraft.placer_order_number).where(
+        OrderDraft.placer_order_number.in_(bindparam("placers", expanding=True)),
+        OrderDraft.status != "cancelled",
+    ),
 )
 
 
