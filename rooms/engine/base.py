@@ -132,6 +132,12 @@ class Engine(ABC):
     async def timer_schedule(self, key: str, due_at: float, payload: Message) -> None:
         """Fire `payload` at `due_at` (epoch seconds); scheduling a key again replaces it."""
 
+    async def timer_schedule_many(self, timers: list[tuple[str, float, Message]]) -> None:
+        """`timer_schedule` of several (key, due_at, payload); an engine may send them
+        in one round trip. A key named twice keeps its last due time and payload."""
+        for key, due_at, payload in timers:
+            await self.timer_schedule(key, due_at, payload)
+
     @abstractmethod
     async def timer_cancel(self, key: str) -> None:
         """Forget a timer; no-op if it does not exist or has fired."""

@@ -325,6 +325,16 @@ class RedisEngine(Engine):
             pipe.hset(payloads, key, json.dumps(payload))
             await pipe.execute()
 
+    async def timer_schedule_many(self, timers: list[tuple[str, float, Message]]) -> None:
+        if not timers:
+            return
+        due, payloads = self._timer_keys()
+        # One ZADD and one HSET in one transaction: the dicts keep a key's last values.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(due, {key: due_at for key, due_at, _ in timers})
+            pipe.hset(payloads, mapping={key: json.dumps(p) for key, _, p in timers})
+            await pipe.execute()
+
     async def timer_cancel(self, key: str) -> None:
         due, payloads = self._timer_keys()
         async with self._redis.pipeline(transaction=True) as pipe:

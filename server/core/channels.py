@@ -43,6 +43,22 @@ def frame(kind: str, exam: dict[str, Any] | None, body: dict[str, Any]) -> dict[
     return {"type": "notification", "kind": kind, "exam": exam, "body": body}
 
 
+def notifications(
+    kind: str,
+    exam: dict[str, Any] | None,
+    body: dict[str, Any],
+    *,
+    users: Iterable[int] = (),
+    roles: Iterable[str] = (),
+) -> list[tuple[str, dict[str, Any]]]:
+    """One notification for each named user and role channel (each at most once), as
+    (channel, message) pairs for the engine's ``publish_many``."""
+    message = frame(kind, exam, body)
+    return [(user_channel(user_id), message) for user_id in dict.fromkeys(users)] + [
+        (role_channel(role), message) for role in dict.fromkeys(roles)
+    ]
+
+
 async def notify(
     app: AppContext,
     kind: str,
@@ -52,9 +68,6 @@ async def notify(
     users: Iterable[int] = (),
     roles: Iterable[str] = (),
 ) -> None:
-    """Push one notification to each named user and role channel (each at most once)."""
-    message = frame(kind, exam, body)
-    for user_id in dict.fromkeys(users):
-        await app.bus.publish(user_channel(user_id), message)
-    for role in dict.fromkeys(roles):
-        await app.bus.publish(role_channel(role), message)
+    """Push one notification to each named user and role channel (each at most once),
+    in one round trip to the engine."""
+    await app.bus.publish_many(notifications(kind, exam, body, users=users, roles=roles))

@@ -104,9 +104,7 @@ async def schedule_new(app: AppContext, exam: Exam) -> None:
     except ValueError as exc:  # a status without its timestamp: nothing to time
         log.error("cannot plan escalations: %s", exc)
         return
-    await asyncio.gather(
-        *(app.bus.timer_schedule(d.key, d.due_at, {"exam_id": exam.id}) for d in pending)
-    )
+    await app.bus.timer_schedule_many([(d.key, d.due_at, {"exam_id": exam.id}) for d in pending])
 
 
 async def rebuild(app: AppContext, batch: int = 500, stop: asyncio.Event | None = None) -> int:

@@ -31,6 +31,37 @@ def _frame(event: EventJson) -> dict[str, Any]:
     return {"type": "event", "event": event}
 
 
+def event_frames(
+    exam_id: str, events: Iterable[ExamEvent | EventJson]
+) -> tuple[list[tuple[str, dict[str, Any]]], list[EventJson]]:
+    """One exam's committed events as (channel, frame) pairs for the engine's
+    ``publish_many``, and the events rendered (for :func:`replan`). ``events`` are
+    rows, or their JSON already rendered (with the author's name, for instance)."""
+    rendered = [event_json(e) if isinstance(e, ExamEvent) else e for e in events]
+    channel = room_channel(exam_id)
+    return [(channel, _frame(event)) for event in rendered], rendered
+
+
+async def replan(
+    app: AppContext, exam: Exam | str, rendered: Sequence[EventJson], *, created: bool = False
+) -> None:
+    """After its events are published: re-plan the exam's escalation timers if one of
+    them may have moved a deadline (``created``: see :func:`publish_events`)."""
+    if not any(moves_deadlines(e["kind"]) for e in rendered):
+        return
+    # Every committed state change re-plans the exam's escalation timers. The change
+    # is committed whatever happens here; the worker's periodic rebuild repairs a
+    # failed re-plan, so it must not turn a done command into an error.
+    exam_id = exam if isinstance(exam, str) else exam.id
+    try:
+        if created and isinstance(exam, Exam):
+            await schedule_new(app, exam)
+        else:
+            await sync_timers(app, exam)
+    except Exception:
+        log.exception("re-planning the timers of exam %s failed", exam_id)
+
+
 async def publish_events(
     app: AppContext,
     exam: Exam | str,
@@ -38,26 +69,15 @@ async def publish_events(
     *,
     created: bool = False,
 ) -> None:
-    """Publish one exam's committed events, in order, then re-plan its timers if
-    one of them may have moved a deadline. ``events`` are rows, or their JSON
-    already rendered (with the author's name, for instance). ``created``: ``exam``
-    is the row of an exam its transaction created, loaded before the commit, and
-    its timers are planned from it without reading it back."""
+    """Publish one exam's committed events, in order and in one round trip, then
+    re-plan its timers if one of them may have moved a deadline. ``events`` are
+    rows, or their JSON already rendered (with the author's name, for instance).
+    ``created``: ``exam`` is the row of an exam its transaction created, loaded
+    before the commit, and its timers are planned from it without reading it back."""
     exam_id = exam if isinstance(exam, str) else exam.id
-    rendered = [event_json(e) if isinstance(e, ExamEvent) else e for e in events]
-    for event in rendered:
-        await app.bus.publish(room_channel(exam_id), _frame(event))
-    if any(moves_deadlines(e["kind"]) for e in rendered):
-        # Every committed state change re-plans the exam's escalation timers. The change
-        # is committed whatever happens here; the worker's periodic rebuild repairs a
-        # failed re-plan, so it must not turn a done command into an error.
-        try:
-            if created and isinstance(exam, Exam):
-                await schedule_new(app, exam)
-            else:
-                await sync_timers(app, exam)
-        except Exception:
-            log.exception("re-planning the timers of exam %s failed", exam_id)
+    frames, rendered = event_frames(exam_id, events)
+    await app.bus.publish_many(frames)
+    await replan(app, exam, rendered, created=created)
 
 
 async def publish_batch(app: AppContext, events: Sequence[tuple[str, EventJson]]) -> None:

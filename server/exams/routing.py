@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +23,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from rooms.escalation import Reason, routing_key
 from rooms.types import ExamStatus
-from server.core.channels import notify
+from server.core.channels import notifications
 from server.core.context import AppContext
 from server.core.models import Exam
 from server.exams.service import exam_json
@@ -141,11 +142,16 @@ def alert_body(choice: Choice, exam_id: str) -> dict[str, object]:
 
 
 async def announce(app: AppContext, exam: Exam, choice: Choice) -> None:
-    """After commit: tell the assignee, the coordinators' board and the radiologists."""
+    """After commit: tell the assignee, the coordinators' board and the radiologists,
+    in one round trip to the engine."""
+    await app.bus.publish_many(announcements(app, exam, choice))
+
+
+def announcements(app: AppContext, exam: Exam, choice: Choice) -> list[tuple[str, dict[str, Any]]]:
+    """What :func:`announce` publishes, as (channel, message) pairs, in order."""
     body = exam_json(exam, app.settings)
     if choice.duty is not None:
-        await notify(
-            app,
+        told = notifications(
             "exam.assigned",
             body,
             {
@@ -157,8 +163,8 @@ async def announce(app: AppContext, exam: Exam, choice: Choice) -> None:
             roles=["coordinator"],
         )
     else:
-        await notify(
-            app, "escalation.raised", body, alert_body(choice, exam.id), roles=["coordinator"]
+        told = notifications(
+            "escalation.raised", body, alert_body(choice, exam.id), roles=["coordinator"]
         )
     # Every radiologist's worklist lists the requests nobody has accepted yet.
-    await notify(app, "exam.requested", body, {}, roles=["radiologist"])
+    return told + notifications("exam.requested", body, {}, roles=["radiologist"])

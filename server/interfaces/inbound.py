@@ -23,11 +23,11 @@ import hl7
 
 from server.core import audit
 from server.core.batching import Batcher
-from server.core.channels import notify
+from server.core.channels import notifications
 from server.core.context import AppContext
-from server.core.models import ExamEvent
+from server.core.models import Exam, ExamEvent
 from server.exams import routing
-from server.exams.publish import publish_events
+from server.exams.publish import event_frames, replan
 from server.interfaces import hl7_in
 from server.interfaces.effects import Effects
 from server.interfaces.group import Outcome, Peer, Received, apply_group, internal_failure
@@ -97,10 +97,12 @@ class Inbound:
         return sum(1 for at in self._last.values() if at > since)
 
     async def publish(self, effects: Effects | None) -> None:
-        """After the ACK: the committed exam events to the rooms (re-planning their
-        escalation timers), the new requests to the radiologists and coordinators.
-        Exam events are never lost: a room replays from SQL, the worker's rebuild
-        re-plans timers (docs/architecture.md "Events leave a transaction in one place")."""
+        """After the ACK: the committed exam events to the rooms, the new requests to
+        the radiologists and coordinators, the drafts to their authors, all in one
+        round trip to the engine and in that order; then the escalation timers of the
+        exams concerned are re-planned. Exam events are never lost: a room replays
+        from SQL, the worker's rebuild re-plans timers (docs/architecture.md "Events
+        leave a transaction in one place")."""
         if effects is None:
             return
         by_exam: dict[str, list[ExamEvent]] = {}
@@ -108,13 +110,20 @@ class Inbound:
             by_exam.setdefault(exam_id, []).append(event)
         # The exams the message created, loaded before its commit.
         created = {exam.id: exam for exam, _choice in effects.routed}
+        messages: list[tuple[str, dict[str, Any]]] = []
+        timed: list[tuple[Exam | str, list[dict[str, Any]]]] = []
         for exam_id, events in by_exam.items():
-            new = created.get(exam_id)
-            await publish_events(self.app, new or exam_id, events, created=new is not None)
+            frames, rendered = event_frames(exam_id, events)
+            messages += frames
+            timed.append((created.get(exam_id) or exam_id, rendered))
         for exam, choice in effects.routed:
-            await routing.announce(self.app, exam, choice)
+            messages += routing.announcements(self.app, exam, choice)
         for users, body in effects.drafts:
-            await notify(self.app, "order.draft", None, body, users=users)
+            messages += notifications("order.draft", None, body, users=users)
+        if messages:
+            await self.app.bus.publish_many(messages)
+        for exam_or_id, rendered in timed:
+            await replan(self.app, exam_or_id, rendered, created=not isinstance(exam_or_id, str))
 
     async def _refused(
         self, peer: Peer, head: Header | None, exc: Hl7Error, extra: dict[str, Any]

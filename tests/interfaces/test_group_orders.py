@@ -262,3 +262,39 @@ async def test_an_order_repeated_in_its_group_is_refused(hl7_listener: Hl7Listen
     assert [a[0] for a in answers] == ["AA", "AA", "AE"]
     placers = sorted(e[0] for e in (await state(hl7_listener, "HOPA"))["exams"])
     assert placers == ["CMD-0", "CMD-20", "CMD-21", "typed"]
+
+
+async def test_what_an_order_publishes_leaves_in_one_round_trip(
+    hl7_listener: Hl7Listener,
+) -> None:
+    """The room's events, the notifications of a new request and those of a draft
+    leave in one ``publish_many`` per message, in that order (inbound.Inbound.publish)."""
+    await before(hl7_listener, "HOPA")
+    bus = hl7_listener.app.bus
+    sent: list[list[tuple[str, Any]]] = []
+    publish_many = bus.publish_many
+
+    async def recorded(messages: list[tuple[str, Any]]) -> None:
+        sent.append(list(messages))
+        await publish_many(messages)
+
+    bus.publish_many = recorded  # type: ignore[method-assign]
+    try:
+        [ack] = await as_group(hl7_listener, [order("HOPA", "CMD-P1", "IPP-P1")])
+        assert answer(ack)[0] == "AA"
+        [call] = sent
+        rooms = [frame["event"]["kind"] for channel, frame in call if channel.startswith("exam:")]
+        assert rooms and call[: len(rooms)] == [(c, f) for c, f in call if c.startswith("exam:")]
+        told = [(channel.split(":")[0], frame["kind"]) for channel, frame in call[len(rooms) :]]
+        assert told == [
+            ("user", "exam.assigned"),
+            ("role", "exam.assigned"),
+            ("role", "exam.requested"),
+        ]
+        sent.clear()
+        [ack] = await as_group(hl7_listener, [order("HOPA", "CMD-P2", "IPP-P2", question=None)])
+        assert answer(ack)[0] == "AA"
+        [call] = sent
+        assert [f["kind"] for c, f in call if not c.startswith("exam:")][-1] == "order.draft"
+    finally:
+        del bus.publish_many

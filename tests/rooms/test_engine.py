@@ -253,6 +253,22 @@ async def test_rescheduling_a_key_replaces_it_and_cancel_forgets_it(engines: Pai
     assert await a.timer_claim_due(200.0) == [("k", {"v": 2})]
 
 
+async def test_timers_scheduled_together_are_each_scheduled(engines: Pair) -> None:
+    a, b = engines
+    await a.timer_schedule("e1:accept:1", 500.0, {"v": 0})
+    await a.timer_schedule_many(
+        [("e1:accept:1", 100.0, {"v": 1}), ("e1:accept:2", 300.0, {"v": 2}), ("k", 50.0, {})]
+        + [("k", 200.0, {"v": 3})]
+    )
+    await a.timer_schedule_many([])
+    assert await b.timer_count() == 3
+    assert await b.timer_claim_due(1000.0) == [
+        ("e1:accept:1", {"v": 1}),
+        ("k", {"v": 3}),
+        ("e1:accept:2", {"v": 2}),
+    ]
+
+
 async def test_claim_respects_the_limit_earliest_first(engines: Pair) -> None:
     a, _ = engines
     for n in range(10):
