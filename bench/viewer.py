@@ -1,6 +1,6 @@
 """The reading viewer in headless Chromium (docs/benchmarks.md "Viewer").
 
-    python bench/viewer.py [--slices 300] [--size 512] [--runs 3]
+    python bench/viewer.py [--slices 300] [--size 512] [--runs 3] [--cold-only] [--profile]
 
 One `teleimagerie serve` process on SQLite, one exam seeded in SQL and assigned to the
 radiologist, a synthetic axial CT of N slices of size x size (16-bit, 0.5 mm pixels,
@@ -31,6 +31,10 @@ Debian's Chromium (Playwright, headless) with the radiologist's session cookie:
 - first image in a new tab of the same browser context, the first one closed: nothing
   evaluated in that tab, the HTTP cache holding what the first tab fetched (the
   radiologist's next exam).
+
+`--cold-only` stops each run after the cold open's two figures and phases (no scroll,
+MPR, warm or new-tab figures): about 30 s an invocation, for A/B runs alternated with a
+copy of another version.
 
 The vendored bundle is kept for good under its hashed name (docs/frontend.md), but a
 fresh context has nothing cached: a cold open downloads (compressed) and compiles the
@@ -140,7 +144,13 @@ def print_profile(what: str, profile: dict) -> None:
 
 
 async def one_run(
-    browser, base: str, token: str, exam_id: str, count: int, profile: bool = False
+    browser,
+    base: str,
+    token: str,
+    exam_id: str,
+    count: int,
+    profile: bool = False,
+    cold_only: bool = False,
 ) -> dict[str, float]:
     context = await browser.new_context(viewport={"width": 1920, "height": 1080})
     await context.add_cookies([{"name": "ti_session", "value": token, "url": base}])
@@ -155,14 +165,33 @@ async def one_run(
     await page.goto(f"{base}/#/exam/{exam_id}")
     await page.wait_for_selector(FIRST_SHOWN, state="attached", timeout=60_000)
     shown = time.perf_counter() - t0
+    if profile:
+        taken = await cdp.send("Profiler.stop")
+        print_profile("the cold open, to the archive's image", taken["profile"])
+        await cdp.send("Profiler.start")
     await page.wait_for_selector("#viewer-canvas[data-slice='1']", timeout=60_000)
     first = time.perf_counter() - t0
     if profile:
         taken = await cdp.send("Profiler.stop")
-        print_profile("the cold open, to the first image", taken["profile"])
+        print_profile("the cold open, from the archive's image to Cornerstone's", taken["profile"])
     phases = await page.evaluate(PHASES)
     # Where the page's clock starts (its navigation) after page.goto was called.
     phases["(goto called)"] = wall0 - await page.evaluate("performance.timeOrigin")
+    if cold_only:
+        await context.close()
+        return {
+            **{
+                k: v / 1000
+                for k, v in (
+                    ("shown_page", phases.get("viewer:preview-shown")),
+                    ("first_page", phases.get("viewer:first-image")),
+                )
+                if v is not None
+            },
+            "shown": shown,
+            "first": first,
+            **{f"phase:{k}": v for k, v in phases.items()},
+        }
 
     # Scroll once the stack is loaded: wait until every slice is in Cornerstone's cache
     # (the prefetch), then step through it with the keyboard.
@@ -271,9 +300,14 @@ PHASES = r"""(() => {
   const app = pick((n) => n.endsWith('/app.js'));
   const named = pick((n) => n.endsWith('/first-image'));
   const rendered = pick((n) => /\/frames\/1\/rendered$/.test(n));
-  if (named) out['first slice named (answer)'] = named.responseEnd;
+  if (named) {
+    out['first slice named (sent)'] = named.requestStart;
+    out['first slice named (answer)'] = named.responseEnd;
+  }
   if (rendered) {
     out['archive-rendered slice 1 request'] = rendered.startTime;
+    out['archive-rendered slice 1 sent'] = rendered.requestStart;
+    out['archive-rendered slice 1 first byte'] = rendered.responseStart;
     out['archive-rendered slice 1 received'] = rendered.responseEnd;
   }
   if (app) out['app.js loaded'] = app.responseEnd;
@@ -320,7 +354,13 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="print CPU profiles (CDP) of the cold open and of the direct scroll",
+        help="print CPU profiles (CDP) of the cold open (to the archive's image, then to"
+        " Cornerstone's) and of the direct scroll",
+    )
+    parser.add_argument(
+        "--cold-only",
+        action="store_true",
+        help="time the cold open alone (no scroll, MPR, warm or new-tab figures)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -351,7 +391,13 @@ async def bench(args: argparse.Namespace, work: Path, url: str) -> None:
             for _ in range(args.runs):
                 results.append(
                     await one_run(
-                        browser, server.url, token, data.exam_ids[0], args.slices, args.profile
+                        browser,
+                        server.url,
+                        token,
+                        data.exam_ids[0],
+                        args.slices,
+                        args.profile,
+                        args.cold_only,
                     )
                 )
             await browser.close()
