@@ -189,11 +189,14 @@ async def create_exam(
     *,
     identity_id: int | None = None,
     placer_order_number: str | None = None,
+    batch: Requests | None = None,
 ) -> tuple[Exam, ExamEvent]:
     """Insert the exam and its ``exam.requested`` event (seq 1) in one transaction.
 
     ``identity_id`` links it to the identity received from the hospital (docs/patients.md)
     and ``placer_order_number`` keeps the number of the order it came from (docs/hl7.md).
+    With ``batch``, the exam is the session's object at once and its rows are written
+    with the batch's (:meth:`Requests.write`).
     """
     if req.stroke is not None and req.stroke.onset_at is not None:
         check_onset(req.stroke.onset_at, now)
@@ -201,6 +204,9 @@ async def create_exam(
         values, event = _drawn(
             settings, requester, req, now, assigned_radiologist_id, identity_id, placer_order_number
         )
+        if batch is not None:
+            batch.add(values, event)
+            return _persistent(db, values), event
         if not await _insert_new(db, values):
             continue  # an accession number collided: draw again
         exam = _persistent(db, values)
@@ -282,36 +288,18 @@ def _drawn(
 
 class Requests:
     """New exams of one transaction written together (the orders at the head of a
-    group, docs/hl7.md "Acknowledgements"): each is the session's object at once,
-    and :meth:`write` inserts the rows, then their events, one statement each. An
-    accession number or a study UID drawn that is taken fails the insert (the
+    group, docs/hl7.md "Acknowledgements"): :func:`create_exam` with ``batch`` adds
+    each, and :meth:`write` inserts the rows, then their events, one statement each.
+    An accession number or a study UID drawn that is taken fails the insert (the
     caller applies its requests again, one by one, each with :func:`create_exam`)."""
 
     def __init__(self) -> None:
         self._exams: list[dict[str, Any]] = []
         self._events: list[dict[str, Any]] = []
 
-    def add(
-        self,
-        db: AsyncSession,
-        settings: Settings,
-        requester: Requester,
-        req: ExamRequest,
-        now: datetime,
-        assigned_radiologist_id: int | None = None,
-        *,
-        identity_id: int | None = None,
-        placer_order_number: str | None = None,
-    ) -> tuple[Exam, ExamEvent]:
-        """What :func:`create_exam` gives, its rows written by :meth:`write`."""
-        if req.stroke is not None and req.stroke.onset_at is not None:
-            check_onset(req.stroke.onset_at, now)
-        values, event = _drawn(
-            settings, requester, req, now, assigned_radiologist_id, identity_id, placer_order_number
-        )
+    def add(self, values: dict[str, Any], event: ExamEvent) -> None:
         self._exams.append(values)
         self._events.append(_event_row(event))
-        return _persistent(db, values), event
 
     async def write(self, db: AsyncSession) -> None:
         if self._exams:

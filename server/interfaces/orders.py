@@ -202,16 +202,19 @@ async def place(
         raise Hl7Error("AE", hl7_in.DATA_TYPE_ERROR, f"{name}: {first['msg']}", seg, f) from None
     requester = await requester_for(db, sender, request.ordering_provider)
     choice = await router.route(db, sender.establishment_id)
-    args = (db, settings, requester, req, now, choice.radiologist_id)
-    links: dict[str, Any] = {
-        "identity_id": patient.id,
-        "placer_order_number": request.placer_number,
-    }
-    if batch is None:
-        exam, event = await create_exam(*args, **links)
-    else:
+    if batch is not None:
         batch.placed.add(key)
-        exam, event = batch.requests.add(*args, **links)
+    exam, event = await create_exam(
+        db,
+        settings,
+        requester,
+        req,
+        now,
+        choice.radiologist_id,
+        identity_id=patient.id,
+        placer_order_number=request.placer_number,
+        batch=batch.requests if batch is not None else None,
+    )
     e.audit(
         action="exam.request",
         username=who(sender),
