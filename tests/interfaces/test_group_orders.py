@@ -9,11 +9,9 @@ radiologists on duty, then the two establishments are compared."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
-import hl7
 from sqlalchemy import select
 
 from server.accounts.service import add_user
@@ -21,15 +19,13 @@ from server.core import audit
 from server.core.audit import AuditEntry
 from server.core.models import Establishment, Exam, ExamEvent, PatientIdentity, User
 from server.exams.service import ExamRequest, create_exam
-from server.interfaces.inbound import Peer
 from server.roster.service import Shift
 from tests.helpers import PASSWORD, exam_payload
 from tests.interfaces import messages as m
 from tests.interfaces.conftest import Hl7Listener
 from tests.interfaces.test_group import commits
-from tests.interfaces.test_group_identities import FACILITY, adt, answer, statements
+from tests.interfaces.test_group_identities import FACILITY, adt, answer, as_group, statements
 
-PEER = Peer(addr="127.0.0.1")
 #: Each establishment's radiologists: the first at his cap after two exams, the second not.
 CAPS = (("1", 2), ("2", 50))
 
@@ -70,16 +66,6 @@ def _at(est: str) -> dict[str, str]:
 def order(est: str, placer: str, ipp: str, **more: Any) -> str:
     traits = {"status": "PROV", "ins": None, **more.pop("traits", {})}
     return m.order(m.control_id(), placer, m.pid(ipp, **traits), **_at(est), **more)
-
-
-async def as_group(hl7_listener: Hl7Listener, texts: list[str]) -> list[hl7.Message]:
-    """The messages handed to the listener at the same moment (one group), each
-    published once acknowledged, as the listener does."""
-    inbound = hl7_listener.listener.inbound
-    replies = await asyncio.gather(*(inbound.handle(t.encode(), PEER) for t in texts))
-    for _reply, effects in replies:
-        await inbound.publish(effects)
-    return [hl7.parse(reply.decode()) for reply, _effects in replies]
 
 
 async def state(hl7_listener: Hl7Listener, est: str) -> dict[str, Any]:
