@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -94,17 +95,21 @@ async def test_frames_are_checked_when_they_arrive_too(
     make_settings: Callable[..., Settings], accounts: object
 ) -> None:
     """No periodic check runs here (every minute): the chat frame itself finds
-    that the session has expired, and is dropped; the socket is closed."""
-    settings = make_settings(session_idle_s=2, session_check_s=60, session_recheck_s=60)
+    that the session has expired, and is dropped; the socket is closed. The session's
+    idle clock runs from the login: the room is joined within its 3 s (a loaded
+    machine may take a second or two), and the frame sent just after they end."""
+    idle_s = 3
+    settings = make_settings(session_idle_s=idle_s, session_check_s=60, session_recheck_s=60)
     with LiveServer(settings) as server:
         async with httpx.AsyncClient(base_url=server.url) as http:
             urg = await login(http, "urg_a")
+            logged_in = time.monotonic()  # the session was last seen before this
             http.cookies.clear()
             resp = await http.post(
                 "/api/exams", json=exam_payload(), headers={"Authorization": f"Bearer {urg}"}
             )
             room = await room_of(server, resp.json()["id"], urg)
-            await asyncio.sleep(2.1)
+            await asyncio.sleep(max(0.0, logged_in + idle_s + 0.1 - time.monotonic()))
             await room.send({"type": "chat", "id": "late-2", "text": "trop tard"})
             code, _, frames = await closing(room.ws)  # type: ignore[arg-type]
     assert code == CloseCode.SESSION_ENDED
