@@ -286,3 +286,30 @@ async def test_the_room_connects_and_fills_its_panels_once_the_first_image_is_sh
     held.release.set()
     await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-slice", "1")
     await expect(rad.locator("#viewer-preview")).to_have_count(0)
+
+
+# formatNumber against the browser's own formatter, in both languages.
+NUMBERS = """async () => {
+  const { formatNumber } = await import('/i18n.js');
+  const values = [0, -0, 5, -5, 0.04, -0.04, 0.05, 0.15, 0.25, 0.35, 1.005, 2.345, -12.25,
+    123.45, 999.94, 999.95, -999.95, 1000, 1234.56, -98765.4321, 1e-7, 3e21, NaN, Infinity];
+  for (let i = 0; i < 2000; i += 1) values.push((i * 7.3579 - 3000) / 7);
+  const wrong = [];
+  for (const lang of ['fr', 'en']) for (const digits of [0, 1, 2]) for (const x of values) {
+    const want = x.toLocaleString(lang, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    const got = formatNumber(x, digits, lang);
+    if (got !== want) wrong.push([lang, digits, String(x), want, got]);
+  }
+  return wrong;
+}"""
+
+
+async def test_numbers_written_by_hand_as_the_browser_writes_them(
+    live_server: LiveServer, new_context
+) -> None:
+    """The viewer's positions, thicknesses and measures (formatNumber, written by hand
+    under 1000 so that the first image does not wait for the browser's number
+    formatter) read exactly as toLocaleString writes them, rounding included."""
+    page = await (await new_context(DESKTOP)).new_page()
+    await page.goto(f"{live_server.url}/#/login")
+    assert await page.evaluate(NUMBERS) == []
