@@ -278,12 +278,13 @@ def print_trace(trace: dict, until: str = "viewer:preview-shown") -> None:
         (e for e in events if e.get("pid") == pid and e.get("tid") == main), key=lambda e: e["ts"]
     ):
         if e["ph"] == "X" and "dur" in e:
-            spans.append((e["ts"], e["dur"], e["name"], e.get("args", {})))
+            spans.append((e["ts"], e["dur"], e["name"], e.get("args", {}), e.get("tdur", 0)))
         elif e["ph"] == "B":
             open_.append(e)
         elif e["ph"] == "E" and open_:
             b = open_.pop()
-            spans.append((b["ts"], e["ts"] - b["ts"], b["name"], b.get("args", {})))
+            cpu = e.get("tts", 0) - b.get("tts", 0)
+            spans.append((b["ts"], e["ts"] - b["ts"], b["name"], b.get("args", {}), cpu))
     spans = [s for s in spans if s[0] + s[1] > start and s[0] < end]
     spans.sort(key=lambda s: (s[0], -s[1]))
     # Self time of each span: its duration less that of the spans directly inside it.
@@ -294,9 +295,12 @@ def print_trace(trace: dict, until: str = "viewer:preview-shown") -> None:
     def close(item: list) -> None:
         self_us[item[1]] = self_us.get(item[1], 0) + item[3] - item[2]
 
-    for ts, dur, name, args in spans:
+    cpu_us = 0.0  # the thread's CPU time in its outermost spans (tdur): load does not add to it
+    for ts, dur, name, args, cpu in spans:
         while stack and stack[-1][0] <= ts:
             close(stack.pop())
+        if not stack:
+            cpu_us += cpu
         detail = TRACE_DETAIL.get(name, lambda a: None)(args)
         key = f"{name} {detail}".strip() if detail else name
         if stack:
@@ -316,7 +320,10 @@ def print_trace(trace: dict, until: str = "viewer:preview-shown") -> None:
         d for k, d in self_us.items() if k not in ("RunTask", "ThreadControllerImpl::RunTask")
     )
     span = (end - start) / 1000
-    print(f"  main thread, navigation -> {until} ({span:.0f} ms): {busy / 1000:.0f} ms of work")
+    print(
+        f"  main thread, navigation -> {until} ({span:.0f} ms): {busy / 1000:.0f} ms of work,"
+        f" {cpu_us / 1000:.0f} ms of CPU"
+    )
     for key, us in sorted(self_us.items(), key=lambda kv: -kv[1])[:18]:
         print(f"    {us / 1000:7.1f} ms  {key[:110]}")
     sampled = print_samples(events, pid, start, end)

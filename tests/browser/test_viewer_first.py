@@ -220,14 +220,16 @@ AFTER = """(examId) => {
     metadataRead: mark('viewer:metadata-end'),
     report: started((u) => u.pathname === `/api/exams/${examId}/report`),
     priors: started((u) => u.pathname === `/api/exams/${examId}/priors`),
-    alarm: started((u) => u.pathname === '/api/exams' && u.searchParams.get('status') === 'requested'),
+    alarm: started((u) => u.pathname === '/api/exams'
+      && u.searchParams.get('status') === 'requested'),
   };
 }"""
 
 SLOW_FRAMES = """(() => {
   const frame = window.requestAnimationFrame.bind(window);
   window.requestAnimationFrame = (callback) => {
-    if (performance.getEntriesByName('viewer:preview-shown', 'mark').length) return frame(callback);
+    const shown = performance.getEntriesByName('viewer:preview-shown', 'mark').length;
+    if (shown) return frame(callback);
     return setTimeout(() => frame(callback), 300);
   };
 })()"""
@@ -236,7 +238,8 @@ SLOW_FRAMES = """(() => {
 TIMES = """async (examId) => {
   const exam = await (await fetch(`/api/exams/${examId}`)).json();
   const want = Object.values(exam.times || {}).filter(Boolean)
-    .map((iso) => new Date(iso).toLocaleTimeString('fr-FR', { hour: '2-digit', minute: '2-digit' }));
+    .map((iso) => new Date(iso)
+      .toLocaleTimeString('fr-FR', { hour: '2-digit', minute: '2-digit' }));
   const shown = [...document.querySelectorAll('#room-head .step-time')].map((e) => e.textContent);
   return { want, shown: shown.filter(Boolean) };
 }"""
@@ -296,7 +299,8 @@ NUMBERS = """async () => {
   for (let i = 0; i < 2000; i += 1) values.push((i * 7.3579 - 3000) / 7);
   const wrong = [];
   for (const lang of ['fr', 'en']) for (const digits of [0, 1, 2]) for (const x of values) {
-    const want = x.toLocaleString(lang, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    const options = { minimumFractionDigits: digits, maximumFractionDigits: digits };
+    const want = x.toLocaleString(lang, options);
     const got = formatNumber(x, digits, lang);
     if (got !== want) wrong.push([lang, digits, String(x), want, got]);
   }
