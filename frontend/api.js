@@ -115,7 +115,10 @@ export const api = {
     request("GET", `/api/report-templates?${new URLSearchParams({ modality: modality || "", body_part: bodyPart || "" })}`),
 };
 
-/** GET a DICOMweb JSON resource (QIDO, metadata); null when the service is absent. */
+/**
+ * GET a DICOMweb JSON resource (QIDO, metadata); null when the service is absent.
+ * `parseAfter`: a promise the JSON's parse waits for (the request does not).
+ */
 export async function dicomJson(path, { parseAfter = null } = {}) {
   const resp = await fetch(path, {
     credentials: "same-origin",
