@@ -1,6 +1,7 @@
 """The reading viewer in headless Chromium (docs/benchmarks.md "Viewer").
 
-    python bench/viewer.py [--slices 300] [--size 512] [--runs 3] [--cold-only] [--profile]
+    python bench/viewer.py [--slices 300] [--size 512] [--runs 3] [--cold-only]
+                           [--profile] [--trace]
 
 One `teleimagerie serve` process on SQLite, one exam seeded in SQL and assigned to the
 radiologist, a synthetic axial CT of N slices of size x size (16-bit, 0.5 mm pixels,
@@ -8,8 +9,9 @@ radiologist, a synthetic axial CT of N slices of size x size (16-bit, 0.5 mm pix
 Debian's Chromium (Playwright, headless) with the radiologist's session cookie:
 
 - first image, two figures from the navigation to the room, each on the page's own
-  clock (a Performance API mark) and as seen by Playwright (`page.goto` to the element
-  read back: it adds Playwright's polling of a busy page):
+  clock (a Performance API mark) and as seen by the bench (`page.goto` to the mark,
+  awaited through DevTools: nothing of Playwright's is injected into the page before
+  it, its selectors' script took 15-20 ms of the main thread in the room's mount):
   (1) "first image on screen (archive-rendered slice 1)": the archive's PNG rendering of
   the first slice shown in the viewer's place (`viewer:preview-shown`, the frame after it
   was put in; frontend/firstimage.js), before the library is evaluated;
@@ -32,6 +34,11 @@ Debian's Chromium (Playwright, headless) with the radiologist's session cookie:
   evaluated in that tab, the HTTP cache holding what the first tab fetched (the
   radiologist's next exam).
 
+`--trace` prints, for each cold open, where the renderer's main thread spent its time
+from the navigation to the archive's image (a Chromium trace: each task of 4 ms or more
+with what ran in it, the self time of each kind of work, and the page's functions from
+the trace's CPU samples).
+
 `--cold-only` stops each run after the cold open's two figures and phases (no scroll,
 MPR, warm or new-tab figures): about 30 s an invocation, for A/B runs alternated with a
 copy of another version.
@@ -47,6 +54,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import statistics
 import sys
@@ -143,6 +151,202 @@ def print_profile(what: str, profile: dict) -> None:
         print(f"    {100 * n / total:5.1f} %  {key}")
 
 
+# Chromium's trace categories for where the main thread's time goes: tasks, scripts,
+# style, layout, paint (devtools.timeline), module compilation and evaluation (v8),
+# the page's own marks (blink.user_timing).
+TRACE_CATEGORIES = [
+    "devtools.timeline",
+    "disabled-by-default-devtools.timeline",
+    "v8",
+    "v8.execute",
+    "blink.user_timing",
+    "loading",
+    "disabled-by-default-v8.cpu_profiler",
+]
+# The names under which a task's time is told apart (what runs, not the task's wrapper).
+TRACE_DETAIL = {
+    "EvaluateScript": lambda a: a.get("data", {}).get("url", ""),
+    "v8.compileModule": lambda a: a.get("fileName", ""),
+    "v8.compile": lambda a: a.get("fileName", "") or a.get("data", {}).get("url", ""),
+    "v8.evaluateModule": lambda a: a.get("data", {}).get("url", "") or a.get("fileName", ""),
+    "FunctionCall": lambda a: "{}:{}".format(
+        a.get("data", {}).get("url", "").rsplit("/", 1)[-1],
+        a.get("data", {}).get("functionName", ""),
+    ),
+    "EventDispatch": lambda a: a.get("data", {}).get("type", ""),
+    "TimerFire": lambda a: "",
+    "ResourceReceiveResponse": lambda a: a.get("data", {}).get("url", "").rsplit("/", 1)[-1],
+    "ResourceFinish": lambda a: "",
+}
+
+
+def print_samples(
+    events: list[dict], pid: int, start: float, end: float
+) -> list[tuple[float, str]]:
+    """The JavaScript functions of the trace's CPU samples between two times: self time,
+    and the time spent in each function and what it called (the page's own modules)."""
+    nodes: dict[int, dict] = {}
+    parent: dict[int, int] = {}
+    samples: list[tuple[float, int]] = []
+    t = None
+    for e in sorted(events, key=lambda e: e.get("ts", 0)):
+        if e.get("pid") != pid:
+            continue
+        if e.get("name") == "Profile":
+            t = e["args"]["data"].get("startTime", e["ts"])
+        elif e.get("name") == "ProfileChunk" and t is not None:
+            data = e["args"]["data"]
+            for n in data.get("cpuProfile", {}).get("nodes", []):
+                nodes[n["id"]] = n["callFrame"]
+                if "parent" in n:
+                    parent[n["id"]] = n["parent"]
+            for node, delta in zip(
+                data.get("cpuProfile", {}).get("samples", []),
+                data.get("timeDeltas", []),
+                strict=False,
+            ):
+                t += delta
+                samples.append((t, node))
+    inside = [(ts, n) for ts, n in samples if start <= ts <= end]
+    if len(inside) < 2:
+        return []
+    per = (inside[-1][0] - inside[0][0]) / (len(inside) - 1) / 1000
+
+    def name(n: int) -> str:
+        f = nodes[n]
+        where = f"{f.get('url', '').rsplit('/', 1)[-1]}:{f.get('lineNumber', 0) + 1}"
+        return f"{f.get('functionName') or '(anonymous)'} {where}"
+
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for _, n in inside:
+        own[name(n)] = own.get(name(n), 0) + 1
+        seen = set()
+        while n in nodes:
+            if nodes[n].get("url") and name(n) not in seen:
+                seen.add(name(n))
+                total[name(n)] = total.get(name(n), 0) + 1
+            n = parent.get(n, -1)
+    idle = ("(idle)", "(program)")
+    print(f"  its JavaScript samples ({len(inside)} of ~{per:.2f} ms): self time")
+    for key, c in sorted(own.items(), key=lambda kv: -kv[1])[:12]:
+        if not key.startswith(idle):
+            print(f"    {c * per:7.1f} ms  {key}")
+    print("  time in a function and what it called (the app's modules):")
+    for key, c in sorted(total.items(), key=lambda kv: -kv[1])[:25]:
+        print(f"    {c * per:7.1f} ms  {key}")
+
+    def outer(n: int) -> str:
+        # The outermost function of the page's own modules in a sample's stack.
+        found = name(n)
+        while n in nodes:
+            if nodes[n].get("url") and "/vendor/" not in nodes[n]["url"]:
+                found = name(n)
+            n = parent.get(n, -1)
+        return found
+
+    return [(ts, outer(n)) for ts, n in inside if not name(n).startswith(idle)]
+
+
+def print_trace(trace: dict, until: str = "viewer:preview-shown") -> None:
+    """The renderer's main thread from the navigation to a mark: its tasks, and the self time
+    of what ran in them, from a Chromium trace (Browser.start_tracing)."""
+    events = trace["traceEvents"]
+    ends = [e for e in events if e.get("name") == until and "user_timing" in e.get("cat", "")]
+    if not ends:
+        print(f"  trace: no {until} mark")
+        return
+    pid, end = ends[0]["pid"], ends[0]["ts"]
+    starts = [
+        e["ts"]
+        for e in events
+        if e.get("pid") == pid and e.get("name") == "navigationStart" and e["ts"] <= end
+    ]
+    start = (
+        max(starts)
+        if starts
+        else min(e["ts"] for e in events if e.get("pid") == pid and e.get("ts"))
+    )
+    main = next(
+        e["tid"]
+        for e in events
+        if e.get("ph") == "M" and e.get("pid") == pid and e["args"].get("name") == "CrRendererMain"
+    )
+    # Complete events (X), and begin/end pairs (B/E) made into complete ones.
+    spans, open_ = [], []
+    for e in sorted(
+        (e for e in events if e.get("pid") == pid and e.get("tid") == main), key=lambda e: e["ts"]
+    ):
+        if e["ph"] == "X" and "dur" in e:
+            spans.append((e["ts"], e["dur"], e["name"], e.get("args", {}), e.get("tdur", 0)))
+        elif e["ph"] == "B":
+            open_.append(e)
+        elif e["ph"] == "E" and open_:
+            b = open_.pop()
+            cpu = e.get("tts", 0) - b.get("tts", 0)
+            spans.append((b["ts"], e["ts"] - b["ts"], b["name"], b.get("args", {}), cpu))
+    spans = [s for s in spans if s[0] + s[1] > start and s[0] < end]
+    spans.sort(key=lambda s: (s[0], -s[1]))
+    # Self time of each span: its duration less that of the spans directly inside it.
+    self_us: dict[str, float] = {}
+    stack: list[list] = []  # [end_ts, key, child_total, dur]
+    tasks = []
+
+    def close(item: list) -> None:
+        self_us[item[1]] = self_us.get(item[1], 0) + item[3] - item[2]
+
+    cpu_us = 0.0  # the thread's CPU time in its outermost spans (tdur): load does not add to it
+    for ts, dur, name, args, cpu in spans:
+        while stack and stack[-1][0] <= ts:
+            close(stack.pop())
+        if not stack:
+            cpu_us += cpu
+        detail = TRACE_DETAIL.get(name, lambda a: None)(args)
+        key = f"{name} {detail}".strip() if detail else name
+        if stack:
+            stack[-1][2] += dur
+        elif name in ("RunTask", "ThreadControllerImpl::RunTask") and dur >= 4000:
+            tasks.append((ts, dur, []))
+        if (
+            tasks
+            and ts < tasks[-1][0] + tasks[-1][1]
+            and name not in ("RunTask", "ThreadControllerImpl::RunTask")
+        ):
+            tasks[-1][2].append((dur, key))
+        stack.append([ts + dur, key, 0.0, dur])
+    while stack:
+        close(stack.pop())
+    busy = sum(
+        d for k, d in self_us.items() if k not in ("RunTask", "ThreadControllerImpl::RunTask")
+    )
+    span = (end - start) / 1000
+    print(
+        f"  main thread, navigation -> {until} ({span:.0f} ms): {busy / 1000:.0f} ms of work,"
+        f" {cpu_us / 1000:.0f} ms of CPU"
+    )
+    for key, us in sorted(self_us.items(), key=lambda kv: -kv[1])[:18]:
+        print(f"    {us / 1000:7.1f} ms  {key[:110]}")
+    sampled = print_samples(events, pid, start, end)
+    marks = sorted(
+        (e["ts"], e["name"])
+        for e in events
+        if e.get("pid") == pid and "user_timing" in e.get("cat", "") and start <= e["ts"] <= end
+    )
+    print("  its tasks of 4 ms or more (start ms after navigation, duration, what ran longest):")
+    for ts, dur, inner in tasks:
+        while marks and marks[0][0] < ts:
+            print(f"    {(marks[0][0] - start) / 1000:6.0f}           mark {marks.pop(0)[1]}")
+        top = ", ".join(f"{k[:50]} {d / 1000:.0f}" for d, k in sorted(inner, reverse=True)[:3])
+        js: dict[str, int] = {}
+        for t, f in sampled:
+            if ts <= t <= ts + dur:
+                js[f] = js.get(f, 0) + 1
+        top_js = ", ".join(f"{f} ({c})" for f, c in sorted(js.items(), key=lambda kv: -kv[1])[:3])
+        print(f"    {(ts - start) / 1000:6.0f} {dur / 1000:6.1f} ms  {top}")
+        if top_js:
+            print(f"                     js samples: {top_js}")
+
+
 async def one_run(
     browser,
     base: str,
@@ -151,25 +355,34 @@ async def one_run(
     count: int,
     profile: bool = False,
     cold_only: bool = False,
+    trace: bool = False,
 ) -> dict[str, float]:
     context = await browser.new_context(viewport={"width": 1920, "height": 1080})
     await context.add_cookies([{"name": "ti_session", "value": token, "url": base}])
     page = await context.new_page()
+    # The cold open is awaited through DevTools (a promise on the page's marks), not with
+    # Playwright's selectors: their script, injected into the page when first used (just
+    # after the load event, while the room mounts), took 15-20 ms of the main thread the
+    # first image was waiting for.
+    cdp = await context.new_cdp_session(page)
     if profile:
-        cdp = await context.new_cdp_session(page)
         await cdp.send("Profiler.enable")
         await cdp.send("Profiler.setSamplingInterval", {"interval": 200})
         await cdp.send("Profiler.start")
+    if trace:
+        await browser.start_tracing(page=page, categories=TRACE_CATEGORIES)
     t0 = time.perf_counter()
     wall0 = time.time() * 1000
     await page.goto(f"{base}/#/exam/{exam_id}")
-    await page.wait_for_selector(FIRST_SHOWN, state="attached", timeout=60_000)
+    await marked(cdp, FIRST_MARKS)
     shown = time.perf_counter() - t0
+    if trace:
+        print_trace(json.loads(await browser.stop_tracing()))
     if profile:
         taken = await cdp.send("Profiler.stop")
         print_profile("the cold open, to the archive's image", taken["profile"])
         await cdp.send("Profiler.start")
-    await page.wait_for_selector("#viewer-canvas[data-slice='1']", timeout=60_000)
+    await marked(cdp, ["viewer:first-image"])
     first = time.perf_counter() - t0
     if profile:
         taken = await cdp.send("Profiler.stop")
@@ -280,7 +493,27 @@ async def one_run(
 
 # The first image on screen: the archive's rendering of slice 1 (frontend/firstimage.js),
 # or Cornerstone3D's own first draw when that came first (a warm open) or was not shown.
-FIRST_SHOWN = "#viewer-preview[data-state=shown], #viewer-canvas[data-slice='1']"
+FIRST_MARKS = ["viewer:preview-shown", "viewer:first-image"]
+
+
+async def marked(cdp, names: list[str], timeout_ms: int = 60_000) -> None:
+    """Wait until the page has one of these Performance API marks: a promise evaluated in
+    the page through DevTools (nothing injected, no polling of the DOM)."""
+    expression = f"""new Promise((resolve, reject) => {{
+      const names = {json.dumps(names)};
+      const seen = () => names.some((n) => performance.getEntriesByName(n, 'mark').length);
+      if (seen()) return resolve(true);
+      const watch = new PerformanceObserver(() => {{
+        if (seen()) {{ watch.disconnect(); resolve(true); }}
+      }});
+      watch.observe({{ type: 'mark' }});
+      setTimeout(() => reject(new Error('no mark ' + names)), {timeout_ms});
+    }})"""
+    answer = await cdp.send("Runtime.evaluate", {"expression": expression, "awaitPromise": True})
+    if "exceptionDetails" in answer:
+        raise RuntimeError(answer["exceptionDetails"].get("text", "no mark"))
+
+
 MARK = "(name) => performance.getEntriesByName(name, 'mark')[0]?.startTime ?? null"
 
 # Where the first image's time goes, from the page's own clock (ms since navigation):
@@ -362,6 +595,12 @@ def main() -> None:
         action="store_true",
         help="time the cold open alone (no scroll, MPR, warm or new-tab figures)",
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print where the main thread's time went in each cold open, navigation to the"
+        " archive's image (a Chromium trace: tasks, scripts, style, layout, paint)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -398,6 +637,7 @@ async def bench(args: argparse.Namespace, work: Path, url: str) -> None:
                         args.slices,
                         args.profile,
                         args.cold_only,
+                        args.trace,
                     )
                 )
             await browser.close()
@@ -415,9 +655,9 @@ async def bench(args: argparse.Namespace, work: Path, url: str) -> None:
         print(f"    {key[6:]:32s} {statistics.median(values):8.1f}")
     for key, label, unit in (
         ("shown_page", "first image on screen (archive-rendered slice 1), page", "ms"),
-        ("shown", "same, seen by Playwright", "ms"),
+        ("shown", "same, seen by the bench (DevTools)", "ms"),
         ("first_page", "first image in the interactive viewer (Cornerstone), page", "ms"),
-        ("first", "same, seen by Playwright", "ms"),
+        ("first", "same, seen by the bench (DevTools)", "ms"),
         ("warm_shown", "again in the tab: archive-rendered slice 1 (page)", "ms"),
         ("warm_page", "again in the tab: Cornerstone, modules loaded (page)", "ms"),
         ("warm", "same, seen by Playwright", "ms"),

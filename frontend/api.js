@@ -115,14 +115,19 @@ export const api = {
     request("GET", `/api/report-templates?${new URLSearchParams({ modality: modality || "", body_part: bodyPart || "" })}`),
 };
 
-/** GET a DICOMweb JSON resource (QIDO, metadata); null when the service is absent. */
-export async function dicomJson(path) {
+/**
+ * GET a DICOMweb JSON resource (QIDO, metadata); null when the service is absent.
+ * `parseAfter`: a promise the JSON's parse waits for (the request does not).
+ */
+export async function dicomJson(path, { parseAfter = null } = {}) {
   const resp = await fetch(path, {
     credentials: "same-origin",
     headers: { Accept: "application/dicom+json" },
   });
   if (resp.status === 204) return [];
   if (!resp.ok) throw new ApiError(resp.status, `http_${resp.status}`, path);
+  // The body is received meanwhile; only its parse on the main thread waits.
+  if (parseAfter) await parseAfter;
   return resp.json();
 }
 

@@ -9,6 +9,7 @@ import { mountWorklist } from "./worklist.js";
 import { mountRequestForm } from "./requestform.js";
 import { mountRoom } from "./room.js";
 import { preloadViewer } from "./imaging.js";
+import { firstImageSettled } from "./firstimage.js";
 import { passwordDialog, logoutEverywhere } from "./account.js";
 import { mountReconciliation } from "./reconciliation.js";
 import { mountDeliveries } from "./deliveries.js";
@@ -165,11 +166,19 @@ async function boot() {
   if (location.hash.startsWith("#/exam/")) preloadViewer();
   try {
     app.me = await api.me();
-    startNotifications();
   } catch {
     app.me = null;
   }
   route();
+  // On a room, the personal channel and the stroke alarm's first poll (the worklist's
+  // query) once the room's first image is on screen, at most 2 s later: their socket and
+  // request took the server and the main thread before that image.
+  const me = app.me;
+  if (me) {
+    firstImageSettled().then(() => {
+      if (app.me === me) startNotifications();
+    });
+  }
 }
 
 boot();

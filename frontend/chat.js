@@ -28,7 +28,11 @@ export class ChatPanel {
     this.input.addEventListener("input", () => typing());
     this.el = h("section", { class: "card chat-card", "aria-labelledby": "chat-title" },
       h("h2", { id: "chat-title" }, t("chat.title")), this.log, this.typingEl, this.offlineNote, form);
-    for (const item of room.client.outbox()) this.pending(item);
+  }
+
+  /** The messages typed before a reload and not yet acknowledged (the room's outbox). */
+  restoreOutbox() {
+    for (const item of this.room.client.outbox()) this.pending(item);
   }
 
   send() {

@@ -82,8 +82,14 @@ export function firstImageDone() {
   openGate();
 }
 
-/** What the library's evaluation waits for (see above). */
-export function libraryGate() {
+/**
+ * Resolved once the first image is on screen, or known not to come, or after 2 s: what
+ * the library's evaluation waits for, and the room's other panels, its socket and their
+ * requests (room.js), all of which would otherwise take the main thread or the server
+ * before that image. Already resolved when no first image was asked (the library is
+ * loaded in this page).
+ */
+export function firstImageSettled() {
   return gate;
 }
 

@@ -64,9 +64,41 @@ export function locale() {
   return lang === "fr" ? "fr-FR" : "en-GB";
 }
 
+/**
+ * "09:04", local time: what toLocaleTimeString gives for both languages (24 h, two
+ * digits), written by hand because the browser's first date formatter with options
+ * costs ~20 ms of the main thread (ICU's pattern generator), in the room's header
+ * before its first image (docs/benchmarks.md "Viewer").
+ */
 export function formatTime(iso) {
   if (!iso) return "";
-  return new Date(iso).toLocaleTimeString(locale(), { hour: "2-digit", minute: "2-digit" });
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  const two = (n) => String(n).padStart(2, "0");
+  return `${two(d.getHours())}:${two(d.getMinutes())}`;
+}
+
+/**
+ * A number with `digits` decimals as `toLocaleString(lang, {minimum- and
+ * maximumFractionDigits})` writes it in French ("12,5") or English ("12.5"), by hand for
+ * values under 1000 (no grouping): the browser's first number formatter loads its locale
+ * data, ~20 ms of the main thread, and the viewer writes a slice's position with its
+ * first image (docs/benchmarks.md "Viewer"). Rounded as the browser rounds: the shortest
+ * decimal that reads back as the number (String(x)), half away from zero, so 0.15 gives
+ * 0.2 where toFixed gives 0.1; the sign kept on a negative value rounded to 0 ("-0,0").
+ */
+export function formatNumber(x, digits, lang) {
+  const n = Number(x);
+  const byBrowser = () => n.toLocaleString(lang, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  const text = String(Math.abs(n));
+  if (!Number.isFinite(n) || Math.abs(n) >= 1000 || text.includes("e")) return byBrowser();
+  const [whole, fraction = ""] = text.split(".");
+  const kept = `${whole}${fraction.padEnd(digits + 1, "0").slice(0, digits + 1)}`;
+  const scaled = Number(kept.slice(0, -1)) + (Number(kept.at(-1)) >= 5 ? 1 : 0);
+  if (scaled >= 1000 * 10 ** digits) return byBrowser(); // rounded up to 1000: grouped
+  const all = String(scaled).padStart(digits + 1, "0");
+  const body = digits ? `${all.slice(0, -digits)}${lang === "en" ? "." : ","}${all.slice(-digits)}` : all;
+  return `${n < 0 || Object.is(n, -0) ? "-" : ""}${body}`;
 }
 
 export function formatDateTime(iso) {

@@ -70,7 +70,8 @@ export class ImagesPanel {
       this.firstAsked = true;
       this.openFirst(exam.id);
     }
-    if (!this.priorsLoaded && this.room.me.role !== "manipulator") {
+    // The priors' requests once the first image is settled (room.js).
+    if (!this.priorsLoaded && this.room.settled && this.room.me.role !== "manipulator") {
       this.priorsLoaded = true;
       this.loadPriors(exam.id);
     }

@@ -3,7 +3,7 @@
 // `wadors:` image id whose pixels come from WADO-RS `frames` (the session cookie goes
 // with these same-origin requests), decoded in the browser by the DICOM image loader.
 import { dicomJson } from "./api.js";
-import { libraryGate, mark } from "./firstimage.js";
+import { firstImageSettled, mark } from "./firstimage.js";
 
 export { mark };
 
@@ -34,7 +34,7 @@ export function libraryLoaded() {
 async function start() {
   // Not before the first image is on screen (firstimage.js): evaluating the bundle
   // holds the main thread that draws it.
-  await libraryGate();
+  await firstImageSettled();
   mark("viewer:modules-start");
   const cs = await import("./vendor/cornerstone/cornerstone.js");
   loaded = true;
@@ -106,7 +106,9 @@ const personName = (ds, tag) => {
 export async function loadSeries(study, series, { firstFrame = false } = {}) {
   const base = `${location.origin}/dicomweb/studies/${encodeURIComponent(study)}/series/${encodeURIComponent(series)}`;
   mark("viewer:metadata-start");
-  const meta = await dicomJson(`${base}/metadata`);
+  // The room's first series: asked now, read once the first image is on screen (its JSON,
+  // 300 instances, and their sorting took the main thread before that image's frame).
+  const meta = await dicomJson(`${base}/metadata`, { parseAfter: firstFrame ? firstImageSettled() : null });
   mark("viewer:metadata-end");
   if (!meta || !meta.length) return null;
   const data = seriesFromMetadata(base, study, series, meta);

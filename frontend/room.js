@@ -13,7 +13,7 @@ import { ProtocolPanel } from "./protocol.js";
 import { ImagesPanel } from "./images.js";
 import { ReportPanel } from "./report.js";
 import { libraryLoaded, mark, preloadViewer } from "./imaging.js";
-import { askFirstImage, preloadLibrary } from "./firstimage.js";
+import { askFirstImage, firstImageSettled, preloadLibrary } from "./firstimage.js";
 import { actionsFor } from "./actions.js";
 import { createCallControls } from "./call.js";
 
@@ -43,7 +43,9 @@ export function mountRoom(main, app, examId) {
   }
   preloadViewer();
   const me = app.me;
-  const room = { app, me, examId, exam: null, client: new RoomClient(examId) };
+  // `settled`: the first image is on screen or will not be (firstImageSettled); until
+  // then the room draws its header and its images panel only (see renderAll).
+  const room = { app, me, examId, exam: null, client: new RoomClient(examId), settled: false };
   const head = h("header", { class: "room-head card", id: "room-head", "aria-live": "polite" });
   const banners = h("div", { class: "banners", id: "room-banners", "aria-live": "assertive" });
   // Where the signed report stands in the hospital's systems (docs/hl7.md "Outbound").
@@ -106,11 +108,15 @@ export function mountRoom(main, app, examId) {
     tickStrokeClock(head);
   }
 
+  // The header (the patient, the exam) and the images panel, which opens the viewer,
+  // first; the protocol and the report, with their requests, once the first image is
+  // settled: before, they took the main thread and the server from that image.
   function renderAll() {
     layout.classList.toggle("has-report", ["reported", "delivered"].includes(room.exam.status));
     renderHead();
-    room.protocol.render();
     room.images.render();
+    if (!room.settled) return;
+    room.protocol.render();
     room.report.render();
   }
 
@@ -222,8 +228,20 @@ export function mountRoom(main, app, examId) {
     tickCountdowns(head);
     tickStrokeClock(head);
   }, 1000);
-  client.connect();
+  // The room's socket (its welcome, the events replayed into the chat, presence) and the
+  // other panels once the first image is on screen: their work came before that image
+  // on the main thread (docs/frontend.md "The first image before the viewer").
+  let left = false;
+  firstImageSettled().then(() => {
+    if (left) return;
+    room.settled = true;
+    if (room.exam) renderAll();
+    room.chat.restoreOutbox();
+    mark("room:connect");
+    client.connect();
+  });
   return () => {
+    left = true;
     clearInterval(tick);
     call.destroy();
     client.close();

@@ -5,7 +5,7 @@
 // linked scrolling (a second series of the exam, or a prior exam). Keyboard shortcuts
 // are read on the whole viewer, so they keep working after a button was clicked.
 import { h, clear, debounce } from "./dom.js";
-import { t } from "./i18n.js";
+import { formatNumber, t } from "./i18n.js";
 import { cornerstone, earlyFrameReady, libraryLoaded, loadSeries, mark, orientationLetters, seriesFromMetadata } from "./imaging.js";
 import { firstImageDone, firstImageOf } from "./firstimage.js";
 import { api, dicomJson } from "./api.js";
@@ -868,7 +868,7 @@ function unitName(u) {
 }
 
 function fmt(x, digits) {
-  return Number(x).toLocaleString(document.documentElement.lang || "fr", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  return formatNumber(x, digits, document.documentElement.lang || "fr");
 }
 
 const sub = (a, b) => [a[0] - b[0], a[1] - b[1], a[2] - b[2]];

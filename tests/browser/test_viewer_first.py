@@ -7,7 +7,10 @@ before the viewer"), in Chromium against the real server and archive.
   and saying they are loading; then, the bundle let through, Cornerstone3D draws the
   same slice in the same place and the archive's image goes;
 - a room without images shows none; a first slice the archive cannot render (its file
-  gone from the disk) is said in words, never shown as a broken image.
+  gone from the disk) is said in words, never shown as a broken image;
+- a room opened directly connects its socket, fills its other panels and starts the
+  personal channel and the stroke alarm once that image is on screen, not before, and
+  not waiting for the library: with the bundle held back, all of it works.
 """
 
 from __future__ import annotations
@@ -204,3 +207,113 @@ async def test_a_room_opened_directly_asks_its_session_and_exam_before_the_app_l
     assert len(seen["me"]) == 1 and len(seen["exam"]) == 1, seen  # asked once each
     (mount,) = seen["mount"]
     assert seen["exam"][0] < mount and seen["me"][0] < mount, seen
+
+
+# When the room's other work started, against the first image on screen (page clock).
+AFTER = """(examId) => {
+  const mark = (name) => performance.getEntriesByName(name, 'mark')[0]?.startTime ?? null;
+  const started = (test) => performance.getEntriesByType('resource')
+    .filter((e) => test(new URL(e.name))).map((e) => e.startTime);
+  return {
+    shown: mark('viewer:preview-shown'),
+    connect: mark('room:connect'),
+    metadataRead: mark('viewer:metadata-end'),
+    report: started((u) => u.pathname === `/api/exams/${examId}/report`),
+    priors: started((u) => u.pathname === `/api/exams/${examId}/priors`),
+    alarm: started((u) => u.pathname === '/api/exams'
+      && u.searchParams.get('status') === 'requested'),
+  };
+}"""
+
+SLOW_FRAMES = """(() => {
+  const frame = window.requestAnimationFrame.bind(window);
+  window.requestAnimationFrame = (callback) => {
+    const shown = performance.getEntriesByName('viewer:preview-shown', 'mark').length;
+    if (shown) return frame(callback);
+    return setTimeout(() => frame(callback), 300);
+  };
+})()"""
+
+# The header's times as drawn, and as the browser's own formatter writes them.
+TIMES = """async (examId) => {
+  const exam = await (await fetch(`/api/exams/${examId}`)).json();
+  const want = Object.values(exam.times || {}).filter(Boolean)
+    .map((iso) => new Date(iso)
+      .toLocaleTimeString('fr-FR', { hour: '2-digit', minute: '2-digit' }));
+  const shown = [...document.querySelectorAll('#room-head .step-time')].map((e) => e.textContent);
+  return { want, shown: shown.filter(Boolean) };
+}"""
+
+
+async def test_the_room_connects_and_fills_its_panels_once_the_first_image_is_shown(
+    live_server: LiveServer, accounts, client_for, new_context, js_errors
+) -> None:
+    """The room's socket (welcome, replayed events, presence), the protocol and report
+    panels, the priors, the personal channel and the stroke alarm's poll start once the
+    archive's image is on screen: before, their work came before it on the main thread.
+    They do not wait for the library: with the bundle held, the room is whole."""
+    base = live_server.url
+    exam, _ = await exam_with_series(client_for)
+    context = await new_context(DESKTOP)
+    held = HeldBundle()
+    await context.route(BUNDLE, held.handle)
+    await loop.login(context, base, "rad")
+    # A new tab on the room (a link): the app starts there, as in bench/viewer.py. Its
+    # frames come 300 ms late until the first image is shown (a busy machine): the
+    # series' metadata is then received before that image is on screen.
+    rad = js_errors.watch(await context.new_page(), "radiologist")
+    await rad.add_init_script(SLOW_FRAMES)
+    await rad.goto(f"{base}/#/exam/{exam['id']}")
+    await expect(rad.locator("#viewer-preview")).to_have_attribute("data-state", "shown")
+
+    await expect(rad.locator("#room-conn")).to_have_text("En ligne")
+    await expect(rad.locator("#presence")).to_contain_text("Radiologue")
+    await expect(rad.locator("#chat-log li[data-kind='images.received']").first).to_be_visible()
+    await expect(rad.locator("#report-indication")).to_have_value(exam["clinical_question"])
+    await expect(rad.locator("#priors-box")).to_be_attached()
+    await rad.fill("#chat-input", "Premières coupes vues.")
+    await rad.click("#chat-send")
+    await expect(rad.locator("#chat-log li.mine")).to_have_attribute("data-state", "sent")
+    assert await rad.locator("#viewer-canvas").count() == 0  # the library still held
+
+    seen = await rad.evaluate(AFTER, exam["id"])
+    shown = seen["shown"]
+    assert seen["connect"] > shown, seen
+    assert seen["metadataRead"] > shown, seen
+    for what in ("report", "priors", "alarm"):
+        assert seen[what] and min(seen[what]) > shown, (what, seen)
+    # The header's times, written without the browser's date formatter, read the same.
+    times = await rad.evaluate(TIMES, exam["id"])
+    assert times["shown"] and set(times["shown"]) <= set(times["want"]), times
+
+    held.release.set()
+    await expect(rad.locator("#viewer-canvas")).to_have_attribute("data-slice", "1")
+    await expect(rad.locator("#viewer-preview")).to_have_count(0)
+
+
+# formatNumber against the browser's own formatter, in both languages.
+NUMBERS = """async () => {
+  const { formatNumber } = await import('/i18n.js');
+  const values = [0, -0, 5, -5, 0.04, -0.04, 0.05, 0.15, 0.25, 0.35, 1.005, 2.345, -12.25,
+    123.45, 999.94, 999.95, -999.95, 1000, 1234.56, -98765.4321, 1e-7, 3e21, NaN, Infinity];
+  for (let i = 0; i < 2000; i += 1) values.push((i * 7.3579 - 3000) / 7);
+  const wrong = [];
+  for (const lang of ['fr', 'en']) for (const digits of [0, 1, 2]) for (const x of values) {
+    const options = { minimumFractionDigits: digits, maximumFractionDigits: digits };
+    const want = x.toLocaleString(lang, options);
+    const got = formatNumber(x, digits, lang);
+    if (got !== want) wrong.push([lang, digits, String(x), want, got]);
+  }
+  return wrong;
+}"""
+
+
+async def test_numbers_written_by_hand_as_the_browser_writes_them(
+    live_server: LiveServer, new_context
+) -> None:
+    """The viewer's positions, thicknesses and measures (formatNumber, written by hand
+    under 1000 so that the first image does not wait for the browser's number
+    formatter) read exactly as toLocaleString writes them, rounding included."""
+    page = await (await new_context(DESKTOP)).new_page()
+    await page.goto(f"{live_server.url}/#/login")
+    assert await page.evaluate(NUMBERS) == []
