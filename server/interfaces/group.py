@@ -75,12 +75,13 @@ assert isinstance(_STORED, Table)
 _STORE = insert(_STORED)
 
 
-#: The new exams of a group with what their JSON shows (their joined relations).
-_CREATED = (
-    select(Exam)
-    .where(Exam.id.in_(bindparam("ids", expanding=True)))
-    .execution_options(populate_existing=True)
-)
+#: The new exams of a group with what their JSON shows (their joined relations). The
+#: session's objects keep the columns they were created with: the read fills in
+#: only what they lack, their relations, and does not build again every row's site,
+#: people and identity, which the session holds already (``populate_existing``
+#: would, and would show an exam cancelled later in the group as cancelled in the
+#: notifications of its request, where one by one it was requested).
+_CREATED = select(Exam).where(Exam.id.in_(bindparam("ids", expanding=True)))
 
 
 class _Again(Exception):

@@ -325,5 +325,11 @@ async def test_what_a_group_publishes_leaves_in_one_round_trip(
     assert drafts >= 1
     assert kinds == request + ["order.draft"] * drafts + request
     rooms = [c.removeprefix("exam:") for c, _f in call if c.startswith("exam:")]
+    # Each new exam's JSON as read in its transaction, with its site, people and identity.
+    shown = [f["exam"] for c, f in call if c == "role:radiologist"]
+    assert [e["id"] for e in shown] == rooms
+    assert [e["patient"]["identity"]["ipp"] for e in shown] == ["IPP-Q1", "IPP-Q3"]
+    assert {e["establishment"]["code"] for e in shown} == {"HOPA"}
+    assert all(e["requester"]["id"] and e["assigned_radiologist"]["id"] for e in shown)
     [timers] = planned
     assert list(dict.fromkeys(p["exam_id"] for _k, _d, p in timers)) == rooms
