@@ -10,6 +10,7 @@ several tenants or test runs can share one Redis.
 
 from __future__ import annotations
 
+import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -36,6 +37,20 @@ class Subscription(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Stop delivery to this callback; idempotent."""
+
+
+def encoded(messages: list[tuple[str, Message]]) -> list[tuple[str, str]]:
+    """The (channel, JSON text) of each pair, each message encoded once however many
+    channels it goes to: a notification is one object sent to several users' and
+    roles' channels, and a new exam's JSON is the largest part of it."""
+    texts: dict[int, str] = {}  # by id(): the list keeps every message alive meanwhile
+    pairs = []
+    for channel, message in messages:
+        text = texts.get(id(message))
+        if text is None:
+            text = texts[id(message)] = json.dumps(message)
+        pairs.append((channel, text))
+    return pairs
 
 
 def deliver(callbacks: list[Callback], message: Message) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from rooms.engine.base import Callback, Engine, Message, Subscription, deliver
+from rooms.engine.base import Callback, Engine, Message, Subscription, deliver, encoded
 
 
 class MemorySubscription(Subscription):
@@ -58,8 +58,18 @@ class MemoryEngine(Engine):
     # Fan-out: delivered before publish() returns, in publish order.
 
     async def publish(self, channel: str, message: Message) -> None:
-        decoded = json.loads(json.dumps(message))
-        deliver([s.callback for s in self._subscriptions.get(channel, [])], decoded)
+        self._deliver(channel, json.dumps(message))
+
+    async def publish_many(self, messages: list[tuple[str, Message]]) -> None:
+        for channel, text in encoded(messages):
+            self._deliver(channel, text)
+
+    def _deliver(self, channel: str, text: str) -> None:
+        # Decoded per channel, as a Redis subscriber would; not at all for a channel
+        # nobody here listens to (the message was encoded, so it would have gone).
+        subscriptions = self._subscriptions.get(channel)
+        if subscriptions:
+            deliver([s.callback for s in subscriptions], json.loads(text))
 
     async def subscribe(self, channel: str, callback: Callback) -> Subscription:
         subscription = MemorySubscription(self, channel, callback)

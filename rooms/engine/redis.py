@@ -26,7 +26,7 @@ import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from rooms.engine.base import Callback, Engine, Message, Subscription, deliver
+from rooms.engine.base import Callback, Engine, Message, Subscription, deliver, encoded
 
 logger = logging.getLogger("rooms.engine.redis")
 
@@ -191,8 +191,8 @@ class RedisEngine(Engine):
 
     async def publish_many(self, messages: list[tuple[str, Message]]) -> None:
         async with self._redis.pipeline(transaction=False) as pipe:
-            for channel, message in messages:
-                pipe.publish(self._key("channel", channel), json.dumps(message))
+            for channel, text in encoded(messages):
+                pipe.publish(self._key("channel", channel), text)
             await pipe.execute()
 
     async def subscribe(self, channel: str, callback: Callback) -> Subscription:

@@ -22,7 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import JSON, BigInteger, Integer, String, Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -57,11 +57,37 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+@dataclass(slots=True)
+class Entry:
+    """A row on its way into the chain (:func:`make_entry`): the columns of
+    :class:`AuditEntry` in a plain object. A row is written once and never changed,
+    so the ORM has nothing to track of it, and its instrumented attributes cost
+    more to set and read than the row's hash (an HL7 group writes a few per message)."""
+
+    at: datetime
+    user_id: int | None
+    username: str | None
+    role: str | None
+    action: str
+    exam_id: str | None
+    study_uid: str | None
+    addr: str | None
+    outcome: str
+    detail: dict[str, Any]
+    id: int = 0
+    prev_hash: str = ""
+    hash: str = ""
+
+
+#: A row to chain: a plain one, or the ORM's (what some callers build).
+R = TypeVar("R", Entry, AuditEntry)
+
+
 def _ts(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical(entry: AuditEntry) -> bytes:
+def canonical(entry: AuditEntry | Entry) -> bytes:
     """The bytes hashed for a row: sorted-key compact JSON, UTF-8, every column."""
     doc = {
         "id": entry.id,
@@ -80,11 +106,11 @@ def canonical(entry: AuditEntry) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def row_hash(entry: AuditEntry) -> str:
+def row_hash(entry: AuditEntry | Entry) -> str:
     return hashlib.sha256(canonical(entry)).hexdigest()
 
 
-async def _append(db: AsyncSession, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
+async def _append(db: AsyncSession, entries: Sequence[R]) -> Sequence[R]:
     """Chain ``entries`` after the newest row, in order, in the caller's transaction."""
     if db.get_bind().dialect.name == "postgresql":
         await db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
@@ -125,12 +151,12 @@ class AuditWriter:
 
     def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
         self.db = db
-        self._batcher: Batcher[AuditEntry, AuditEntry] = Batcher(self._write)
+        self._batcher: Batcher[Entry, Entry] = Batcher(self._write)
 
-    async def append(self, entry: AuditEntry) -> AuditEntry:
+    async def append(self, entry: Entry) -> Entry:
         return await self._batcher.submit(entry)
 
-    async def _write(self, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
+    async def _write(self, entries: Sequence[Entry]) -> Sequence[Entry]:
         async with self.db() as db:
             await _append(db, entries)
             await db.commit()
@@ -158,10 +184,10 @@ def make_entry(
     detail: dict[str, Any] | None = None,
     username: str | None = None,
     at: datetime | None = None,
-) -> AuditEntry:
+) -> Entry:
     """A row not yet chained: :func:`record_many` appends several in one go."""
     user = who.user if who else None
-    return AuditEntry(
+    return Entry(
         at=at or datetime.now(UTC),
         user_id=user.id if user else None,
         username=user.username if user else username,
@@ -175,7 +201,7 @@ def make_entry(
     )
 
 
-async def record_many(db: AsyncSession, entries: Sequence[AuditEntry]) -> Sequence[AuditEntry]:
+async def record_many(db: AsyncSession, entries: Sequence[R]) -> Sequence[R]:
     """Append rows of :func:`make_entry`, in order, in the caller's transaction: one
     read of the chain's head and one insert for all of them (a message of the
     hospitals' interfaces audits each of its changes, the outbox a batch of
@@ -197,7 +223,7 @@ async def record(
     detail: dict[str, Any] | None = None,
     username: str | None = None,
     at: datetime | None = None,
-) -> AuditEntry:
+) -> Entry:
     """Append one row.
 
     Given a session, the row joins the caller's transaction (it commits or

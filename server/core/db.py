@@ -36,7 +36,20 @@ def create_engine(
         database = make_url(url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # The pool's reset is ours (below): SQLAlchemy's rolls back every connection
+        # it takes back, a committed one too, one more trip to aiosqlite's thread.
+        kwargs.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "reset")
+        def _on_reset(dbapi_conn: Any, record: Any, state: Any) -> None:
+            # Rolled back only when a transaction is open: SQLite says so without a
+            # trip to the connection's thread.
+            if state.terminate_only:
+                return
+            driver = record.driver_connection
+            if getattr(driver, "in_transaction", True):
+                dbapi_conn.rollback()
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -99,12 +99,23 @@ async def schedule_new(app: AppContext, exam: Exam) -> None:
     row in hand: a new exam has no signed report and no escalation raised yet, so
     its deadlines follow from its columns alone (what :func:`sync_timers` would read
     back from SQL), and no timer of its id exists to cancel."""
-    try:
-        pending = deadlines(escalation_snapshot(exam), escalation_policy(app.settings))
-    except ValueError as exc:  # a status without its timestamp: nothing to time
-        log.error("cannot plan escalations: %s", exc)
-        return
-    await app.bus.timer_schedule_many([(d.key, d.due_at, {"exam_id": exam.id}) for d in pending])
+    await schedule_new_many(app, [exam])
+
+
+async def schedule_new_many(app: AppContext, exams: Sequence[Exam]) -> None:
+    """:func:`schedule_new` for several new exams, in one call of the engine (one
+    round trip to Redis: the new orders of an HL7 group, docs/hl7.md)."""
+    policy = escalation_policy(app.settings)
+    timers: list[tuple[str, float, dict[str, Any]]] = []
+    for exam in exams:
+        try:
+            pending = deadlines(escalation_snapshot(exam), policy)
+        except ValueError as exc:  # a status without its timestamp: nothing to time
+            log.error("cannot plan escalations: %s", exc)
+            continue
+        timers += [(d.key, d.due_at, {"exam_id": exam.id}) for d in pending]
+    if timers:
+        await app.bus.timer_schedule_many(timers)
 
 
 async def rebuild(app: AppContext, batch: int = 500, stop: asyncio.Event | None = None) -> int:

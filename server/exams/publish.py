@@ -19,7 +19,7 @@ from rooms.types import moves_deadlines
 from server.core.channels import room_channel
 from server.core.context import AppContext
 from server.core.models import Exam, ExamEvent
-from server.exams.escalation import schedule_new, sync_timers
+from server.exams.escalation import schedule_new, schedule_new_many, sync_timers
 from server.exams.service import event_json
 
 log = logging.getLogger("teleimagerie.publish")
@@ -60,6 +60,28 @@ async def replan(
             await sync_timers(app, exam)
     except Exception:
         log.exception("re-planning the timers of exam %s failed", exam_id)
+
+
+async def replan_many(
+    app: AppContext, exams: Sequence[tuple[Exam | str, Sequence[EventJson]]]
+) -> None:
+    """:func:`replan` for several exams, each with its rendered events: those given
+    as rows are exams their transaction created (``created``), whose timers are
+    planned together, in one call of the engine; the others are re-planned from SQL
+    one by one, after them (an exam is created before any other change of it)."""
+    new = [
+        exam
+        for exam, rendered in exams
+        if isinstance(exam, Exam) and any(moves_deadlines(e["kind"]) for e in rendered)
+    ]
+    if new:
+        try:
+            await schedule_new_many(app, new)
+        except Exception:
+            log.exception("planning the timers of %d new exams failed", len(new))
+    for exam, rendered in exams:
+        if isinstance(exam, str):
+            await replan(app, exam, rendered)
 
 
 async def publish_events(

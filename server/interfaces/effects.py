@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.types import EventKind
 from server.core import audit
-from server.core.audit import AuditEntry
+from server.core.audit import Entry
 from server.core.models import Exam, ExamEvent, PatientIdentity
 from server.exams import routing
 from server.exams.service import append_event
@@ -26,7 +26,7 @@ class Effects:
     routed: list[tuple[Exam, routing.Choice]] = field(default_factory=list)
     warnings: list[tuple[str, str, str]] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
-    audits: list[AuditEntry] = field(default_factory=list)
+    audits: list[Entry] = field(default_factory=list)
     # (user ids, body) of the drafts to announce to the establishment's urgentists.
     drafts: list[tuple[list[int], dict[str, Any]]] = field(default_factory=list)
 

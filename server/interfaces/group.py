@@ -41,7 +41,6 @@ from server.interfaces.hl7_in import Header, Hl7Error, Order
 from server.interfaces.identities import apply_adt, identity_only, read_ahead, upsert_identity
 from server.interfaces.orders import Batch, apply_order, new_order, place
 from server.interfaces.senders import Hl7Message, Sender
-from server.patients import service as patients_service
 from server.patients.service import Traits, write_new
 
 log = logging.getLogger("teleimagerie.hl7")
@@ -76,12 +75,13 @@ assert isinstance(_STORED, Table)
 _STORE = insert(_STORED)
 
 
-#: The new exams of a group with what their JSON shows (their joined relations).
-_CREATED = (
-    select(Exam)
-    .where(Exam.id.in_(bindparam("ids", expanding=True)))
-    .execution_options(populate_existing=True)
-)
+#: The new exams of a group with what their JSON shows (their joined relations). The
+#: session's objects keep the columns they were created with: the read fills in
+#: only what they lack, their relations, and does not build again every row's site,
+#: people and identity, which the session holds already (``populate_existing``
+#: would, and would show an exam cancelled later in the group as cancelled in the
+#: notifications of its request, where one by one it was requested).
+_CREATED = select(Exam).where(Exam.id.in_(bindparam("ids", expanding=True)))
 
 
 class _Again(Exception):
@@ -132,8 +132,8 @@ async def _straight(app: AppContext, items: Sequence[Received], now: datetime) -
                 effects = Effects()
                 lead_effects.append(effects)
                 patients.append(await upsert_identity(db, item.sender, traits, now, effects, known))
-            await write_new(db, known)
-            patients = await _with_ids(db, lead, patients)
+            # The new identities of the orders get their ids as they are inserted.
+            await write_new(db, known, ids=any(order for _, _, order in lead))
             batch = await Batch.read(
                 db,
                 [(item.sender.establishment_id, o.placer_number) for item, _, o in lead if o],
@@ -185,29 +185,6 @@ def _identities_first(items: Sequence[Received]) -> list[tuple[Received, Traits,
             ordered.add(key)
         lead.append((item, traits, order))
     return lead
-
-
-async def _with_ids(
-    db: AsyncSession,
-    lead: Sequence[tuple[Received, Traits, Order | None]],
-    rows: list[PatientIdentity],
-) -> list[PatientIdentity]:
-    """``rows``, the identities of ``lead``, with those of its orders that the run
-    created (``write_new`` inserted them, their ids unread) read back in one SELECT."""
-    keys = [
-        (item.sender.establishment_id, row.ipp)
-        for (item, _, order), row in zip(lead, rows, strict=True)
-        if order is not None and row.id is None
-    ]
-    if not keys:
-        return rows
-    written = await patients_service.read_ahead(db, keys)
-    found = []
-    for (item, _, _), row in zip(lead, rows, strict=True):
-        if row.id is None:
-            row = written.rows.get((item.sender.establishment_id, row.ipp)) or row
-        found.append(row)
-    return found
 
 
 async def _careful(app: AppContext, items: Sequence[Received], now: datetime) -> list[Outcome]:

@@ -27,7 +27,7 @@ from server.core.channels import notifications
 from server.core.context import AppContext
 from server.core.models import Exam, ExamEvent
 from server.exams import routing
-from server.exams.publish import event_frames, replan
+from server.exams.publish import event_frames, replan_many
 from server.interfaces import hl7_in
 from server.interfaces.effects import Effects
 from server.interfaces.group import Outcome, Peer, Received, apply_group, internal_failure
@@ -64,6 +64,8 @@ class Inbound:
         self._group: Batcher[Received, Outcome] = Batcher(
             self._apply_group, GROUP_LIMIT, expect=self._busy, linger_s=LINGER_S
         )
+        # What the messages acknowledged together publish, in one go (:meth:`publish`).
+        self._publishing: Batcher[Effects, None] = Batcher(self._publish)
         # The time of each connection's last message.
         self._last: dict[int, float] = {}
 
@@ -102,28 +104,36 @@ class Inbound:
         round trip to the engine and in that order; then the escalation timers of the
         exams concerned are re-planned. Exam events are never lost: a room replays
         from SQL, the worker's rebuild re-plans timers (docs/architecture.md "Events
-        leave a transaction in one place")."""
-        if effects is None:
-            return
-        by_exam: dict[str, list[ExamEvent]] = {}
-        for exam_id, event in effects.events:
-            by_exam.setdefault(exam_id, []).append(event)
-        # The exams the message created, loaded before its commit.
-        created = {exam.id: exam for exam, _choice in effects.routed}
+        leave a transaction in one place").
+
+        The messages of a group are acknowledged together, and their connections
+        call this at the same moment: what they publish goes together too, in their
+        order (:meth:`_publish`), one round trip for the group's messages and one
+        for its new exams' timers, where each message took two."""
+        if effects is not None:
+            await self._publishing.submit(effects)
+
+    async def _publish(self, batch: Sequence[Effects]) -> list[None]:
         messages: list[tuple[str, dict[str, Any]]] = []
         timed: list[tuple[Exam | str, list[dict[str, Any]]]] = []
-        for exam_id, events in by_exam.items():
-            frames, rendered = event_frames(exam_id, events)
-            messages += frames
-            timed.append((created.get(exam_id) or exam_id, rendered))
-        for exam, choice in effects.routed:
-            messages += routing.announcements(self.app, exam, choice)
-        for users, body in effects.drafts:
-            messages += notifications("order.draft", None, body, users=users)
+        for effects in batch:
+            by_exam: dict[str, list[ExamEvent]] = {}
+            for exam_id, event in effects.events:
+                by_exam.setdefault(exam_id, []).append(event)
+            # The exams the message created, loaded before its commit.
+            created = {exam.id: exam for exam, _choice in effects.routed}
+            for exam_id, events in by_exam.items():
+                frames, rendered = event_frames(exam_id, events)
+                messages += frames
+                timed.append((created.get(exam_id) or exam_id, rendered))
+            for exam, choice in effects.routed:
+                messages += routing.announcements(self.app, exam, choice)
+            for users, body in effects.drafts:
+                messages += notifications("order.draft", None, body, users=users)
         if messages:
             await self.app.bus.publish_many(messages)
-        for exam_or_id, rendered in timed:
-            await replan(self.app, exam_or_id, rendered, created=not isinstance(exam_or_id, str))
+        await replan_many(self.app, timed)
+        return [None] * len(batch)
 
     async def _refused(
         self, peer: Peer, head: Header | None, exc: Hl7Error, extra: dict[str, Any]

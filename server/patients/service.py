@@ -201,22 +201,34 @@ async def read_ahead(db: AsyncSession, keys: Iterable[tuple[int, str]]) -> Known
     return known
 
 
-async def write_new(db: AsyncSession, known: Known) -> None:
+async def write_new(db: AsyncSession, known: Known, *, ids: bool = False) -> None:
     """Insert the identities :func:`upsert` created with ``known``, in one statement
-    (an executemany: the ORM would insert them one by one on SQLite to read back
-    each id). They are not loaded in the session: read them again to use them."""
+    (the ORM would insert them one by one on SQLite to read back each id). They are
+    not loaded in the session: read them again to use them, or with ``ids`` each
+    is given its new ``id`` (``RETURNING``, one statement still: what a new order
+    links its exam to)."""
     if not known.new:
         return
-    # The table, not the class: the ORM's bulk insert would split the rows by which
-    # of their columns are None, one statement for each kind.
-    table = PatientIdentity.__table__
-    assert isinstance(table, Table)
-    columns = [c.key for c in table.columns if c.key != "id"]
-    await db.execute(
-        insert(table),
-        [{key: getattr(row, key) for key in columns} for row in known.new],
-    )
+    rows = [{key: getattr(row, key) for key in _IDENTITY_COLUMNS} for row in known.new]
+    if ids:
+        by_key = {(row.establishment_id, row.ipp): row for row in known.new}
+        for id_, establishment_id, ipp in await db.execute(_INSERT_IDENTITY_IDS, rows):
+            by_key[(establishment_id, ipp)].id = id_
+    else:
+        await db.execute(_INSERT_IDENTITY, rows)
     known.new.clear()
+
+
+# The table, not the class: the ORM's bulk insert would split the rows by which of
+# their columns are None, one statement for each kind. Built once.
+_IDENTITIES = PatientIdentity.__table__
+assert isinstance(_IDENTITIES, Table)
+_IDENTITY_COLUMNS = tuple(c.key for c in _IDENTITIES.columns if c.key != "id")
+_INSERT_IDENTITY = insert(_IDENTITIES)
+# (establishment, IPP) is unique: each id returned finds its row by it.
+_INSERT_IDENTITY_IDS = insert(_IDENTITIES).returning(
+    _IDENTITIES.c.id, _IDENTITIES.c.establishment_id, _IDENTITIES.c.ipp
+)
 
 
 def _traits_of(row: PatientIdentity) -> Traits:

@@ -69,7 +69,7 @@ async def record_request(
     who: Principal | None,
     db: AsyncSession | None = None,
     **fields: Any,
-) -> audit.AuditEntry:
+) -> audit.Entry:
     """``server.core.audit.record`` with the caller's address taken from the
     connection: in ``db``'s transaction if given, else written on its own."""
     app = ctx(conn)

@@ -42,6 +42,39 @@ async def test_a_sqlite_write_transaction_holds_the_lock_from_its_begin(
         await engine.dispose()
 
 
+@pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite's pool reset")
+async def test_a_sqlite_connection_is_rolled_back_when_given_back_inside_a_transaction(
+    database_url: str,
+) -> None:
+    # Only then: a committed one goes back to the pool without another trip to
+    # aiosqlite's thread.
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            rollbacks: list[None] = []
+            rollback = raw.rollback
+
+            async def counted() -> None:
+                rollbacks.append(None)
+                await rollback()
+
+            raw.rollback = counted
+            await conn.execute(text("CREATE TABLE IF NOT EXISTS pool_reset (x INTEGER)"))
+            await conn.commit()
+        assert rollbacks == []
+        async with engine.connect() as conn:
+            # A transaction SQLAlchemy does not know of, left open.
+            await raw.execute("BEGIN")
+            await raw.execute("INSERT INTO pool_reset VALUES (1)")
+        assert rollbacks == [None]
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM pool_reset"))).scalar() == 0
+    finally:
+        await engine.dispose()
+
+
 async def _backend(engine: AsyncEngine) -> tuple[int, Any]:
     """The server process of the connection the pool lends, and its asyncpg connection."""
     async with engine.connect() as conn:

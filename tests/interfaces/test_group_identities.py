@@ -78,11 +78,11 @@ async def before(hl7_listener: Hl7Listener, est: str) -> None:
 
 async def as_group(hl7_listener: Hl7Listener, texts: list[str]) -> list[hl7.Message]:
     """The messages handed to the listener at the same moment (one group), each
-    published once acknowledged, as the listener does."""
+    published once acknowledged, as the listener does: their connections publish
+    at the same moment too."""
     inbound = hl7_listener.listener.inbound
     replies = await asyncio.gather(*(inbound.handle(t.encode(), PEER) for t in texts))
-    for _reply, effects in replies:
-        await inbound.publish(effects)
+    await asyncio.gather(*(inbound.publish(effects) for _reply, effects in replies))
     return [hl7.parse(reply.decode()) for reply, _effects in replies]
 
 

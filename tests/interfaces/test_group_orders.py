@@ -284,3 +284,52 @@ async def test_what_an_order_publishes_leaves_in_one_round_trip(
         assert [f["kind"] for c, f in call if not c.startswith("exam:")][-1] == "order.draft"
     finally:
         del bus.publish_many
+
+
+async def test_what_a_group_publishes_leaves_in_one_round_trip(
+    hl7_listener: Hl7Listener,
+) -> None:
+    """The messages of a group are acknowledged together and their connections
+    publish at once: one ``publish_many`` for the group, each message's frames in
+    the group's order, and one ``timer_schedule_many`` for its new exams' timers."""
+    await before(hl7_listener, "HOPA")
+    bus = hl7_listener.app.bus
+    sent: list[list[tuple[str, Any]]] = []
+    planned: list[list[tuple[str, float, Any]]] = []
+    publish_many, timer_schedule_many = bus.publish_many, bus.timer_schedule_many
+
+    async def recorded(messages: list[tuple[str, Any]]) -> None:
+        sent.append(list(messages))
+        await publish_many(messages)
+
+    async def timed(timers: list[tuple[str, float, Any]]) -> None:
+        planned.append(list(timers))
+        await timer_schedule_many(timers)
+
+    bus.publish_many = recorded  # type: ignore[method-assign]
+    bus.timer_schedule_many = timed  # type: ignore[method-assign]
+    try:
+        texts = [
+            order("HOPA", "CMD-Q1", "IPP-Q1"),
+            order("HOPA", "CMD-Q2", "IPP-Q2", question=None),  # a draft
+            order("HOPA", "CMD-Q3", "IPP-Q3"),
+        ]
+        acks = await as_group(hl7_listener, texts)
+        assert [answer(a)[0] for a in acks] == ["AA"] * 3
+    finally:
+        del bus.publish_many, bus.timer_schedule_many
+    [call] = sent
+    kinds = [f["event"]["kind"] if c.startswith("exam:") else f["kind"] for c, f in call]
+    request = ["exam.requested", "exam.assigned", "exam.assigned", "exam.requested"]
+    drafts = len(kinds) - 2 * len(request)
+    assert drafts >= 1
+    assert kinds == request + ["order.draft"] * drafts + request
+    rooms = [c.removeprefix("exam:") for c, _f in call if c.startswith("exam:")]
+    # Each new exam's JSON as read in its transaction, with its site, people and identity.
+    shown = [f["exam"] for c, f in call if c == "role:radiologist"]
+    assert [e["id"] for e in shown] == rooms
+    assert [e["patient"]["identity"]["ipp"] for e in shown] == ["IPP-Q1", "IPP-Q3"]
+    assert {e["establishment"]["code"] for e in shown} == {"HOPA"}
+    assert all(e["requester"]["id"] and e["assigned_radiologist"]["id"] for e in shown)
+    [timers] = planned
+    assert list(dict.fromkeys(p["exam_id"] for _k, _d, p in timers)) == rooms

@@ -5,6 +5,7 @@ processes; for memory the same instance twice.
 """
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -135,6 +136,35 @@ async def test_messages_are_json_copies(engines: Pair) -> None:
     assert got == [{"tags": ["CT", "head"], "n": 1}]
     with pytest.raises(TypeError):
         await b.publish("exam:1", {"not json": object()})
+
+
+async def test_publish_many_encodes_a_message_once_for_all_its_channels(
+    engines: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A notification is one object for several channels (a user's, the roles'):
+    # encoded once, each channel's subscribers still get a copy of their own.
+    a, b = engines
+    one: list[Message] = []
+    two: list[Message] = []
+    await a.subscribe("user:1", one.append)
+    await a.subscribe("role:coordinator", two.append)
+    sent: dict[str, Any] = {"kind": "exam.assigned", "exam": {"id": "x"}}
+    encodings = 0
+    dumps = json.dumps
+
+    def counting(obj: Any, *args: Any, **kwargs: Any) -> str:
+        nonlocal encodings
+        encodings += obj is sent
+        return dumps(obj, *args, **kwargs)
+
+    monkeypatch.setattr(json, "dumps", counting)
+    await b.publish_many([("user:1", sent), ("role:coordinator", sent), ("role:nobody", sent)])
+    await until(lambda: len(one) == len(two) == 1)
+    assert encodings == 1
+    assert one == two == [sent]
+    assert one[0] is not two[0]
+    with pytest.raises(TypeError):  # checked even where nobody listens
+        await b.publish_many([("role:nobody", {"not json": object()})])
 
 
 async def test_close_is_idempotent(engines: Pair) -> None:
