@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import hl7
-from hl7.util import generate_message_control_id
+from hl7.util import generate_message_control_id, unescape
 
 from server.patients.service import INS_OIDS, IdentityStatus, Traits
 
@@ -202,9 +202,99 @@ def decode(block: bytes) -> tuple[hl7.Message, str]:
     return _parse(text), codec
 
 
+#: The delimiters of almost every message: segment, field, repetition, component,
+#: subcomponent (python-hl7's order).
+STANDARD_SEPARATORS = "\r|~^&"
+
+
+class _Light:
+    """What python-hl7's containers keep of their delimiters, as class attributes.
+
+    python-hl7 builds a container for every field, repetition and component (a short
+    order makes 160), and each ``__init__`` climbs three classes to store the same
+    four attributes. The containers of :class:`Factory` store them only when they
+    differ from the standard ones; for everything else they are python-hl7's own
+    classes (``isinstance`` holds), but for one thing: below a message, a slice is a
+    plain list, and an index is list indexing without python-hl7's slice check."""
+
+    separator: str
+    esc = "\\"
+    separators = STANDARD_SEPARATORS
+    factory: type[hl7.Factory]
+    _level = 0
+
+    def __init__(
+        self,
+        separator: str | None = None,
+        sequence: Any = (),
+        esc: str = "\\",
+        separators: str = STANDARD_SEPARATORS,
+        factory: type[hl7.Factory] | None = None,
+    ) -> None:
+        list.__init__(self, sequence)  # type: ignore[call-overload]
+        if separators != STANDARD_SEPARATORS or esc != "\\":
+            self.separator = separators[self._level]
+            self.esc = esc
+            self.separators = separators
+        if factory is not None and factory is not Factory:
+            self.factory = factory
+
+    def __str__(self) -> str:
+        # python-hl7's join, without its generator.
+        return self.separator.join(map(str, self))  # type: ignore[call-overload]
+
+
+class _Message(_Light, hl7.Message):
+    separator = STANDARD_SEPARATORS[0]
+
+    def __str__(self) -> str:
+        # A message ends with its segment separator (python-hl7's Message.__str__).
+        return _Light.__str__(self) + self.separator
+
+
+class _Segment(_Light, hl7.Segment):
+    separator = STANDARD_SEPARATORS[1]
+    _level = 1
+    __getitem__ = list.__getitem__  # type: ignore[assignment]
+    __str__ = hl7.Segment.__str__  # MSH-1 and MSH-2 written as they are
+
+
+class _Field(_Light, hl7.Field):
+    separator = STANDARD_SEPARATORS[2]
+    _level = 2
+    __getitem__ = list.__getitem__  # type: ignore[assignment]
+
+
+class _Repetition(_Light, hl7.Repetition):
+    separator = STANDARD_SEPARATORS[3]
+    _level = 3
+    __getitem__ = list.__getitem__  # type: ignore[assignment]
+
+
+class _Component(_Light, hl7.Component):
+    separator = STANDARD_SEPARATORS[4]
+    _level = 4
+    __getitem__ = list.__getitem__  # type: ignore[assignment]
+
+
+class Factory(hl7.Factory):
+    """python-hl7's hook for its containers (``hl7.parse(text, factory=...)``): the
+    lighter ones of :class:`_Light`. The ACK built on a message uses them too."""
+
+    create_message = _Message
+    create_segment = _Segment
+    create_field = _Field
+    create_repetition = _Repetition
+    create_component = _Component
+
+
+for _kind in (_Message, _Segment, _Field, _Repetition, _Component):
+    _kind.factory = Factory
+
+
 def _parse(text: str) -> hl7.Message:
     try:
-        msg = hl7.parse(text)
+        msg = hl7.parse(text, factory=Factory)
         msg.segment("MSH")
     except Exception:
         raise _rejected(SEGMENT_SEQUENCE_ERROR, "the message cannot be parsed", "MSH") from None
@@ -212,13 +302,38 @@ def _parse(text: str) -> hl7.Message:
 
 
 def _get(seg: Any, f: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
-    """A field's value, empty when absent (python-hl7 raises for missing parts)."""
-    try:
-        if len(seg) <= f:
-            return ""
-        return str(seg.extract_field(1, f, rep, comp, sub)).strip()
-    except (IndexError, KeyError, ValueError):
+    """A field's value, stripped, empty when absent: what python-hl7's
+    ``seg.extract_field(1, f, rep, comp, sub)`` returns (a path deeper than the
+    tree reads its first branch, unescaped but for MSH-1 and MSH-2), read off the
+    parsed tree without the accessor that method builds for its error messages,
+    and empty where it raises for a missing part."""
+    if len(seg) <= f:
         return ""
+    value = seg[f]
+    if len(value) < rep:
+        return ""
+    value = value[rep - 1]
+    if isinstance(value, hl7.Repetition):
+        if comp > len(value):
+            return ""
+        value = value[comp - 1]
+        if isinstance(value, hl7.Component):
+            if sub > len(value):
+                return ""
+            value = value[sub - 1]
+        elif sub != 1:
+            return ""
+    elif comp != 1 or sub != 1:
+        return ""
+    elif f in (1, 2) and seg[0][0] == "MSH":
+        return str(value).strip()
+    text = str(value)
+    if seg.esc in text:
+        try:
+            text = unescape(seg, text)
+        except (IndexError, KeyError, ValueError):
+            return ""
+    return text.strip()
 
 
 def _reps(seg: Any, f: int) -> list[Any]:
