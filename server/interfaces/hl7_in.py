@@ -428,7 +428,10 @@ def _identifiers(seg: Any, f: int) -> list[tuple[str, str, str]]:
 def local_id(seg: Any, f: int, name: str) -> str:
     """The local identifier (IPP) among a CX list: type ``PI``, else the first that
     is not an INS."""
-    ids = _identifiers(seg, f)
+    return _local(_identifiers(seg, f), name, f)
+
+
+def _local(ids: list[tuple[str, str, str]], name: str, f: int) -> str:
     for value, _auth, kind in ids:
         if kind == "PI":
             return value
@@ -443,9 +446,10 @@ def patient(msg: hl7.Message) -> Traits:
     IPP (type PI) and the INS (type INS, authority the INS OID); PID-5 the birth
     name (type L) and the used name (type D); PID-32 the identity status."""
     pid = _segment(msg, "PID")
-    ipp = local_id(pid, 3, "PID")
+    ids = _identifiers(pid, 3)
+    ipp = _local(ids, "PID", 3)
     ins = oid = None
-    for value, auth, kind in _identifiers(pid, 3):
+    for value, auth, kind in ids:
         if kind == "INS" or auth in INS_OIDS:
             ins, oid = value, auth
     birth_name = first_names = ""
@@ -455,9 +459,10 @@ def patient(msg: hl7.Message) -> Traits:
         if kind in ("L", "") and not birth_name:
             birth_name = _comp(rep, 1, 1)
             # The list of birth first names goes in XPN-3 when there are several.
-            first_names = _comp(rep, 3) or _comp(rep, 2)
-            if _comp(rep, 3) and _comp(rep, 2) and not _comp(rep, 3).startswith(_comp(rep, 2)):
-                first_names = f"{_comp(rep, 2)} {_comp(rep, 3)}"
+            given, more = _comp(rep, 2), _comp(rep, 3)
+            first_names = more or given
+            if more and given and not more.startswith(given):
+                first_names = f"{given} {more}"
         elif kind == "D":
             used_name = _comp(rep, 1, 1) or None
             used_first = _comp(rep, 2) or None
@@ -554,8 +559,9 @@ def order(msg: hl7.Message) -> Order:
         )
     result.modality = modality or None
     result.body_part = (_get(obr, 4, 1, 2) or _get(obr, 4, 1, 1))[:64] or None
-    reasons = [_comp(rep, 2) or _comp(rep, 1) for rep in _reps(obr, 31)]
-    stroke = any(_stroke_reason(_comp(rep, 1)) for rep in _reps(obr, 31))
+    coded = [(_comp(rep, 1), _comp(rep, 2)) for rep in _reps(obr, 31)]
+    reasons = [text or code for code, text in coded]
+    stroke = any(_stroke_reason(code) for code, _text in coded)
     question = "; ".join(r for r in reasons if r) or _get(obr, 13)
     result.clinical_question = question[:4000] or None
     priority = ""
