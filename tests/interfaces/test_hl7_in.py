@@ -147,9 +147,14 @@ def test_the_lighter_containers_are_python_hl7s(text: str) -> None:
     walk(ours, theirs)
     assert str(ours) == str(theirs) == text
     error = hl7_in.Hl7Error("AE", hl7_in.REQUIRED_FIELD_MISSING, "no birth date", "PID", 7)
-    assert _without_time(_controlled(hl7_in.ack(ours, "AE", error))) == _without_time(
-        _controlled(hl7_in.ack(theirs, "AE", error))
-    )
+    refused = hl7_in.Hl7Error("AR", hl7_in.UNKNOWN_KEY_IDENTIFIER, "unknown sender", "MSH", 4)
+    draft = [("OBR-31", hl7_in.REQUIRED_FIELD_MISSING, "no clinical question")]
+    for code, err, warnings in (("AE", error, None), ("AR", refused, None), ("AA", None, draft)):
+        mine, python_hl7s = (
+            _without_time(_controlled(hl7_in.ack(m, code, err, warnings))) for m in (ours, theirs)
+        )
+        assert mine == python_hl7s
+        assert mine.count("\rERR") == 1
 
 
 def _controlled(ack: str) -> str:
