@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import hl7
-from hl7.util import generate_message_control_id
+from hl7.util import generate_message_control_id, unescape
 
 from server.patients.service import INS_OIDS, IdentityStatus, Traits
 
@@ -202,9 +202,99 @@ def decode(block: bytes) -> tuple[hl7.Message, str]:
     return _parse(text), codec
 
 
+#: The delimiters of almost every message: segment, field, repetition, component,
+#: subcomponent (python-hl7's order).
+STANDARD_SEPARATORS = "\r|~^&"
+
+
+class _Light:
+    """What python-hl7's containers keep of their delimiters, as class attributes.
+
+    python-hl7 builds a container for every field, repetition and component (a short
+    order makes 160), and each ``__init__`` climbs three classes to store the same
+    four attributes. The containers of :class:`Factory` store them only when they
+    differ from the standard ones; for everything else they are python-hl7's own
+    classes (``isinstance`` holds), but for one thing: below a message, a slice is a
+    plain list, and an index is list indexing without python-hl7's slice check."""
+
+    separator: str
+    esc = "\\"
+    separators = STANDARD_SEPARATORS
+    factory: type[hl7.Factory]
+    _level = 0
+
+    def __init__(
+        self,
+        separator: str | None = None,
+        sequence: Any = (),
+        esc: str = "\\",
+        separators: str = STANDARD_SEPARATORS,
+        factory: type[hl7.Factory] | None = None,
+    ) -> None:
+        list.__init__(self, sequence)  # type: ignore[call-overload]
+        if separators != STANDARD_SEPARATORS or esc != "\\":
+            self.separator = separators[self._level]
+            self.esc = esc
+            self.separators = separators
+        if factory is not None and factory is not Factory:
+            self.factory = factory
+
+    def __str__(self) -> str:
+        # python-hl7's join, without its generator.
+        return self.separator.join(map(str, self))  # type: ignore[call-overload]
+
+
+class _Message(_Light, hl7.Message):
+    separator = STANDARD_SEPARATORS[0]
+
+    def __str__(self) -> str:
+        # A message ends with its segment separator (python-hl7's Message.__str__).
+        return _Light.__str__(self) + self.separator
+
+
+class _Segment(_Light, hl7.Segment):
+    separator = STANDARD_SEPARATORS[1]
+    _level = 1
+    __getitem__ = list.__getitem__  # type: ignore[assignment]
+    __str__ = hl7.Segment.__str__  # MSH-1 and MSH-2 written as they are
+
+
+class _Field(_Light, hl7.Field):
+    separator = STANDARD_SEPARATORS[2]
+    _level = 2
+    __getitem__ = list.__getitem__  # type: ignore[assignment]
+
+
+class _Repetition(_Light, hl7.Repetition):
+    separator = STANDARD_SEPARATORS[3]
+    _level = 3
+    __getitem__ = list.__getitem__  # type: ignore[assignment]
+
+
+class _Component(_Light, hl7.Component):
+    separator = STANDARD_SEPARATORS[4]
+    _level = 4
+    __getitem__ = list.__getitem__  # type: ignore[assignment]
+
+
+class Factory(hl7.Factory):
+    """python-hl7's hook for its containers (``hl7.parse(text, factory=...)``): the
+    lighter ones of :class:`_Light`. The ACK built on a message uses them too."""
+
+    create_message = _Message
+    create_segment = _Segment
+    create_field = _Field
+    create_repetition = _Repetition
+    create_component = _Component
+
+
+for _kind in (_Message, _Segment, _Field, _Repetition, _Component):
+    _kind.factory = Factory
+
+
 def _parse(text: str) -> hl7.Message:
     try:
-        msg = hl7.parse(text)
+        msg = hl7.parse(text, factory=Factory)
         msg.segment("MSH")
     except Exception:
         raise _rejected(SEGMENT_SEQUENCE_ERROR, "the message cannot be parsed", "MSH") from None
@@ -212,13 +302,38 @@ def _parse(text: str) -> hl7.Message:
 
 
 def _get(seg: Any, f: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
-    """A field's value, empty when absent (python-hl7 raises for missing parts)."""
-    try:
-        if len(seg) <= f:
-            return ""
-        return str(seg.extract_field(1, f, rep, comp, sub)).strip()
-    except (IndexError, KeyError, ValueError):
+    """A field's value, stripped, empty when absent: what python-hl7's
+    ``seg.extract_field(1, f, rep, comp, sub)`` returns (a path deeper than the
+    tree reads its first branch, unescaped but for MSH-1 and MSH-2), read off the
+    parsed tree without the accessor that method builds for its error messages,
+    and empty where it raises for a missing part."""
+    if len(seg) <= f:
         return ""
+    value = seg[f]
+    if len(value) < rep:
+        return ""
+    value = value[rep - 1]
+    if isinstance(value, hl7.Repetition):
+        if comp > len(value):
+            return ""
+        value = value[comp - 1]
+        if isinstance(value, hl7.Component):
+            if sub > len(value):
+                return ""
+            value = value[sub - 1]
+        elif sub != 1:
+            return ""
+    elif comp != 1 or sub != 1:
+        return ""
+    elif f in (1, 2) and seg[0][0] == "MSH":
+        return str(value).strip()
+    text = str(value)
+    if seg.esc in text:
+        try:
+            text = unescape(seg, text)
+        except (IndexError, KeyError, ValueError):
+            return ""
+    return text.strip()
 
 
 def _reps(seg: Any, f: int) -> list[Any]:
@@ -313,7 +428,10 @@ def _identifiers(seg: Any, f: int) -> list[tuple[str, str, str]]:
 def local_id(seg: Any, f: int, name: str) -> str:
     """The local identifier (IPP) among a CX list: type ``PI``, else the first that
     is not an INS."""
-    ids = _identifiers(seg, f)
+    return _local(_identifiers(seg, f), name, f)
+
+
+def _local(ids: list[tuple[str, str, str]], name: str, f: int) -> str:
     for value, _auth, kind in ids:
         if kind == "PI":
             return value
@@ -328,9 +446,10 @@ def patient(msg: hl7.Message) -> Traits:
     IPP (type PI) and the INS (type INS, authority the INS OID); PID-5 the birth
     name (type L) and the used name (type D); PID-32 the identity status."""
     pid = _segment(msg, "PID")
-    ipp = local_id(pid, 3, "PID")
+    ids = _identifiers(pid, 3)
+    ipp = _local(ids, "PID", 3)
     ins = oid = None
-    for value, auth, kind in _identifiers(pid, 3):
+    for value, auth, kind in ids:
         if kind == "INS" or auth in INS_OIDS:
             ins, oid = value, auth
     birth_name = first_names = ""
@@ -340,9 +459,10 @@ def patient(msg: hl7.Message) -> Traits:
         if kind in ("L", "") and not birth_name:
             birth_name = _comp(rep, 1, 1)
             # The list of birth first names goes in XPN-3 when there are several.
-            first_names = _comp(rep, 3) or _comp(rep, 2)
-            if _comp(rep, 3) and _comp(rep, 2) and not _comp(rep, 3).startswith(_comp(rep, 2)):
-                first_names = f"{_comp(rep, 2)} {_comp(rep, 3)}"
+            given, more = _comp(rep, 2), _comp(rep, 3)
+            first_names = more or given
+            if more and given and not more.startswith(given):
+                first_names = f"{given} {more}"
         elif kind == "D":
             used_name = _comp(rep, 1, 1) or None
             used_first = _comp(rep, 2) or None
@@ -439,8 +559,9 @@ def order(msg: hl7.Message) -> Order:
         )
     result.modality = modality or None
     result.body_part = (_get(obr, 4, 1, 2) or _get(obr, 4, 1, 1))[:64] or None
-    reasons = [_comp(rep, 2) or _comp(rep, 1) for rep in _reps(obr, 31)]
-    stroke = any(_stroke_reason(_comp(rep, 1)) for rep in _reps(obr, 31))
+    coded = [(_comp(rep, 1), _comp(rep, 2)) for rep in _reps(obr, 31)]
+    reasons = [text or code for code, text in coded]
+    stroke = any(_stroke_reason(code) for code, _text in coded)
     question = "; ".join(r for r in reasons if r) or _get(obr, 13)
     result.clinical_question = question[:4000] or None
     priority = ""

@@ -3,6 +3,7 @@ bytes with the message's own field separator, the whole message parsed once."""
 
 from __future__ import annotations
 
+import hl7
 import pytest
 
 from server.interfaces import hl7_in
@@ -76,3 +77,89 @@ def test_an_ack_answers_the_message_itself_only_when_that_changes_nothing(text: 
         assert _without_time(str(msg.create_ack("AE", message_id="A1"))) == rebuilt
     else:
         assert hl7_in._answering(msg) is not msg
+
+
+# A message with what python-hl7's reading rules meet: repetitions, components,
+# subcomponents, escapes (\T\ is "&", \S\ is "^"), empty and missing parts.
+ODD = (
+    "MSH|^~\\&|DPI|CHU_A^1.2.250.1^ISO|TI|TI|20261206101500||ORM^O01^ORM_O01|M\\T\\1|P|2.5\r"
+    "PID|1||A1^^^CHU&1.2.250&ISO^PI~B2^^^^INS||O\\S\\BRIEN^Noël^^^^^L||19690315|F\r"
+    "OBR|1|CMD-1||ZCT01^Scanner^L||||||||||||||||||||CT|||||||^Céphalée~R51^Fièvre\\T\\toux\r"
+)
+
+
+def _paths() -> list[tuple[int, int, int, int]]:
+    return [
+        (f, rep, comp, sub)
+        for f in range(1, 34)
+        for rep in (1, 2, 3)
+        for comp in (1, 2, 3, 4, 5)
+        for sub in (1, 2, 3)
+    ]
+
+
+def _extracted(seg: hl7.Segment, path: tuple[int, int, int, int]) -> str:
+    try:
+        return str(seg.extract_field(1, *path)).strip()
+    except IndexError:
+        return ""
+
+
+@pytest.mark.parametrize("factory", [hl7_in.Factory, hl7.Factory])
+def test_a_field_reads_as_python_hl7_extracts_it(factory: type[hl7.Factory]) -> None:
+    """``_get`` walks the parsed tree itself: for every path, what python-hl7's
+    ``extract_field`` returns (unescaped, MSH-1 and MSH-2 as they are), empty where
+    that method raises for a missing part."""
+    msg = hl7.parse(ODD, factory=factory)
+    # A repetition holding a string, not components: only ever assigned, never parsed.
+    msg.segment("PID").assign_field("X", 20, 1)
+    for seg in msg:
+        for path in _paths():
+            assert hl7_in._get(seg, *path) == _extracted(seg, path), (str(seg[0]), path)
+    msh, pid = msg.segment("MSH"), msg.segment("PID")
+    assert (hl7_in._get(msh, 2), hl7_in._get(msh, 10)) == ("^~\\&", "M&1")
+    assert hl7_in._get(pid, 5, 1, 1) == "O^BRIEN"
+
+
+# Other delimiters: fields #, components $, repetitions %, escape *, subcomponents !.
+OTHER_DELIMITERS = (
+    "MSH#$%*!#DPI#CHU_A$1.2.250.1#TI#TI#20261206101500##ORM$O01#M1#P#2.5\rPID#1##A1$$$X!Y%B2#\r"
+)
+
+
+@pytest.mark.parametrize("text", [ODD, OTHER_DELIMITERS])
+def test_the_lighter_containers_are_python_hl7s(text: str) -> None:
+    """A message decoded here is python-hl7's own tree, part for part: the same values,
+    delimiters and escape at every level, written back the same, and the same ACK."""
+    ours, theirs = hl7_in.decode(text.encode())[0], hl7.parse(text)
+
+    def walk(a: object, b: object) -> None:
+        assert isinstance(a, type(b))
+        if isinstance(b, hl7.Container):
+            assert isinstance(a, hl7.Container)
+            assert (a.separator, a.separators, a.esc) == (b.separator, b.separators, b.esc)
+            assert len(a) == len(b)
+            for x, y in zip(a, b, strict=True):
+                walk(x, y)
+        else:
+            assert a == b
+
+    walk(ours, theirs)
+    assert str(ours) == str(theirs) == text
+    error = hl7_in.Hl7Error("AE", hl7_in.REQUIRED_FIELD_MISSING, "no birth date", "PID", 7)
+    refused = hl7_in.Hl7Error("AR", hl7_in.UNKNOWN_KEY_IDENTIFIER, "unknown sender", "MSH", 4)
+    draft = [("OBR-31", hl7_in.REQUIRED_FIELD_MISSING, "no clinical question")]
+    for code, err, warnings in (("AE", error, None), ("AR", refused, None), ("AA", None, draft)):
+        mine, python_hl7s = (
+            _without_time(_controlled(hl7_in.ack(m, code, err, warnings))) for m in (ours, theirs)
+        )
+        assert mine == python_hl7s
+        assert mine.count("\rERR") == 1
+
+
+def _controlled(ack: str) -> str:
+    """The ACK with its own control ID (MSH-10, new each time) blanked."""
+    msh, _, rest = ack.partition("\r")
+    fields = msh.split(msh[3])
+    fields[9] = ""
+    return msh[3].join(fields) + "\r" + rest
