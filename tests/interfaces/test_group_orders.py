@@ -201,7 +201,8 @@ async def test_a_group_of_orders_gives_what_one_by_one_gives(
     # cancellation and once after.
     assert len([s for s in sql if s.startswith("INSERT INTO patient_identities")]) == 4
     assert len([s for s in sql if "FROM shifts" in s]) == 2
-    exams = {e[0]: e for e in (await state(hl7_listener, "HOPA"))["exams"]}
+    left = await state(hl7_listener, "HOPA")
+    exams = {e[0]: e for e in left["exams"]}
     assignee = {placer: row[5] for placer, row in exams.items()}
     assert assignee == {
         "CMD-0": "rad_1",
@@ -213,6 +214,10 @@ async def test_a_group_of_orders_gives_what_one_by_one_gives(
         "CMD-6": "rad_2",
     }
     assert exams["CMD-1"][1] == "cancelled" and exams["CMD-2"][3] == "DUPONT^Héloïse"
+    # Each exam opens with its request, signed by whoever asked for it (the interface's
+    # user for an order, the urgentist for the exam typed in the form).
+    requested = {(e[0], e[3]) for e in left["events"] if e[1] == 1}
+    assert requested == {(placer, "urg" if placer == "typed" else "hl7") for placer in exams}
 
 
 def refusals(est: str) -> list[str]:
