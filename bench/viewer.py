@@ -390,21 +390,23 @@ async def one_run(
     phases = await page.evaluate(PHASES)
     # Where the page's clock starts (its navigation) after page.goto was called.
     phases["(goto called)"] = wall0 - await page.evaluate("performance.timeOrigin")
+    # The cold open's figures (page clock in s, where the mark was taken) and phases.
+    cold = {
+        **{
+            k: v / 1000
+            for k, v in (
+                ("shown_page", phases.get("viewer:preview-shown")),
+                ("first_page", phases.get("viewer:first-image")),
+            )
+            if v is not None
+        },
+        "shown": shown,
+        "first": first,
+        **{f"phase:{k}": v for k, v in phases.items()},
+    }
     if cold_only:
         await context.close()
-        return {
-            **{
-                k: v / 1000
-                for k, v in (
-                    ("shown_page", phases.get("viewer:preview-shown")),
-                    ("first_page", phases.get("viewer:first-image")),
-                )
-                if v is not None
-            },
-            "shown": shown,
-            "first": first,
-            **{f"phase:{k}": v for k, v in phases.items()},
-        }
+        return cold
 
     # Scroll once the stack is loaded: wait until every slice is in Cornerstone's cache
     # (the prefetch), then step through it with the keyboard.
@@ -468,24 +470,18 @@ async def one_run(
     tab_page = await tab.evaluate(MARK, "viewer:first-image")
     tab_shown = await tab.evaluate(MARK, "viewer:preview-shown")
     await context.close()
-    first_page = phases.get("viewer:first-image")
-    first_shown = phases.get("viewer:preview-shown")
     figures = {
-        "shown_page": first_shown,
-        "first_page": first_page,
         "warm_shown": warm_shown - start if warm_shown is not None else None,
         "warm_page": warm_page - start if warm_page is not None else None,
         "tab_shown": tab_shown,
         "tab_page": tab_page,
     }
     return {
+        **cold,
         **{k: v / 1000 for k, v in figures.items() if v is not None},
-        "shown": shown,
-        "first": first,
         "warm": warm,
         "scroll": scroll,
         "scroll_direct": direct,
-        **{f"phase:{k}": v for k, v in phases.items()},
         "mpr_shown": mpr_shown,
         "mpr_loaded": mpr_loaded,
     }
