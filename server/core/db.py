@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_
 
+from server.core import sqlite_driver
+
 #: A pooled PostgreSQL connection idle this long is checked before it is lent.
 PING_AFTER_S = 1.0
 
@@ -39,6 +41,8 @@ def create_engine(
         # The pool's reset is ours (below): SQLAlchemy's rolls back every connection
         # it takes back, a committed one too, one more trip to aiosqlite's thread.
         kwargs.setdefault("pool_reset_on_return", None)
+        # One trip to aiosqlite's thread per statement (server/core/sqlite_driver.py).
+        kwargs.setdefault("module", sqlite_driver.DBAPI)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "reset")
