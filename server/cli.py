@@ -353,12 +353,14 @@ def cmd_hl7_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _hl7_serve(args: argparse.Namespace, settings: Settings, reuse_port: bool) -> int:
+    from server.core.collector import tune_for_serving
     from server.core.logs import configure_logging
     from server.interfaces.listener import serve
 
     async def main() -> None:
         configure_logging(settings.log_level)
         async with core_context(settings) as app:
+            tune_for_serving()
             await serve(app, args.host, args.port, reuse_port=reuse_port)
 
     try:  # the loop uvicorn runs the web process on, where it is installed
