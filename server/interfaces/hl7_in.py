@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import hl7
+from hl7.parser import _ParsePlan, _split, create_parse_plan
 from hl7.util import generate_message_control_id, unescape
 
 from server.patients.service import INS_OIDS, IdentityStatus, Traits
@@ -292,9 +293,42 @@ for _kind in (_Message, _Segment, _Field, _Repetition, _Component):
     _kind.factory = Factory
 
 
+class _Plan(_ParsePlan):
+    """python-hl7's parse plan (``hl7.parser``: which container and which delimiter at
+    each level), each level made once. python-hl7 makes the plan of the level below
+    anew for every part it splits, some 200 for a short order, and works out again at
+    every part which delimiters it must look for: that was half of its parse. Its plan
+    is made to be subclassed (``next`` builds ``self.__class__``); the tree is its own,
+    part for part (tests/interfaces/test_hl7_in.py)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._below: _Plan | None | bool = False
+        self._delimiters = self.separators[self.separators.find(self.separator) :]
+
+    def next(self) -> _Plan | None:
+        below = self._below
+        if below is False:
+            below = self._below = super().next()
+        return below  # type: ignore[return-value]
+
+    def applies(self, text: str) -> bool:
+        for delimiter in self._delimiters:
+            if delimiter in text:
+                return True
+        return False
+
+
+def _parsed(text: str) -> hl7.Message:
+    """``hl7.parse(text, factory=Factory)``, with :class:`_Plan`."""
+    text = text.strip()
+    plan = create_parse_plan(text, Factory)
+    return _split(text, _Plan(plan.separator, plan.separators, plan.containers, plan.esc, Factory))
+
+
 def _parse(text: str) -> hl7.Message:
     try:
-        msg = hl7.parse(text, factory=Factory)
+        msg = _parsed(text)
         msg.segment("MSH")
     except Exception:
         raise _rejected(SEGMENT_SEQUENCE_ERROR, "the message cannot be parsed", "MSH") from None
