@@ -3,7 +3,7 @@ over one MLLP connection and over ten, for the identity feed (ADT^A28) and for
 orders (ORM^O01, each creating an exam), with the latency of each order's ACK.
 
     .venv/bin/python bench/hl7_feed.py [--identities 2000] [--orders 500] [--database-url URL]
-        [--base DIR] [--rounds N] [--processes N] [--only identities|orders]
+        [--base DIR] [--rounds N] [--processes N] [--only identities|orders] [--cap N]
 
 A fresh database (SQLite in a temp dir unless --database-url names an empty one)
 with one establishment, a radiologist on duty and the sender DPI/CHU_A; the
@@ -19,6 +19,14 @@ B/A in the next round), so that both see the same load. Each line prints the loa
 average; a summary table (medians over the rounds) ends the output.
 ``--processes N`` runs this version's listener as ``teleimagerie hl7 --processes N``
 (the CPU figure then sums its processes).
+
+``--cap N``: the radiologist's cap of exams in progress, the roster's default (5)
+unless given. Nobody reads or signs during the run, so past the cap the orders are
+requested unassigned and the coordinators alerted, as a hospital's burst would be.
+``--cap 1000000`` is how this bench ran until 2026-12-07: every order assigned to one
+radiologist whose exams in progress then number in the tens of thousands, and whose
+load, counted at each group's routing, costs more as the run goes (docs/benchmarks.md
+"Eighth pass").
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from server.composition import core_context  # noqa: E402
 from server.core.config import Settings, normalise_database_url  # noqa: E402
 from server.core.migrate import upgrade  # noqa: E402
 from server.interfaces.senders import add_sender  # noqa: E402
-from server.roster.service import Shift  # noqa: E402
+from server.roster.service import DEFAULT_MAX_IN_PROGRESS, Shift  # noqa: E402
 from server.testing import free_port  # noqa: E402
 from tests.interfaces import messages as m  # noqa: E402
 
@@ -54,9 +62,10 @@ PASSWORD = "bench password, loopback only"  # noqa: S105 - a throw-away database
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def seed(settings: Settings) -> None:
-    """HOPA, a radiologist on duty for the whole run (orders are routed to him, as in
-    production), the sender DPI/CHU_A."""
+async def seed(settings: Settings, cap: int) -> None:
+    """HOPA, a radiologist on duty for the whole run with ``cap`` exams in progress at
+    most (orders are routed as in production: to him while he is under it, to nobody
+    with the coordinators alerted once he is at it), the sender DPI/CHU_A."""
     now = datetime.now(UTC)
     async with core_context(settings) as app, app.db() as db:
         await add_establishment(app, db, "HOPA", "Bench hospital")
@@ -65,7 +74,7 @@ async def seed(settings: Settings) -> None:
             Shift(
                 radiologist_id=rad.id, role="primary", kind="oncall",
                 starts_at=now - timedelta(hours=1), ends_at=now + timedelta(days=1),
-                establishment_ids=[], max_in_progress=1_000_000, created_at=now,
+                establishment_ids=[], max_in_progress=cap, created_at=now,
             )
         )  # fmt: skip
         await add_sender(app, db, "DPI", "CHU_A", "HOPA")
@@ -223,13 +232,19 @@ async def main() -> None:
     parser.add_argument(
         "--only", choices=("identities", "orders"), default=None, help="one feed's runs alone"
     )
+    parser.add_argument(
+        "--cap",
+        type=int,
+        default=DEFAULT_MAX_IN_PROGRESS,
+        help="the radiologist's exams in progress at most (1000000: every order his)",
+    )
     args = parser.parse_args()
     trees = [("new", ROOT)] + ([("base", args.base.resolve())] if args.base else [])
     with tempfile.TemporaryDirectory() as tmp:
         url = normalise_database_url(args.database_url or f"sqlite:///{tmp}/hl7.db")
         await asyncio.to_thread(upgrade, url)
         settings = Settings(database_url=url, log_level="WARNING")
-        await seed(settings)
+        await seed(settings, args.cap)
         listeners = {}
         try:
             for version, tree in trees:
