@@ -319,17 +319,22 @@ class Batch:
         batch = cls()
         placers = sorted({placer for _est, placer in keys})
         if placers:
-            rows = await db.execute(_PLACED_AMONG, {"placers": placers})
+            sites = sorted({est for est, _placer in keys})
+            rows = await db.execute(_PLACED_AMONG, {"sites": sites, "placers": placers})
             batch.placed.update((row[0], row[1]) for row in rows)
         return batch
 
 
-# The orders among ``:placers`` that became an exam or wait as a draft (built once).
+# The orders among ``:placers`` of the establishments ``:sites`` that became an exam or
+# wait as a draft (built once). Both columns are named: the indexes that find them
+# begin with the establishment, so a placer number alone would be a scan of every exam.
 _PLACED_AMONG: CompoundSelect[Any] = union_all(
     select(Exam.establishment_id, Exam.placer_order_number).where(
-        Exam.placer_order_number.in_(bindparam("placers", expanding=True))
+        Exam.establishment_id.in_(bindparam("sites", expanding=True)),
+        Exam.placer_order_number.in_(bindparam("placers", expanding=True)),
     ),
     select(OrderDraft.establishment_id, OrderDraft.placer_order_number).where(
+        OrderDraft.establishment_id.in_(bindparam("sites", expanding=True)),
         OrderDraft.placer_order_number.in_(bindparam("placers", expanding=True)),
         OrderDraft.status != "cancelled",
     ),
