@@ -33,7 +33,8 @@ def create_engine(
     and write locks taken at BEGIN, so that two writers queue instead of failing
     to upgrade a read lock; ``read_only`` engines begin deferred transactions
     instead, which WAL runs side by side with a writer. PostgreSQL connections idle
-    ``ping_after_s`` (default PING_AFTER_S) are checked before they are lent."""
+    ``ping_after_s`` (default PING_AFTER_S) are checked before they are lent, and the
+    pool lends the connection it was given back last."""
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -84,6 +85,11 @@ def create_engine(
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    # The connection given back last is lent first: the few a process keeps busy stay
+    # warm (their server process in the CPU's caches, its catalogue cached), where
+    # taking them in turn woke every one of the pool's in turn (docs/benchmarks.md
+    # "Eighth pass": 5 % more orders a second, 10 % less of PostgreSQL's CPU each).
+    kwargs.setdefault("pool_use_lifo", True)
     engine = create_async_engine(url, **kwargs)
     _ping_when_idle(engine, PING_AFTER_S if ping_after_s is None else ping_after_s)
     return engine

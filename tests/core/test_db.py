@@ -112,3 +112,18 @@ async def test_an_idle_connection_the_server_closed_is_replaced(database_url: st
         assert again != pid
     finally:
         await engine.dispose()
+
+
+@postgresql
+async def test_the_connection_given_back_last_is_lent_first(database_url: str) -> None:
+    # One busy connection stays the one in use (warm on the server), not each of the
+    # pool's in turn.
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as first, engine.connect() as second:
+            pids = [await c.scalar(text("SELECT pg_backend_pid()")) for c in (first, second)]
+        # ``first`` went back to the pool last (the context managers close in reverse).
+        for _ in range(3):
+            assert (await _backend(engine))[0] == pids[0]
+    finally:
+        await engine.dispose()
