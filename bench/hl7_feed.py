@@ -20,6 +20,9 @@ average; a summary table (medians over the rounds) ends the output.
 ``--processes N`` runs this version's listener as ``teleimagerie hl7 --processes N``
 (the CPU figure then sums its processes).
 
+On PostgreSQL each timed run starts with an ``ANALYZE`` (:func:`analyse`), as
+autovacuum keeps a production database's statistics.
+
 ``--cap N``: the radiologist's cap of exams in progress, the roster's default (5)
 unless given. Nobody reads or signs during the run, so past the cap the orders are
 requested unassigned and the coordinators alerted, as a hospital's burst would be.
@@ -47,11 +50,13 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from hl7.mllp import open_hl7_connection  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 
 from bench.common import cpu_seconds, percentile  # noqa: E402
 from server.accounts.service import add_establishment, add_user  # noqa: E402
 from server.composition import core_context  # noqa: E402
 from server.core.config import Settings, normalise_database_url  # noqa: E402
+from server.core.db import create_engine  # noqa: E402
 from server.core.migrate import upgrade  # noqa: E402
 from server.interfaces.senders import add_sender  # noqa: E402
 from server.roster.service import DEFAULT_MAX_IN_PROGRESS, Shift  # noqa: E402
@@ -79,6 +84,23 @@ async def seed(settings: Settings, cap: int) -> None:
         )  # fmt: skip
         await add_sender(app, db, "DPI", "CHU_A", "HOPA")
         await db.commit()
+
+
+async def analyse(url: str) -> None:
+    """PostgreSQL: the tables' statistics brought up to date, as autovacuum keeps them
+    in production (``ANALYZE`` once 10 % of a table has changed, PostgreSQL's default).
+    This machine's PostgreSQL runs with autovacuum off, and the bench's tables grow
+    from nothing to tens of thousands of rows in minutes: without statistics the
+    planner takes an identity's or an order's lookup for a few rows and reads every
+    row of the establishment instead (docs/benchmarks.md "Eighth pass")."""
+    if not url.startswith("postgresql"):
+        return
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("ANALYZE"))
+    finally:
+        await engine.dispose()
 
 
 def start_listener(
@@ -269,6 +291,7 @@ async def main() -> None:
                     for version, (proc, port) in order:
                         count = args.identities if make is identities else args.orders
                         texts = make(f"{version[0].upper()}{r}x{c}x", count)
+                        await analyse(url)
                         figures = await run(proc.pid, port, name, texts, conns, version)
                         results.setdefault((version, name, conns), []).append(figures)
             summary(
