@@ -1,7 +1,8 @@
 """The engines of server/core/db.py. SQLite: a write transaction holds the write lock
 from its BEGIN, which goes to the driver without SQLAlchemy's cursor. PostgreSQL's
 pool: a connection lent again at once is not checked first (asyncpg's check is three
-round trips), one idle long enough is, and replaced when the server closed it."""
+round trips), one idle long enough is, and replaced when the server closed it; the
+connection given back last is lent first."""
 
 from __future__ import annotations
 
