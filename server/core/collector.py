@@ -5,8 +5,8 @@ whole heap every hundred young collections or so. A process that builds and drop
 many small objects for each message it serves (parsed HL7 trees, ORM rows, JSON)
 collects hundreds of times a second, and each full collection walks every object
 the process holds since it started: the modules, SQLAlchemy's mappers and caches,
-the compiled statements. Measured on the HL7 listener (docs/benchmarks.md "The
-garbage collector"): about a tenth of its CPU, and the pauses were its ACKs' p99.
+the compiled statements. Measured on the HL7 listener (docs/benchmarks.md "Eighth
+pass"): about a tenth of its CPU, and the pauses were its ACKs' p99.
 
 :func:`tune_for_serving`, called once the process is built and before it serves:
 what exists then is moved out of the collector's sight (``gc.freeze``: it lives as

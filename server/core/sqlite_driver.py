@@ -5,7 +5,7 @@ trip there and back: queued to the thread, which takes the GIL to run it, and
 answered through the event loop's self-pipe. SQLAlchemy's adapted cursor makes
 three or four such trips for a statement (open a cursor, execute, fetch the rows,
 close), each one waking two threads, and those trips, not SQLite, were most of a
-small transaction's cost (docs/benchmarks.md "One trip per statement").
+small transaction's cost (docs/benchmarks.md "Eighth pass").
 
 :data:`DBAPI` is SQLAlchemy's own aiosqlite adapter, whose connections open
 :class:`OneTripCursor`: the statement runs, its rows are read and its cursor closed in
