@@ -42,12 +42,17 @@ def event_frames(
     return [(channel, _frame(event)) for event in rendered], rendered
 
 
+def _move_deadlines(rendered: Sequence[EventJson]) -> bool:
+    """Whether one of an exam's events may have moved one of its deadlines."""
+    return any(moves_deadlines(e["kind"]) for e in rendered)
+
+
 async def replan(
     app: AppContext, exam: Exam | str, rendered: Sequence[EventJson], *, created: bool = False
 ) -> None:
     """After its events are published: re-plan the exam's escalation timers if one of
     them may have moved a deadline (``created``: see :func:`publish_events`)."""
-    if not any(moves_deadlines(e["kind"]) for e in rendered):
+    if not _move_deadlines(rendered):
         return
     # Every committed state change re-plans the exam's escalation timers. The change
     # is committed whatever happens here; the worker's periodic rebuild repairs a
@@ -69,11 +74,7 @@ async def replan_many(
     as rows are exams their transaction created (``created``), whose timers are
     planned together, in one call of the engine; the others are re-planned from SQL
     one by one, after them (an exam is created before any other change of it)."""
-    new = [
-        exam
-        for exam, rendered in exams
-        if isinstance(exam, Exam) and any(moves_deadlines(e["kind"]) for e in rendered)
-    ]
+    new = [exam for exam, rendered in exams if isinstance(exam, Exam) and _move_deadlines(rendered)]
     if new:
         try:
             await schedule_new_many(app, new)
